@@ -1,0 +1,155 @@
+"""Turning bytes of a mail into text: charset labels, fallbacks and RFC 2047 encoded words."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import re
+from functools import lru_cache
+
+__all__ = ["codec_for", "decode_bytes", "decode_header_value", "header_bytes"]
+
+# Labels real mail carries that Python does not know, or knows under another name.
+_ALIASES = {
+    "x-mac-cyrillic": "mac_cyrillic",
+    "x-mac-roman": "mac_roman",
+    "macintosh": "mac_roman",
+    "iso-8859-8-i": "iso8859_8",
+    "iso-8859-6-i": "iso8859_6",
+    "iso-8859-8-e": "iso8859_8",
+    "ks_c_5601-1987": "cp949",
+    "ks_c_5601": "cp949",
+    "x-windows-949": "cp949",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "windows-874": "cp874",
+    "x-sjis": "shift_jis",
+    "shift-jis": "shift_jis",
+    "x-euc-jp": "euc_jp",
+    "iso-2022-jp-3": "iso2022_jp_3",
+    "unicode-1-1-utf-7": "utf-7",
+    "x-user-defined": "cp1252",
+    "ansi_x3.4-1968": "ascii",
+    "us-ascii": "ascii",
+    "default": "cp1252",
+    "utf8": "utf-8",
+}
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_FOLD = re.compile(r"\r?\n[ \t]")
+
+
+@lru_cache(maxsize=256)
+def codec_for(label: str | None) -> str | None:
+    """The Python codec name for a charset label, or None if it is unknown or unusable."""
+    if not label:
+        return None
+    name = label.strip().strip("\"'").lower()
+    # RFC 2231 / RFC 2184 language suffix: "utf-8*de"
+    name = name.split("*", 1)[0]
+    name = _ALIASES.get(name, name)
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):
+        return None
+    # Codecs that are not text encodings (rot13, base64, ...) are not charsets.
+    if not getattr(info, "_is_text_encoding", True):
+        return None
+    return info.name
+
+
+def decode_bytes(data: bytes, declared: str | None) -> str:
+    """Decode body or header bytes: declared charset, then UTF-8, then windows-1252.
+
+    Only when none of them fits the bytes strictly is a replacement marker (U+FFFD) used,
+    so a character is never lost silently.
+    """
+    tried: list[str] = []
+    for candidate in (codec_for(declared), "utf-8", "cp1252"):
+        if candidate is None or candidate in tried:
+            continue
+        tried.append(candidate)
+        try:
+            return data.decode(candidate)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    return data.decode(tried[0] if tried else "utf-8", errors="replace")
+
+
+def header_bytes(value: str) -> bytes:
+    """The bytes behind a header string that may hold surrogate-escaped 8-bit bytes."""
+    return value.encode("utf-8", errors="surrogateescape")
+
+
+def _decode_raw_text(text: str) -> str:
+    """Header text outside encoded words: raw 8-bit bytes are UTF-8 or windows-1252."""
+    if text.isascii():
+        return text
+    try:
+        data = header_bytes(text)
+    except UnicodeEncodeError:  # pragma: no cover - lone surrogates of another kind
+        return text.encode("utf-8", errors="replace").decode("utf-8")
+    return decode_bytes(data, "utf-8")
+
+
+def _word_bytes(encoding: str, payload: str) -> bytes | None:
+    if encoding in "bB":
+        cleaned = re.sub(r"[^A-Za-z0-9+/]", "", payload)
+        cleaned += "=" * (-len(cleaned) % 4)
+        try:
+            return base64.b64decode(cleaned)
+        except (binascii.Error, ValueError):
+            return None
+    data = payload.replace("_", " ")
+    try:
+        return binascii.a2b_qp(data.encode("ascii", errors="surrogateescape"), header=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return None
+
+
+def decode_header_value(raw: str) -> str:
+    """Decode a raw header value: unfold, RFC 2047 words (also broken ones), 8-bit bytes.
+
+    Adjacent encoded words in the same charset are joined before decoding, so a multi-byte
+    character split across two words comes out whole. Whitespace between encoded words is
+    dropped as RFC 2047 says.
+    """
+    text = _FOLD.sub(" ", raw).replace("\r", "").replace("\n", "")
+    out: list[str] = []
+    pending: bytearray = bytearray()
+    pending_charset: str | None = None
+    pos = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_charset
+        if pending:
+            out.append(decode_bytes(bytes(pending), pending_charset))
+        pending = bytearray()
+        pending_charset = None
+
+    last_was_word = False
+    for match in _ENCODED_WORD.finditer(text):
+        between = text[pos : match.start()]
+        if between and not (last_was_word and between.isspace()):
+            flush()
+            out.append(_decode_raw_text(between))
+        data = _word_bytes(match.group(2), match.group(3))
+        if data is None:
+            flush()
+            out.append(match.group(0))
+            last_was_word = False
+        else:
+            label = codec_for(match.group(1)) or match.group(1)
+            if pending and label != pending_charset:
+                flush()
+            pending_charset = label
+            pending.extend(data)
+            last_was_word = True
+        pos = match.end()
+    flush()
+    out.append(_decode_raw_text(text[pos:]))
+    result = "".join(out)
+    # Control characters never belong in a header's text.
+    return "".join(ch if ch == "\t" or ch >= " " else " " for ch in result).strip()

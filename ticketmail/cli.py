@@ -1,0 +1,687 @@
+"""The `ticketmail` command line: one clear line on error, exit 0 / 1 / 2, --json for lists."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import dataclasses
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from .config import Config, load_config, resolve_config_path
+from .errors import ConfigError, TicketmailError, UsageError
+from .files import BlobStore
+from .intake import Envelope
+from .logs import configure_logging
+from .models import STATUSES, Customer, OutboxEntry, QuarantineEntry, TicketSummary, TicketView
+from .notify import Templates
+from .store import CustomerRow, Store, UserRow
+
+__all__ = ["main"]
+
+LANGS = ("de", "en")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None
+
+
+def _day(text: str, *, what: str) -> date | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{what}: {text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _email(text: str, *, what: str = "email") -> str:
+    value = text.strip()
+    local, at, domain = value.rpartition("@")
+    if not at or not local or "." not in domain or any(c.isspace() for c in value):
+        raise UsageError(f"{what}: {text!r} is not a mail address")
+    return value.casefold()
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
+    cells = [[str(c) if c is not None else "-" for c in row] for row in rows]
+    widths = [
+        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(header)
+    ]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+# --- JSON shapes (SPEC section 7) --------------------------------------------------------------
+
+
+def ticket_json(view: TicketView) -> dict[str, Any]:
+    s = view.summary
+    return {
+        "number": str(s.number),
+        "subject": s.subject,
+        "status": s.status,
+        "customer": {"number": s.customer, "name": s.customer_name},
+        "requester": s.requester,
+        "created_at": _iso(s.created_at),
+        "updated_at": _iso(s.updated_at),
+        "previous_ticket": str(view.previous_number) if view.previous_number else None,
+        "articles": [
+            {
+                "id": a.id,
+                "direction": a.direction,
+                "automatic": a.automatic,
+                "from": a.sender,
+                "to": list(a.to),
+                "cc": list(a.cc),
+                "subject": a.subject,
+                "date": _iso(a.date),
+                "message_id": a.message_id,
+                "body_text": a.body_text,
+                "reply_text": a.reply_text,
+                "note": a.note,
+                "raw_sha256": a.raw_sha256,
+                "attachments": [dataclasses.asdict(f) for f in a.attachments],
+            }
+            for a in view.articles
+        ],
+    }
+
+
+def ticket_summary_json(s: TicketSummary) -> dict[str, Any]:
+    return {
+        "number": str(s.number),
+        "subject": s.subject,
+        "status": s.status,
+        "customer": s.customer,
+        "requester": s.requester,
+        "created_at": _iso(s.created_at),
+        "updated_at": _iso(s.updated_at),
+        "articles": s.articles,
+    }
+
+
+def customer_json(c: Customer, users: int, today: date) -> dict[str, Any]:
+    return {
+        "number": c.number,
+        "name": c.name,
+        "support_until": c.support_until.isoformat() if c.support_until else None,
+        "trial_until": c.trial_until.isoformat() if c.trial_until else None,
+        "supported": c.has_support(today),
+        "users": users,
+    }
+
+
+def outbox_json(e: OutboxEntry) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "created_at": _iso(e.created_at),
+        "kind": e.kind,
+        "ticket": str(e.ticket) if e.ticket is not None else None,
+        "recipient": e.recipient,
+        "message_id": e.message_id,
+        "subject": e.subject,
+        "status": e.status,
+        "attempts": e.attempts,
+        "next_attempt_at": _iso(e.next_attempt_at),
+        "last_error": e.last_error,
+        "sent_at": _iso(e.sent_at),
+    }
+
+
+def quarantine_json(e: QuarantineEntry) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "received_at": _iso(e.received_at),
+        "envelope_from": e.envelope_from,
+        "envelope_to": list(e.envelope_to),
+        "sha256": e.raw_sha256,
+        "size": e.size,
+        "error": e.error,
+        "status": e.status,
+        "outcome": e.outcome,
+    }
+
+
+# --- CSV imports --------------------------------------------------------------------------------
+
+
+def _read_csv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """Rows of a CSV file with exactly `columns` (any order), each with its line number."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    reader = csv.reader(text.splitlines())
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise UsageError(f"{path}: empty file, expected a header row") from None
+    if sorted(header) != sorted(columns):
+        raise UsageError(
+            f"{path} line 1: header must name the columns {','.join(columns)}, "
+            f"got {','.join(header)}"
+        )
+    rows: list[tuple[int, dict[str, str]]] = []
+    for values in reader:
+        line = reader.line_num
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            raise UsageError(
+                f"{path} line {line}: expected {len(header)} fields, got {len(values)}"
+            )
+        rows.append((line, {h: v.strip() for h, v in zip(header, values, strict=True)}))
+    return rows
+
+
+def parse_customer_csv(path: Path) -> list[CustomerRow]:
+    rows: list[CustomerRow] = []
+    seen: set[str] = set()
+    for line, r in _read_csv(path, ("number", "name", "support_until", "trial_until")):
+        where = f"{path} line {line}"
+        if not r["number"]:
+            raise UsageError(f"{where}: number is empty")
+        if not r["name"]:
+            raise UsageError(f"{where}: name is empty")
+        if r["number"] in seen:
+            raise UsageError(f"{where}: customer {r['number']} appears twice")
+        seen.add(r["number"])
+        try:
+            support = _day(r["support_until"], what="support_until")
+            trial = _day(r["trial_until"], what="trial_until")
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+        rows.append(CustomerRow(r["number"], r["name"], support, trial))
+    return rows
+
+
+def parse_user_csv(path: Path) -> list[tuple[int, UserRow]]:
+    rows: list[tuple[int, UserRow]] = []
+    seen: set[str] = set()
+    for line, r in _read_csv(path, ("email", "customer", "name", "lang")):
+        where = f"{path} line {line}"
+        try:
+            email = _email(r["email"])
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+        if email in seen:
+            raise UsageError(f"{where}: {email} appears twice")
+        seen.add(email)
+        if not r["customer"]:
+            raise UsageError(f"{where}: customer is empty")
+        lang = r["lang"].lower() or None
+        if lang is not None and lang not in LANGS:
+            raise UsageError(f"{where}: lang {r['lang']!r} is not de or en")
+        rows.append((line, UserRow(email, r["customer"], r["name"], lang)))
+    return rows
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+async def _with_store(config: Config, action: Callable[[Store], Coroutine[Any, Any, int]]) -> int:
+    store = await Store.open(config.data_dir)
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    from .daemon import serve
+
+    try:
+        return asyncio.run(serve(config))
+    except OSError as exc:
+        raise TicketmailError(
+            f"cannot listen on {config.smtp.host}:{config.smtp.port}: {exc.strerror or exc}"
+        ) from None
+
+
+def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
+    Templates(config.templates_dir).check()
+    data_dir = config.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".check-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"storage.data_dir: {data_dir} is not writable: {exc.strerror}") from None
+    effective = dataclasses.asdict(config)
+    effective.pop("source")
+    if effective["relay"]["password"]:
+        effective["relay"]["password"] = "********"  # noqa: S105 - the mask, not a secret
+    else:
+        effective["relay"]["password"] = "(not set)"  # noqa: S105
+    if args.json:
+        _print_json({"source": config.source, "config": effective})
+        return 0
+    print(f"# effective configuration from {config.source}")
+    print(f"# templates: {config.templates_dir}  (checked: de, en)")
+    for section, values in effective.items():
+        print(f"\n[{section}]")
+        for key, value in values.items():
+            shown = list(value) if isinstance(value, tuple) else value
+            print(f"{key} = {json.dumps(shown, ensure_ascii=False)}")
+    print("\nok")
+    return 0
+
+
+def cmd_customer_add(config: Config, args: argparse.Namespace) -> int:
+    row = CustomerRow(
+        args.number.strip(),
+        args.name.strip(),
+        _day(args.support_until or "", what="--support-until"),
+        _day(args.trial_until or "", what="--trial-until"),
+    )
+    if not row.number or not row.name:
+        raise UsageError("customer number and name must not be empty")
+
+    async def run(store: Store) -> int:
+        await store.add_customers([row], now=_now())
+        print(f"customer {row.number} saved")
+        return 0
+
+    return asyncio.run(_with_store(config, run))
+
+
+def cmd_customer_list(config: Config, args: argparse.Namespace) -> int:
+    async def run(store: Store) -> int:
+        today = _now().date()
+        found = await store.list_customers()
+        if args.json:
+            _print_json([customer_json(c, n, today) for c, n in found])
+            return 0
+        _table(
+            [
+                (
+                    c.number,
+                    c.name,
+                    c.support_until,
+                    c.trial_until,
+                    "yes" if c.has_support(today) else "no",
+                    n,
+                )
+                for c, n in found
+            ],
+            ("NUMBER", "NAME", "SUPPORT_UNTIL", "TRIAL_UNTIL", "SUPPORTED", "USERS"),
+        )
+        return 0
+
+    return asyncio.run(_with_store(config, run))
+
+
+def cmd_customer_import(config: Config, args: argparse.Namespace) -> int:
+    rows = parse_customer_csv(Path(args.file))
+
+    async def run(store: Store) -> int:
+        await store.add_customers(rows, now=_now())
+        print(f"{len(rows)} customers imported")
+        return 0
+
+    return asyncio.run(_with_store(config, run))
+
+
+def cmd_user_add(config: Config, args: argparse.Namespace) -> int:
+    row = UserRow(_email(args.email), args.customer.strip(), (args.name or "").strip(), args.lang)
+
+    async def run(store: Store) -> int:
+        await store.add_users([row], now=_now())
+        print(f"user {row.email} saved")
+        return 0
+
+    return asyncio.run(_with_store(config, run))
+
+
+def cmd_user_list(config: Config, args: argparse.Namespace) -> int:
+    async def run(store: Store) -> int:
+        users = await store.list_users(customer=args.customer)
+        if args.json:
+            _print_json(
+                [
+                    {
+                        "email": u.email,
+                        "name": u.name,
+                        "lang": u.lang,
+                        "customer": u.customer.number,
+                    }
+                    for u in users
+                ]
+            )
+            return 0
+        _table(
+            [(u.email, u.name, u.lang, u.customer.number, u.customer.name) for u in users],
+            ("EMAIL", "NAME", "LANG", "CUSTOMER", "INSTITUTION"),
+        )
+        return 0
+
+    return asyncio.run(_with_store(config, run))
+
+
+def cmd_user_remove(config: Config, args: argparse.Namespace) -> int:
+    async def run(store: Store) -> int:
+        await store.remove_user(args.email.strip())
+        print(f"user {args.email.strip().casefold()} removed")
+        return 0
+
+    return asyncio.run(_with_store(config, run))
+
+
+def cmd_user_import(config: Config, args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    numbered = parse_user_csv(path)
+
+    async def run(store: Store) -> int:
+        try:
+            await store.add_users([row for _, row in numbered], now=_now())
+        except UsageError as exc:
+            # The store names the row; turn it into the file's line.
+            text = str(exc)
+            if text.startswith("row "):
+                index = int(text.split(":", 1)[0].removeprefix("row ")) - 1
+                text = f"{path} line {numbered[index][0]}:{text.split(':', 1)[1]}"
+            elif numbered:
+                text = f"{path} line {numbered[0][0]}: {text}"
+            raise UsageError(text) from None
+        print(f"{len(numbered)} users imported")
+        return 0
+
+    return asyncio.run(_with_store(config, run))
+
+
+def _ticket_number(text: str) -> int:
+    digits = text.strip().lstrip("#")
+    if not digits.isdigit():
+        raise UsageError(f"{text!r} is not a ticket number")
+    return int(digits)
+
+
+def cmd_ticket_list(config: Config, args: argparse.Namespace) -> int:
+    async def run(store: Store) -> int:
+        tickets = await store.list_tickets(customer=args.customer, status=args.status)
+        if args.json:
+            _print_json([ticket_summary_json(t) for t in tickets])
+            return 0
+        _table(
+            [
+                (
+                    t.number,
+                    t.status,
+                    t.customer,
+                    t.requester,
+                    t.articles,
+                    _iso(t.updated_at),
+                    t.subject[:60],
+                )
+                for t in tickets
+            ],
+            ("NUMBER", "STATUS", "CUSTOMER", "REQUESTER", "ARTICLES", "UPDATED", "SUBJECT"),
+        )
+        return 0
+
+    return asyncio.run(_with_store(config, run))
+
+
+def cmd_ticket_show(config: Config, args: argparse.Namespace) -> int:
+    number = _ticket_number(args.number)
+
+    async def run(store: Store) -> int:
+        view = await store.get_ticket(number)
+        if args.json:
+            _print_json(ticket_json(view))
+            return 0
+        s = view.summary
+        print(f"Ticket {s.number}: {s.subject}")
+        print(f"Status:    {s.status}")
+        print(f"Customer:  {s.customer} {s.customer_name}")
+        print(f"Requester: {s.requester}")
+        print(f"Created:   {_iso(s.created_at)}   Updated: {_iso(s.updated_at)}")
+        if view.previous_number:
+            print(f"Follows:   closed ticket {view.previous_number}")
+        for a in view.articles:
+            flag = " (automatic)" if a.automatic else ""
+            print(f"\n--- article {a.id}, {a.direction}{flag}, {_iso(a.date) or 'no date'}")
+            print(f"From:    {a.sender}")
+            print(f"Subject: {a.subject}")
+            if a.note:
+                print(f"Note:    {a.note}")
+            for f in a.attachments:
+                print(f"File:    {f.filename} ({f.content_type}, {f.size} bytes)")
+            print()
+            print(a.body_text.rstrip() or "(no text)")
+        return 0
+
+    return asyncio.run(_with_store(config, run))
+
+
+def cmd_outbox_list(config: Config, args: argparse.Namespace) -> int:
+    async def run(store: Store) -> int:
+        entries = await store.list_outbox()
+        if args.json:
+            _print_json([outbox_json(e) for e in entries])
+            return 0
+        _table(
+            [
+                (
+                    e.id,
+                    e.status,
+                    e.kind,
+                    e.ticket,
+                    e.recipient,
+                    e.attempts,
+                    _iso(e.next_attempt_at),
+                    e.last_error[:60],
+                )
+                for e in entries
+            ],
+            ("ID", "STATUS", "KIND", "TICKET", "RECIPIENT", "ATTEMPTS", "NEXT_TRY", "LAST_ERROR"),
+        )
+        return 0
+
+    return asyncio.run(_with_store(config, run))
+
+
+def cmd_quarantine_list(config: Config, args: argparse.Namespace) -> int:
+    async def run(store: Store) -> int:
+        entries = await store.list_quarantine()
+        if args.json:
+            _print_json([quarantine_json(e) for e in entries])
+            return 0
+        _table(
+            [
+                (
+                    e.id,
+                    e.status,
+                    _iso(e.received_at),
+                    e.envelope_from or "<>",
+                    e.size,
+                    e.outcome,
+                    e.error[:70],
+                )
+                for e in entries
+            ],
+            ("ID", "STATUS", "RECEIVED", "ENVELOPE_FROM", "SIZE", "OUTCOME", "ERROR"),
+        )
+        return 0
+
+    return asyncio.run(_with_store(config, run))
+
+
+def cmd_quarantine_retry(config: Config, args: argparse.Namespace) -> int:
+    from .daemon import open_parts
+
+    if args.all == (args.id is not None):
+        raise UsageError("quarantine retry takes an ID or --all")
+
+    async def run() -> int:
+        store, intake = await open_parts(config)
+        blobs = BlobStore(config.data_dir / "blobs")
+        failures = 0
+        try:
+            if args.all:
+                entries = [e for e in await store.list_quarantine() if e.status == "held"]
+            else:
+                entry = await store.get_quarantine(int(args.id))
+                if entry.status != "held":
+                    raise UsageError(f"quarantine entry {entry.id} was already retried")
+                entries = [entry]
+            for entry in entries:
+                raw = blobs.get(entry.raw_sha256)
+                env = Envelope(entry.envelope_from, entry.envelope_to)
+                try:
+                    result = await intake.handle(raw, env)
+                except Exception as exc:
+                    failures += 1
+                    error = f"{type(exc).__name__}: {exc}"
+                    async with store.transaction() as tx:
+                        await tx.note_quarantine_error(entry.id, error)
+                    print(f"quarantine {entry.id}: still failing: {error}")
+                    continue
+                async with store.transaction() as tx:
+                    await tx.resolve_quarantine(entry.id, outcome=result.outcome, now=_now())
+                where = f", ticket {result.ticket}" if result.ticket is not None else ""
+                print(f"quarantine {entry.id}: {result.outcome}{where}")
+        finally:
+            await store.close()
+        return 1 if failures else 0
+
+    if args.id is not None and not str(args.id).isdigit():
+        raise UsageError(f"{args.id!r} is not a quarantine ID")
+    return asyncio.run(run())
+
+
+# --- argument parsing -------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        self.print_usage(sys.stderr)
+        print(f"ticketmail: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", help="config file (else $TICKETMAIL_CONFIG)")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="machine-readable output")
+
+    parser = _Parser(
+        prog="ticketmail", description="Inbound mail gateway for support tickets.", parents=[common]
+    )
+    nouns = parser.add_subparsers(
+        dest="noun", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+
+    def verb(
+        sub: Any,
+        name: str,
+        handler: Callable[..., int],
+        helptext: str,
+        *parents: argparse.ArgumentParser,
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, help=helptext, parents=[common, *parents])
+        p.set_defaults(handler=handler)
+        return p
+
+    verb(nouns, "serve", cmd_serve, "run the daemon in the foreground")
+    verb(nouns, "check-config", cmd_check_config, "validate config, templates, data dir", as_json)
+
+    customer = nouns.add_parser("customer", help="institutions").add_subparsers(
+        dest="verb", required=True, metavar="VERB", parser_class=_Parser
+    )
+    p = verb(customer, "add", cmd_customer_add, "add or update a customer")
+    p.add_argument("number")
+    p.add_argument("name")
+    p.add_argument("--support-until", metavar="YYYY-MM-DD")
+    p.add_argument("--trial-until", metavar="YYYY-MM-DD")
+    verb(customer, "list", cmd_customer_list, "list customers", as_json)
+    p = verb(
+        customer, "import", cmd_customer_import, "import number,name,support_until,trial_until"
+    )
+    p.add_argument("file", metavar="FILE.csv")
+
+    user = nouns.add_parser("user", help="registered senders").add_subparsers(
+        dest="verb", required=True, metavar="VERB", parser_class=_Parser
+    )
+    p = verb(user, "add", cmd_user_add, "add or update a user")
+    p.add_argument("email")
+    p.add_argument("--customer", required=True, metavar="NUMBER")
+    p.add_argument("--name", default="")
+    p.add_argument("--lang", choices=LANGS)
+    p = verb(user, "list", cmd_user_list, "list users", as_json)
+    p.add_argument("--customer", metavar="NUMBER")
+    p = verb(user, "remove", cmd_user_remove, "remove a user")
+    p.add_argument("email")
+    p = verb(user, "import", cmd_user_import, "import email,customer,name,lang (all or none)")
+    p.add_argument("file", metavar="FILE.csv")
+
+    ticket = nouns.add_parser("ticket", help="tickets").add_subparsers(
+        dest="verb", required=True, metavar="VERB", parser_class=_Parser
+    )
+    p = verb(ticket, "list", cmd_ticket_list, "list tickets, last activity first", as_json)
+    p.add_argument("--customer", metavar="NUMBER")
+    p.add_argument("--status", choices=STATUSES)
+    p = verb(ticket, "show", cmd_ticket_show, "show one ticket with its articles", as_json)
+    p.add_argument("number")
+
+    outbox = nouns.add_parser("outbox", help="mail ticketmail sends").add_subparsers(
+        dest="verb", required=True, metavar="VERB", parser_class=_Parser
+    )
+    verb(outbox, "list", cmd_outbox_list, "list queued, sent and failed mail", as_json)
+
+    quarantine = nouns.add_parser("quarantine", help="mail that failed processing").add_subparsers(
+        dest="verb", required=True, metavar="VERB", parser_class=_Parser
+    )
+    verb(quarantine, "list", cmd_quarantine_list, "list quarantined mail", as_json)
+    p = verb(quarantine, "retry", cmd_quarantine_retry, "process quarantined mail again")
+    p.add_argument("id", nargs="?", metavar="ID")
+    p.add_argument("--all", action="store_true", help="every held entry")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(resolve_config_path(args.config))
+        serving = args.handler is cmd_serve
+        configure_logging(
+            level=config.log.level if serving else "warning",
+            fmt=config.log.format,
+        )
+        status: int = args.handler(config, args)
+        return status
+    except TicketmailError as exc:
+        print(f"ticketmail: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        print(f"ticketmail: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

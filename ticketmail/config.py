@@ -1,0 +1,287 @@
+"""Configuration: config.toml plus environment, validated into a frozen Config."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+
+from .errors import ConfigError
+
+__all__ = [
+    "Config",
+    "LogConfig",
+    "MailConfig",
+    "PolicyConfig",
+    "RelayConfig",
+    "SmtpConfig",
+    "StorageConfig",
+    "TemplatesConfig",
+    "TicketsConfig",
+    "load_config",
+    "resolve_config_path",
+]
+
+ENV_CONFIG = "TICKETMAIL_CONFIG"
+ENV_RELAY_PASSWORD = "TICKETMAIL_RELAY_PASSWORD"  # noqa: S105 - the variable's name, not a secret
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    host: str = "127.0.0.1"
+    port: int = 2525
+    hostname: str = "localhost"
+    recipients: tuple[str, ...] = ("support@stueber.de",)
+    max_message_bytes: int = 25 * MIB
+    max_sessions: int = 100
+    timeout_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    data_dir: str = "./var"
+
+
+@dataclass(frozen=True, slots=True)
+class MailConfig:
+    from_address: str = "support@stueber.de"
+    from_name: str = "Stueber Support"
+    message_id_domain: str = "stueber.de"
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    transport: str = field(default="file", metadata={"choices": ("file", "smtp")})
+    host: str = "127.0.0.1"
+    port: int = 25
+    security: str = field(default="none", metadata={"choices": ("none", "starttls", "tls")})
+    username: str = ""
+    timeout_seconds: float = 30.0
+    max_age_hours: float = 48.0
+    retry_initial_seconds: float = 60.0
+    retry_max_seconds: float = 3600.0
+    poll_seconds: float = 5.0
+    # Filled from the environment only, never from the file.
+    password: str = field(default="", repr=False, metadata={"env_only": True})
+
+
+@dataclass(frozen=True, slots=True)
+class TicketsConfig:
+    subject_tag: str = "Ticket"
+    first_number: int = 100001
+    reopen_days: int = 14
+    acknowledge_followups: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    unknown_sender: str = field(default="reject", metadata={"choices": ("reject", "discard")})
+    no_contract: str = field(default="reply", metadata={"choices": ("reply", "reject", "discard")})
+    registration_url: str = "https://www.stueber.de/support/registrierung"
+    offer_address: str = "office@stueber.de"
+    max_auto_replies_per_hour: int = 10
+    max_auto_replies_per_ticket_per_hour: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class TemplatesConfig:
+    dir: str = ""
+    default_language: str = field(default="de", metadata={"choices": ("de", "en")})
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = field(default="info", metadata={"choices": ("debug", "info", "warning", "error")})
+    format: str = field(default="auto", metadata={"choices": ("auto", "json", "console")})
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    smtp: SmtpConfig = SmtpConfig()
+    storage: StorageConfig = StorageConfig()
+    mail: MailConfig = MailConfig()
+    relay: RelayConfig = RelayConfig()
+    tickets: TicketsConfig = TicketsConfig()
+    policy: PolicyConfig = PolicyConfig()
+    templates: TemplatesConfig = TemplatesConfig()
+    log: LogConfig = LogConfig()
+    source: str = "<built-in defaults>"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.storage.data_dir)
+
+    @property
+    def templates_dir(self) -> Path:
+        if self.templates.dir:
+            return Path(self.templates.dir)
+        return default_templates_dir()
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        """Every address ticketmail receives on or sends from, case-folded."""
+        return frozenset(a.casefold() for a in (*self.smtp.recipients, self.mail.from_address))
+
+
+def default_templates_dir() -> Path:
+    """The templates shipped with ticketmail: inside the wheel, else the repository's."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "templates"
+    if packaged.is_dir():
+        return packaged
+    return here.parent / "templates"
+
+
+def resolve_config_path(cli_value: str | None) -> Path | None:
+    """--config, else $TICKETMAIL_CONFIG, else None (built-in defaults)."""
+    if cli_value:
+        return Path(cli_value)
+    env = os.environ.get(ENV_CONFIG)
+    return Path(env) if env else None
+
+
+def load_config(path: Path | None, *, environ: typing.Mapping[str, str] | None = None) -> Config:
+    """Read and validate the config file; raise ConfigError naming the file and key."""
+    _load_dotenv(path)
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    source = "<built-in defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            with path.open("rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: file not found") from None
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    sections: dict[str, Any] = {}
+    hints = typing.get_type_hints(Config)
+    for key, value in raw.items():
+        if key not in hints or key == "source":
+            raise ConfigError(f"{source}: unknown section [{key}]")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key}: expected a table [{key}]")
+    for f in dataclasses.fields(Config):
+        if f.name == "source":
+            continue
+        section_type = hints[f.name]
+        sections[f.name] = _build_section(
+            section_type, raw.get(f.name, {}), source=source, section=f.name
+        )
+    password = env.get(ENV_RELAY_PASSWORD, "")
+    sections["relay"] = dataclasses.replace(sections["relay"], password=password)
+    config = Config(**sections, source=source)
+    _check_semantics(config)
+    return config
+
+
+def _load_dotenv(path: Path | None) -> None:
+    """Secrets may sit in a .env beside the config file or in the working directory."""
+    candidates = [Path.cwd() / ".env"]
+    if path is not None:
+        candidates.insert(0, path.parent / ".env")
+    for candidate in candidates:
+        if candidate.is_file():
+            load_dotenv(candidate, override=False)
+
+
+def _build_section(cls: Any, values: dict[str, Any], *, source: str, section: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("env_only")}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{source}: unknown key {section}.{key}")
+        name = f"{section}.{key}"
+        converted = _convert(hints[key], value, source=source, name=name)
+        choices = known[key].metadata.get("choices")
+        if choices and converted not in choices:
+            allowed = ", ".join(repr(c) for c in choices)
+            raise ConfigError(f"{source}: {name}: {converted!r} is not one of {allowed}")
+        kwargs[key] = converted
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, *, source: str, name: str) -> Any:
+    def fail(expected: str) -> ConfigError:
+        return ConfigError(f"{source}: {name}: expected {expected}, got {type(value).__name__}")
+
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise fail("true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail("an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise fail("a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise fail("a string")
+        return value
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise fail("a list of strings")
+        return tuple(value)
+    if isinstance(hint, types.UnionType):  # pragma: no cover - no such keys yet
+        raise fail(str(hint))
+    raise ConfigError(f"{source}: {name}: unsupported setting type")  # pragma: no cover
+
+
+def _check_semantics(config: Config) -> None:
+    src = config.source
+
+    def positive(name: str, value: float) -> None:
+        if value <= 0:
+            raise ConfigError(f"{src}: {name}: must be greater than 0, got {value}")
+
+    if not 0 <= config.smtp.port <= 65535:
+        raise ConfigError(f"{src}: smtp.port: {config.smtp.port} is not a port number")
+    if not 0 < config.relay.port <= 65535:
+        raise ConfigError(f"{src}: relay.port: {config.relay.port} is not a port number")
+    if not config.smtp.recipients:
+        raise ConfigError(f"{src}: smtp.recipients: at least one address is needed")
+    for address in config.smtp.recipients:
+        if "@" not in address:
+            raise ConfigError(f"{src}: smtp.recipients: {address!r} is not a mail address")
+    if "@" not in config.mail.from_address:
+        raise ConfigError(
+            f"{src}: mail.from_address: {config.mail.from_address!r} is not a mail address"
+        )
+    positive("smtp.max_message_bytes", config.smtp.max_message_bytes)
+    positive("smtp.max_sessions", config.smtp.max_sessions)
+    positive("smtp.timeout_seconds", config.smtp.timeout_seconds)
+    positive("relay.timeout_seconds", config.relay.timeout_seconds)
+    positive("relay.max_age_hours", config.relay.max_age_hours)
+    positive("relay.retry_initial_seconds", config.relay.retry_initial_seconds)
+    positive("relay.retry_max_seconds", config.relay.retry_max_seconds)
+    positive("relay.poll_seconds", config.relay.poll_seconds)
+    positive("tickets.first_number", config.tickets.first_number)
+    if config.tickets.reopen_days < 0:
+        raise ConfigError(f"{src}: tickets.reopen_days: must not be negative")
+    tag = config.tickets.subject_tag
+    if not tag or any(c in tag for c in "[]#\r\n"):
+        raise ConfigError(f"{src}: tickets.subject_tag: {tag!r} must be a word without [ ] #")
+    if config.policy.max_auto_replies_per_hour < 0:
+        raise ConfigError(f"{src}: policy.max_auto_replies_per_hour: must not be negative")
+    if config.policy.max_auto_replies_per_ticket_per_hour < 0:
+        raise ConfigError(
+            f"{src}: policy.max_auto_replies_per_ticket_per_hour: must not be negative"
+        )
+    if config.relay.transport == "smtp" and not config.relay.host:
+        raise ConfigError(f"{src}: relay.host: needed when relay.transport = 'smtp'")

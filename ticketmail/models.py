@@ -1,0 +1,131 @@
+"""The values that cross module borders: customers, users, tickets, queue entries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+__all__ = [
+    "STATUSES",
+    "ArticleView",
+    "AttachmentView",
+    "Customer",
+    "OutboxEntry",
+    "QuarantineEntry",
+    "TicketRef",
+    "TicketSummary",
+    "TicketView",
+    "User",
+]
+
+STATUSES = ("new", "open", "answered", "closed")
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    number: str
+    name: str
+    support_until: date | None
+    trial_until: date | None
+
+    def has_support(self, today: date) -> bool:
+        """An active support contract or trial on `today` (both dates inclusive)."""
+        return any(d is not None and d >= today for d in (self.support_until, self.trial_until))
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    email: str
+    name: str
+    lang: str | None
+    customer: Customer
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRef:
+    """What routing needs to know about an existing ticket."""
+
+    number: int
+    customer: str
+    status: str
+    closed_at: datetime | None
+    requester: str
+    subject: str
+    recent_auto_replies: int
+
+
+@dataclass(frozen=True, slots=True)
+class TicketSummary:
+    number: int
+    subject: str
+    status: str
+    customer: str
+    customer_name: str
+    requester: str
+    created_at: datetime
+    updated_at: datetime
+    articles: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentView:
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    content_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ArticleView:
+    id: int
+    direction: str
+    automatic: bool
+    sender: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+    date: datetime | None
+    message_id: str
+    body_text: str
+    reply_text: str
+    raw_sha256: str | None
+    note: str | None
+    attachments: tuple[AttachmentView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TicketView:
+    summary: TicketSummary
+    previous_number: int | None
+    articles: tuple[ArticleView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    id: int
+    created_at: datetime
+    kind: str
+    ticket: int | None
+    recipient: str
+    sender: str
+    message_id: str
+    subject: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    id: int
+    received_at: datetime
+    envelope_from: str
+    envelope_to: tuple[str, ...]
+    raw_sha256: str
+    size: int
+    error: str
+    status: str
+    outcome: str

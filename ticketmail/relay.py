@@ -1,0 +1,190 @@
+"""The outbox worker: delivers queued mail through the relay with backoff, apart from intake."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+import structlog
+
+from .config import RelayConfig
+from .files import write_file_durably
+from .store import OutboxDue, Store
+
+__all__ = ["FileTransport", "OutboxWorker", "RelayError", "SmtpTransport", "Transport"]
+
+log = structlog.get_logger()
+
+
+class RelayError(Exception):
+    """A delivery attempt failed; `permanent` when the relay answered 5xx."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Transport(Protocol):
+    async def send(self, raw: bytes, *, sender: str, recipient: str, name: str) -> None: ...
+
+
+class FileTransport:
+    """Development transport: every mail becomes `<dir>/<name>.eml`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def send(self, raw: bytes, *, sender: str, recipient: str, name: str) -> None:
+        del sender, recipient
+        try:
+            await asyncio.to_thread(write_file_durably, self.directory / f"{name}.eml", raw)
+        except OSError as exc:
+            message = f"cannot write {self.directory}: {exc.strerror}"
+            raise RelayError(message, permanent=False) from None
+
+
+class SmtpTransport:
+    """Delivery through an SMTP relay: plain, STARTTLS or implicit TLS, optional AUTH."""
+
+    def __init__(self, config: RelayConfig, *, hostname: str) -> None:
+        self.config = config
+        self.hostname = hostname
+        self.tls_context: ssl.SSLContext | None = None
+
+    async def send(self, raw: bytes, *, sender: str, recipient: str, name: str) -> None:
+        del name
+        cfg = self.config
+        try:
+            await aiosmtplib.send(
+                raw,
+                sender=sender,
+                recipients=[recipient],
+                hostname=cfg.host,
+                port=cfg.port,
+                local_hostname=self.hostname,
+                timeout=cfg.timeout_seconds,
+                use_tls=cfg.security == "tls",
+                start_tls=cfg.security == "starttls",
+                tls_context=self.tls_context,
+                username=cfg.username or None,
+                password=cfg.password or None if cfg.username else None,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+            raise RelayError(text, permanent=all(c >= 500 for c in codes)) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise RelayError(f"{exc.code} {exc.message}", permanent=exc.code >= 500) from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise RelayError(f"{type(exc).__name__}: {exc}", permanent=False) from None
+
+
+class OutboxWorker:
+    """Sends what is due, sleeps until the next entry is due or it is woken."""
+
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport,
+        config: RelayConfig,
+        *,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.store = store
+        self.transport = transport
+        self.config = config
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop between two attempts; an attempt under way is finished first."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                await self.run_once()
+                delay = await self._delay()
+            except Exception as exc:
+                log.error("outbox_worker_error", error=f"{type(exc).__name__}: {exc}")
+                delay = self.config.poll_seconds
+            if self._stopping:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            self._wake.clear()
+
+    async def _delay(self) -> float:
+        due = await self.store.next_outbox_due()
+        if due is None:
+            return self.config.poll_seconds
+        seconds = (due - self.clock()).total_seconds()
+        return min(max(seconds, 0.05), self.config.poll_seconds)
+
+    async def run_once(self) -> int:
+        """Attempt every due entry once; return how many were attempted."""
+        attempted = 0
+        while not self._stopping:
+            due = await self.store.due_outbox(now=self.clock())
+            if not due:
+                break
+            for entry in due:
+                if self._stopping:
+                    break
+                await self._attempt(entry)
+                attempted += 1
+        return attempted
+
+    async def _attempt(self, entry: OutboxDue) -> None:
+        name = f"{entry.created_at:%Y%m%dT%H%M%S}-{entry.id:06d}"
+        try:
+            await self.transport.send(
+                entry.raw, sender=entry.sender, recipient=entry.recipient, name=name
+            )
+        except RelayError as exc:
+            await self._failed(entry, str(exc), permanent=exc.permanent)
+            return
+        await self.store.outbox_sent(entry.id, now=self.clock())
+        log.info(
+            "outbox_sent", outbox=entry.id, recipient=entry.recipient, attempts=entry.attempts + 1
+        )
+
+    async def _failed(self, entry: OutboxDue, error: str, *, permanent: bool) -> None:
+        now = self.clock()
+        age = now - entry.created_at
+        if permanent or age >= timedelta(hours=self.config.max_age_hours):
+            await self.store.outbox_failed(entry.id, error=error)
+            log.error(
+                "outbox_failed",
+                outbox=entry.id,
+                recipient=entry.recipient,
+                error=error,
+                permanent=permanent,
+                attempts=entry.attempts + 1,
+            )
+            return
+        delay = min(
+            self.config.retry_initial_seconds * (2**entry.attempts),
+            self.config.retry_max_seconds,
+        )
+        at = now + timedelta(seconds=delay)
+        await self.store.outbox_retry_later(entry.id, error=error, at=at)
+        log.warning(
+            "outbox_deferred",
+            outbox=entry.id,
+            recipient=entry.recipient,
+            error=error,
+            attempts=entry.attempts + 1,
+            retry_in=delay,
+        )

@@ -1,0 +1,38 @@
+"""The SMTP replies ticketmail gives, with their enhanced status codes (RFC 3463)."""
+
+from __future__ import annotations
+
+__all__ = [
+    "REPLY_ACCEPTED",
+    "REPLY_BAD_RECIPIENT",
+    "REPLY_HELD",
+    "REPLY_NOT_REGISTERED",
+    "REPLY_NO_CONTRACT",
+    "REPLY_NO_SENDER",
+    "REPLY_RECIPIENT_OK",
+    "REPLY_TEMPORARY_FAILURE",
+    "REPLY_TICKET",
+    "REPLY_TOO_BIG",
+    "REPLY_TOO_MANY_SESSIONS",
+]
+
+REPLY_ACCEPTED = "250 2.0.0 Ok"
+REPLY_TICKET = "250 2.0.0 Ok: ticket {number}"
+REPLY_HELD = "250 2.0.0 Ok: held for review ({entry})"
+REPLY_RECIPIENT_OK = "250 2.1.5 Ok"
+REPLY_BAD_RECIPIENT = "550 5.1.1 <{address}>: no such recipient here"
+REPLY_NOT_REGISTERED = (
+    "550 5.7.1 <{address}> is not registered for support; register at {url}"
+    " / Absender nicht registriert, Registrierung unter {url}"
+)
+REPLY_NO_SENDER = (
+    "550 5.7.1 The mail has no sender address in From:; register at {url}"
+    " / Kein Absender im From:-Feld"
+)
+REPLY_NO_CONTRACT = (
+    "550 5.7.1 No active support contract for <{address}>; ask {offer} for an offer"
+    " / Kein aktiver Supportvertrag, Angebot unter {offer}"
+)
+REPLY_TOO_BIG = "552 5.3.4 Message too big for this system"
+REPLY_TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please try again later"
+REPLY_TOO_MANY_SESSIONS = "421 4.7.0 Too many connections, try again later"

@@ -1,0 +1,136 @@
+"""The SMTP front: aiosmtpd server protocol and handler, replies after the outcome is durable."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+
+from .config import Config
+from .intake import Envelope, Intake
+from .replies import (
+    REPLY_BAD_RECIPIENT,
+    REPLY_RECIPIENT_OK,
+    REPLY_TEMPORARY_FAILURE,
+    REPLY_TOO_BIG,
+    REPLY_TOO_MANY_SESSIONS,
+)
+
+__all__ = ["Handler", "TicketSMTP", "make_protocol_factory"]
+
+log = structlog.get_logger()
+_session_ids = itertools.count(1)
+
+
+class TicketSMTP(SMTP):
+    """aiosmtpd's SMTP with enhanced status codes on its own size replies and a session cap."""
+
+    def __init__(
+        self, handler: Handler, *, sessions: set[TicketSMTP], max_sessions: int, **kwargs: Any
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        self._sessions = sessions
+        self._max_sessions = max_sessions
+        self._over_limit = False
+        self.session_id = next(_session_ids)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if len(self._sessions) >= self._max_sessions:
+            self._over_limit = True
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(REPLY_TOO_MANY_SESSIONS.encode("ascii") + b"\r\n")
+            transport.close()
+            log.warning("session_refused", reason="too_many_sessions", limit=self._max_sessions)
+            return
+        self._sessions.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._sessions.discard(self)
+        if self._over_limit:
+            return
+        super().connection_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        if self._over_limit:
+            return False
+        result: bool | None = super().eof_received()
+        return result
+
+    async def push(self, status: str) -> None:  # type: ignore[override]
+        # aiosmtpd answers an over-size mail with its own text and no enhanced code.
+        if status.startswith("552 Error"):
+            status = REPLY_TOO_BIG
+        await super().push(status)
+
+
+class Handler:
+    """aiosmtpd hooks: recipients checked at RCPT, the mail handed to Intake at DATA."""
+
+    def __init__(self, intake: Intake, config: Config) -> None:
+        self.intake = intake
+        self.recipients = frozenset(r.casefold() for r in config.smtp.recipients)
+        self.inflight: set[asyncio.Task[Any]] = set()
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: SmtpEnvelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if address.casefold() not in self.recipients:
+            log.info("recipient_refused", recipient=address, peer=str(session.peer))
+            return REPLY_BAD_RECIPIENT.format(address=address)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return REPLY_RECIPIENT_OK
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
+        raw = envelope.original_content
+        if not isinstance(raw, bytes):  # pragma: no cover - decode_data is always False
+            raw = str(raw).encode("utf-8", errors="surrogateescape")
+        mail_from = envelope.mail_from or ""
+        env = Envelope("" if mail_from == "<>" else mail_from, tuple(envelope.rcpt_tos))
+        # A client that disconnects cancels this hook; the mail is finished all the same,
+        # so the commit point is never cut in half. The sender retries and is deduplicated.
+        task = asyncio.ensure_future(self.intake.process(raw, env))
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("mail_deferred", error=f"{type(exc).__name__}: {exc}", size=len(raw))
+            return REPLY_TEMPORARY_FAILURE
+        return result.reply
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("smtp_session_error", error=f"{type(error).__name__}: {error}")
+        return REPLY_TEMPORARY_FAILURE
+
+
+def make_protocol_factory(
+    handler: Handler, config: Config, sessions: set[TicketSMTP]
+) -> Callable[[], TicketSMTP]:
+    def factory() -> TicketSMTP:
+        return TicketSMTP(
+            handler,
+            sessions=sessions,
+            max_sessions=config.smtp.max_sessions,
+            hostname=config.smtp.hostname,
+            ident="ticketmail ESMTP",
+            data_size_limit=config.smtp.max_message_bytes,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            timeout=config.smtp.timeout_seconds,
+        )
+
+    return factory

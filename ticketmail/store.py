@@ -1,0 +1,853 @@
+"""Every SQL statement of ticketmail: schema, migrations, reads and atomic writes (SQLite, WAL)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .errors import NotFoundError, UsageError
+from .models import (
+    ArticleView,
+    AttachmentView,
+    Customer,
+    OutboxEntry,
+    QuarantineEntry,
+    TicketRef,
+    TicketSummary,
+    TicketView,
+    User,
+)
+
+__all__ = [
+    "DB_NAME",
+    "ArticleRecord",
+    "CustomerRow",
+    "OutboxDue",
+    "OutboxRecord",
+    "Store",
+    "Transaction",
+    "UserRow",
+    "iso",
+]
+
+DB_NAME = "ticketmail.sqlite3"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE customers (
+    number TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    support_until TEXT,
+    trial_until TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE users (
+    email TEXT PRIMARY KEY,
+    customer TEXT NOT NULL REFERENCES customers(number),
+    name TEXT NOT NULL DEFAULT '',
+    lang TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX users_customer ON users(customer);
+CREATE TABLE tickets (
+    number INTEGER PRIMARY KEY,
+    customer TEXT NOT NULL REFERENCES customers(number),
+    requester TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    status TEXT NOT NULL,
+    automatic INTEGER NOT NULL DEFAULT 0,
+    previous_number INTEGER,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    closed_at TEXT
+);
+CREATE INDEX tickets_customer ON tickets(customer, status);
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    envelope_from TEXT NOT NULL,
+    envelope_to TEXT NOT NULL,
+    header_from TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    raw_sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    ticket INTEGER,
+    reply TEXT NOT NULL
+);
+CREATE UNIQUE INDEX messages_dedup ON messages(message_id, header_from);
+CREATE TABLE articles (
+    id INTEGER PRIMARY KEY,
+    ticket INTEGER NOT NULL REFERENCES tickets(number),
+    message INTEGER REFERENCES messages(id),
+    direction TEXT NOT NULL,
+    automatic INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    to_json TEXT NOT NULL,
+    cc_json TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    date TEXT,
+    message_id TEXT NOT NULL,
+    in_reply_to TEXT NOT NULL,
+    references_json TEXT NOT NULL,
+    body_text TEXT NOT NULL,
+    reply_text TEXT NOT NULL,
+    raw_sha256 TEXT,
+    note TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX articles_ticket ON articles(ticket);
+CREATE INDEX articles_message_id ON articles(message_id);
+CREATE TABLE attachments (
+    id INTEGER PRIMARY KEY,
+    article INTEGER NOT NULL REFERENCES articles(id),
+    filename TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    content_id TEXT
+);
+CREATE INDEX attachments_article ON attachments(article);
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ticket INTEGER,
+    recipient TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    raw BLOB NOT NULL,
+    automatic INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,
+    last_error TEXT NOT NULL DEFAULT '',
+    sent_at TEXT
+);
+CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+CREATE INDEX outbox_message_id ON outbox(message_id);
+CREATE INDEX outbox_recipient ON outbox(recipient, created_at);
+CREATE INDEX outbox_ticket ON outbox(ticket, created_at);
+CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    envelope_from TEXT NOT NULL,
+    envelope_to TEXT NOT NULL,
+    raw_sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    status TEXT NOT NULL,
+    outcome TEXT NOT NULL DEFAULT '',
+    resolved_at TEXT
+);
+"""
+
+
+def iso(moment: datetime) -> str:
+    """Timestamps are stored as ISO 8601 UTC strings, which sort like the instants."""
+    return moment.isoformat(timespec="seconds")
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _d(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRow:
+    number: str
+    name: str
+    support_until: date | None = None
+    trial_until: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    email: str
+    customer: str
+    name: str = ""
+    lang: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArticleRecord:
+    direction: str
+    automatic: bool
+    sender: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+    date: datetime | None
+    message_id: str
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    body_text: str
+    reply_text: str
+    raw_sha256: str | None
+    attachments: tuple[AttachmentView, ...]
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxDue:
+    id: int
+    created_at: datetime
+    sender: str
+    recipient: str
+    raw: bytes
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    kind: str
+    ticket: int | None
+    recipient: str
+    sender: str
+    message_id: str
+    subject: str
+    raw: bytes
+    automatic: bool
+
+
+class Transaction:
+    """One `BEGIN IMMEDIATE` … `COMMIT` on the store's connection; all writes go here."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        async with self._db.execute(sql, params) as cur:
+            row: sqlite3.Row | None = await cur.fetchone()
+            return row
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self._db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    # --- reads used while deciding -------------------------------------------------------
+
+    async def find_message(
+        self, message_id: str, header_from: str
+    ) -> tuple[str, int | None] | None:
+        """The reply and ticket of a mail already accepted with this Message-ID and sender."""
+        row = await self._one(
+            "SELECT reply, ticket FROM messages WHERE message_id = ? AND header_from = ?",
+            (message_id, header_from),
+        )
+        return (str(row["reply"]), row["ticket"]) if row else None
+
+    async def get_user(self, email: str) -> User | None:
+        row = await self._one(
+            "SELECT u.email, u.name, u.lang, c.number, c.name AS cname, c.support_until, "
+            "c.trial_until FROM users u JOIN customers c ON c.number = u.customer "
+            "WHERE u.email = ?",
+            (email.casefold(),),
+        )
+        if row is None:
+            return None
+        customer = Customer(
+            row["number"], row["cname"], _d(row["support_until"]), _d(row["trial_until"])
+        )
+        return User(row["email"], row["name"], row["lang"], customer)
+
+    async def tickets_by_number(
+        self, numbers: Iterable[int], *, since: datetime
+    ) -> list[TicketRef]:
+        """Existing tickets among `numbers`, in the order given."""
+        found: list[TicketRef] = []
+        for number in numbers:
+            ref = await self._ticket_ref(number, since=since)
+            if ref is not None:
+                found.append(ref)
+        return found
+
+    async def tickets_by_message_id(
+        self, message_ids: Iterable[str], *, since: datetime
+    ) -> list[TicketRef]:
+        """Tickets that hold an article with, or sent a mail with, one of these Message-IDs."""
+        found: list[TicketRef] = []
+        for mid in message_ids:
+            row = await self._one(
+                "SELECT ticket FROM articles WHERE message_id = ? "
+                "UNION ALL SELECT ticket FROM outbox WHERE message_id = ? AND ticket IS NOT NULL "
+                "LIMIT 1",
+                (mid, mid),
+            )
+            if row is None:
+                continue
+            ref = await self._ticket_ref(row[0], since=since)
+            if ref is not None and ref not in found:
+                found.append(ref)
+        return found
+
+    async def _ticket_ref(self, number: int, *, since: datetime) -> TicketRef | None:
+        row = await self._one(
+            "SELECT t.number, t.customer, t.status, t.closed_at, t.requester, t.subject, "
+            "(SELECT COUNT(*) FROM outbox o WHERE o.ticket = t.number AND o.created_at >= ? "
+            " AND o.automatic = 1) AS recent FROM tickets t WHERE t.number = ?",
+            (iso(since), number),
+        )
+        if row is None:
+            return None
+        return TicketRef(
+            number=row["number"],
+            customer=row["customer"],
+            status=row["status"],
+            closed_at=_dt(row["closed_at"]),
+            requester=row["requester"],
+            subject=row["subject"],
+            recent_auto_replies=row["recent"],
+        )
+
+    async def is_own_message_id(self, message_id: str) -> bool:
+        row = await self._one("SELECT 1 FROM outbox WHERE message_id = ? LIMIT 1", (message_id,))
+        return row is not None
+
+    async def auto_replies_to(self, recipient: str, *, since: datetime) -> int:
+        row = await self._one(
+            "SELECT COUNT(*) FROM outbox WHERE recipient = ? AND created_at >= ? AND automatic = 1",
+            (recipient, iso(since)),
+        )
+        return int(row[0]) if row else 0
+
+    # --- writes ----------------------------------------------------------------------------
+
+    async def next_ticket_number(self, first_number: int) -> int:
+        """Allocate the next ticket number; numbers are never reused."""
+        row = await self._one("SELECT value FROM meta WHERE key = 'last_ticket_number'")
+        last = int(row[0]) if row else first_number - 1
+        top = await self._one("SELECT MAX(number) FROM tickets")
+        if top and top[0] is not None:
+            last = max(last, int(top[0]))
+        number = max(last + 1, first_number)
+        await self._db.execute(
+            "INSERT INTO meta(key, value) VALUES('last_ticket_number', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (str(number),),
+        )
+        return number
+
+    async def create_ticket(
+        self,
+        number: int,
+        *,
+        customer: str,
+        requester: str,
+        subject: str,
+        automatic: bool,
+        previous_number: int | None,
+        now: datetime,
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO tickets(number, customer, requester, subject, status, automatic, "
+            "previous_number, created_at, updated_at) VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?)",
+            (
+                number,
+                customer,
+                requester,
+                subject,
+                int(automatic),
+                previous_number,
+                iso(now),
+                iso(now),
+            ),
+        )
+
+    async def touch_ticket(self, number: int, *, status: str | None, now: datetime) -> None:
+        """Record activity on a ticket, and change its status when `status` is given."""
+        if status is None:
+            await self._db.execute(
+                "UPDATE tickets SET updated_at = ? WHERE number = ?", (iso(now), number)
+            )
+            return
+        await self._db.execute(
+            "UPDATE tickets SET status = ?, updated_at = ?, "
+            "closed_at = CASE WHEN ? = 'closed' THEN ? ELSE NULL END WHERE number = ?",
+            (status, iso(now), status, iso(now), number),
+        )
+
+    async def add_article(
+        self, ticket: int, record: ArticleRecord, *, message: int | None, now: datetime
+    ) -> int:
+        cur = await self._db.execute(
+            "INSERT INTO articles(ticket, message, direction, automatic, sender, to_json, "
+            "cc_json, subject, date, message_id, in_reply_to, references_json, body_text, "
+            "reply_text, raw_sha256, note, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                ticket,
+                message,
+                record.direction,
+                int(record.automatic),
+                record.sender,
+                json.dumps(list(record.to)),
+                json.dumps(list(record.cc)),
+                record.subject,
+                iso(record.date) if record.date else None,
+                record.message_id,
+                " ".join(record.in_reply_to),
+                json.dumps(list(record.references)),
+                record.body_text,
+                record.reply_text,
+                record.raw_sha256,
+                record.note,
+                iso(now),
+            ),
+        )
+        article = cur.lastrowid
+        assert article is not None
+        await self._db.executemany(
+            "INSERT INTO attachments(article, filename, content_type, size, sha256, content_id) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (article, a.filename, a.content_type, a.size, a.sha256, a.content_id)
+                for a in record.attachments
+            ],
+        )
+        return article
+
+    async def add_message(
+        self,
+        *,
+        envelope_from: str,
+        envelope_to: Sequence[str],
+        header_from: str,
+        message_id: str,
+        raw_sha256: str,
+        size: int,
+        outcome: str,
+        reason: str,
+        ticket: int | None,
+        reply: str,
+        now: datetime,
+    ) -> int:
+        cur = await self._db.execute(
+            "INSERT INTO messages(received_at, envelope_from, envelope_to, header_from, "
+            "message_id, raw_sha256, size, outcome, reason, ticket, reply) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                iso(now),
+                envelope_from,
+                json.dumps(list(envelope_to)),
+                header_from,
+                message_id,
+                raw_sha256,
+                size,
+                outcome,
+                reason,
+                ticket,
+                reply,
+            ),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    async def enqueue(self, record: OutboxRecord, *, now: datetime) -> int:
+        cur = await self._db.execute(
+            "INSERT INTO outbox(created_at, kind, ticket, recipient, sender, message_id, "
+            "subject, raw, automatic, status, attempts, next_attempt_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?)",
+            (
+                iso(now),
+                record.kind,
+                record.ticket,
+                record.recipient,
+                record.sender,
+                record.message_id,
+                record.subject,
+                record.raw,
+                int(record.automatic),
+                iso(now),
+            ),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    async def add_quarantine(
+        self,
+        *,
+        envelope_from: str,
+        envelope_to: Sequence[str],
+        raw_sha256: str,
+        size: int,
+        error: str,
+        now: datetime,
+    ) -> int:
+        cur = await self._db.execute(
+            "INSERT INTO quarantine(received_at, envelope_from, envelope_to, raw_sha256, size, "
+            "error, status) VALUES (?, ?, ?, ?, ?, ?, 'held')",
+            (
+                iso(now),
+                envelope_from,
+                json.dumps(list(envelope_to)),
+                raw_sha256,
+                size,
+                error[:2000],
+            ),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    async def resolve_quarantine(self, entry: int, *, outcome: str, now: datetime) -> None:
+        await self._db.execute(
+            "UPDATE quarantine SET status = 'retried', outcome = ?, resolved_at = ? WHERE id = ?",
+            (outcome, iso(now), entry),
+        )
+
+    async def note_quarantine_error(self, entry: int, error: str) -> None:
+        await self._db.execute(
+            "UPDATE quarantine SET error = ? WHERE id = ?", (error[:2000], entry)
+        )
+
+
+class Store:
+    """The database of one data directory. Writes are serialised by one lock."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, data_dir: Path) -> Store:
+        data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start-up
+        path = data_dir / DB_NAME
+        db = await aiosqlite.connect(path, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        await db.execute("PRAGMA busy_timeout = 10000")
+        await db.execute("PRAGMA journal_mode = WAL")
+        # FULL: a COMMIT returns only after the WAL is fsync'd; 250 means on disk.
+        await db.execute("PRAGMA synchronous = FULL")
+        await db.execute("PRAGMA foreign_keys = ON")
+        store = cls(db, path)
+        await store._migrate()
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _migrate(self) -> None:
+        async with self._db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        if version >= SCHEMA_VERSION:
+            return
+        async with self.transaction():
+            async with self._db.execute("PRAGMA user_version") as cur:
+                row = await cur.fetchone()
+            if row and int(row[0]) >= SCHEMA_VERSION:
+                return
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    await self._db.execute(statement)
+            await self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """BEGIN IMMEDIATE … COMMIT (fsync'd), or ROLLBACK on any exception or cancellation."""
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(self._db)
+            except BaseException:
+                await asyncio.shield(self._db.execute("ROLLBACK"))
+                raise
+            await self._db.execute("COMMIT")
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        async with self._db.execute(sql, params) as cur:
+            row: sqlite3.Row | None = await cur.fetchone()
+            return row
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self._db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    # --- customers and users -----------------------------------------------------------------
+
+    async def add_customers(self, rows: Sequence[CustomerRow], *, now: datetime) -> None:
+        """Insert or update customers, all or none."""
+        async with self.transaction():
+            await self._db.executemany(
+                "INSERT INTO customers(number, name, support_until, trial_until, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(number) DO UPDATE SET name = excluded.name, "
+                "support_until = excluded.support_until, trial_until = excluded.trial_until",
+                [
+                    (
+                        r.number,
+                        r.name,
+                        r.support_until.isoformat() if r.support_until else None,
+                        r.trial_until.isoformat() if r.trial_until else None,
+                        iso(now),
+                    )
+                    for r in rows
+                ],
+            )
+
+    async def list_customers(self) -> list[tuple[Customer, int]]:
+        rows = await self._all(
+            "SELECT c.*, (SELECT COUNT(*) FROM users u WHERE u.customer = c.number) AS users "
+            "FROM customers c ORDER BY c.number"
+        )
+        return [
+            (
+                Customer(r["number"], r["name"], _d(r["support_until"]), _d(r["trial_until"])),
+                r["users"],
+            )
+            for r in rows
+        ]
+
+    async def add_users(self, rows: Sequence[UserRow], *, now: datetime) -> None:
+        """Insert or update users, all or none; every customer must exist."""
+        async with self.transaction():
+            for line, r in enumerate(rows, start=1):
+                known = await self._one("SELECT 1 FROM customers WHERE number = ?", (r.customer,))
+                if known is None:
+                    where = f"row {line}: " if len(rows) > 1 else ""
+                    raise UsageError(f"{where}customer {r.customer} does not exist")
+            await self._db.executemany(
+                "INSERT INTO users(email, customer, name, lang, created_at) VALUES (?,?,?,?,?) "
+                "ON CONFLICT(email) DO UPDATE SET customer = excluded.customer, "
+                "name = excluded.name, lang = excluded.lang",
+                [(r.email.casefold(), r.customer, r.name, r.lang, iso(now)) for r in rows],
+            )
+
+    async def remove_user(self, email: str) -> None:
+        async with self.transaction():
+            cur = await self._db.execute("DELETE FROM users WHERE email = ?", (email.casefold(),))
+            if cur.rowcount == 0:
+                raise NotFoundError(f"user {email} does not exist")
+
+    async def list_users(self, *, customer: str | None = None) -> list[User]:
+        sql = (
+            "SELECT u.email, u.name, u.lang, c.number, c.name AS cname, c.support_until, "
+            "c.trial_until FROM users u JOIN customers c ON c.number = u.customer"
+        )
+        params: tuple[Any, ...] = ()
+        if customer is not None:
+            sql += " WHERE u.customer = ?"
+            params = (customer,)
+        rows = await self._all(sql + " ORDER BY u.customer, u.email", params)
+        return [
+            User(
+                r["email"],
+                r["name"],
+                r["lang"],
+                Customer(r["number"], r["cname"], _d(r["support_until"]), _d(r["trial_until"])),
+            )
+            for r in rows
+        ]
+
+    # --- tickets ------------------------------------------------------------------------------
+
+    async def list_tickets(
+        self, *, customer: str | None = None, status: str | None = None
+    ) -> list[TicketSummary]:
+        sql = (
+            "SELECT t.*, c.name AS cname, (SELECT COUNT(*) FROM articles a "
+            "WHERE a.ticket = t.number) AS narticles FROM tickets t "
+            "JOIN customers c ON c.number = t.customer WHERE 1 = 1"
+        )
+        params: list[Any] = []
+        if customer is not None:
+            sql += " AND t.customer = ?"
+            params.append(customer)
+        if status is not None:
+            sql += " AND t.status = ?"
+            params.append(status)
+        rows = await self._all(sql + " ORDER BY t.updated_at DESC, t.number DESC", params)
+        return [self._summary(r) for r in rows]
+
+    @staticmethod
+    def _summary(r: sqlite3.Row) -> TicketSummary:
+        created = _dt(r["created_at"])
+        updated = _dt(r["updated_at"])
+        assert created is not None
+        assert updated is not None
+        return TicketSummary(
+            number=r["number"],
+            subject=r["subject"],
+            status=r["status"],
+            customer=r["customer"],
+            customer_name=r["cname"],
+            requester=r["requester"],
+            created_at=created,
+            updated_at=updated,
+            articles=r["narticles"],
+        )
+
+    async def get_ticket(self, number: int) -> TicketView:
+        row = await self._one(
+            "SELECT t.*, c.name AS cname, (SELECT COUNT(*) FROM articles a "
+            "WHERE a.ticket = t.number) AS narticles FROM tickets t "
+            "JOIN customers c ON c.number = t.customer WHERE t.number = ?",
+            (number,),
+        )
+        if row is None:
+            raise NotFoundError(f"ticket {number} does not exist")
+        articles: list[ArticleView] = []
+        for a in await self._all("SELECT * FROM articles WHERE ticket = ? ORDER BY id", (number,)):
+            files = await self._all(
+                "SELECT * FROM attachments WHERE article = ? ORDER BY id", (a["id"],)
+            )
+            articles.append(
+                ArticleView(
+                    id=a["id"],
+                    direction=a["direction"],
+                    automatic=bool(a["automatic"]),
+                    sender=a["sender"],
+                    to=tuple(json.loads(a["to_json"])),
+                    cc=tuple(json.loads(a["cc_json"])),
+                    subject=a["subject"],
+                    date=_dt(a["date"]),
+                    message_id=a["message_id"],
+                    body_text=a["body_text"],
+                    reply_text=a["reply_text"],
+                    raw_sha256=a["raw_sha256"],
+                    note=a["note"],
+                    attachments=tuple(
+                        AttachmentView(
+                            f["filename"],
+                            f["content_type"],
+                            f["size"],
+                            f["sha256"],
+                            f["content_id"],
+                        )
+                        for f in files
+                    ),
+                )
+            )
+        return TicketView(self._summary(row), row["previous_number"], tuple(articles))
+
+    async def set_status(self, number: int, status: str, *, now: datetime) -> None:
+        """Change a ticket's status (an admin's or agent's action)."""
+        async with self.transaction() as tx:
+            row = await self._one("SELECT 1 FROM tickets WHERE number = ?", (number,))
+            if row is None:
+                raise NotFoundError(f"ticket {number} does not exist")
+            await tx.touch_ticket(number, status=status, now=now)
+
+    # --- outbox -------------------------------------------------------------------------------
+
+    async def due_outbox(self, *, now: datetime, limit: int = 20) -> list[OutboxDue]:
+        rows = await self._all(
+            "SELECT id, created_at, sender, recipient, raw, attempts FROM outbox "
+            "WHERE status = 'queued' AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at, id LIMIT ?",
+            (iso(now), limit),
+        )
+        return [
+            OutboxDue(
+                r["id"],
+                datetime.fromisoformat(r["created_at"]),
+                r["sender"],
+                r["recipient"],
+                bytes(r["raw"]),
+                r["attempts"],
+            )
+            for r in rows
+        ]
+
+    async def next_outbox_due(self) -> datetime | None:
+        row = await self._one("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'queued'")
+        return _dt(row[0]) if row else None
+
+    async def get_outbox(self, entry: int) -> OutboxEntry:
+        row = await self._one("SELECT * FROM outbox WHERE id = ?", (entry,))
+        if row is None:
+            raise NotFoundError(f"outbox entry {entry} does not exist")
+        return self._outbox(row)
+
+    async def outbox_sent(self, entry: int, *, now: datetime) -> None:
+        async with self.transaction():
+            await self._db.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
+                "next_attempt_at = NULL, last_error = '' WHERE id = ?",
+                (iso(now), entry),
+            )
+
+    async def outbox_retry_later(self, entry: int, *, error: str, at: datetime) -> None:
+        async with self.transaction():
+            await self._db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? "
+                "WHERE id = ?",
+                (iso(at), error[:500], entry),
+            )
+
+    async def outbox_failed(self, entry: int, *, error: str) -> None:
+        async with self.transaction():
+            await self._db.execute(
+                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, "
+                "next_attempt_at = NULL, last_error = ? WHERE id = ?",
+                (error[:500], entry),
+            )
+
+    async def list_outbox(self) -> list[OutboxEntry]:
+        rows = await self._all(
+            "SELECT id, created_at, kind, ticket, recipient, sender, message_id, subject, "
+            "status, attempts, next_attempt_at, last_error, sent_at FROM outbox ORDER BY id"
+        )
+        return [self._outbox(r) for r in rows]
+
+    @staticmethod
+    def _outbox(r: sqlite3.Row) -> OutboxEntry:
+        created = _dt(r["created_at"])
+        assert created is not None
+        return OutboxEntry(
+            id=r["id"],
+            created_at=created,
+            kind=r["kind"],
+            ticket=r["ticket"],
+            recipient=r["recipient"],
+            sender=r["sender"],
+            message_id=r["message_id"],
+            subject=r["subject"],
+            status=r["status"],
+            attempts=r["attempts"],
+            next_attempt_at=_dt(r["next_attempt_at"]),
+            last_error=r["last_error"],
+            sent_at=_dt(r["sent_at"]),
+        )
+
+    # --- quarantine ---------------------------------------------------------------------------
+
+    async def list_quarantine(self) -> list[QuarantineEntry]:
+        rows = await self._all("SELECT * FROM quarantine ORDER BY id")
+        return [self._quarantine(r) for r in rows]
+
+    async def get_quarantine(self, entry: int) -> QuarantineEntry:
+        row = await self._one("SELECT * FROM quarantine WHERE id = ?", (entry,))
+        if row is None:
+            raise NotFoundError(f"quarantine entry {entry} does not exist")
+        return self._quarantine(row)
+
+    @staticmethod
+    def _quarantine(r: sqlite3.Row) -> QuarantineEntry:
+        received = _dt(r["received_at"])
+        assert received is not None
+        return QuarantineEntry(
+            id=r["id"],
+            received_at=received,
+            envelope_from=r["envelope_from"],
+            envelope_to=tuple(json.loads(r["envelope_to"])),
+            raw_sha256=r["raw_sha256"],
+            size=r["size"],
+            error=r["error"],
+            status=r["status"],
+            outcome=r["outcome"],
+        )
