@@ -583,7 +583,13 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH", help="config file (else $TICKETMAIL_CONFIG)")
+    # SUPPRESS: a --config given before the command is not overwritten by the default after it.
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="config file (else $TICKETMAIL_CONFIG)",
+    )
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -665,7 +671,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = load_config(resolve_config_path(args.config))
+        config = load_config(resolve_config_path(getattr(args, "config", None)))
         serving = args.handler is cmd_serve
         configure_logging(
             level=config.log.level if serving else "warning",

@@ -144,8 +144,8 @@ def build_mail(
     msg["Auto-Submitted"] = auto_submitted
     msg["X-Auto-Response-Suppress"] = "All"
     msg["X-Loop"] = loop_token
-    msg["Content-Language"] = lang
     msg.set_content(body, charset="utf-8", cte="quoted-printable")
+    msg["Content-Language"] = lang
     return OutboundMail(
         kind=kind,
         recipient=recipient,

@@ -1,0 +1,321 @@
+"""Shared test parts: a real SMTP sink, the real daemon on port 0, a CLI runner, a clock."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from ticketmail.config import Config, load_config
+from ticketmail.daemon import Daemon
+from ticketmail.store import CustomerRow, UserRow
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "corpus"
+SUPPORT = "support@stueber.de"
+
+
+# --- clock ------------------------------------------------------------------------------------
+
+
+class Clock:
+    """A clock the test moves by hand; starts at the real time."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+# --- SMTP sink ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    raw: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        msg = email.message_from_bytes(self.raw, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        return msg
+
+
+@dataclass
+class Sink:
+    """A real SMTP server on 127.0.0.1 that keeps every mail it receives."""
+
+    received: list[Received] = field(default_factory=list)
+    port: int = 0
+    server: asyncio.Server | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    answer: str | None = None  # e.g. "451 4.3.0 try later" to refuse every mail
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.answer is not None:
+            return self.answer
+        content = envelope.original_content or b""
+        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), content))
+        self.arrived.set()
+        return "250 2.0.0 Ok: queued"
+
+    async def start(self, port: int = 0) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: SMTP(self, hostname="sink.test", decode_data=False),
+            host="127.0.0.1",
+            port=port,
+        )
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+
+    async def wait_for(self, count: int, *, timeout: float = 10.0) -> list[Received]:
+        """Wait (bounded) until at least `count` mails arrived; return them all."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.received) < count:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError(
+                    f"sink got {len(self.received)} mails, expected {count} within {timeout}s"
+                )
+            self.arrived.clear()
+            try:
+                await asyncio.wait_for(self.arrived.wait(), timeout=min(remaining, 0.5))
+            except TimeoutError:
+                continue
+        return list(self.received)
+
+
+def free_port() -> int:
+    """A port nobody listens on (bound once, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[Sink]:
+    s = Sink()
+    await s.start()
+    yield s
+    await s.stop()
+
+
+# --- config, daemon ---------------------------------------------------------------------------
+
+
+def write_config(
+    path: Path, data_dir: Path, relay_port: int | None, **sections: dict[str, Any]
+) -> Path:
+    """A config.toml for tests: port 0, a temp data dir, fast retries, relay to the sink."""
+    base: dict[str, dict[str, Any]] = {
+        "smtp": {"host": "127.0.0.1", "port": 0, "hostname": "ticketmail.test"},
+        "storage": {"data_dir": str(data_dir)},
+        "relay": {"retry_initial_seconds": 0.2, "retry_max_seconds": 1.0, "poll_seconds": 0.2},
+        "log": {"level": "info", "format": "json"},
+    }
+    if relay_port is not None:
+        base["relay"].update({"transport": "smtp", "host": "127.0.0.1", "port": relay_port})
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    lines: list[str] = []
+    for name, values in base.items():
+        lines.append(f"[{name}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {json.dumps(value)}")
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Env:
+    """One test's ticketmail: config file, running daemon, clock, sink, CLI."""
+
+    config_path: Path
+    config: Config
+    daemon: Daemon
+    clock: Clock
+    sink: Sink | None
+
+    @property
+    def port(self) -> int:
+        return self.daemon.port
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_dir
+
+    async def customer(
+        self, number: str, name: str, *, support_until: date | None = None,
+        trial_until: date | None = None,
+    ) -> None:  # fmt: skip
+        assert self.daemon.store is not None
+        if support_until is None and trial_until is None:
+            support_until = self.clock().date() + timedelta(days=365)
+        await self.daemon.store.add_customers(
+            [CustomerRow(number, name, support_until, trial_until)], now=self.clock()
+        )
+
+    async def user(self, email_addr: str, customer: str, *, name: str = "",
+                   lang: str | None = None) -> None:  # fmt: skip
+        assert self.daemon.store is not None
+        await self.daemon.store.add_users(
+            [UserRow(email_addr, customer, name, lang)], now=self.clock()
+        )
+
+    async def send(
+        self,
+        message: EmailMessage | bytes,
+        *,
+        mail_from: str | None = None,
+        rcpt: str = SUPPORT,
+    ) -> tuple[int, str]:
+        """Send one mail over a real SMTP connection; return the reply to DATA (or RCPT)."""
+        return await smtp_send(self.port, message, mail_from=mail_from, rcpt=rcpt)
+
+    async def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(run_cli, "--config", str(self.config_path), *args)
+
+    async def cli_json(self, *args: str) -> Any:
+        result = await self.cli(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+
+async def smtp_send(
+    port: int,
+    message: EmailMessage | bytes,
+    *,
+    mail_from: str | None = None,
+    rcpt: str = SUPPORT,
+) -> tuple[int, str]:
+    raw = (
+        message.as_bytes(policy=email.policy.SMTP) if isinstance(message, EmailMessage) else message
+    )
+    if mail_from is None:
+        if isinstance(message, EmailMessage) and message["From"]:
+            mail_from = message["From"].addresses[0].addr_spec
+        else:
+            mail_from = "sender@example.org"
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=20, start_tls=False)
+    await client.connect()
+    try:
+        await client.ehlo()
+        await client.mail(mail_from)
+        try:
+            await client.rcpt(rcpt)
+        except aiosmtplib.SMTPRecipientRefused as exc:
+            return exc.code, exc.message
+        try:
+            response = await client.data(raw)
+        except aiosmtplib.SMTPResponseException as exc:
+            return exc.code, exc.message
+        return response.code, response.message
+    finally:
+        try:
+            await client.quit()
+        except aiosmtplib.SMTPException:
+            client.close()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """Run the real `ticketmail` command line in a subprocess (bounded by a timeout)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TICKETMAIL_")}
+    environ.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "ticketmail", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
+        input=stdin,
+        check=False,
+    )
+
+
+def make_mail(
+    sender: str,
+    subject: str,
+    body: str = "Hallo,\n\nbitte helfen Sie uns.\n",
+    *,
+    message_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = SUPPORT
+    msg["Subject"] = subject
+    msg["Date"] = "Sun, 22 Nov 2026 10:00:00 +0100"
+    msg["Message-ID"] = message_id or email.utils.make_msgid(domain="client.example")
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    msg.set_content(body)
+    return msg
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def env_factory(tmp_path: Path, clock: Clock) -> AsyncIterator[Callable[..., Any]]:
+    """Start the real daemon (port 0) from a config file; every one is stopped at the end."""
+    started: list[Daemon] = []
+
+    async def factory(sink: Sink | None = None, **sections: dict[str, Any]) -> Env:
+        path = write_config(
+            tmp_path / f"config{len(started)}.toml",
+            tmp_path / "var",
+            sink.port if sink is not None else None,
+            **sections,
+        )
+        config = load_config(path, environ={})
+        daemon = Daemon(config, clock=clock)
+        await daemon.start()
+        started.append(daemon)
+        return Env(path, config, daemon, clock, sink)
+
+    yield factory
+    for daemon in started:
+        await daemon.stop(grace=5)
+
+
+@pytest.fixture
+async def env(env_factory: Any, sink: Sink) -> Env:
+    """The common case: a daemon relaying to a sink, one institution with a contract."""
+    e: Env = await env_factory(sink)
+    await e.customer("10042", "Gymnasium Musterstadt")
+    await e.user("anna@schule.example", "10042", name="Anna Müller", lang="de")
+    await e.user("ben@schule.example", "10042", name="Ben Meyer", lang="en")
+    return e
