@@ -94,14 +94,14 @@ class Sink:
             await self.server.wait_closed()
             self.server = None
 
-    async def wait_for(self, count: int, *, timeout: float = 10.0) -> list[Received]:
+    async def wait_for(self, count: int, *, seconds: float = 10.0) -> list[Received]:
         """Wait (bounded) until at least `count` mails arrived; return them all."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + seconds
         while len(self.received) < count:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 raise AssertionError(
-                    f"sink got {len(self.received)} mails, expected {count} within {timeout}s"
+                    f"sink got {len(self.received)} mails, expected {count} within {seconds}s"
                 )
             self.arrived.clear()
             try:
