@@ -33,16 +33,16 @@ SUPPORT = "support@stueber.de"
 
 
 class Clock:
-    """A clock the test moves by hand; starts at the real time."""
+    """Real time plus an offset the test moves forward by hand (days, hours, ...)."""
 
     def __init__(self) -> None:
-        self.now = datetime.now(UTC)
+        self.offset = timedelta(0)
 
     def __call__(self) -> datetime:
-        return self.now
+        return datetime.now(UTC) + self.offset
 
     def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
+        self.offset += timedelta(**kwargs)
 
 
 # --- SMTP sink ----------------------------------------------------------------------------------
