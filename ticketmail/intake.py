@@ -130,8 +130,7 @@ class Intake:
         sender = mail.from_addr
         # Refuse unregistered senders before anything touches the disk.
         if self.config.policy.unknown_sender == "reject":
-            async with self.store.transaction() as tx:
-                known = await tx.get_user(sender) if sender else None
+            known = await self.store.get_user(sender) if sender else None
             if known is None and not await self._is_silent(mail, envelope):
                 return self._rejected(mail, "unknown_sender", None)
 

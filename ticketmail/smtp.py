@@ -86,7 +86,12 @@ class Handler:
         rcpt_options: list[str],
     ) -> str:
         if address.casefold() not in self.recipients:
-            log.info("recipient_refused", recipient=address, peer=str(session.peer))
+            log.info(
+                "recipient_refused",
+                recipient=address,
+                peer=_peer(session),
+                session=getattr(server, "session_id", None),
+            )
             return REPLY_BAD_RECIPIENT.format(address=address)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
@@ -100,7 +105,10 @@ class Handler:
         env = Envelope("" if mail_from == "<>" else mail_from, tuple(envelope.rcpt_tos))
         # A client that disconnects cancels this hook; the mail is finished all the same,
         # so the commit point is never cut in half. The sender retries and is deduplicated.
-        task = asyncio.ensure_future(self.intake.process(raw, env))
+        with structlog.contextvars.bound_contextvars(
+            session=getattr(server, "session_id", None), peer=_peer(session)
+        ):
+            task = asyncio.ensure_future(self.intake.process(raw, env))
         self.inflight.add(task)
         task.add_done_callback(self.inflight.discard)
         try:
@@ -115,6 +123,13 @@ class Handler:
     async def handle_exception(self, error: Exception) -> str:
         log.error("smtp_session_error", error=f"{type(error).__name__}: {error}")
         return REPLY_TEMPORARY_FAILURE
+
+
+def _peer(session: Session) -> str:
+    peer = session.peer
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
 
 
 def make_protocol_factory(

@@ -580,6 +580,10 @@ class Store:
 
     # --- customers and users -----------------------------------------------------------------
 
+    async def get_user(self, email: str) -> User | None:
+        """A registered user by address, read outside any write transaction."""
+        return await Transaction(self._db).get_user(email)
+
     async def add_customers(self, rows: Sequence[CustomerRow], *, now: datetime) -> None:
         """Insert or update customers, all or none."""
         async with self.transaction():
