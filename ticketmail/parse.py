@@ -142,8 +142,22 @@ def _message_id(value: str, raw: bytes) -> str:
 
 
 def _raw_headers(msg: Message) -> list[tuple[str, str]]:
+    """Header (name, value) pairs as sent; raw 8-bit bytes become text (UTF-8, else cp1252)."""
     items = msg.raw_items() if hasattr(msg, "raw_items") else msg.items()
-    return [(str(name).lower(), str(value)) for name, value in list(items)[:MAX_HEADERS]]
+    return [
+        (_clean(str(name)).lower(), _clean(str(value))) for name, value in list(items)[:MAX_HEADERS]
+    ]
+
+
+def _clean(value: str) -> str:
+    """Text without the surrogate escapes BytesParser leaves for undecodable bytes."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return decode_bytes(value.encode("utf-8", errors="surrogateescape"), "utf-8")
+    return value
 
 
 def _first(raw_headers: list[tuple[str, str]], name: str) -> str:

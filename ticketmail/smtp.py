@@ -30,6 +30,10 @@ _session_ids = itertools.count(1)
 class TicketSMTP(SMTP):
     """aiosmtpd's SMTP with enhanced status codes on its own size replies and a session cap."""
 
+    # RFC 5321 allows 1000 bytes a line, but real clients send longer ones (Postfix takes
+    # them too); the message size limit still bounds what one session can hold.
+    line_length_limit = 1024 * 1024
+
     def __init__(
         self, handler: Handler, *, sessions: set[TicketSMTP], max_sessions: int, **kwargs: Any
     ) -> None:

@@ -1,0 +1,118 @@
+"""Every real mail of ../shared/corpus through the real daemon: kept, or a deliberate decision."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import sqlite3
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+from conftest import CORPUS, Env
+
+from ticketmail.parse import parse_mail
+from ticketmail.store import DB_NAME
+
+MAX_SECONDS_PER_MAIL = 2.0
+
+
+def corpus_messages() -> list[Path]:
+    manifest = CORPUS / "MANIFEST.tsv"
+    if not manifest.is_file():
+        pytest.skip(f"corpus not found at {CORPUS} (it sits beside the repository in CI)")
+    with manifest.open(encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh, delimiter="\t") if r["kind"] == "message"]
+    return [CORPUS / r["local_path"] for r in rows]
+
+
+def smtp_bytes(raw: bytes) -> bytes:
+    """The bytes as they arrive over SMTP: every line ending CRLF."""
+    lines = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    data = b"\r\n".join(lines)
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+@pytest.mark.slow
+async def test_every_corpus_mail_is_kept_or_deliberately_decided(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No 4xx/5xx from parsing, no traceback, < 2 s each; stored byte for byte or decided."""
+    paths = corpus_messages()
+    senders = {parse_mail(p.read_bytes()).from_addr for p in paths}
+    for sender in sorted(s for s in senders if s and "@" in s):
+        await env.user(sender, "10042")
+
+    table: dict[str, Counter[str]] = defaultdict(Counter)
+    problems: list[str] = []
+    slowest = (0.0, "")
+    seen: set[tuple[str, str]] = set()
+    db = sqlite3.connect(env.data_dir / DB_NAME)
+    for path in paths:
+        raw = path.read_bytes()
+        folder = path.relative_to(CORPUS).parts[0]
+        name = str(path.relative_to(CORPUS))
+        parsed = parse_mail(smtp_bytes(raw))
+        sender = parsed.from_addr
+        started = time.monotonic()
+        code, text = await env.send(raw, mail_from="corpus-sender@example.org")
+        elapsed = time.monotonic() - started
+        slowest = max(slowest, (elapsed, name))
+        if elapsed > MAX_SECONDS_PER_MAIL:
+            problems.append(f"{name}: took {elapsed:.2f}s")
+        if code == 250 and "held for review" in text:
+            outcome = "quarantined"
+            problems.append(f"{name}: processing failed, quarantined")
+        elif code == 250:
+            outcome = "ticket" if "ticket" in text else "decided"
+            key = (parsed.message_id, sender)
+            stored = db.execute(
+                "SELECT raw_sha256 FROM messages WHERE message_id = ? AND header_from = ?", key
+            ).fetchone()
+            expected = hashlib.sha256(smtp_bytes(raw)).hexdigest()
+            if key in seen:
+                outcome = "duplicate"
+            elif stored is None or stored[0] != expected:
+                problems.append(f"{name}: raw bytes not kept as sent ({stored})")
+            seen.add(key)
+        elif code == 550 and text.startswith("5.7.1") and ("@" not in sender):
+            outcome = "refused:no-from"
+        else:
+            outcome = f"error:{code}"
+            problems.append(f"{name}: {code} {text}")
+        table[folder][outcome] += 1
+
+    # Every kept raw blob holds exactly the bytes its name promises.
+    try:
+        rows = db.execute("SELECT raw_sha256, outcome, reason FROM messages").fetchall()
+    finally:
+        db.close()
+    for sha, _, _ in rows:
+        blob = env.data_dir / "blobs" / sha[:2] / sha[2:4] / sha
+        if hashlib.sha256(blob.read_bytes()).hexdigest() != sha:
+            problems.append(f"blob {sha} does not hold its bytes")
+    decided = Counter(f"{outcome}:{reason}" for _, outcome, reason in rows)
+
+    output = capsys.readouterr()
+    with capsys.disabled():
+        print(f"\ncorpus: {len(paths)} mails; slowest {slowest[0]:.2f}s ({slowest[1]})")
+        print(f"{'folder':<24} " + " ".join(f"{k:>16}" for k in _columns(table)))
+        for folder in sorted(table):
+            row = " ".join(f"{table[folder][k]:>16}" for k in _columns(table))
+            print(f"{folder:<24} {row}")
+        print("stored outcomes:", dict(sorted(decided.items())))
+    assert "Traceback" not in output.out + output.err
+    assert not problems, "\n".join(problems)
+
+
+def _columns(table: dict[str, Counter[str]]) -> list[str]:
+    keys: set[str] = set()
+    for counter in table.values():
+        keys.update(counter)
+    return sorted(keys)
+
+
+def test_sent_bytes_normalisation_is_crlf_only() -> None:
+    """The helper that mimics SMTP transfer only changes line endings."""
+    assert smtp_bytes(b"a\nb\r\nc") == b"a\r\nb\r\nc\r\n"
