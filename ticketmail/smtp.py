@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,14 @@ __all__ = ["Handler", "TicketSMTP", "make_protocol_factory"]
 
 log = structlog.get_logger()
 _session_ids = itertools.count(1)
+
+
+_MAIL_DSN = re.compile(r"\s+(?:RET|ENVID)=\S*", re.IGNORECASE)
+_RCPT_DSN = re.compile(r"\s+(?:NOTIFY|ORCPT)=\S*", re.IGNORECASE)
+
+
+def _without_dsn(arg: str | None, pattern: re.Pattern[str]) -> str | None:
+    return pattern.sub("", arg) if arg else arg
 
 
 class TicketSMTP(SMTP):
@@ -65,6 +74,13 @@ class TicketSMTP(SMTP):
             return False
         result: bool | None = super().eof_received()
         return result
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        # DSN parameters (RFC 3461) come from real MTAs; accepted and not acted upon.
+        await super().smtp_MAIL(_without_dsn(arg, _MAIL_DSN))
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        await super().smtp_RCPT(_without_dsn(arg, _RCPT_DSN))
 
     async def push(self, status: str) -> None:  # type: ignore[override]
         # aiosmtpd answers an over-size mail with its own text and no enhanced code.

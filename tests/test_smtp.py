@@ -1,0 +1,121 @@
+"""The SMTP dialogue: extensions, parameters real servers send, session limit, disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiosmtplib
+from conftest import SUPPORT, Env, make_mail
+
+from ticketmail.replies import REPLY_TOO_MANY_SESSIONS
+
+
+async def test_ehlo_advertises_size_8bitmime_smtputf8(env: Env) -> None:
+    """EHLO names SIZE with the configured limit, 8BITMIME and SMTPUTF8."""
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=env.port, start_tls=False)
+    await client.connect()
+    try:
+        await client.ehlo()
+        assert client.esmtp_extensions["size"] == str(env.config.smtp.max_message_bytes)
+        assert "8bitmime" in client.esmtp_extensions
+        assert "smtputf8" in client.esmtp_extensions
+        assert "starttls" not in client.esmtp_extensions
+    finally:
+        await client.quit()
+
+
+async def test_mail_and_rcpt_parameters_of_real_mtas_are_accepted(env: Env) -> None:
+    """SIZE, BODY=8BITMIME, SMTPUTF8 and DSN's RET, ENVID, NOTIFY, ORCPT get 250, not 555."""
+    raw = make_mail("anna@schule.example", "Grüße aus Raum 12").as_bytes()
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=env.port, start_tls=False)
+    await client.connect()
+    try:
+        await client.ehlo()
+        mail = await client.mail(
+            "anna@schule.example",
+            options=[f"SIZE={len(raw)}", "BODY=8BITMIME", "SMTPUTF8", "RET=HDRS", "ENVID=abc123"],
+        )
+        assert mail.code == 250
+        rcpt = await client.rcpt(
+            SUPPORT, options=["NOTIFY=FAILURE,DELAY", f"ORCPT=rfc822;{SUPPORT}"]
+        )
+        assert rcpt.code == 250
+        data = await client.data(raw)
+        assert (data.code, data.message) == (250, "2.0.0 Ok: ticket 100001")
+    finally:
+        await client.quit()
+
+
+async def test_null_envelope_sender_is_accepted_at_mail(env: Env) -> None:
+    """MAIL FROM:<> (bounces, auto-replies) is a valid envelope and gets 250."""
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=env.port, start_tls=False)
+    await client.connect()
+    try:
+        await client.ehlo()
+        code, _ = await client.execute_command(b"MAIL", b"FROM:<>")
+        assert code == 250
+    finally:
+        await client.quit()
+
+
+async def test_sessions_over_the_limit_get_421(env_factory: object) -> None:
+    """With smtp.max_sessions reached, one more connection is answered 421 4.7.0 and closed."""
+    e: Env = await env_factory(None, smtp={"max_sessions": 2})  # type: ignore[operator]
+    held = []
+    for _ in range(2):
+        reader, writer = await asyncio.open_connection("127.0.0.1", e.port)
+        assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"220")
+        held.append(writer)
+    reader, writer = await asyncio.open_connection("127.0.0.1", e.port)
+    line = await asyncio.wait_for(reader.readline(), 5)
+    assert line.decode().rstrip() == REPLY_TOO_MANY_SESSIONS
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+    for w in held:
+        w.close()
+        await w.wait_closed()
+    # Once the others are gone there is room again.
+    for _ in range(50):
+        reader, writer = await asyncio.open_connection("127.0.0.1", e.port)
+        first = await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        if first.startswith(b"220"):
+            break
+        await asyncio.sleep(0.05)
+    assert first.startswith(b"220")
+
+
+async def test_client_gone_during_processing_still_stores_the_mail_once(env: Env) -> None:
+    """A client that drops the connection right after DATA leaves a whole ticket, not half."""
+    raw = make_mail("anna@schule.example", "Verbindung weg").as_bytes().replace(b"\n", b"\r\n")
+    raw = raw.replace(b"\r\r\n", b"\r\n")
+    reader, writer = await asyncio.open_connection("127.0.0.1", env.port)
+    await reader.readline()
+    for command in (
+        b"EHLO client.test",
+        b"MAIL FROM:<anna@schule.example>",
+        f"RCPT TO:<{SUPPORT}>".encode(),
+    ):
+        writer.write(command + b"\r\n")
+        for _ in range(20):  # a multi-line reply ends with "250 " (space after the code)
+            line = await asyncio.wait_for(reader.readline(), 5)
+            if line[3:4] == b" ":
+                break
+        assert line.startswith(b"250"), line
+    writer.write(b"DATA\r\n")
+    assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"354")
+    writer.write(raw + b".\r\n")
+    await writer.drain()
+    writer.transport.abort()  # gone before the reply arrives
+    for _ in range(100):
+        tickets = await env.cli_json("ticket", "list")
+        if tickets:
+            break
+        await asyncio.sleep(0.1)
+    assert [t["subject"] for t in tickets] == ["Verbindung weg"]
+    assert tickets[0]["articles"] == 1
+    # The sender's MTA, never having seen 250, sends again: still one article.
+    code, text = await env.send(raw, mail_from="anna@schule.example")
+    assert (code, text) == (250, "2.0.0 Ok: ticket 100001")
+    shown = await env.cli_json("ticket", "show", "100001")
+    assert len(shown["articles"]) == 1
