@@ -37,7 +37,10 @@ _ALIASES = {
     "utf8": "utf-8",
 }
 
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+# The encoded text may hold spaces: RFC 2047 forbids them, some senders write them anyway.
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
+# Text codecs that are no charsets: they raise on every input or interpret escape sequences.
+_NOT_CHARSETS = frozenset({"undefined", "unicode-escape", "raw-unicode-escape", "idna", "punycode"})
 _FOLD = re.compile(r"\r?\n[ \t]")
 
 
@@ -55,7 +58,7 @@ def codec_for(label: str | None) -> str | None:
     except (LookupError, ValueError):
         return None
     # Codecs that are not text encodings (rot13, base64, ...) are not charsets.
-    if not getattr(info, "_is_text_encoding", True):
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
         return None
     return info.name
 
@@ -73,9 +76,12 @@ def decode_bytes(data: bytes, declared: str | None) -> str:
         tried.append(candidate)
         try:
             return data.decode(candidate)
-        except (UnicodeDecodeError, LookupError):
+        except (UnicodeError, LookupError):
             continue
-    return data.decode(tried[0] if tried else "utf-8", errors="replace")
+    try:
+        return data.decode(tried[0], errors="replace")
+    except (UnicodeError, LookupError):  # pragma: no cover - a codec that rejects "replace"
+        return data.decode("utf-8", errors="replace")
 
 
 def header_bytes(value: str) -> bytes:

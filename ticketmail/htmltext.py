@@ -43,8 +43,10 @@ _BLOCK = frozenset(
         "center",
     }
 )
+_PARAGRAPH = frozenset({"p", "h1", "h2", "h3", "table", "blockquote"})
 _SKIP = frozenset({"script", "style", "head", "title", "template", "noscript", "object"})
 _MAX_TEXT = 5_000_000
+_SPACE = re.compile(r"[ \t\r\n\f]+")  # collapsible outside <pre>; no-break spaces stay
 
 
 class _Converter(HTMLParser):
@@ -55,25 +57,41 @@ class _Converter(HTMLParser):
         self.pre_depth = 0
         self.href_stack: list[str | None] = []
         self.size = 0
+        self.line_start = True
+        self.newlines = 0  # how many line breaks the text ends with
 
     def _emit(self, text: str) -> None:
-        if self.size < _MAX_TEXT:
+        if self.size < _MAX_TEXT and text:
             self.parts.append(text)
             self.size += len(text)
+            self.line_start = text.endswith(("\n", "\t"))
+            stripped = text.rstrip("\n")
+            self.newlines = len(text) - len(stripped) + (self.newlines if not stripped else 0)
+
+    def _block(self, tag: str) -> None:
+        """Start or end a block: a line break, or an empty line around paragraphs."""
+        wanted = 2 if tag in _PARAGRAPH else 1
+        if self.parts and self.newlines < wanted:
+            self._emit("\n" * (wanted - self.newlines))
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "body":
+            self.skip_depth = 0  # the body ends a <head> or <title> left open
+            return
         if tag in _SKIP:
             self.skip_depth += 1
+            return
+        if self.skip_depth:
             return
         if tag == "br":
             self._emit("\n")
         elif tag in _BLOCK:
-            self._emit("\n\n" if tag in {"p", "h1", "h2", "h3", "table", "blockquote"} else "\n")
+            self._block(tag)
             if tag == "li":
                 self._emit("- ")
             if tag == "pre":
                 self.pre_depth += 1
-        elif tag in {"td", "th"}:
+        elif tag in {"td", "th"} and not self.line_start:
             self._emit("\t")
         elif tag == "a":
             self.href_stack.append(dict(attrs).get("href"))
@@ -91,25 +109,28 @@ class _Converter(HTMLParser):
         if tag in _SKIP:
             self.skip_depth = max(0, self.skip_depth - 1)
             return
+        if self.skip_depth:
+            return
         if tag == "a" and self.href_stack:
             href = self.href_stack.pop()
             if href and href.startswith(("http://", "https://", "mailto:")):
                 target = href.removeprefix("mailto:")
                 last = self.parts[-1] if self.parts else ""
                 if target not in last:
-                    self._emit(f" <{target}>")
+                    self._emit(f"<{target}>" if self.line_start else f" <{target}>")
         elif tag in _BLOCK:
             if tag == "pre":
                 self.pre_depth = max(0, self.pre_depth - 1)
-            self._emit("\n\n" if tag in {"p", "h1", "h2", "h3", "table", "blockquote"} else "\n")
+            self._block(tag)
 
     def handle_data(self, data: str) -> None:
         if self.skip_depth:
             return
         if self.pre_depth:
             self._emit(data)
-        else:
-            self._emit(re.sub(r"[ \t\r\n\f]+", " ", data))
+            return
+        text = _SPACE.sub(" ", data)
+        self._emit(text.lstrip(" \xa0") if self.line_start else text)
 
 
 def html_to_text(html: str) -> str:
@@ -121,7 +142,6 @@ def html_to_text(html: str) -> str:
     except (AssertionError, ValueError):  # pragma: no cover - HTMLParser on pathological input
         pass
     text = "".join(converter.parts).replace("\xa0", " ")
-    lines = [line.rstrip() for line in text.split("\n")]
-    cleaned = "\n".join(line.lstrip(" ") if not line.startswith(" \t") else line for line in lines)
-    cleaned = re.sub(r"\n{3,}", "\n\n", cleaned)
-    return cleaned.strip() + "\n" if cleaned.strip() else ""
+    cleaned = "\n".join(line.rstrip() for line in text.split("\n"))
+    cleaned = re.sub(r"\n{3,}", "\n\n", cleaned).strip("\n")
+    return cleaned + "\n" if cleaned.strip() else ""

@@ -277,29 +277,31 @@ def _filename(part: Message) -> str | None:
     return name
 
 
+def _is_rendering(part: Message, ctype: str) -> bool:
+    """A text alternative (plain, HTML, enriched, ...) rather than a file like an invitation."""
+    return ctype.startswith("text/") and ctype != "text/calendar" and not _filename(part)
+
+
 class _Walker:
     """Walks the MIME tree once: picks the text body, collects everything else as files."""
 
     def __init__(self, *, subject: str) -> None:
         self.subject = subject
-        self.plain: list[str] = []
-        self.html: list[str] = []
+        # Body parts in mail order; True marks HTML. An HTML part after a plain one is a file.
+        self.texts: list[tuple[bool, str]] = []
         self.attachments: list[Attachment] = []
         self.flags: list[str] = []
         self.delivery_status = False
         self.parts_seen = 0
 
     def body_text(self) -> str:
-        if self.plain:
-            text = "\n".join(t.rstrip("\n") for t in self.plain)
-        elif self.html:
-            text = "\n".join(html_to_text(h).rstrip("\n") for h in self.html)
-        else:
-            return ""
+        texts = (html_to_text(t) if is_html else t for is_html, t in self.texts)
+        text = "\n".join(t.rstrip("\n") for t in texts)
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         return text.rstrip() + "\n" if text.strip() else ""
 
-    def visit(self, part: Message, *, depth: int) -> None:
+    def visit(self, part: Message, *, depth: int, body: bool = True) -> None:
+        """Visit one part; with body=False its text parts are a rendering not chosen."""
         self.parts_seen += 1
         if self.parts_seen > MAX_PARTS:
             if "too_many_parts" not in self.flags:
@@ -318,32 +320,28 @@ class _Walker:
                 return
             children = [c for c in payload if isinstance(c, Message)]
             if ctype == "multipart/alternative":
-                self._visit_alternative(children, depth=depth)
+                self._visit_alternative(children, depth=depth, body=body)
             else:
                 for child in children:
-                    self.visit(child, depth=depth + 1)
+                    self.visit(child, depth=depth + 1, body=body)
             return
-        self._leaf(part, ctype)
+        self._leaf(part, ctype, body=body)
 
-    def _visit_alternative(self, children: list[Message], *, depth: int) -> None:
+    def _visit_alternative(self, children: list[Message], *, depth: int, body: bool) -> None:
+        """One rendering gives the text; files anywhere else (inline images, .ics) are kept."""
         types = [_content_type(c) for c in children]
-        preferred = next(
-            (
-                t
-                for t in ("text/plain", "multipart/related", "multipart/mixed", "text/html")
-                if t in types
-            ),
-            None,
-        )
-        chosen = False
-        for child, ctype in zip(children, types, strict=False):
-            if not chosen and ctype == preferred:
-                chosen = True
-                self.visit(child, depth=depth + 1)
-            elif not ctype.startswith(("text/", "multipart/")):
-                self.visit(child, depth=depth + 1)  # e.g. a calendar invitation
-        if not chosen and children:
-            self.visit(children[0], depth=depth + 1)
+        candidates = [
+            i
+            for t in ("text/plain", "multipart/related", "multipart/mixed", "text/html")
+            for i, (child, ctype) in enumerate(zip(children, types, strict=True))
+            if ctype == t and not (t == "text/plain" and not self._payload(child).strip())
+        ]
+        chosen = candidates[0] if candidates else 0
+        for index, (child, ctype) in enumerate(zip(children, types, strict=True)):
+            if index == chosen:
+                self.visit(child, depth=depth + 1, body=body)
+            elif not _is_rendering(child, ctype):
+                self.visit(child, depth=depth + 1, body=False)
 
     def _payload(self, part: Message) -> bytes:
         try:
@@ -357,22 +355,24 @@ class _Walker:
             return payload.encode("utf-8", errors="surrogateescape")
         return b""
 
-    def _leaf(self, part: Message, ctype: str) -> None:
-        disposition = _disposition(part)
+    def _leaf(self, part: Message, ctype: str, *, body: bool) -> None:
         filename = _filename(part)
-        is_body_candidate = (
-            disposition != "attachment"
-            and not filename
-            and ctype in ("text/plain", "text/html")
-            and not (self.plain and ctype == "text/html")
-        )
         if ctype == "message/rfc822":
             self._attach_message(part, filename)
             return
+        text_part = (
+            ctype in ("text/plain", "text/html")
+            and not filename
+            and _disposition(part) != "attachment"
+        )
+        if text_part and not body:
+            return  # the text of an alternative rendering not chosen
         data = self._payload(part)
-        if is_body_candidate:
+        plain_seen = any(not is_html for is_html, _ in self.texts)
+        if text_part and not (ctype == "text/html" and plain_seen):
             text = decode_bytes(data, _param(part, "charset"))
-            (self.plain if ctype == "text/plain" else self.html).append(text)
+            if text.strip():  # an empty text part leaves the body to the next one
+                self.texts.append((ctype == "text/html", text))
             return
         self._attach(part, ctype, data, filename)
 
@@ -389,7 +389,8 @@ class _Walker:
             subject = decode_header_value(str(inner_msg.get("subject", "") or ""))
         else:
             data = self._payload(part)
-        fallback = (safe_filename(subject, fallback="") or "forwarded-message") + ".eml"
+        stem = safe_filename(subject, fallback="forwarded-message")
+        fallback = safe_filename(stem + ".eml", fallback="forwarded-message.eml")
         name = safe_filename(filename, fallback=fallback) if filename else fallback
         self.attachments.append(Attachment(name, "message/rfc822", data, self._cid(part)))
 

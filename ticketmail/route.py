@@ -108,10 +108,11 @@ _OOF_SUBJECT = re.compile(
 
 
 def _tag_pattern(tag: str) -> re.Pattern[str]:
-    return re.compile(r"\[\s*" + re.escape(tag) + r"\s*#\s*(\d{1,12})\s*\]", re.IGNORECASE)
+    return re.compile(r"\[\s*" + re.escape(tag) + r"\s*#\s*([0-9]{1,12})\s*\]", re.IGNORECASE)
 
 
 def format_tag(tag: str, number: int) -> str:
+    """The subject tag of one ticket, as find_ticket_numbers reads it back."""
     return f"[{tag}#{number}]"
 
 
@@ -135,6 +136,11 @@ def clean_subject(subject: str, tag: str) -> str:
     return re.sub(r"\s{2,}", " ", text).strip()
 
 
+def _keyword(value: str) -> str:
+    """The leading keyword of a header value, without parameters or comments."""
+    return re.split(r"[;(\s]", value.strip(), maxsplit=1)[0].lower()
+
+
 def _local_part(address: str) -> str:
     return address.rsplit("@", 1)[0] if "@" in address else address
 
@@ -144,11 +150,10 @@ def classify(
 ) -> Classification:
     """Which loop-guard signals a mail carries; bounce and own loop are the strongest."""
     signals: list[str] = []
-    auto_submitted = [v.strip().lower() for v in mail.header("auto-submitted")]
-    if any(v and not v.startswith("no") for v in auto_submitted):
+    if any(_keyword(v) not in ("", "no") for v in mail.header("auto-submitted")):
         signals.append("auto-submitted")
     for name in ("precedence", "x-precedence"):
-        if any(v.strip().lower() in _PRECEDENCE_VALUES for v in mail.header(name)):
+        if any(_keyword(v) in _PRECEDENCE_VALUES for v in mail.header(name)):
             signals.append(name)
     for value in mail.header("x-auto-response-suppress"):
         tokens = {t.strip().lower() for t in re.split(r"[,\s]+", value) if t.strip()}

@@ -1,0 +1,830 @@
+"""Raw bytes to ParsedMail: charsets, bodies, attachments, ids, filenames, quotes, robustness."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import re
+import unicodedata
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ticketmail.charsets import decode_bytes, decode_header_value
+from ticketmail.htmltext import html_to_text
+from ticketmail.parse import ParsedMail, normalize_address, parse_mail, safe_filename
+from ticketmail.reply import extract_reply
+
+CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
+needs_corpus = pytest.mark.skipif(
+    not CORPUS.is_dir(), reason=f"real-mail corpus not found at {CORPUS}"
+)
+
+
+def corpus_mail(relative: str) -> bytes:
+    """One corpus message, read in place (never copied into the repository)."""
+    path = CORPUS / relative
+    if not path.is_file():
+        pytest.skip(f"corpus file {relative} not found under {CORPUS}")
+    return path.read_bytes()
+
+
+def mail(head: str, body: str = "Hello\n", *, charset: str = "utf-8") -> ParsedMail:
+    """Parse a small message written in the test (LF line ends)."""
+    return parse_mail((head.strip("\n") + "\n\n" + body).encode(charset))
+
+
+def multipart(subtype: str, *parts: str, head: str = "From: anna@example.org\n") -> bytes:
+    """A multipart message from ready-made part texts (each part: headers, blank line, body)."""
+    boundary = f"b-{subtype}-{len(parts)}"
+    chunks = [f"{head}MIME-Version: 1.0\n"]
+    chunks.append(f'Content-Type: multipart/{subtype}; boundary="{boundary}"\n\n')
+    chunks.extend(f"--{boundary}\n{part.strip(chr(10))}\n" for part in parts)
+    chunks.append(f"--{boundary}--\n")
+    return "".join(chunks).encode("utf-8")
+
+
+def q_words(data: bytes, charset: str, cuts: list[int]) -> str:
+    """Encode bytes as Q encoded words, split at the given byte offsets."""
+    pieces = _split(data, cuts)
+    return " ".join(
+        f"=?{charset}?Q?{''.join(f'={b:02X}' for b in piece)}?=" for piece in pieces if piece
+    )
+
+
+def b_words(data: bytes, charset: str, cuts: list[int]) -> str:
+    """Encode bytes as B encoded words, split at the given byte offsets."""
+    pieces = _split(data, cuts)
+    return " ".join(
+        f"=?{charset}?B?{base64.b64encode(piece).decode()}?=" for piece in pieces if piece
+    )
+
+
+def _split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+    return [data[a:b] for a, b in itertools.pairwise(points)]
+
+
+# --- charsets: RFC 2047 and 8-bit headers --------------------------------------------------------
+
+
+def test_encoded_word_b_and_q() -> None:
+    """B and Q encoded words decode, in any case of the encoding letter and charset label."""
+    assert decode_header_value("=?UTF-8?B?R3LDvMOfZQ==?=") == "Grüße"
+    assert decode_header_value("=?utf-8?q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=") == "Grüße aus Köln"
+    assert decode_header_value("=?ISO-8859-1?Q?Gr=FC=DFe?=") == "Grüße"
+
+
+def test_adjacent_encoded_words_are_joined() -> None:
+    """White space between adjacent encoded words is dropped; around plain text it stays."""
+    assert decode_header_value("=?utf-8?q?Hallo?= =?utf-8?q?_Welt?=") == "Hallo Welt"
+    assert decode_header_value("=?utf-8?q?a?=\r\n =?iso-8859-1?q?=E4?=") == "aä"
+    assert decode_header_value("Re: =?utf-8?q?Gr=C3=BC=C3=9Fe?= von mir") == "Re: Grüße von mir"
+
+
+def test_multibyte_character_split_across_words_decodes_whole() -> None:
+    """A UTF-8 character split across two encoded words comes out whole, not as U+FFFD."""
+    euro = "€".encode()
+    assert decode_header_value(b_words(euro, "utf-8", [1])) == "€"
+    assert decode_header_value(q_words(euro, "UTF-8", [2])) == "€"
+    assert decode_header_value("=?utf-8?B?4oI=?= =?utf-8?B?rA==?=") == "€"
+
+
+@given(
+    text=st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=40),
+    cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=5),
+    b_encoding=st.booleans(),
+)
+def test_encoded_words_round_trip(text: str, cuts: list[int], b_encoding: bool) -> None:
+    """Any text, UTF-8 encoded and cut into encoded words at any byte, decodes to itself."""
+    data = text.encode("utf-8")
+    encoded = (b_words if b_encoding else q_words)(data, "utf-8", cuts)
+    assert decode_header_value(encoded) == text.strip()
+
+
+@pytest.mark.parametrize("label", ["x-unknown", "unknown-8bit", "", "utf-8*de", "rot13"])
+def test_unknown_charset_label_falls_back(label: str) -> None:
+    """An unknown or bogus charset label falls back to UTF-8, then windows-1252."""
+    assert decode_header_value(f"=?{label}?Q?caf=C3=A9?=".replace("=??", "=?x?")) == "café"
+    assert decode_header_value(f"=?{label}?Q?caf=E9?=".replace("=??", "=?x?")) == "café"
+    assert decode_bytes("café".encode(), label) == "café"
+
+
+@pytest.mark.parametrize("label", ["undefined", "unicode_escape", "raw-unicode-escape", "idna"])
+def test_codecs_that_are_no_charsets_are_ignored(label: str) -> None:
+    """Python codecs that are no mail charsets never raise and never interpret escapes."""
+    assert decode_bytes(b"a\\x41 caf\xc3\xa9", label) == "a\\x41 café"
+    assert decode_header_value(f"=?{label}?B?YWJj?=") == "abc"
+    parsed = parse_mail(
+        b"From: a@example.org\nSubject: s\nContent-Type: text/plain; charset="
+        + label.encode()
+        + b"\n\nBody text stays\n"
+    )
+    assert parsed.body_text == "Body text stays\n"
+    assert "unparseable" not in parsed.defects
+
+
+def test_x_mac_cyrillic() -> None:
+    """The x-mac-cyrillic label (Apple Mail) decodes as Mac Cyrillic, in headers and bodies."""
+    data = "Привет".encode("mac_cyrillic")
+    q = "".join(f"={b:02X}" for b in data)
+    assert decode_header_value(f"=?x-mac-cyrillic?Q?{q}?=") == "Привет"
+    parsed = parse_mail(
+        b"From: a@example.org\nContent-Type: text/plain; charset=x-mac-cyrillic\n\n" + data
+    )
+    assert parsed.body_text == "Привет\n"
+
+
+def test_utf7() -> None:
+    """UTF-7 decodes in encoded words and in bodies."""
+    assert decode_header_value("=?utf-7?Q?Gr+APwA3w-e?=") == "Grüße"
+    parsed = parse_mail(
+        b"From: a@example.org\nContent-Type: text/plain; charset=utf-7\n\nGr+APwA3w-e\n"
+    )
+    assert parsed.body_text == "Grüße\n"
+
+
+@needs_corpus
+def test_utf7_corpus_subject_with_spaces_in_encoded_word() -> None:
+    """An encoded word with (forbidden) spaces inside is still decoded, as mail clients do."""
+    parsed = parse_mail(corpus_mail("otobo/scripts/test/sample/EmailParser/UTF-7.box"))
+    assert parsed.subject.startswith("Microsoft Forefront Protection for SharePoint")
+    assert "=?" not in parsed.subject
+
+
+def test_raw_utf8_header_bytes() -> None:
+    """Raw 8-bit UTF-8 in headers (SMTPUTF8 or careless clients) decodes to text."""
+    parsed = parse_mail(
+        "From: Jörg Müller <jörg@exämple.de>\nTo: Zoë <zoë@example.org>\n"
+        "Subject: Grüße – größer\n\nhi\n".encode()
+    )
+    assert parsed.subject == "Grüße – größer"
+    assert parsed.from_name == "Jörg Müller"
+    assert parsed.from_addr == "jörg@exämple.de"
+    assert parsed.to == ("zoë@example.org",)
+
+
+def test_raw_latin1_header_bytes() -> None:
+    """Raw 8-bit bytes that are no UTF-8 are read as windows-1252."""
+    parsed = parse_mail(
+        "From: Jörg <j@example.org>\nSubject: Grüße für 5 €\n\nhi\n".encode("cp1252")
+    )
+    assert parsed.subject == "Grüße für 5 €"
+    assert parsed.from_name == "Jörg"
+    assert parsed.header("subject") == ("Grüße für 5 €",)
+
+
+def test_folded_subject() -> None:
+    """A folded subject is unfolded, also across encoded words and with tabs."""
+    parsed = parse_mail(
+        b"From: a@example.org\nSubject: =?utf-8?q?Drucker?=\n =?utf-8?q?_kaputt?=\n\tseit gestern"
+        b"\n\nx\n"
+    )
+    assert parsed.subject == "Drucker kaputt seit gestern"
+
+
+def test_header_without_control_characters() -> None:
+    """Control characters smuggled into a header through an encoded word become spaces."""
+    assert decode_header_value("=?utf-8?q?a=0D=0AX-Evil:_1=00b?=") == "a  X-Evil: 1 b"
+
+
+def test_decode_bytes_prefers_declared_charset() -> None:
+    """A declared charset that fits the bytes wins over UTF-8 and windows-1252."""
+    data = "Привет".encode("koi8-r")
+    assert decode_bytes(data, "koi8-r") == "Привет"
+    assert decode_bytes("Grüße".encode("iso-8859-15"), "ISO-8859-15") == "Grüße"
+
+
+def test_decode_bytes_falls_back_to_utf8_then_windows_1252() -> None:
+    """A wrong or missing label falls back to UTF-8, then windows-1252 (curly quotes, euro)."""
+    assert decode_bytes("Grüße €".encode(), "us-ascii") == "Grüße €"
+    assert decode_bytes("Grüße €".encode(), None) == "Grüße €"
+    assert decode_bytes("“Grüße” €".encode("cp1252"), "utf-8") == "“Grüße” €"
+    assert decode_bytes("“Grüße” €".encode("cp1252"), None) == "“Grüße” €"
+
+
+def test_decode_bytes_replacement_only_as_last_resort() -> None:
+    """Only bytes that fit none of the three get U+FFFD, and the rest survives."""
+    # 0x81 is undefined in windows-1252 and invalid as UTF-8.
+    text = decode_bytes(b"ok \x81 ok", None)
+    assert text == "ok \ufffd ok"
+    assert "\ufffd" not in decode_bytes("äöü".encode(), None)
+
+
+@given(
+    data=st.binary(max_size=200),
+    label=st.sampled_from(
+        [
+            None,
+            "",
+            "utf-8",
+            "x-unknown",
+            "undefined",
+            "utf-7",
+            "utf-16",
+            "iso-2022-jp",
+            "gb2312",
+            "x-mac-cyrillic",
+            "ks_c_5601-1987",
+            "base64",
+            "'utf-8'",
+            "utf-8*de",
+            "\x00",
+        ]
+    ),
+)
+def test_decode_bytes_never_raises(data: bytes, label: str | None) -> None:
+    """Any bytes under any label decode to text without surrogates."""
+    text = decode_bytes(data, label)
+    text.encode("utf-8")
+
+
+@given(st.text(max_size=200))
+def test_decode_header_value_never_raises(value: str) -> None:
+    """Any header string decodes to one line of text."""
+    decoded = decode_header_value(value)
+    assert "\n" not in decoded
+    assert "\r" not in decoded
+
+
+# --- parse_mail: bodies ---------------------------------------------------------------------------
+
+
+def test_plain_body() -> None:
+    """A text/plain mail gives its body as text, with one final newline."""
+    parsed = mail("From: a@example.org\nSubject: s", "Line 1\r\nLine 2\r\n\r\n\r\n")
+    assert parsed.body_text == "Line 1\nLine 2\n"
+    assert parsed.content_type == "text/plain"
+
+
+def test_alternative_prefers_plain() -> None:
+    """In multipart/alternative the text/plain part is the body, HTML is not kept twice."""
+    raw = multipart(
+        "alternative",
+        "Content-Type: text/html\n\n<p>HTML version</p>",
+        "Content-Type: text/plain\n\nPlain version",
+    )
+    parsed = parse_mail(raw)
+    assert parsed.body_text == "Plain version\n"
+    assert parsed.attachments == ()
+
+
+def test_alternative_with_empty_plain_uses_html() -> None:
+    """An empty text/plain alternative does not hide the HTML one."""
+    raw = multipart(
+        "alternative",
+        "Content-Type: text/plain\n\n \n",
+        "Content-Type: text/html\n\n<p>Only here</p>",
+    )
+    assert parse_mail(raw).body_text == "Only here\n"
+
+
+def test_html_only_mail_gets_readable_text() -> None:
+    """HTML-only mail: paragraphs and line breaks kept, script/style dropped, links kept."""
+    html = (
+        "<html><head><style>p {color: red}</style><title>T</title></head><body>"
+        "<script>alert('x')</script><p>Hello&nbsp;team,</p><p>line one<br>line two</p>"
+        "<ul><li>first</li><li>second</li></ul>"
+        '<p>See <a href="https://example.org/kb/1">the article</a> or '
+        '<a href="mailto:help@example.org">help@example.org</a>.</p></body></html>'
+    )
+    parsed = mail("From: a@example.org\nContent-Type: text/html; charset=utf-8", html)
+    assert parsed.body_text == (
+        "Hello team,\n\nline one\nline two\n\n- first\n- second\n\n"
+        "See the article <https://example.org/kb/1> or help@example.org.\n"
+    )
+
+
+def test_html_with_unclosed_head_keeps_body() -> None:
+    """An HTML body after a <head> or <title> that is never closed is not dropped."""
+    assert html_to_text("<html><head><meta charset=utf-8><body><p>Kept</p>") == "Kept\n"
+    assert html_to_text("<title>Unclosed<body>Text</body>") == "Text\n"
+
+
+def test_html_hidden_parts_leave_nothing() -> None:
+    """Nothing inside noscript/script/style shows up, not even link targets or image alts."""
+    html = '<noscript><img alt="pixel"><a href="https://tracker.example">x</a></noscript>Seen'
+    assert html_to_text(html) == "Seen\n"
+
+
+def test_html_pre_keeps_indentation() -> None:
+    """Text in <pre> keeps its indentation and line breaks."""
+    assert html_to_text("<pre>  indented\n    more</pre>") == "  indented\n    more\n"
+
+
+def test_html_table_cells_separated() -> None:
+    """Table cells are separated by tabs, rows by lines."""
+    html = "<table><tr><td>A</td><td>B</td></tr><tr><td>C</td><td>D</td></tr></table>"
+    assert html_to_text(html) == "A\tB\nC\tD\n"
+
+
+@given(st.text(max_size=300))
+def test_html_to_text_never_raises(html: str) -> None:
+    """Any markup, however broken, converts to text."""
+    assert isinstance(html_to_text(html), str)
+
+
+def test_mixed_html_then_plain_keeps_both() -> None:
+    """In multipart/mixed an HTML body part before a plain one is not lost."""
+    raw = multipart(
+        "mixed",
+        "Content-Type: text/html\nContent-Disposition: inline\n\n<p>From the HTML part</p>",
+        "Content-Type: text/plain\nContent-Disposition: inline\n\nFrom the plain part",
+    )
+    assert parse_mail(raw).body_text == "From the HTML part\nFrom the plain part\n"
+
+
+@needs_corpus
+def test_corpus_owa_html_only() -> None:
+    """Outlook Web Access HTML-only mail: readable text, no markup, signature lines kept."""
+    parsed = parse_mail(
+        corpus_mail("redmine/test/fixtures/mail_handler/outlook_web_access_2010_html_only.eml")
+    )
+    assert parsed.content_type == "text/html"
+    assert parsed.body_text.startswith("A mess.\n")
+    assert "<" not in parsed.body_text.replace("<http", "")
+    assert "Geoff Maciolek" in parsed.body_text
+
+
+# --- parse_mail: attachments ----------------------------------------------------------------------
+
+
+def test_rfc2231_filename() -> None:
+    """RFC 2231 filenames (charset, percent-encoding, continuations) are decoded."""
+    raw = multipart(
+        "mixed",
+        "Content-Type: text/plain\n\nsee attachments",
+        "Content-Type: application/pdf\nContent-Disposition: attachment;"
+        " filename*=utf-8''Gr%C3%BC%C3%9Fe%20%E2%82%AC.pdf\nContent-Transfer-Encoding: base64"
+        "\n\nJVBERi0=",
+        "Content-Type: application/octet-stream\nContent-Disposition: attachment;\n"
+        " filename*0*=utf-8''Lange%20Liste%20;\n filename*1*=der%20Dr%C3%BCcker.txt\n\nzzz",
+    )
+    parsed = parse_mail(raw)
+    assert [a.filename for a in parsed.attachments] == [
+        "Grüße €.pdf",
+        "Lange Liste der Drücker.txt",
+    ]
+    assert parsed.attachments[0].data == b"%PDF-"
+    assert parsed.body_text == "see attachments\n"
+
+
+def test_rfc2047_filename() -> None:
+    """RFC 2047 encoded filenames (what Outlook and Thunderbird write) are decoded."""
+    raw = multipart(
+        "mixed",
+        "Content-Type: text/plain\n\nx",
+        'Content-Type: text/plain; name="=?utf-8?B?w6TDtsO8LnR4dA==?="\n'
+        'Content-Disposition: attachment; filename="=?utf-8?B?w6TDtsO8LnR4dA==?="\n\nabc',
+        'Content-Type: application/octet-stream; name="=?iso-8859-1?Q?Pr=FCfung.docx?="\n\n1',
+    )
+    parsed = parse_mail(raw)
+    assert [a.filename for a in parsed.attachments] == ["äöü.txt", "Prüfung.docx"]
+    assert parsed.body_text == "x\n"
+
+
+@needs_corpus
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("otobo/scripts/test/sample/EmailParser/UTF8Filename.box", "Documentación.pdf"),
+        (
+            "rt/t/data/emails/rfc2231-attachment-filename-continuations",
+            "新しいテキスト ドキュメント.txt",
+        ),
+    ],
+)
+def test_corpus_non_ascii_filenames(path: str, name: str) -> None:
+    """Non-ASCII filenames of real mails (RFC 2231, ISO-2022-JP continuations) decode."""
+    parsed = parse_mail(corpus_mail(path))
+    assert name in [a.filename for a in parsed.attachments]
+
+
+@needs_corpus
+def test_corpus_filename_with_line_breaks() -> None:
+    """A filename with encoded CR/LF (a real Outlook mail) becomes one clean line."""
+    parsed = parse_mail(corpus_mail("otobo/scripts/test/sample/EmailParser/FilenameWithCRLF.box"))
+    names = [a.filename for a in parsed.attachments]
+    assert all("\r" not in n and "\n" not in n and "=?" not in n for n in names)
+    assert any(n.endswith("dokument.eml") for n in names)
+
+
+def test_inline_image_keeps_content_id() -> None:
+    """An inline image keeps its Content-ID, also beside a plain-text alternative."""
+    related = (
+        'Content-Type: multipart/related; boundary="rel"\n\n'
+        '--rel\nContent-Type: text/html\n\n<p>Look: <img src="cid:img1@local"></p>\n'
+        "--rel\nContent-Type: image/png\nContent-ID: <img1@local>\n"
+        "Content-Disposition: inline\nContent-Transfer-Encoding: base64\n\niVBORw0KGgo=\n"
+        "--rel--"
+    )
+    raw = multipart("alternative", "Content-Type: text/plain\n\nLook: [image]", related)
+    parsed = parse_mail(raw)
+    assert parsed.body_text == "Look: [image]\n"
+    assert len(parsed.attachments) == 1
+    image = parsed.attachments[0]
+    assert image.content_id == "<img1@local>"
+    assert image.content_type == "image/png"
+    assert image.data.startswith(b"\x89PNG")
+    assert image.filename == "attachment-1.png"
+
+
+@needs_corpus
+def test_corpus_inline_image_beside_plain_alternative() -> None:
+    """Thunderbird's plain + related(HTML, image) alternative keeps the image."""
+    parsed = parse_mail(corpus_mail("otobo/scripts/test/sample/PostMaster/InlineImage.box"))
+    assert parsed.body_text == "test img:\n"
+    assert [a.filename for a in parsed.attachments] == ["test.png"]
+    assert parsed.attachments[0].content_id is not None
+
+
+def test_calendar_invitation_in_alternative_is_kept() -> None:
+    """A text/calendar alternative (an invitation) is kept as a file; text/enriched is not."""
+    raw = multipart(
+        "alternative",
+        "Content-Type: text/plain\n\nMeeting",
+        "Content-Type: text/enriched\n\n<bold>Meeting</bold>",
+        "Content-Type: text/calendar; method=REQUEST\n\nBEGIN:VCALENDAR\nEND:VCALENDAR",
+    )
+    parsed = parse_mail(raw)
+    assert parsed.body_text == "Meeting\n"
+    assert [a.content_type for a in parsed.attachments] == ["text/calendar"]
+    assert parsed.attachments[0].filename == "attachment-1.ics"
+
+
+def test_message_rfc822_kept_as_eml_named_after_subject() -> None:
+    """A forwarded message/rfc822 part is one .eml file named after its subject."""
+    raw = multipart(
+        "mixed",
+        "Content-Type: text/plain\n\nForwarding this",
+        "Content-Type: message/rfc822\n\nFrom: c@example.org\n"
+        "Subject: =?utf-8?q?Drucker/Scanner_=C3=A4?=\n\ninner body",
+    )
+    parsed = parse_mail(raw)
+    assert parsed.body_text == "Forwarding this\n"
+    (forwarded,) = parsed.attachments
+    assert forwarded.filename == "Scanner ä.eml"
+    assert forwarded.content_type == "message/rfc822"
+    assert b"inner body" in forwarded.data
+
+
+def test_message_rfc822_with_long_subject_stays_bounded() -> None:
+    """A forwarded message with a very long subject still gets a name of at most 200 chars."""
+    raw = multipart(
+        "mixed",
+        "Content-Type: message/rfc822\n\nFrom: c@example.org\nSubject: " + "x" * 300 + "\n\nb",
+    )
+    (forwarded,) = parse_mail(raw).attachments
+    assert len(forwarded.filename) <= 200
+    assert forwarded.filename.endswith(".eml")
+
+
+def test_fallback_filenames() -> None:
+    """Parts without a name get attachment-<n>.<ext>; a subjectless message forwarded-message."""
+    raw = multipart(
+        "mixed",
+        "Content-Type: text/plain\n\nbody",
+        "Content-Type: application/zip\n\nPK",
+        "Content-Type: application/x-whatever\nContent-Disposition: attachment\n\n?",
+        'Content-Type: application/pdf\nContent-Disposition: attachment; filename="../"\n\n%',
+        "Content-Type: message/rfc822\n\nFrom: c@example.org\n\nno subject",
+    )
+    names = [a.filename for a in parse_mail(raw).attachments]
+    assert names == [
+        "attachment-1.zip",
+        "attachment-2.bin",
+        "attachment-3.pdf",
+        "forwarded-message.eml",
+    ]
+
+
+# --- parse_mail: identity and headers -------------------------------------------------------------
+
+
+def test_message_id_kept() -> None:
+    """A Message-ID is kept with its angle brackets, without surrounding noise."""
+    parsed = mail("From: a@example.org\nMessage-ID:  <abc.123@mail.example.org> (comment)")
+    assert parsed.message_id == "<abc.123@mail.example.org>"
+
+
+def test_missing_message_id_is_deterministic() -> None:
+    """Without a Message-ID the id is derived from the bytes: same bytes, same id."""
+    raw = b"From: a@example.org\nSubject: no id\n\nbody\n"
+    first, second = parse_mail(raw), parse_mail(raw)
+    assert first.message_id == second.message_id
+    assert re.fullmatch(r"<[0-9a-f]{40}@ticketmail\.invalid>", first.message_id)
+    assert parse_mail(raw + b"more\n").message_id != first.message_id
+
+
+@given(st.binary(max_size=300), st.binary(max_size=300))
+def test_generated_message_ids_follow_the_bytes(one: bytes, two: bytes) -> None:
+    """Generated ids are equal exactly when the bytes are (no Message-ID header present)."""
+    raw_one, raw_two = b"X-A: 1\n\n" + one, b"X-A: 1\n\n" + two
+    ids = parse_mail(raw_one).message_id, parse_mail(raw_two).message_id
+    assert (ids[0] == ids[1]) == (raw_one == raw_two)
+
+
+def test_missing_subject_and_date() -> None:
+    """A mail without Subject and Date parses with an empty subject and no date."""
+    parsed = mail("From: a@example.org")
+    assert parsed.subject == ""
+    assert parsed.date is None
+    assert parsed.from_addr == "a@example.org"
+
+
+def test_missing_from() -> None:
+    """A mail without From parses with an empty sender."""
+    parsed = mail("Subject: who?")
+    assert parsed.from_addr == ""
+    assert parsed.subject == "who?"
+
+
+def test_date_parsed_and_bad_date_ignored() -> None:
+    """A valid Date becomes an aware datetime; a broken one becomes None."""
+    parsed = mail("From: a@example.org\nDate: Mon, 2 Mar 2026 10:00:00 +0100")
+    assert parsed.date == datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    assert mail("From: a@example.org\nDate: yesterday-ish").date is None
+
+
+def test_addresses_and_references() -> None:
+    """To/Cc are normalised lists; In-Reply-To and References keep their message ids."""
+    parsed = mail(
+        'From: "Doe, Jane" <Jane.Doe@Example.ORG>\n'
+        "To: =?utf-8?q?M=C3=BCller=2C_J=C3=B6rg?= <J.Mueller@example.de>, b@example.org\n"
+        "Cc: SUPPORT@example.com\nIn-Reply-To: <one@x>\nReferences: <zero@x>\n <one@x>"
+    )
+    assert parsed.from_addr == "jane.doe@example.org"
+    assert parsed.from_name == "Doe, Jane"
+    assert parsed.to == ("j.mueller@example.de", "b@example.org")
+    assert parsed.cc == ("support@example.com",)
+    assert parsed.in_reply_to == ("<one@x>",)
+    assert parsed.references == ("<zero@x>", "<one@x>")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Anna Beispiel <Anna.Beispiel@Example.ORG>", "anna.beispiel@example.org"),
+        ("  <ANNA@example.org>  ", "anna@example.org"),
+        ("anna@example.org (Anna)", "anna@example.org"),
+        ('"Beispiel, Anna" <anna@EXAMPLE.org>', "anna@example.org"),
+        ("STRASSE@EXAMPLE.ORG", "strasse@example.org"),
+    ],
+)
+def test_normalize_address(value: str, expected: str) -> None:
+    """An address is case-folded, without display name, brackets or surrounding space."""
+    assert normalize_address(value) == expected
+
+
+_ATOM = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-", min_size=1)
+
+
+@given(
+    local=_ATOM.filter(lambda s: not s.startswith(".") and not s.endswith(".") and ".." not in s),
+    domain=st.from_regex(r"[A-Za-z0-9]{1,10}(\.[A-Za-z]{2,6}){1,2}", fullmatch=True),
+    name=st.text("abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ", max_size=20),
+)
+def test_normalize_address_property(local: str, domain: str, name: str) -> None:
+    """Any display-name form of an address normalises to the case-folded bare address."""
+    address = f"{local}@{domain}"
+    expected = address.casefold()
+    assert normalize_address(address) == expected
+    assert normalize_address(f"<{address}>") == expected
+    assert normalize_address(f'"{name}" <{address}>') == expected
+    assert normalize_address(normalize_address(address)) == expected
+
+
+# --- safe_filename --------------------------------------------------------------------------------
+
+
+def _assert_safe(name: str) -> None:
+    assert name
+    assert len(name) <= 200
+    assert not name.startswith(".")
+    assert "/" not in name
+    assert "\\" not in name
+    assert "\x00" not in name
+    assert "\u202e" not in name
+    assert not any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in name)
+    assert name == name.strip()
+
+
+@given(st.text(max_size=400))
+def test_safe_filename_property(name: str) -> None:
+    """No input gives a name with a path, control or direction characters, leading dot, >200."""
+    _assert_safe(safe_filename(name, fallback="attachment.bin"))
+
+
+@given(st.text(st.characters(codec="utf-8"), max_size=400))
+def test_safe_filename_from_header_property(name: str) -> None:
+    """Filenames that arrive through a Content-Disposition header are safe as well."""
+    encoded = base64.b64encode(name.encode()).decode()
+    raw = multipart(
+        "mixed",
+        f"Content-Type: application/octet-stream\nContent-Disposition: attachment; "
+        f'filename="=?utf-8?B?{encoded}?="\n\ndata',
+    )
+    for attachment in parse_mail(raw).attachments:
+        _assert_safe(attachment.filename)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\anna\\report.pdf", "report.pdf"),
+        (". . .htaccess", "htaccess"),
+        ("invoice\u202efdp.exe", "invoicefdp.exe"),
+        ("a\x00b\x07c\x85d.txt", "abcd.txt"),
+        ("line\nbreak.txt", "linebreak.txt"),
+        ("  spaced.txt  ", "spaced.txt"),
+        ("", "fallback.bin"),
+        ("...", "fallback.bin"),
+        ("dir/", "fallback.bin"),
+    ],
+)
+def test_safe_filename_examples(name: str, expected: str) -> None:
+    """Paths, leading dots, RTL overrides and control characters are removed."""
+    assert safe_filename(name, fallback="fallback.bin") == expected
+
+
+def test_safe_filename_long_name_keeps_extension() -> None:
+    """A name over 200 characters is cut before its extension, which survives."""
+    name = safe_filename("x" * 500 + ".pdf", fallback="f")
+    assert len(name) == 200
+    assert name.endswith("x.pdf")
+
+
+# --- reply extraction -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Neuer Text\n\nOn Mon, 2 Mar 2026 at 10:00, Anna <anna@example.org> wrote:\n> alt\n",
+        "Neuer Text\n\nOn Mon, 2 Mar 2026 at 10:00, Anna Beispiel\n<anna@example.org> wrote:\nalt",
+        "Neuer Text\n\nAm 02.03.2026 um 10:00 schrieb Anna Beispiel <anna@example.org>:\n> alt",
+        "Neuer Text\n\nAm Mo., 2. März 2026 um 10:00 Uhr schrieb Anna Beispiel <\n"
+        "anna@example.org>:\n> alt",
+        "Neuer Text\n\n-----Original Message-----\nFrom: Anna\nSent: Monday\n\nalt",
+        "Neuer Text\n\n-----Ursprüngliche Nachricht-----\nVon: Anna\nGesendet: Montag\n\nalt",
+        "Neuer Text\n\n________________________________\nVon: Anna <anna@example.org>\n"
+        "Gesendet: Montag, 2. März 2026 10:00\nAn: support@example.com\nBetreff: Drucker\n\nalt",
+        "Neuer Text\n\nVon: Anna <anna@example.org>\nGesendet: Montag\nAn: support@example.com\n"
+        "Betreff: Drucker\n\nalt",
+        "Neuer Text\n\nFrom: Anna <anna@example.org>\nSent: Monday\nTo: support@example.com\n"
+        "Subject: Printer\n\nold",
+        "Neuer Text\n> alt\n> alt\n",
+        "Neuer Text\n-- \nAnna Beispiel\nBeispiel GmbH\n",
+        "Neuer Text\n\nVon meinem iPhone gesendet\n",
+    ],
+)
+def test_extract_reply_strips_history_and_signature(body: str) -> None:
+    """Attributions, separators, Outlook header blocks, quotes and signatures are cut."""
+    assert extract_reply(body) == "Neuer Text\n"
+
+
+def test_extract_reply_keeps_bottom_posted_text() -> None:
+    """Text written below (or between) quotes is kept; the attribution line is not."""
+    body = (
+        "On Mon, 2 Mar 2026, Anna <anna@example.org> wrote:\n> question one\n\nanswer one\n"
+        "> question two\nanswer two\n\n-- \nsig"
+    )
+    assert extract_reply(body) == "answer one\n\nanswer two\n"
+
+
+def test_extract_reply_cuts_list_footer_after_quote() -> None:
+    """A rule of underscores after a quote starts a mailing list footer, which is cut."""
+    body = "Thanks!\n\nOn Tue, Bob wrote:\n> hi\n\n_______________\nlist mailing list\nx@y\n"
+    assert extract_reply(body) == "Thanks!\n"
+
+
+def test_extract_reply_keeps_plain_text() -> None:
+    """A body without history is kept as it is, including a lone 'From:' sentence."""
+    body = "Hello,\n\nFrom: the logs I see the error again.\n\nRegards\nAnna\n"
+    assert extract_reply(body) == body
+
+
+@needs_corpus
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("talon/tests/fixtures/standard_replies/thunderbird.eml", "Hello\n"),
+        ("talon/tests/fixtures/standard_replies/gmail.eml", None),
+        ("talon/tests/fixtures/standard_replies/outlook.eml", None),
+    ],
+)
+def test_corpus_replies(path: str, expected: str | None) -> None:
+    """Real replies from mail clients lose their quoted history (talon's fixtures)."""
+    parsed = parse_mail(corpus_mail(path))
+    assert parsed.reply_text.strip()
+    assert ">" not in parsed.reply_text
+    if expected is not None:
+        assert parsed.reply_text == expected
+    assert len(parsed.reply_text) < len(parsed.body_text)
+
+
+# --- robustness -----------------------------------------------------------------------------------
+
+SAMPLES = (
+    "redmine/test/fixtures/mail_handler/outlook_web_access_2010_html_only.eml",
+    "redmine/test/fixtures/mail_handler/ticket_with_attachment.eml",
+    "otobo/scripts/test/sample/EmailParser/UTF8Filename.box",
+    "otobo/scripts/test/sample/EmailParser/FilenameWithNewline.box",
+    "otobo/scripts/test/sample/PostMaster/InlineImage.box",
+    "otobo/scripts/test/sample/EmailParser/MultipartMixedHTMLPlain.eml",
+    "mikel-mail/spec/fixtures/emails/attachment_emails/attachment_message_rfc822.eml",
+    "rt/t/data/emails/rfc2231-attachment-filename-continuations",
+    "enmime/dsn/testdata/simple_dsn.raw",
+)
+
+
+@cache
+def _sample(relative: str) -> bytes:
+    return (CORPUS / relative).read_bytes()
+
+
+def _header_lines(raw: bytes) -> list[bytes]:
+    head = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0]
+    return head.splitlines(keepends=True)
+
+
+@st.composite
+def mutated_mails(draw: st.DrawFn) -> bytes:
+    """A real mail with damage: cut, flipped bytes, broken boundaries, duplicated headers."""
+    raw = bytearray(_sample(draw(st.sampled_from(SAMPLES))))
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        kind = draw(st.sampled_from(["truncate", "flip", "boundary", "duplicate", "insert"]))
+        if kind == "truncate" and raw:
+            raw = raw[: draw(st.integers(min_value=0, max_value=len(raw)))]
+        elif kind == "flip" and raw:
+            raw[draw(st.integers(min_value=0, max_value=len(raw) - 1))] = draw(
+                st.integers(min_value=0, max_value=255)
+            )
+        elif kind == "boundary":
+            damage = draw(st.sampled_from([b"-", b"", b"--x", b"\r\n--", b"=?"]))
+            raw = bytearray(bytes(raw).replace(b"--", damage, draw(st.integers(1, 5))))
+        elif kind == "duplicate":
+            lines = _header_lines(bytes(raw))
+            if lines:
+                line = lines[draw(st.integers(min_value=0, max_value=len(lines) - 1))]
+                raw = bytearray(line) + raw
+        else:
+            at = draw(st.integers(min_value=0, max_value=len(raw)))
+            raw[at:at] = draw(
+                st.sampled_from(
+                    [
+                        b'\nContent-Type: multipart/mixed; boundary=""\n',
+                        b"\nContent-Type: text/plain; charset=undefined\n",
+                        b"\nContent-Transfer-Encoding: base64\n\n=====\n",
+                        b"=?utf-8?B?4oI?=",
+                        b"\xff\xfe\x00",
+                        b"\n\n",
+                    ]
+                )
+            )
+    return bytes(raw)
+
+
+def _assert_clean_text(parsed: ParsedMail) -> None:
+    texts = [
+        parsed.from_addr,
+        parsed.from_name,
+        parsed.subject,
+        parsed.body_text,
+        parsed.reply_text,
+        parsed.message_id,
+        *parsed.to,
+        *parsed.cc,
+    ]
+    texts += [value for pair in parsed.headers for value in pair]
+    texts += [parsed.content_type, *parsed.in_reply_to, *parsed.references]
+    for attachment in parsed.attachments:
+        texts += [attachment.filename, attachment.content_type, attachment.content_id or ""]
+    for text in texts:
+        text.encode("utf-8")  # no surrogates: every field can be stored and logged
+    for attachment in parsed.attachments:
+        _assert_safe(attachment.filename)
+
+
+@needs_corpus
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_mails())
+def test_parse_mail_never_raises_on_damaged_real_mail(raw: bytes) -> None:
+    """Damaged real mails still parse to a ParsedMail whose text fields are clean."""
+    parsed = parse_mail(raw)
+    assert isinstance(parsed, ParsedMail)
+    _assert_clean_text(parsed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_parse_mail_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
+    """Arbitrary bytes give a ParsedMail with clean text and a message id."""
+    parsed = parse_mail(raw)
+    assert parsed.message_id.startswith("<")
+    _assert_clean_text(parsed)
