@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import csv
 import dataclasses
+import io
 import json
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine, Sequence
@@ -15,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config, resolve_config_path
-from .errors import ConfigError, TicketmailError, UsageError
-from .files import BlobStore
-from .intake import Envelope
+from .errors import ConfigError, NotFoundError, TicketmailError, UsageError
 from .logs import configure_logging
 from .models import STATUSES, Customer, OutboxEntry, QuarantineEntry, TicketSummary, TicketView
 from .notify import Templates
@@ -26,6 +26,9 @@ from .store import CustomerRow, Store, UserRow
 __all__ = ["main"]
 
 LANGS = ("de", "en")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # only this one of ISO 8601's forms
+# local@domain.tld: no spaces, brackets, quotes or second @; dot-separated non-empty labels.
+_ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"\\]+@[^@\s<>()\[\],;:\"\\.]+(\.[^@\s<>()\[\],;:\"\\.]+)+")
 
 
 def _now() -> datetime:
@@ -41,6 +44,8 @@ def _day(text: str, *, what: str) -> date | None:
     if not text:
         return None
     try:
+        if not _DATE.fullmatch(text):
+            raise ValueError(text)
         return date.fromisoformat(text)
     except ValueError:
         raise UsageError(f"{what}: {text!r} is not a date (YYYY-MM-DD)") from None
@@ -48,10 +53,17 @@ def _day(text: str, *, what: str) -> date | None:
 
 def _email(text: str, *, what: str = "email") -> str:
     value = text.strip()
-    local, at, domain = value.rpartition("@")
-    if not at or not local or "." not in domain or any(c.isspace() for c in value):
+    if not _ADDRESS.fullmatch(value) or not value.isprintable():
         raise UsageError(f"{what}: {text!r} is not a mail address")
     return value.casefold()
+
+
+def _number(text: str, *, what: str) -> int:
+    """A decimal number typed by a person (ASCII digits, an optional leading #)."""
+    digits = text.strip().lstrip("#")
+    if not (digits.isascii() and digits.isdigit()):
+        raise UsageError(f"{text!r} is not a {what}")
+    return int(digits)
 
 
 def _print_json(value: Any) -> None:
@@ -165,26 +177,35 @@ def quarantine_json(e: QuarantineEntry) -> dict[str, Any]:
 def _read_csv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
     """Rows of a CSV file with exactly `columns` (any order), each with its line number."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_bytes().decode("utf-8-sig")  # bytes: keep a CR inside a cell
     except FileNotFoundError:
         raise UsageError(f"{path}: file not found") from None
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
-    reader = csv.reader(text.splitlines())
+    # newline="": quoted cells may hold line breaks, and only CR/LF end a line.
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:
         raise UsageError(f"{path}: empty file, expected a header row") from None
+    except csv.Error as exc:
+        raise UsageError(f"{path} line 1: {exc}") from None
     if sorted(header) != sorted(columns):
         raise UsageError(
             f"{path} line 1: header must name the columns {','.join(columns)}, "
             f"got {','.join(header)}"
         )
     rows: list[tuple[int, dict[str, str]]] = []
-    for values in reader:
-        line = reader.line_num
+    while True:
+        line = reader.line_num + 1  # where this record starts
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise UsageError(f"{path} line {line}: {exc}") from None
         if not any(v.strip() for v in values):
             continue
         if len(values) != len(header):
@@ -260,14 +281,19 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
-    Templates(config.templates_dir).check()
+    try:
+        Templates(config.templates_dir).check()
+    except ConfigError as exc:
+        raise ConfigError(f"{config.source}: templates.dir: {exc}") from None
     data_dir = config.data_dir
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".check-"):
             pass
     except OSError as exc:
-        raise ConfigError(f"storage.data_dir: {data_dir} is not writable: {exc.strerror}") from None
+        raise ConfigError(
+            f"{config.source}: storage.data_dir: {data_dir} is not writable: {exc.strerror}"
+        ) from None
     effective = dataclasses.asdict(config)
     effective.pop("source")
     if effective["relay"]["password"]:
@@ -347,6 +373,8 @@ def cmd_user_add(config: Config, args: argparse.Namespace) -> int:
     row = UserRow(_email(args.email), args.customer.strip(), (args.name or "").strip(), args.lang)
 
     async def run(store: Store) -> int:
+        if row.customer not in {c.number for c, _ in await store.list_customers()}:
+            raise NotFoundError(f"customer {row.customer} does not exist")
         await store.add_users([row], now=_now())
         print(f"user {row.email} saved")
         return 0
@@ -393,28 +421,15 @@ def cmd_user_import(config: Config, args: argparse.Namespace) -> int:
     numbered = parse_user_csv(path)
 
     async def run(store: Store) -> int:
-        try:
-            await store.add_users([row for _, row in numbered], now=_now())
-        except UsageError as exc:
-            # The store names the row; turn it into the file's line.
-            text = str(exc)
-            if text.startswith("row "):
-                index = int(text.split(":", 1)[0].removeprefix("row ")) - 1
-                text = f"{path} line {numbered[index][0]}:{text.split(':', 1)[1]}"
-            elif numbered:
-                text = f"{path} line {numbered[0][0]}: {text}"
-            raise UsageError(text) from None
+        known = {c.number for c, _ in await store.list_customers()}
+        for line, row in numbered:
+            if row.customer not in known:
+                raise UsageError(f"{path} line {line}: customer {row.customer} does not exist")
+        await store.add_users([row for _, row in numbered], now=_now())
         print(f"{len(numbered)} users imported")
         return 0
 
     return asyncio.run(_with_store(config, run))
-
-
-def _ticket_number(text: str) -> int:
-    digits = text.strip().lstrip("#")
-    if not digits.isdigit():
-        raise UsageError(f"{text!r} is not a ticket number")
-    return int(digits)
 
 
 def cmd_ticket_list(config: Config, args: argparse.Namespace) -> int:
@@ -444,7 +459,7 @@ def cmd_ticket_list(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_ticket_show(config: Config, args: argparse.Namespace) -> int:
-    number = _ticket_number(args.number)
+    number = _number(args.number, what="ticket number")
 
     async def run(store: Store) -> int:
         view = await store.get_ticket(number)
@@ -529,20 +544,24 @@ def cmd_quarantine_list(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine_retry(config: Config, args: argparse.Namespace) -> int:
+    # Imported here: the daemon's parts would slow every other command's start.
     from .daemon import open_parts
+    from .files import BlobStore
+    from .intake import Envelope
 
     if args.all == (args.id is not None):
         raise UsageError("quarantine retry takes an ID or --all")
+    wanted = None if args.all else _number(args.id, what="quarantine ID")
 
     async def run() -> int:
         store, intake = await open_parts(config)
         blobs = BlobStore(config.data_dir / "blobs")
         failures = 0
         try:
-            if args.all:
+            if wanted is None:
                 entries = [e for e in await store.list_quarantine() if e.status == "held"]
             else:
-                entry = await store.get_quarantine(int(args.id))
+                entry = await store.get_quarantine(wanted)
                 if entry.status != "held":
                     raise UsageError(f"quarantine entry {entry.id} was already retried")
                 entries = [entry]
@@ -566,8 +585,6 @@ def cmd_quarantine_retry(config: Config, args: argparse.Namespace) -> int:
             await store.close()
         return 1 if failures else 0
 
-    if args.id is not None and not str(args.id).isdigit():
-        raise UsageError(f"{args.id!r} is not a quarantine ID")
     return asyncio.run(run())
 
 
@@ -680,13 +697,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.handler(config, args)
         return status
     except TicketmailError as exc:
-        print(f"ticketmail: {exc}", file=sys.stderr)
+        _fail(str(exc))
         return exc.exit_status
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        print(f"ticketmail: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _fail(f"unexpected error: {type(exc).__name__}: {exc}")
         return 1
+
+
+def _fail(message: str) -> None:
+    """One line on stderr, whatever the message holds (jinja, for one, spans several)."""
+    print(
+        "ticketmail: " + " | ".join(m.strip() for m in message.splitlines() if m.strip()),
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

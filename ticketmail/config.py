@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dotenv import load_dotenv
+from dotenv import dotenv_values
 
 from .errors import ConfigError
 
@@ -150,7 +151,6 @@ def resolve_config_path(cli_value: str | None) -> Path | None:
 
 def load_config(path: Path | None, *, environ: typing.Mapping[str, str] | None = None) -> Config:
     """Read and validate the config file; raise ConfigError naming the file and key."""
-    _load_dotenv(path)
     env = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
     source = "<built-in defaults>"
@@ -165,11 +165,14 @@ def load_config(path: Path | None, *, environ: typing.Mapping[str, str] | None =
             raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start})") from None
     sections: dict[str, Any] = {}
     hints = typing.get_type_hints(Config)
     for key, value in raw.items():
         if key not in hints or key == "source":
-            raise ConfigError(f"{source}: unknown section [{key}]")
+            kind = "section" if isinstance(value, dict) else "key"
+            raise ConfigError(f"{source}: unknown {kind} {key}")
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: {key}: expected a table [{key}]")
     for f in dataclasses.fields(Config):
@@ -179,33 +182,44 @@ def load_config(path: Path | None, *, environ: typing.Mapping[str, str] | None =
         sections[f.name] = _build_section(
             section_type, raw.get(f.name, {}), source=source, section=f.name
         )
-    password = env.get(ENV_RELAY_PASSWORD, "")
+    password = env.get(ENV_RELAY_PASSWORD) or _dotenv_value(path, ENV_RELAY_PASSWORD)
     sections["relay"] = dataclasses.replace(sections["relay"], password=password)
     config = Config(**sections, source=source)
     _check_semantics(config)
     return config
 
 
-def _load_dotenv(path: Path | None) -> None:
-    """Secrets may sit in a .env beside the config file or in the working directory."""
-    candidates = [Path.cwd() / ".env"]
+def _dotenv_value(path: Path | None, name: str) -> str:
+    """`name` from a .env beside the config file, else from one in the working directory.
+
+    Read without touching os.environ: the .env file supplies this one secret, nothing else.
+    """
+    candidates = [Path(".env")]
     if path is not None:
         candidates.insert(0, path.parent / ".env")
     for candidate in candidates:
         if candidate.is_file():
-            load_dotenv(candidate, override=False)
+            value = dotenv_values(candidate).get(name)
+            if value:
+                return value
+    return ""
 
 
 def _build_section(cls: Any, values: dict[str, Any], *, source: str, section: str) -> Any:
     hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("env_only")}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
-        if key not in known:
+        if key not in fields:
             raise ConfigError(f"{source}: unknown key {section}.{key}")
+        if fields[key].metadata.get("env_only"):
+            raise ConfigError(
+                f"{source}: unknown key {section}.{key} (secrets come only from the "
+                f"environment or .env: {ENV_RELAY_PASSWORD})"
+            )
         name = f"{section}.{key}"
         converted = _convert(hints[key], value, source=source, name=name)
-        choices = known[key].metadata.get("choices")
+        choices = fields[key].metadata.get("choices")
         if choices and converted not in choices:
             allowed = ", ".join(repr(c) for c in choices)
             raise ConfigError(f"{source}: {name}: {converted!r} is not one of {allowed}")
@@ -228,6 +242,8 @@ def _convert(hint: Any, value: Any, *, source: str, name: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise fail("a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{source}: {name}: expected a finite number, got {value}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
