@@ -294,6 +294,9 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
         raise ConfigError(
             f"{config.source}: storage.data_dir: {data_dir} is not writable: {exc.strerror}"
         ) from None
+    from .smtp import tls_context
+
+    tls_context(config)
     effective = dataclasses.asdict(config)
     effective.pop("source")
     if effective["relay"]["password"]:

@@ -44,6 +44,8 @@ class SmtpConfig:
     max_message_bytes: int = 25 * MIB
     max_sessions: int = 100
     timeout_seconds: float = 300.0
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +263,9 @@ def _convert(hint: Any, value: Any, *, source: str, name: str) -> Any:
 
 def _check_semantics(config: Config) -> None:
     src = config.source
+    if bool(config.smtp.tls_cert_file) != bool(config.smtp.tls_key_file):
+        missing = "smtp.tls_key_file" if config.smtp.tls_cert_file else "smtp.tls_cert_file"
+        raise ConfigError(f"{src}: {missing}: needed together with the other TLS file")
 
     def positive(name: str, value: float) -> None:
         if value <= 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from .config import Config
+from .errors import ConfigError
 from .intake import Envelope, Intake
 from .replies import (
     REPLY_BAD_RECIPIENT,
@@ -152,9 +154,32 @@ def _peer(session: Session) -> str:
     return str(peer)
 
 
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """The server context for STARTTLS, or None when no certificate is configured."""
+    cert, key = config.smtp.tls_cert_file, config.smtp.tls_key_file
+    if not cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"{config.source}: smtp.tls_cert_file/tls_key_file: {exc.filename}: file not found"
+        ) from None
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"{config.source}: smtp.tls_cert_file/tls_key_file: cannot load: {exc}"
+        ) from None
+    return context
+
+
 def make_protocol_factory(
     handler: Handler, config: Config, sessions: set[TicketSMTP]
 ) -> Callable[[], TicketSMTP]:
+    """The protocol factory for `loop.create_server`; loads the TLS certificate once, now."""
+    context = tls_context(config)
+
     def factory() -> TicketSMTP:
         return TicketSMTP(
             handler,
@@ -166,6 +191,8 @@ def make_protocol_factory(
             enable_SMTPUTF8=True,
             decode_data=False,
             timeout=config.smtp.timeout_seconds,
+            tls_context=context,
+            require_starttls=False,
         )
 
     return factory
