@@ -15,3 +15,19 @@ async def test_registered_user_opens_ticket_and_gets_confirmation(env: Env) -> N
     assert "[Ticket#100001]" in str(received[0].message["Subject"])
     shown = await env.cli_json("ticket", "show", "100001")
     assert shown["articles"][0]["from"] == "anna@schule.example"
+
+
+async def test_parse_defects_are_shown_as_parse_flags(env: Env) -> None:
+    """A structurally broken mail is kept, and ticket show names what was wrong with it."""
+    raw = (
+        b"From: anna@schule.example\r\nTo: support@stueber.de\r\nSubject: Kaputt\r\n"
+        b"Message-ID: <broken@schule.example>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="XYZ"\r\n\r\n'
+        b"--XYZ\r\nContent-Type: text/plain\r\n\r\nDer Text.\r\n"
+    )
+    code, text = await env.send(raw, mail_from="anna@schule.example")
+    assert (code, text) == (250, "2.0.0 Ok: ticket 100001")
+    shown = await env.cli_json("ticket", "show", "100001")
+    article = shown["articles"][0]
+    assert article["body_text"] == "Der Text.\n"
+    assert "CloseBoundaryNotFoundDefect" in article["parse_flags"]

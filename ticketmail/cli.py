@@ -108,6 +108,7 @@ def ticket_json(view: TicketView) -> dict[str, Any]:
                 "body_text": a.body_text,
                 "reply_text": a.reply_text,
                 "note": a.note,
+                "parse_flags": list(a.flags),
                 "raw_sha256": a.raw_sha256,
                 "attachments": [dataclasses.asdict(f) for f in a.attachments],
             }

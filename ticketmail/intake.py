@@ -298,6 +298,7 @@ class Intake:
                     raw_sha256=raw_sha256,
                     attachments=files,
                     note=note,
+                    flags=mail.defects,
                 ),
                 message=message,
                 now=now,

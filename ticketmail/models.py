@@ -91,6 +91,7 @@ class ArticleView:
     reply_text: str
     raw_sha256: str | None
     note: str | None
+    flags: tuple[str, ...]
     attachments: tuple[AttachmentView, ...]
 
 

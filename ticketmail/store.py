@@ -105,6 +105,7 @@ CREATE TABLE articles (
     reply_text TEXT NOT NULL,
     raw_sha256 TEXT,
     note TEXT,
+    flags_json TEXT NOT NULL DEFAULT '[]',
     created_at TEXT NOT NULL
 );
 CREATE INDEX articles_ticket ON articles(ticket);
@@ -201,6 +202,7 @@ class ArticleRecord:
     raw_sha256: str | None
     attachments: tuple[AttachmentView, ...]
     note: str | None = None
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,7 +390,8 @@ class Transaction:
         cur = await self._db.execute(
             "INSERT INTO articles(ticket, message, direction, automatic, sender, to_json, "
             "cc_json, subject, date, message_id, in_reply_to, references_json, body_text, "
-            "reply_text, raw_sha256, note, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "reply_text, raw_sha256, note, flags_json, created_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 ticket,
                 message,
@@ -406,6 +409,7 @@ class Transaction:
                 record.reply_text,
                 record.raw_sha256,
                 record.note,
+                json.dumps(list(record.flags)),
                 iso(now),
             ),
         )
@@ -724,6 +728,7 @@ class Store:
                     reply_text=a["reply_text"],
                     raw_sha256=a["raw_sha256"],
                     note=a["note"],
+                    flags=tuple(json.loads(a["flags_json"])),
                     attachments=tuple(
                         AttachmentView(
                             f["filename"],
