@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import dataclasses
 import io
 import json
+import os
 import re
 import sys
 import tempfile
@@ -705,6 +707,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `ticketmail ticket list | head`: the reader left; that is not an error of ours.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's exit quiet
+        return 0
     except Exception as exc:
         _fail(f"unexpected error: {type(exc).__name__}: {exc}")
         return 1
