@@ -31,3 +31,17 @@ async def test_parse_defects_are_shown_as_parse_flags(env: Env) -> None:
     article = shown["articles"][0]
     assert article["body_text"] == "Der Text.\n"
     assert "CloseBoundaryNotFoundDefect" in article["parse_flags"]
+
+
+async def test_huge_subject_is_kept_on_the_article_and_bounded_on_the_ticket(env: Env) -> None:
+    """A 100 KB subject is stored whole on the article; the ticket and its mails carry 200 chars."""
+    subject = "Sehr langer Betreff " * 5000
+    code, text = await env.send(make_mail("anna@schule.example", subject))
+    assert (code, text) == (250, "2.0.0 Ok: ticket 100001")
+    shown = await env.cli_json("ticket", "show", "100001")
+    assert len(shown["subject"]) == 200
+    assert shown["subject"].endswith("…")
+    assert shown["articles"][0]["subject"] == subject.strip()
+    assert env.sink is not None
+    (confirmation,) = await env.sink.wait_for(1)
+    assert len(str(confirmation.message["Subject"])) < 230

@@ -41,6 +41,16 @@ log = structlog.get_logger()
 
 THREAD_PARSE_BYTES = 256 * 1024
 NO_SUBJECT = "(no subject)"
+MAX_TICKET_SUBJECT = 200
+
+
+def _ticket_subject(subject: str) -> str:
+    """A ticket's subject: bounded, so a 200 KB Subject header does not travel into mails."""
+    if not subject:
+        return NO_SUBJECT
+    if len(subject) <= MAX_TICKET_SUBJECT:
+        return subject
+    return subject[: MAX_TICKET_SUBJECT - 1].rstrip() + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +246,7 @@ class Intake:
     ) -> IntakeResult:
         raw_sha256, size = raw_blob
         ticket: int | None = None
-        subject = clean_subject(mail.subject, self.config.tickets.subject_tag) or NO_SUBJECT
+        subject = _ticket_subject(clean_subject(mail.subject, self.config.tickets.subject_tag))
         user = facts.sender
         outcome = {
             Action.DISCARD: "discarded",
