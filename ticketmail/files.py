@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +27,11 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_file_durably(path: Path, data: bytes) -> None:
+def write_file_durably(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
     """Write via a temporary file, fsync it, rename into place, fsync the directory.
 
-    A crash at any instant leaves either no file or the whole file at `path`.
+    A crash at any instant leaves either no file or the whole file at `path`. With
+    `sync_dir=False` the caller fsyncs the directory itself (once for many files).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -42,7 +44,8 @@ def write_file_durably(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if sync_dir:
+        fsync_dir(path.parent)
 
 
 class BlobStore:
@@ -61,11 +64,47 @@ class BlobStore:
 
     def put(self, data: bytes) -> StoredBlob:
         """Store `data` durably (fsync'd) unless an identical blob is already there."""
-        digest = hashlib.sha256(data).hexdigest()
-        path = self.path_for(digest)
-        if not (path.exists() and path.stat().st_size == len(data)):
-            write_file_durably(path, data)
-        return StoredBlob(digest, len(data))
+        return self.put_all([data])[0]
+
+    def put_all(self, items: Iterable[bytes]) -> list[StoredBlob]:
+        """Store several blobs durably, as one batch.
+
+        All new files are written first, then fsync'd (the first fsync carries most of the
+        others' data with it), then renamed into place; each directory is fsync'd once.
+        A crash leaves whole blobs or only hidden `.tmp-` files, never a torn blob.
+        """
+        stored: list[StoredBlob] = []
+        pending: list[tuple[int, str, Path]] = []
+        dirs: set[Path] = set()
+        try:
+            for data in items:
+                digest = hashlib.sha256(data).hexdigest()
+                stored.append(StoredBlob(digest, len(data)))
+                path = self.path_for(digest)
+                if any(p == path for _, _, p in pending) or (
+                    path.exists() and path.stat().st_size == len(data)
+                ):
+                    continue
+                if not path.parent.exists():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    dirs.update((path.parent.parent, self.root))
+                fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+                pending.append((fd, tmp_name, path))
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                dirs.add(path.parent)
+            for fd, _, _ in pending:
+                os.fsync(fd)
+            for _, tmp_name, path in pending:
+                os.replace(tmp_name, path)
+        finally:
+            for fd, tmp_name, _ in pending:
+                os.close(fd)
+                Path(tmp_name).unlink(missing_ok=True)
+        for directory in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
+            fsync_dir(directory)
+        return stored
 
     def get(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()

@@ -207,16 +207,12 @@ class Intake:
         return IntakeResult(reply, "rejected")
 
     def _store_blobs(self, raw: bytes, mail: ParsedMail) -> tuple[str, tuple[AttachmentView, ...]]:
-        raw_blob = self.blobs.put(raw)
-        files = []
-        for att in mail.attachments:
-            blob = self.blobs.put(att.data)
-            files.append(
-                AttachmentView(
-                    att.filename, att.content_type, blob.size, blob.sha256, att.content_id
-                )
-            )
-        return raw_blob.sha256, tuple(files)
+        raw_blob, *blobs = self.blobs.put_all([raw, *(a.data for a in mail.attachments)])
+        files = tuple(
+            AttachmentView(att.filename, att.content_type, blob.size, blob.sha256, att.content_id)
+            for att, blob in zip(mail.attachments, blobs, strict=True)
+        )
+        return raw_blob.sha256, files
 
     async def _facts(self, tx: Transaction, mail: ParsedMail, now: datetime) -> Facts:
         since = now - timedelta(hours=1)
