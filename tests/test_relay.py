@@ -64,3 +64,28 @@ async def test_relay_gives_up_after_max_age(env_factory: object, sink: Sink) -> 
     entries = await _outbox_when(e, lambda es: es[0]["status"] == "failed")
     assert "421" in str(entries[0]["last_error"])
     assert sink.received == []
+
+
+async def test_outbox_retry_requeues_a_failed_entry(env: Env) -> None:
+    """`outbox retry ID` queues a failed mail again and it is delivered once the relay accepts."""
+    assert env.sink is not None
+    env.sink.answer = "554 5.7.1 rejected for now"
+    code, _ = await env.send(make_mail("anna@schule.example", "Kopierer"))
+    assert code == 250
+    await _outbox_when(env, lambda es: es and es[0]["status"] == "failed")
+    sent_too_early = await env.cli("outbox", "retry", "99")
+    assert sent_too_early.returncode == 1
+    assert "does not exist" in sent_too_early.stderr
+    env.sink.answer = None
+    retried = await env.cli("outbox", "retry", "1")
+    assert retried.returncode == 0, retried.stderr
+    assert "outbox 1: queued again" in retried.stdout
+    (mail,) = await env.sink.wait_for(1)
+    assert mail.rcpt_tos == ["anna@schule.example"]
+    await _outbox_when(env, lambda es: es[0]["status"] == "sent")
+    again = await env.cli("outbox", "retry", "1")
+    assert again.returncode == 1
+    assert "is sent" in again.stderr
+    nothing = await env.cli("outbox", "retry", "--all")
+    assert (nothing.returncode, nothing.stdout) == (0, "")
+    assert (await env.cli("outbox", "retry")).returncode == 2

@@ -549,6 +549,20 @@ def cmd_quarantine_list(config: Config, args: argparse.Namespace) -> int:
     return asyncio.run(_with_store(config, run))
 
 
+def cmd_outbox_retry(config: Config, args: argparse.Namespace) -> int:
+    if args.all == (args.id is not None):
+        raise UsageError("outbox retry takes an ID or --all")
+    wanted = None if args.all else _number(args.id, what="outbox ID")
+
+    async def run(store: Store) -> int:
+        ids = await store.requeue_outbox(wanted, now=_now())
+        for entry in ids:
+            print(f"outbox {entry}: queued again")
+        return 0
+
+    return asyncio.run(_with_store(config, run))
+
+
 def cmd_quarantine_retry(config: Config, args: argparse.Namespace) -> int:
     # Imported here: the daemon's parts would slow every other command's start.
     from .daemon import open_parts
@@ -679,6 +693,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="verb", required=True, metavar="VERB", parser_class=_Parser
     )
     verb(outbox, "list", cmd_outbox_list, "list queued, sent and failed mail", as_json)
+    p = verb(outbox, "retry", cmd_outbox_retry, "queue failed mail again")
+    p.add_argument("id", nargs="?", metavar="ID")
+    p.add_argument("--all", action="store_true", help="every failed or bounced entry")
 
     quarantine = nouns.add_parser("quarantine", help="mail that failed processing").add_subparsers(
         dest="verb", required=True, metavar="VERB", parser_class=_Parser

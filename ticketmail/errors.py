@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "NotFoundError", "TicketmailError", "UsageError"]
+__all__ = ["ConfigError", "NotFoundError", "RefusedError", "TicketmailError", "UsageError"]
 
 
 class TicketmailError(Exception):
@@ -25,5 +25,11 @@ class UsageError(TicketmailError):
 
 class NotFoundError(TicketmailError):
     """A ticket, user, customer or queue entry the caller named does not exist."""
+
+    exit_status = 1
+
+
+class RefusedError(TicketmailError):
+    """The action is not possible in the current state (retrying a sent mail, ...)."""
 
     exit_status = 1

@@ -147,7 +147,7 @@ class OutboxWorker:
         return attempted
 
     async def _attempt(self, entry: OutboxDue) -> None:
-        name = f"{entry.created_at:%Y%m%dT%H%M%S}-{entry.id:06d}"
+        name = f"{entry.queued_at:%Y%m%dT%H%M%S}-{entry.id:06d}"
         try:
             await self.transport.send(
                 entry.raw, sender=entry.sender, recipient=entry.recipient, name=name
@@ -162,7 +162,7 @@ class OutboxWorker:
 
     async def _failed(self, entry: OutboxDue, error: str, *, permanent: bool) -> None:
         now = self.clock()
-        age = now - entry.created_at
+        age = now - entry.queued_at
         if permanent or age >= timedelta(hours=self.config.max_age_hours):
             await self.store.outbox_failed(entry.id, error=error)
             log.error(

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiosqlite
 
-from .errors import NotFoundError, UsageError
+from .errors import NotFoundError, RefusedError, UsageError
 from .models import (
     ArticleView,
     AttachmentView,
@@ -132,6 +132,7 @@ CREATE TABLE outbox (
     raw BLOB NOT NULL,
     automatic INTEGER NOT NULL,
     status TEXT NOT NULL,
+    queued_at TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at TEXT,
     last_error TEXT NOT NULL DEFAULT '',
@@ -208,7 +209,7 @@ class ArticleRecord:
 @dataclass(frozen=True, slots=True)
 class OutboxDue:
     id: int
-    created_at: datetime
+    queued_at: datetime
     sender: str
     recipient: str
     raw: bytes
@@ -464,8 +465,8 @@ class Transaction:
     async def enqueue(self, record: OutboxRecord, *, now: datetime) -> int:
         cur = await self._db.execute(
             "INSERT INTO outbox(created_at, kind, ticket, recipient, sender, message_id, "
-            "subject, raw, automatic, status, attempts, next_attempt_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?)",
+            "subject, raw, automatic, status, queued_at, attempts, next_attempt_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, 0, ?)",
             (
                 iso(now),
                 record.kind,
@@ -476,6 +477,7 @@ class Transaction:
                 record.subject,
                 record.raw,
                 int(record.automatic),
+                iso(now),
                 iso(now),
             ),
         )
@@ -755,7 +757,7 @@ class Store:
 
     async def due_outbox(self, *, now: datetime, limit: int = 20) -> list[OutboxDue]:
         rows = await self._all(
-            "SELECT id, created_at, sender, recipient, raw, attempts FROM outbox "
+            "SELECT id, queued_at, sender, recipient, raw, attempts FROM outbox "
             "WHERE status = 'queued' AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at, id LIMIT ?",
             (iso(now), limit),
@@ -763,7 +765,7 @@ class Store:
         return [
             OutboxDue(
                 r["id"],
-                datetime.fromisoformat(r["created_at"]),
+                datetime.fromisoformat(r["queued_at"]),
                 r["sender"],
                 r["recipient"],
                 bytes(r["raw"]),
@@ -805,6 +807,31 @@ class Store:
                 "next_attempt_at = NULL, last_error = ? WHERE id = ?",
                 (error[:500], entry),
             )
+
+    async def requeue_outbox(self, entry: int | None, *, now: datetime) -> list[int]:
+        """Queue failed or bounced entries again (one, or all when `entry` is None).
+
+        The entry's age for relay.max_age_hours counts from now.
+        """
+        async with self.transaction():
+            if entry is not None:
+                row = await self._one("SELECT status FROM outbox WHERE id = ?", (entry,))
+                if row is None:
+                    raise NotFoundError(f"outbox entry {entry} does not exist")
+                if row["status"] not in ("failed", "bounced"):
+                    raise RefusedError(f"outbox entry {entry} is {row['status']}, not failed")
+                ids = [entry]
+            else:
+                rows = await self._all(
+                    "SELECT id FROM outbox WHERE status IN ('failed', 'bounced') ORDER BY id"
+                )
+                ids = [r["id"] for r in rows]
+            await self._db.executemany(
+                "UPDATE outbox SET status = 'queued', queued_at = ?, next_attempt_at = ? "
+                "WHERE id = ?",
+                [(iso(now), iso(now), i) for i in ids],
+            )
+        return ids
 
     async def list_outbox(self) -> list[OutboxEntry]:
         rows = await self._all(
