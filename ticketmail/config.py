@@ -67,6 +67,7 @@ class RelayConfig:
     port: int = 25
     security: str = field(default="none", metadata={"choices": ("none", "starttls", "tls")})
     username: str = ""
+    tls_ca_file: str = ""
     timeout_seconds: float = 30.0
     max_age_hours: float = 48.0
     retry_initial_seconds: float = 60.0

@@ -14,6 +14,7 @@ import aiosmtplib
 import structlog
 
 from .config import RelayConfig
+from .errors import ConfigError
 from .files import write_file_durably
 from .store import OutboxDue, Store
 
@@ -55,7 +56,7 @@ class SmtpTransport:
     def __init__(self, config: RelayConfig, *, hostname: str) -> None:
         self.config = config
         self.hostname = hostname
-        self.tls_context: ssl.SSLContext | None = None
+        self.tls_context = relay_tls_context(config)
 
     async def send(self, raw: bytes, *, sender: str, recipient: str, name: str) -> None:
         del name
@@ -73,7 +74,7 @@ class SmtpTransport:
                 start_tls=cfg.security == "starttls",
                 tls_context=self.tls_context,
                 username=cfg.username or None,
-                password=cfg.password or None if cfg.username else None,
+                password=(cfg.password or None) if cfg.username else None,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
@@ -83,6 +84,18 @@ class SmtpTransport:
             raise RelayError(f"{exc.code} {exc.message}", permanent=exc.code >= 500) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise RelayError(f"{type(exc).__name__}: {exc}", permanent=False) from None
+
+
+def relay_tls_context(config: RelayConfig) -> ssl.SSLContext | None:
+    """The client context for the relay: the system's CAs, or only those of tls_ca_file."""
+    if config.security == "none":
+        return None
+    if not config.tls_ca_file:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=config.tls_ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"relay.tls_ca_file: cannot load {config.tls_ca_file}: {exc}") from None
 
 
 class OutboxWorker:
