@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config, resolve_config_path
-from .errors import ConfigError, NotFoundError, TicketmailError, UsageError
+from .errors import ConfigError, NotFoundError, RefusedError, TicketmailError, UsageError
 from .logs import configure_logging
 from .models import STATUSES, Customer, OutboxEntry, QuarantineEntry, TicketSummary, TicketView
 from .notify import Templates
@@ -563,6 +563,27 @@ def cmd_outbox_retry(config: Config, args: argparse.Namespace) -> int:
     return asyncio.run(_with_store(config, run))
 
 
+def cmd_backup(config: Config, args: argparse.Namespace) -> int:
+    """The database (online backup) first, then the blobs: every blob it names is older."""
+    from .files import BlobStore
+    from .store import DB_NAME, backup_database
+
+    dest = Path(args.dest)
+    source_db = config.data_dir / DB_NAME
+    if not source_db.is_file():
+        raise NotFoundError(f"no database at {source_db} (storage.data_dir)")
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise RefusedError(f"{dest} exists and is not an empty directory")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        backup_database(source_db, dest / DB_NAME)
+        copied = BlobStore(config.data_dir / "blobs").copy_to(BlobStore(dest / "blobs"))
+    except OSError as exc:
+        raise TicketmailError(f"backup to {dest} failed: {exc.strerror or exc}") from None
+    print(f"backup written to {dest}: database and {copied} files")
+    return 0
+
+
 def cmd_quarantine_retry(config: Config, args: argparse.Namespace) -> int:
     # Imported here: the daemon's parts would slow every other command's start.
     from .daemon import open_parts
@@ -696,6 +717,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb(outbox, "retry", cmd_outbox_retry, "queue failed mail again")
     p.add_argument("id", nargs="?", metavar="ID")
     p.add_argument("--all", action="store_true", help="every failed or bounced entry")
+
+    p = verb(nouns, "backup", cmd_backup, "consistent copy of database and files, daemon running")
+    p.add_argument("dest", metavar="DEST")
 
     quarantine = nouns.add_parser("quarantine", help="mail that failed processing").add_subparsers(
         dest="verb", required=True, metavar="VERB", parser_class=_Parser

@@ -106,5 +106,17 @@ class BlobStore:
             fsync_dir(directory)
         return stored
 
+    def copy_to(self, dest: BlobStore) -> int:
+        """Copy every blob not yet in `dest` (blobs never change); return how many."""
+        copied = 0
+        for path in sorted(self.root.glob("??/??/*")):
+            if path.name.startswith(".tmp-") or len(path.name) != 64:
+                continue
+            target = dest.path_for(path.name)
+            if not target.exists():
+                write_file_durably(target, path.read_bytes())
+                copied += 1
+        return copied
+
     def get(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()

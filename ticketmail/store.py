@@ -14,7 +14,7 @@ from typing import Any
 
 import aiosqlite
 
-from .errors import NotFoundError, RefusedError, UsageError
+from .errors import NotFoundError, RefusedError, TicketmailError, UsageError
 from .models import (
     ArticleView,
     AttachmentView,
@@ -36,6 +36,7 @@ __all__ = [
     "Store",
     "Transaction",
     "UserRow",
+    "backup_database",
     "iso",
 ]
 
@@ -887,3 +888,19 @@ class Store:
             status=r["status"],
             outcome=r["outcome"],
         )
+
+
+def backup_database(source: Path, dest: Path) -> None:
+    """A consistent copy of a live database through SQLite's online backup API."""
+    src = sqlite3.connect(source, timeout=30)
+    try:
+        dst = sqlite3.connect(dest)
+        try:
+            src.backup(dst)
+            (result,) = dst.execute("PRAGMA integrity_check").fetchone()
+            if result != "ok":
+                raise TicketmailError(f"backup of {source} failed its integrity check: {result}")
+        finally:
+            dst.close()
+    finally:
+        src.close()
