@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
-from conftest import Env, Sink, make_mail
+from conftest import Env, Sink, free_port, make_mail, run_cli, write_config
 
 USER, SECRET = "ticketmail", "s3cret-relay-pw"
 
@@ -34,7 +34,7 @@ class TlsSink(Sink):
         assert isinstance(auth_data, LoginPassword)
         ok = auth_data.login == USER.encode() and auth_data.password == SECRET.encode()
         self.logins.append((auth_data.login, ok))
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)
 
     async def start(self, port: int = 0) -> None:
         loop = asyncio.get_running_loop()
@@ -114,3 +114,40 @@ async def test_relay_with_untrusted_certificate_is_retried_not_sent(
         assert sink.logins == []
     finally:
         await sink.stop()
+
+
+async def test_probe_relay_logs_in_or_names_the_failure(ca: trustme.CA, tmp_path: Path) -> None:
+    """check-config --probe-relay says the relay answered and accepted the login, or why not."""
+    sink = TlsSink(ca, implicit=False)
+    await sink.start()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    relay = {"transport": "smtp", "security": "starttls", "username": USER,
+             "tls_ca_file": str(ca_file)}  # fmt: skip
+    try:
+        config = write_config(tmp_path / "c.toml", tmp_path / "var", sink.port, relay=relay)
+        good = await asyncio.to_thread(
+            run_cli, "--config", str(config), "check-config", "--probe-relay",
+            env={"TICKETMAIL_RELAY_PASSWORD": SECRET},
+        )  # fmt: skip
+        assert good.returncode == 0, good.stderr
+        assert f"logged in as {USER}" in good.stdout
+        assert SECRET not in good.stdout
+        bad = await asyncio.to_thread(
+            run_cli, "--config", str(config), "check-config", "--probe-relay",
+            env={"TICKETMAIL_RELAY_PASSWORD": "wrong"},
+        )  # fmt: skip
+        assert bad.returncode == 1
+        assert bad.stderr.count("\n") == 1
+        assert "535" in bad.stderr
+        # aiosmtplib tries each offered mechanism before it gives up.
+        assert sink.logins[0] == (USER.encode(), True)
+        assert len(sink.logins) >= 2
+        assert not any(ok for _, ok in sink.logins[1:])
+    finally:
+        await sink.stop()
+    down = write_config(tmp_path / "d.toml", tmp_path / "var", free_port())
+    result = await asyncio.to_thread(run_cli, "--config", str(down), "check-config",
+                                     "--probe-relay")  # fmt: skip
+    assert result.returncode == 1
+    assert "not usable" in result.stderr

@@ -300,6 +300,7 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
     from .smtp import tls_context
 
     tls_context(config)
+    probe = _probe_relay(config) if args.probe_relay else None
     effective = dataclasses.asdict(config)
     effective.pop("source")
     if effective["relay"]["password"]:
@@ -307,10 +308,15 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
     else:
         effective["relay"]["password"] = "(not set)"  # noqa: S105
     if args.json:
-        _print_json({"source": config.source, "config": effective})
+        report: dict[str, Any] = {"source": config.source, "config": effective}
+        if probe is not None:
+            report["relay_probe"] = probe
+        _print_json(report)
         return 0
     print(f"# effective configuration from {config.source}")
     print(f"# templates: {config.templates_dir}  (checked: de, en)")
+    if probe is not None:
+        print(f"# {probe}")
     for section, values in effective.items():
         print(f"\n[{section}]")
         for key, value in values.items():
@@ -318,6 +324,30 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
             print(f"{key} = {json.dumps(shown, ensure_ascii=False)}")
     print("\nok")
     return 0
+
+
+def _probe_relay(config: Config) -> str:
+    """A line saying the relay answered, or a TicketmailError saying why not (exit 1)."""
+    from .relay import RelayError, probe_relay
+
+    relay = config.relay
+    if relay.transport == "file":
+        sent = config.data_dir / "sent"
+        try:
+            sent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=sent, prefix=".probe-"):
+                pass
+        except OSError as exc:
+            raise TicketmailError(f"relay: cannot write {sent}: {exc.strerror}") from None
+        return f"relay: file transport writes to {sent}"
+    try:
+        greeting = asyncio.run(probe_relay(relay, hostname=config.smtp.hostname))
+    except RelayError as exc:
+        raise TicketmailError(
+            f"relay {relay.host}:{relay.port} ({relay.security}) not usable: {exc}"
+        ) from None
+    login = f", logged in as {relay.username}" if relay.username else ""
+    return f"relay {relay.host}:{relay.port} ({relay.security}) answered: {greeting}{login}"
 
 
 def cmd_customer_add(config: Config, args: argparse.Namespace) -> int:
@@ -670,7 +700,12 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     verb(nouns, "serve", cmd_serve, "run the daemon in the foreground")
-    verb(nouns, "check-config", cmd_check_config, "validate config, templates, data dir", as_json)
+    p = verb(
+        nouns, "check-config", cmd_check_config, "validate config, templates, data dir", as_json
+    )
+    p.add_argument(
+        "--probe-relay", action="store_true", help="also connect and log in to the relay"
+    )
 
     customer = nouns.add_parser("customer", help="institutions").add_subparsers(
         dest="verb", required=True, metavar="VERB", parser_class=_Parser

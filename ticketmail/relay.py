@@ -18,7 +18,15 @@ from .errors import ConfigError
 from .files import write_file_durably
 from .store import OutboxDue, Store
 
-__all__ = ["FileTransport", "OutboxWorker", "RelayError", "SmtpTransport", "Transport"]
+__all__ = [
+    "FileTransport",
+    "OutboxWorker",
+    "RelayError",
+    "SmtpTransport",
+    "Transport",
+    "probe_relay",
+    "relay_tls_context",
+]
 
 log = structlog.get_logger()
 
@@ -84,6 +92,34 @@ class SmtpTransport:
             raise RelayError(f"{exc.code} {exc.message}", permanent=exc.code >= 500) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise RelayError(f"{type(exc).__name__}: {exc}", permanent=False) from None
+
+
+async def probe_relay(config: RelayConfig, *, hostname: str) -> str:
+    """Connect, greet, secure and log in to the relay as a delivery would, then quit.
+
+    Returns the relay's greeting; raises RelayError with the reason when any step fails.
+    """
+    client = aiosmtplib.SMTP(
+        hostname=config.host,
+        port=config.port,
+        local_hostname=hostname,
+        timeout=config.timeout_seconds,
+        use_tls=config.security == "tls",
+        start_tls=config.security == "starttls",
+        tls_context=relay_tls_context(config),
+    )
+    try:
+        greeting = await client.connect()
+        if config.username:
+            await client.login(config.username, config.password)
+        await client.quit()
+    except aiosmtplib.SMTPResponseException as exc:
+        raise RelayError(f"{exc.code} {exc.message}", permanent=exc.code >= 500) from None
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        raise RelayError(f"{type(exc).__name__}: {exc}", permanent=False) from None
+    finally:
+        client.close()
+    return f"{greeting.code} {greeting.message}"
 
 
 def relay_tls_context(config: RelayConfig) -> ssl.SSLContext | None:
