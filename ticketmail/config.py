@@ -93,6 +93,7 @@ class PolicyConfig:
     offer_address: str = "office@stueber.de"
     max_auto_replies_per_hour: int = 10
     max_auto_replies_per_ticket_per_hour: int = 5
+    bounce_block_days: float = 7.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +300,8 @@ def _check_semantics(config: Config) -> None:
     tag = config.tickets.subject_tag
     if not tag or any(c in tag for c in "[]#\r\n"):
         raise ConfigError(f"{src}: tickets.subject_tag: {tag!r} must be a word without [ ] #")
+    if config.policy.bounce_block_days < 0:
+        raise ConfigError(f"{src}: policy.bounce_block_days: must not be negative")
     if config.policy.max_auto_replies_per_hour < 0:
         raise ConfigError(f"{src}: policy.max_auto_replies_per_hour: must not be negative")
     if config.policy.max_auto_replies_per_ticket_per_hour < 0:

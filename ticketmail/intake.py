@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from .bounce import read_bounce
 from .config import Config
 from .files import BlobStore
 from .models import AttachmentView, User
@@ -161,6 +162,8 @@ class Intake:
             decision = decide(mail, facts, cls, self.policy)
             if decision.action is Action.REJECT:
                 return self._rejected(mail, decision.reason, facts.sender)
+            if decision.reason == "bounce":
+                await self._record_bounce(tx, raw, mail, now)
             result = await self._apply(
                 tx, mail, envelope, decision, facts, (raw_blob, len(raw)), files, now
             )
@@ -227,7 +230,29 @@ class Intake:
             recent_auto_replies_to_sender=(
                 await tx.auto_replies_to(mail.from_addr, since=since) if mail.from_addr else 0
             ),
+            sender_suppressed=(
+                await tx.is_suppressed(mail.from_addr, now=now) if mail.from_addr else False
+            ),
         )
+
+    async def _record_bounce(
+        self, tx: Transaction, raw: bytes, mail: ParsedMail, now: datetime
+    ) -> None:
+        """Mark the outbox entries a bounce names; block the address after a permanent one."""
+        report = read_bounce(raw, mail)
+        if report.delayed:  # a delay warning: the relay is still trying
+            log.info("bounce_delay_notice", status=report.status, named=len(report.message_ids))
+            return
+        bounced = await tx.mark_bounced(report.message_ids, reason=report.reason)
+        block = timedelta(days=self.config.policy.bounce_block_days)
+        blocked: list[str] = []
+        if report.permanent and block:
+            for _, recipient in bounced:
+                await tx.suppress(recipient, until=now + block, reason=report.reason, now=now)
+                blocked.append(recipient)
+        log.info("bounce_recorded", status=report.status, permanent=report.permanent,
+                 outbox=[entry for entry, _ in bounced], blocked=blocked,
+                 named=len(report.message_ids))  # fmt: skip
 
     async def _apply(
         self,

@@ -63,6 +63,7 @@ class Facts:
     tagged: tuple[TicketRef, ...]
     referenced: tuple[TicketRef, ...]
     recent_auto_replies_to_sender: int
+    sender_suppressed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +201,8 @@ def classify(
 
 def _may_auto_reply(facts: Facts, policy: RoutePolicy, ticket: TicketRef | None) -> str | None:
     """None when an automatic mail may go out, else the reason it is suppressed."""
+    if facts.sender_suppressed:
+        return "bounce_block"
     if facts.recent_auto_replies_to_sender >= policy.max_auto_replies_per_hour:
         return "rate_limit_address"
     if ticket is not None and ticket.recent_auto_replies >= (

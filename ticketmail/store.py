@@ -143,6 +143,12 @@ CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
 CREATE INDEX outbox_message_id ON outbox(message_id);
 CREATE INDEX outbox_recipient ON outbox(recipient, created_at);
 CREATE INDEX outbox_ticket ON outbox(ticket, created_at);
+CREATE TABLE suppressions (
+    address TEXT PRIMARY KEY,
+    until TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
 CREATE TABLE quarantine (
     id INTEGER PRIMARY KEY,
     received_at TEXT NOT NULL,
@@ -322,6 +328,38 @@ class Transaction:
     async def is_own_message_id(self, message_id: str) -> bool:
         row = await self._one("SELECT 1 FROM outbox WHERE message_id = ? LIMIT 1", (message_id,))
         return row is not None
+
+    async def is_suppressed(self, address: str, *, now: datetime) -> bool:
+        """True while an address gets no automatic mail (after a permanent bounce)."""
+        row = await self._one(
+            "SELECT 1 FROM suppressions WHERE address = ? AND until > ?", (address, iso(now))
+        )
+        return row is not None
+
+    async def mark_bounced(
+        self, message_ids: Sequence[str], *, reason: str
+    ) -> list[tuple[int, str]]:
+        """Mark our sent mails named by a bounce; return their (outbox id, recipient)."""
+        found: list[tuple[int, str]] = []
+        for mid in message_ids:
+            for row in await self._all(
+                "SELECT id, recipient FROM outbox WHERE message_id = ?", (mid,)
+            ):
+                found.append((row["id"], row["recipient"]))
+                await self._db.execute(
+                    "UPDATE outbox SET status = 'bounced', last_error = ? WHERE id = ?",
+                    (reason[:500], row["id"]),
+                )
+        return found
+
+    async def suppress(self, address: str, *, until: datetime, reason: str,
+                       now: datetime) -> None:  # fmt: skip
+        await self._db.execute(
+            "INSERT INTO suppressions(address, until, reason, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(address) DO UPDATE SET until = MAX(until, excluded.until), "
+            "reason = excluded.reason",
+            (address.casefold(), iso(until), reason[:300], iso(now)),
+        )
 
     async def auto_replies_to(self, recipient: str, *, since: datetime) -> int:
         row = await self._one(
