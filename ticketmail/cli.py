@@ -21,7 +21,15 @@ from typing import Any
 from .config import Config, load_config, resolve_config_path
 from .errors import ConfigError, NotFoundError, RefusedError, TicketmailError, UsageError
 from .logs import configure_logging
-from .models import STATUSES, Customer, OutboxEntry, QuarantineEntry, TicketSummary, TicketView
+from .models import (
+    STATUSES,
+    Customer,
+    HeldEntry,
+    OutboxEntry,
+    QuarantineEntry,
+    TicketSummary,
+    TicketView,
+)
 from .notify import Templates
 from .store import CustomerRow, Store, UserRow
 
@@ -614,6 +622,80 @@ def cmd_backup(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def held_json(e: HeldEntry) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "received_at": _iso(e.received_at),
+        "envelope_from": e.envelope_from,
+        "sender": e.sender,
+        "sha256": e.raw_sha256,
+        "size": e.size,
+        "reason": e.reason,
+        "status": e.status,
+        "outcome": e.outcome,
+    }
+
+
+def cmd_held_list(config: Config, args: argparse.Namespace) -> int:
+    async def run(store: Store) -> int:
+        entries = await store.list_held()
+        if args.json:
+            _print_json([held_json(e) for e in entries])
+            return 0
+        _table(
+            [(e.id, e.status, _iso(e.received_at), e.sender, e.size, e.reason[:60])
+             for e in entries],
+            ("ID", "STATUS", "RECEIVED", "SENDER", "SIZE", "REASON"),
+        )  # fmt: skip
+        return 0
+
+    return asyncio.run(_with_store(config, run))
+
+
+def cmd_held_release(config: Config, args: argparse.Namespace) -> int:
+    """Process a held mail as if its sender had been verified (the admin vouches)."""
+    from .daemon import open_parts
+    from .files import BlobStore
+    from .intake import Envelope
+
+    wanted = _number(args.id, what="held ID")
+
+    async def run() -> int:
+        store, intake = await open_parts(config)
+        try:
+            entry = await store.get_held(wanted)
+            if entry.status != "held":
+                raise RefusedError(f"held entry {entry.id} was already {entry.status}")
+            raw = BlobStore(config.data_dir / "blobs").get(entry.raw_sha256)
+            env = Envelope(entry.envelope_from, entry.envelope_to)
+            result = await intake.handle(raw, env, sender_vouched=True)
+            async with store.transaction() as tx:
+                await tx.resolve_held(entry.id, status="released", outcome=result.outcome,
+                                      now=_now())  # fmt: skip
+        finally:
+            await store.close()
+        where = f", ticket {result.ticket}" if result.ticket is not None else ""
+        print(f"held {wanted}: released, {result.outcome}{where}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_held_drop(config: Config, args: argparse.Namespace) -> int:
+    wanted = _number(args.id, what="held ID")
+
+    async def run(store: Store) -> int:
+        entry = await store.get_held(wanted)
+        if entry.status != "held":
+            raise RefusedError(f"held entry {entry.id} was already {entry.status}")
+        async with store.transaction() as tx:
+            await tx.resolve_held(entry.id, status="dropped", outcome="dropped", now=_now())
+        print(f"held {wanted}: dropped (the raw mail stays on disk)")
+        return 0
+
+    return asyncio.run(_with_store(config, run))
+
+
 def cmd_quarantine_retry(config: Config, args: argparse.Namespace) -> int:
     # Imported here: the daemon's parts would slow every other command's start.
     from .daemon import open_parts
@@ -752,6 +834,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb(outbox, "retry", cmd_outbox_retry, "queue failed mail again")
     p.add_argument("id", nargs="?", metavar="ID")
     p.add_argument("--all", action="store_true", help="every failed or bounced entry")
+
+    held = nouns.add_parser("held", help="mail from unverified senders").add_subparsers(
+        dest="verb", required=True, metavar="VERB", parser_class=_Parser
+    )
+    verb(held, "list", cmd_held_list, "list held mail", as_json)
+    p = verb(held, "release", cmd_held_release, "process a held mail as verified")
+    p.add_argument("id", metavar="ID")
+    p = verb(held, "drop", cmd_held_drop, "drop a held mail (opens nothing)")
+    p.add_argument("id", metavar="ID")
 
     p = verb(nouns, "backup", cmd_backup, "consistent copy of database and files, daemon running")
     p.add_argument("dest", metavar="DEST")

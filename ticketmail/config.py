@@ -46,6 +46,7 @@ class SmtpConfig:
     timeout_seconds: float = 300.0
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    authserv_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,8 @@ class PolicyConfig:
     max_auto_replies_per_hour: int = 10
     max_auto_replies_per_ticket_per_hour: int = 5
     bounce_block_days: float = 7.0
+    sender_auth: str = field(default="off", metadata={"choices": ("off", "authres")})
+    unverified: str = field(default="reject", metadata={"choices": ("reject", "hold")})
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +303,8 @@ def _check_semantics(config: Config) -> None:
     tag = config.tickets.subject_tag
     if not tag or any(c in tag for c in "[]#\r\n"):
         raise ConfigError(f"{src}: tickets.subject_tag: {tag!r} must be a word without [ ] #")
+    if config.policy.sender_auth == "authres" and not config.smtp.authserv_id.strip():
+        raise ConfigError(f"{src}: smtp.authserv_id: needed when policy.sender_auth = 'authres'")
     if config.policy.bounce_block_days < 0:
         raise ConfigError(f"{src}: policy.bounce_block_days: must not be negative")
     if config.policy.max_auto_replies_per_hour < 0:

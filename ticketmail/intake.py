@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from .authres import verify_sender
 from .bounce import read_bounce
 from .config import Config
 from .files import BlobStore
@@ -22,6 +23,7 @@ from .replies import (
     REPLY_NO_SENDER,
     REPLY_NOT_REGISTERED,
     REPLY_TICKET,
+    REPLY_UNVERIFIED,
 )
 from .route import (
     Action,
@@ -132,17 +134,27 @@ class Intake:
         log.error("mail_quarantined", entry=entry, sha256=blob.sha256)
         return entry
 
-    async def handle(self, raw: bytes, envelope: Envelope) -> IntakeResult:
-        """Decide and store one mail; raises on any unexpected error (nothing half-stored)."""
+    async def handle(
+        self, raw: bytes, envelope: Envelope, *, sender_vouched: bool = False
+    ) -> IntakeResult:
+        """Decide and store one mail; raises on any unexpected error (nothing half-stored).
+
+        `sender_vouched`: an admin released the mail, so the sender check is skipped.
+        """
         if len(raw) > THREAD_PARSE_BYTES:
             mail = await asyncio.to_thread(parse_mail, raw)
         else:
             mail = parse_mail(raw)
         sender = mail.from_addr
+        silent = self._is_silent(mail, envelope)
+        if self.config.policy.sender_auth == "authres" and not (silent or sender_vouched):
+            verdict = verify_sender(mail, authserv_id=self.config.smtp.authserv_id)
+            if not verdict.trusted:
+                return await self._unverified(raw, mail, envelope, verdict.reason)
         # Refuse unregistered senders before anything touches the disk.
         if self.config.policy.unknown_sender == "reject":
             known = await self.store.get_user(sender) if sender else None
-            if known is None and not await self._is_silent(mail, envelope):
+            if known is None and not silent:
                 return self._rejected(mail, "unknown_sender", None)
 
         raw_blob, files = await asyncio.to_thread(self._store_blobs, raw, mail)
@@ -183,7 +195,30 @@ class Intake:
         )
         return result
 
-    async def _is_silent(self, mail: ParsedMail, envelope: Envelope) -> bool:
+    async def _unverified(
+        self, raw: bytes, mail: ParsedMail, envelope: Envelope, reason: str
+    ) -> IntakeResult:
+        """policy.unverified: refuse, or keep the mail held until an admin decides."""
+        if self.config.policy.unverified == "reject":
+            log.info("mail_rejected", reason="unverified_sender", detail=reason,
+                     sender=mail.from_addr, message_id=mail.message_id)  # fmt: skip
+            return IntakeResult(REPLY_UNVERIFIED.format(address=mail.from_addr), "rejected")
+        blob = await asyncio.to_thread(self.blobs.put, raw)
+        async with self.store.transaction() as tx:
+            entry = await tx.add_held(
+                envelope_from=envelope.mail_from,
+                envelope_to=envelope.rcpt_tos,
+                sender=mail.from_addr,
+                raw_sha256=blob.sha256,
+                size=blob.size,
+                reason=reason,
+                now=self.clock(),
+            )
+        log.warning("mail_held", entry=entry, reason=reason, sender=mail.from_addr,
+                    message_id=mail.message_id)  # fmt: skip
+        return IntakeResult(REPLY_HELD.format(entry=f"H{entry}"), "held")
+
+    def _is_silent(self, mail: ParsedMail, envelope: Envelope) -> bool:
         """Bounces and loops are accepted silently even from unknown senders."""
         cls = classify(
             mail, envelope_from=envelope.mail_from, policy=self.policy, own_message_id=False

@@ -10,6 +10,7 @@ __all__ = [
     "ArticleView",
     "AttachmentView",
     "Customer",
+    "HeldEntry",
     "OutboxEntry",
     "QuarantineEntry",
     "TicketRef",
@@ -128,5 +129,21 @@ class QuarantineEntry:
     raw_sha256: str
     size: int
     error: str
+    status: str
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeldEntry:
+    """A mail whose sender could not be verified, kept until an admin decides."""
+
+    id: int
+    received_at: datetime
+    envelope_from: str
+    envelope_to: tuple[str, ...]
+    sender: str
+    raw_sha256: str
+    size: int
+    reason: str
     status: str
     outcome: str

@@ -14,6 +14,7 @@ __all__ = [
     "REPLY_TICKET",
     "REPLY_TOO_BIG",
     "REPLY_TOO_MANY_SESSIONS",
+    "REPLY_UNVERIFIED",
 ]
 
 REPLY_ACCEPTED = "250 2.0.0 Ok"
@@ -32,6 +33,10 @@ REPLY_NO_SENDER = (
 REPLY_NO_CONTRACT = (
     "550 5.7.1 No active support contract for <{address}>; ask {offer} for an offer"
     " / Kein aktiver Supportvertrag, Angebot unter {offer}"
+)
+REPLY_UNVERIFIED = (
+    "550 5.7.1 Sender <{address}> could not be verified (DMARC/DKIM/SPF)"
+    " / Absender konnte nicht verifiziert werden"
 )
 REPLY_TOO_BIG = "552 5.3.4 Message too big for this system"
 REPLY_TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please try again later"

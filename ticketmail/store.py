@@ -19,6 +19,7 @@ from .models import (
     ArticleView,
     AttachmentView,
     Customer,
+    HeldEntry,
     OutboxEntry,
     QuarantineEntry,
     TicketRef,
@@ -148,6 +149,19 @@ CREATE TABLE suppressions (
     until TEXT NOT NULL,
     reason TEXT NOT NULL,
     created_at TEXT NOT NULL
+);
+CREATE TABLE held (
+    id INTEGER PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    envelope_from TEXT NOT NULL,
+    envelope_to TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    raw_sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    status TEXT NOT NULL,
+    outcome TEXT NOT NULL DEFAULT '',
+    resolved_at TEXT
 );
 CREATE TABLE quarantine (
     id INTEGER PRIMARY KEY,
@@ -548,6 +562,33 @@ class Transaction:
         assert cur.lastrowid is not None
         return cur.lastrowid
 
+    async def add_held(
+        self,
+        *,
+        envelope_from: str,
+        envelope_to: Sequence[str],
+        sender: str,
+        raw_sha256: str,
+        size: int,
+        reason: str,
+        now: datetime,
+    ) -> int:
+        cur = await self._db.execute(
+            "INSERT INTO held(received_at, envelope_from, envelope_to, sender, raw_sha256, "
+            "size, reason, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'held')",
+            (iso(now), envelope_from, json.dumps(list(envelope_to)), sender, raw_sha256, size,
+             reason[:500]),
+        )  # fmt: skip
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    async def resolve_held(self, entry: int, *, status: str, outcome: str,
+                           now: datetime) -> None:  # fmt: skip
+        await self._db.execute(
+            "UPDATE held SET status = ?, outcome = ?, resolved_at = ? WHERE id = ?",
+            (status, outcome, iso(now), entry),
+        )
+
     async def resolve_quarantine(self, entry: int, *, outcome: str, now: datetime) -> None:
         await self._db.execute(
             "UPDATE quarantine SET status = 'retried', outcome = ?, resolved_at = ? WHERE id = ?",
@@ -897,6 +938,35 @@ class Store:
             next_attempt_at=_dt(r["next_attempt_at"]),
             last_error=r["last_error"],
             sent_at=_dt(r["sent_at"]),
+        )
+
+    # --- held (unverified senders) --------------------------------------------------------------
+
+    async def list_held(self) -> list[HeldEntry]:
+        rows = await self._all("SELECT * FROM held ORDER BY id")
+        return [self._held(r) for r in rows]
+
+    async def get_held(self, entry: int) -> HeldEntry:
+        row = await self._one("SELECT * FROM held WHERE id = ?", (entry,))
+        if row is None:
+            raise NotFoundError(f"held entry {entry} does not exist")
+        return self._held(row)
+
+    @staticmethod
+    def _held(r: sqlite3.Row) -> HeldEntry:
+        received = _dt(r["received_at"])
+        assert received is not None
+        return HeldEntry(
+            id=r["id"],
+            received_at=received,
+            envelope_from=r["envelope_from"],
+            envelope_to=tuple(json.loads(r["envelope_to"])),
+            sender=r["sender"],
+            raw_sha256=r["raw_sha256"],
+            size=r["size"],
+            reason=r["reason"],
+            status=r["status"],
+            outcome=r["outcome"],
         )
 
     # --- quarantine ---------------------------------------------------------------------------
