@@ -119,3 +119,51 @@ async def test_client_gone_during_processing_still_stores_the_mail_once(env: Env
     assert (code, text) == (250, "2.0.0 Ok: ticket 100001")
     shown = await env.cli_json("ticket", "show", "100001")
     assert len(shown["articles"]) == 1
+
+
+async def _lmtp_exchange(port: int, lines: list[bytes], *, replies: int) -> list[str]:
+    """Send LMTP command lines; collect `replies` complete replies (bounded)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    got: list[str] = []
+    try:
+        greeting = await asyncio.wait_for(reader.readline(), 5)
+        assert greeting.startswith(b"220")
+        for line in lines:
+            writer.write(line + b"\r\n")
+        await writer.drain()
+        for _ in range(200):
+            if len(got) >= replies:
+                break
+            got.append((await asyncio.wait_for(reader.readline(), 10)).decode().rstrip())
+    finally:
+        writer.close()
+    return got
+
+
+async def test_lmtp_mode_answers_each_recipient(env_factory: object) -> None:
+    """With smtp.lmtp, LHLO replaces EHLO and DATA gets one reply per accepted recipient."""
+    e: Env = await env_factory(  # type: ignore[operator]
+        None, smtp={"lmtp": True, "recipients": [SUPPORT, "hilfe@stueber.de"]}
+    )
+    await e.customer("10042", "Gymnasium Musterstadt")
+    await e.user("anna@schule.example", "10042")
+    body = make_mail("anna@schule.example", "Per LMTP").as_bytes().replace(b"\n", b"\r\n")
+    body = body.replace(b"\r\r\n", b"\r\n")
+    replies = await _lmtp_exchange(
+        e.port,
+        [
+            b"EHLO mta.test",
+            b"LHLO mta.test",
+            b"MAIL FROM:<anna@schule.example>",
+            f"RCPT TO:<{SUPPORT}>".encode(),
+            b"RCPT TO:<hilfe@stueber.de>",
+            b"DATA",
+            body + b".",
+            b"QUIT",
+        ],
+        replies=20,
+    )
+    assert replies[0].startswith("500")
+    assert "250-8BITMIME" in replies  # the LHLO reply lists the extensions
+    tickets = [r for r in replies if r == "250 2.0.0 Ok: ticket 100001"]
+    assert len(tickets) == 2

@@ -47,6 +47,7 @@ class SmtpConfig:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     authserv_id: str = ""
+    lmtp: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import SMTP, Session, syntax
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from .config import Config
@@ -24,7 +24,7 @@ from .replies import (
     REPLY_TOO_MANY_SESSIONS,
 )
 
-__all__ = ["Handler", "TicketSMTP", "make_protocol_factory"]
+__all__ = ["Handler", "TicketLMTP", "TicketSMTP", "make_protocol_factory", "tls_context"]
 
 log = structlog.get_logger()
 _session_ids = itertools.count(1)
@@ -91,6 +91,22 @@ class TicketSMTP(SMTP):
         await super().push(status)
 
 
+class TicketLMTP(TicketSMTP):
+    """LMTP (RFC 2033) for an MTA in front (Postfix `lmtp:`): LHLO, one reply per recipient."""
+
+    show_smtp_greeting = False
+
+    @syntax("LHLO hostname")
+    async def smtp_LHLO(self, arg: str) -> None:
+        await super().smtp_EHLO(arg)
+
+    async def smtp_HELO(self, arg: str) -> None:
+        await self.push('500 Error: command "HELO" not recognized')
+
+    async def smtp_EHLO(self, arg: str) -> None:
+        await self.push('500 Error: command "EHLO" not recognized')
+
+
 class Handler:
     """aiosmtpd hooks: recipients checked at RCPT, the mail handed to Intake at DATA."""
 
@@ -139,12 +155,19 @@ class Handler:
             raise
         except Exception as exc:
             log.error("mail_deferred", error=f"{type(exc).__name__}: {exc}", size=len(raw))
-            return REPLY_TEMPORARY_FAILURE
-        return result.reply
+            return _per_recipient(server, envelope, REPLY_TEMPORARY_FAILURE)
+        return _per_recipient(server, envelope, result.reply)
 
     async def handle_exception(self, error: Exception) -> str:
         log.error("smtp_session_error", error=f"{type(error).__name__}: {error}")
         return REPLY_TEMPORARY_FAILURE
+
+
+def _per_recipient(server: SMTP, envelope: SmtpEnvelope, reply: str) -> str:
+    """LMTP answers DATA once per accepted recipient; SMTP once."""
+    if isinstance(server, TicketLMTP):
+        return "\r\n".join(reply for _ in envelope.rcpt_tos)
+    return reply
 
 
 def _peer(session: Session) -> str:
@@ -180,8 +203,10 @@ def make_protocol_factory(
     """The protocol factory for `loop.create_server`; loads the TLS certificate once, now."""
     context = tls_context(config)
 
+    protocol = TicketLMTP if config.smtp.lmtp else TicketSMTP
+
     def factory() -> TicketSMTP:
-        return TicketSMTP(
+        return protocol(
             handler,
             sessions=sessions,
             max_sessions=config.smtp.max_sessions,
