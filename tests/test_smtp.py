@@ -121,8 +121,8 @@ async def test_client_gone_during_processing_still_stores_the_mail_once(env: Env
     assert len(shown["articles"]) == 1
 
 
-async def _lmtp_exchange(port: int, lines: list[bytes], *, replies: int) -> list[str]:
-    """Send LMTP command lines; collect `replies` complete replies (bounded)."""
+async def _raw_exchange(port: int, lines: list[bytes], *, replies: int) -> list[str]:
+    """Send raw command lines; collect `replies` reply lines (bounded)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     got: list[str] = []
     try:
@@ -149,7 +149,7 @@ async def test_lmtp_mode_answers_each_recipient(env_factory: object) -> None:
     await e.user("anna@schule.example", "10042")
     body = make_mail("anna@schule.example", "Per LMTP").as_bytes().replace(b"\n", b"\r\n")
     body = body.replace(b"\r\r\n", b"\r\n")
-    replies = await _lmtp_exchange(
+    replies = await _raw_exchange(
         e.port,
         [
             b"EHLO mta.test",
@@ -167,3 +167,11 @@ async def test_lmtp_mode_answers_each_recipient(env_factory: object) -> None:
     assert "250-8BITMIME" in replies  # the LHLO reply lists the extensions
     tickets = [r for r in replies if r == "250 2.0.0 Ok: ticket 100001"]
     assert len(tickets) == 2
+
+
+async def test_commands_per_session_are_limited(env_factory: object) -> None:
+    """A session that repeats a command more than smtp.max_commands times is closed with 421."""
+    e: Env = await env_factory(None, smtp={"max_commands": 3})  # type: ignore[operator]
+    replies = await _raw_exchange(e.port, [b"NOOP"] * 5, replies=5)
+    assert replies[:3] == ["250 OK"] * 3
+    assert replies[3].startswith("421 4.7.0")

@@ -43,6 +43,7 @@ class SmtpConfig:
     recipients: tuple[str, ...] = ("support@stueber.de",)
     max_message_bytes: int = 25 * MIB
     max_sessions: int = 100
+    max_commands: int = 10000
     timeout_seconds: float = 300.0
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -292,6 +293,7 @@ def _check_semantics(config: Config) -> None:
         )
     positive("smtp.max_message_bytes", config.smtp.max_message_bytes)
     positive("smtp.max_sessions", config.smtp.max_sessions)
+    positive("smtp.max_commands", config.smtp.max_commands)
     positive("smtp.timeout_seconds", config.smtp.timeout_seconds)
     positive("relay.timeout_seconds", config.relay.timeout_seconds)
     positive("relay.max_age_hours", config.relay.max_age_hours)

@@ -218,6 +218,7 @@ def make_protocol_factory(
             timeout=config.smtp.timeout_seconds,
             tls_context=context,
             require_starttls=False,
+            command_call_limit=config.smtp.max_commands,
         )
 
     return factory
