@@ -103,7 +103,8 @@ _NOREPLY_LOCAL = re.compile(
 )
 _OOF_SUBJECT = re.compile(
     r"^\s*(?:out of office|automatic reply|auto(?:matische)?[- ]?(?:reply|antwort)|"
-    r"abwesenheitsnotiz|abwesenheit|autoreply|vacation|urlaub)\s*:",
+    r"abwesenheitsnotiz|abwesenheit|autoreply|vacation|urlaub|"
+    r"auto)\s*:",  # "AUTO:" is Lotus Notes' out-of-office prefix
     re.IGNORECASE,
 )
 
