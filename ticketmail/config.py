@@ -44,6 +44,7 @@ class SmtpConfig:
     max_message_bytes: int = 25 * MIB
     max_sessions: int = 100
     max_commands: int = 10000
+    max_line_bytes: int = 1024 * 1024
     timeout_seconds: float = 300.0
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -294,6 +295,7 @@ def _check_semantics(config: Config) -> None:
     positive("smtp.max_message_bytes", config.smtp.max_message_bytes)
     positive("smtp.max_sessions", config.smtp.max_sessions)
     positive("smtp.max_commands", config.smtp.max_commands)
+    positive("smtp.max_line_bytes", config.smtp.max_line_bytes)
     positive("smtp.timeout_seconds", config.smtp.timeout_seconds)
     positive("relay.timeout_seconds", config.relay.timeout_seconds)
     positive("relay.max_age_hours", config.relay.max_age_hours)

@@ -6,6 +6,7 @@ __all__ = [
     "REPLY_ACCEPTED",
     "REPLY_BAD_RECIPIENT",
     "REPLY_HELD",
+    "REPLY_LINE_TOO_LONG",
     "REPLY_NOT_REGISTERED",
     "REPLY_NO_CONTRACT",
     "REPLY_NO_SENDER",
@@ -38,6 +39,7 @@ REPLY_UNVERIFIED = (
     "550 5.7.1 Sender <{address}> could not be verified (DMARC/DKIM/SPF)"
     " / Absender konnte nicht verifiziert werden"
 )
+REPLY_LINE_TOO_LONG = "500 5.5.2 Line too long"
 REPLY_TOO_BIG = "552 5.3.4 Message too big for this system"
 REPLY_TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please try again later"
 REPLY_TOO_MANY_SESSIONS = "421 4.7.0 Too many connections, try again later"

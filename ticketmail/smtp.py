@@ -14,10 +14,12 @@ from aiosmtpd.smtp import SMTP, Session, syntax
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from .config import Config
+from .dataread import DataState, read_data
 from .errors import ConfigError
 from .intake import Envelope, Intake
 from .replies import (
     REPLY_BAD_RECIPIENT,
+    REPLY_LINE_TOO_LONG,
     REPLY_RECIPIENT_OK,
     REPLY_TEMPORARY_FAILURE,
     REPLY_TOO_BIG,
@@ -42,13 +44,21 @@ class TicketSMTP(SMTP):
     """aiosmtpd's SMTP with enhanced status codes on its own size replies and a session cap."""
 
     # RFC 5321 allows 1000 bytes a line, but real clients send longer ones (Postfix takes
-    # them too); the message size limit still bounds what one session can hold.
+    # them too); smtp.max_line_bytes sets the limit per instance.
     line_length_limit = 1024 * 1024
 
     def __init__(
-        self, handler: Handler, *, sessions: set[TicketSMTP], max_sessions: int, **kwargs: Any
+        self,
+        handler: Handler,
+        *,
+        sessions: set[TicketSMTP],
+        max_sessions: int,
+        max_line_bytes: int | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
+        if max_line_bytes is not None:
+            self.line_length_limit = max_line_bytes
         self._sessions = sessions
         self._max_sessions = max_sessions
         self._over_limit = False
@@ -83,6 +93,40 @@ class TicketSMTP(SMTP):
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         await super().smtp_RCPT(_without_dsn(arg, _RCPT_DSN))
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """DATA as aiosmtpd does it, but the body read in chunks (see dataread)."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            result = await read_data(
+                self._reader, size_limit=self.data_size_limit, line_limit=self.line_length_limit
+            )
+        except asyncio.CancelledError:
+            self._writer.close()
+            raise
+        if result.state is DataState.TOO_LONG:
+            await self.push(REPLY_LINE_TOO_LONG)
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            return
+        if result.state is DataState.TOO_MUCH:
+            await self.push(REPLY_TOO_BIG)
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            return
+        self.envelope.content = result.content
+        self.envelope.original_content = result.content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push(status)
 
     async def push(self, status: str) -> None:  # type: ignore[override]
         # aiosmtpd answers an over-size mail with its own text and no enhanced code.
@@ -219,6 +263,7 @@ def make_protocol_factory(
             tls_context=context,
             require_starttls=False,
             command_call_limit=config.smtp.max_commands,
+            max_line_bytes=config.smtp.max_line_bytes,
         )
 
     return factory

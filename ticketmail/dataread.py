@@ -1,0 +1,88 @@
+"""Reading an SMTP DATA body in large chunks instead of line by line (RFC 5321 4.5.2).
+
+aiosmtpd reads DATA one line at a time in Python; for a 200 KB attachment that is thousands
+of awaits. Here the stream is searched for `.<CRLF>` with StreamReader's C-level search, and
+a hit counts as the end only where it stands at the start of a line after a CRLF. So the
+protections stay: only <CRLF>.<CRLF> ends the data (a bare LF before or after the dot does
+not — the SMTP smuggling fix), over-size data is drained and refused, over-long lines are
+refused, and dot-stuffing is undone in one pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from enum import Enum
+
+__all__ = ["DataResult", "DataState", "read_data"]
+
+_DOT_CRLF = b".\r\n"
+
+
+class DataState(Enum):
+    OK = "ok"
+    TOO_MUCH = "too_much"
+    TOO_LONG = "too_long"
+
+
+@dataclass(frozen=True, slots=True)
+class DataResult:
+    state: DataState
+    content: bytes  # dot-stuffing undone; empty unless state is OK
+
+
+def _longest_line(chunk: bytes, carry: int) -> tuple[int, int]:
+    """(longest complete line in chunk, length of its unfinished last line), with the
+    unfinished line of the previous chunk (`carry` bytes) counted in."""
+    lines = chunk.split(b"\r\n")
+    if len(lines) == 1:
+        return 0, carry + len(chunk)
+    longest = max(carry + len(lines[0]) + 2, max((len(x) + 2 for x in lines[1:-1]), default=0))
+    return longest, len(lines[-1])
+
+
+async def read_data(
+    reader: asyncio.StreamReader, *, size_limit: int | None, line_limit: int
+) -> DataResult:
+    """Read up to and including the terminating <CRLF>.<CRLF> (or a first line of ".")."""
+    chunks: list[bytes] = []
+    total = 0
+    state = DataState.OK
+    carry = 0  # length of the unfinished line at the end of what was read so far
+    tail = b""  # the last two bytes read so far
+    while True:
+        try:
+            chunk = await reader.readuntil(_DOT_CRLF)
+        except asyncio.LimitOverrunError as exc:
+            # No ".<CRLF>" within the reader's limit: take what is safe and go on.
+            chunk = await reader.readexactly(exc.consumed)
+        except asyncio.IncompleteReadError as exc:
+            raise ConnectionResetError("connection closed during DATA") from exc
+        # The dot ends the data only at a line start: right after a CRLF, or first of all.
+        dot_at = len(chunk) - 3
+        is_end = chunk.endswith(_DOT_CRLF) and (
+            (tail + chunk[:dot_at])[-2:] == b"\r\n" or (total == 0 and dot_at == 0)
+        )
+        body = chunk[:dot_at] if is_end else chunk
+        total += len(body)
+        tail = (tail + body)[-2:]
+        if state is DataState.OK:
+            longest, carry = _longest_line(body, carry)
+            if max(longest, carry) > line_limit:
+                state = DataState.TOO_LONG
+            elif size_limit and total > size_limit:
+                state = DataState.TOO_MUCH
+            if state is DataState.OK:
+                chunks.append(body)
+            else:
+                chunks.clear()  # keep draining, hold nothing
+        if is_end:
+            break
+    if state is not DataState.OK:
+        return DataResult(state, b"")
+    data = b"".join(chunks)
+    # Undo dot-stuffing: the first dot of every line that starts with one goes.
+    data = data.replace(b"\r\n.", b"\r\n")
+    if data.startswith(b"."):
+        data = data[1:]
+    return DataResult(DataState.OK, data)
