@@ -7,6 +7,7 @@ import contextlib
 import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
@@ -19,9 +20,21 @@ from .sdnotify import notify, watchdog_interval
 from .smtp import Handler, TicketSMTP, make_protocol_factory
 from .store import Store
 
-__all__ = ["Daemon", "open_parts", "serve", "utcnow"]
+__all__ = ["SHUTDOWN_GRACE_SECONDS", "Daemon", "open_parts", "serve", "utcnow"]
 
 log = structlog.get_logger()
+
+# How long SIGTERM waits for mails under way (MAIL given, DATA not yet answered). Meant to
+# become the config key `smtp.shutdown_grace_seconds`; below systemd's TimeoutStopSec=45s.
+SHUTDOWN_GRACE_SECONDS = 30.0
+# A mail whose DATA is complete is committed within milliseconds; this bounds the wait for
+# commits under way once the grace is over or a second SIGTERM came.
+COMMIT_WAIT_SECONDS = 5.0
+# How long closing the database may take at a forced stop.
+CLOSE_WAIT_SECONDS = 5.0
+SHUTDOWN_POLL_SECONDS = 0.05
+# Said to idle sessions when the daemon stops (RFC 5321 4.2.2: 421 closes the channel).
+REPLY_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 
 
 def utcnow() -> datetime:
@@ -45,8 +58,23 @@ async def open_parts(
     return store, intake
 
 
+def _mail_under_way(session: TicketSMTP) -> bool:
+    """MAIL was accepted and its DATA not yet answered (aiosmtpd resets the envelope then)."""
+    envelope: Any = getattr(session, "envelope", None)
+    return envelope is not None and envelope.mail_from is not None
+
+
+def _close_session(session: TicketSMTP, *, reply: str | None) -> None:
+    transport: Any = session.transport
+    if transport is None or transport.is_closing():
+        return
+    if reply is not None:
+        transport.write(reply.encode("ascii") + b"\r\n")
+    transport.close()  # flushes what was written (the last reply, a 250 among them) first
+
+
 class Daemon:
-    """One running ticketmail: `start`, then `stop`. Tests run it in their own event loop."""
+    """One running ticketmail: `start`, then `stop` (or `abort`). Tests run it in their loop."""
 
     def __init__(self, config: Config, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.config = config
@@ -63,6 +91,16 @@ class Daemon:
         assert self._server is not None
         port: int = self._server.sockets[0].getsockname()[1]
         return port
+
+    @property
+    def healthy(self) -> bool:
+        """Accepting mail and the outbox worker alive: what the systemd watchdog vouches for."""
+        return (
+            self._server is not None
+            and self._server.is_serving()
+            and self._worker_task is not None
+            and not self._worker_task.done()
+        )
 
     async def start(self) -> None:
         cfg = self.config
@@ -91,45 +129,151 @@ class Daemon:
             relay=cfg.relay.transport,
         )
 
-    async def stop(self, *, grace: float = 30.0) -> None:
-        """Stop accepting, let mails in DATA finish (up to `grace`), stop the worker, close."""
+    async def stop(self, *, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Stop accepting, let mails under way finish (up to `grace`), stop the worker, close.
+
+        Idle sessions get a 421 at once. The worker finishes the attempt it is in and stops.
+        Cancelling `stop` (a second SIGTERM) is safe; `abort` then ends the rest at once.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         if self._server is not None:
             self._server.close()
-        if self.handler is not None and self.handler.inflight:
-            await asyncio.wait(set(self.handler.inflight), timeout=grace)
-        for session in list(self._sessions):
-            if session.transport is not None:
-                session.transport.close()
         if self.worker is not None:
             self.worker.stop()
-        if self._worker_task is not None:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._worker_task, timeout=grace)
+        while True:
+            for session in list(self._sessions):
+                if not _mail_under_way(session):
+                    _close_session(session, reply=REPLY_SHUTTING_DOWN)
+            if not self._sessions and not self._inflight():
+                break
+            if loop.time() >= deadline:
+                log.warning(
+                    "shutdown_grace_over", sessions=len(self._sessions), grace_seconds=grace
+                )
+                break
+            await asyncio.sleep(SHUTDOWN_POLL_SECONDS)
+        self._cut_sessions()
+        await self._wait_inflight(COMMIT_WAIT_SECONDS)
+        if self._worker_task is not None and not self._worker_task.done():
+            remaining = max(deadline - loop.time(), 0.0)
+            await asyncio.wait({self._worker_task}, timeout=remaining)
+        await self._cancel_worker()
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), timeout=1.0)
-        if self.store is not None:
-            await self.store.close()
-            self.store = None
+        await self._close_store()
         log.info("daemon_stopped")
+
+    async def abort(self) -> None:
+        """End at once: cut every session, cancel the worker and unfinished commits, close.
+
+        Safe at any instant for the same reason kill -9 is: a mail is committed whole or not
+        at all, and only a committed mail was answered 250.
+        """
+        if self._server is not None:
+            self._server.close()
+        if self.worker is not None:
+            self.worker.stop()
+        self._cut_sessions()
+        for task in self._inflight():
+            task.cancel()
+        await self._wait_inflight(CLOSE_WAIT_SECONDS)
+        await self._cancel_worker()
+        await self._close_store()
+        log.warning("daemon_stopped", forced=True)
+
+    def _inflight(self) -> set[asyncio.Task[Any]]:
+        return set(self.handler.inflight) if self.handler is not None else set()
+
+    def _cut_sessions(self) -> None:
+        for session in list(self._sessions):
+            _close_session(session, reply=None if _mail_under_way(session) else REPLY_SHUTTING_DOWN)
+
+    async def _wait_inflight(self, seconds: float) -> None:
+        """Commits under way finish (or roll back); a cut session cannot stop them."""
+        pending = self._inflight()
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=seconds)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=seconds)
+
+    async def _cancel_worker(self) -> None:
+        """A delivery cut off here is retried after the next start (sent at least once)."""
+        task = self._worker_task
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=CLOSE_WAIT_SECONDS)
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("outbox_worker_error", error=repr(task.exception()))
+        self._worker_task = None
+
+    async def _close_store(self) -> None:
+        store, self.store = self.store, None
+        if store is not None:
+            try:
+                await asyncio.wait_for(store.close(), timeout=CLOSE_WAIT_SECONDS)
+            except Exception as exc:
+                log.error("store_close_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+async def _watchdog(daemon: Daemon, interval: float) -> None:
+    """Ping systemd every `interval` while the daemon is healthy; silence means restart me."""
+    while True:
+        if daemon.healthy:
+            notify("WATCHDOG=1")
+        else:
+            log.error("watchdog_withheld", reason="server or outbox worker not running")
+        await asyncio.sleep(interval)
 
 
 async def serve(config: Config) -> int:
-    """Run until SIGTERM or SIGINT; tell systemd when ready, alive and stopping."""
+    """Run until SIGTERM or SIGINT; a second one ends it at once. Tell systemd what happens."""
     daemon = Daemon(config)
-    await daemon.start()
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    first, second = asyncio.Event(), asyncio.Event()
+
+    def on_signal(signum: signal.Signals) -> None:
+        if first.is_set():
+            log.warning("daemon_stop_forced", signal=signum.name)
+            second.set()
+            return
+        log.info("daemon_stopping", signal=signum.name)
+        first.set()
+
+    # Before start: a SIGTERM while starting stops the daemon cleanly once it has started.
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    notify(f"READY=1\nSTATUS=accepting mail on {config.smtp.host}:{daemon.port}")
-    interval = watchdog_interval()
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval or 3600)
+        loop.add_signal_handler(sig, on_signal, sig)
+    pinger: asyncio.Task[None] | None = None
+    try:
+        await daemon.start()
+        if not first.is_set():
+            notify(f"READY=1\nSTATUS=accepting mail on {config.smtp.host}:{daemon.port}")
+        interval = watchdog_interval()
         if interval:
-            notify("WATCHDOG=1")
-    notify("STOPPING=1")
-    log.info("daemon_stopping")
-    await daemon.stop()
+            pinger = asyncio.create_task(_watchdog(daemon, interval), name="watchdog")
+        await first.wait()
+        notify("STOPPING=1\nSTATUS=stopping: finishing mails under way")
+        stopping = asyncio.create_task(daemon.stop(grace=SHUTDOWN_GRACE_SECONDS), name="stop")
+        forced = asyncio.create_task(second.wait(), name="second-signal")
+        await asyncio.wait({stopping, forced}, return_when=asyncio.FIRST_COMPLETED)
+        forced.cancel()
+        if stopping.done():
+            await stopping  # re-raises what went wrong while stopping
+        else:
+            stopping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopping
+            await daemon.abort()
+    finally:
+        if pinger is not None:
+            pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
     return 0

@@ -31,6 +31,7 @@ def watchdog_interval() -> float | None:
     if not usec or (pid and pid != str(os.getpid())):
         return None
     try:
-        return int(usec) / 1_000_000 / 2
+        microseconds = int(usec)
     except ValueError:
         return None
+    return microseconds / 1_000_000 / 2 if microseconds > 0 else None

@@ -1,0 +1,344 @@
+"""ticketmail as a systemd service: the notify protocol, SIGTERM, and the shipped unit file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SUPPORT, free_port, make_mail, run_cli, write_config
+
+from ticketmail.sdnotify import watchdog_interval
+from ticketmail.store import DB_NAME
+
+SENDER = "anna@schule.example"
+WATCHDOG_USEC = 2_000_000  # pings every second (half the timeout)
+START_SECONDS = 30.0
+STOP_SECONDS = 15.0  # well below the daemon's 30 s shutdown grace
+UNIT = REPO / "systemd" / "ticketmail.service"
+
+
+class NotifySocket:
+    """The datagram socket systemd would listen on ($NOTIFY_SOCKET), opened by the test."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages: list[str] = []
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def wait_for(self, line: str, *, seconds: float, count: int = 1) -> list[str]:
+        """Read datagrams (bounded) until `count` of them carried `line`; return all read."""
+        deadline = time.monotonic() + seconds
+        seen = sum(line in m.splitlines() for m in self.messages)
+        while seen < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(
+                    f"{count} x {line!r} not received within {seconds}s; got {self.messages}"
+                )
+            self.sock.settimeout(remaining)
+            try:
+                message = self.sock.recv(4096).decode("utf-8")
+            except TimeoutError:
+                continue
+            self.messages.append(message)
+            seen += line in message.splitlines()
+        return list(self.messages)
+
+
+@dataclass
+class Service:
+    """`ticketmail serve` in a subprocess, as systemd would run it."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    config: Path
+    log: Path
+    notify: NotifySocket
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, seconds: float = STOP_SECONDS) -> int:
+        return self.proc.wait(timeout=seconds)
+
+    def log_text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    """A daemon with one registered user, NOTIFY_SOCKET and WATCHDOG_USEC set, not yet READY."""
+    port = free_port()
+    config = write_config(tmp_path / "config.toml", tmp_path / "var", None, smtp={"port": port})
+    for args in (
+        ("customer", "add", "10042", "Gymnasium Musterstadt", "--support-until", "2099-12-31"),
+        ("user", "add", SENDER, "--customer", "10042", "--name", "Anna Müller"),
+    ):
+        result = run_cli("--config", str(config), *args)
+        assert result.returncode == 0, result.stderr
+    notify = NotifySocket(tmp_path / "notify.sock")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TICKETMAIL_")}
+    environ.pop("WATCHDOG_PID", None)
+    environ.update({"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(WATCHDOG_USEC)})
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ticketmail", "--config", str(config), "serve"],
+            stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        yield Service(proc, port, config, log, notify)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        notify.close()
+
+
+# --- a raw SMTP client, to stop half-way through DATA --------------------------------------
+
+
+def _reply(conn: socket.socket) -> str:
+    """One complete (possibly multi-line) SMTP reply; '' when the server closed the channel."""
+    data = b""
+    while True:
+        try:
+            chunk = conn.recv(4096)
+        except ConnectionResetError:
+            return data.decode("ascii", errors="replace")
+        if not chunk:
+            return data.decode("ascii", errors="replace")
+        data += chunk
+        lines = data.split(b"\r\n")
+        if len(lines) > 1 and re.match(rb"^\d{3} ", lines[-2]):
+            return data.decode("ascii", errors="replace")
+
+
+def _command(conn: socket.socket, line: str) -> str:
+    conn.sendall(line.encode("ascii") + b"\r\n")
+    return _reply(conn)
+
+
+def _connect(port: int) -> socket.socket:
+    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    greeting = _reply(conn)
+    assert greeting.startswith("220"), greeting
+    return conn
+
+
+def _open_data(port: int, subject: str) -> tuple[socket.socket, bytes]:
+    """A session that has sent DATA; returns it and the mail's bytes, none of them sent yet."""
+    conn = _connect(port)
+    assert _command(conn, "EHLO client.example").startswith("250")
+    assert _command(conn, f"MAIL FROM:<{SENDER}>").startswith("250")
+    assert _command(conn, f"RCPT TO:<{SUPPORT}>").startswith("250")
+    assert _command(conn, "DATA").startswith("354")
+    raw = make_mail(f"Anna <{SENDER}>", subject, "Hallo,\n\n" + "Zeile\n" * 200).as_bytes()
+    return conn, raw.replace(b"\n", b"\r\n")
+
+
+def _ready(service: Service) -> None:
+    service.notify.wait_for("READY=1", seconds=START_SECONDS)
+
+
+def _refuses_connections(port: int, *, seconds: float) -> bool:
+    """True once a connect is refused (bounded); a session opened meanwhile gets only 421."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+                assert not _reply(conn).startswith("220"), "a new session was greeted"
+        except ConnectionRefusedError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _tickets(config: Path) -> list[dict[str, object]]:
+    result = run_cli("--config", str(config), "ticket", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    tickets: list[dict[str, object]] = json.loads(result.stdout)
+    return tickets
+
+
+# --- the notify protocol -------------------------------------------------------------------
+
+
+def test_ready_is_sent_only_once_the_port_accepts(service: Service) -> None:
+    """READY=1 comes after the SMTP port is bound: a connect right after it is greeted."""
+    _ready(service)
+    with socket.create_connection(("127.0.0.1", service.port), timeout=5) as conn:
+        assert _reply(conn).startswith("220")
+    ready = next(m for m in service.notify.messages if "READY=1" in m.splitlines())
+    assert f"STATUS=accepting mail on 127.0.0.1:{service.port}" in ready.splitlines()
+
+
+def test_watchdog_pings_arrive_while_running(service: Service) -> None:
+    """With WATCHDOG_USEC set for this process, WATCHDOG=1 arrives every half timeout."""
+    _ready(service)
+    started = time.monotonic()
+    service.notify.wait_for("WATCHDOG=1", seconds=8, count=2)
+    # Two pings at a one-second interval: not a burst, not slower than the timeout.
+    assert time.monotonic() - started < WATCHDOG_USEC / 1_000_000 * 2 + 2
+
+
+def test_watchdog_interval_is_half_the_timeout_for_this_process_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ping interval is half of WATCHDOG_USEC; none for another WATCHDOG_PID or zero."""
+    monkeypatch.setenv("WATCHDOG_USEC", "2000000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    assert watchdog_interval() == 1.0
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    assert watchdog_interval() == 1.0
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid() + 1))
+    assert watchdog_interval() is None
+    monkeypatch.delenv("WATCHDOG_PID")
+    monkeypatch.setenv("WATCHDOG_USEC", "0")
+    assert watchdog_interval() is None
+    monkeypatch.delenv("WATCHDOG_USEC")
+    assert watchdog_interval() is None
+
+
+def test_sigterm_says_stopping_and_exits_zero(service: Service) -> None:
+    """SIGTERM sends STOPPING=1, closes the database and ends with exit status 0."""
+    _ready(service)
+    service.signal(signal.SIGTERM)
+    service.notify.wait_for("STOPPING=1", seconds=STOP_SECONDS)
+    assert service.wait() == 0, service.log_text()
+    log = service.log_text()
+    assert "daemon_stopped" in log
+    assert "Traceback" not in log
+    # Closed cleanly: the last connection checkpointed the WAL away.
+    assert not (service.config.parent / "var" / f"{DB_NAME}-wal").exists()
+
+
+# --- shutdown ------------------------------------------------------------------------------
+
+
+def test_sigterm_lets_a_mail_in_data_finish_with_250(service: Service) -> None:
+    """After SIGTERM no new session is greeted, idle ones get 421, a mail in DATA gets its 250."""
+    _ready(service)
+    conn, raw = _open_data(service.port, "Mitten im DATA")
+    idle = _connect(service.port)
+    try:
+        assert _command(idle, "EHLO idle.example").startswith("250")
+        conn.sendall(raw[: len(raw) // 2])
+        service.signal(signal.SIGTERM)
+        service.notify.wait_for("STOPPING=1", seconds=STOP_SECONDS)
+        assert _refuses_connections(service.port, seconds=5)
+        assert _reply(idle).startswith("421 4.3.2")
+        assert service.proc.poll() is None, "stopped before the mail in DATA was finished"
+        conn.sendall(raw[len(raw) // 2 :] + b"\r\n.\r\n")
+        reply = _reply(conn)
+        assert reply.startswith("250 2.0.0 Ok: ticket 100001"), reply
+    finally:
+        conn.close()
+        idle.close()
+    assert service.wait() == 0, service.log_text()
+    assert [t["subject"] for t in _tickets(service.config)] == ["Mitten im DATA"]
+
+
+def test_second_sigterm_ends_at_once(service: Service) -> None:
+    """A second SIGTERM ends the daemon without waiting out the grace; the cut mail is not kept."""
+    _ready(service)
+    conn, raw = _open_data(service.port, "Abgebrochen")
+    try:
+        conn.sendall(raw[: len(raw) // 2])
+        service.signal(signal.SIGTERM)
+        service.notify.wait_for("STOPPING=1", seconds=STOP_SECONDS)
+        time.sleep(0.3)
+        assert service.proc.poll() is None, "the first SIGTERM did not wait for the mail in DATA"
+        started = time.monotonic()
+        service.signal(signal.SIGTERM)
+        assert service.wait(seconds=10) == 0, service.log_text()
+        assert time.monotonic() - started < 5
+        conn.settimeout(5)
+        assert not _reply(conn).startswith("250")
+    finally:
+        conn.close()
+    log = service.log_text()
+    assert "daemon_stop_forced" in log
+    assert "Traceback" not in log
+    assert _tickets(service.config) == []
+    db = sqlite3.connect(service.config.parent / "var" / DB_NAME)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT COUNT(*) FROM messages").fetchone() == (0,)
+    finally:
+        db.close()
+
+
+# --- the unit file -------------------------------------------------------------------------
+
+
+def _unit_settings(text: str) -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", ";", "[")) and "=" in line:
+            key, _, value = line.partition("=")
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def test_unit_has_the_hardening_the_issue_asks_for() -> None:
+    """The unit is Type=notify with a watchdog, its own user, systemd's dirs and a sandbox."""
+    unit = _unit_settings(UNIT.read_text(encoding="utf-8"))
+    expected = {
+        "Type": "notify",
+        "Restart": "on-failure",
+        "User": "ticketmail",
+        "StateDirectory": "ticketmail",
+        "ConfigurationDirectory": "ticketmail",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "NoNewPrivileges": "yes",
+        "CapabilityBoundingSet": "CAP_NET_BIND_SERVICE",
+        "AmbientCapabilities": "CAP_NET_BIND_SERVICE",
+        "SystemCallFilter": "@system-service",
+    }
+    for key, value in expected.items():
+        assert unit.get(key) == [value], f"{key}={value} missing in {UNIT.name}"
+    for key in ("WatchdogSec", "MemoryMax", "RestrictAddressFamilies", "ExecStart"):
+        assert key in unit, f"{key}= missing in {UNIT.name}"
+    assert set(unit["RestrictAddressFamilies"][0].split()) == {"AF_INET", "AF_INET6", "AF_UNIX"}
+    assert all(f.startswith("-") for f in unit["EnvironmentFile"])
+    assert unit["ExecStart"][0].endswith(" serve")
+    # systemd must not kill the daemon before its 30 s shutdown grace is over.
+    assert unit["TimeoutStopSec"] == ["45s"]
+
+
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """`systemd-analyze verify` accepts the unit, run against a ticketmail that exists here."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (package systemd)")
+    executable = Path(sys.executable).parent / "ticketmail"
+    assert executable.is_file(), f"{executable}: the venv's ticketmail script is missing"
+    text = UNIT.read_text(encoding="utf-8")
+    assert "/opt/ticketmail/bin/ticketmail" in text
+    unit = tmp_path / "ticketmail.service"
+    unit.write_text(text.replace("/opt/ticketmail/bin/ticketmail", str(executable)), "utf-8")
+    result = subprocess.run(
+        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False
+    )
+    # Unknown keys and bad values are only warnings (status 0): no output at all is the bar.
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
