@@ -12,12 +12,13 @@ from typing import Any
 import structlog
 
 from .config import Config
+from .errors import ConfigError
 from .files import BlobStore
 from .intake import Intake
 from .notify import Templates
 from .relay import FileTransport, OutboxWorker, SmtpTransport, Transport
 from .sdnotify import notify, watchdog_interval
-from .smtp import Handler, TicketSMTP, make_protocol_factory
+from .smtp import Handler, ProtocolFactory, TicketSMTP
 from .store import Store
 
 __all__ = ["SHUTDOWN_GRACE_SECONDS", "Daemon", "open_parts", "serve", "utcnow"]
@@ -83,6 +84,7 @@ class Daemon:
         self.worker: OutboxWorker | None = None
         self.handler: Handler | None = None
         self._server: asyncio.Server | None = None
+        self._factory: ProtocolFactory | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._sessions: set[TicketSMTP] = set()
 
@@ -109,10 +111,11 @@ class Daemon:
         self.worker = OutboxWorker(store, make_transport(cfg), cfg.relay, clock=self.clock)
         intake.on_queued = self.worker.wake
         self.handler = Handler(intake, cfg)
+        self._factory = ProtocolFactory(self.handler, cfg, self._sessions)
         loop = asyncio.get_running_loop()
         try:
             self._server = await loop.create_server(
-                make_protocol_factory(self.handler, cfg, self._sessions),
+                self._factory,
                 host=cfg.smtp.host,
                 port=cfg.smtp.port,
                 reuse_address=True,
@@ -128,6 +131,26 @@ class Daemon:
             data_dir=str(cfg.data_dir),
             relay=cfg.relay.transport,
         )
+
+    def reload(self) -> None:
+        """SIGHUP: load the templates and the TLS certificate again; keep the old on error."""
+        assert self.handler is not None
+        assert self._factory is not None
+        try:
+            templates = Templates(self.config.templates_dir)
+            templates.check()
+        except ConfigError as exc:
+            log.error("templates_reload_failed", error=str(exc))
+        else:
+            self.handler.intake.templates = templates
+            log.info("templates_reloaded", dir=str(self.config.templates_dir))
+        if self.config.smtp.tls_cert_file:
+            try:
+                self._factory.reload_tls()
+            except ConfigError as exc:
+                log.error("tls_reload_failed", error=str(exc))
+            else:
+                log.info("tls_reloaded", cert=self.config.smtp.tls_cert_file)
 
     async def stop(self, *, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Stop accepting, let mails under way finish (up to `grace`), stop the worker, close.
@@ -248,6 +271,7 @@ async def serve(config: Config) -> int:
     # Before start: a SIGTERM while starting stops the daemon cleanly once it has started.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, _on_hangup, daemon)
     pinger: asyncio.Task[None] | None = None
     try:
         await daemon.start()
@@ -274,6 +298,14 @@ async def serve(config: Config) -> int:
             pinger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pinger
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     return 0
+
+
+def _on_hangup(daemon: Daemon) -> None:
+    if daemon.handler is None:  # still starting: what it loads now is current anyway
+        return
+    notify("RELOADING=1")
+    daemon.reload()
+    notify("READY=1")

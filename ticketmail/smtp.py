@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import re
 import ssl
-from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -26,7 +25,7 @@ from .replies import (
     REPLY_TOO_MANY_SESSIONS,
 )
 
-__all__ = ["Handler", "TicketLMTP", "TicketSMTP", "make_protocol_factory", "tls_context"]
+__all__ = ["Handler", "ProtocolFactory", "TicketLMTP", "TicketSMTP", "tls_context"]
 
 log = structlog.get_logger()
 _session_ids = itertools.count(1)
@@ -241,29 +240,37 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-def make_protocol_factory(
-    handler: Handler, config: Config, sessions: set[TicketSMTP]
-) -> Callable[[], TicketSMTP]:
-    """The protocol factory for `loop.create_server`; loads the TLS certificate once, now."""
-    context = tls_context(config)
+class ProtocolFactory:
+    """Makes one SMTP (or LMTP) protocol per connection for `loop.create_server`.
 
-    protocol = TicketLMTP if config.smtp.lmtp else TicketSMTP
+    The TLS certificate is loaded once at start; `reload_tls` swaps it for new connections.
+    """
 
-    def factory() -> TicketSMTP:
-        return protocol(
-            handler,
-            sessions=sessions,
-            max_sessions=config.smtp.max_sessions,
-            hostname=config.smtp.hostname,
+    def __init__(self, handler: Handler, config: Config, sessions: set[TicketSMTP]) -> None:
+        self.handler = handler
+        self.config = config
+        self.sessions = sessions
+        self.context = tls_context(config)
+        self.protocol = TicketLMTP if config.smtp.lmtp else TicketSMTP
+
+    def reload_tls(self) -> None:
+        """Load the certificate files again; on error keep the old one (ConfigError raised)."""
+        self.context = tls_context(self.config)
+
+    def __call__(self) -> TicketSMTP:
+        smtp = self.config.smtp
+        return self.protocol(
+            self.handler,
+            sessions=self.sessions,
+            max_sessions=smtp.max_sessions,
+            hostname=smtp.hostname,
             ident="ticketmail ESMTP",
-            data_size_limit=config.smtp.max_message_bytes,
+            data_size_limit=smtp.max_message_bytes,
             enable_SMTPUTF8=True,
             decode_data=False,
-            timeout=config.smtp.timeout_seconds,
-            tls_context=context,
+            timeout=smtp.timeout_seconds,
+            tls_context=self.context,
             require_starttls=False,
-            command_call_limit=config.smtp.max_commands,
-            max_line_bytes=config.smtp.max_line_bytes,
+            command_call_limit=smtp.max_commands,
+            max_line_bytes=smtp.max_line_bytes,
         )
-
-    return factory
