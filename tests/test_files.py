@@ -48,3 +48,22 @@ def test_only_hex_digests_name_files(tmp_path: Path, name: str) -> None:
     """A blob's path comes from its SHA-256 alone; anything else is refused."""
     with pytest.raises(ValueError, match="SHA-256"):
         BlobStore(tmp_path).path_for(name)
+
+
+def test_sweep_removes_only_old_temporary_files(tmp_path: Path) -> None:
+    """Start-up removes `.tmp-` files left by a crash, but no blob and no fresh temp file."""
+    import os
+    import time
+
+    store = BlobStore(tmp_path / "blobs")
+    blob = store.put(b"kept")
+    folder = store.path_for(blob.sha256).parent
+    old, fresh = folder / ".tmp-old", folder / ".tmp-fresh"
+    old.write_bytes(b"half")
+    fresh.write_bytes(b"being written")
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    assert store.sweep_temporary() == 1
+    assert not old.exists()
+    assert fresh.exists()
+    assert store.get(blob.sha256) == b"kept"

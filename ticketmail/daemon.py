@@ -108,6 +108,9 @@ class Daemon:
         cfg = self.config
         store, intake = await open_parts(cfg, clock=self.clock)
         self.store = store
+        swept = await asyncio.to_thread(intake.blobs.sweep_temporary)
+        if swept:
+            log.info("temporary_files_removed", count=swept)
         self.worker = OutboxWorker(store, make_transport(cfg), cfg.relay, clock=self.clock)
         intake.on_queued = self.worker.wake
         self.handler = Handler(intake, cfg)

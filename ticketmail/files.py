@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +119,17 @@ class BlobStore:
                 write_file_durably(target, path.read_bytes())
                 copied += 1
         return copied
+
+    def sweep_temporary(self, *, older_than: float = 600.0) -> int:
+        """Remove `.tmp-` files a crash left behind (never a blob); return how many."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in self.root.glob("??/??/.tmp-*"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def get(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()
