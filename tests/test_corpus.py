@@ -1,8 +1,9 @@
-"""Every real mail of ../shared/corpus through the real daemon: kept, or a deliberate decision."""
+"""Every real mail of ../shared/corpus and of CPython's test_email data through the real daemon."""
 
 from __future__ import annotations
 
 import csv
+import email
 import hashlib
 import sqlite3
 import time
@@ -16,15 +17,35 @@ from ticketmail.parse import parse_mail
 from ticketmail.store import DB_NAME
 
 MAX_SECONDS_PER_MAIL = 2.0
+# CPython's own test mails (msg_*.txt; the folder also holds image and sound samples).
+CPYTHON_EMAIL_DATA = Path(email.__file__).parent.parent / "test" / "test_email" / "data"
+CPYTHON_ROW = "cpython-test_email"
 
 
-def corpus_messages() -> list[Path]:
+def corpus_messages() -> list[tuple[str, str, Path]]:
+    """(table row, name, path) of every `message` in the shared corpus's MANIFEST."""
     manifest = CORPUS / "MANIFEST.tsv"
     if not manifest.is_file():
         pytest.skip(f"corpus not found at {CORPUS} (it sits beside the repository in CI)")
     with manifest.open(encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh, delimiter="\t") if r["kind"] == "message"]
-    return [CORPUS / r["local_path"] for r in rows]
+    return [
+        (Path(r["local_path"]).parts[0], r["local_path"], CORPUS / r["local_path"]) for r in rows
+    ]
+
+
+def cpython_messages() -> list[tuple[str, str, Path]]:
+    """(table row, name, path) of every message file of CPython's test_email data."""
+    paths = sorted(CPYTHON_EMAIL_DATA.glob("msg_*.txt"))
+    if not paths:
+        pytest.skip(
+            f"CPython's test_email data not found at {CPYTHON_EMAIL_DATA} (this Python was"
+            " installed without its test package); the shared corpus part runs on its own"
+        )
+    return [(CPYTHON_ROW, f"{CPYTHON_ROW}/{p.name}", p) for p in paths]
+
+
+SOURCES = {"shared-corpus": corpus_messages, CPYTHON_ROW: cpython_messages}
 
 
 def smtp_bytes(raw: bytes) -> bytes:
@@ -35,11 +56,13 @@ def smtp_bytes(raw: bytes) -> bytes:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("source", sorted(SOURCES))
 async def test_every_corpus_mail_is_kept_or_deliberately_decided(
-    env: Env, capsys: pytest.CaptureFixture[str]
+    source: str, env: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """No 4xx/5xx from parsing, no traceback, < 2 s each; stored byte for byte or decided."""
-    paths = corpus_messages()
+    messages = SOURCES[source]()
+    paths = [path for _, _, path in messages]
     senders = {parse_mail(p.read_bytes()).from_addr for p in paths}
     for sender in sorted(s for s in senders if s and "@" in s):
         await env.user(sender, "10042")
@@ -49,10 +72,8 @@ async def test_every_corpus_mail_is_kept_or_deliberately_decided(
     slowest = (0.0, "")
     seen: set[tuple[str, str]] = set()
     db = sqlite3.connect(env.data_dir / DB_NAME)
-    for path in paths:
+    for folder, name, path in messages:
         raw = path.read_bytes()
-        folder = path.relative_to(CORPUS).parts[0]
-        name = str(path.relative_to(CORPUS))
         parsed = parse_mail(smtp_bytes(raw))
         sender = parsed.from_addr
         started = time.monotonic()
@@ -96,7 +117,7 @@ async def test_every_corpus_mail_is_kept_or_deliberately_decided(
 
     output = capsys.readouterr()
     with capsys.disabled():
-        print(f"\ncorpus: {len(paths)} mails; slowest {slowest[0]:.2f}s ({slowest[1]})")
+        print(f"\n{source}: {len(paths)} mails; slowest {slowest[0]:.2f}s ({slowest[1]})")
         print(f"{'folder':<24} " + " ".join(f"{k:>16}" for k in _columns(table)))
         for folder in sorted(table):
             row = " ".join(f"{table[folder][k]:>16}" for k in _columns(table))
@@ -116,3 +137,11 @@ def _columns(table: dict[str, Counter[str]]) -> list[str]:
 def test_sent_bytes_normalisation_is_crlf_only() -> None:
     """The helper that mimics SMTP transfer only changes line endings."""
     assert smtp_bytes(b"a\nb\r\nc") == b"a\r\nb\r\nc\r\n"
+
+
+def test_cpython_part_sends_only_mail_messages() -> None:
+    """From CPython's test_email data only the msg_*.txt mails are sent, no image or sound."""
+    messages = cpython_messages()
+    assert len(messages) >= 40
+    assert all(path.name.startswith("msg_") and path.suffix == ".txt" for _, _, path in messages)
+    assert {row for row, _, _ in messages} == {CPYTHON_ROW}

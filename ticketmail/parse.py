@@ -1,10 +1,17 @@
-"""Raw mail bytes to a ParsedMail: addresses, subject, text body, attachments. Never raises."""
+"""Raw mail bytes to a ParsedMail: addresses, subject, text body, attachments. Never raises.
+
+Mails of absurd structure (thousands of parts, nesting hundreds deep, huge headers) are read
+within the time bound: what lies beyond a limit stays only in the raw message, and the mail
+carries a flag in `defects` that names the limit (see FLAGS).
+"""
 
 from __future__ import annotations
 
+import binascii
 import email.policy
 import hashlib
 import mimetypes
+import quopri
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -14,10 +21,14 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from .charsets import decode_bytes, decode_header_value
-from .htmltext import html_to_text
+from .htmltext import html_to_text, trim_html
 from .reply import extract_reply
+from .tnef import is_tnef, read_tnef
+from .uuencode import split_uuencoded
 
 __all__ = [
+    "FLAGS",
+    "MAX_EXTRACTED_BYTES",
     "Attachment",
     "ParsedMail",
     "normalize_address",
@@ -25,15 +36,37 @@ __all__ = [
     "safe_filename",
 ]
 
-MAX_DEPTH = 64
-MAX_PARTS = 2000
+MAX_DEPTH = 64  # nesting of multipart and message/rfc822 parts
+MAX_PARTS = 2000  # parts whose text and files are extracted
+# Parts handed to Python's parser at all (about 0.1 s per 1,000); the rest stays raw only.
+MAX_PARSED_PARTS = 5000
 MAX_HEADERS = 2000
+MAX_HEADER_BYTES = 64 * 1024  # real mails stay under 10 KiB, long Received chains included
+MAX_ADDRESSES = 1000  # per To or Cc
 MAX_FILENAME = 200
+MAX_BODY_CHARS = 5_000_000  # about 2,500 pages; a longer text body is cut at a line end
+# Decoded attachment bytes per mail. Decoding never makes a part larger than its encoded
+# form, so under the SMTP size limit (25 MiB) this trips only when that limit is raised.
+MAX_EXTRACTED_BYTES = 64 * 1024 * 1024
+
+# What ParsedMail.defects may name besides the class names of the parser's own defects.
+FLAGS = {
+    "too_many_parts": f"more than {MAX_PARTS} MIME parts: the rest is only in the raw message",
+    "too_deep": f"parts nested deeper than {MAX_DEPTH} levels are kept unopened, as one file",
+    "header_too_large": f"header block over {MAX_HEADER_BYTES} bytes",
+    "too_many_addresses": f"more than {MAX_ADDRESSES} addresses in To or Cc: the rest dropped",
+    "extracted_too_large": "files beyond the decoded-size budget are only in the raw message",
+    "html_truncated": "HTML body too large to convert whole: its text is cut",
+    "body_truncated": f"text body cut to {MAX_BODY_CHARS} characters",
+    "tnef_unreadable": "a winmail.dat that is no readable TNEF stream, kept as it is",
+    "unparseable": "no MIME parser could read the mail: only its header block is used",
+}
 _MSGID = re.compile(r"<[^<>\s]{1,500}>")
 # Control (Cc: NUL, C0, DEL, C1), format (Cf: bidi overrides, zero-width characters, BOM),
 # surrogates (Cs: undecodable bytes) and line or paragraph separators never show in a name.
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _EDGE_DOTS_AND_SPACE = re.compile(r"^[\s.]+|\s+$")
+_TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,24 +126,144 @@ def safe_filename(name: str, *, fallback: str) -> str:
     return name
 
 
-def parse_mail(raw: bytes) -> ParsedMail:
+def parse_mail(raw: bytes, /, *, max_extracted_bytes: int = MAX_EXTRACTED_BYTES) -> ParsedMail:
     """Parse raw RFC 5322 bytes, never raise.
 
     The MIME structure comes from the compat32 parser: headers are decoded here from their
     raw form (more tolerant than email.policy.default, which also parses every header on
     access and costs 4-7x the time on large mails). If extraction still fails, the default
-    policy is tried, then the header block alone.
+    policy is tried, then the header block alone. The parser reads a reshaped copy when the
+    structure is beyond the limits; the message id is always taken from the bytes as sent.
     """
+    data, flags = _reshape(raw)
+    if _header_size(raw) > MAX_HEADER_BYTES:
+        flags.append("header_too_large")
     for policy in (email.policy.compat32, email.policy.default):
         try:
-            msg = BytesParser(policy=policy).parsebytes(raw)
-            return _extract(msg, raw)
+            msg = BytesParser(policy=policy).parsebytes(data)
+            return _extract(msg, raw, flags=flags, budget=max_extracted_bytes)
         except Exception:  # noqa: S112 - the next, more lenient way is tried
             continue
-    return _minimal(raw)
+    return _minimal(raw, flags)
 
 
-def _minimal(raw: bytes) -> ParsedMail:
+# --- structure limits, checked on the raw bytes before Python's parser sees them -----------------
+
+# Lines the parser takes as header lines (email.feedparser.headerRE).
+_HEADER_LINE = re.compile(rb"From |[\x21-\x39\x3b-\x7e]+:|[ \t]")
+_CTYPE = re.compile(rb"\s*([A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+)")
+_BOUNDARY = re.compile(rb"""boundary\s*=\s*(?:"([^"\r\n]*)"|([^\s;"]+))""", re.IGNORECASE)
+_OPAQUE = b"Content-Type: application/octet-stream"
+
+
+def _header_size(raw: bytes) -> int:
+    ends = [i for i in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if i >= 0]
+    return min(ends) if ends else len(raw)
+
+
+def _beyond_limits(raw: bytes) -> bool:
+    """A cheap upper bound: could the mail have more parts or deeper nesting than allowed?"""
+    if raw.count(b"\n--") > MAX_PARSED_PARTS:
+        return True
+    lowered = raw.lower()
+    return lowered.count(b"multipart/") + lowered.count(b"message/rfc822") > MAX_DEPTH
+
+
+def _reshape(raw: bytes) -> tuple[bytes, list[str]]:
+    """Bytes Python's parser reads within the time bound, and the flags of what was cut.
+
+    The parser recurses once per nesting level (a RecursionError near 1,000 levels) and
+    checks every line against every open boundary. A container nested deeper than MAX_DEPTH
+    becomes one opaque part (its bytes are kept as a file), and the message ends after
+    MAX_PARSED_PARTS parts. The scan follows the parser's rules line by line, in linear time.
+    A mail within the limits is returned unchanged.
+    """
+    if not _beyond_limits(raw):
+        return raw, []
+    out: list[bytes] = []
+    flags: list[str] = []
+    stack: list[tuple[bytes | None, bool]] = []  # open containers: (boundary, is digest)
+    where: dict[bytes, int] = {}  # boundary -> innermost stack position
+    in_header = True
+    ctype_lines: list[int] = []  # positions in `out` of the current Content-Type field
+    parts = 0
+    for line in raw.splitlines(keepends=True):
+        if in_header:
+            blank = not line.strip(b"\r\n")
+            if not blank and _HEADER_LINE.match(line):
+                if line[:1] in b" \t":
+                    if ctype_lines and ctype_lines[-1] == len(out) - 1:
+                        ctype_lines.append(len(out))
+                elif line[:13].lower() == b"content-type:":
+                    ctype_lines = [len(out)]
+                out.append(line)
+                continue
+            in_header = _open(out, ctype_lines, stack, flags)
+            where = {b: i for i, (b, _) in enumerate(stack) if b is not None}
+            ctype_lines = []
+            if blank:
+                out.append(line)
+                continue
+        if line.startswith(b"--") and where:
+            mark = line.rstrip(b" \t\r\n")[2:]
+            position = where.get(mark)
+            closing = position is None and mark.endswith(b"--")
+            if closing:
+                position = where.get(mark[:-2])
+            if position is not None:
+                del stack[position + (0 if closing else 1) :]
+                where = {b: i for i, (b, _) in enumerate(stack) if b is not None}
+                if not closing:
+                    parts += 1
+                    if parts > MAX_PARSED_PARTS:
+                        flags.append("too_many_parts")
+                        break
+                    in_header = True
+        out.append(line)
+    return b"".join(out), flags
+
+
+def _open(
+    out: list[bytes],
+    ctype_lines: list[int],
+    stack: list[tuple[bytes | None, bool]],
+    flags: list[str],
+) -> bool:
+    """At the end of a header block: open its container, if any; True if headers follow."""
+    field = b"".join(out[i] for i in ctype_lines)[13:] if ctype_lines else b""
+    found = _CTYPE.match(field)
+    in_digest = bool(stack) and stack[-1][1]
+    ctype = found.group(1).lower() if found else b""
+    if not ctype:
+        ctype = b"message/rfc822" if in_digest else b"text/plain"
+    boundary = _BOUNDARY.search(field)
+    is_multipart = ctype.startswith(b"multipart/") and boundary is not None
+    if not is_multipart and ctype != b"message/rfc822":
+        return False
+    if len(stack) >= MAX_DEPTH:
+        # Too deep: the part becomes one opaque leaf, its inside unopened.
+        if ctype_lines:
+            first = out[ctype_lines[0]]
+            eol = first[len(first.rstrip(b"\r\n")) :]
+            out[ctype_lines[0]] = _OPAQUE + eol
+            for i in ctype_lines[1:]:
+                out[i] = b""
+        else:  # a digest's default type: say it
+            out.append(_OPAQUE + b"\n")
+        if "too_deep" not in flags:
+            flags.append("too_deep")
+        return False
+    if is_multipart and boundary is not None:
+        stack.append((boundary.group(1) or boundary.group(2) or b"", ctype == b"multipart/digest"))
+        return False
+    stack.append((None, False))
+    return True  # the header block of the enclosed message follows
+
+
+# --- header fields -------------------------------------------------------------------------------
+
+
+def _minimal(raw: bytes, flags: list[str]) -> ParsedMail:
     """Last resort for bytes no parser can read: keep what the header block says."""
     head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     text = decode_bytes(head, "utf-8")
@@ -137,8 +290,12 @@ def _minimal(raw: bytes) -> ParsedMail:
         headers=tuple(headers),
         content_type="text/plain",
         has_delivery_status=False,
-        defects=("unparseable",),
+        defects=_unique([*flags, "unparseable"]),
     )
+
+
+def _unique(flags: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(flags))
 
 
 def _message_id(value: str, raw: bytes) -> str:
@@ -175,13 +332,22 @@ def _first(raw_headers: list[tuple[str, str]], name: str) -> str:
     return ""
 
 
-def _addresses(raw_headers: list[tuple[str, str]], name: str) -> tuple[str, ...]:
-    values = [v for h, v in raw_headers if h == name]
-    found: list[str] = []
-    for _, addr in getaddresses([decode_header_value(v) for v in values]):
-        norm = normalize_address(addr) if addr else ""
-        if norm and "@" in norm and norm not in found:
-            found.append(norm)
+def _addresses(raw_headers: list[tuple[str, str]], name: str, flags: list[str]) -> tuple[str, ...]:
+    values = [decode_header_value(v) for h, v in raw_headers if h == name]
+    if sum(len(v) for v in values) > MAX_HEADER_BYTES:
+        # Beyond this size the rest is not read at all (getaddresses is slow on huge lists).
+        text = ", ".join(values)
+        values = [text[: text.rfind(",", 0, MAX_HEADER_BYTES)]]
+        flags.append("too_many_addresses")
+    found: dict[str, None] = {}
+    for _, addr in getaddresses(values):
+        norm = addr.strip().strip("<>").strip().casefold()
+        if not norm or "@" not in norm or norm in found:
+            continue
+        if len(found) >= MAX_ADDRESSES:
+            flags.append("too_many_addresses")
+            break
+        found[norm] = None
     return tuple(found)
 
 
@@ -199,7 +365,8 @@ def _date(value: str) -> datetime | None:
     return parsed
 
 
-def _extract(msg: Message, raw: bytes) -> ParsedMail:
+def _extract(msg: Message, raw: bytes, *, flags: list[str], budget: int) -> ParsedMail:
+    flags = list(flags)
     raw_headers = _raw_headers(msg)
     decoded_headers = tuple((name, decode_header_value(value)) for name, value in raw_headers)
     from_raw = _first(raw_headers, "from")
@@ -207,17 +374,18 @@ def _extract(msg: Message, raw: bytes) -> ParsedMail:
     if not from_addr and from_raw:
         from_addr = from_raw
     subject = decode_header_value(_first(raw_headers, "subject"))
-    walker = _Walker(subject=subject)
+    to = _addresses(raw_headers, "to", flags)
+    cc = _addresses(raw_headers, "cc", flags)
+    walker = _Walker(subject=subject, budget=budget)
     walker.visit(msg, depth=0)
     body = walker.body_text()
     defects = [type(d).__name__ for d in getattr(msg, "defects", [])][:20]
-    defects.extend(walker.flags)
     return ParsedMail(
         message_id=_message_id(_first(raw_headers, "message-id"), raw),
         from_addr=normalize_address(from_addr) if from_addr else "",
         from_name=decode_header_value(from_name),
-        to=_addresses(raw_headers, "to"),
-        cc=_addresses(raw_headers, "cc"),
+        to=to,
+        cc=cc,
         subject=subject,
         date=_date(_first(raw_headers, "date")),
         in_reply_to=tuple(_MSGID.findall(_first(raw_headers, "in-reply-to")))[:20],
@@ -228,12 +396,15 @@ def _extract(msg: Message, raw: bytes) -> ParsedMail:
         headers=decoded_headers,
         content_type=_content_type(msg),
         has_delivery_status=walker.delivery_status,
-        defects=tuple(defects),
+        defects=_unique([*defects, *flags, *walker.flags]),
     )
 
 
 def _unfold(value: str) -> str:
     return re.sub(r"\r?\n[ \t]*", " ", value)
+
+
+# --- MIME parts ----------------------------------------------------------------------------------
 
 
 def _content_type(part: Message) -> str:
@@ -282,10 +453,35 @@ def _is_rendering(part: Message, ctype: str) -> bool:
     return ctype.startswith("text/") and ctype != "text/calendar" and not _filename(part)
 
 
+def _misspelled_encoding(part: Message) -> bytes | None:
+    """The decoded payload when its transfer encoding is named with stray blanks or quotes
+    (`base64 `, `"Base64"`), which Python's parser does not recognise; else None."""
+    value = part.get("content-transfer-encoding")
+    if value is None:
+        return None
+    raw = str(value).lower()
+    cte = raw.strip().strip("\"'").strip()
+    payload = part.get_payload()
+    if cte == raw or cte not in ("base64", "quoted-printable") or not isinstance(payload, str):
+        return None
+    data = payload.encode("ascii", errors="surrogateescape")
+    if cte == "quoted-printable":
+        return quopri.decodestring(data)
+    cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+    if len(cleaned) % 4 == 1:
+        cleaned = cleaned[:-1]  # a lone last character holds no whole byte
+    return binascii.a2b_base64(cleaned + b"=" * (-len(cleaned) % 4))
+
+
+def _guess_type(filename: str) -> str:
+    guessed, _ = mimetypes.guess_type(filename, strict=False)
+    return guessed or "application/octet-stream"
+
+
 class _Walker:
     """Walks the MIME tree once: picks the text body, collects everything else as files."""
 
-    def __init__(self, *, subject: str) -> None:
+    def __init__(self, *, subject: str, budget: int) -> None:
         self.subject = subject
         # Body parts in mail order; True marks HTML. An HTML part after a plain one is a file.
         self.texts: list[tuple[bool, str]] = []
@@ -293,10 +489,26 @@ class _Walker:
         self.flags: list[str] = []
         self.delivery_status = False
         self.parts_seen = 0
+        self.budget = budget
+
+    def flag(self, name: str) -> None:
+        if name not in self.flags:
+            self.flags.append(name)
 
     def body_text(self) -> str:
-        texts = (html_to_text(t) if is_html else t for is_html, t in self.texts)
-        text = "\n".join(t.rstrip("\n") for t in texts)
+        texts: list[str] = []
+        for is_html, text in self.texts:
+            if is_html:
+                html, cut = trim_html(text)
+                if cut:
+                    self.flag("html_truncated")
+                text = html_to_text(html)
+            texts.append(text.rstrip("\n"))
+        text = "\n".join(texts)
+        if len(text) > MAX_BODY_CHARS:
+            end = text.rfind("\n", 0, MAX_BODY_CHARS)
+            text = text[: end if end > 0 else MAX_BODY_CHARS]
+            self.flag("body_truncated")
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         return text.rstrip() + "\n" if text.strip() else ""
 
@@ -304,12 +516,10 @@ class _Walker:
         """Visit one part; with body=False its text parts are a rendering not chosen."""
         self.parts_seen += 1
         if self.parts_seen > MAX_PARTS:
-            if "too_many_parts" not in self.flags:
-                self.flags.append("too_many_parts")
+            self.flag("too_many_parts")
             return
         if depth > MAX_DEPTH:
-            if "too_deep" not in self.flags:
-                self.flags.append("too_deep")
+            self.flag("too_deep")
             return
         ctype = _content_type(part)
         if ctype == "message/delivery-status":
@@ -344,6 +554,9 @@ class _Walker:
                 self.visit(child, depth=depth + 1, body=False)
 
     def _payload(self, part: Message) -> bytes:
+        misspelled = _misspelled_encoding(part)
+        if misspelled is not None:
+            return misspelled
         try:
             data = part.get_payload(decode=True)
         except Exception:
@@ -368,13 +581,46 @@ class _Walker:
         if text_part and not body:
             return  # the text of an alternative rendering not chosen
         data = self._payload(part)
+        if ctype.startswith("multipart/") and not data.strip():
+            return  # a container the parser could not open, with nothing inside
         plain_seen = any(not is_html for is_html, _ in self.texts)
         if text_part and not (ctype == "text/html" and plain_seen):
             text = decode_bytes(data, _param(part, "charset"))
+            if ctype == "text/plain":
+                text = self._uudecode(text)
             if text.strip():  # an empty text part leaves the body to the next one
                 self.texts.append((ctype == "text/html", text))
             return
+        if ctype in _TNEF_TYPES or (filename or "").strip().lower() == "winmail.dat":
+            self._attach_tnef(part, ctype, data, filename)
+            return
         self._attach(part, ctype, data, filename)
+
+    def _uudecode(self, text: str) -> str:
+        """The text without its uuencoded blocks, whose files become attachments."""
+        room = MAX_PARTS - len(self.attachments)
+        rest, files = split_uuencoded(text, max_files=max(room, 0))
+        for file in files:
+            fallback = f"attachment-{len(self.attachments) + 1}.bin"
+            name = safe_filename(file.filename, fallback=fallback)
+            self._add(Attachment(name, _guess_type(name), file.data, None))
+        return rest
+
+    def _attach_tnef(self, part: Message, ctype: str, data: bytes, filename: str | None) -> None:
+        """A winmail.dat becomes the files it carries; kept itself when anything is left."""
+        if not is_tnef(data):
+            self.flag("tnef_unreadable")
+            self._attach(part, ctype, data, filename)
+            return
+        room = MAX_PARTS - len(self.attachments)
+        contents = read_tnef(data, max_files=max(room, 0))
+        for file in contents.files:
+            fallback = f"attachment-{len(self.attachments) + 1}.bin"
+            name = safe_filename(file.filename, fallback=fallback)
+            ftype = file.content_type or _guess_type(name)
+            self._add(Attachment(name, ftype, file.data, None))
+        if not contents.files or not contents.complete:
+            self._attach(part, ctype, data, filename)
 
     def _attach_message(self, part: Message, filename: str | None) -> None:
         inner = part.get_payload()
@@ -392,14 +638,22 @@ class _Walker:
         stem = safe_filename(subject, fallback="forwarded-message")
         fallback = safe_filename(stem + ".eml", fallback="forwarded-message.eml")
         name = safe_filename(filename, fallback=fallback) if filename else fallback
-        self.attachments.append(Attachment(name, "message/rfc822", data, self._cid(part)))
+        self._add(Attachment(name, "message/rfc822", data, self._cid(part)))
 
     def _attach(self, part: Message, ctype: str, data: bytes, filename: str | None) -> None:
         number = len(self.attachments) + 1
         ext = mimetypes.guess_extension(ctype, strict=False) or ".bin"
         fallback = f"attachment-{number}{ext}"
         name = safe_filename(filename, fallback=fallback) if filename else fallback
-        self.attachments.append(Attachment(name, ctype, data, self._cid(part)))
+        self._add(Attachment(name, ctype, data, self._cid(part)))
+
+    def _add(self, attachment: Attachment) -> None:
+        """Keep a file while the decoded-size budget lasts."""
+        if len(attachment.data) > self.budget:
+            self.flag("extracted_too_large")
+            return
+        self.budget -= len(attachment.data)
+        self.attachments.append(attachment)
 
     def _cid(self, part: Message) -> str | None:
         for name, value in _raw_headers(part):
