@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import email
 import email.policy
+import shutil
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ticketmail.config import default_templates_dir
 from ticketmail.errors import ConfigError
+from ticketmail.models import STATUSES
+from ticketmail.msgid import MessageIds
 from ticketmail.notify import (
     LANGUAGES,
     TEMPLATE_NAMES,
+    OutboundFile,
     Templates,
     build_mail,
-    new_message_id,
     sample_context,
+    thread_references,
 )
+
+IDS = MessageIds("stueber.de", b"test-secret-0123456789abcdef")
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
@@ -81,7 +89,7 @@ def test_built_mail_has_loop_guard_headers_and_encoded_non_ascii() -> None:
         sender_address="support@stueber.de",
         recipient="anna@schule.example",
         recipient_name="Anna Müller",
-        message_id=new_message_id("stueber.de"),
+        message_id=IDS.new(100001),
         in_reply_to="<abc@schule.example>",
         references=("<older@schule.example>", "<abc@schule.example>"),
         auto_submitted="auto-replied",
@@ -102,3 +110,134 @@ def test_built_mail_has_loop_guard_headers_and_encoded_non_ascii() -> None:
     assert msg["Message-ID"].endswith("@stueber.de>")
     assert msg["From"].addresses[0].display_name == "Stüber Support"
     assert msg.get_content().replace("\r\n", "\n") == "Grüße\n"
+
+
+# --- the support team's templates ---------------------------------------------------------------
+
+LABELS = {
+    "de": {"new": "neu", "open": "in Bearbeitung", "answered": "beantwortet",
+           "closed": "abgeschlossen"},
+    "en": {"new": "new", "open": "in progress", "answered": "answered", "closed": "closed"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("status", STATUSES)
+def test_status_changed_names_the_new_status_and_carries_the_note(lang: str, status: str) -> None:
+    """status_changed names old and new status in the reader's language, with the agent's note."""
+    subject, body = Templates(default_templates_dir()).render(
+        "status_changed", lang=lang, context=sample_context(status=status, old_status="open")
+    )
+    assert LABELS[lang][status] in subject
+    assert "[Ticket#100001]" in subject
+    assert f"{LABELS[lang][status]} (" in body
+    assert LABELS[lang]["open"] in body
+    assert "Der Treiber ist installiert." in body
+    quiet = Templates(default_templates_dir()).render(
+        "status_changed", lang=lang, context=sample_context(status=status, note="")
+    )[1]
+    assert "Anmerkung" not in quiet
+    assert "A note from" not in quiet
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_agent_reply_is_the_agents_text_then_a_signed_footer(lang: str) -> None:
+    """agent_reply: the agent's text unchanged first, the attachments named, then the footer."""
+    context = sample_context(status="closed", text="Hallo,\n\nerledigt.\n\n", agent_name="Max")
+    subject, body = Templates(default_templates_dir()).render("agent_reply", lang=lang,
+                                                              context=context)  # fmt: skip
+    assert subject == "[Ticket#100001] Drucker druckt nicht / Printer does not print"
+    names = "Anlagen" if lang == "de" else "Attachments"
+    assert body.startswith(f"Hallo,\n\nerledigt.\n\n{names}: anleitung.pdf\n\n-- \nMax, Stueber")
+    closing = "damit abgeschlossen" if lang == "de" else "We have closed the ticket"
+    assert closing in body
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_new_ticket_after_a_long_closed_one_names_it(lang: str) -> None:
+    """ticket_created mentions the earlier closed ticket only when there is one."""
+    templates = Templates(default_templates_dir())
+    _, named = templates.render("ticket_created", lang=lang, context=sample_context())
+    _, plain = templates.render("ticket_created", lang=lang, context=sample_context(previous=None))
+    assert "100000" in named
+    assert "100000" not in plain
+
+
+def test_check_renders_status_templates_with_every_status(tmp_path: Path) -> None:
+    """check() catches an admin's template that breaks for one status only."""
+    copy = tmp_path / "templates"
+    shutil.copytree(default_templates_dir(), copy)
+    path = copy / "en" / "status_changed.txt.j2"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace('"new": "new", ', ""), encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match="status_changed"):
+        Templates(copy).check()
+
+
+def test_mail_with_attachments_and_written_by_a_person() -> None:
+    """An agent's mail: multipart with the files, no Auto-Submitted, loop guard kept."""
+    out = build_mail(
+        kind="agent_reply",
+        subject="[Ticket#100001] Drucker",
+        body="Anbei.\n",
+        sender_name="Stueber Support",
+        sender_address="support@stueber.de",
+        recipient="anna@schule.example",
+        recipient_name="Anna",
+        message_id=IDS.new(100001),
+        in_reply_to="<t1@schule.example>",
+        references=thread_references("<t1@schule.example>", "<t1@schule.example>"),
+        auto_submitted=None,
+        loop_token="support@stueber.de",
+        lang="de",
+        now=datetime(2026, 11, 22, 10, 0, tzinfo=UTC),
+        attachments=(
+            OutboundFile("Prüfbericht.pdf", "application/pdf", b"%PDF"),
+            OutboundFile("odd", "multipart/mixed", b"x"),
+        ),
+    )
+    msg = email.message_from_bytes(out.raw, policy=email.policy.default)
+    assert msg.get_content_type() == "multipart/mixed"
+    assert msg["Auto-Submitted"] is None
+    assert msg["X-Loop"] == "support@stueber.de"
+    assert msg["Content-Language"] == "de"
+    assert msg["References"] == "<t1@schule.example>"
+    files = [(p.get_filename(), p.get_content_type(), p.get_payload(decode=True))
+             for p in msg.iter_attachments()]  # fmt: skip
+    assert files == [
+        ("Prüfbericht.pdf", "application/pdf", b"%PDF"),
+        ("odd", "application/octet-stream", b"x"),
+    ]
+    assert out.raw.split(b"\r\n\r\n", 1)[0].isascii()
+
+
+def test_thread_references_root_first_answered_last() -> None:
+    """References: the ticket's first mail, then the mail answered, never twice, never empty."""
+    assert thread_references("<a@x>", "<b@x>") == ("<a@x>", "<b@x>")
+    assert thread_references("<a@x>", "<a@x>") == ("<a@x>",)
+    assert thread_references(None, "<b@x>") == ("<b@x>",)
+    assert thread_references(None, None) == ()
+
+
+async def test_admin_templates_directory_overrides_the_shipped_ones(
+    env_factory: Any, sink: Any, tmp_path: Path
+) -> None:
+    """templates.dir pointing at an admin's copy: ticketmail's mails use that copy."""
+    copy = tmp_path / "own-templates"
+    shutil.copytree(default_templates_dir(), copy)
+    path = copy / "de" / "ticket_created.txt.j2"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("Ihr Support-Team", "Ihr Stüber-Team"),
+        encoding="utf-8",
+    )
+    env = await env_factory(sink, templates={"dir": str(copy)})
+    await env.customer("10042", "Gymnasium Musterstadt")
+    await env.user("anna@schule.example", "10042", lang="de")
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "anna@schule.example", "support@stueber.de", "Drucker"
+    msg.set_content("Hallo\n")
+    assert await env.send(msg) == (250, "2.0.0 Ok: ticket 100001")
+    [received] = await sink.wait_for(1)
+    text = received.message.get_body(preferencelist=("plain",)).get_content()
+    assert "Ihr Stüber-Team" in text

@@ -10,14 +10,25 @@ import dataclasses
 import io
 import json
 import os
-import re
 import sys
 import tempfile
-from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+from . import cli_desk
+from .cliutil import (
+    LANGS,
+    iso_or_none,
+    now_utc,
+    parse_day,
+    parse_email,
+    parse_number,
+    print_json,
+    print_table,
+    with_store,
+)
 from .config import Config, load_config, resolve_config_path
 from .errors import ConfigError, NotFoundError, RefusedError, TicketmailError, UsageError
 from .logs import configure_logging
@@ -35,61 +46,6 @@ from .store import CustomerRow, Store, UserRow
 
 __all__ = ["main"]
 
-LANGS = ("de", "en")
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # only this one of ISO 8601's forms
-# local@domain.tld: no spaces, brackets, quotes or second @; dot-separated non-empty labels.
-_ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"\\]+@[^@\s<>()\[\],;:\"\\.]+(\.[^@\s<>()\[\],;:\"\\.]+)+")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat(timespec="seconds") if moment else None
-
-
-def _day(text: str, *, what: str) -> date | None:
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        if not _DATE.fullmatch(text):
-            raise ValueError(text)
-        return date.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{what}: {text!r} is not a date (YYYY-MM-DD)") from None
-
-
-def _email(text: str, *, what: str = "email") -> str:
-    value = text.strip()
-    if not _ADDRESS.fullmatch(value) or not value.isprintable():
-        raise UsageError(f"{what}: {text!r} is not a mail address")
-    return value.casefold()
-
-
-def _number(text: str, *, what: str) -> int:
-    """A decimal number typed by a person (ASCII digits, an optional leading #)."""
-    digits = text.strip().lstrip("#")
-    if not (digits.isascii() and digits.isdigit()):
-        raise UsageError(f"{text!r} is not a {what}")
-    return int(digits)
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2))
-
-
-def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
-    cells = [[str(c) if c is not None else "-" for c in row] for row in rows]
-    widths = [
-        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(header)
-    ]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
-    for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
 # --- JSON shapes (SPEC section 7) --------------------------------------------------------------
 
 
@@ -101,8 +57,8 @@ def ticket_json(view: TicketView) -> dict[str, Any]:
         "status": s.status,
         "customer": {"number": s.customer, "name": s.customer_name},
         "requester": s.requester,
-        "created_at": _iso(s.created_at),
-        "updated_at": _iso(s.updated_at),
+        "created_at": iso_or_none(s.created_at),
+        "updated_at": iso_or_none(s.updated_at),
         "previous_ticket": str(view.previous_number) if view.previous_number else None,
         "articles": [
             {
@@ -113,7 +69,7 @@ def ticket_json(view: TicketView) -> dict[str, Any]:
                 "to": list(a.to),
                 "cc": list(a.cc),
                 "subject": a.subject,
-                "date": _iso(a.date),
+                "date": iso_or_none(a.date),
                 "message_id": a.message_id,
                 "body_text": a.body_text,
                 "reply_text": a.reply_text,
@@ -134,8 +90,8 @@ def ticket_summary_json(s: TicketSummary) -> dict[str, Any]:
         "status": s.status,
         "customer": s.customer,
         "requester": s.requester,
-        "created_at": _iso(s.created_at),
-        "updated_at": _iso(s.updated_at),
+        "created_at": iso_or_none(s.created_at),
+        "updated_at": iso_or_none(s.updated_at),
         "articles": s.articles,
     }
 
@@ -154,7 +110,7 @@ def customer_json(c: Customer, users: int, today: date) -> dict[str, Any]:
 def outbox_json(e: OutboxEntry) -> dict[str, Any]:
     return {
         "id": e.id,
-        "created_at": _iso(e.created_at),
+        "created_at": iso_or_none(e.created_at),
         "kind": e.kind,
         "ticket": str(e.ticket) if e.ticket is not None else None,
         "recipient": e.recipient,
@@ -162,16 +118,16 @@ def outbox_json(e: OutboxEntry) -> dict[str, Any]:
         "subject": e.subject,
         "status": e.status,
         "attempts": e.attempts,
-        "next_attempt_at": _iso(e.next_attempt_at),
+        "next_attempt_at": iso_or_none(e.next_attempt_at),
         "last_error": e.last_error,
-        "sent_at": _iso(e.sent_at),
+        "sent_at": iso_or_none(e.sent_at),
     }
 
 
 def quarantine_json(e: QuarantineEntry) -> dict[str, Any]:
     return {
         "id": e.id,
-        "received_at": _iso(e.received_at),
+        "received_at": iso_or_none(e.received_at),
         "envelope_from": e.envelope_from,
         "envelope_to": list(e.envelope_to),
         "sha256": e.raw_sha256,
@@ -240,8 +196,8 @@ def parse_customer_csv(path: Path) -> list[CustomerRow]:
             raise UsageError(f"{where}: customer {r['number']} appears twice")
         seen.add(r["number"])
         try:
-            support = _day(r["support_until"], what="support_until")
-            trial = _day(r["trial_until"], what="trial_until")
+            support = parse_day(r["support_until"], what="support_until")
+            trial = parse_day(r["trial_until"], what="trial_until")
         except UsageError as exc:
             raise UsageError(f"{where}: {exc}") from None
         rows.append(CustomerRow(r["number"], r["name"], support, trial))
@@ -254,7 +210,7 @@ def parse_user_csv(path: Path) -> list[tuple[int, UserRow]]:
     for line, r in _read_csv(path, ("email", "customer", "name", "lang")):
         where = f"{path} line {line}"
         try:
-            email = _email(r["email"])
+            email = parse_email(r["email"])
         except UsageError as exc:
             raise UsageError(f"{where}: {exc}") from None
         if email in seen:
@@ -270,14 +226,6 @@ def parse_user_csv(path: Path) -> list[tuple[int, UserRow]]:
 
 
 # --- commands -----------------------------------------------------------------------------------
-
-
-async def _with_store(config: Config, action: Callable[[Store], Coroutine[Any, Any, int]]) -> int:
-    store = await Store.open(config.data_dir)
-    try:
-        return await action(store)
-    finally:
-        await store.close()
 
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
@@ -315,11 +263,15 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
         effective["relay"]["password"] = "********"  # noqa: S105 - the mask, not a secret
     else:
         effective["relay"]["password"] = "(not set)"  # noqa: S105
+    if effective["mail"]["secret"]:
+        effective["mail"]["secret"] = "********"  # noqa: S105 - the mask, not a secret
+    else:
+        effective["mail"]["secret"] = "(not set: a random secret kept in storage.data_dir)"  # noqa: S105
     if args.json:
         report: dict[str, Any] = {"source": config.source, "config": effective}
         if probe is not None:
             report["relay_probe"] = probe
-        _print_json(report)
+        print_json(report)
         return 0
     print(f"# effective configuration from {config.source}")
     print(f"# templates: {config.templates_dir}  (checked: de, en)")
@@ -362,28 +314,28 @@ def cmd_customer_add(config: Config, args: argparse.Namespace) -> int:
     row = CustomerRow(
         args.number.strip(),
         args.name.strip(),
-        _day(args.support_until or "", what="--support-until"),
-        _day(args.trial_until or "", what="--trial-until"),
+        parse_day(args.support_until or "", what="--support-until"),
+        parse_day(args.trial_until or "", what="--trial-until"),
     )
     if not row.number or not row.name:
         raise UsageError("customer number and name must not be empty")
 
     async def run(store: Store) -> int:
-        await store.add_customers([row], now=_now())
+        await store.add_customers([row], now=now_utc())
         print(f"customer {row.number} saved")
         return 0
 
-    return asyncio.run(_with_store(config, run))
+    return asyncio.run(with_store(config, run))
 
 
 def cmd_customer_list(config: Config, args: argparse.Namespace) -> int:
     async def run(store: Store) -> int:
-        today = _now().date()
+        today = now_utc().date()
         found = await store.list_customers()
         if args.json:
-            _print_json([customer_json(c, n, today) for c, n in found])
+            print_json([customer_json(c, n, today) for c, n in found])
             return 0
-        _table(
+        print_table(
             [
                 (
                     c.number,
@@ -399,38 +351,40 @@ def cmd_customer_list(config: Config, args: argparse.Namespace) -> int:
         )
         return 0
 
-    return asyncio.run(_with_store(config, run))
+    return asyncio.run(with_store(config, run))
 
 
 def cmd_customer_import(config: Config, args: argparse.Namespace) -> int:
     rows = parse_customer_csv(Path(args.file))
 
     async def run(store: Store) -> int:
-        await store.add_customers(rows, now=_now())
+        await store.add_customers(rows, now=now_utc())
         print(f"{len(rows)} customers imported")
         return 0
 
-    return asyncio.run(_with_store(config, run))
+    return asyncio.run(with_store(config, run))
 
 
 def cmd_user_add(config: Config, args: argparse.Namespace) -> int:
-    row = UserRow(_email(args.email), args.customer.strip(), (args.name or "").strip(), args.lang)
+    row = UserRow(
+        parse_email(args.email), args.customer.strip(), (args.name or "").strip(), args.lang
+    )
 
     async def run(store: Store) -> int:
         if row.customer not in {c.number for c, _ in await store.list_customers()}:
             raise NotFoundError(f"customer {row.customer} does not exist")
-        await store.add_users([row], now=_now())
+        await store.add_users([row], now=now_utc())
         print(f"user {row.email} saved")
         return 0
 
-    return asyncio.run(_with_store(config, run))
+    return asyncio.run(with_store(config, run))
 
 
 def cmd_user_list(config: Config, args: argparse.Namespace) -> int:
     async def run(store: Store) -> int:
         users = await store.list_users(customer=args.customer)
         if args.json:
-            _print_json(
+            print_json(
                 [
                     {
                         "email": u.email,
@@ -442,13 +396,13 @@ def cmd_user_list(config: Config, args: argparse.Namespace) -> int:
                 ]
             )
             return 0
-        _table(
+        print_table(
             [(u.email, u.name, u.lang, u.customer.number, u.customer.name) for u in users],
             ("EMAIL", "NAME", "LANG", "CUSTOMER", "INSTITUTION"),
         )
         return 0
 
-    return asyncio.run(_with_store(config, run))
+    return asyncio.run(with_store(config, run))
 
 
 def cmd_user_remove(config: Config, args: argparse.Namespace) -> int:
@@ -457,7 +411,7 @@ def cmd_user_remove(config: Config, args: argparse.Namespace) -> int:
         print(f"user {args.email.strip().casefold()} removed")
         return 0
 
-    return asyncio.run(_with_store(config, run))
+    return asyncio.run(with_store(config, run))
 
 
 def cmd_user_import(config: Config, args: argparse.Namespace) -> int:
@@ -469,59 +423,70 @@ def cmd_user_import(config: Config, args: argparse.Namespace) -> int:
         for line, row in numbered:
             if row.customer not in known:
                 raise UsageError(f"{path} line {line}: customer {row.customer} does not exist")
-        await store.add_users([row for _, row in numbered], now=_now())
+        await store.add_users([row for _, row in numbered], now=now_utc())
         print(f"{len(numbered)} users imported")
         return 0
 
-    return asyncio.run(_with_store(config, run))
+    return asyncio.run(with_store(config, run))
 
 
 def cmd_ticket_list(config: Config, args: argparse.Namespace) -> int:
+    """Newest first; --since keeps the tickets with activity on or after that day (UTC)."""
+    since = parse_day(args.since, what="--since") if args.since is not None else None
+    if args.since is not None and since is None:
+        raise UsageError("--since: a date is needed (YYYY-MM-DD)")
+
     async def run(store: Store) -> int:
-        tickets = await store.list_tickets(customer=args.customer, status=args.status)
+        tickets = await store.list_tickets(
+            customer=args.customer, status=args.status, active_since=since
+        )
         if args.json:
-            _print_json([ticket_summary_json(t) for t in tickets])
+            print_json([ticket_summary_json(t) for t in tickets])
             return 0
-        _table(
+        print_table(
             [
                 (
                     t.number,
                     t.status,
                     t.customer,
+                    t.customer_name[:30],
                     t.requester,
                     t.articles,
-                    _iso(t.updated_at),
-                    t.subject[:60],
+                    iso_or_none(t.updated_at),
+                    t.subject[:50],
                 )
                 for t in tickets
             ],
-            ("NUMBER", "STATUS", "CUSTOMER", "REQUESTER", "ARTICLES", "UPDATED", "SUBJECT"),
-        )
+            ("NUMBER", "STATUS", "CUSTOMER", "INSTITUTION", "REQUESTER", "ARTICLES",
+             "LAST_ACTIVITY", "SUBJECT"),
+        )  # fmt: skip
         return 0
 
-    return asyncio.run(_with_store(config, run))
+    return asyncio.run(with_store(config, run))
 
 
 def cmd_ticket_show(config: Config, args: argparse.Namespace) -> int:
-    number = _number(args.number, what="ticket number")
+    number = parse_number(args.number, what="ticket number")
 
     async def run(store: Store) -> int:
         view = await store.get_ticket(number)
         if args.json:
-            _print_json(ticket_json(view))
+            print_json(ticket_json(view))
             return 0
         s = view.summary
         print(f"Ticket {s.number}: {s.subject}")
         print(f"Status:    {s.status}")
         print(f"Customer:  {s.customer} {s.customer_name}")
         print(f"Requester: {s.requester}")
-        print(f"Created:   {_iso(s.created_at)}   Updated: {_iso(s.updated_at)}")
+        print(f"Created:   {iso_or_none(s.created_at)}   Updated: {iso_or_none(s.updated_at)}")
         if view.previous_number:
             print(f"Follows:   closed ticket {view.previous_number}")
         for a in view.articles:
             flag = " (automatic)" if a.automatic else ""
-            print(f"\n--- article {a.id}, {a.direction}{flag}, {_iso(a.date) or 'no date'}")
+            print(f"\n--- article {a.id}, {a.direction}{flag}, {iso_or_none(a.date) or 'no date'}")
             print(f"From:    {a.sender}")
+            if a.direction == "out":
+                print(f"To:      {', '.join(a.to) or '(nobody)'}")
             print(f"Subject: {a.subject}")
             if a.note:
                 print(f"Note:    {a.note}")
@@ -531,16 +496,16 @@ def cmd_ticket_show(config: Config, args: argparse.Namespace) -> int:
             print(a.body_text.rstrip() or "(no text)")
         return 0
 
-    return asyncio.run(_with_store(config, run))
+    return asyncio.run(with_store(config, run))
 
 
 def cmd_outbox_list(config: Config, args: argparse.Namespace) -> int:
     async def run(store: Store) -> int:
         entries = await store.list_outbox()
         if args.json:
-            _print_json([outbox_json(e) for e in entries])
+            print_json([outbox_json(e) for e in entries])
             return 0
-        _table(
+        print_table(
             [
                 (
                     e.id,
@@ -549,7 +514,7 @@ def cmd_outbox_list(config: Config, args: argparse.Namespace) -> int:
                     e.ticket,
                     e.recipient,
                     e.attempts,
-                    _iso(e.next_attempt_at),
+                    iso_or_none(e.next_attempt_at),
                     e.last_error[:60],
                 )
                 for e in entries
@@ -558,21 +523,21 @@ def cmd_outbox_list(config: Config, args: argparse.Namespace) -> int:
         )
         return 0
 
-    return asyncio.run(_with_store(config, run))
+    return asyncio.run(with_store(config, run))
 
 
 def cmd_quarantine_list(config: Config, args: argparse.Namespace) -> int:
     async def run(store: Store) -> int:
         entries = await store.list_quarantine()
         if args.json:
-            _print_json([quarantine_json(e) for e in entries])
+            print_json([quarantine_json(e) for e in entries])
             return 0
-        _table(
+        print_table(
             [
                 (
                     e.id,
                     e.status,
-                    _iso(e.received_at),
+                    iso_or_none(e.received_at),
                     e.envelope_from or "<>",
                     e.size,
                     e.outcome,
@@ -584,21 +549,21 @@ def cmd_quarantine_list(config: Config, args: argparse.Namespace) -> int:
         )
         return 0
 
-    return asyncio.run(_with_store(config, run))
+    return asyncio.run(with_store(config, run))
 
 
 def cmd_outbox_retry(config: Config, args: argparse.Namespace) -> int:
     if args.all == (args.id is not None):
         raise UsageError("outbox retry takes an ID or --all")
-    wanted = None if args.all else _number(args.id, what="outbox ID")
+    wanted = None if args.all else parse_number(args.id, what="outbox ID")
 
     async def run(store: Store) -> int:
-        ids = await store.requeue_outbox(wanted, now=_now())
+        ids = await store.requeue_outbox(wanted, now=now_utc())
         for entry in ids:
             print(f"outbox {entry}: queued again")
         return 0
 
-    return asyncio.run(_with_store(config, run))
+    return asyncio.run(with_store(config, run))
 
 
 def cmd_backup(config: Config, args: argparse.Namespace) -> int:
@@ -625,7 +590,7 @@ def cmd_backup(config: Config, args: argparse.Namespace) -> int:
 def held_json(e: HeldEntry) -> dict[str, Any]:
     return {
         "id": e.id,
-        "received_at": _iso(e.received_at),
+        "received_at": iso_or_none(e.received_at),
         "envelope_from": e.envelope_from,
         "sender": e.sender,
         "sha256": e.raw_sha256,
@@ -640,16 +605,16 @@ def cmd_held_list(config: Config, args: argparse.Namespace) -> int:
     async def run(store: Store) -> int:
         entries = await store.list_held()
         if args.json:
-            _print_json([held_json(e) for e in entries])
+            print_json([held_json(e) for e in entries])
             return 0
-        _table(
-            [(e.id, e.status, _iso(e.received_at), e.sender, e.size, e.reason[:60])
+        print_table(
+            [(e.id, e.status, iso_or_none(e.received_at), e.sender, e.size, e.reason[:60])
              for e in entries],
             ("ID", "STATUS", "RECEIVED", "SENDER", "SIZE", "REASON"),
         )  # fmt: skip
         return 0
 
-    return asyncio.run(_with_store(config, run))
+    return asyncio.run(with_store(config, run))
 
 
 def cmd_held_release(config: Config, args: argparse.Namespace) -> int:
@@ -658,7 +623,7 @@ def cmd_held_release(config: Config, args: argparse.Namespace) -> int:
     from .files import BlobStore
     from .intake import Envelope
 
-    wanted = _number(args.id, what="held ID")
+    wanted = parse_number(args.id, what="held ID")
 
     async def run() -> int:
         store, intake = await open_parts(config)
@@ -671,7 +636,7 @@ def cmd_held_release(config: Config, args: argparse.Namespace) -> int:
             result = await intake.handle(raw, env, sender_vouched=True)
             async with store.transaction() as tx:
                 await tx.resolve_held(entry.id, status="released", outcome=result.outcome,
-                                      now=_now())  # fmt: skip
+                                      now=now_utc())  # fmt: skip
         finally:
             await store.close()
         where = f", ticket {result.ticket}" if result.ticket is not None else ""
@@ -682,18 +647,18 @@ def cmd_held_release(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_held_drop(config: Config, args: argparse.Namespace) -> int:
-    wanted = _number(args.id, what="held ID")
+    wanted = parse_number(args.id, what="held ID")
 
     async def run(store: Store) -> int:
         entry = await store.get_held(wanted)
         if entry.status != "held":
             raise RefusedError(f"held entry {entry.id} was already {entry.status}")
         async with store.transaction() as tx:
-            await tx.resolve_held(entry.id, status="dropped", outcome="dropped", now=_now())
+            await tx.resolve_held(entry.id, status="dropped", outcome="dropped", now=now_utc())
         print(f"held {wanted}: dropped (the raw mail stays on disk)")
         return 0
 
-    return asyncio.run(_with_store(config, run))
+    return asyncio.run(with_store(config, run))
 
 
 def cmd_quarantine_retry(config: Config, args: argparse.Namespace) -> int:
@@ -704,7 +669,7 @@ def cmd_quarantine_retry(config: Config, args: argparse.Namespace) -> int:
 
     if args.all == (args.id is not None):
         raise UsageError("quarantine retry takes an ID or --all")
-    wanted = None if args.all else _number(args.id, what="quarantine ID")
+    wanted = None if args.all else parse_number(args.id, what="quarantine ID")
 
     async def run() -> int:
         store, intake = await open_parts(config)
@@ -731,7 +696,7 @@ def cmd_quarantine_retry(config: Config, args: argparse.Namespace) -> int:
                     print(f"quarantine {entry.id}: still failing: {error}")
                     continue
                 async with store.transaction() as tx:
-                    await tx.resolve_quarantine(entry.id, outcome=result.outcome, now=_now())
+                    await tx.resolve_quarantine(entry.id, outcome=result.outcome, now=now_utc())
                 where = f", ticket {result.ticket}" if result.ticket is not None else ""
                 print(f"quarantine {entry.id}: {result.outcome}{where}")
         finally:
@@ -821,11 +786,34 @@ def build_parser() -> argparse.ArgumentParser:
     ticket = nouns.add_parser("ticket", help="tickets").add_subparsers(
         dest="verb", required=True, metavar="VERB", parser_class=_Parser
     )
-    p = verb(ticket, "list", cmd_ticket_list, "list tickets, last activity first", as_json)
+    p = verb(ticket, "list", cmd_ticket_list, "list tickets, newest first", as_json)
     p.add_argument("--customer", metavar="NUMBER")
     p.add_argument("--status", choices=STATUSES)
+    p.add_argument("--since", metavar="YYYY-MM-DD", help="with activity on or after that day")
     p = verb(ticket, "show", cmd_ticket_show, "show one ticket with its articles", as_json)
     p.add_argument("number")
+    p = verb(ticket, "status", cli_desk.cmd_ticket_status, "set the status, tell the customers")
+    p.add_argument("number")
+    p.add_argument("status", choices=STATUSES)
+    p.add_argument("--note", metavar="TEXT", help="included in the mail to the customers")
+    p = verb(ticket, "reply", cli_desk.cmd_ticket_reply, "answer a ticket as an agent")
+    p.add_argument("number")
+    p.add_argument("stdin", nargs="?", choices=["-"], metavar="-", help="read the text from stdin")
+    p.add_argument("--agent", required=True, metavar="EMAIL")
+    p.add_argument("--file", metavar="F", help="read the text from this UTF-8 file")
+    p.add_argument("--attach", action="append", metavar="FILE", help="attach a file (repeatable)")
+    p.add_argument("--status", choices=("open", "answered", "closed"), default="answered",
+                   help="the ticket's status after the reply (default: answered)")  # fmt: skip
+
+    agent = nouns.add_parser("agent", help="the support team").add_subparsers(
+        dest="verb", required=True, metavar="VERB", parser_class=_Parser
+    )
+    p = verb(agent, "add", cli_desk.cmd_agent_add, "add an agent or change their name")
+    p.add_argument("email")
+    p.add_argument("--name", required=True)
+    verb(agent, "list", cli_desk.cmd_agent_list, "list agents", as_json)
+    p = verb(agent, "remove", cli_desk.cmd_agent_remove, "remove an agent")
+    p.add_argument("email")
 
     outbox = nouns.add_parser("outbox", help="mail ticketmail sends").add_subparsers(
         dest="verb", required=True, metavar="VERB", parser_class=_Parser
@@ -859,7 +847,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    # argparse fills `ticket reply N [-]` at the first positional; a `-` after the options
+    # (`ticket reply N --agent A -`) comes back unrecognised and is taken here.
+    if extras == ["-"] and getattr(args, "stdin", "-") is None:
+        args.stdin = "-"
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     try:
         config = load_config(resolve_config_path(getattr(args, "config", None)))
         serving = args.handler is cmd_serve

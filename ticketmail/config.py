@@ -32,6 +32,8 @@ __all__ = [
 
 ENV_CONFIG = "TICKETMAIL_CONFIG"
 ENV_RELAY_PASSWORD = "TICKETMAIL_RELAY_PASSWORD"  # noqa: S105 - the variable's name, not a secret
+ENV_SECRET = "TICKETMAIL_SECRET"  # noqa: S105 - signs the Message-IDs ticketmail generates
+MIN_SECRET_CHARS = 16
 MIB = 1024 * 1024
 
 
@@ -62,6 +64,9 @@ class MailConfig:
     from_address: str = "support@stueber.de"
     from_name: str = "Stueber Support"
     message_id_domain: str = "stueber.de"
+    # Filled from the environment only: the key that signs generated Message-IDs. Empty means
+    # a random secret kept in the data directory's database (see msgid.py).
+    secret: str = field(default="", repr=False, metadata={"env_only": ENV_SECRET})
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +83,7 @@ class RelayConfig:
     retry_max_seconds: float = 3600.0
     poll_seconds: float = 5.0
     # Filled from the environment only, never from the file.
-    password: str = field(default="", repr=False, metadata={"env_only": True})
+    password: str = field(default="", repr=False, metadata={"env_only": ENV_RELAY_PASSWORD})
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +199,8 @@ def load_config(path: Path | None, *, environ: typing.Mapping[str, str] | None =
         )
     password = env.get(ENV_RELAY_PASSWORD) or _dotenv_value(path, ENV_RELAY_PASSWORD)
     sections["relay"] = dataclasses.replace(sections["relay"], password=password)
+    secret = env.get(ENV_SECRET) or _dotenv_value(path, ENV_SECRET)
+    sections["mail"] = dataclasses.replace(sections["mail"], secret=secret)
     config = Config(**sections, source=source)
     _check_semantics(config)
     return config
@@ -202,7 +209,7 @@ def load_config(path: Path | None, *, environ: typing.Mapping[str, str] | None =
 def _dotenv_value(path: Path | None, name: str) -> str:
     """`name` from a .env beside the config file, else from one in the working directory.
 
-    Read without touching os.environ: the .env file supplies this one secret, nothing else.
+    Read without touching os.environ: the .env file supplies the secrets, nothing else.
     """
     candidates = [Path(".env")]
     if path is not None:
@@ -222,10 +229,11 @@ def _build_section(cls: Any, values: dict[str, Any], *, source: str, section: st
     for key, value in values.items():
         if key not in fields:
             raise ConfigError(f"{source}: unknown key {section}.{key}")
-        if fields[key].metadata.get("env_only"):
+        variable = fields[key].metadata.get("env_only")
+        if variable:
             raise ConfigError(
                 f"{source}: unknown key {section}.{key} (secrets come only from the "
-                f"environment or .env: {ENV_RELAY_PASSWORD})"
+                f"environment or .env: {variable})"
             )
         name = f"{section}.{key}"
         converted = _convert(hints[key], value, source=source, name=name)
@@ -317,6 +325,11 @@ def _check_semantics(config: Config) -> None:
     if config.policy.max_auto_replies_per_ticket_per_hour < 0:
         raise ConfigError(
             f"{src}: policy.max_auto_replies_per_ticket_per_hour: must not be negative"
+        )
+    if config.mail.secret and len(config.mail.secret) < MIN_SECRET_CHARS:
+        raise ConfigError(
+            f"{src}: {ENV_SECRET}: must be at least {MIN_SECRET_CHARS} characters "
+            f"(unset it to use a random secret kept in the data directory)"
         )
     if config.relay.transport == "smtp" and not config.relay.host:
         raise ConfigError(f"{src}: relay.host: needed when relay.transport = 'smtp'")

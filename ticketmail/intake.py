@@ -12,12 +12,18 @@ import structlog
 from .authres import verify_sender
 from .bounce import read_bounce
 from .config import Config
+from .desk import Desk, Origin, message_ids
 from .files import BlobStore
-from .models import AttachmentView, User
-from .notify import Templates, build_mail, new_message_id
+from .models import Agent, AttachmentView, TicketRef, User
+from .msgid import MessageIds
+from .notify import OutboundFile, Templates
 from .parse import ParsedMail, parse_mail
 from .replies import (
     REPLY_ACCEPTED,
+    REPLY_AGENT_BAD_STATUS,
+    REPLY_AGENT_EMPTY,
+    REPLY_AGENT_NO_TAG,
+    REPLY_AGENT_UNKNOWN_TICKET,
     REPLY_HELD,
     REPLY_NO_CONTRACT,
     REPLY_NO_SENDER,
@@ -30,13 +36,13 @@ from .route import (
     Decision,
     Facts,
     RoutePolicy,
+    agent_refusal,
     classify,
     clean_subject,
     decide,
     find_ticket_numbers,
-    format_tag,
 )
-from .store import ArticleRecord, OutboxRecord, Store, Transaction
+from .store import ArticleRecord, Store, Transaction
 
 __all__ = ["Envelope", "Intake", "IntakeResult", "route_policy"]
 
@@ -104,6 +110,18 @@ class Intake:
         self.clock = clock
         self.policy = route_policy(config)
         self.on_queued = on_queued
+        self._ids: MessageIds | None = None
+
+    async def message_ids(self) -> MessageIds:
+        """The Message-ID signer (its secret may live in the database: read once)."""
+        if self._ids is None:
+            self._ids = await message_ids(self.config, self.store)
+        return self._ids
+
+    def _desk(self) -> Desk:
+        """Inside a transaction: the signer was read before it (reading may write the secret)."""
+        assert self._ids is not None, "message_ids() must be awaited before the transaction"
+        return Desk(self.config, self.templates, self._ids)
 
     async def process(self, raw: bytes, envelope: Envelope) -> IntakeResult:
         """Decide and store; on an unexpected error keep the mail in the quarantine.
@@ -151,12 +169,18 @@ class Intake:
             verdict = verify_sender(mail, authserv_id=self.config.smtp.authserv_id)
             if not verdict.trusted:
                 return await self._unverified(raw, mail, envelope, verdict.reason)
+        agent = await self.store.get_agent(sender) if sender and not silent else None
         # Refuse unregistered senders before anything touches the disk.
-        if self.config.policy.unknown_sender == "reject":
+        if self.config.policy.unknown_sender == "reject" and agent is None:
             known = await self.store.get_user(sender) if sender else None
             if known is None and not silent:
                 return self._rejected(mail, "unknown_sender", None)
+        if agent is not None and not self._is_automatic(mail, envelope):
+            refused = agent_refusal(mail, self.config.tickets.subject_tag)
+            if refused is not None:
+                return self._rejected(mail, refused[0], None, detail=refused[1])
 
+        ids = await self.message_ids()
         raw_blob, files = await asyncio.to_thread(self._store_blobs, raw, mail)
         now = self.clock()
         async with self.store.transaction() as tx:
@@ -164,16 +188,18 @@ class Intake:
             if previous is not None:
                 log.info("mail_duplicate", message_id=mail.message_id, sender=sender)
                 return IntakeResult(previous[0], "duplicate", previous[1])
-            facts = await self._facts(tx, mail, now)
+            facts = await self._facts(tx, mail, ids, now)
             cls = classify(
                 mail,
                 envelope_from=envelope.mail_from,
                 policy=self.policy,
-                own_message_id=await tx.is_own_message_id(mail.message_id),
+                own_message_id=(
+                    ids.is_genuine(mail.message_id) or await tx.is_own_message_id(mail.message_id)
+                ),
             )
             decision = decide(mail, facts, cls, self.policy)
             if decision.action is Action.REJECT:
-                return self._rejected(mail, decision.reason, facts.sender)
+                return self._rejected(mail, decision.reason, facts.sender, detail=decision.detail)
             if decision.reason == "bounce":
                 await self._record_bounce(tx, raw, mail, now)
             result = await self._apply(
@@ -225,9 +251,25 @@ class Intake:
         )
         return cls.bounce or cls.own_loop
 
-    def _rejected(self, mail: ParsedMail, reason: str, user: User | None) -> IntakeResult:
+    def _is_automatic(self, mail: ParsedMail, envelope: Envelope) -> bool:
+        cls = classify(
+            mail, envelope_from=envelope.mail_from, policy=self.policy, own_message_id=False
+        )
+        return cls.automatic
+
+    def _rejected(
+        self, mail: ParsedMail, reason: str, user: User | None, *, detail: str = ""
+    ) -> IntakeResult:
         url = self.config.policy.registration_url
-        if reason == "no_contract":
+        agent_replies = {
+            "agent_no_tag": REPLY_AGENT_NO_TAG.format(tag=self.config.tickets.subject_tag),
+            "agent_unknown_ticket": REPLY_AGENT_UNKNOWN_TICKET,
+            "agent_bad_status": REPLY_AGENT_BAD_STATUS.format(word=_ascii(detail)[:40]),
+            "agent_empty": REPLY_AGENT_EMPTY,
+        }
+        if reason in agent_replies:
+            reply = agent_replies[reason]
+        elif reason == "no_contract":
             reply = REPLY_NO_CONTRACT.format(
                 address=mail.from_addr, offer=self.config.policy.offer_address
             )
@@ -252,16 +294,20 @@ class Intake:
         )
         return raw_blob.sha256, files
 
-    async def _facts(self, tx: Transaction, mail: ParsedMail, now: datetime) -> Facts:
+    async def _facts(
+        self, tx: Transaction, mail: ParsedMail, ids: MessageIds, now: datetime
+    ) -> Facts:
         since = now - timedelta(hours=1)
         user = await tx.get_user(mail.from_addr) if mail.from_addr else None
+        agent = await tx.get_agent(mail.from_addr) if mail.from_addr else None
         numbers = find_ticket_numbers(mail.subject, self.config.tickets.subject_tag)
-        ids = [*mail.in_reply_to, *reversed(mail.references)][:20]
+        named = [*mail.in_reply_to, *reversed(mail.references)][:20]
         return Facts(
             now=now,
             sender=user,
+            agent=agent,
             tagged=tuple(await tx.tickets_by_number(numbers[:10], since=since)),
-            referenced=tuple(await tx.tickets_by_message_id(ids, since=since)),
+            referenced=await self._referenced(tx, named, ids, since=since),
             recent_auto_replies_to_sender=(
                 await tx.auto_replies_to(mail.from_addr, since=since) if mail.from_addr else 0
             ),
@@ -269,6 +315,31 @@ class Intake:
                 await tx.is_suppressed(mail.from_addr, now=now) if mail.from_addr else False
             ),
         )
+
+    @staticmethod
+    async def _referenced(
+        tx: Transaction, named: list[str], ids: MessageIds, *, since: datetime
+    ) -> tuple[TicketRef, ...]:
+        """Tickets the mail's In-Reply-To/References name, in the order named.
+
+        An ID of ours counts when its signature verifies (it names its ticket) or when we
+        sent it (signed under an earlier secret); one of our shape that is neither is forged
+        and names nothing. Any other ID names the ticket that received a mail with it.
+        """
+        found: list[TicketRef] = []
+        for mid in named:
+            if ids.looks_own(mid):
+                number = ids.verify(mid)
+                if number:
+                    refs = await tx.tickets_by_number([number], since=since)
+                elif number is None and await tx.is_own_message_id(mid):
+                    refs = await tx.tickets_by_message_id([mid], since=since)
+                else:
+                    refs = []
+            else:
+                refs = await tx.tickets_by_message_id([mid], since=since)
+            found.extend(ref for ref in refs if ref not in found)
+        return tuple(found)
 
     async def _record_bounce(
         self, tx: Transaction, raw: bytes, mail: ParsedMail, now: datetime
@@ -300,6 +371,10 @@ class Intake:
         files: tuple[AttachmentView, ...],
         now: datetime,
     ) -> IntakeResult:
+        if decision.action is Action.AGENT_REPLY:
+            return await self._agent_reply(
+                tx, mail, envelope, decision, facts.agent, raw_blob, files, now
+            )
         raw_sha256, size = raw_blob
         ticket: int | None = None
         subject = _ticket_subject(clean_subject(mail.subject, self.config.tickets.subject_tag))
@@ -371,7 +446,11 @@ class Intake:
             )
         queued = 0
         if decision.notice is not None and user is not None:
-            await self._queue_notice(tx, decision.notice, mail, user, ticket, subject, now)
+            desk = self._desk()
+            await desk.acknowledge(
+                tx, decision.notice, user=user, ticket=ticket, subject=subject,
+                answering=mail.message_id, previous=decision.previous_ticket, now=now,
+            )  # fmt: skip
             queued = 1
         elif decision.suppressed is not None:
             log.info(
@@ -382,62 +461,62 @@ class Intake:
             )
         return IntakeResult(reply, outcome, ticket, queued)
 
-    async def _queue_notice(
+    async def _agent_reply(
         self,
         tx: Transaction,
-        name: str,
         mail: ParsedMail,
-        user: User,
-        ticket: int | None,
-        subject: str,
+        envelope: Envelope,
+        decision: Decision,
+        agent: Agent | None,
+        raw_blob: tuple[str, int],
+        files: tuple[AttachmentView, ...],
         now: datetime,
-    ) -> None:
-        cfg = self.config
-        lang = user.lang or cfg.templates.default_language
-        tag = format_tag(cfg.tickets.subject_tag, ticket) if ticket is not None else ""
-        rendered_subject, body = self.templates.render(
-            name,
-            lang=lang,
-            context={
-                "ticket": ticket,
-                "tag": tag,
-                "subject": subject,
-                "name": user.name,
-                "customer": user.customer.name,
-                "support_address": cfg.smtp.recipients[0],
-                "offer_address": cfg.policy.offer_address,
-            },
-        )
-        references = (*mail.references[-9:], mail.message_id)
-        out = build_mail(
-            kind=name,
-            subject=rendered_subject,
-            body=body,
-            sender_name=cfg.mail.from_name,
-            sender_address=cfg.mail.from_address,
-            recipient=user.email,
-            recipient_name=user.name,
-            message_id=new_message_id(cfg.mail.message_id_domain),
-            in_reply_to=mail.message_id,
-            references=references,
-            auto_submitted="auto-replied",
-            loop_token=cfg.mail.from_address,
-            lang=lang,
+    ) -> IntakeResult:
+        """An agent's tagged mail: the customers get what the agent added, the ticket all."""
+        assert agent is not None
+        assert decision.ticket is not None
+        assert decision.new_status is not None
+        ticket = decision.ticket
+        raw_sha256, size = raw_blob
+        reply = REPLY_TICKET.format(number=ticket.number)
+        message = await tx.add_message(
+            envelope_from=envelope.mail_from,
+            envelope_to=envelope.rcpt_tos,
+            header_from=mail.from_addr,
+            message_id=mail.message_id,
+            raw_sha256=raw_sha256,
+            size=size,
+            outcome="agent_reply",
+            reason=decision.reason,
+            ticket=ticket.number,
+            reply=reply,
             now=now,
         )
-        entry = await tx.enqueue(
-            OutboxRecord(
-                kind=name,
-                ticket=ticket,
-                recipient=out.recipient,
-                sender=out.sender,
-                message_id=out.message_id,
-                subject=out.subject,
-                raw=out.raw,
-                automatic=True,
-            ),
-            now=now,
+        origin = Origin(
+            actor=agent.email,
+            agent_name=agent.name,
+            message=message,
+            raw_sha256=raw_sha256,
+            body_text=mail.body_text,
+            attachments=files,
         )
-        log.info(
-            "notice_queued", kind=name, outbox=entry, recipient=user.email, ticket=ticket, lang=lang
-        )
+        desk = self._desk()
+        outgoing = tuple(OutboundFile(a.filename, a.content_type, a.data) for a in mail.attachments)
+        if decision.text.strip() or outgoing:
+            result = await desk.reply(
+                tx, ticket, text=decision.text, files=outgoing, status=decision.new_status,
+                origin=origin, now=now,
+            )  # fmt: skip
+        else:  # only a #status line: a status change, told like one from the CLI
+            result = await desk.change_status(
+                tx, ticket, status=decision.new_status, note="", origin=origin, now=now
+            )
+        if not result.sent:
+            log.warning("agent_reply_unsent", ticket=ticket.number, agent=agent.email,
+                        reason="no registered recipient or all suppressed")  # fmt: skip
+        return IntakeResult(reply, "agent_reply", ticket.number, len(result.sent))
+
+
+def _ascii(text: str) -> str:
+    """Printable ASCII only: an SMTP reply line may carry nothing else."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text)

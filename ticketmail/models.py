@@ -7,6 +7,7 @@ from datetime import date, datetime
 
 __all__ = [
     "STATUSES",
+    "Agent",
     "ArticleView",
     "AttachmentView",
     "Customer",
@@ -40,6 +41,15 @@ class User:
     name: str
     lang: str | None
     customer: Customer
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """A member of the support team: answers tickets, never opens one by mail."""
+
+    email: str
+    name: str
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 __all__ = [
     "REPLY_ACCEPTED",
+    "REPLY_AGENT_BAD_STATUS",
+    "REPLY_AGENT_EMPTY",
+    "REPLY_AGENT_NO_TAG",
+    "REPLY_AGENT_UNKNOWN_TICKET",
     "REPLY_BAD_RECIPIENT",
     "REPLY_HELD",
     "REPLY_LINE_TOO_LONG",
@@ -38,6 +42,25 @@ REPLY_NO_CONTRACT = (
 REPLY_UNVERIFIED = (
     "550 5.7.1 Sender <{address}> could not be verified (DMARC/DKIM/SPF)"
     " / Absender konnte nicht verifiziert werden"
+)
+# An agent's mail is refused rather than answered by mail: the agent's own server returns it
+# whole, with this line, so nothing is lost and no mail of ours goes out about it.
+REPLY_AGENT_NO_TAG = (
+    "550 5.7.1 Agent mail needs a ticket tag like [{tag}#100001] in the subject; agents"
+    " answer tickets, they cannot open one by mail. Nothing was sent"
+    " / Agenten-Mail ohne Ticketnummer im Betreff, nichts versendet"
+)
+REPLY_AGENT_UNKNOWN_TICKET = (
+    "550 5.7.1 The ticket tagged in the subject does not exist. Nothing was sent"
+    " / Das Ticket im Betreff existiert nicht, nichts versendet"
+)
+REPLY_AGENT_BAD_STATUS = (
+    "550 5.7.1 Unknown status {word!r} in the #status line; use new, open, answered or"
+    " closed. Nothing was sent / Unbekannter Status in der #status-Zeile, nichts versendet"
+)
+REPLY_AGENT_EMPTY = (
+    "550 5.7.1 Nothing to send: no text, no attachment and no #status line"
+    " / Keine Antwort, kein Anhang, keine #status-Zeile"
 )
 REPLY_LINE_TOO_LONG = "500 5.5.2 Line too long"
 REPLY_TOO_BIG = "552 5.3.4 Message too big for this system"

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from .models import TicketRef, User
+from .models import STATUSES, Agent, TicketRef, User
 from .parse import ParsedMail
+from .reply import extract_reply
 
 __all__ = [
     "Action",
@@ -19,11 +20,15 @@ __all__ = [
     "Decision",
     "Facts",
     "RoutePolicy",
+    "StatusCommand",
+    "agent_refusal",
+    "auto_mail_allowed",
     "classify",
     "clean_subject",
     "decide",
     "find_ticket_numbers",
     "format_tag",
+    "read_status_command",
 ]
 
 
@@ -33,6 +38,7 @@ class Action(StrEnum):
     NO_CONTRACT = "no_contract"
     NEW_TICKET = "new_ticket"
     APPEND = "append"
+    AGENT_REPLY = "agent_reply"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +70,7 @@ class Facts:
     referenced: tuple[TicketRef, ...]
     recent_auto_replies_to_sender: int
     sender_suppressed: bool = False
+    agent: Agent | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +84,20 @@ class Decision:
     notice: str | None = None
     suppressed: str | None = None
     signals: tuple[str, ...] = ()
+    # AGENT_REPLY: what the customer receives (quoted history and #status line removed).
+    text: str = ""
+    # REJECT of an agent's mail: the offending #status word, for the SMTP reply.
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCommand:
+    """A `#status closed` first line of an agent's mail, and the text below it."""
+
+    status: str | None  # None: no such line
+    word: str  # the word as written (for an error naming it)
+    valid: bool
+    rest: str
 
 
 _PREFIX = re.compile(
@@ -101,6 +122,16 @@ _NOREPLY_LOCAL = re.compile(
     r"^(?:no-?reply|do-?not-?reply|donotreply|no_reply|bounces?|notifications?)(?:[+._-].*)?$",
     re.I,
 )
+_STATUS_LINE = re.compile(r"#status\b[ \t]*(\S*)[ \t]*", re.IGNORECASE)
+# German words an agent may write instead of the status names.
+_STATUS_WORDS = {
+    **{s: s for s in STATUSES},
+    "neu": "new",
+    "offen": "open",
+    "beantwortet": "answered",
+    "geschlossen": "closed",
+    "abgeschlossen": "closed",
+}
 _OOF_SUBJECT = re.compile(
     r"^\s*(?:out of office|automatic reply|auto(?:matische)?[- ]?(?:reply|antwort)|"
     r"abwesenheitsnotiz|abwesenheit|autoreply|vacation|urlaub|"
@@ -136,6 +167,22 @@ def clean_subject(subject: str, tag: str) -> str:
         previous = text
         text = _PREFIX.sub("", text).strip()
     return re.sub(r"\s{2,}", " ", text).strip()
+
+
+def read_status_command(body: str) -> StatusCommand:
+    """A first non-blank line `#status WORD` (English or German status word), if any."""
+    lines = body.replace("\r\n", "\n").split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        match = _STATUS_LINE.fullmatch(line.strip())
+        if match is None:
+            break
+        word = match.group(1)
+        status = _STATUS_WORDS.get(word.casefold())
+        rest = "\n".join(lines[:i] + lines[i + 1 :])
+        return StatusCommand(status, word, status is not None, rest)
+    return StatusCommand(None, "", True, body)
 
 
 def _keyword(value: str) -> str:
@@ -200,17 +247,37 @@ def classify(
     )
 
 
-def _may_auto_reply(facts: Facts, policy: RoutePolicy, ticket: TicketRef | None) -> str | None:
-    """None when an automatic mail may go out, else the reason it is suppressed."""
-    if facts.sender_suppressed:
+def auto_mail_allowed(
+    *,
+    suppressed: bool,
+    to_address: int,
+    for_ticket: int | None,
+    max_per_address: int,
+    max_per_ticket: int,
+) -> str | None:
+    """None when an automatic mail may go out, else the reason it is suppressed.
+
+    `to_address` and `for_ticket`: automatic mails sent in the last hour to the recipient
+    and about the ticket (None: no ticket); `suppressed`: the address bounced recently.
+    """
+    if suppressed:
         return "bounce_block"
-    if facts.recent_auto_replies_to_sender >= policy.max_auto_replies_per_hour:
+    if to_address >= max_per_address:
         return "rate_limit_address"
-    if ticket is not None and ticket.recent_auto_replies >= (
-        policy.max_auto_replies_per_ticket_per_hour
-    ):
+    if for_ticket is not None and for_ticket >= max_per_ticket:
         return "rate_limit_ticket"
     return None
+
+
+def _may_auto_reply(facts: Facts, policy: RoutePolicy, ticket: TicketRef | None) -> str | None:
+    """None when an automatic mail may go out to the sender, else the reason it is suppressed."""
+    return auto_mail_allowed(
+        suppressed=facts.sender_suppressed,
+        to_address=facts.recent_auto_replies_to_sender,
+        for_ticket=ticket.recent_auto_replies if ticket is not None else None,
+        max_per_address=policy.max_auto_replies_per_hour,
+        max_per_ticket=policy.max_auto_replies_per_ticket_per_hour,
+    )
 
 
 def decide(mail: ParsedMail, facts: Facts, cls: Classification, policy: RoutePolicy) -> Decision:
@@ -219,6 +286,8 @@ def decide(mail: ParsedMail, facts: Facts, cls: Classification, policy: RoutePol
         return Decision(Action.DISCARD, "own_loop", automatic=True, signals=cls.reasons)
     if cls.bounce:
         return Decision(Action.DISCARD, "bounce", automatic=True, signals=cls.reasons)
+    if facts.agent is not None:
+        return _decide_agent(mail, facts, cls, policy)
     user = facts.sender
     if user is None:
         action = Action.DISCARD if policy.unknown_sender == "discard" else Action.REJECT
@@ -254,7 +323,15 @@ def decide(mail: ParsedMail, facts: Facts, cls: Classification, policy: RoutePol
             return _append(match, new_status, "follow_up", automatic, facts, policy, cls)
         reopen_until = (match.closed_at or facts.now) + timedelta(days=policy.reopen_days)
         if facts.now < reopen_until:
-            return _append(match, "open", "reopened", automatic, facts, policy, cls)
+            suppressed = _may_auto_reply(facts, policy, match)
+            return Decision(
+                Action.APPEND,
+                "reopened",
+                ticket=match,
+                new_status="open",
+                notice=None if suppressed else "ticket_reopened",
+                suppressed=suppressed,
+            )
         previous = match.number
 
     if automatic:
@@ -298,4 +375,37 @@ def _append(
         notice=notice,
         suppressed=suppressed,
         signals=cls.reasons if automatic else (),
+    )
+
+
+def agent_refusal(mail: ParsedMail, tag: str) -> tuple[str, str] | None:
+    """(reason, detail) when an agent's mail is refused on its face (before any lookup)."""
+    if not find_ticket_numbers(mail.subject, tag):
+        return "agent_no_tag", ""
+    command = read_status_command(mail.body_text)
+    if not command.valid:
+        return "agent_bad_status", command.word
+    return None
+
+
+def _decide_agent(
+    mail: ParsedMail, facts: Facts, cls: Classification, policy: RoutePolicy
+) -> Decision:
+    """An agent's mail answers the tagged ticket (any institution's); it never opens one."""
+    if cls.automatic:  # the agent's out-of-office reply: nothing for a customer
+        return Decision(Action.DISCARD, "agent_automatic", automatic=True, signals=cls.reasons)
+    refused = agent_refusal(mail, policy.subject_tag)
+    if refused is not None:
+        return Decision(Action.REJECT, refused[0], detail=refused[1])
+    if not facts.tagged:
+        return Decision(Action.REJECT, "agent_unknown_ticket")
+    command = read_status_command(mail.body_text)
+    text = extract_reply(command.rest)
+    if not text.strip() and not mail.attachments and command.status is None:
+        return Decision(Action.REJECT, "agent_empty")
+    status = command.status
+    if status is None:
+        status = "answered"
+    return Decision(
+        Action.AGENT_REPLY, "agent_reply", ticket=facts.tagged[0], new_status=status, text=text
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ import aiosqlite
 
 from .errors import NotFoundError, RefusedError, TicketmailError, UsageError
 from .models import (
+    Agent,
     ArticleView,
     AttachmentView,
     Customer,
@@ -35,6 +37,7 @@ __all__ = [
     "OutboxDue",
     "OutboxRecord",
     "Store",
+    "Thread",
     "Transaction",
     "UserRow",
     "backup_database",
@@ -61,6 +64,11 @@ CREATE TABLE users (
     created_at TEXT NOT NULL
 );
 CREATE INDEX users_customer ON users(customer);
+CREATE TABLE agents (
+    email TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
 CREATE TABLE tickets (
     number INTEGER PRIMARY KEY,
     customer TEXT NOT NULL REFERENCES customers(number),
@@ -74,6 +82,7 @@ CREATE TABLE tickets (
     closed_at TEXT
 );
 CREATE INDEX tickets_customer ON tickets(customer, status);
+CREATE INDEX tickets_updated ON tickets(updated_at);
 CREATE TABLE messages (
     id INTEGER PRIMARY KEY,
     received_at TEXT NOT NULL,
@@ -228,6 +237,14 @@ class ArticleRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Thread:
+    """The Message-IDs a ticket's mails thread under: its first mail and its latest one."""
+
+    root: str | None
+    latest: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxDue:
     id: int
     queued_at: datetime
@@ -290,6 +307,61 @@ class Transaction:
         )
         return User(row["email"], row["name"], row["lang"], customer)
 
+    async def get_agent(self, email: str) -> Agent | None:
+        row = await self._one(
+            "SELECT email, name, created_at FROM agents WHERE email = ?", (email.casefold(),)
+        )
+        return Agent(row["email"], row["name"], _dt(row["created_at"])) if row else None
+
+    async def ticket_ref(self, number: int, *, since: datetime) -> TicketRef | None:
+        """What routing and the support team's actions need to know about one ticket."""
+        return await self._ticket_ref(number, since=since)
+
+    async def participants(self, ticket: int) -> list[User]:
+        """The registered users of a ticket's institution who should hear of it.
+
+        The requester first, then every colleague who has written on it (not automatically),
+        in the order they first did. An address no longer registered there hears nothing.
+        """
+        rows = await self._all(
+            "SELECT u.email, u.name, u.lang, c.number, c.name AS cname, c.support_until, "
+            "c.trial_until, (u.email = t.requester) AS is_requester, "
+            "(SELECT MIN(a.id) FROM articles a WHERE a.ticket = t.number "
+            " AND a.sender = u.email) AS first_article "
+            "FROM tickets t JOIN users u ON u.customer = t.customer "
+            "JOIN customers c ON c.number = u.customer WHERE t.number = ? AND "
+            "(u.email = t.requester OR u.email IN (SELECT a.sender FROM articles a "
+            " WHERE a.ticket = t.number AND a.direction = 'in' AND a.automatic = 0)) "
+            "ORDER BY is_requester DESC, first_article, u.email",
+            (ticket,),
+        )
+        return [
+            User(
+                r["email"],
+                r["name"],
+                r["lang"],
+                Customer(r["number"], r["cname"], _d(r["support_until"]), _d(r["trial_until"])),
+            )
+            for r in rows
+        ]
+
+    async def thread_of(self, ticket: int) -> Thread:
+        """The ticket's first inbound Message-ID and the latest one a person wrote."""
+        root = await self._one(
+            "SELECT message_id FROM articles WHERE ticket = ? AND direction = 'in' "
+            "AND message_id != '' ORDER BY id LIMIT 1",
+            (ticket,),
+        )
+        latest = await self._one(
+            "SELECT message_id FROM articles WHERE ticket = ? AND direction = 'in' "
+            "AND automatic = 0 AND message_id != '' ORDER BY id DESC LIMIT 1",
+            (ticket,),
+        )
+        return Thread(
+            str(root[0]) if root else None,
+            str(latest[0]) if latest else None,
+        )
+
     async def tickets_by_number(
         self, numbers: Iterable[int], *, since: datetime
     ) -> list[TicketRef]:
@@ -340,6 +412,7 @@ class Transaction:
         )
 
     async def is_own_message_id(self, message_id: str) -> bool:
+        """ticketmail sent a mail with this Message-ID (whatever secret signed it)."""
         row = await self._one("SELECT 1 FROM outbox WHERE message_id = ? LIMIT 1", (message_id,))
         return row is not None
 
@@ -379,6 +452,13 @@ class Transaction:
         row = await self._one(
             "SELECT COUNT(*) FROM outbox WHERE recipient = ? AND created_at >= ? AND automatic = 1",
             (recipient, iso(since)),
+        )
+        return int(row[0]) if row else 0
+
+    async def auto_replies_about(self, ticket: int, *, since: datetime) -> int:
+        row = await self._one(
+            "SELECT COUNT(*) FROM outbox WHERE ticket = ? AND created_at >= ? AND automatic = 1",
+            (ticket, iso(since)),
         )
         return int(row[0]) if row else 0
 
@@ -664,11 +744,63 @@ class Store:
         async with self._db.execute(sql, params) as cur:
             return list(await cur.fetchall())
 
-    # --- customers and users -----------------------------------------------------------------
+    # --- the secret of generated Message-IDs --------------------------------------------------
+
+    async def message_id_secret(self) -> str:
+        """The data directory's own signing secret, made at random the first time it is asked.
+
+        Used when TICKETMAIL_SECRET is not set. The daemon and every CLI process share it,
+        and `backup` carries it along with the database.
+        """
+        row = await self._one("SELECT value FROM meta WHERE key = 'message_id_secret'")
+        if row is not None:
+            return str(row[0])
+        async with self.transaction():
+            await self._db.execute(
+                "INSERT INTO meta(key, value) VALUES ('message_id_secret', ?) "
+                "ON CONFLICT(key) DO NOTHING",
+                (secrets.token_hex(32),),
+            )
+        row = await self._one("SELECT value FROM meta WHERE key = 'message_id_secret'")
+        assert row is not None
+        return str(row[0])
+
+    # --- customers, users and agents ----------------------------------------------------------
 
     async def get_user(self, email: str) -> User | None:
         """A registered user by address, read outside any write transaction."""
         return await Transaction(self._db).get_user(email)
+
+    async def get_agent(self, email: str) -> Agent | None:
+        """An agent by address, read outside any write transaction."""
+        return await Transaction(self._db).get_agent(email)
+
+    async def add_agent(self, email: str, name: str, *, now: datetime) -> bool:
+        """Add an agent or rename one; True when new. A customer user cannot be an agent."""
+        address = email.casefold()
+        async with self.transaction():
+            if await self._one("SELECT 1 FROM users WHERE email = ?", (address,)):
+                raise RefusedError(
+                    f"{address} is registered as a customer user; an agent's address "
+                    "must not be one (user remove it first)"
+                )
+            known = await self._one("SELECT 1 FROM agents WHERE email = ?", (address,))
+            await self._db.execute(
+                "INSERT INTO agents(email, name, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(email) DO UPDATE SET name = excluded.name",
+                (address, name, iso(now)),
+            )
+        return known is None
+
+    async def remove_agent(self, email: str) -> None:
+        async with self.transaction():
+            cur = await self._db.execute("DELETE FROM agents WHERE email = ?", (email.casefold(),))
+            if cur.rowcount == 0:
+                raise NotFoundError(f"agent {email} does not exist")
+
+    async def list_agents(self) -> list[Agent]:
+        rows = await self._all("SELECT email, name, created_at FROM agents ORDER BY email")
+        return [Agent(r["email"], r["name"], _dt(r["created_at"])) for r in rows]
 
     async def add_customers(self, rows: Sequence[CustomerRow], *, now: datetime) -> None:
         """Insert or update customers, all or none."""
@@ -707,9 +839,16 @@ class Store:
         async with self.transaction():
             for line, r in enumerate(rows, start=1):
                 known = await self._one("SELECT 1 FROM customers WHERE number = ?", (r.customer,))
+                where = f"row {line}: " if len(rows) > 1 else ""
                 if known is None:
-                    where = f"row {line}: " if len(rows) > 1 else ""
                     raise UsageError(f"{where}customer {r.customer} does not exist")
+                agent = await self._one(
+                    "SELECT 1 FROM agents WHERE email = ?", (r.email.casefold(),)
+                )
+                if agent is not None:
+                    raise RefusedError(
+                        f"{where}{r.email.casefold()} is an agent's address, not a customer's"
+                    )
             await self._db.executemany(
                 "INSERT INTO users(email, customer, name, lang, created_at) VALUES (?,?,?,?,?) "
                 "ON CONFLICT(email) DO UPDATE SET customer = excluded.customer, "
@@ -746,8 +885,13 @@ class Store:
     # --- tickets ------------------------------------------------------------------------------
 
     async def list_tickets(
-        self, *, customer: str | None = None, status: str | None = None
+        self,
+        *,
+        customer: str | None = None,
+        status: str | None = None,
+        active_since: date | None = None,
     ) -> list[TicketSummary]:
+        """Tickets, newest first; `active_since`: with activity on or after that day (UTC)."""
         sql = (
             "SELECT t.*, c.name AS cname, (SELECT COUNT(*) FROM articles a "
             "WHERE a.ticket = t.number) AS narticles FROM tickets t "
@@ -760,7 +904,10 @@ class Store:
         if status is not None:
             sql += " AND t.status = ?"
             params.append(status)
-        rows = await self._all(sql + " ORDER BY t.updated_at DESC, t.number DESC", params)
+        if active_since is not None:
+            sql += " AND t.updated_at >= ?"
+            params.append(active_since.isoformat())
+        rows = await self._all(sql + " ORDER BY t.created_at DESC, t.number DESC", params)
         return [self._summary(r) for r in rows]
 
     @staticmethod
