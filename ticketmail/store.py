@@ -273,13 +273,12 @@ class Transaction:
         self._db = db
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        async with self._db.execute(sql, params) as cur:
-            row: sqlite3.Row | None = await cur.fetchone()
-            return row
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        async with self._db.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        # One trip to the database thread (execute, fetch and close there), not three.
+        return list(await self._db.execute_fetchall(sql, params))
 
     # --- reads used while deciding -------------------------------------------------------
 
@@ -288,7 +287,7 @@ class Transaction:
     ) -> tuple[str, int | None] | None:
         """The reply and ticket of a mail already accepted with this Message-ID and sender."""
         row = await self._one(
-            "SELECT reply, ticket FROM messages WHERE message_id = ? AND header_from = ?",
+            "SELECT reply, ticket FROM messages WHERE message_id = ? AND header_from = ? LIMIT 1",
             (message_id, header_from),
         )
         return (str(row["reply"]), row["ticket"]) if row else None
@@ -419,7 +418,8 @@ class Transaction:
     async def is_suppressed(self, address: str, *, now: datetime) -> bool:
         """True while an address gets no automatic mail (after a permanent bounce)."""
         row = await self._one(
-            "SELECT 1 FROM suppressions WHERE address = ? AND until > ?", (address, iso(now))
+            "SELECT 1 FROM suppressions WHERE address = ? AND until > ? LIMIT 1",
+            (address, iso(now)),
         )
         return row is not None
 
@@ -736,13 +736,12 @@ class Store:
             await self._db.execute("COMMIT")
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        async with self._db.execute(sql, params) as cur:
-            row: sqlite3.Row | None = await cur.fetchone()
-            return row
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        async with self._db.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        # One trip to the database thread (execute, fetch and close there), not three.
+        return list(await self._db.execute_fetchall(sql, params))
 
     # --- the secret of generated Message-IDs --------------------------------------------------
 
