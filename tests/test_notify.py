@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ticketmail.config import default_templates_dir
 from ticketmail.errors import ConfigError
@@ -241,3 +243,40 @@ async def test_admin_templates_directory_overrides_the_shipped_ones(
     [received] = await sink.wait_for(1)
     text = received.message.get_body(preferencelist=("plain",)).get_content()
     assert "Ihr Stüber-Team" in text
+
+
+_CHARS = st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters="\x85")
+_TEXT = st.text(_CHARS, max_size=160)
+# Names that fit into one encoded word; longer non-ASCII names take email's own path.
+_NAME = st.text(_CHARS, max_size=30).filter(
+    lambda n: n.isascii() or len(" ".join(n.split()).encode()) <= 45
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(subject=_TEXT, name=_NAME, body=_TEXT)
+def test_text_mail_written_directly_reads_back_as_written(
+    subject: str, name: str, body: str
+) -> None:
+    """A confirmation built without email's MIME machinery parses back to its exact texts."""
+    built = build_mail(
+        kind="ticket_created", subject=subject, body=body, sender_name=name,
+        sender_address="support@stueber.de", recipient="anna@schule.example",
+        recipient_name=name, message_id="<tm.1@stueber.de>", in_reply_to="<a@b>",
+        references=("<a@b>", "<c@d>"), auto_submitted="auto-replied",
+        loop_token="support@stueber.de", lang="de", now=datetime(2026, 11, 22, tzinfo=UTC),
+    )  # fmt: skip
+    assert built.raw.isascii()
+    lines = built.raw.split(b"\r\n")
+    assert all(len(line) <= 78 for line in lines), max(lines, key=len)
+    assert b"\n" not in built.raw.replace(b"\r\n", b"")
+    msg = email.message_from_bytes(built.raw, policy=email.policy.default)
+    assert not msg.defects
+    flat = subject.replace("\r", " ").replace("\n", " ").replace("\t", " ").strip(" ")
+    assert str(msg["Subject"]) == flat
+    for field, address in (("From", "support@stueber.de"), ("To", "anna@schule.example")):
+        (parsed,) = msg[field].addresses
+        assert (parsed.display_name, parsed.addr_spec) == (" ".join(name.split()), address)
+    assert msg["References"] == "<a@b> <c@d>"
+    content = msg.get_content().replace("\r\n", "\n")
+    assert content == ("".join(f"{line}\n" for line in body.splitlines()) or "\n")
