@@ -41,6 +41,9 @@ _HEADER_LINE = re.compile(
     r"^\s*\*?(?:Sent|Gesendet|Date|Datum|To|An|Subject|Betreff|Cc)\s*:\*?", re.IGNORECASE
 )
 _SIGNATURE = re.compile(r"^-- ?$")
+# What every line the patterns above and below can match starts with: one cheap test per
+# line, so that most lines of a long body skip them all.
+_MAYBE_MARK = re.compile(r"\s*(?:[-_=*]|sent|get|von|gesendet|from|de|sender|absender)", re.I)
 # Signature lines of mobile and webmail clients: the whole line, not a sentence that starts
 # the same way ("Sent from my desk, is much easier ..." is text).
 _MOBILE_SIG = re.compile(
@@ -62,6 +65,8 @@ class _Body:
     def __init__(self, lines: list[str]) -> None:
         self.lines = lines
         self.quote_next = [False] * (len(lines) + 1)
+        # Every attribution ends with a colon; most lines end with none.
+        self.colon = [line.rstrip().endswith(":") for line in lines]
         for j in range(len(lines) - 1, -1, -1):
             stripped = lines[j].lstrip()
             self.quote_next[j] = stripped.startswith(">") if stripped else self.quote_next[j + 1]
@@ -77,18 +82,19 @@ class _Body:
         has the shape of one counts where a `>` quote follows it.
         """
         lines = self.lines
-        if not lines[i].strip():
+        if not any(self.colon[i : i + _WRAPPED]) or not lines[i].strip():
             return 0
-        text = lines[i]
         for span in range(1, _WRAPPED + 1):
-            if span > 1:
-                if i + span - 1 >= len(lines) or not lines[i + span - 1].strip():
-                    return 0
-                text = text.rstrip() + " " + lines[i + span - 1].strip()
+            last = i + span - 1
+            if span > 1 and (last >= len(lines) or not lines[last].strip()):
+                return 0
+            if not self.colon[last]:
+                continue
+            text = " ".join(
+                [lines[i].rstrip(), *(line.strip() for line in lines[i + 1 : last + 1])]
+            )
             if len(text) > _MAX_ATTRIBUTION:
                 return 0
-            if not text.rstrip().endswith(":"):
-                continue  # every attribution ends with a colon; most lines do not
             if any(k in text.lower() for k in _KEYWORDS) and _known(
                 text, first=lines[i], span=span
             ):
@@ -150,29 +156,36 @@ def _scan(body: _Body) -> tuple[int, set[int]]:
     An attribution followed by `>` quotes introduces a quote, not the end of the new text:
     a writer may answer below it (bottom-posting) or between the quotes. A rule of
     underscores after a quote, or before a list's name, starts a mailing list footer.
+    Only lines that can start a cut are looked at: those a marker pattern may match, and
+    those an attribution ending in a colon may start at.
     """
-    lines = body.lines
+    lines = body.lines[:MAX_SCAN_LINES]
     dropped: set[int] = set()
-    quoted = False
-    for i, line in enumerate(lines[:MAX_SCAN_LINES]):
+    first_quote = next(
+        (i for i, line in enumerate(lines) if line.lstrip().startswith(">")), len(lines)
+    )
+    marked = {i for i, line in enumerate(lines) if _MAYBE_MARK.match(line)}
+    colons = (i - back for i, c in enumerate(body.colon[: len(lines)]) if c for back in (2, 1, 0))
+    for i in sorted(marked.union(j for j in colons if j >= 0)):
         if i in dropped:
             continue
-        quoted = quoted or line.lstrip().startswith(">")
-        if _SIGNATURE.match(line) or _SEPARATOR.match(line) or _MOBILE_SIG.match(line):
-            return i, dropped
-        if _RULE.match(line) and (quoted or _list_footer(lines, i)):
-            return i, dropped
+        line = lines[i]
+        if i in marked:
+            if _SIGNATURE.match(line) or _SEPARATOR.match(line) or _MOBILE_SIG.match(line):
+                return i, dropped
+            if _RULE.match(line) and (i >= first_quote or _list_footer(lines, i)):
+                return i, dropped
         span = body.attribution(i)
         if span:
             if not body.quote_follows(i + span):
                 return i, dropped
             dropped.update(range(i, i + span))
             continue
-        if _FROM_LINE.match(line):
-            following = lines[i + 1 : i + 6]
+        if i in marked and _FROM_LINE.match(line):
+            following = body.lines[i + 1 : i + 6]
             if sum(1 for f in following if _HEADER_LINE.match(f)) >= 2:
-                return _block_start(lines, i), dropped
-    return len(lines), dropped
+                return _block_start(body.lines, i), dropped
+    return len(body.lines), dropped
 
 
 def extract_reply(body: str) -> str:
