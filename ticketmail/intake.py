@@ -169,12 +169,17 @@ class Intake:
             verdict = verify_sender(mail, authserv_id=self.config.smtp.authserv_id)
             if not verdict.trusted:
                 return await self._unverified(raw, mail, envelope, verdict.reason)
-        agent = await self.store.get_agent(sender) if sender and not silent else None
+        known = await self.store.sender(sender, now=self.clock()) if sender else None
+        agent = known.agent if known is not None and not silent else None
         # Refuse unregistered senders before anything touches the disk.
-        if self.config.policy.unknown_sender == "reject" and agent is None:
-            known = await self.store.get_user(sender) if sender else None
-            if known is None and not silent:
-                return self._rejected(mail, "unknown_sender", None)
+        unknown = known is None or known.user is None
+        if (
+            self.config.policy.unknown_sender == "reject"
+            and agent is None
+            and not silent
+            and unknown
+        ):
+            return self._rejected(mail, "unknown_sender", None)
         if agent is not None and not self._is_automatic(mail, envelope):
             refused = agent_refusal(mail, self.config.tickets.subject_tag)
             if refused is not None:
@@ -298,22 +303,17 @@ class Intake:
         self, tx: Transaction, mail: ParsedMail, ids: MessageIds, now: datetime
     ) -> Facts:
         since = now - timedelta(hours=1)
-        user = await tx.get_user(mail.from_addr) if mail.from_addr else None
-        agent = await tx.get_agent(mail.from_addr) if mail.from_addr else None
+        sender = await tx.sender(mail.from_addr, since=since, now=now) if mail.from_addr else None
         numbers = find_ticket_numbers(mail.subject, self.config.tickets.subject_tag)
         named = [*mail.in_reply_to, *reversed(mail.references)][:20]
         return Facts(
             now=now,
-            sender=user,
-            agent=agent,
+            sender=sender.user if sender else None,
+            agent=sender.agent if sender else None,
             tagged=tuple(await tx.tickets_by_number(numbers[:10], since=since)),
             referenced=await self._referenced(tx, named, ids, since=since),
-            recent_auto_replies_to_sender=(
-                await tx.auto_replies_to(mail.from_addr, since=since) if mail.from_addr else 0
-            ),
-            sender_suppressed=(
-                await tx.is_suppressed(mail.from_addr, now=now) if mail.from_addr else False
-            ),
+            recent_auto_replies_to_sender=sender.recent_auto_replies if sender else 0,
+            sender_suppressed=sender.suppressed if sender else False,
         )
 
     @staticmethod

@@ -6,7 +6,7 @@ import asyncio
 import json
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -36,6 +36,7 @@ __all__ = [
     "CustomerRow",
     "OutboxDue",
     "OutboxRecord",
+    "Sender",
     "Store",
     "Thread",
     "Transaction",
@@ -187,9 +188,17 @@ CREATE TABLE quarantine (
 """
 
 
+Params = Sequence[Any] | Mapping[str, Any]  # positional ? or named :name parameters
+
+
 def iso(moment: datetime) -> str:
     """Timestamps are stored as ISO 8601 UTC strings, which sort like the instants."""
     return moment.isoformat(timespec="seconds")
+
+
+def iso_precise(moment: datetime) -> str:
+    """With microseconds, for retry times under a second; sorts right beside `iso` ones."""
+    return moment.isoformat(timespec="microseconds")
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -237,6 +246,16 @@ class ArticleRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Sender:
+    """A mail's sender as the store knows them: user, agent, and automatic mail sent to them."""
+
+    user: User | None
+    agent: Agent | None
+    recent_auto_replies: int  # automatic mails to the address in the window asked for
+    suppressed: bool  # blocked after a permanent bounce
+
+
+@dataclass(frozen=True, slots=True)
 class Thread:
     """The Message-IDs a ticket's mails thread under: its first mail and its latest one."""
 
@@ -272,11 +291,11 @@ class Transaction:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
-    async def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+    async def _one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         rows = await self._all(sql, params)
         return rows[0] if rows else None
 
-    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    async def _all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         # One trip to the database thread (execute, fetch and close there), not three.
         return list(await self._db.execute_fetchall(sql, params))
 
@@ -305,6 +324,34 @@ class Transaction:
             row["number"], row["cname"], _d(row["support_until"]), _d(row["trial_until"])
         )
         return User(row["email"], row["name"], row["lang"], customer)
+
+    async def sender(self, email: str, *, since: datetime, now: datetime) -> Sender:
+        """Everything routing needs to know of a mail's sender, in one query."""
+        address = email.casefold()
+        row = await self._one(
+            "SELECT u.email, u.name, u.lang, c.number, c.name AS cname, c.support_until, "
+            "c.trial_until, a.email AS aemail, a.name AS aname, a.created_at AS acreated, "
+            "(SELECT COUNT(*) FROM outbox WHERE recipient = :r AND created_at >= :since "
+            " AND automatic = 1) AS auto_replies, "
+            "EXISTS(SELECT 1 FROM suppressions WHERE address = :r AND until > :now) AS blocked "
+            "FROM (SELECT 1) LEFT JOIN users u ON u.email = :a "
+            "LEFT JOIN customers c ON c.number = u.customer "
+            "LEFT JOIN agents a ON a.email = :a",
+            {"a": address, "r": email, "since": iso(since), "now": iso(now)},
+        )
+        assert row is not None  # one row, whatever is registered
+        user = None
+        if row["email"] is not None and row["number"] is not None:
+            customer = Customer(
+                row["number"], row["cname"], _d(row["support_until"]), _d(row["trial_until"])
+            )
+            user = User(row["email"], row["name"], row["lang"], customer)
+        agent = (
+            Agent(row["aemail"], row["aname"], _dt(row["acreated"]))
+            if row["aemail"] is not None
+            else None
+        )
+        return Sender(user, agent, int(row["auto_replies"]), bool(row["blocked"]))
 
     async def get_agent(self, email: str) -> Agent | None:
         row = await self._one(
@@ -346,19 +393,17 @@ class Transaction:
 
     async def thread_of(self, ticket: int) -> Thread:
         """The ticket's first inbound Message-ID and the latest one a person wrote."""
-        root = await self._one(
-            "SELECT message_id FROM articles WHERE ticket = ? AND direction = 'in' "
-            "AND message_id != '' ORDER BY id LIMIT 1",
-            (ticket,),
+        row = await self._one(
+            "SELECT (SELECT message_id FROM articles WHERE ticket = :t AND direction = 'in' "
+            " AND message_id != '' ORDER BY id LIMIT 1), "
+            "(SELECT message_id FROM articles WHERE ticket = :t AND direction = 'in' "
+            " AND automatic = 0 AND message_id != '' ORDER BY id DESC LIMIT 1)",
+            {"t": ticket},
         )
-        latest = await self._one(
-            "SELECT message_id FROM articles WHERE ticket = ? AND direction = 'in' "
-            "AND automatic = 0 AND message_id != '' ORDER BY id DESC LIMIT 1",
-            (ticket,),
-        )
+        root, latest = (row[0], row[1]) if row else (None, None)
         return Thread(
-            str(root[0]) if root else None,
-            str(latest[0]) if latest else None,
+            str(root) if root is not None else None,
+            str(latest) if latest is not None else None,
         )
 
     async def tickets_by_number(
@@ -735,11 +780,11 @@ class Store:
                 raise
             await self._db.execute("COMMIT")
 
-    async def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+    async def _one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         rows = await self._all(sql, params)
         return rows[0] if rows else None
 
-    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    async def _all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         # One trip to the database thread (execute, fetch and close there), not three.
         return list(await self._db.execute_fetchall(sql, params))
 
@@ -769,6 +814,10 @@ class Store:
     async def get_user(self, email: str) -> User | None:
         """A registered user by address, read outside any write transaction."""
         return await Transaction(self._db).get_user(email)
+
+    async def sender(self, email: str, *, now: datetime) -> Sender:
+        """A mail's sender, read outside any write transaction (the pre-check)."""
+        return await Transaction(self._db).sender(email, since=now, now=now)
 
     async def get_agent(self, email: str) -> Agent | None:
         """An agent by address, read outside any write transaction."""
@@ -986,7 +1035,7 @@ class Store:
             "SELECT id, queued_at, sender, recipient, raw, attempts FROM outbox "
             "WHERE status = 'queued' AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at, id LIMIT ?",
-            (iso(now), limit),
+            (iso_precise(now), limit),
         )
         return [
             OutboxDue(
@@ -1023,7 +1072,7 @@ class Store:
             await self._db.execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? "
                 "WHERE id = ?",
-                (iso(at), error[:500], entry),
+                (iso_precise(at), error[:500], entry),
             )
 
     async def outbox_failed(self, entry: int, *, error: str) -> None:
