@@ -65,6 +65,29 @@ def assert_no_leak(received: Received) -> None:
         assert MAX not in text
 
 
+LANGUAGE = {ANNA: "de", BEN: "en", CARL: "de"}
+GERMAN = "vielen Dank für Ihre Nachricht"
+ENGLISH = "thank you for your message"
+
+
+def assert_nothing_of_ticket_100001(received: Received, *, anna_ids: tuple[str, ...]) -> None:
+    """Carl's mail names nothing of Anna's ticket: not its number, words, people or ids."""
+    texts = [
+        received.raw.decode("utf-8", errors="replace"),
+        *(str(value) for _, value in received.message.items()),
+        body(received),
+    ]
+    for text in texts:
+        assert "100001" not in text
+        assert "Drucker" not in text
+        assert "Musterstadt" not in text
+        assert ANNA not in text
+        assert "Anna" not in text
+        assert "Müller" not in text
+        for mid in anna_ids:
+            assert mid not in text
+
+
 async def test_whole_conversation_customer_agent_cli_mail_close_reopen(
     env: Env, tmp_path: Path
 ) -> None:
@@ -83,11 +106,34 @@ async def test_whole_conversation_customer_agent_cli_mail_close_reopen(
     assert created.message["Auto-Submitted"] == "auto-replied"
     assert "vielen Dank für Ihre Nachricht" in body(created)
     assert ids.verify(c1) == 100001
+    assert_no_leak(created)
 
     # Another institution's ticket, whose text must never travel to Anna.
     carl = make_mail(CARL, "Beamer flackert", CARL_SECRET + "\n", message_id="<beamer@real>")
     assert await env.send(carl) == (250, "2.0.0 Ok: ticket 100002")
-    await settle(sink, 2)
+    to_carl = (await settle(sink, 2))[1]
+    # Carl's own confirmation: his ticket, his language, his thread, nothing of Anna's.
+    assert to_carl.rcpt_tos == [CARL]
+    msg = to_carl.message
+    assert msg["To"].addresses[0].addr_spec == CARL
+    assert msg["From"].addresses[0].addr_spec == SUPPORT
+    assert "[Ticket#100002]" in str(msg["Subject"])
+    assert "Beamer flackert" in str(msg["Subject"])
+    assert msg["In-Reply-To"] == "<beamer@real>"
+    assert references(to_carl) == ["<beamer@real>"]
+    assert msg["Auto-Submitted"] == "auto-replied"
+    assert msg["X-Loop"] == SUPPORT
+    assert msg["X-Auto-Response-Suppress"] == "All"
+    c2 = str(msg["Message-ID"])
+    match = OWN_ID.fullmatch(c2)
+    assert match is not None, c2
+    assert int(match.group(1)) == 100002
+    assert ids.verify(c2) == 100002
+    assert c2 != c1
+    assert GERMAN in body(to_carl)
+    assert ENGLISH not in body(to_carl)
+    assert "100002" in body(to_carl)
+    assert_nothing_of_ticket_100001(to_carl, anna_ids=(M1, c1))
 
     # 2. The agent answers from the command line, with a file attached.
     text = write_text(tmp_path / "antwort.txt", CLI_REPLY)
@@ -205,3 +251,12 @@ async def test_whole_conversation_customer_agent_cli_mail_close_reopen(
         ]
     )
     assert all(e["status"] == "sent" for e in outbox)
+
+    # Every mail says the language it is written in, and it is its recipient's language.
+    assert len(sink.received) == 6
+    for received in sink.received:
+        [recipient] = received.rcpt_tos
+        assert received.message["Content-Language"] == LANGUAGE[recipient], (
+            recipient,
+            str(received.message["Subject"]),
+        )

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import hashlib
 import re
+import sqlite3
 import struct
 import zlib
 from datetime import timedelta
@@ -17,6 +18,8 @@ from typing import Any
 import aiosmtplib
 import pytest
 from conftest import SUPPORT, Env, Received, Sink, free_port, make_mail
+
+from ticketmail.store import DB_NAME
 
 ANNA = "anna@schule.example"
 BEN = "ben@schule.example"
@@ -162,6 +165,66 @@ async def assert_sink_stays_at(sink: Sink, count: int, *, seconds: float = 1.0) 
 def the_sink(env: Env) -> Sink:
     assert env.sink is not None
     return env.sink
+
+
+class Dialogue:
+    """A raw SMTP session on a socket: each command gets its own whole reply (bounded)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int) -> Dialogue:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        session = cls(reader, writer)
+        code, text = await session.reply()
+        assert code == 220, text
+        return session
+
+    async def reply(self) -> tuple[int, str]:
+        """One (possibly multi-line) reply: its code and the text of its last line."""
+        for _ in range(100):
+            line = await asyncio.wait_for(self.reader.readline(), 20)
+            assert line, "the server closed the connection"
+            if line[3:4] != b"-":
+                text = line.decode("utf-8").rstrip("\r\n")
+                return int(text[:3]), text[4:]
+        raise AssertionError("reply longer than 100 lines")
+
+    async def command(self, line: str) -> tuple[int, str]:
+        self.writer.write(line.encode("utf-8") + b"\r\n")
+        await self.writer.drain()
+        return await self.reply()
+
+    async def message(self, raw: bytes) -> tuple[int, str]:
+        """After 354: the message, dot-stuffed, ended by <CRLF>.<CRLF>; the final reply."""
+        stuffed = raw.replace(b"\r\n.", b"\r\n..")
+        if stuffed.startswith(b"."):
+            stuffed = b"." + stuffed
+        if not stuffed.endswith(b"\r\n"):
+            stuffed += b"\r\n"
+        self.writer.write(stuffed + b".\r\n")
+        await self.writer.drain()
+        return await self.reply()
+
+    async def close(self) -> None:
+        with contextlib.suppress(OSError, TimeoutError, AssertionError):
+            await self.command("QUIT")
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+
+def stored_messages(data_dir: Path) -> int:
+    """Rows in the messages table (every raw message kept), read with plain sqlite3."""
+    db = sqlite3.connect(data_dir / DB_NAME)
+    try:
+        (count,) = db.execute("SELECT COUNT(*) FROM messages").fetchone()
+    finally:
+        db.close()
+    assert isinstance(count, int)
+    return count
 
 
 async def open_ticket(env: Env, sender: str = ANNA, *, mid: str = "<t1@schule.example>") -> None:
@@ -388,6 +451,36 @@ async def test_unregistered_sender_refused_at_data_and_nothing_kept(env: Env) ->
     await assert_sink_stays_at(the_sink(env), 0, seconds=0.5)
 
 
+async def test_unregistered_sender_refused_at_end_of_data_not_before(env: Env) -> None:
+    """Unregistered From: passes RCPT (250) and DATA (354), then 550 5.7.1 with the URL."""
+    png = png_bytes()
+    raw = raw_mail(
+        sender="Fremd <fremd@elsewhere.example>",
+        attachments=((f"filename*=utf-8''{rfc2231(FILENAME_2231)}", "image/png", png),),
+    )
+    session = await Dialogue.open(env.port)
+    try:
+        assert (await session.command("EHLO mta.elsewhere.example"))[0] == 250
+        assert (await session.command("MAIL FROM:<fremd@elsewhere.example>"))[0] == 250
+        code, text = await session.command(f"RCPT TO:<{SUPPORT}>")
+        assert code == 250, text
+        code, text = await session.command("DATA")
+        assert code == 354, text
+        code, text = await session.message(raw)
+        assert code == 550, text
+        assert text.startswith("5.7.1 "), text
+        assert "fremd@elsewhere.example" in text
+        assert REGISTRATION_URL in text
+    finally:
+        await session.close()
+    assert await env.cli_json("ticket", "list") == []
+    assert await env.cli_json("outbox", "list") == []
+    assert await env.cli_json("quarantine", "list") == []
+    assert blob_files(env.data_dir) == []
+    assert stored_messages(env.data_dir) == 0
+    await assert_sink_stays_at(the_sink(env), 0, seconds=0.5)
+
+
 async def test_registered_envelope_sender_does_not_vouch_for_unknown_from(env: Env) -> None:
     """Identity comes from the From: header: a registered envelope sender does not help."""
     mail = make_mail("Fremd <fremd@elsewhere.example>", "Drucker druckt nicht")
@@ -409,11 +502,24 @@ async def test_from_address_matched_case_insensitively(env: Env) -> None:
 
 
 async def test_unknown_recipient_refused_at_rcpt(env: Env) -> None:
-    """A recipient not in smtp.recipients gets 550 5.1.1 at RCPT."""
-    code, text = await env.send(make_mail(ANNA, "Drucker"), rcpt="info@stueber.de")
-    assert code == 550
-    assert text.startswith("5.1.1 ")
+    """A recipient not in smtp.recipients gets 550 5.1.1 at RCPT itself, MAIL having got 250."""
+    session = await Dialogue.open(env.port)
+    try:
+        assert (await session.command("EHLO client.example"))[0] == 250
+        assert (await session.command(f"MAIL FROM:<{ANNA}>"))[0] == 250
+        code, text = await session.command("RCPT TO:<info@stueber.de>")
+        assert code == 550, text
+        assert text.startswith("5.1.1 "), text
+        assert "<info@stueber.de>" in text
+        # Refused at RCPT, so no recipient is open: DATA is not even begun.
+        code, text = await session.command("DATA")
+        assert code == 503, text
+        # The session goes on: the configured recipient is still accepted in it.
+        assert (await session.command(f"RCPT TO:<{SUPPORT}>"))[0] == 250
+    finally:
+        await session.close()
     assert await env.cli_json("ticket", "list") == []
+    assert stored_messages(env.data_dir) == 0
 
 
 async def test_recipient_matched_case_insensitively(env: Env) -> None:

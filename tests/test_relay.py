@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from conftest import Env, Sink, make_mail
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from conftest import Clock, Env, Sink, make_mail
 
 
 async def _outbox_when(
@@ -89,3 +95,118 @@ async def test_outbox_retry_requeues_a_failed_entry(env: Env) -> None:
     nothing = await env.cli("outbox", "retry", "--all")
     assert (nothing.returncode, nothing.stdout) == (0, "")
     assert (await env.cli("outbox", "retry")).returncode == 2
+
+
+@dataclass
+class TimedSink(Sink):
+    """The real SMTP sink, also noting when (real and test clock) each attempt reached DATA."""
+
+    clock: Clock | None = None
+    attempts: list[float] = field(default_factory=list)
+    attempts_at: list[datetime] = field(default_factory=list)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.attempts.append(time.monotonic())
+        if self.clock is not None:
+            self.attempts_at.append(self.clock())
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_relay_4xx_retries_back_off_exponentially_up_to_the_cap(
+    env_factory: Any, clock: Clock
+) -> None:
+    """After each 4xx the wait doubles from relay.retry_initial_seconds up to retry_max_seconds."""
+    initial, cap = 60.0, 600.0
+    sink = TimedSink(clock=clock)
+    await sink.start()
+    try:
+        e: Env = await env_factory(
+            sink, relay={"retry_initial_seconds": initial, "retry_max_seconds": cap}
+        )
+        await e.customer("10042", "Gymnasium Musterstadt")
+        await e.user("anna@schule.example", "10042")
+        assert e.daemon.worker is not None
+        sink.answer = "451 4.3.0 try again later"
+        code, _ = await e.send(make_mail("anna@schule.example", "Kopierer"))
+        assert code == 250
+        waits: list[float] = []
+        for done in range(1, 6):
+            [entry] = await _outbox_when(e, lambda es, n=done: es and es[0]["attempts"] == n)
+            assert len(sink.attempts_at) == done
+            assert entry["status"] == "queued"
+            due = datetime.fromisoformat(str(entry["next_attempt_at"]))
+            waits.append((due - sink.attempts_at[-1]).total_seconds())
+            # Two seconds before it is due nothing is attempted, woken or not.
+            clock.advance(seconds=(due - clock()).total_seconds() - 2)
+            e.daemon.worker.wake()
+            await asyncio.sleep(0.5)
+            assert len(sink.attempts_at) == done, "attempted again before next_attempt_at"
+            clock.advance(seconds=3)
+            e.daemon.worker.wake()
+        expected = [min(initial * 2**n, cap) for n in range(5)]  # 60 120 240 480 600
+        for got, want in zip(waits, expected, strict=True):
+            # next_attempt_at is kept in whole seconds, so it may be up to 1 s early.
+            assert want - 1.05 < got < want + 0.5, (waits, expected)
+        for before, after in itertools.pairwise(waits[:4]):
+            assert after >= 1.9 * before, waits  # each wait about double the one before
+        assert waits[4] < 1.5 * waits[3], waits  # and then it stays at the cap
+        sink.answer = None
+        [mail] = await sink.wait_for(1)
+        assert mail.rcpt_tos == ["anna@schule.example"]
+        [entry] = await _outbox_when(e, lambda es: es[0]["status"] == "sent")
+        assert entry["attempts"] == 6
+    finally:
+        await sink.stop()
+
+
+async def test_relay_never_retries_sooner_than_a_sub_second_delay(env_factory: Any) -> None:
+    """With relay.retry_initial_seconds = 0.3 no retry comes sooner than 0.3 s after the last."""
+    sink = TimedSink()
+    await sink.start()
+    try:
+        e: Env = await env_factory(
+            sink, relay={"retry_initial_seconds": 0.3, "retry_max_seconds": 0.3}
+        )
+        await e.customer("10042", "Gymnasium Musterstadt")
+        await e.user("anna@schule.example", "10042")
+        sink.answer = "451 4.3.0 try again later"
+        code, _ = await e.send(make_mail("anna@schule.example", "Kopierer"))
+        assert code == 250
+        deadline = time.monotonic() + 10
+        while len(sink.attempts) < 4:
+            assert time.monotonic() < deadline, f"only {len(sink.attempts)} attempts in 10 s"
+            await asyncio.sleep(0.05)
+        intervals = [b - a for a, b in itertools.pairwise(sink.attempts[:4])]
+        assert min(intervals) >= 0.28, intervals
+    finally:
+        await sink.stop()
+
+
+async def test_outbox_retry_all_requeues_every_failed_entry(env: Env) -> None:
+    """`outbox retry --all` queues both failed mails again, names them, and both are delivered."""
+    assert env.sink is not None
+    env.sink.answer = "554 5.7.1 rejected for now"
+    for sender, subject in (("anna@schule.example", "Kopierer"), ("ben@schule.example", "Beamer")):
+        code, _ = await env.send(make_mail(sender, subject))
+        assert code == 250
+    failed = await _outbox_when(
+        env, lambda es: len(es) == 2 and all(x["status"] == "failed" for x in es)
+    )
+    assert sorted(str(x["recipient"]) for x in failed) == [
+        "anna@schule.example",
+        "ben@schule.example",
+    ]
+    assert env.sink.received == []
+    env.sink.answer = None
+    retried = await env.cli("outbox", "retry", "--all")
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout.splitlines() == [
+        f"outbox {x['id']}: queued again" for x in sorted(failed, key=lambda x: int(x["id"]))
+    ]
+    received = await env.sink.wait_for(2)
+    assert sorted(r.rcpt_tos[0] for r in received) == ["anna@schule.example", "ben@schule.example"]
+    sent = await _outbox_when(env, lambda es: all(x["status"] == "sent" for x in es))
+    assert len(sent) == 2
+    assert all(x["sent_at"] for x in sent)
+    await asyncio.sleep(0.5)  # the worker's poll, twice: nothing is delivered a second time
+    assert len(env.sink.received) == 2
