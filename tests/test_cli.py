@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli, write_config
+from conftest import Env, make_mail, run_cli, write_config
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -144,6 +144,8 @@ def test_customer_import(tm: Cli, tmp_path: Path) -> None:
         ("20001", "Schule, Am Bach", None, "2027-01-01"),
         ("30003", "Name über\nzwei Zeilen", None, None),
     ]
+    one = write(tmp_path, "one.csv", CUSTOMER_HEADER + "40004,Realschule,,\n")
+    assert ok(tm("customer", "import", str(one))).stdout == "1 customer imported\n"
 
 
 def test_customer_import_bad_row_imports_nothing(tm: Cli, tmp_path: Path) -> None:
@@ -257,7 +259,7 @@ def test_user_remove(customers: Cli) -> None:
 
 
 def test_user_import(customers: Cli, tmp_path: Path) -> None:
-    """`user import` reads email,customer,name,lang; lang may be empty."""
+    """`user import` reads email,customer,name,lang; lang may be empty; '1 user imported'."""
     path = write(
         tmp_path,
         "users.csv",
@@ -271,6 +273,8 @@ def test_user_import(customers: Cli, tmp_path: Path) -> None:
         {"email": "carl@schule.example", "name": "Meyer, Carl", "lang": None, "customer": "10042"},
         {"email": "ben@bach.example", "name": "", "lang": "en", "customer": "20001"},
     ]
+    one = write(tmp_path, "one.csv", USER_HEADER + "dora@bach.example,20001,,\n")
+    assert ok(customers("user", "import", str(one))).stdout == "1 user imported\n"
 
 
 def test_user_import_bad_row_imports_nothing(customers: Cli, tmp_path: Path) -> None:
@@ -320,6 +324,7 @@ def test_user_import_single_row_unknown_customer(customers: Cli, tmp_path: Path)
 def test_empty_lists(tm: Cli) -> None:
     """On an empty store every list is `[]` in JSON and a bare header as a table."""
     assert as_json(tm, "ticket", "list") == []
+    ok(tm("customer", "add", "10042", "Gymnasium Musterstadt"))
     assert as_json(tm, "ticket", "list", "--customer", "10042", "--status", "open") == []
     assert as_json(tm, "outbox", "list") == []
     assert as_json(tm, "quarantine", "list") == []
@@ -330,6 +335,40 @@ def test_empty_lists(tm: Cli) -> None:
 def test_ticket_list_unknown_status_is_usage_error(tm: Cli) -> None:
     """`ticket list --status` accepts only new, open, answered, closed."""
     assert clean(tm("ticket", "list", "--status", "pending")).returncode == 2
+
+
+def test_ticket_list_unknown_or_empty_customer(tm: Cli) -> None:
+    """`ticket list --customer X`: exit 1 when X does not exist, exit 2 when X is empty."""
+    assert failed(tm("ticket", "list", "--customer", "55555"), 1) == (
+        "ticketmail: customer 55555 does not exist"
+    )
+    assert "does not exist" in failed(tm("ticket", "list", "--customer", "55555", "--json"), 1)
+    for blank in ("", "  "):
+        assert "--customer" in failed(tm("ticket", "list", "--customer", blank), 2)
+    ok(tm("customer", "add", "55555", "Grundschule"))
+    assert as_json(tm, "ticket", "list", "--customer", " 55555 ") == []
+
+
+def test_number_errors_name_the_noun_with_its_article(tm: Cli) -> None:
+    """A malformed ID says 'is not an outbox ID', 'a held ID', ...: the right article."""
+    for args, words in [
+        (("outbox", "retry", "abc"), "'abc' is not an outbox ID"),
+        (("held", "release", "abc"), "'abc' is not a held ID"),
+        (("held", "drop", "x1"), "'x1' is not a held ID"),
+        (("quarantine", "show", "abc"), "'abc' is not a quarantine ID"),
+        (("ticket", "status", "abc", "open"), "'abc' is not a ticket number"),
+    ]:
+        assert failed(tm(*args), 2) == f"ticketmail: {words}"
+
+
+async def test_backup_counts_files_in_singular_and_plural(env: Env, tmp_path: Path) -> None:
+    """`backup` says 'database and 0 files' with no blob, 'database and 1 file' with one."""
+    none = ok(await env.cli("backup", str(tmp_path / "b0")))
+    assert none.stdout == f"backup written to {tmp_path / 'b0'}: database and 0 files\n"
+    code, _ = await env.send(make_mail("anna@schule.example", "Drucker druckt nicht"))
+    assert code == 250  # a mail without attachments: one blob, its raw message
+    one = ok(await env.cli("backup", str(tmp_path / "b1")))
+    assert one.stdout == f"backup written to {tmp_path / 'b1'}: database and 1 file\n"
 
 
 def test_ticket_show_missing_and_malformed(tm: Cli) -> None:
@@ -349,14 +388,54 @@ def test_quarantine_retry_arguments(tm: Cli) -> None:
     assert ok(tm("quarantine", "retry", "--all")).stdout == ""
 
 
+def test_quarantine_show_arguments(tm: Cli) -> None:
+    """`quarantine show`: an unknown ID is exit 1, a non-number or no ID is exit 2; one line."""
+    assert failed(tm("quarantine", "show", "99"), 1) == (
+        "ticketmail: quarantine entry 99 does not exist"
+    )
+    assert "does not exist" in failed(tm("quarantine", "show", "99", "--json"), 1)
+    for text in ("abc", "-1", "1.5", ""):
+        assert "is not a quarantine ID" in failed(tm("quarantine", "show", text), 2)
+    assert "required: ID" in failed(tm("quarantine", "show"), 2)
+
+
 @pytest.mark.parametrize(
-    "args", [("frobnicate",), (), ("customer",), ("customer", "delete"), ("ticket", "list", "-x")]
+    ("args", "command"),
+    [
+        (("frobnicate",), ""),
+        ((), ""),
+        (("customer",), "customer"),
+        (("customer", "delete"), "customer"),
+        (("ticket", "list", "-x"), "ticket list"),
+        (("ticket", "status", "100001", "pending"), "ticket status"),
+        (("ticket", "show"), "ticket show"),
+        (("agent", "add", "eva@stueber.de"), "agent add"),
+        (("user", "add", "a@b.example", "--customer", "1", "--lang", "fr"), "user add"),
+        (("quarantine", "show", "1", "2"), "quarantine show"),
+        (("--config",), ""),
+    ],
 )
-def test_unknown_command_is_usage_error(tm: Cli, args: tuple[str, ...]) -> None:
-    """An unknown or missing command or option: exit 2 with usage, no traceback."""
-    result = clean(tm(*args))
-    assert result.returncode == 2
-    assert "usage:" in result.stderr
+def test_usage_error_is_one_line_naming_the_command(
+    tm: Cli, args: tuple[str, ...], command: str
+) -> None:
+    """An unknown or missing command, argument or option: exit 2, one line naming its help."""
+    line = failed(tm(*args), 2)
+    where = f"ticketmail {command}".strip()
+    assert line.startswith(f"ticketmail: {command}: " if command else "ticketmail: "), line
+    assert line.endswith(f"; see '{where} --help'"), line
+    assert "usage:" not in line
+
+
+def test_help_still_prints_the_whole_help(tm: Cli) -> None:
+    """`--help` prints the full help on stdout (usage, every verb) and exits 0."""
+    top = ok(tm("--help")).stdout
+    assert top.startswith("usage: ticketmail")
+    assert "quarantine" in top
+    verbs = ok(tm("quarantine", "--help")).stdout
+    assert all(v in verbs for v in ("list", "show", "retry"))
+    show = ok(tm("quarantine", "show", "--help")).stdout
+    assert show.startswith("usage: ticketmail quarantine show")
+    assert "--json" in show
 
 
 # --- CSV robustness ----------------------------------------------------------------------------
@@ -447,7 +526,7 @@ def test_customer_import_never_prints_a_traceback(tm: Cli, tmp_path: Path, body:
     path.write_text(CUSTOMER_HEADER + body, encoding="utf-8")
     result = clean(tm("customer", "import", str(path)))
     if result.returncode == 0:
-        assert result.stdout.endswith("customers imported\n")
+        assert re.fullmatch(r"\d+ customers? imported\n", result.stdout), result.stdout
     else:
         line = failed(result, 2)
         assert re.search(r" line \d+: ", line), line

@@ -115,6 +115,10 @@ BAD_CONFIGS = {
     "not-finite": ("[relay]\ntimeout_seconds = nan\n", "relay.timeout_seconds"),
     "negative": ("[relay]\nmax_age_hours = -1\n", "relay.max_age_hours"),
     "port-range": ("[smtp]\nport = 70000\n", "smtp.port"),
+    "grace-zero": ("[smtp]\nshutdown_grace_seconds = 0\n", "smtp.shutdown_grace_seconds"),
+    "grace-negative": ("[smtp]\nshutdown_grace_seconds = -5.0\n", "smtp.shutdown_grace_seconds"),
+    "grace-string": ('[smtp]\nshutdown_grace_seconds = "30s"\n', "smtp.shutdown_grace_seconds"),
+    "grace-infinite": ("[smtp]\nshutdown_grace_seconds = inf\n", "smtp.shutdown_grace_seconds"),
     "bad-address": ('[mail]\nfrom_address = "support"\n', "mail.from_address"),
     "bad-tag": ('[tickets]\nsubject_tag = "Ticket#"\n', "tickets.subject_tag"),
     "not-toml": ("this is not toml\n", "not valid TOML"),
@@ -136,6 +140,16 @@ def test_bad_config_is_one_line_naming_file_and_key(tmp_path: Path, case: str) -
     assert key in line
     assert SECRET not in line
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("", 30.0), ("1", 1.0), ("0.25", 0.25)])
+def test_shutdown_grace_seconds_is_a_positive_number(
+    tmp_path: Path, text: str, seconds: float
+) -> None:
+    """smtp.shutdown_grace_seconds defaults to 30 and takes any number above 0, int or float."""
+    path = tmp_path / "config.toml"
+    path.write_text(f"[smtp]\nshutdown_grace_seconds = {text}\n" if text else "", encoding="utf-8")
+    assert load_config(path, environ={}).smtp.shutdown_grace_seconds == seconds
 
 
 def test_missing_config_file_is_one_line(tmp_path: Path) -> None:
@@ -326,7 +340,15 @@ def test_check_config_refuses_an_unusable_data_dir(tmp_path: Path) -> None:
 # --- validation never fails any other way -------------------------------------------------------
 
 _SETTINGS = {
-    "smtp": ("host", "port", "recipients", "max_message_bytes", "timeout_seconds", "bogus"),
+    "smtp": (
+        "host",
+        "port",
+        "recipients",
+        "max_message_bytes",
+        "timeout_seconds",
+        "bogus",
+        "shutdown_grace_seconds",
+    ),
     "relay": ("transport", "security", "port", "max_age_hours", "password", "username"),
     "tickets": ("subject_tag", "first_number", "reopen_days", "acknowledge_followups"),
     "log": ("level", "format"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -12,12 +13,23 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import REPO, SUPPORT, free_port, make_mail, run_cli, write_config
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from conftest import (
+    REPO,
+    SUPPORT,
+    Sink,
+    free_port,
+    make_mail,
+    run_cli,
+    smtp_send,
+    write_config,
+)
 
 from ticketmail.sdnotify import watchdog_interval
 from ticketmail.store import DB_NAME
@@ -81,34 +93,54 @@ class Service:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
+StartService = Callable[..., Service]
+
+
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
+def start_service(tmp_path: Path) -> Iterator[StartService]:
+    """Start the test's daemon: one registered user, NOTIFY_SOCKET and WATCHDOG_USEC set.
+
+    `start_service(relay_port=None, **sections)`: config sections as write_config takes them.
+    """
+    started: list[Service] = []
+
+    def start(relay_port: int | None = None, **sections: dict[str, Any]) -> Service:
+        assert not started, "one daemon per test"
+        port = free_port()
+        smtp = {"port": port, **sections.pop("smtp", {})}
+        path = tmp_path / "config.toml"
+        config = write_config(path, tmp_path / "var", relay_port, smtp=smtp, **sections)
+        for args in (
+            ("customer", "add", "10042", "Gymnasium Musterstadt", "--support-until", "2099-12-31"),
+            ("user", "add", SENDER, "--customer", "10042", "--name", "Anna Müller"),
+        ):
+            result = run_cli("--config", str(config), *args)
+            assert result.returncode == 0, result.stderr
+        notify = NotifySocket(tmp_path / "notify.sock")
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("TICKETMAIL_")}
+        environ.pop("WATCHDOG_PID", None)
+        environ.update({"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(WATCHDOG_USEC)})
+        log = tmp_path / "daemon.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "ticketmail", "--config", str(config), "serve"],
+                stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=tmp_path,
+            )  # fmt: skip
+        started.append(Service(proc, port, config, log, notify))
+        return started[-1]
+
+    yield start
+    for service in started:
+        if service.proc.poll() is None:
+            service.proc.kill()
+            service.proc.wait(timeout=10)
+        service.notify.close()
+
+
+@pytest.fixture
+def service(start_service: StartService) -> Service:
     """A daemon with one registered user, NOTIFY_SOCKET and WATCHDOG_USEC set, not yet READY."""
-    port = free_port()
-    config = write_config(tmp_path / "config.toml", tmp_path / "var", None, smtp={"port": port})
-    for args in (
-        ("customer", "add", "10042", "Gymnasium Musterstadt", "--support-until", "2099-12-31"),
-        ("user", "add", SENDER, "--customer", "10042", "--name", "Anna Müller"),
-    ):
-        result = run_cli("--config", str(config), *args)
-        assert result.returncode == 0, result.stderr
-    notify = NotifySocket(tmp_path / "notify.sock")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("TICKETMAIL_")}
-    environ.pop("WATCHDOG_PID", None)
-    environ.update({"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(WATCHDOG_USEC)})
-    log = tmp_path / "daemon.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ticketmail", "--config", str(config), "serve"],
-            stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=tmp_path,
-        )  # fmt: skip
-    try:
-        yield Service(proc, port, config, log, notify)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        notify.close()
+    return start_service()
 
 
 # --- a raw SMTP client, to stop half-way through DATA --------------------------------------
@@ -170,11 +202,15 @@ def _refuses_connections(port: int, *, seconds: float) -> bool:
     return False
 
 
-def _tickets(config: Path) -> list[dict[str, object]]:
-    result = run_cli("--config", str(config), "ticket", "list", "--json")
+def _listed(config: Path, noun: str) -> list[dict[str, object]]:
+    result = run_cli("--config", str(config), noun, "list", "--json")
     assert result.returncode == 0, result.stderr
-    tickets: list[dict[str, object]] = json.loads(result.stdout)
-    return tickets
+    entries: list[dict[str, object]] = json.loads(result.stdout)
+    return entries
+
+
+def _tickets(config: Path) -> list[dict[str, object]]:
+    return _listed(config, "ticket")
 
 
 # --- the notify protocol -------------------------------------------------------------------
@@ -285,6 +321,90 @@ def test_second_sigterm_ends_at_once(service: Service) -> None:
         db.close()
 
 
+def test_grace_over_cuts_an_unfinished_mail_and_keeps_the_finished(
+    start_service: StartService,
+) -> None:
+    """With smtp.shutdown_grace_seconds = 1 a DATA never finished is cut after 1 s, not stored."""
+    grace = 1.0
+    service = start_service(smtp={"shutdown_grace_seconds": grace})
+    _ready(service)
+    done, raw = _open_data(service.port, "Vor dem Signal fertig")
+    try:
+        done.sendall(raw + b"\r\n.\r\n")
+        assert _reply(done).startswith("250 2.0.0 Ok: ticket 100001")
+        assert _command(done, "QUIT").startswith("221")
+    finally:
+        done.close()
+    conn, raw = _open_data(service.port, "Nie fertig")
+    try:
+        conn.sendall(raw[: len(raw) // 2])  # and never the rest, nor the final dot
+        time.sleep(0.2)
+        started = time.monotonic()
+        service.signal(signal.SIGTERM)
+        assert service.wait(seconds=grace + 10) == 0, service.log_text()
+        took = time.monotonic() - started
+        conn.settimeout(5)
+        assert not _reply(conn).startswith("250")
+    finally:
+        conn.close()
+    assert grace - 0.1 <= took < grace + 4, f"stopped after {took:.1f}s with a {grace}s grace"
+    log = service.log_text()
+    assert '"shutdown_grace_over"' in log
+    assert '"grace_seconds": 1.0' in log
+    assert "Traceback" not in log
+    assert [t["subject"] for t in _tickets(service.config)] == ["Vor dem Signal fertig"]
+    db = sqlite3.connect(service.config.parent / "var" / DB_NAME)
+    try:
+        assert db.execute("SELECT COUNT(*) FROM messages").fetchone() == (1,)
+    finally:
+        db.close()
+
+
+@dataclass
+class SlowSink(Sink):
+    """A relay that takes `delay` seconds to answer DATA; counts the DATA it began."""
+
+    delay: float = 3.0
+    begun: int = 0
+    first_begun: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.begun += 1
+        self.first_begun.set()
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_sigterm_stops_the_outbox_worker_between_attempts(
+    start_service: StartService,
+) -> None:
+    """SIGTERM during a slow delivery: that one is finished and marked sent, no next one begun."""
+    sink = SlowSink(delay=4.0)
+    await sink.start()
+    try:
+        service = start_service(relay_port=sink.port, smtp={"shutdown_grace_seconds": 20.0})
+        await asyncio.to_thread(_ready, service)
+        for n in range(3):
+            code, text = await smtp_send(service.port, make_mail(SENDER, f"Anfrage {n}"))
+            assert (code, text) == (250, f"2.0.0 Ok: ticket {100001 + n}")
+        await asyncio.wait_for(sink.first_begun.wait(), timeout=10)
+        assert sink.received == [], "the first delivery ended before SIGTERM: sink too fast"
+        started = asyncio.get_running_loop().time()
+        service.signal(signal.SIGTERM)
+        status = await asyncio.to_thread(service.wait, 20.0)
+        took = asyncio.get_running_loop().time() - started
+    finally:
+        await sink.stop()
+    assert status == 0, service.log_text()
+    # It waited for the delivery under way (about `delay`), and began no other one.
+    assert took < sink.delay * 2, f"stopped after {took:.1f}s"
+    assert (sink.begun, len(sink.received)) == (1, 1)
+    # The sink is gone: nothing needs the loop while the CLI runs.
+    statuses = sorted(str(e["status"]) for e in _listed(service.config, "outbox"))
+    assert statuses == ["queued", "queued", "sent"]
+    assert "Traceback" not in service.log_text()
+
+
 # --- the unit file -------------------------------------------------------------------------
 
 
@@ -322,6 +442,8 @@ def test_unit_has_the_hardening_the_issue_asks_for() -> None:
     assert set(unit["RestrictAddressFamilies"][0].split()) == {"AF_INET", "AF_INET6", "AF_UNIX"}
     assert all(f.startswith("-") for f in unit["EnvironmentFile"])
     assert unit["ExecStart"][0].endswith(" serve")
+    # `systemctl reload` sends SIGHUP: templates and the TLS certificate are read again.
+    assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     # systemd must not kill the daemon before its 30 s shutdown grace is over.
     assert unit["TimeoutStopSec"] == ["45s"]
 

@@ -10,6 +10,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from .cliutil import (
     parse_day,
     parse_email,
     parse_number,
+    plural,
     print_json,
     print_table,
     with_store,
@@ -359,7 +361,7 @@ def cmd_customer_import(config: Config, args: argparse.Namespace) -> int:
 
     async def run(store: Store) -> int:
         await store.add_customers(rows, now=now_utc())
-        print(f"{len(rows)} customers imported")
+        print(f"{plural(len(rows), 'customer')} imported")
         return 0
 
     return asyncio.run(with_store(config, run))
@@ -424,7 +426,7 @@ def cmd_user_import(config: Config, args: argparse.Namespace) -> int:
             if row.customer not in known:
                 raise UsageError(f"{path} line {line}: customer {row.customer} does not exist")
         await store.add_users([row for _, row in numbered], now=now_utc())
-        print(f"{len(numbered)} users imported")
+        print(f"{plural(len(numbered), 'user')} imported")
         return 0
 
     return asyncio.run(with_store(config, run))
@@ -435,10 +437,17 @@ def cmd_ticket_list(config: Config, args: argparse.Namespace) -> int:
     since = parse_day(args.since, what="--since") if args.since is not None else None
     if args.since is not None and since is None:
         raise UsageError("--since: a date is needed (YYYY-MM-DD)")
+    customer = args.customer.strip() if args.customer is not None else None
+    if customer == "":  # what `customer add` refuses as a number
+        raise UsageError("--customer: a customer number is needed")
 
     async def run(store: Store) -> int:
+        if customer is not None and customer not in {
+            c.number for c, _ in await store.list_customers()
+        }:
+            raise NotFoundError(f"customer {customer} does not exist")
         tickets = await store.list_tickets(
-            customer=args.customer, status=args.status, active_since=since
+            customer=customer, status=args.status, active_since=since
         )
         if args.json:
             print_json([ticket_summary_json(t) for t in tickets])
@@ -552,6 +561,69 @@ def cmd_quarantine_list(config: Config, args: argparse.Namespace) -> int:
     return asyncio.run(with_store(config, run))
 
 
+# A header line ("Name:"), a folded continuation, or the mbox "From " line (as email.feedparser).
+_HEADER_LINE = re.compile(rb"From |[\x21-\x39\x3b-\x7e]+:|[\t ]")
+# Control characters a terminal could act on; tab and line feed stay.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def header_block(raw: bytes) -> str:
+    """The first header block of a raw mail as printable text; the body is never included.
+
+    It ends at the first line that is neither a header nor a continuation (the empty line,
+    normally). Undecodable bytes and control characters become U+FFFD.
+    """
+    lines: list[str] = []
+    for line in raw.splitlines():
+        if not _HEADER_LINE.match(line):
+            break
+        lines.append(printable(line.decode("utf-8", errors="replace")))
+    return "".join(f"{line}\n" for line in lines)
+
+
+def printable(text: str) -> str:
+    """`text` with every control character but tab and line feed replaced by U+FFFD."""
+    return _CONTROL.sub("\ufffd", text)
+
+
+def cmd_quarantine_show(config: Config, args: argparse.Namespace) -> int:
+    """One quarantined mail: what the list says, the whole error and the mail's headers."""
+    from .files import BlobStore
+
+    wanted = parse_number(args.id, what="quarantine ID")
+
+    async def run(store: Store) -> int:
+        entry = await store.get_quarantine(wanted)
+        try:
+            raw = await asyncio.to_thread(
+                BlobStore(config.data_dir / "blobs").get, entry.raw_sha256
+            )
+        except OSError as exc:
+            raise TicketmailError(
+                f"quarantine entry {entry.id}: cannot read the raw mail {entry.raw_sha256}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        headers = header_block(raw)
+        if args.json:
+            print_json({**quarantine_json(entry), "headers": headers})
+            return 0
+        state = entry.status if entry.status == "held" else f"{entry.status}: {entry.outcome}"
+        print(f"Quarantine entry {entry.id}")
+        print(f"Status:        {state}")
+        print(f"Received:      {iso_or_none(entry.received_at)}")
+        print(f"Envelope from: {printable(entry.envelope_from) or '<>'}")
+        print(f"Envelope to:   {printable(', '.join(entry.envelope_to))}")
+        print(f"Size:          {plural(entry.size, 'byte')}")
+        print(f"SHA-256:       {entry.raw_sha256}")
+        error = printable(entry.error.replace("\r\n", "\n")).splitlines()
+        print("Error:         " + "\n               ".join(error))
+        print()
+        print(headers, end="")
+        return 0
+
+    return asyncio.run(with_store(config, run))
+
+
 def cmd_outbox_retry(config: Config, args: argparse.Namespace) -> int:
     if args.all == (args.id is not None):
         raise UsageError("outbox retry takes an ID or --all")
@@ -583,7 +655,7 @@ def cmd_backup(config: Config, args: argparse.Namespace) -> int:
         copied = BlobStore(config.data_dir / "blobs").copy_to(BlobStore(dest / "blobs"))
     except OSError as exc:
         raise TicketmailError(f"backup to {dest} failed: {exc.strerror or exc}") from None
-    print(f"backup written to {dest}: database and {copied} files")
+    print(f"backup written to {dest}: database and {plural(copied, 'file')}")
     return 0
 
 
@@ -681,7 +753,7 @@ def cmd_quarantine_retry(config: Config, args: argparse.Namespace) -> int:
             else:
                 entry = await store.get_quarantine(wanted)
                 if entry.status != "held":
-                    raise UsageError(f"quarantine entry {entry.id} was already retried")
+                    raise RefusedError(f"quarantine entry {entry.id} was already retried")
                 entries = [entry]
             for entry in entries:
                 raw = blobs.get(entry.raw_sha256)
@@ -710,9 +782,12 @@ def cmd_quarantine_retry(config: Config, args: argparse.Namespace) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
+    """Every usage error is one line naming the command and where its help is; exit 2."""
+
     def error(self, message: str) -> Any:
-        self.print_usage(sys.stderr)
-        print(f"ticketmail: {message}", file=sys.stderr)
+        command = self.prog.removeprefix("ticketmail").strip()
+        where = f"{command}: " if command else ""
+        _fail(f"{where}{message}; see '{self.prog} --help'")
         raise SystemExit(2)
 
 
@@ -743,7 +818,7 @@ def build_parser() -> argparse.ArgumentParser:
         *parents: argparse.ArgumentParser,
     ) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=helptext, parents=[common, *parents])
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=handler, parser=p)
         return p
 
     verb(nouns, "serve", cmd_serve, "run the daemon in the foreground")
@@ -839,6 +914,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="verb", required=True, metavar="VERB", parser_class=_Parser
     )
     verb(quarantine, "list", cmd_quarantine_list, "list quarantined mail", as_json)
+    p = verb(quarantine, "show", cmd_quarantine_show, "show one entry: error, headers", as_json)
+    p.add_argument("id", metavar="ID")
     p = verb(quarantine, "retry", cmd_quarantine_retry, "process quarantined mail again")
     p.add_argument("id", nargs="?", metavar="ID")
     p.add_argument("--all", action="store_true", help="every held entry")
@@ -852,8 +929,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # (`ticket reply N --agent A -`) comes back unrecognised and is taken here.
     if extras == ["-"] and getattr(args, "stdin", "-") is None:
         args.stdin = "-"
-    elif extras:
-        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    elif extras:  # named by the command they were given to, as its own errors are
+        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extras)}")
     try:
         config = load_config(resolve_config_path(getattr(args, "config", None)))
         serving = args.handler is cmd_serve

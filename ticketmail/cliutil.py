@@ -19,6 +19,7 @@ __all__ = [
     "parse_day",
     "parse_email",
     "parse_number",
+    "plural",
     "print_json",
     "print_table",
     "with_store",
@@ -61,8 +62,18 @@ def parse_number(text: str, *, what: str) -> int:
     """A decimal number typed by a person (ASCII digits, an optional leading #)."""
     digits = text.strip().lstrip("#")
     if not (digits.isascii() and digits.isdigit()):
-        raise UsageError(f"{text!r} is not a {what}")
+        raise UsageError(f"{text!r} is not {_with_article(what)}")
     return int(digits)
+
+
+def _with_article(noun: str) -> str:
+    """'a ticket number', 'an outbox ID': the article the nouns ticketmail uses take."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 file', '0 files', '3 files' (nouns whose plural just adds an s)."""
+    return f"{count} {noun if count == 1 else noun + 's'}"
 
 
 def print_json(value: Any) -> None:

@@ -48,6 +48,7 @@ class SmtpConfig:
     max_commands: int = 10000
     max_line_bytes: int = 1024 * 1024
     timeout_seconds: float = 300.0
+    shutdown_grace_seconds: float = 30.0
     tls_cert_file: str = ""
     tls_key_file: str = ""
     authserv_id: str = ""
@@ -305,6 +306,7 @@ def _check_semantics(config: Config) -> None:
     positive("smtp.max_commands", config.smtp.max_commands)
     positive("smtp.max_line_bytes", config.smtp.max_line_bytes)
     positive("smtp.timeout_seconds", config.smtp.timeout_seconds)
+    positive("smtp.shutdown_grace_seconds", config.smtp.shutdown_grace_seconds)
     positive("relay.timeout_seconds", config.relay.timeout_seconds)
     positive("relay.max_age_hours", config.relay.max_age_hours)
     positive("relay.retry_initial_seconds", config.relay.retry_initial_seconds)

@@ -21,13 +21,12 @@ from .sdnotify import notify, watchdog_interval
 from .smtp import Handler, ProtocolFactory, TicketSMTP
 from .store import Store
 
-__all__ = ["SHUTDOWN_GRACE_SECONDS", "Daemon", "open_parts", "serve", "utcnow"]
+__all__ = ["Daemon", "open_parts", "serve", "utcnow"]
 
 log = structlog.get_logger()
 
-# How long SIGTERM waits for mails under way (MAIL given, DATA not yet answered). Meant to
-# become the config key `smtp.shutdown_grace_seconds`; below systemd's TimeoutStopSec=45s.
-SHUTDOWN_GRACE_SECONDS = 30.0
+# SIGTERM waits `smtp.shutdown_grace_seconds` (default 30 s, below systemd's TimeoutStopSec=45s)
+# for mails under way (MAIL given, DATA not yet answered).
 # A mail whose DATA is complete is committed within milliseconds; this bounds the wait for
 # commits under way once the grace is over or a second SIGTERM came.
 COMMIT_WAIT_SECONDS = 5.0
@@ -155,12 +154,15 @@ class Daemon:
             else:
                 log.info("tls_reloaded", cert=self.config.smtp.tls_cert_file)
 
-    async def stop(self, *, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+    async def stop(self, *, grace: float | None = None) -> None:
         """Stop accepting, let mails under way finish (up to `grace`), stop the worker, close.
 
-        Idle sessions get a 421 at once. The worker finishes the attempt it is in and stops.
+        `grace` is `smtp.shutdown_grace_seconds` unless given. Idle sessions get a 421 at once.
+        The worker finishes the attempt it is in and stops.
         Cancelling `stop` (a second SIGTERM) is safe; `abort` then ends the rest at once.
         """
+        if grace is None:
+            grace = self.config.smtp.shutdown_grace_seconds
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         if self._server is not None:
@@ -285,7 +287,7 @@ async def serve(config: Config) -> int:
             pinger = asyncio.create_task(_watchdog(daemon, interval), name="watchdog")
         await first.wait()
         notify("STOPPING=1\nSTATUS=stopping: finishing mails under way")
-        stopping = asyncio.create_task(daemon.stop(grace=SHUTDOWN_GRACE_SECONDS), name="stop")
+        stopping = asyncio.create_task(daemon.stop(), name="stop")
         forced = asyncio.create_task(second.wait(), name="second-signal")
         await asyncio.wait({stopping, forced}, return_when=asyncio.FIRST_COMPLETED)
         forced.cancel()
