@@ -221,7 +221,7 @@ def test_user_add_and_list(customers: Cli) -> None:
     ]
     only = as_json(tm, "user", "list", "--customer", "20001")
     assert [u["email"] for u in only] == ["ben@bach.example"]
-    assert as_json(tm, "user", "list", "--customer", "99999") == []
+    assert "does not exist" in failed(tm("user", "list", "--customer", "99999"), 1)
     assert "anna@schule.example" in ok(tm("user", "list")).stdout
     assert [c["users"] for c in as_json(tm, "customer", "list")] == [2, 1]
 
@@ -337,16 +337,17 @@ def test_ticket_list_unknown_status_is_usage_error(tm: Cli) -> None:
     assert clean(tm("ticket", "list", "--status", "pending")).returncode == 2
 
 
-def test_ticket_list_unknown_or_empty_customer(tm: Cli) -> None:
-    """`ticket list --customer X`: exit 1 when X does not exist, exit 2 when X is empty."""
-    assert failed(tm("ticket", "list", "--customer", "55555"), 1) == (
+@pytest.mark.parametrize("noun", ["ticket", "user"])
+def test_list_of_unknown_or_empty_customer(tm: Cli, noun: str) -> None:
+    """`ticket|user list --customer X`: exit 1 when X does not exist, exit 2 when X is empty."""
+    assert failed(tm(noun, "list", "--customer", "55555"), 1) == (
         "ticketmail: customer 55555 does not exist"
     )
-    assert "does not exist" in failed(tm("ticket", "list", "--customer", "55555", "--json"), 1)
+    assert "does not exist" in failed(tm(noun, "list", "--customer", "55555", "--json"), 1)
     for blank in ("", "  "):
-        assert "--customer" in failed(tm("ticket", "list", "--customer", blank), 2)
+        assert "--customer" in failed(tm(noun, "list", "--customer", blank), 2)
     ok(tm("customer", "add", "55555", "Grundschule"))
-    assert as_json(tm, "ticket", "list", "--customer", " 55555 ") == []
+    assert as_json(tm, noun, "list", "--customer", " 55555 ") == []
 
 
 def test_number_errors_name_the_noun_with_its_article(tm: Cli) -> None:

@@ -382,9 +382,26 @@ def cmd_user_add(config: Config, args: argparse.Namespace) -> int:
     return asyncio.run(with_store(config, run))
 
 
+def _customer_option(value: str | None) -> str | None:
+    """--customer NUMBER, stripped; an empty one is what `customer add` refuses."""
+    customer = value.strip() if value is not None else None
+    if customer == "":
+        raise UsageError("--customer: a customer number is needed")
+    return customer
+
+
+async def _check_customer(store: Store, customer: str | None) -> None:
+    """A --customer filter must name a customer (an empty list would hide a typo)."""
+    if customer is not None and customer not in {c.number for c, _ in await store.list_customers()}:
+        raise NotFoundError(f"customer {customer} does not exist")
+
+
 def cmd_user_list(config: Config, args: argparse.Namespace) -> int:
+    customer = _customer_option(args.customer)
+
     async def run(store: Store) -> int:
-        users = await store.list_users(customer=args.customer)
+        await _check_customer(store, customer)
+        users = await store.list_users(customer=customer)
         if args.json:
             print_json(
                 [
@@ -437,15 +454,10 @@ def cmd_ticket_list(config: Config, args: argparse.Namespace) -> int:
     since = parse_day(args.since, what="--since") if args.since is not None else None
     if args.since is not None and since is None:
         raise UsageError("--since: a date is needed (YYYY-MM-DD)")
-    customer = args.customer.strip() if args.customer is not None else None
-    if customer == "":  # what `customer add` refuses as a number
-        raise UsageError("--customer: a customer number is needed")
+    customer = _customer_option(args.customer)
 
     async def run(store: Store) -> int:
-        if customer is not None and customer not in {
-            c.number for c, _ in await store.list_customers()
-        }:
-            raise NotFoundError(f"customer {customer} does not exist")
+        await _check_customer(store, customer)
         tickets = await store.list_tickets(
             customer=customer, status=args.status, active_since=since
         )
