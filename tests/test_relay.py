@@ -210,3 +210,72 @@ async def test_outbox_retry_all_requeues_every_failed_entry(env: Env) -> None:
     assert all(x["sent_at"] for x in sent)
     await asyncio.sleep(0.5)  # the worker's poll, twice: nothing is delivered a second time
     assert len(env.sink.received) == 2
+
+
+@dataclass
+class SessionSink(Sink):
+    """The real SMTP sink, noting the connection each mail came over; may hang up after one."""
+
+    sessions: list[int] = field(default_factory=list)
+    hang_up_after_each: bool = False
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        reply = await super().handle_DATA(server, session, envelope)
+        if self.answer is None:
+            self.sessions.append(id(session))
+            if self.hang_up_after_each:  # close once the 250 is on its way
+                asyncio.get_running_loop().call_soon(server.transport.close)
+        return reply
+
+
+async def _three_confirmations_waiting(env_factory: Any, sink: SessionSink, clock: Clock) -> Env:
+    """Three confirmations refused once (451), then all due again at the same moment."""
+    e: Env = await env_factory(
+        sink, relay={"retry_initial_seconds": 60.0, "retry_max_seconds": 60.0}
+    )
+    await e.customer("10042", "Gymnasium Musterstadt")
+    await e.user("anna@schule.example", "10042")
+    sink.answer = "451 4.3.0 try again later"
+    for subject in ("Drucker", "Beamer", "Kopierer"):
+        code, _ = await e.send(make_mail("anna@schule.example", subject))
+        assert code == 250
+    await _outbox_when(e, lambda es: len(es) == 3 and all(x["attempts"] == 1 for x in es))
+    sink.answer = None
+    clock.advance(seconds=61)
+    assert e.daemon.worker is not None
+    e.daemon.worker.wake()
+    return e
+
+
+async def test_confirmations_due_together_go_over_one_relay_connection(
+    env_factory: Any, clock: Clock
+) -> None:
+    """Mails due at the same time are delivered in one SMTP session, each exactly once."""
+    sink = SessionSink()
+    await sink.start()
+    try:
+        e = await _three_confirmations_waiting(env_factory, sink, clock)
+        await sink.wait_for(3)
+        entries = await _outbox_when(e, lambda es: all(x["status"] == "sent" for x in es))
+        assert [x["attempts"] for x in entries] == [2, 2, 2]
+        assert len(sink.received) == 3
+        assert len(set(sink.sessions)) == 1
+    finally:
+        await sink.stop()
+
+
+async def test_relay_hanging_up_a_kept_connection_costs_no_retry(
+    env_factory: Any, clock: Clock
+) -> None:
+    """When the relay closes the kept connection, the next mail goes over a new one at once."""
+    sink = SessionSink(hang_up_after_each=True)
+    await sink.start()
+    try:
+        e = await _three_confirmations_waiting(env_factory, sink, clock)
+        await sink.wait_for(3)
+        entries = await _outbox_when(e, lambda es: all(x["status"] == "sent" for x in es))
+        assert [x["attempts"] for x in entries] == [2, 2, 2]  # none deferred again
+        assert len(sink.received) == 3
+        assert len(set(sink.sessions)) == 3
+    finally:
+        await sink.stop()

@@ -42,6 +42,9 @@ class RelayError(Exception):
 class Transport(Protocol):
     async def send(self, raw: bytes, *, sender: str, recipient: str, name: str) -> None: ...
 
+    async def idle(self) -> None:
+        """Nothing more is due for now: let go of what a burst of mails kept open."""
+
 
 class FileTransport:
     """Development transport: every mail becomes `<dir>/<name>.eml`."""
@@ -57,41 +60,94 @@ class FileTransport:
             message = f"cannot write {self.directory}: {exc.strerror}"
             raise RelayError(message, permanent=False) from None
 
+    async def idle(self) -> None:
+        return None
+
 
 class SmtpTransport:
-    """Delivery through an SMTP relay: plain, STARTTLS or implicit TLS, optional AUTH."""
+    """Delivery through an SMTP relay: plain, STARTTLS or implicit TLS, optional AUTH.
+
+    A burst of mails goes over one connection, as an MTA delivers a queue run; the worker
+    closes it (`idle`) once nothing more is due. Any failure drops the connection; a kept
+    one that the relay closed meanwhile is replaced at once, once.
+    """
 
     def __init__(self, config: RelayConfig, *, hostname: str) -> None:
         self.config = config
         self.hostname = hostname
         self.tls_context = relay_tls_context(config)
+        self._client: aiosmtplib.SMTP | None = None
 
     async def send(self, raw: bytes, *, sender: str, recipient: str, name: str) -> None:
         del name
-        cfg = self.config
         try:
-            await aiosmtplib.send(
-                raw,
-                sender=sender,
-                recipients=[recipient],
-                hostname=cfg.host,
-                port=cfg.port,
-                local_hostname=self.hostname,
-                timeout=cfg.timeout_seconds,
-                use_tls=cfg.security == "tls",
-                start_tls=cfg.security == "starttls",
-                tls_context=self.tls_context,
-                username=cfg.username or None,
-                password=(cfg.password or None) if cfg.username else None,
-            )
+            try:
+                await self._sendmail(raw, sender=sender, recipient=recipient)
+            except aiosmtplib.SMTPServerDisconnected:
+                if self._client is None:  # it was a fresh connection: a real failure
+                    raise
+                self._drop()
+                await self._sendmail(raw, sender=sender, recipient=recipient)
         except aiosmtplib.SMTPRecipientsRefused as exc:
+            self._drop()
             codes = [r.code for r in exc.recipients]
             text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
             raise RelayError(text, permanent=all(c >= 500 for c in codes)) from None
         except aiosmtplib.SMTPResponseException as exc:
+            self._drop()
             raise RelayError(f"{exc.code} {exc.message}", permanent=exc.code >= 500) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            self._drop()
             raise RelayError(f"{type(exc).__name__}: {exc}", permanent=False) from None
+        except BaseException:
+            self._drop()
+            raise
+
+    async def _sendmail(self, raw: bytes, *, sender: str, recipient: str) -> None:
+        """One transaction over the kept connection, or a new one (kept on success)."""
+        client = self._client
+        if client is None:
+            client = await self._connect()
+            try:
+                await client.sendmail(sender, [recipient], raw)
+            except BaseException:
+                client.close()
+                raise
+            self._client = client
+            return
+        await client.sendmail(sender, [recipient], raw)
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        cfg = self.config
+        client = aiosmtplib.SMTP(
+            hostname=cfg.host,
+            port=cfg.port,
+            local_hostname=self.hostname,
+            timeout=cfg.timeout_seconds,
+            use_tls=cfg.security == "tls",
+            start_tls=cfg.security == "starttls",
+            tls_context=self.tls_context,
+        )
+        try:
+            await client.connect()
+            if cfg.username:
+                await client.login(cfg.username, cfg.password)
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def idle(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await client.quit()
+            client.close()
 
 
 async def probe_relay(config: RelayConfig, *, hostname: str) -> str:
@@ -184,15 +240,18 @@ class OutboxWorker:
     async def run_once(self) -> int:
         """Attempt every due entry once; return how many were attempted."""
         attempted = 0
-        while not self._stopping:
-            due = await self.store.due_outbox(now=self.clock())
-            if not due:
-                break
-            for entry in due:
-                if self._stopping:
+        try:
+            while not self._stopping:
+                due = await self.store.due_outbox(now=self.clock())
+                if not due:
                     break
-                await self._attempt(entry)
-                attempted += 1
+                for entry in due:
+                    if self._stopping:
+                        break
+                    await self._attempt(entry)
+                    attempted += 1
+        finally:
+            await self.transport.idle()
         return attempted
 
     async def _attempt(self, entry: OutboxDue) -> None:

@@ -780,6 +780,12 @@ class Store:
                 raise
             await self._db.execute("COMMIT")
 
+    async def _statement(self, sql: str, params: Params = ()) -> None:
+        """One statement as a transaction of its own (atomic, and fsync'd at its end) in one
+        trip to the database thread; between other transactions, never inside one."""
+        async with self._lock:
+            await self._db.execute(sql, params)
+
     async def _one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         rows = await self._all(sql, params)
         return rows[0] if rows else None
@@ -1060,28 +1066,25 @@ class Store:
         return self._outbox(row)
 
     async def outbox_sent(self, entry: int, *, now: datetime) -> None:
-        async with self.transaction():
-            await self._db.execute(
-                "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
-                "next_attempt_at = NULL, last_error = '' WHERE id = ?",
-                (iso(now), entry),
-            )
+        await self._statement(
+            "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
+            "next_attempt_at = NULL, last_error = '' WHERE id = ?",
+            (iso(now), entry),
+        )
 
     async def outbox_retry_later(self, entry: int, *, error: str, at: datetime) -> None:
-        async with self.transaction():
-            await self._db.execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? "
-                "WHERE id = ?",
-                (iso_precise(at), error[:500], entry),
-            )
+        await self._statement(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? "
+            "WHERE id = ?",
+            (iso_precise(at), error[:500], entry),
+        )
 
     async def outbox_failed(self, entry: int, *, error: str) -> None:
-        async with self.transaction():
-            await self._db.execute(
-                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, "
-                "next_attempt_at = NULL, last_error = ? WHERE id = ?",
-                (error[:500], entry),
-            )
+        await self._statement(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, "
+            "next_attempt_at = NULL, last_error = ? WHERE id = ?",
+            (error[:500], entry),
+        )
 
     async def requeue_outbox(self, entry: int | None, *, now: datetime) -> list[int]:
         """Queue failed or bounced entries again (one, or all when `entry` is None).
