@@ -26,15 +26,13 @@ def configure_logging(*, level: str = "info", fmt: str = "auto", stream: Any = N
         else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     numeric = logging.getLevelNamesMapping()[level.upper()]
+    # Our own events are rendered and written directly (a third of the cost of passing
+    # them through the stdlib's logging); the stdlib loggers' records join the same stream.
     structlog.configure(
-        processors=[
-            *shared,
-            structlog.processors.format_exc_info,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        logger_factory=structlog.WriteLoggerFactory(file=out),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(
