@@ -189,7 +189,7 @@ class Intake:
         raw_blob, files = await asyncio.to_thread(self._store_blobs, raw, mail)
         now = self.clock()
         async with self.store.transaction() as tx:
-            previous = await tx.find_message(mail.message_id, sender)
+            previous, sent_by_us = await tx.seen(mail.message_id, sender)
             if previous is not None:
                 log.info("mail_duplicate", message_id=mail.message_id, sender=sender)
                 return IntakeResult(previous[0], "duplicate", previous[1])
@@ -198,9 +198,7 @@ class Intake:
                 mail,
                 envelope_from=envelope.mail_from,
                 policy=self.policy,
-                own_message_id=(
-                    ids.is_genuine(mail.message_id) or await tx.is_own_message_id(mail.message_id)
-                ),
+                own_message_id=(ids.is_genuine(mail.message_id) or sent_by_us),
             )
             decision = decide(mail, facts, cls, self.policy)
             if decision.action is Action.REJECT:

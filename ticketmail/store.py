@@ -301,15 +301,21 @@ class Transaction:
 
     # --- reads used while deciding -------------------------------------------------------
 
-    async def find_message(
+    async def seen(
         self, message_id: str, header_from: str
-    ) -> tuple[str, int | None] | None:
-        """The reply and ticket of a mail already accepted with this Message-ID and sender."""
+    ) -> tuple[tuple[str, int | None] | None, bool]:
+        """In one query: the reply and ticket of a mail already accepted with this Message-ID
+        from this sender (an MTA's retry), and whether ticketmail sent a mail with that ID."""
         row = await self._one(
-            "SELECT reply, ticket FROM messages WHERE message_id = ? AND header_from = ? LIMIT 1",
-            (message_id, header_from),
+            "SELECT m.reply, m.ticket, "
+            "EXISTS(SELECT 1 FROM outbox WHERE message_id = :m) AS own "
+            "FROM (SELECT 1) LEFT JOIN (SELECT reply, ticket FROM messages "
+            " WHERE message_id = :m AND header_from = :f LIMIT 1) m",
+            {"m": message_id, "f": header_from},
         )
-        return (str(row["reply"]), row["ticket"]) if row else None
+        assert row is not None  # one row, whatever is stored
+        previous = (str(row["reply"]), row["ticket"]) if row["reply"] is not None else None
+        return previous, bool(row["own"])
 
     async def get_user(self, email: str) -> User | None:
         row = await self._one(
@@ -511,11 +517,14 @@ class Transaction:
 
     async def next_ticket_number(self, first_number: int) -> int:
         """Allocate the next ticket number; numbers are never reused."""
-        row = await self._one("SELECT value FROM meta WHERE key = 'last_ticket_number'")
-        last = int(row[0]) if row else first_number - 1
-        top = await self._one("SELECT MAX(number) FROM tickets")
-        if top and top[0] is not None:
-            last = max(last, int(top[0]))
+        row = await self._one(
+            "SELECT (SELECT value FROM meta WHERE key = 'last_ticket_number'), "
+            "(SELECT MAX(number) FROM tickets)"
+        )
+        kept, top = (row[0], row[1]) if row else (None, None)
+        last = int(kept) if kept is not None else first_number - 1
+        if top is not None:
+            last = max(last, int(top))
         number = max(last + 1, first_number)
         await self._db.execute(
             "INSERT INTO meta(key, value) VALUES('last_ticket_number', ?) "
