@@ -221,6 +221,92 @@ def test_decode_bytes_replacement_only_as_last_resort() -> None:
     assert "\ufffd" not in decode_bytes("äöü".encode(), None)
 
 
+LATIN1_LABELS = ["iso-8859-1", "ISO-8859-1", "iso_8859-1", "latin-1", "Latin1", "l1", "cp819"]
+ASCII_LABELS = ["us-ascii", "US-ASCII", "ascii", "ANSI_X3.4-1968"]
+WINDOWS_1252_TEXT = "Preis 5 € „Zitat“ ‚so‘ – fertig — … ‰ • ™ Šš Œœ Žž Ÿ ƒ † ‡ ˆ ‹›"
+# Bytes windows-1252 leaves undefined; what a label promises does not make them text.
+CP1252_UNDEFINED = (0x81, 0x8D, 0x8F, 0x90, 0x9D)
+
+
+@pytest.mark.parametrize("label", LATIN1_LABELS + ASCII_LABELS)
+def test_latin1_and_ascii_labels_read_windows_1252_bytes(label: str) -> None:
+    """Bytes 0x80-0x9F under a latin-1 or ASCII label are windows-1252 (WHATWG), no C1 codes."""
+    data = WINDOWS_1252_TEXT.encode("cp1252")
+    assert decode_bytes(data, label) == WINDOWS_1252_TEXT
+    assert decode_bytes("Grüße für Zoë".encode("latin-1"), label) == "Grüße für Zoë"
+
+
+@pytest.mark.parametrize("label", LATIN1_LABELS + ASCII_LABELS)
+@pytest.mark.parametrize("byte", CP1252_UNDEFINED)
+def test_bytes_undefined_in_windows_1252_are_marked_not_dropped(label: str, byte: int) -> None:
+    """0x81, 0x8D, 0x8F, 0x90, 0x9D become a visible U+FFFD; the characters around them stay."""
+    data = b"5 \x80 \x84x\x93 " + bytes([byte]) + b" \x96 Gr\xfc\xdfe"
+    assert decode_bytes(data, label) == "5 € „x“ \ufffd – Grüße"
+
+
+@given(
+    st.lists(
+        st.sampled_from([*range(0x20, 0x7F), *range(0x80, 0xA0), *range(0xA0, 0x100)]),
+        max_size=60,
+    ),
+    st.sampled_from(LATIN1_LABELS),
+)
+def test_latin1_label_decodes_like_windows_1252(codes: list[int], label: str) -> None:
+    """Under a latin-1 label every byte is its windows-1252 character, or U+FFFD if it has none."""
+    data = bytes(codes)
+    text = decode_bytes(data, label)
+    if any(b in CP1252_UNDEFINED for b in data):
+        expected = data.decode("cp1252", errors="replace")
+    else:
+        expected = data.decode("cp1252")
+    assert text == expected
+    assert not any("\x80" <= ch <= "\x9f" for ch in text)
+
+
+@given(
+    st.lists(st.sampled_from([*range(0x20, 0x7F), *range(0x80, 0xA0)]), max_size=60),
+    st.sampled_from(ASCII_LABELS),
+)
+def test_ascii_label_with_c1_bytes_decodes_like_windows_1252(codes: list[int], label: str) -> None:
+    """Under an ASCII label, bytes 0x80-0x9F (never UTF-8 alone) are windows-1252 or U+FFFD."""
+    data = bytes(codes)
+    text = decode_bytes(data, label)
+    assert text == data.decode("cp1252", errors="replace")
+    assert text.count("\ufffd") == sum(b in CP1252_UNDEFINED for b in data)
+
+
+def test_ascii_label_on_utf8_bytes_stays_utf8() -> None:
+    """UTF-8 under a US-ASCII label (a common mislabel) is still read as UTF-8."""
+    assert decode_bytes("Grüße – 5 €".encode(), "us-ascii") == "Grüße – 5 €"
+
+
+def test_latin1_label_in_body_and_headers_reads_windows_1252() -> None:
+    """Body, encoded-word subject and name, RFC 2047 and 2231 filenames: latin-1 is cp1252."""
+    raw = (
+        b"From: =?iso-8859-1?Q?J=F6rg_=84Chef=93?= <j@example.org>\n"
+        b"Subject: =?ISO-8859-1?Q?Preis_5_=80_=96_=84neu=93?= =?us-ascii?Q?_=93ok=94?=\n"
+        b"MIME-Version: 1.0\n"
+        b'Content-Type: multipart/mixed; boundary="b"\n\n'
+        b"--b\nContent-Type: text/plain; charset=iso-8859-1\n"
+        b"Content-Transfer-Encoding: 8bit\n\n"
+        b"Das kostet 5 \x80 \x96 \x84wirklich\x93.\n"
+        b"--b\nContent-Type: application/pdf\n"
+        b"Content-Disposition: attachment; filename*=iso-8859-1''Angebot%20%80%2099.pdf\n\n%PDF\n"
+        b'--b\nContent-Type: application/pdf; name="=?latin1?Q?=84Rechnung=93.pdf?="\n\n%PDF\n'
+        b"--b--\n"
+    )
+    parsed = parse_mail(raw)
+    assert parsed.subject == "Preis 5 € – „neu“ “ok”"
+    assert parsed.from_name == "Jörg „Chef“"
+    assert parsed.body_text == "Das kostet 5 € – „wirklich“.\n"
+    assert [a.filename for a in parsed.attachments] == ["Angebot € 99.pdf", "„Rechnung“.pdf"]
+
+
+def test_latin1_header_with_undefined_byte_keeps_a_marker() -> None:
+    """An undefined windows-1252 byte in a latin-1 encoded word shows as U+FFFD, not nothing."""
+    assert decode_header_value("=?iso-8859-1?Q?a=81b_=80?=") == "a\ufffdb €"
+
+
 @given(
     data=st.binary(max_size=200),
     label=st.sampled_from(
@@ -843,6 +929,69 @@ def test_generated_message_ids_follow_the_bytes(one: bytes, two: bytes) -> None:
     assert (ids[0] == ids[1]) == (raw_one == raw_two)
 
 
+NO_ID_MAIL = (
+    b"From: Anna <anna@example.org>\r\nTo: support@example.org\r\nSubject: ohne ID\r\n"
+    b"Date: Sun, 22 Nov 2026 10:00:00 +0100\r\n\r\nReceived: in the body is text\r\n"
+)
+# What MTAs on the way put in front of a mail (one field each, some folded).
+TRACE_FIELDS = [
+    b"Received: from mx2.schule.example (mx2 [192.0.2.7])\r\n\tby mx.stueber.de with ESMTPS;"
+    b" Sun, 22 Nov 2026 10:05:00 +0100\r\n",
+    b"X-Received: by 2002:a05:6402:1; Sun, 22 Nov 2026 01:05:00 -0800 (PST)\r\n",
+    b"Return-Path: <anna@example.org>\r\n",
+    b"Delivered-To: support@stueber.de\r\n",
+    b"X-Original-To: support@stueber.de\r\n",
+    b"Received-SPF: pass (mx.stueber.de: domain of example.org designates 192.0.2.7)\r\n",
+    b"Authentication-Results: mx.stueber.de;\r\n dkim=pass header.d=example.org;\r\n"
+    b" dmarc=pass header.from=example.org\r\n",
+    b"ARC-Seal: i=1; a=rsa-sha256; t=1; cv=none; d=stueber.de; s=arc;\r\n b=AAAA\r\n",
+    b"ARC-Message-Signature: i=1; a=rsa-sha256; d=stueber.de; s=arc; b=BBBB\r\n",
+    b"ARC-Authentication-Results: i=1; mx.stueber.de; dkim=pass\r\n",
+    b"X-Spam-Status: No, score=-0.1 required=5.0 tests=DKIM_SIGNED\r\n\tautolearn=ham\r\n",
+]
+
+
+@pytest.mark.parametrize("field", TRACE_FIELDS, ids=lambda f: f.split(b":")[0].decode())
+def test_missing_message_id_ignores_trace_fields_added_on_the_way(field: bytes) -> None:
+    """An MTA retry with another Received (or Return-Path, ARC-*, ...) field gets the same id."""
+    first = parse_mail(NO_ID_MAIL).message_id
+    assert parse_mail(field + NO_ID_MAIL).message_id == first
+    assert parse_mail(field.lower() + field + NO_ID_MAIL).message_id == first
+    # Also below other fields: where the field stands does not matter.
+    head, body = NO_ID_MAIL.split(b"\r\n\r\n", 1)
+    assert parse_mail(head + b"\r\n" + field + b"\r\n" + body).message_id == first
+
+
+@given(
+    picks=st.lists(st.integers(min_value=0, max_value=len(TRACE_FIELDS) - 1), max_size=8),
+    lf_only=st.booleans(),
+)
+def test_missing_message_id_is_stable_under_any_trace_fields(
+    picks: list[int], lf_only: bool
+) -> None:
+    """Any number of trace fields in front, in any order, leave the generated id as it was."""
+    base = NO_ID_MAIL.replace(b"\r\n", b"\n") if lf_only else NO_ID_MAIL
+    added = b"".join(TRACE_FIELDS[i] for i in picks)
+    if lf_only:
+        added = added.replace(b"\r\n", b"\n")
+    assert parse_mail(added + base).message_id == parse_mail(base).message_id
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        NO_ID_MAIL.replace(b"ohne ID", b"ohne ID!"),
+        NO_ID_MAIL.replace(b"in the body", b"in  the body"),
+        b"X-Mailer: Thunderbird\r\n" + NO_ID_MAIL,
+        b"DKIM-Signature: v=1; a=rsa-sha256; d=example.org; b=CCCC\r\n" + NO_ID_MAIL,
+        NO_ID_MAIL + b"Received: another body line\r\n",
+    ],
+)
+def test_missing_message_id_still_follows_the_mail_itself(changed: bytes) -> None:
+    """Any other header field, or any change of the body (trace-like lines too), is a new id."""
+    assert parse_mail(changed).message_id != parse_mail(NO_ID_MAIL).message_id
+
+
 def test_missing_subject_and_date() -> None:
     """A mail without Subject and Date parses with an empty subject and no date."""
     parsed = mail("From: a@example.org")
@@ -1042,6 +1191,18 @@ def _assert_safe(name: str) -> None:
     assert "\u202e" not in name
     assert not any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in name)
     assert name == name.strip()
+    assert not name.endswith((".", " "))
+    assert not is_windows_device(name)
+
+
+WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL"} | {
+    f"{p}{n}" for p in ("COM", "LPT") for n in "123456789"
+}
+
+
+def is_windows_device(name: str) -> bool:
+    """Windows' rule: the part before the first dot, blanks cut at its end, names a device."""
+    return name.split(".", 1)[0].rstrip(" ").upper() in WINDOWS_DEVICES
 
 
 @given(st.text(max_size=400))
@@ -1076,11 +1237,46 @@ def test_safe_filename_from_header_property(name: str) -> None:
         ("", "fallback.bin"),
         ("...", "fallback.bin"),
         ("dir/", "fallback.bin"),
+        ("bericht.pdf.", "bericht.pdf"),
+        ("bericht.pdf . .", "bericht.pdf"),
+        ("CON", "_CON"),
+        ("con", "_con"),
+        ("nul.txt", "_nul.txt"),
+        ("NUL.tar.gz", "_NUL.tar.gz"),
+        ("COM1.pdf", "_COM1.pdf"),
+        ("com9", "_com9"),
+        ("LPT1.docx", "_LPT1.docx"),
+        ("Aux.", "_Aux"),
+        ("prn .txt", "_prn .txt"),
+        ("C:\\temp\\lpt3.log", "_lpt3.log"),
+        ("COM10.pdf", "COM10.pdf"),
+        ("CONSOLE.txt", "CONSOLE.txt"),
+        ("nullable.txt", "nullable.txt"),
+        ("my con.txt", "my con.txt"),
     ],
 )
 def test_safe_filename_examples(name: str, expected: str) -> None:
-    """Paths, leading dots, RTL overrides and control characters are removed."""
+    """Paths, edge dots and blanks, RTL overrides, control chars and device names are made safe."""
     assert safe_filename(name, fallback="fallback.bin") == expected
+
+
+@given(
+    device=st.sampled_from(sorted(WINDOWS_DEVICES)),
+    case=st.lists(st.booleans(), min_size=4, max_size=4),
+    blanks=st.text(" ", max_size=3),
+    ext=st.text(st.characters(codec="ascii", categories=["L", "N"]), max_size=8),
+    dots=st.text(". ", max_size=3),
+    folder=st.sampled_from(["", "a/", "C:\\x\\", "../"]),
+)
+def test_safe_filename_never_names_a_windows_device(
+    device: str, case: list[bool], blanks: str, ext: str, dots: str, folder: str
+) -> None:
+    """CON, nul.txt, Com1.pdf, "LPT1 .x." ... in any case and form come out as a plain file."""
+    cased = "".join(c.lower() if low else c for c, low in zip(device, case, strict=False))
+    name = folder + cased + blanks + ("." + ext if ext else "") + dots
+    shown = safe_filename(name, fallback="f")
+    _assert_safe(shown)
+    assert shown.startswith("_" + cased)
 
 
 def test_safe_filename_long_name_keeps_extension() -> None:

@@ -41,6 +41,15 @@ _ALIASES = {
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
 # Text codecs that are no charsets: they raise on every input or interpret escape sequences.
 _NOT_CHARSETS = frozenset({"undefined", "unicode-escape", "raw-unicode-escape", "idna", "punycode"})
+# ISO-8859-1 under any of its names is read as windows-1252, as the WHATWG Encoding Standard
+# (and so browsers and most mail clients) does: mail labelled latin-1 is mostly written on
+# Windows, and 0x80-0x9F are then the euro sign, curly quotes, dashes ... rather than C1
+# control characters, which no text uses. The five bytes windows-1252 leaves undefined
+# (0x81, 0x8D, 0x8F, 0x90, 0x9D) fail the strict decode, so decode_bytes goes on down its
+# ladder and ends in a visible U+FFFD, never a silent loss. US-ASCII stays strict: 8-bit
+# bytes contradict it, and decode_bytes tries UTF-8 (mislabelled UTF-8 is common), then
+# windows-1252, which for bytes that are no UTF-8 is the WHATWG result.
+_LATIN1_AS_WINDOWS_1252 = frozenset({"iso8859-1"})
 _FOLD = re.compile(r"\r?\n[ \t]")
 
 
@@ -60,6 +69,8 @@ def codec_for(label: str | None) -> str | None:
     # Codecs that are not text encodings (rot13, base64, ...) are not charsets.
     if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
         return None
+    if info.name in _LATIN1_AS_WINDOWS_1252:
+        return "cp1252"
     return info.name
 
 
@@ -67,7 +78,8 @@ def decode_bytes(data: bytes, declared: str | None) -> str:
     """Decode body or header bytes: declared charset, then UTF-8, then windows-1252.
 
     Only when none of them fits the bytes strictly is a replacement marker (U+FFFD) used,
-    so a character is never lost silently.
+    so a character is never lost silently: in the declared charset, or in windows-1252 when
+    the declared one is US-ASCII (which would replace every 8-bit byte, not only the bad ones).
     """
     tried: list[str] = []
     for candidate in (codec_for(declared), "utf-8", "cp1252"):
@@ -78,8 +90,9 @@ def decode_bytes(data: bytes, declared: str | None) -> str:
             return data.decode(candidate)
         except (UnicodeError, LookupError):
             continue
+    last_resort = "cp1252" if tried[0] == "ascii" else tried[0]
     try:
-        return data.decode(tried[0], errors="replace")
+        return data.decode(last_resort, errors="replace")
     except (UnicodeError, LookupError):  # pragma: no cover - a codec that rejects "replace"
         return data.decode("utf-8", errors="replace")
 

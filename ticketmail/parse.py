@@ -65,7 +65,14 @@ _MSGID = re.compile(r"<[^<>\s]{1,500}>")
 # Control (Cc: NUL, C0, DEL, C1), format (Cf: bidi overrides, zero-width characters, BOM),
 # surrogates (Cs: undecodable bytes) and line or paragraph separators never show in a name.
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-_EDGE_DOTS_AND_SPACE = re.compile(r"^[\s.]+|\s+$")
+_EDGE_DOTS_AND_SPACE = re.compile(r"^[\s.]+|[\s.]+$")
+# Windows opens a device, not a file, under these names, also with an extension ("nul.txt",
+# "COM1.tar.gz") or blanks before the dot ("CON .pdf"); the list is Microsoft's ("Naming
+# Files, Paths, and Namespaces"), the test the one of Python's ntpath.isreserved.
+_WINDOWS_DEVICES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"{port}{n}" for port in ("COM", "LPT") for n in "0123456789\u00b9\u00b2\u00b3"}
+)
 _TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 
 
@@ -110,19 +117,26 @@ def normalize_address(value: str) -> str:
 
 
 def safe_filename(name: str, *, fallback: str) -> str:
-    """A display name for a file: no path, no control or direction characters, bounded."""
+    """A display name for a file: no path, no control or direction characters, bounded.
+
+    No leading or trailing dots or blanks, and no Windows device name (`CON`, `nul.txt`,
+    `COM1.pdf`, ...): such a name gets a leading "_", so that a copy saved under it is a file.
+    """
     name = unicodedata.normalize("NFC", name)
     name = "".join(ch for ch in name if unicodedata.category(ch) not in _INVISIBLE_CATEGORIES)
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = _EDGE_DOTS_AND_SPACE.sub("", name)
     if not name:
         return fallback
+    if name.partition(".")[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
+        name = "_" + name
     if len(name) > MAX_FILENAME:
         stem, dot, ext = name.rpartition(".")
         if dot and 0 < len(ext) <= 16:
             name = stem[: MAX_FILENAME - len(ext) - 1] + "." + ext
         else:
             name = name[:MAX_FILENAME]
+        name = _EDGE_DOTS_AND_SPACE.sub("", name)  # the cut may end on a dot or a blank
     return name
 
 
@@ -302,8 +316,48 @@ def _message_id(value: str, raw: bytes) -> str:
     found = _MSGID.search(value)
     if found:
         return found.group(0)
-    # A deterministic stand-in: the same bytes delivered twice get the same id.
-    return f"<{hashlib.sha256(raw).hexdigest()[:40]}@ticketmail.invalid>"
+    # A deterministic stand-in: the same mail delivered twice gets the same id, also when an
+    # MTA on the way (or a retry by another one) put more trace fields in front of it.
+    digest = hashlib.sha256(_without_trace_fields(raw)).hexdigest()
+    return f"<{digest[:40]}@ticketmail.invalid>"
+
+
+# Header fields that MTAs on the way add, so a retry (by the same or another MTA) may carry
+# other ones, or more: trace fields (RFC 5321 4.4: Received, Return-Path), what delivery
+# agents write (Delivered-To, X-Original-To, Gmail's X-Received), SPF, DKIM/DMARC and ARC
+# results of the receiving side (RFC 7208 Received-SPF, RFC 8601, RFC 8617) and spam-filter
+# verdicts (X-Spam-*, whose score can change between attempts). A DKIM-Signature is not one:
+# the sender's MTA signs once, and a retry carries the same signature.
+_TRACE_FIELDS = frozenset(
+    {
+        b"received",
+        b"x-received",
+        b"return-path",
+        b"delivered-to",
+        b"x-original-to",
+        b"received-spf",
+        b"authentication-results",
+        b"arc-seal",
+        b"arc-message-signature",
+        b"arc-authentication-results",
+    }
+)
+_TRACE_PREFIXES = (b"x-spam-",)
+
+
+def _without_trace_fields(raw: bytes) -> bytes:
+    """The raw mail without the trace fields of its header block; the body byte for byte."""
+    end = _header_size(raw)
+    head, rest = raw[: end + 1], raw[end + 1 :]
+    kept: list[bytes] = []
+    keep = True
+    for line in head.splitlines(keepends=True):
+        if line[:1] not in (b" ", b"\t"):  # a field starts; a folded line goes with its field
+            name = line.split(b":", 1)[0].strip().lower() if b":" in line else b""
+            keep = name not in _TRACE_FIELDS and not name.startswith(_TRACE_PREFIXES)
+        if keep:
+            kept.append(line)
+    return b"".join(kept) + rest
 
 
 def _raw_headers(msg: Message) -> list[tuple[str, str]]:
@@ -414,14 +468,27 @@ def _content_type(part: Message) -> str:
         return "text/plain"
 
 
-def _param(part: Message, name: str) -> str | None:
+def _param(part: Message, name: str, *, header: str = "content-type") -> str | None:
     try:
-        value = part.get_param(name)
+        value = part.get_param(name, header=header)
     except Exception:
         return None
     if isinstance(value, tuple):
-        return str(value[2]) if value[2] is not None else None
+        return _rfc2231_text(value)
     return str(value) if value is not None else None
+
+
+def _rfc2231_text(value: tuple[object, ...]) -> str | None:
+    """An RFC 2231 parameter (charset, language, text) decoded with its charset label as
+    ticketmail reads labels (latin-1 as windows-1252, fallbacks), not as Python's email does."""
+    charset, _, text = value
+    if text is None:
+        return None
+    try:
+        data = str(text).encode("latin-1", errors="surrogateescape")
+    except UnicodeEncodeError:  # already text beyond one byte a character
+        return str(text)
+    return decode_bytes(data, str(charset) if charset else None)
 
 
 def _disposition(part: Message) -> str:
@@ -434,15 +501,12 @@ def _disposition(part: Message) -> str:
 
 
 def _filename(part: Message) -> str | None:
-    try:
-        name = part.get_filename()
-    except Exception:
-        name = None
+    name = _param(part, "filename", header="content-disposition")
     if name is None:
         name = _param(part, "name")
     if name is None:
         return None
-    name = str(name)
+    name = name.strip()
     if "=?" in name or not name.isascii():
         name = decode_header_value(name)
     return name
