@@ -17,10 +17,9 @@ from ticketmail.parse import parse_mail
 from ticketmail.route import classify
 
 _SELECT = re.compile(r"bounce|dsn|vacation|autorep|out.of.office|multipart_report|delivery", re.I)
-# Mails in those folders that are no bounce and no automatic reply (spam, a virus, a
-# challenge-response request), so that not recognising them is right or accepted.
+# Mails in those folders that are no bounce and no automatic reply (spam, a virus), so that
+# not recognising them is right.
 _NOT_AUTOMATIC = {
-    "bounceparser/t/corpus/bluebottle.msg",  # challenge-response: no marker at all
     "bounceparser/t/corpus/spam-bogus-email-in-report.msg",
     "bounceparser/t/corpus/spam-lots-of-bogus-addresses.msg",
     "bounceparser/t/corpus/spam-with-badly-parsed-email.msg",
@@ -63,5 +62,31 @@ def test_corpus_bounces_and_vacations_are_recognised(capsys: pytest.CaptureFixtu
         for (folder, kind), count in sorted(table.items()):
             print(f"  {folder:<24} {kind:<20} {count:>4}")
     assert missed == []
-    assert sum(n for (_, k), n in table.items() if k == "bounce") >= 143
+    assert sum(n for (_, k), n in table.items() if k == "bounce") >= 144
     assert sum(n for (_, k), n in table.items() if k == "bounce with status") >= 134
+
+
+def _corpus_mail(name: str) -> bytes:
+    path = CORPUS / name
+    if not path.is_file():
+        pytest.skip(f"corpus file {name} not found under {CORPUS}")
+    return path.read_bytes()
+
+
+def test_corpus_challenge_response_request_is_automatic() -> None:
+    """Bluebottle's "please verify you are a person" request is automatic mail, not a bounce."""
+    mail = parse_mail(_corpus_mail("bounceparser/t/corpus/bluebottle.msg"))
+    cls = classify(mail, envelope_from="support@bluebottle.com", policy=route_policy(Config()),
+                   own_message_id=False)  # fmt: skip
+    assert cls.automatic
+    assert not cls.bounce
+    assert "challenge-response" in cls.reasons
+
+
+def test_corpus_exim_refusal_with_null_from_is_a_bounce() -> None:
+    """warning-5.msg (Exim: "not a valid user here", From: <>) is a bounce, as BounceParser says."""
+    mail = parse_mail(_corpus_mail("bounceparser/t/corpus/warning-5.msg"))
+    cls = classify(mail, envelope_from="someone@example.org", policy=route_policy(Config()),
+                   own_message_id=False)  # fmt: skip
+    assert cls.bounce
+    assert "null-from" in cls.reasons

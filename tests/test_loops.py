@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
 
-from conftest import SUPPORT, Env, make_mail
+import pytest
+from conftest import SUPPORT, Env, Sink, make_mail
+from structlog.testing import capture_logs
 
 
 def dsn(original_message_id: str, *, status: str = "5.1.1", action: str = "failed") -> bytes:
@@ -123,3 +128,111 @@ async def test_german_out_of_office_is_stored_silently(env: Env) -> None:
     assert [a["automatic"] for a in shown["articles"]] == [False, True]
     assert shown["status"] == "new"
     assert len(await _outbox(env)) == 1
+
+
+# --- out-of-office replies of real clients, and the per-ticket cap ------------------------------
+
+# (name, envelope sender, subject with {tag} for "[Ticket#100001]", header fields) as the
+# clients write them: Exchange/Outlook (no Auto-Submitted, MAIL FROM:<>), Gmail's vacation
+# responder (the subject the user typed, threaded by In-Reply-To), Zimbra.
+OUT_OF_OFFICE = {
+    "exchange-de": (
+        "",
+        "Automatische Antwort: {tag} Drucker druckt nicht",
+        {"X-Auto-Response-Suppress": "All", "Thread-Topic": "Drucker druckt nicht"},
+    ),
+    "exchange-en": (
+        "anna@schule.example",
+        "Automatic reply: {tag} Drucker druckt nicht",
+        {"X-Auto-Response-Suppress": "All"},
+    ),
+    "gmail-vacation": (
+        "anna@schule.example",
+        "Ich bin im Urlaub",
+        {"Auto-Submitted": "auto-replied", "Precedence": "bulk"},
+    ),
+    "zimbra": (
+        "anna@schule.example",
+        "Re: {tag} Drucker druckt nicht",
+        {"Auto-Submitted": "auto-replied (zimbra; vacation)"},
+    ),
+}
+
+
+async def _quiet(sink: Sink, count: int, *, seconds: float = 1.0) -> None:
+    """Give the outbox worker a bounded moment, then check nothing more reached the sink."""
+    with contextlib.suppress(AssertionError):
+        await sink.wait_for(count + 1, seconds=seconds)
+    assert len(sink.received) == count, [r.message["Subject"] for r in sink.received]
+
+
+@pytest.mark.parametrize("client", sorted(OUT_OF_OFFICE))
+async def test_out_of_office_of_real_clients_is_stored_silently(
+    client: str, env_factory: Callable[..., Any], sink: Sink
+) -> None:
+    """An Exchange, Gmail or Zimbra out-of-office on a ticket: kept automatic, status as it was."""
+    # Follow-ups are acknowledged here, so a reply taken for a person's would send a mail.
+    e: Env = await env_factory(sink, tickets={"acknowledge_followups": True})
+    await e.customer("10042", "Gymnasium Musterstadt")
+    await e.user("anna@schule.example", "10042", name="Anna Müller", lang="de")
+    assert (await e.send(make_mail("anna@schule.example", "Drucker druckt nicht")))[0] == 250
+    (confirmation,) = await sink.wait_for(1)
+    assert e.daemon.store is not None
+    # A person's reply would reopen an answered ticket; an out-of-office must not.
+    await e.daemon.store.set_status(100001, "answered", now=e.clock())
+
+    envelope, subject, headers = OUT_OF_OFFICE[client]
+    ours = str(confirmation.message["Message-ID"])
+    reply = make_mail(
+        "Anna Müller <anna@schule.example>",
+        subject.format(tag="[Ticket#100001]"),
+        "Ich bin bis zum 30.11. nicht im Haus. In dringenden Fällen: sekretariat@schule.example\n",
+        headers={**headers, "In-Reply-To": ours, "References": ours},
+    )
+    assert await e.send(reply, mail_from=envelope) == (250, "2.0.0 Ok: ticket 100001")
+
+    shown = await e.cli_json("ticket", "show", "100001")
+    assert [a["automatic"] for a in shown["articles"]] == [False, True]
+    assert shown["status"] == "answered"
+    assert len(await e.cli_json("ticket", "list")) == 1
+    assert len(await _outbox(e)) == 1
+    await _quiet(sink, 1)
+
+
+async def test_per_ticket_cap_suppresses_notices_and_logs_it(
+    env_factory: Callable[..., Any], sink: Sink
+) -> None:
+    """Over policy.max_auto_replies_per_ticket_per_hour a ticket's notices are held, and logged."""
+    e: Env = await env_factory(
+        sink,
+        tickets={"acknowledge_followups": True},
+        policy={"max_auto_replies_per_hour": 100, "max_auto_replies_per_ticket_per_hour": 2},
+    )
+    await e.customer("10042", "Gymnasium Musterstadt")
+    await e.user("anna@schule.example", "10042")
+    await e.user("ben@schule.example", "10042")
+    with capture_logs() as events:
+        assert (await e.send(make_mail("anna@schule.example", "Drucker")))[0] == 250
+        follow_ups = [
+            ("anna@schule.example", "noch eine Frage"),  # acknowledged: 2 mails for the ticket
+            ("anna@schule.example", "und noch eine"),  # over the cap
+            ("ben@schule.example", "ich auch"),  # another address, the same ticket: over it
+        ]
+        for sender, text in follow_ups:
+            mail = make_mail(sender, "AW: [Ticket#100001] Drucker", f"{text}\n")
+            assert await e.send(mail) == (250, "2.0.0 Ok: ticket 100001")
+    suppressed = [ev for ev in events if ev["event"] == "notice_suppressed"]
+    assert [(ev["reason"], ev["ticket"], ev["recipient"]) for ev in suppressed] == [
+        ("rate_limit_ticket", 100001, "anna@schule.example"),
+        ("rate_limit_ticket", 100001, "ben@schule.example"),
+    ]
+    assert len(await _outbox(e)) == 2
+    await sink.wait_for(2)
+    await _quiet(sink, 2)
+    assert len((await e.cli_json("ticket", "show", "100001"))["articles"]) == 4
+
+    # A new hour: the ticket gets its notices again.
+    e.clock.advance(hours=1, minutes=1)
+    mail = make_mail("ben@schule.example", "AW: [Ticket#100001] Drucker", "wieder da\n")
+    assert await e.send(mail) == (250, "2.0.0 Ok: ticket 100001")
+    assert len(await _outbox(e)) == 3

@@ -198,6 +198,10 @@ def test_normal_mail_carries_no_signal() -> None:
         ("Precedence: list", "precedence"),
         ("Precedence: auto_reply", "precedence"),
         ("X-Precedence: bulk", "x-precedence"),
+        ("X-Precedence: junk", "x-precedence"),
+        ("X-Precedence: list", "x-precedence"),
+        ("X-Precedence: auto_reply", "x-precedence"),
+        ("X-Precedence: Auto_Reply (vacation)", "x-precedence"),
         ("X-Auto-Response-Suppress: All", "x-auto-response-suppress"),
         ("X-Auto-Response-Suppress: AutoReply", "x-auto-response-suppress"),
         ("X-Auto-Response-Suppress: OOF", "x-auto-response-suppress"),
@@ -211,6 +215,12 @@ def test_normal_mail_carries_no_signal() -> None:
         ("List-Unsubscribe: <mailto:leave@lists.example>", "list-unsubscribe"),
         ("Mailing-List: contact users-help@lists.example", "mailing-list"),
         ("X-Loop: otrs@other.example", "x-loop"),
+        ("X-No-Loop: yes", "x-no-loop"),
+        ("X-No-Loop: otrs@other.example", "x-no-loop"),
+        ("X-Bluebottle-Request: <1234>", "challenge-response"),
+        ("X-Boxtrapper: 3d6a4b7e", "challenge-response"),
+        ("X-AskVersion: 2.1", "challenge-response"),
+        ("X-Delivery-Agent: TMDA/1.1.12 (Macallan)", "challenge-response"),
     ],
 )
 def test_automatic_signals(header: str, reason: str) -> None:
@@ -230,6 +240,8 @@ def test_automatic_signals(header: str, reason: str) -> None:
         "Precedence: first-class",
         "X-Auto-Response-Suppress: RN, NRN",
         "X-Auto-Response-Suppress: ",
+        "X-Precedence: normal",
+        "X-Delivery-Agent: procmail",
     ],
 )
 def test_harmless_header_values_are_no_signal(header: str) -> None:
@@ -281,6 +293,14 @@ def test_out_of_office_subject_is_automatic() -> None:
             "mailer-daemon-sender",
         ),
         ("", None, "", "null-sender"),
+        ("", "From: <>", "anna@acme.example", "null-from"),
+        (
+            "Auto-Submitted: auto-replied",
+            "From: Mail Delivery System <>",
+            "x@y.example",
+            "null-from",
+        ),
+        ("", 'From: "MAILER DAEMON" < >', "x@y.example", "null-from"),
     ],
 )
 def test_bounces(head: str, from_line: str | None, envelope_from: str, reason: str) -> None:
@@ -289,6 +309,18 @@ def test_bounces(head: str, from_line: str | None, envelope_from: str, reason: s
     assert cls.bounce
     assert cls.automatic
     assert reason in cls.reasons
+
+
+@pytest.mark.parametrize("from_line", [None, "From: ", "From: Anna", "From: <anna>", "From: @"])
+def test_missing_or_odd_from_is_no_null_from_bounce(from_line: str | None) -> None:
+    """Only a From naming the null path `<>` is a bounce; a missing or broken one is not."""
+    head = "" if from_line is None else from_line
+    raw = f"{head}\nTo: {OWN}\nSubject: Frage\n\nText\n".lstrip("\n")
+    cls = classify(
+        parse_mail(raw.encode()), envelope_from="x@y.example", policy=POLICY, own_message_id=False
+    )
+    assert "null-from" not in cls.reasons
+    assert not cls.bounce
 
 
 def test_delivery_status_part_is_a_bounce() -> None:
@@ -522,6 +554,19 @@ def test_own_ticket_wins_over_foreign_tags() -> None:
     foreign = ticket(7, customer="K-2")
     decision = decide(mail(), facts(tagged=(foreign, own)), NORMAL, POLICY)
     assert decision.ticket == own
+
+
+def test_open_own_ticket_wins_over_a_long_closed_one() -> None:
+    """A tag of a long-closed own ticket does not hide an open own ticket the mail references."""
+    old = ticket(40, status="closed", closed_at=NOW - timedelta(days=POLICY.reopen_days + 1))
+    current = ticket(41, status="answered")
+    decision = decide(mail(), facts(tagged=(old,), referenced=(current,)), NORMAL, POLICY)
+    assert decision.action is Action.APPEND
+    assert decision.ticket == current
+    assert decision.new_status == "open"
+    # Named alone, the long-closed ticket still gives a new ticket that names it.
+    alone = decide(mail(), facts(tagged=(old,)), NORMAL, POLICY)
+    assert (alone.action, alone.previous_ticket) == (Action.NEW_TICKET, 40)
 
 
 # --- decide: properties ---------------------------------------------------------------------------

@@ -115,6 +115,14 @@ _AUTO_HEADERS = (
     "mailing-list",
     "x-no-loop",
 )
+# Challenge-response systems ask the sender to prove to be a person; their request is
+# automatic mail and must not be answered. The markers are the ones SpamAssassin's
+# 20_vbounce.cf (CRBOUNCE_MESSAGE) and Mail::DeliveryStatus::BounceParser recognise.
+_CHALLENGE_HEADERS = ("x-bluebottle-request", "x-boxtrapper", "x-askversion")
+_CHALLENGE_AGENT = re.compile(r"^\s*tmda\b", re.IGNORECASE)  # X-Delivery-Agent: TMDA/1.1
+# A From: field that names the null reverse-path (`<>`, `Mail Delivery System <>`): no person
+# writes it, only delivery software reporting on a mail (Exim's filter refusals do).
+_NULL_FROM = re.compile(r'^\s*(?:"[^"]*"|[^"<>@]*)\s*<\s*>\s*$')
 _SUPPRESS_VALUES = frozenset({"all", "autoreply", "oof", "dr"})
 _PRECEDENCE_VALUES = frozenset({"bulk", "junk", "list", "auto_reply"})
 _BOUNCE_LOCAL = re.compile(r"^(?:mailer-daemon|postmaster|microsoftexchange[0-9a-f]*)$", re.I)
@@ -210,6 +218,10 @@ def classify(
             signals.append("x-auto-response-suppress")
             break
     signals.extend(name for name in _AUTO_HEADERS if mail.header(name))
+    if any(mail.header(name) for name in _CHALLENGE_HEADERS) or any(
+        _CHALLENGE_AGENT.match(v) for v in mail.header("x-delivery-agent")
+    ):
+        signals.append("challenge-response")
     foreign_loop = [v for v in mail.header("x-loop") if policy.loop_token not in v.casefold()]
     if foreign_loop:
         signals.append("x-loop")
@@ -225,6 +237,8 @@ def classify(
         bounce_signals.append("delivery-status")
     if _BOUNCE_LOCAL.match(_local_part(mail.from_addr)):
         bounce_signals.append("mailer-daemon-sender")
+    if any(_NULL_FROM.match(v) for v in mail.header("from")):
+        bounce_signals.append("null-from")
     if envelope_from == "" and not signals:
         # A null return path without any auto-reply marker is a bounce; with one
         # (Exchange sends out-of-office replies with MAIL FROM:<>) it is automatic mail.
@@ -312,9 +326,15 @@ def decide(mail: ParsedMail, facts: Facts, cls: Classification, policy: RoutePol
         )
 
     own = user.customer.number
-    match = next((t for t in facts.tagged if t.customer == own), None)
-    if match is None:
-        match = next((t for t in facts.referenced if t.customer == own), None)
+    # The institution's own tickets the mail names, tags before references. The first that
+    # can take the mail wins (not closed, or closed within reopen_days); else the first one
+    # is named by the new ticket. A long-closed tag never hides an open referenced ticket.
+    named = [t for t in (*facts.tagged, *facts.referenced) if t.customer == own]
+    match = next(
+        (t for t in named if t.status != "closed" or automatic
+         or facts.now < (t.closed_at or facts.now) + timedelta(days=policy.reopen_days)),
+        named[0] if named else None,
+    )  # fmt: skip
 
     previous: int | None = None
     if match is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import re
 import ssl
@@ -30,6 +31,10 @@ __all__ = ["Handler", "ProtocolFactory", "TicketLMTP", "TicketSMTP", "tls_contex
 log = structlog.get_logger()
 _session_ids = itertools.count(1)
 
+# Replies of the SMTP front itself (RFC 3463 codes), beside those in replies.py.
+REPLY_TOO_MANY_COMMANDS = "421 4.7.0 {hostname} Too many commands in this session, closing"
+REPLY_IDLE_TIMEOUT = "421 4.4.2 {hostname} Error: timeout exceeded, closing"
+
 
 _MAIL_DSN = re.compile(r"\s+(?:RET|ENVID)=\S*", re.IGNORECASE)
 _RCPT_DSN = re.compile(r"\s+(?:NOTIFY|ORCPT)=\S*", re.IGNORECASE)
@@ -40,7 +45,12 @@ def _without_dsn(arg: str | None, pattern: re.Pattern[str]) -> str | None:
 
 
 class TicketSMTP(SMTP):
-    """aiosmtpd's SMTP with enhanced status codes on its own size replies and a session cap."""
+    """aiosmtpd's SMTP with enhanced status codes on its own size replies and a session cap.
+
+    `max_commands` bounds the commands of one connection in total, whichever they are (the
+    client gets `421 4.7.0` and the connection is closed); an idle connection is answered
+    `421 4.4.2` and closed after aiosmtpd's `timeout`.
+    """
 
     # RFC 5321 allows 1000 bytes a line, but real clients send longer ones (Postfix takes
     # them too); smtp.max_line_bytes sets the limit per instance.
@@ -53,6 +63,7 @@ class TicketSMTP(SMTP):
         sessions: set[TicketSMTP],
         max_sessions: int,
         max_line_bytes: int | None = None,
+        max_commands: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
@@ -62,6 +73,47 @@ class TicketSMTP(SMTP):
         self._max_sessions = max_sessions
         self._over_limit = False
         self.session_id = next(_session_ids)
+        # Every command aiosmtpd dispatches goes through _counted (unknown ones it answers
+        # itself, and closes the connection after a few). The count is per connection: it
+        # survives STARTTLS, which starts a new SMTP session on the same connection.
+        self._max_commands = max_commands
+        self._commands = 0
+        self._smtp_methods = {
+            name: self._counted(method) for name, method in self._smtp_methods.items()
+        }
+
+    def _counted(self, method: Any) -> Any:
+        """`method` (an smtp_* verb), refused with 421 once the session used up its commands."""
+
+        @functools.wraps(method)  # keeps the HELP texts aiosmtpd reads from the method
+        async def counted(arg: str | None) -> None:
+            self._commands += 1
+            if self._max_commands is None or self._commands <= self._max_commands:
+                await method(arg)
+                return
+            if self._commands == self._max_commands + 1:  # say it once, to what is pipelined
+                log.warning(
+                    "session_closed",
+                    reason="too_many_commands",
+                    limit=self._max_commands,
+                    session=self.session_id,
+                )
+                await self.push(REPLY_TOO_MANY_COMMANDS.format(hostname=self.hostname))
+            if self.transport is not None:
+                self.transport.close()
+
+        return counted
+
+    def _timeout_cb(self) -> None:
+        # aiosmtpd closes an idle connection without a word; RFC 5321 4.5.3.2 lets the
+        # server say why (421) first. The transport sends what it holds before closing.
+        if self.transport is not None and not self.transport.is_closing():
+            log.info("session_closed", reason="idle_timeout", session=self.session_id)
+            assert isinstance(self.transport, asyncio.WriteTransport)
+            self.transport.write(
+                REPLY_IDLE_TIMEOUT.format(hostname=self.hostname).encode("ascii") + b"\r\n"
+            )
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if len(self._sessions) >= self._max_sessions:
@@ -86,10 +138,13 @@ class TicketSMTP(SMTP):
         result: bool | None = super().eof_received()
         return result
 
+    # The help texts are aiosmtpd's: without them HELP would no longer list MAIL and RCPT.
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
         # DSN parameters (RFC 3461) come from real MTAs; accepted and not acted upon.
         await super().smtp_MAIL(_without_dsn(arg, _MAIL_DSN))
 
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
         await super().smtp_RCPT(_without_dsn(arg, _RCPT_DSN))
 
@@ -271,6 +326,6 @@ class ProtocolFactory:
             timeout=smtp.timeout_seconds,
             tls_context=self.context,
             require_starttls=False,
-            command_call_limit=smtp.max_commands,
+            max_commands=smtp.max_commands,
             max_line_bytes=smtp.max_line_bytes,
         )
