@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import aiosmtplib
+from aiosmtpd.smtp import SMTP
 from conftest import SUPPORT, Env, make_mail
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ticketmail.replies import REPLY_TOO_MANY_SESSIONS
+from ticketmail.smtp import TicketSMTP
 
 
 async def test_ehlo_advertises_size_8bitmime_smtputf8(env: Env) -> None:
@@ -175,3 +179,33 @@ async def test_commands_per_session_are_limited(env_factory: object) -> None:
     replies = await _raw_exchange(e.port, [b"NOOP"] * 5, replies=5)
     assert replies[:3] == ["250 OK"] * 3
     assert replies[3].startswith("421 4.7.0")
+
+
+_ATOM = st.text("abcXYZ019!#$%&'*+/=?^_`{|}~-", min_size=1, max_size=8)
+_LOCAL = st.one_of(
+    st.lists(_ATOM, min_size=1, max_size=3).map(".".join),
+    st.text("ab.", min_size=1, max_size=6),  # odd dots: leading, trailing, doubled
+    st.text("ab x\\", max_size=6).map(lambda t: f'"{t}"'),  # quoted local parts
+)
+_DOMAIN = st.one_of(
+    st.lists(st.text("abz09-", min_size=1, max_size=6), min_size=1, max_size=3).map(".".join),
+    st.just("[192.0.2.1]"),
+    st.text("a.-", min_size=1, max_size=5),
+)
+_PATH = st.one_of(
+    st.builds(lambda lo, do: f"<{lo}@{do}>", _LOCAL, _DOMAIN),
+    st.just("<>"),
+    st.builds(lambda lo, do: f"{lo}@{do}", _LOCAL, _DOMAIN),  # no angle brackets
+    st.text(max_size=12),
+)
+_PARAMS = st.sampled_from(["", " SIZE=1024", "SIZE=7", "  BODY=8BITMIME SMTPUTF8", "\tX=1"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(path=_PATH, params=_PARAMS, lead=st.sampled_from(["", " "]), limit=st.sampled_from([0, 4]))
+def test_fast_path_parsing_equals_aiosmtpds(path: str, params: str, lead: str, limit: int) -> None:
+    """MAIL/RCPT paths parse exactly as aiosmtpd parses them, fast path or not."""
+    ours = object.__new__(TicketSMTP)
+    ours.local_part_limit = limit
+    arg = lead + path + params
+    assert ours._getaddr(arg) == SMTP._getaddr(ours, arg)

@@ -44,6 +44,12 @@ def _without_dsn(arg: str | None, pattern: re.Pattern[str]) -> str | None:
     return pattern.sub("", arg) if arg else arg
 
 
+# `<local@domain>` of plain dot-atoms: what nearly every MTA sends. Anything else (quoted
+# local parts, address literals, source routes, odd dots) goes to aiosmtpd's full parser.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_PATH = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
+
+
 class TicketSMTP(SMTP):
     """aiosmtpd's SMTP with enhanced status codes on its own size replies and a session cap.
 
@@ -103,6 +109,20 @@ class TicketSMTP(SMTP):
                 self.transport.close()
 
         return counted
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's MAIL/RCPT path parsing, without its RFC 5322 parser for plain paths.
+
+        That parser takes about a tenth of the CPU a mail costs; the result is the same.
+        """
+        plain = _PLAIN_PATH.match(arg) if arg else None
+        if plain is None:
+            result: tuple[str | None, str | None] = super()._getaddr(arg)
+            return result
+        address = plain.group(1)
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, arg[plain.end() :].lstrip(" \t")
 
     def _timeout_cb(self) -> None:
         # aiosmtpd closes an idle connection without a word; RFC 5321 4.5.3.2 lets the
