@@ -158,13 +158,18 @@ class Desk:
         subject: str,
         answering: str,
         previous: int | None = None,
+        first_mail: bool = False,
         now: datetime,
     ) -> int:
         """The automatic answer to a customer's mail (`ticket_created`, `ticket_reopened`, ...).
 
-        Threaded under that mail; the ticket's first mail heads the References.
+        Threaded under that mail; the ticket's first mail heads the References (`first_mail`:
+        the mail answered is that first mail, the ticket was opened by it).
         """
-        root = (await tx.thread_of(ticket)).root if ticket is not None else None
+        if first_mail or ticket is None:
+            root = answering or None
+        else:
+            root = (await tx.thread_of(ticket)).root
         context = self._context(user, ticket=ticket, subject=subject, previous=previous)
         record = self._outbox(
             kind, user, ticket=ticket, context=context, in_reply_to=answering,

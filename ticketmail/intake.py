@@ -447,7 +447,8 @@ class Intake:
             desk = self._desk()
             await desk.acknowledge(
                 tx, decision.notice, user=user, ticket=ticket, subject=subject,
-                answering=mail.message_id, previous=decision.previous_ticket, now=now,
+                answering=mail.message_id, previous=decision.previous_ticket,
+                first_mail=decision.action is Action.NEW_TICKET, now=now,
             )  # fmt: skip
             queued = 1
         elif decision.suppressed is not None:

@@ -517,21 +517,17 @@ class Transaction:
 
     async def next_ticket_number(self, first_number: int) -> int:
         """Allocate the next ticket number; numbers are never reused."""
+        # One statement: above the last number handed out and above every ticket there is.
         row = await self._one(
-            "SELECT (SELECT value FROM meta WHERE key = 'last_ticket_number'), "
-            "(SELECT MAX(number) FROM tickets)"
+            "INSERT INTO meta(key, value) SELECT 'last_ticket_number', CAST(MAX(:first, "
+            "COALESCE((SELECT CAST(value AS INTEGER) FROM meta "
+            "          WHERE key = 'last_ticket_number'), :first - 1) + 1, "
+            "COALESCE((SELECT MAX(number) FROM tickets), 0) + 1) AS TEXT) WHERE true "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value RETURNING value",
+            {"first": first_number},
         )
-        kept, top = (row[0], row[1]) if row else (None, None)
-        last = int(kept) if kept is not None else first_number - 1
-        if top is not None:
-            last = max(last, int(top))
-        number = max(last + 1, first_number)
-        await self._db.execute(
-            "INSERT INTO meta(key, value) VALUES('last_ticket_number', ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (str(number),),
-        )
-        return number
+        assert row is not None
+        return int(row[0])
 
     async def create_ticket(
         self,
@@ -603,6 +599,8 @@ class Transaction:
         )
         article = cur.lastrowid
         assert article is not None
+        if not record.attachments:
+            return article
         await self._db.executemany(
             "INSERT INTO attachments(article, filename, content_type, size, sha256, content_id) "
             "VALUES (?, ?, ?, ?, ?, ?)",
