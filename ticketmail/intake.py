@@ -14,7 +14,7 @@ from .bounce import read_bounce
 from .config import Config
 from .desk import Desk, Origin, message_ids
 from .files import BlobStore
-from .models import Agent, AttachmentView, TicketRef, User
+from .models import Agent, AttachmentView, User
 from .msgid import MessageIds
 from .notify import OutboundFile, Templates
 from .parse import ParsedMail, parse_mail
@@ -42,7 +42,15 @@ from .route import (
     decide,
     find_ticket_numbers,
 )
-from .store import ArticleRecord, Store, Transaction
+from .store import (
+    ArticleRecord,
+    MailFacts,
+    MessageRecord,
+    NewTicket,
+    Reference,
+    Store,
+    Transaction,
+)
 
 __all__ = ["Envelope", "Intake", "IntakeResult", "route_policy"]
 
@@ -87,6 +95,39 @@ def route_policy(config: Config) -> RoutePolicy:
         no_contract=config.policy.no_contract,
         max_auto_replies_per_hour=config.policy.max_auto_replies_per_hour,
         max_auto_replies_per_ticket_per_hour=config.policy.max_auto_replies_per_ticket_per_hour,
+    )
+
+
+def _references(mail: ParsedMail, ids: MessageIds) -> tuple[Reference, ...]:
+    """What the mail's In-Reply-To/References name, in that order (at most 20).
+
+    An ID of ours counts when its signature verifies (it names its ticket) or when we sent it
+    (signed under an earlier secret); one of our shape that is neither is forged and names
+    nothing. Any other ID names the ticket that received a mail with it.
+    """
+    found: list[Reference] = []
+    for mid in [*mail.in_reply_to, *reversed(mail.references)][:20]:
+        if not ids.looks_own(mid):
+            found.append(("any", mid))
+            continue
+        number = ids.verify(mid)
+        if number:
+            found.append(("number", number))
+        elif number is None:
+            found.append(("sent", mid))
+    return tuple(found)
+
+
+def _facts(known: MailFacts, now: datetime) -> Facts:
+    sender = known.sender
+    return Facts(
+        now=now,
+        sender=sender.user if sender else None,
+        agent=sender.agent if sender else None,
+        tagged=known.tagged,
+        referenced=known.referenced,
+        recent_auto_replies_to_sender=sender.recent_auto_replies if sender else 0,
+        sender_suppressed=sender.suppressed if sender else False,
     )
 
 
@@ -189,16 +230,23 @@ class Intake:
         raw_blob, files = await asyncio.to_thread(self._store_blobs, raw, mail)
         now = self.clock()
         async with self.store.transaction() as tx:
-            previous, sent_by_us = await tx.seen(mail.message_id, sender)
-            if previous is not None:
+            stored = await tx.mail_facts(
+                message_id=mail.message_id,
+                header_from=sender,
+                numbers=find_ticket_numbers(mail.subject, self.config.tickets.subject_tag)[:10],
+                references=_references(mail, ids),
+                since=now - timedelta(hours=1),
+                now=now,
+            )
+            if stored.previous is not None:
                 log.info("mail_duplicate", message_id=mail.message_id, sender=sender)
-                return IntakeResult(previous[0], "duplicate", previous[1])
-            facts = await self._facts(tx, mail, ids, now)
+                return IntakeResult(stored.previous[0], "duplicate", stored.previous[1])
+            facts = _facts(stored, now)
             cls = classify(
                 mail,
                 envelope_from=envelope.mail_from,
                 policy=self.policy,
-                own_message_id=(ids.is_genuine(mail.message_id) or sent_by_us),
+                own_message_id=(ids.is_genuine(mail.message_id) or stored.sent_by_us),
             )
             decision = decide(mail, facts, cls, self.policy)
             if decision.action is Action.REJECT:
@@ -297,48 +345,6 @@ class Intake:
         )
         return raw_blob.sha256, files
 
-    async def _facts(
-        self, tx: Transaction, mail: ParsedMail, ids: MessageIds, now: datetime
-    ) -> Facts:
-        since = now - timedelta(hours=1)
-        sender = await tx.sender(mail.from_addr, since=since, now=now) if mail.from_addr else None
-        numbers = find_ticket_numbers(mail.subject, self.config.tickets.subject_tag)
-        named = [*mail.in_reply_to, *reversed(mail.references)][:20]
-        return Facts(
-            now=now,
-            sender=sender.user if sender else None,
-            agent=sender.agent if sender else None,
-            tagged=tuple(await tx.tickets_by_number(numbers[:10], since=since)),
-            referenced=await self._referenced(tx, named, ids, since=since),
-            recent_auto_replies_to_sender=sender.recent_auto_replies if sender else 0,
-            sender_suppressed=sender.suppressed if sender else False,
-        )
-
-    @staticmethod
-    async def _referenced(
-        tx: Transaction, named: list[str], ids: MessageIds, *, since: datetime
-    ) -> tuple[TicketRef, ...]:
-        """Tickets the mail's In-Reply-To/References name, in the order named.
-
-        An ID of ours counts when its signature verifies (it names its ticket) or when we
-        sent it (signed under an earlier secret); one of our shape that is neither is forged
-        and names nothing. Any other ID names the ticket that received a mail with it.
-        """
-        found: list[TicketRef] = []
-        for mid in named:
-            if ids.looks_own(mid):
-                number = ids.verify(mid)
-                if number:
-                    refs = await tx.tickets_by_number([number], since=since)
-                elif number is None and await tx.is_own_message_id(mid):
-                    refs = await tx.tickets_by_message_id([mid], since=since)
-                else:
-                    refs = []
-            else:
-                refs = await tx.tickets_by_message_id([mid], since=since)
-            found.extend(ref for ref in refs if ref not in found)
-        return tuple(found)
-
     async def _record_bounce(
         self, tx: Transaction, raw: bytes, mail: ParsedMail, now: datetime
     ) -> None:
@@ -383,26 +389,50 @@ class Intake:
             Action.NEW_TICKET: "ticket_created",
             Action.APPEND: "ticket_updated",
         }[decision.action]
+        new_ticket: NewTicket | None = None
+        touch: tuple[int, str | None] | None = None
         if decision.action is Action.NEW_TICKET:
             assert user is not None
             ticket = await tx.next_ticket_number(self.config.tickets.first_number)
-            await tx.create_ticket(
+            new_ticket = NewTicket(
                 ticket,
                 customer=user.customer.number,
                 requester=user.email,
                 subject=subject,
                 automatic=decision.automatic,
                 previous_number=decision.previous_ticket,
-                now=now,
             )
         elif decision.action is Action.APPEND:
             assert decision.ticket is not None
             ticket = decision.ticket.number
             subject = decision.ticket.subject
-            await tx.touch_ticket(ticket, status=decision.new_status, now=now)
+            touch = (ticket, decision.new_status)
 
         reply = REPLY_TICKET.format(number=ticket) if ticket is not None else REPLY_ACCEPTED
-        message = await tx.add_message(
+        article: ArticleRecord | None = None
+        if ticket is not None:
+            note = None
+            if decision.previous_ticket is not None:
+                note = f"Follow-up to closed ticket {decision.previous_ticket}"
+            article = ArticleRecord(
+                direction="in",
+                automatic=decision.automatic,
+                sender=mail.from_addr,
+                to=mail.to,
+                cc=mail.cc,
+                subject=mail.subject,
+                date=mail.date,
+                message_id=mail.message_id,
+                in_reply_to=mail.in_reply_to,
+                references=mail.references,
+                body_text=mail.body_text,
+                reply_text=mail.reply_text,
+                raw_sha256=raw_sha256,
+                attachments=files,
+                note=note,
+                flags=mail.defects,
+            )
+        message = MessageRecord(
             envelope_from=envelope.mail_from,
             envelope_to=envelope.rcpt_tos,
             header_from=mail.from_addr,
@@ -413,35 +443,8 @@ class Intake:
             reason=decision.reason,
             ticket=ticket,
             reply=reply,
-            now=now,
         )
-        if ticket is not None:
-            note = None
-            if decision.previous_ticket is not None:
-                note = f"Follow-up to closed ticket {decision.previous_ticket}"
-            await tx.add_article(
-                ticket,
-                ArticleRecord(
-                    direction="in",
-                    automatic=decision.automatic,
-                    sender=mail.from_addr,
-                    to=mail.to,
-                    cc=mail.cc,
-                    subject=mail.subject,
-                    date=mail.date,
-                    message_id=mail.message_id,
-                    in_reply_to=mail.in_reply_to,
-                    references=mail.references,
-                    body_text=mail.body_text,
-                    reply_text=mail.reply_text,
-                    raw_sha256=raw_sha256,
-                    attachments=files,
-                    note=note,
-                    flags=mail.defects,
-                ),
-                message=message,
-                now=now,
-            )
+        await tx.record_mail(message, new_ticket=new_ticket, touch=touch, article=article, now=now)
         queued = 0
         if decision.notice is not None and user is not None:
             desk = self._desk()

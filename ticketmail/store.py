@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -34,8 +35,12 @@ __all__ = [
     "DB_NAME",
     "ArticleRecord",
     "CustomerRow",
+    "MailFacts",
+    "MessageRecord",
+    "NewTicket",
     "OutboxDue",
     "OutboxRecord",
+    "Reference",
     "Sender",
     "Store",
     "Thread",
@@ -46,6 +51,7 @@ __all__ = [
 ]
 
 DB_NAME = "ticketmail.sqlite3"
+T = TypeVar("T")
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -285,11 +291,295 @@ class OutboxRecord:
     automatic: bool
 
 
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """An accepted mail as the `messages` table keeps it (the raw bytes are a blob)."""
+
+    envelope_from: str
+    envelope_to: tuple[str, ...]
+    header_from: str
+    message_id: str
+    raw_sha256: str
+    size: int
+    outcome: str
+    reason: str
+    ticket: int | None
+    reply: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewTicket:
+    number: int
+    customer: str
+    requester: str
+    subject: str
+    automatic: bool
+    previous_number: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MailFacts:
+    """What the database knows about an incoming mail, read in one trip."""
+
+    previous: tuple[str, int | None] | None  # (reply, ticket) of the same mail accepted before
+    sent_by_us: bool  # ticketmail sent a mail with this Message-ID
+    sender: Sender | None
+    tagged: tuple[TicketRef, ...]  # the tickets the subject tags, in order
+    referenced: tuple[TicketRef, ...]  # the tickets In-Reply-To/References name, in order
+
+
+# A reference a mail makes, as intake classified it: ("number", n) names ticket n (a genuine
+# ID of ours), ("sent", id) counts only if we sent a mail with that ID, ("any", id) names the
+# ticket that holds or sent a mail with that ID.
+Reference = tuple[str, int | str]
+
+_SQL_SENDER = (
+    "SELECT u.email, u.name, u.lang, c.number, c.name AS cname, c.support_until, "
+    "c.trial_until, a.email AS aemail, a.name AS aname, a.created_at AS acreated, "
+    "(SELECT COUNT(*) FROM outbox WHERE recipient = :r AND created_at >= :since "
+    " AND automatic = 1) AS auto_replies, "
+    "EXISTS(SELECT 1 FROM suppressions WHERE address = :r AND until > :now) AS blocked "
+    "FROM (SELECT 1) LEFT JOIN users u ON u.email = :a "
+    "LEFT JOIN customers c ON c.number = u.customer "
+    "LEFT JOIN agents a ON a.email = :a"
+)
+_SQL_SEEN = (
+    "SELECT m.reply, m.ticket, "
+    "EXISTS(SELECT 1 FROM outbox WHERE message_id = :m) AS own "
+    "FROM (SELECT 1) LEFT JOIN (SELECT reply, ticket FROM messages "
+    " WHERE message_id = :m AND header_from = :f LIMIT 1) m"
+)
+_SQL_TICKET_REF = (
+    "SELECT t.number, t.customer, t.status, t.closed_at, t.requester, t.subject, "
+    "(SELECT COUNT(*) FROM outbox o WHERE o.ticket = t.number AND o.created_at >= :since "
+    " AND o.automatic = 1) AS recent FROM tickets t WHERE t.number = :n"
+)
+_SQL_TICKET_OF_MESSAGE = (
+    "SELECT ticket FROM articles WHERE message_id = :m "
+    "UNION ALL SELECT ticket FROM outbox WHERE message_id = :m AND ticket IS NOT NULL "
+    "LIMIT 1"
+)
+_SQL_SENT = "SELECT 1 FROM outbox WHERE message_id = ? LIMIT 1"
+
+
+def _sender_params(email: str, *, since: datetime, now: datetime) -> dict[str, str]:
+    return {"a": email.casefold(), "r": email, "since": iso(since), "now": iso(now)}
+
+
+def _sender_of(row: sqlite3.Row) -> Sender:
+    user = None
+    if row["email"] is not None and row["number"] is not None:
+        customer = Customer(
+            row["number"], row["cname"], _d(row["support_until"]), _d(row["trial_until"])
+        )
+        user = User(row["email"], row["name"], row["lang"], customer)
+    agent = (
+        Agent(row["aemail"], row["aname"], _dt(row["acreated"]))
+        if row["aemail"] is not None
+        else None
+    )
+    return Sender(user, agent, int(row["auto_replies"]), bool(row["blocked"]))
+
+
+def _seen_of(row: sqlite3.Row) -> tuple[tuple[str, int | None] | None, bool]:
+    previous = (str(row["reply"]), row["ticket"]) if row["reply"] is not None else None
+    return previous, bool(row["own"])
+
+
+def _ticket_ref_of(row: sqlite3.Row | None) -> TicketRef | None:
+    if row is None:
+        return None
+    return TicketRef(
+        number=row["number"],
+        customer=row["customer"],
+        status=row["status"],
+        closed_at=_dt(row["closed_at"]),
+        requester=row["requester"],
+        subject=row["subject"],
+        recent_auto_replies=row["recent"],
+    )
+
+
+def _read_mail_facts(
+    conn: sqlite3.Connection,
+    *,
+    message_id: str,
+    header_from: str,
+    numbers: Sequence[int],
+    references: Sequence[Reference],
+    since: datetime,
+    now: datetime,
+) -> MailFacts:
+    """On the database thread: the duplicate check, then sender and tickets named."""
+    seen = conn.execute(_SQL_SEEN, {"m": message_id, "f": header_from}).fetchone()
+    previous, sent_by_us = _seen_of(seen)
+    if previous is not None:
+        return MailFacts(previous, sent_by_us, None, (), ())
+    sender = None
+    if header_from:
+        params = _sender_params(header_from, since=since, now=now)
+        sender = _sender_of(conn.execute(_SQL_SENDER, params).fetchone())
+
+    def ticket(number: int) -> TicketRef | None:
+        row = conn.execute(_SQL_TICKET_REF, {"n": number, "since": iso(since)}).fetchone()
+        return _ticket_ref_of(row)
+
+    def ticket_of_message(mid: str) -> TicketRef | None:
+        row = conn.execute(_SQL_TICKET_OF_MESSAGE, {"m": mid}).fetchone()
+        return ticket(row[0]) if row is not None else None
+
+    tagged = tuple(ref for ref in map(ticket, numbers) if ref is not None)
+    referenced: list[TicketRef] = []
+    for kind, value in references:
+        if kind == "number":
+            ref = ticket(int(value))
+        elif kind == "sent" and conn.execute(_SQL_SENT, (value,)).fetchone() is None:
+            ref = None
+        else:
+            ref = ticket_of_message(str(value))
+        if ref is not None and ref not in referenced:
+            referenced.append(ref)
+    return MailFacts(None, sent_by_us, sender, tagged, tuple(referenced))
+
+
+def _insert_ticket(conn: sqlite3.Connection, ticket: NewTicket, *, now: datetime) -> None:
+    conn.execute(
+        "INSERT INTO tickets(number, customer, requester, subject, status, automatic, "
+        "previous_number, created_at, updated_at) VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?)",
+        (
+            ticket.number,
+            ticket.customer,
+            ticket.requester,
+            ticket.subject,
+            int(ticket.automatic),
+            ticket.previous_number,
+            iso(now),
+            iso(now),
+        ),
+    )
+
+
+def _touch_ticket(
+    conn: sqlite3.Connection, number: int, *, status: str | None, now: datetime
+) -> None:
+    if status is None:
+        conn.execute("UPDATE tickets SET updated_at = ? WHERE number = ?", (iso(now), number))
+        return
+    conn.execute(
+        "UPDATE tickets SET status = ?, updated_at = ?, "
+        "closed_at = CASE WHEN ? = 'closed' THEN ? ELSE NULL END WHERE number = ?",
+        (status, iso(now), status, iso(now), number),
+    )
+
+
+def _insert_message(conn: sqlite3.Connection, record: MessageRecord, *, now: datetime) -> int:
+    cur = conn.execute(
+        "INSERT INTO messages(received_at, envelope_from, envelope_to, header_from, "
+        "message_id, raw_sha256, size, outcome, reason, ticket, reply) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            iso(now),
+            record.envelope_from,
+            json.dumps(list(record.envelope_to)),
+            record.header_from,
+            record.message_id,
+            record.raw_sha256,
+            record.size,
+            record.outcome,
+            record.reason,
+            record.ticket,
+            record.reply,
+        ),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def _insert_article(
+    conn: sqlite3.Connection,
+    ticket: int,
+    record: ArticleRecord,
+    *,
+    message: int | None,
+    now: datetime,
+) -> int:
+    cur = conn.execute(
+        "INSERT INTO articles(ticket, message, direction, automatic, sender, to_json, "
+        "cc_json, subject, date, message_id, in_reply_to, references_json, body_text, "
+        "reply_text, raw_sha256, note, flags_json, created_at) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            ticket,
+            message,
+            record.direction,
+            int(record.automatic),
+            record.sender,
+            json.dumps(list(record.to)),
+            json.dumps(list(record.cc)),
+            record.subject,
+            iso(record.date) if record.date else None,
+            record.message_id,
+            " ".join(record.in_reply_to),
+            json.dumps(list(record.references)),
+            record.body_text,
+            record.reply_text,
+            record.raw_sha256,
+            record.note,
+            json.dumps(list(record.flags)),
+            iso(now),
+        ),
+    )
+    article = cur.lastrowid
+    assert article is not None
+    if record.attachments:
+        conn.executemany(
+            "INSERT INTO attachments(article, filename, content_type, size, sha256, content_id) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (article, a.filename, a.content_type, a.size, a.sha256, a.content_id)
+                for a in record.attachments
+            ],
+        )
+    return article
+
+
+def _record_mail(
+    conn: sqlite3.Connection,
+    message: MessageRecord,
+    *,
+    new_ticket: NewTicket | None,
+    touch: tuple[int, str | None] | None,
+    article: ArticleRecord | None,
+    now: datetime,
+) -> int:
+    """On the database thread: the ticket change, the message and its article."""
+    if new_ticket is not None:
+        _insert_ticket(conn, new_ticket, now=now)
+    if touch is not None:
+        _touch_ticket(conn, touch[0], status=touch[1], now=now)
+    entry = _insert_message(conn, message, now=now)
+    if article is not None:
+        assert message.ticket is not None
+        _insert_article(conn, message.ticket, article, message=entry, now=now)
+    return entry
+
+
 class Transaction:
     """One `BEGIN IMMEDIATE` … `COMMIT` on the store's connection; all writes go here."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T], /) -> T:
+        """`fn(connection)` on aiosqlite's own thread: many statements, one trip there.
+
+        aiosqlite has no public call for this; it is `Connection._execute` with its sqlite3
+        connection `_conn` (both in every release since 0.17; pyproject pins below 0.23).
+        Each trip waits for the event loop to come round, and a transaction holds the write
+        lock meanwhile, so a mail's reads and writes go in one trip each.
+        """
+        result = await self._db._execute(fn, self._db._conn)  # type: ignore[no-untyped-call]
+        return cast(T, result)
 
     async def _one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         rows = await self._all(sql, params)
@@ -306,16 +596,54 @@ class Transaction:
     ) -> tuple[tuple[str, int | None] | None, bool]:
         """In one query: the reply and ticket of a mail already accepted with this Message-ID
         from this sender (an MTA's retry), and whether ticketmail sent a mail with that ID."""
-        row = await self._one(
-            "SELECT m.reply, m.ticket, "
-            "EXISTS(SELECT 1 FROM outbox WHERE message_id = :m) AS own "
-            "FROM (SELECT 1) LEFT JOIN (SELECT reply, ticket FROM messages "
-            " WHERE message_id = :m AND header_from = :f LIMIT 1) m",
-            {"m": message_id, "f": header_from},
-        )
+        row = await self._one(_SQL_SEEN, {"m": message_id, "f": header_from})
         assert row is not None  # one row, whatever is stored
-        previous = (str(row["reply"]), row["ticket"]) if row["reply"] is not None else None
-        return previous, bool(row["own"])
+        return _seen_of(row)
+
+    async def mail_facts(
+        self,
+        *,
+        message_id: str,
+        header_from: str,
+        numbers: Sequence[int],
+        references: Sequence[Reference],
+        since: datetime,
+        now: datetime,
+    ) -> MailFacts:
+        """The duplicate check, the sender and the tickets a mail names, in one trip."""
+        return await self.call(
+            functools.partial(
+                _read_mail_facts,
+                message_id=message_id,
+                header_from=header_from,
+                numbers=tuple(numbers),
+                references=tuple(references),
+                since=since,
+                now=now,
+            )
+        )
+
+    async def record_mail(
+        self,
+        message: MessageRecord,
+        *,
+        new_ticket: NewTicket | None = None,
+        touch: tuple[int, str | None] | None = None,
+        article: ArticleRecord | None = None,
+        now: datetime,
+    ) -> int:
+        """A mail's ticket change (new, or touched with an optional status), its message row
+        and its article, in one trip; returns the message's id."""
+        return await self.call(
+            functools.partial(
+                _record_mail,
+                message=message,
+                new_ticket=new_ticket,
+                touch=touch,
+                article=article,
+                now=now,
+            )
+        )
 
     async def get_user(self, email: str) -> User | None:
         row = await self._one(
@@ -333,31 +661,9 @@ class Transaction:
 
     async def sender(self, email: str, *, since: datetime, now: datetime) -> Sender:
         """Everything routing needs to know of a mail's sender, in one query."""
-        address = email.casefold()
-        row = await self._one(
-            "SELECT u.email, u.name, u.lang, c.number, c.name AS cname, c.support_until, "
-            "c.trial_until, a.email AS aemail, a.name AS aname, a.created_at AS acreated, "
-            "(SELECT COUNT(*) FROM outbox WHERE recipient = :r AND created_at >= :since "
-            " AND automatic = 1) AS auto_replies, "
-            "EXISTS(SELECT 1 FROM suppressions WHERE address = :r AND until > :now) AS blocked "
-            "FROM (SELECT 1) LEFT JOIN users u ON u.email = :a "
-            "LEFT JOIN customers c ON c.number = u.customer "
-            "LEFT JOIN agents a ON a.email = :a",
-            {"a": address, "r": email, "since": iso(since), "now": iso(now)},
-        )
+        row = await self._one(_SQL_SENDER, _sender_params(email, since=since, now=now))
         assert row is not None  # one row, whatever is registered
-        user = None
-        if row["email"] is not None and row["number"] is not None:
-            customer = Customer(
-                row["number"], row["cname"], _d(row["support_until"]), _d(row["trial_until"])
-            )
-            user = User(row["email"], row["name"], row["lang"], customer)
-        agent = (
-            Agent(row["aemail"], row["aname"], _dt(row["acreated"]))
-            if row["aemail"] is not None
-            else None
-        )
-        return Sender(user, agent, int(row["auto_replies"]), bool(row["blocked"]))
+        return _sender_of(row)
 
     async def get_agent(self, email: str) -> Agent | None:
         row = await self._one(
@@ -429,12 +735,7 @@ class Transaction:
         """Tickets that hold an article with, or sent a mail with, one of these Message-IDs."""
         found: list[TicketRef] = []
         for mid in message_ids:
-            row = await self._one(
-                "SELECT ticket FROM articles WHERE message_id = ? "
-                "UNION ALL SELECT ticket FROM outbox WHERE message_id = ? AND ticket IS NOT NULL "
-                "LIMIT 1",
-                (mid, mid),
-            )
+            row = await self._one(_SQL_TICKET_OF_MESSAGE, {"m": mid})
             if row is None:
                 continue
             ref = await self._ticket_ref(row[0], since=since)
@@ -443,28 +744,11 @@ class Transaction:
         return found
 
     async def _ticket_ref(self, number: int, *, since: datetime) -> TicketRef | None:
-        row = await self._one(
-            "SELECT t.number, t.customer, t.status, t.closed_at, t.requester, t.subject, "
-            "(SELECT COUNT(*) FROM outbox o WHERE o.ticket = t.number AND o.created_at >= ? "
-            " AND o.automatic = 1) AS recent FROM tickets t WHERE t.number = ?",
-            (iso(since), number),
-        )
-        if row is None:
-            return None
-        return TicketRef(
-            number=row["number"],
-            customer=row["customer"],
-            status=row["status"],
-            closed_at=_dt(row["closed_at"]),
-            requester=row["requester"],
-            subject=row["subject"],
-            recent_auto_replies=row["recent"],
-        )
+        return _ticket_ref_of(await self._one(_SQL_TICKET_REF, {"n": number, "since": iso(since)}))
 
     async def is_own_message_id(self, message_id: str) -> bool:
         """ticketmail sent a mail with this Message-ID (whatever secret signed it)."""
-        row = await self._one("SELECT 1 FROM outbox WHERE message_id = ? LIMIT 1", (message_id,))
-        return row is not None
+        return await self._one(_SQL_SENT, (message_id,)) is not None
 
     async def is_suppressed(self, address: str, *, now: datetime) -> bool:
         """True while an address gets no automatic mail (after a permanent bounce)."""
@@ -540,76 +824,21 @@ class Transaction:
         previous_number: int | None,
         now: datetime,
     ) -> None:
-        await self._db.execute(
-            "INSERT INTO tickets(number, customer, requester, subject, status, automatic, "
-            "previous_number, created_at, updated_at) VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?)",
-            (
-                number,
-                customer,
-                requester,
-                subject,
-                int(automatic),
-                previous_number,
-                iso(now),
-                iso(now),
-            ),
-        )
+        ticket = NewTicket(number, customer, requester, subject, automatic, previous_number)
+        await self.call(functools.partial(_insert_ticket, ticket=ticket, now=now))
 
     async def touch_ticket(self, number: int, *, status: str | None, now: datetime) -> None:
         """Record activity on a ticket, and change its status when `status` is given."""
-        if status is None:
-            await self._db.execute(
-                "UPDATE tickets SET updated_at = ? WHERE number = ?", (iso(now), number)
-            )
-            return
-        await self._db.execute(
-            "UPDATE tickets SET status = ?, updated_at = ?, "
-            "closed_at = CASE WHEN ? = 'closed' THEN ? ELSE NULL END WHERE number = ?",
-            (status, iso(now), status, iso(now), number),
-        )
+        await self.call(functools.partial(_touch_ticket, number=number, status=status, now=now))
 
     async def add_article(
         self, ticket: int, record: ArticleRecord, *, message: int | None, now: datetime
     ) -> int:
-        cur = await self._db.execute(
-            "INSERT INTO articles(ticket, message, direction, automatic, sender, to_json, "
-            "cc_json, subject, date, message_id, in_reply_to, references_json, body_text, "
-            "reply_text, raw_sha256, note, flags_json, created_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                ticket,
-                message,
-                record.direction,
-                int(record.automatic),
-                record.sender,
-                json.dumps(list(record.to)),
-                json.dumps(list(record.cc)),
-                record.subject,
-                iso(record.date) if record.date else None,
-                record.message_id,
-                " ".join(record.in_reply_to),
-                json.dumps(list(record.references)),
-                record.body_text,
-                record.reply_text,
-                record.raw_sha256,
-                record.note,
-                json.dumps(list(record.flags)),
-                iso(now),
-            ),
+        return await self.call(
+            functools.partial(
+                _insert_article, ticket=ticket, record=record, message=message, now=now
+            )
         )
-        article = cur.lastrowid
-        assert article is not None
-        if not record.attachments:
-            return article
-        await self._db.executemany(
-            "INSERT INTO attachments(article, filename, content_type, size, sha256, content_id) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (article, a.filename, a.content_type, a.size, a.sha256, a.content_id)
-                for a in record.attachments
-            ],
-        )
-        return article
 
     async def add_message(
         self,
@@ -626,26 +855,11 @@ class Transaction:
         reply: str,
         now: datetime,
     ) -> int:
-        cur = await self._db.execute(
-            "INSERT INTO messages(received_at, envelope_from, envelope_to, header_from, "
-            "message_id, raw_sha256, size, outcome, reason, ticket, reply) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                iso(now),
-                envelope_from,
-                json.dumps(list(envelope_to)),
-                header_from,
-                message_id,
-                raw_sha256,
-                size,
-                outcome,
-                reason,
-                ticket,
-                reply,
-            ),
-        )
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+        record = MessageRecord(
+            envelope_from, tuple(envelope_to), header_from, message_id, raw_sha256, size,
+            outcome, reason, ticket, reply,
+        )  # fmt: skip
+        return await self.call(functools.partial(_insert_message, record=record, now=now))
 
     async def enqueue(self, record: OutboxRecord, *, now: datetime) -> int:
         cur = await self._db.execute(
