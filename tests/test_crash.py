@@ -40,6 +40,7 @@ SENDERS = 8
 KILLS = 22
 EARLY_KILL_SHARE = 0.2  # kills that do not wait for the port: some land in start-up
 STOP_SHARE = 0.15  # restarts after a SIGTERM instead: these must not duplicate anything
+IN_FLIGHT_SECONDS = 0.5  # a kill this long before a mail reached the sink may have cut it
 STOP_SECONDS = 10.0  # bound on a SIGTERM stop under load (the grace is 30 s)
 UP_SECONDS = (0.1, 0.8)  # how long the daemon serves before a kill
 START_SECONDS = 20.0  # bound on one start-up (port accepting)
@@ -85,6 +86,7 @@ class DaemonProcess:
     early_kills: int = 0
     stop_seconds: list[float] = field(default_factory=list)
     killed_at: list[float] = field(default_factory=list)
+    stopped_at: list[float] = field(default_factory=list)
     starts: int = 0
     start_seconds: list[float] = field(default_factory=list)
 
@@ -150,6 +152,7 @@ class DaemonProcess:
         """SIGTERM: must end with status 0, within STOP_SECONDS even under load."""
         assert self.proc is not None
         began = time.monotonic()
+        self.stopped_at.append(began)
         self.proc.send_signal(signal.SIGTERM)
         status = await asyncio.to_thread(self.proc.wait, STOP_SECONDS)
         self.stop_seconds.append(time.monotonic() - began)
@@ -474,13 +477,25 @@ def _check_store(data_dir: Path, mails: list[Mail], sink: Sink) -> tuple[Finding
     return found, at_sink
 
 
-def _unexplained_duplicates(sink: TimedSink, killed_at: list[float]) -> list[str]:
-    """A confirmation may arrive twice only if a kill fell between the two arrivals."""
+def _unexplained_duplicates(
+    sink: TimedSink, killed_at: list[float], stopped_at: list[float]
+) -> list[str]:
+    """A confirmation may arrive twice only if a kill fell between the two arrivals.
+
+    Or just before the first: the daemon wrote the mail and was killed before it read the
+    sink's 250, and the sink (in this process) noted the arrival a moment after the kill.
+    """
     unexplained = []
     for message_id, times in sink.arrivals.items():
         for first, again in itertools.pairwise(times):
-            if not any(first < kill < again for kill in killed_at):
-                unexplained.append(f"{message_id} sent twice with no kill in between")
+            if not any(first - IN_FLIGHT_SECONDS < kill < again for kill in killed_at):
+                kills = [round(k - first, 3) for k in killed_at if abs(k - first) < 5]
+                stops = [round(t - first, 3) for t in stopped_at if abs(t - first) < 5]
+                unexplained.append(
+                    f"{message_id} sent twice with no kill in between (again after "
+                    f"{again - first:.3f} s; kills at {kills} s, SIGTERMs at {stops} s "
+                    "from the first arrival)"
+                )
     return unexplained
 
 
@@ -564,6 +579,6 @@ async def test_kill_9_loses_no_accepted_mail(
     assert not given_up, [(m.message_id, m.attempts, m.text) for m in given_up[:5]]
     assert not found.problems, "\n".join(found.problems[:30])
     # The worker sends one mail at a time: a kill repeats at most the delivery under way.
-    assert not _unexplained_duplicates(sink, daemon.killed_at)
+    assert not _unexplained_duplicates(sink, daemon.killed_at, daemon.stopped_at)
     assert duplicates <= daemon.kills
     assert "Traceback" not in log, log[log.index("Traceback") - 2000 :][:6000]

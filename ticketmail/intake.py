@@ -229,7 +229,7 @@ class Intake:
         ids = await self.message_ids()
         raw_blob, files = await asyncio.to_thread(self._store_blobs, raw, mail)
         now = self.clock()
-        async with self.store.transaction() as tx:
+        async with self.store.transaction(lazy=True) as tx:
             stored = await tx.mail_facts(
                 message_id=mail.message_id,
                 header_from=sender,

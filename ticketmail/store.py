@@ -564,11 +564,39 @@ def _record_mail(
     return entry
 
 
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """What a write statement left: the new row's id and the number of rows changed."""
+
+    lastrowid: int | None
+    rowcount: int
+
+
+def _begin_then(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    return fn(conn)
+
+
+def _fetchall(sql: str, params: Params, conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    return list(conn.execute(sql, params).fetchall())
+
+
+def _run(sql: str, params: Params, conn: sqlite3.Connection) -> _Done:
+    cur = conn.execute(sql, params)
+    return _Done(cur.lastrowid, cur.rowcount)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:  # a lazy BEGIN may have failed (the database busy)
+        conn.execute("ROLLBACK")
+
+
 class Transaction:
     """One `BEGIN IMMEDIATE` … `COMMIT` on the store's connection; all writes go here."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, *, begun: bool = True) -> None:
         self._db = db
+        self.begun = begun  # False: BEGIN IMMEDIATE goes with the first statement
 
     async def call(self, fn: Callable[[sqlite3.Connection], T], /) -> T:
         """`fn(connection)` on aiosqlite's own thread: many statements, one trip there.
@@ -576,9 +604,14 @@ class Transaction:
         aiosqlite has no public call for this; it is `Connection._execute` with its sqlite3
         connection `_conn` (both in every release since 0.17; pyproject pins below 0.23).
         Each trip waits for the event loop to come round, and a transaction holds the write
-        lock meanwhile, so a mail's reads and writes go in one trip each.
+        lock meanwhile, so a mail's reads and writes go in one trip each, and the BEGIN of a
+        transaction opened lazily goes with the first of them.
         """
-        result = await self._db._execute(fn, self._db._conn)  # type: ignore[no-untyped-call]
+        run: Callable[[sqlite3.Connection], T] = fn
+        if not self.begun:
+            self.begun = True  # from here on, a failure must be rolled back
+            run = functools.partial(_begin_then, fn)
+        result = await self._db._execute(run, self._db._conn)  # type: ignore[no-untyped-call]
         return cast(T, result)
 
     async def _one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
@@ -586,8 +619,10 @@ class Transaction:
         return rows[0] if rows else None
 
     async def _all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        # One trip to the database thread (execute, fetch and close there), not three.
-        return list(await self._db.execute_fetchall(sql, params))
+        return await self.call(functools.partial(_fetchall, sql, params))
+
+    async def _execute(self, sql: str, params: Params = ()) -> _Done:
+        return await self.call(functools.partial(_run, sql, params))
 
     # --- reads used while deciding -------------------------------------------------------
 
@@ -768,7 +803,7 @@ class Transaction:
                 "SELECT id, recipient FROM outbox WHERE message_id = ?", (mid,)
             ):
                 found.append((row["id"], row["recipient"]))
-                await self._db.execute(
+                await self._execute(
                     "UPDATE outbox SET status = 'bounced', last_error = ? WHERE id = ?",
                     (reason[:500], row["id"]),
                 )
@@ -776,7 +811,7 @@ class Transaction:
 
     async def suppress(self, address: str, *, until: datetime, reason: str,
                        now: datetime) -> None:  # fmt: skip
-        await self._db.execute(
+        await self._execute(
             "INSERT INTO suppressions(address, until, reason, created_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(address) DO UPDATE SET until = MAX(until, excluded.until), "
             "reason = excluded.reason",
@@ -862,7 +897,7 @@ class Transaction:
         return await self.call(functools.partial(_insert_message, record=record, now=now))
 
     async def enqueue(self, record: OutboxRecord, *, now: datetime) -> int:
-        cur = await self._db.execute(
+        cur = await self._execute(
             "INSERT INTO outbox(created_at, kind, ticket, recipient, sender, message_id, "
             "subject, raw, automatic, status, queued_at, attempts, next_attempt_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, 0, ?)",
@@ -893,7 +928,7 @@ class Transaction:
         error: str,
         now: datetime,
     ) -> int:
-        cur = await self._db.execute(
+        cur = await self._execute(
             "INSERT INTO quarantine(received_at, envelope_from, envelope_to, raw_sha256, size, "
             "error, status) VALUES (?, ?, ?, ?, ?, ?, 'held')",
             (
@@ -919,7 +954,7 @@ class Transaction:
         reason: str,
         now: datetime,
     ) -> int:
-        cur = await self._db.execute(
+        cur = await self._execute(
             "INSERT INTO held(received_at, envelope_from, envelope_to, sender, raw_sha256, "
             "size, reason, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'held')",
             (iso(now), envelope_from, json.dumps(list(envelope_to)), sender, raw_sha256, size,
@@ -930,21 +965,19 @@ class Transaction:
 
     async def resolve_held(self, entry: int, *, status: str, outcome: str,
                            now: datetime) -> None:  # fmt: skip
-        await self._db.execute(
+        await self._execute(
             "UPDATE held SET status = ?, outcome = ?, resolved_at = ? WHERE id = ?",
             (status, outcome, iso(now), entry),
         )
 
     async def resolve_quarantine(self, entry: int, *, outcome: str, now: datetime) -> None:
-        await self._db.execute(
+        await self._execute(
             "UPDATE quarantine SET status = 'retried', outcome = ?, resolved_at = ? WHERE id = ?",
             (outcome, iso(now), entry),
         )
 
     async def note_quarantine_error(self, entry: int, error: str) -> None:
-        await self._db.execute(
-            "UPDATE quarantine SET error = ? WHERE id = ?", (error[:2000], entry)
-        )
+        await self._execute("UPDATE quarantine SET error = ? WHERE id = ?", (error[:2000], entry))
 
 
 class Store:
@@ -990,16 +1023,24 @@ class Store:
             await self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
-        """BEGIN IMMEDIATE … COMMIT (fsync'd), or ROLLBACK on any exception or cancellation."""
+    async def transaction(self, *, lazy: bool = False) -> AsyncIterator[Transaction]:
+        """BEGIN IMMEDIATE … COMMIT (fsync'd), or ROLLBACK on any exception or cancellation.
+
+        `lazy`: BEGIN goes with the first statement (one trip less); only for a block that
+        touches the database through the Transaction alone, never through the Store.
+        """
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
+            tx = Transaction(self._db, begun=not lazy)
+            if not lazy:
+                await self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield Transaction(self._db)
+                yield tx
             except BaseException:
-                await asyncio.shield(self._db.execute("ROLLBACK"))
+                if tx.begun:
+                    await asyncio.shield(tx.call(_rollback))
                 raise
-            await self._db.execute("COMMIT")
+            if tx.begun:
+                await self._db.execute("COMMIT")
 
     async def _statement(self, sql: str, params: Params = ()) -> None:
         """One statement as a transaction of its own (atomic, and fsync'd at its end) in one
