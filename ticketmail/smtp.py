@@ -113,11 +113,15 @@ class TicketSMTP(SMTP):
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's MAIL/RCPT path parsing, without its RFC 5322 parser for plain paths.
 
-        That parser takes about a tenth of the CPU a mail costs; the result is the same.
+        That parser takes about a tenth of the CPU a mail costs; the result is the same,
+        except that a path the parser crashes on is a malformed address instead.
         """
         plain = _PLAIN_PATH.match(arg) if arg else None
         if plain is None:
-            result: tuple[str | None, str | None] = super()._getaddr(arg)
+            try:
+                result: tuple[str | None, str | None] = super()._getaddr(arg)
+            except (IndexError, ValueError):  # CPython's parser on e.g. `MAIL FROM:a@`
+                return None, None  # 553 5.1.3 malformed address, as for any unparsable path
             return result
         address = plain.group(1)
         if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
