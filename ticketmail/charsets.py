@@ -74,6 +74,9 @@ def codec_for(label: str | None) -> str | None:
     return info.name
 
 
+_C1 = re.compile("[\x80-\x9f]")
+
+
 def decode_bytes(data: bytes, declared: str | None) -> str:
     """Decode body or header bytes: declared charset, then UTF-8, then windows-1252.
 
@@ -87,9 +90,13 @@ def decode_bytes(data: bytes, declared: str | None) -> str:
             continue
         tried.append(candidate)
         try:
-            return data.decode(candidate)
+            text = data.decode(candidate)
         except (UnicodeError, LookupError):
             continue
+        # A guess that yields C1 control characters (invisible, never typed) is wrong: UTF-8
+        # bytes C2 80-C2 9F under a latin-1 label are windows-1252 text, not controls.
+        if len(tried) == 1 or not _C1.search(text):
+            return text
     last_resort = "cp1252" if tried[0] == "ascii" else tried[0]
     try:
         return data.decode(last_resort, errors="replace")
