@@ -31,9 +31,17 @@ class DataResult:
     content: bytes  # dot-stuffing undone; empty unless state is OK
 
 
-def _longest_line(chunk: bytes, carry: int) -> tuple[int, int]:
+def _longest_line(chunk: bytes, carry: int, *, limit: int) -> tuple[int, int]:
     """(longest complete line in chunk, length of its unfinished last line), with the
-    unfinished line of the previous chunk (`carry` bytes) counted in."""
+    unfinished line of the previous chunk (`carry` bytes) counted in.
+
+    When the unfinished line and the chunk together are within `limit`, no line can be
+    longer: the longest is given as 0 and only the unfinished last line is measured (most
+    chunks of most mails).
+    """
+    if carry + len(chunk) <= limit:
+        last = chunk.rfind(b"\r\n")
+        return 0, (carry + len(chunk) if last < 0 else len(chunk) - last - 2)
     lines = chunk.split(b"\r\n")
     if len(lines) == 1:
         return 0, carry + len(chunk)
@@ -67,7 +75,7 @@ async def read_data(
         total += len(body)
         tail = (tail + body)[-2:]
         if state is DataState.OK:
-            longest, carry = _longest_line(body, carry)
+            longest, carry = _longest_line(body, carry, limit=line_limit)
             if max(longest, carry) > line_limit:
                 state = DataState.TOO_LONG
             elif size_limit and total > size_limit:

@@ -170,9 +170,12 @@ _BOUNDARY = re.compile(rb"""boundary\s*=\s*(?:"([^"\r\n]*)"|([^\s;"]+))""", re.I
 _OPAQUE = b"Content-Type: application/octet-stream"
 
 
+_HEADER_END = re.compile(rb"\n\r?\n")
+
+
 def _header_size(raw: bytes) -> int:
-    ends = [i for i in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if i >= 0]
-    return min(ends) if ends else len(raw)
+    end = _HEADER_END.search(raw)  # stops at the first empty line, whichever line ends
+    return end.start() if end else len(raw)
 
 
 def _beyond_limits(raw: bytes) -> bool:
