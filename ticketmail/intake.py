@@ -118,6 +118,31 @@ def _references(mail: ParsedMail, ids: MessageIds) -> tuple[Reference, ...]:
     return tuple(found)
 
 
+def _message_record(
+    mail: ParsedMail,
+    envelope: Envelope,
+    raw_blob: tuple[str, int],
+    outcome: str,
+    reason: str,
+    *,
+    ticket: int | None,
+    reply: str,
+) -> MessageRecord:
+    raw_sha256, size = raw_blob
+    return MessageRecord(
+        envelope_from=envelope.mail_from,
+        envelope_to=envelope.rcpt_tos,
+        header_from=mail.from_addr,
+        message_id=mail.message_id,
+        raw_sha256=raw_sha256,
+        size=size,
+        outcome=outcome,
+        reason=reason,
+        ticket=ticket,
+        reply=reply,
+    )
+
+
 def _facts(known: MailFacts, now: datetime) -> Facts:
     sender = known.sender
     return Facts(
@@ -379,7 +404,7 @@ class Intake:
             return await self._agent_reply(
                 tx, mail, envelope, decision, facts.agent, raw_blob, files, now
             )
-        raw_sha256, size = raw_blob
+        raw_sha256 = raw_blob[0]
         ticket: int | None = None
         subject = _ticket_subject(clean_subject(mail.subject, self.config.tickets.subject_tag))
         user = facts.sender
@@ -432,17 +457,8 @@ class Intake:
                 note=note,
                 flags=mail.defects,
             )
-        message = MessageRecord(
-            envelope_from=envelope.mail_from,
-            envelope_to=envelope.rcpt_tos,
-            header_from=mail.from_addr,
-            message_id=mail.message_id,
-            raw_sha256=raw_sha256,
-            size=size,
-            outcome=outcome,
-            reason=decision.reason,
-            ticket=ticket,
-            reply=reply,
+        message = _message_record(
+            mail, envelope, raw_blob, outcome, decision.reason, ticket=ticket, reply=reply
         )
         await tx.record_mail(message, new_ticket=new_ticket, touch=touch, article=article, now=now)
         queued = 0
@@ -479,21 +495,13 @@ class Intake:
         assert decision.ticket is not None
         assert decision.new_status is not None
         ticket = decision.ticket
-        raw_sha256, size = raw_blob
+        raw_sha256 = raw_blob[0]
         reply = REPLY_TICKET.format(number=ticket.number)
-        message = await tx.add_message(
-            envelope_from=envelope.mail_from,
-            envelope_to=envelope.rcpt_tos,
-            header_from=mail.from_addr,
-            message_id=mail.message_id,
-            raw_sha256=raw_sha256,
-            size=size,
-            outcome="agent_reply",
-            reason=decision.reason,
-            ticket=ticket.number,
-            reply=reply,
+        message = await tx.record_mail(
+            _message_record(mail, envelope, raw_blob, "agent_reply", decision.reason,
+                            ticket=ticket.number, reply=reply),
             now=now,
-        )
+        )  # fmt: skip
         origin = Origin(
             actor=agent.email,
             agent_name=agent.name,

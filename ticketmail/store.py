@@ -875,27 +875,6 @@ class Transaction:
             )
         )
 
-    async def add_message(
-        self,
-        *,
-        envelope_from: str,
-        envelope_to: Sequence[str],
-        header_from: str,
-        message_id: str,
-        raw_sha256: str,
-        size: int,
-        outcome: str,
-        reason: str,
-        ticket: int | None,
-        reply: str,
-        now: datetime,
-    ) -> int:
-        record = MessageRecord(
-            envelope_from, tuple(envelope_to), header_from, message_id, raw_sha256, size,
-            outcome, reason, ticket, reply,
-        )  # fmt: skip
-        return await self.call(functools.partial(_insert_message, record=record, now=now))
-
     async def enqueue(self, record: OutboxRecord, *, now: datetime) -> int:
         cur = await self._execute(
             "INSERT INTO outbox(created_at, kind, ticket, recipient, sender, message_id, "
