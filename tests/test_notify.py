@@ -280,3 +280,14 @@ def test_text_mail_written_directly_reads_back_as_written(
     assert msg["References"] == "<a@b> <c@d>"
     content = msg.get_content().replace("\r\n", "\n")
     assert content == ("".join(f"{line}\n" for line in body.splitlines()) or "\n")
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("name", TEMPLATE_NAMES)
+def test_template_lines_fit_78_columns(name: str, lang: str) -> None:
+    """With typical values (6-digit ticket, tag, institution) no rendered line passes 78."""
+    templates = Templates(default_templates_dir())
+    for status in STATUSES:
+        _, body = templates.render(name, lang=lang, context=sample_context(status=status))
+        long = [line for line in body.splitlines() if len(line) > 78]
+        assert not long, long
