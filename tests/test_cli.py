@@ -531,3 +531,13 @@ def test_customer_import_never_prints_a_traceback(tm: Cli, tmp_path: Path, body:
     else:
         line = failed(result, 2)
         assert re.search(r" line \d+: ", line), line
+
+
+async def test_ticket_show_counts_articles_per_ticket(env: Env) -> None:
+    """`ticket show` numbers a ticket's articles from 1, whatever other tickets hold."""
+    for subject in ("Drucker druckt nicht", "Beamer flackert"):
+        code, _ = await env.send(make_mail("anna@schule.example", subject))
+        assert code == 250
+    shown = ok(await env.cli("ticket", "show", "100002")).stdout
+    assert "--- article 1 of 1, in," in shown
+    assert "article 2" not in shown

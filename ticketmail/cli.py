@@ -502,9 +502,10 @@ def cmd_ticket_show(config: Config, args: argparse.Namespace) -> int:
         print(f"Created:   {iso_or_none(s.created_at)}   Updated: {iso_or_none(s.updated_at)}")
         if view.previous_number:
             print(f"Follows:   closed ticket {view.previous_number}")
-        for a in view.articles:
+        for position, a in enumerate(view.articles, start=1):  # its id is in --json
             flag = " (automatic)" if a.automatic else ""
-            print(f"\n--- article {a.id}, {a.direction}{flag}, {iso_or_none(a.date) or 'no date'}")
+            when = iso_or_none(a.date) or "no date"
+            print(f"\n--- article {position} of {len(view.articles)}, {a.direction}{flag}, {when}")
             print(f"From:    {a.sender}")
             if a.direction == "out":
                 print(f"To:      {', '.join(a.to) or '(nobody)'}")
