@@ -366,13 +366,19 @@ def _sender_params(email: str, *, since: datetime, now: datetime) -> dict[str, s
     return {"a": email.casefold(), "r": email, "since": iso(since), "now": iso(now)}
 
 
+def _user_of(row: sqlite3.Row) -> User:
+    """A user from a row of u.email, u.name, u.lang and c.number, c.name AS cname, c.support_until,
+    c.trial_until."""
+    customer = Customer(
+        row["number"], row["cname"], _d(row["support_until"]), _d(row["trial_until"])
+    )
+    return User(row["email"], row["name"], row["lang"], customer)
+
+
 def _sender_of(row: sqlite3.Row) -> Sender:
     user = None
     if row["email"] is not None and row["number"] is not None:
-        customer = Customer(
-            row["number"], row["cname"], _d(row["support_until"]), _d(row["trial_until"])
-        )
-        user = User(row["email"], row["name"], row["lang"], customer)
+        user = _user_of(row)
     agent = (
         Agent(row["aemail"], row["aname"], _dt(row["acreated"]))
         if row["aemail"] is not None
@@ -687,12 +693,7 @@ class Transaction:
             "WHERE u.email = ?",
             (email.casefold(),),
         )
-        if row is None:
-            return None
-        customer = Customer(
-            row["number"], row["cname"], _d(row["support_until"]), _d(row["trial_until"])
-        )
-        return User(row["email"], row["name"], row["lang"], customer)
+        return _user_of(row) if row is not None else None
 
     async def sender(self, email: str, *, since: datetime, now: datetime) -> Sender:
         """Everything routing needs to know of a mail's sender, in one query."""
@@ -728,15 +729,7 @@ class Transaction:
             "ORDER BY is_requester DESC, first_article, u.email",
             (ticket,),
         )
-        return [
-            User(
-                r["email"],
-                r["name"],
-                r["lang"],
-                Customer(r["number"], r["cname"], _d(r["support_until"]), _d(r["trial_until"])),
-            )
-            for r in rows
-        ]
+        return [_user_of(r) for r in rows]
 
     async def thread_of(self, ticket: int) -> Thread:
         """The ticket's first inbound Message-ID and the latest one a person wrote."""
@@ -1167,15 +1160,7 @@ class Store:
             sql += " WHERE u.customer = ?"
             params = (customer,)
         rows = await self._all(sql + " ORDER BY u.customer, u.email", params)
-        return [
-            User(
-                r["email"],
-                r["name"],
-                r["lang"],
-                Customer(r["number"], r["cname"], _d(r["support_until"]), _d(r["trial_until"])),
-            )
-            for r in rows
-        ]
+        return [_user_of(r) for r in rows]
 
     # --- tickets ------------------------------------------------------------------------------
 
