@@ -226,55 +226,65 @@ def build_mail(
     directly, 30 times faster; one with attachments or very long non-ASCII names goes
     through `email`'s MIME machinery.
     """
+    # Threading and loop guard: ASCII values, the same in both ways of writing the mail.
+    trace = [("Date", format_datetime(now)), ("Message-ID", message_id)]
+    if in_reply_to:
+        trace.append(("In-Reply-To", in_reply_to))
+    if references:
+        trace.append(("References", " ".join(references)))
+    if auto_submitted is not None:
+        trace.append(("Auto-Submitted", auto_submitted))
+    trace += [("X-Auto-Response-Suppress", "All"), ("X-Loop", loop_token)]
     direct = not attachments and sender_address.isascii() and recipient.isascii()
     if direct and _one_word_name(sender_name) and _one_word_name(recipient_name):
         headers = [
             ("From", _address("From", sender_name, sender_address)),
             ("To", _address("To", recipient_name, recipient)),
             ("Subject", _unstructured("Subject", subject)),
-            ("Date", format_datetime(now)),
-            ("Message-ID", message_id),
-        ]
-        if in_reply_to:
-            headers.append(("In-Reply-To", in_reply_to))
-        if references:
-            headers.append(("References", _fold("References", list(references))))
-        if auto_submitted is not None:
-            headers.append(("Auto-Submitted", auto_submitted))
-        headers += [
-            ("X-Auto-Response-Suppress", "All"),
-            ("X-Loop", loop_token),
+            *((name, _fold(name, value.split(" "))) for name, value in trace),
             ("Content-Type", 'text/plain; charset="utf-8"'),
             ("Content-Transfer-Encoding", "quoted-printable"),
             ("MIME-Version", "1.0"),
             ("Content-Language", lang),
         ]
         head = "".join(f"{name}: {value}{CRLF}" for name, value in headers)
-        return OutboundMail(
-            kind=kind,
-            recipient=recipient,
-            sender=sender_address,
-            message_id=message_id,
-            subject=subject,
-            raw=(head + CRLF + _quoted_printable(body)).encode("ascii"),
-        )
+        raw = (head + CRLF + _quoted_printable(body)).encode("ascii")
+    else:
+        raw = _mime_mail(
+            subject=subject, body=body, sender=(sender_name, sender_address),
+            recipient=(recipient_name, recipient), trace=trace, lang=lang,
+            attachments=attachments,
+        )  # fmt: skip
+    return OutboundMail(
+        kind=kind,
+        recipient=recipient,
+        sender=sender_address,
+        message_id=message_id,
+        subject=subject,
+        raw=raw,
+    )
+
+
+def _mime_mail(
+    *,
+    subject: str,
+    body: str,
+    sender: tuple[str, str],
+    recipient: tuple[str, str],
+    trace: list[tuple[str, str]],
+    lang: str,
+    attachments: Sequence[OutboundFile],
+) -> bytes:
+    """The mail through `email`'s MIME policy: attachments, non-ASCII addresses, long names."""
     msg = EmailMessage(policy=SMTP)
-    msg["From"] = Address(display_name=sender_name, addr_spec=sender_address)
+    msg["From"] = Address(display_name=sender[0], addr_spec=sender[1])
     try:
-        msg["To"] = Address(display_name=recipient_name, addr_spec=recipient)
+        msg["To"] = Address(display_name=recipient[0], addr_spec=recipient[1])
     except (ValueError, IndexError):
-        msg["To"] = recipient
+        msg["To"] = recipient[1]
     msg["Subject"] = subject.replace("\r", " ").replace("\n", " ")
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = message_id
-    if in_reply_to:
-        msg["In-Reply-To"] = in_reply_to
-    if references:
-        msg["References"] = " ".join(references)
-    if auto_submitted is not None:
-        msg["Auto-Submitted"] = auto_submitted
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg["X-Loop"] = loop_token
+    for name, value in trace:
+        msg[name] = value
     msg.set_content(body, charset="utf-8", cte="quoted-printable")
     for file in attachments:
         maintype, _, subtype = file.content_type.partition("/")
@@ -282,14 +292,7 @@ def build_mail(
             maintype, subtype = "application", "octet-stream"
         msg.add_attachment(file.data, maintype=maintype, subtype=subtype, filename=file.filename)
     msg["Content-Language"] = lang  # after the parts: a multipart keeps it at the top
-    return OutboundMail(
-        kind=kind,
-        recipient=recipient,
-        sender=sender_address,
-        message_id=message_id,
-        subject=subject,
-        raw=msg.as_bytes(),
-    )
+    return msg.as_bytes()
 
 
 # --- writing a text-only mail directly --------------------------------------------------------
