@@ -2,33 +2,63 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from ticketmail.store import CustomerRow, Store
+from ticketmail.store import CustomerRow, MessageRecord, NewTicket, Store, Transaction
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+_ids = itertools.count(1)
 
 
 class Rollback(Exception):
     pass
 
 
+async def _facts_number(tx: Transaction, first_number: int) -> int:
+    facts = await tx.mail_facts(
+        message_id=f"<{next(_ids)}@schule.example>", header_from="anna@schule.example",
+        numbers=(), references=(), since=NOW, now=NOW, first_number=first_number,
+    )  # fmt: skip
+    return facts.next_number
+
+
 async def _open_ticket(store: Store, first_number: int) -> int:
+    """A new ticket the way intake opens one: the number read with the mail's facts, the
+    ticket written with the mail's record, in one transaction."""
     async with store.transaction() as tx:
-        number = await tx.next_ticket_number(first_number)
-        await tx.create_ticket(
-            number, customer="10042", requester="anna@schule.example", subject="Drucker",
-            automatic=False, previous_number=None, now=NOW,
-        )  # fmt: skip
+        number = await _facts_number(tx, first_number)
+        await tx.record_mail(
+            _message(number),
+            new_ticket=NewTicket(number, "10042", "anna@schule.example", "Drucker", False, None),
+            now=NOW,
+        )
     return number
+
+
+def _message(ticket: int | None) -> MessageRecord:
+    return MessageRecord(
+        envelope_from="anna@schule.example", envelope_to=("support@stueber.de",),
+        header_from="anna@schule.example", message_id=f"<{next(_ids)}@schule.example>",
+        raw_sha256="0" * 64, size=1, outcome="ticket_created", reason="new", ticket=ticket,
+        reply="250 2.0.0 Ok",
+    )  # fmt: skip
 
 
 async def _allocate_then_fail(store: Store, first_number: int, *, expected: int) -> None:
     async with store.transaction() as tx:
-        assert await tx.next_ticket_number(first_number) == expected
+        number = await _facts_number(tx, first_number)
+        assert number == expected
+        await tx.record_mail(
+            _message(number),
+            new_ticket=NewTicket(number, "10042", "anna@schule.example", "Drucker", False, None),
+            now=NOW,
+        )
         raise Rollback
 
 
@@ -39,13 +69,110 @@ async def test_ticket_numbers_start_at_first_number_and_are_never_reused(tmp_pat
         await store.add_customers([CustomerRow("10042", "Gymnasium", None, None)], now=NOW)
         assert await _open_ticket(store, 500) == 500
         assert await _open_ticket(store, 500) == 501
-        async with store.transaction() as tx:  # handed out, its ticket never created
-            assert await tx.next_ticket_number(500) == 502
-        assert await _open_ticket(store, 500) == 503
+        async with store.transaction() as tx:  # only read: not handed out
+            assert await _facts_number(tx, 500) == 502
+        assert await _open_ticket(store, 500) == 502
         with pytest.raises(Rollback):  # rolled back: never handed out
-            await _allocate_then_fail(store, 500, expected=504)
-        assert await _open_ticket(store, 500) == 504
+            await _allocate_then_fail(store, 500, expected=503)
+        assert await _open_ticket(store, 500) == 503
         assert await _open_ticket(store, 1000) == 1000  # a higher first_number wins
         assert await _open_ticket(store, 500) == 1001  # a lower one never goes back
+    finally:
+        await store.close()
+
+
+# --- group commit -------------------------------------------------------------------------------
+
+
+def _committed(path: Path, message_id: str) -> bool:
+    """Read on a connection of its own, as another process would: committed rows only."""
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute("SELECT 1 FROM messages WHERE message_id = ?", (message_id,)).fetchone()
+    finally:
+        conn.close()
+    return row is not None
+
+
+async def _record(store: Store, *, fail: bool = False) -> tuple[str, bool]:
+    """One transaction writing one message row; (its Message-ID, committed on return)."""
+    message = _message(None)
+    async with store.transaction(lazy=True) as tx:
+        await tx.record_mail(message, now=NOW)
+        if fail:
+            raise Rollback
+    return message.message_id, _committed(store.path, message.message_id)
+
+
+async def test_concurrent_transactions_share_one_commit_and_each_is_durable_on_return(
+    tmp_path: Path,
+) -> None:
+    """Twenty transactions waiting for each other: one COMMIT for all, and none returns
+    before its work can be read from another connection."""
+    store = await Store.open(tmp_path / "var")
+    try:
+        before = store.commits
+        results = await asyncio.gather(*(_record(store) for _ in range(20)))
+        assert all(visible for _, visible in results)
+        assert store.commits - before == 1
+        alone = await _record(store)  # nobody waiting: committed at once, on its own
+        assert alone[1]
+        assert store.commits - before == 2
+    finally:
+        await store.close()
+
+
+async def test_a_failing_transaction_in_a_batch_undoes_only_its_own_work(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "var")
+    try:
+        before = store.commits
+        results = await asyncio.gather(
+            _record(store), _record(store, fail=True), _record(store), return_exceptions=True
+        )
+        assert isinstance(results[1], Rollback)
+        first, third = results[0], results[2]
+        assert isinstance(first, tuple)
+        assert first[1]
+        assert isinstance(third, tuple)
+        assert third[1]
+        assert store.commits - before == 1
+        conn = sqlite3.connect(store.path)
+        try:
+            (count,) = conn.execute("SELECT COUNT(*) FROM messages").fetchone()
+        finally:
+            conn.close()
+        assert count == 2  # the failed one's row is gone, the others' stay
+    finally:
+        await store.close()
+
+
+async def test_a_batch_left_open_for_a_task_that_is_then_cancelled_is_still_committed(
+    tmp_path: Path,
+) -> None:
+    """A ends while B waits for the lock, so A leaves the COMMIT to B; B is cancelled before
+    it gets the lock. A must still return, committed (nobody else ever comes)."""
+    store = await Store.open(tmp_path / "var")
+    try:
+        inside, release = asyncio.Event(), asyncio.Event()
+        message = _message(None)
+
+        async def first() -> bool:
+            async with store.transaction(lazy=True) as tx:
+                await tx.record_mail(message, now=NOW)
+                inside.set()
+                await release.wait()
+            return _committed(store.path, message.message_id)
+
+        task_a = asyncio.create_task(first())
+        await asyncio.wait_for(inside.wait(), timeout=5)
+        task_b = asyncio.create_task(_record(store))
+        for _ in range(5):  # B queues for the lock
+            await asyncio.sleep(0)
+        release.set()
+        await asyncio.sleep(0)  # A ends its block, sees B waiting, hands the lock over
+        task_b.cancel()  # ... and B goes before it ever runs with it
+        assert await asyncio.wait_for(task_a, timeout=5)
+        with pytest.raises(asyncio.CancelledError):
+            await task_b
     finally:
         await store.close()

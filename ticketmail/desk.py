@@ -170,16 +170,40 @@ class Desk:
             root = answering or None
         else:
             root = (await tx.thread_of(ticket)).root
+        record = self.acknowledgement(
+            kind, user=user, ticket=ticket, subject=subject, answering=answering, root=root,
+            previous=previous, now=now,
+        )  # fmt: skip
+        entry = await tx.enqueue(record, now=now)
+        self.queued(record, entry, user)
+        return entry
+
+    def acknowledgement(
+        self,
+        kind: str,
+        /,
+        *,
+        user: User,
+        ticket: int | None,
+        subject: str,
+        answering: str,
+        root: str | None,
+        previous: int | None = None,
+        now: datetime,
+    ) -> OutboxRecord:
+        """The automatic answer `acknowledge` queues, for a caller that queues it itself
+        (`root`: the first mail of the ticket's thread)."""
         context = self._context(user, ticket=ticket, subject=subject, previous=previous)
-        record = self._outbox(
+        return self._outbox(
             kind, user, ticket=ticket, context=context, in_reply_to=answering,
             references=thread_references(root, answering), auto_submitted="auto-replied",
             now=now,
         )  # fmt: skip
-        entry = await tx.enqueue(record, now=now)
-        log.info("notice_queued", kind=kind, outbox=entry, recipient=user.email, ticket=ticket,
-                 lang=_lang(self.config, user))  # fmt: skip
-        return entry
+
+    def queued(self, record: OutboxRecord, entry: int, user: User) -> None:
+        """Log an automatic answer queued as outbox `entry`."""
+        log.info("notice_queued", kind=record.kind, outbox=entry, recipient=user.email,
+                 ticket=record.ticket, lang=_lang(self.config, user))  # fmt: skip
 
     def _ticket_mail(
         self,

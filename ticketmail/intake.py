@@ -47,6 +47,7 @@ from .store import (
     MailFacts,
     MessageRecord,
     NewTicket,
+    OutboxRecord,
     Reference,
     Store,
     Transaction,
@@ -262,6 +263,7 @@ class Intake:
                 references=_references(mail, ids),
                 since=now - timedelta(hours=1),
                 now=now,
+                first_number=self.config.tickets.first_number,
             )
             if stored.previous is not None:
                 log.info("mail_duplicate", message_id=mail.message_id, sender=sender)
@@ -279,8 +281,9 @@ class Intake:
             if decision.reason == "bounce":
                 await self._record_bounce(tx, raw, mail, now)
             result = await self._apply(
-                tx, mail, envelope, decision, facts, (raw_blob, len(raw)), files, now
-            )
+                tx, mail, envelope, decision, facts, (raw_blob, len(raw)), files, now,
+                next_number=stored.next_number,
+            )  # fmt: skip
         log.info(
             "mail_accepted",
             outcome=result.outcome,
@@ -399,7 +402,11 @@ class Intake:
         raw_blob: tuple[str, int],
         files: tuple[AttachmentView, ...],
         now: datetime,
+        *,
+        next_number: int,
     ) -> IntakeResult:
+        """Store the mail as decided, with its notice: one trip when the notice answers the
+        ticket's first mail (no thread to read), else one more for the notice."""
         if decision.action is Action.AGENT_REPLY:
             return await self._agent_reply(
                 tx, mail, envelope, decision, facts.agent, raw_blob, files, now
@@ -418,7 +425,7 @@ class Intake:
         touch: tuple[int, str | None] | None = None
         if decision.action is Action.NEW_TICKET:
             assert user is not None
-            ticket = await tx.next_ticket_number(self.config.tickets.first_number)
+            ticket = next_number
             new_ticket = NewTicket(
                 ticket,
                 customer=user.customer.number,
@@ -460,14 +467,28 @@ class Intake:
         message = _message_record(
             mail, envelope, raw_blob, outcome, decision.reason, ticket=ticket, reply=reply
         )
-        await tx.record_mail(message, new_ticket=new_ticket, touch=touch, article=article, now=now)
+        desk = self._desk()
+        notice: OutboxRecord | None = None
+        first_mail = decision.action is Action.NEW_TICKET
+        if decision.notice is not None and user is not None and (first_mail or ticket is None):
+            notice = desk.acknowledgement(
+                decision.notice, user=user, ticket=ticket, subject=subject,
+                answering=mail.message_id, root=mail.message_id or None,
+                previous=decision.previous_ticket, now=now,
+            )  # fmt: skip
+        recorded = await tx.record_mail(
+            message, new_ticket=new_ticket, touch=touch, article=article, notice=notice, now=now
+        )
         queued = 0
-        if decision.notice is not None and user is not None:
-            desk = self._desk()
+        if notice is not None and user is not None:
+            assert recorded.outbox is not None
+            desk.queued(notice, recorded.outbox, user)
+            queued = 1
+        elif decision.notice is not None and user is not None:
             await desk.acknowledge(
                 tx, decision.notice, user=user, ticket=ticket, subject=subject,
                 answering=mail.message_id, previous=decision.previous_ticket,
-                first_mail=decision.action is Action.NEW_TICKET, now=now,
+                first_mail=False, now=now,
             )  # fmt: skip
             queued = 1
         elif decision.suppressed is not None:
@@ -497,11 +518,12 @@ class Intake:
         ticket = decision.ticket
         raw_sha256 = raw_blob[0]
         reply = REPLY_TICKET.format(number=ticket.number)
-        message = await tx.record_mail(
+        recorded = await tx.record_mail(
             _message_record(mail, envelope, raw_blob, "agent_reply", decision.reason,
                             ticket=ticket.number, reply=reply),
             now=now,
         )  # fmt: skip
+        message = recorded.message
         origin = Origin(
             actor=agent.email,
             agent_name=agent.name,

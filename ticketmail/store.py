@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -40,6 +41,7 @@ __all__ = [
     "NewTicket",
     "OutboxDue",
     "OutboxRecord",
+    "Recorded",
     "Reference",
     "Sender",
     "Store",
@@ -53,6 +55,9 @@ __all__ = [
 DB_NAME = "ticketmail.sqlite3"
 T = TypeVar("T")
 SCHEMA_VERSION = 1
+_SAVEPOINT = "ticketmail"
+# Group commit: at most this many transactions share one COMMIT (one fsync of the WAL).
+MAX_BATCH = 32
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -292,6 +297,14 @@ class OutboxRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Recorded:
+    """What `record_mail` wrote: the message's row id and its notice's outbox entry."""
+
+    message: int
+    outbox: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class MessageRecord:
     """An accepted mail as the `messages` table keeps it (the raw bytes are a blob)."""
 
@@ -326,6 +339,7 @@ class MailFacts:
     sender: Sender | None
     tagged: tuple[TicketRef, ...]  # the tickets the subject tags, in order
     referenced: tuple[TicketRef, ...]  # the tickets In-Reply-To/References name, in order
+    next_number: int = 0  # the number a new ticket would get now (0 for a duplicate)
 
 
 # A reference a mail makes, as intake classified it: ("number", n) names ticket n (a genuine
@@ -333,6 +347,12 @@ class MailFacts:
 # ticket that holds or sent a mail with that ID.
 Reference = tuple[str, int | str]
 
+# The next ticket number: above the last one handed out and above every ticket there is.
+_SQL_NEXT_NUMBER = (
+    "SELECT MAX(:first, COALESCE((SELECT CAST(value AS INTEGER) FROM meta "
+    "WHERE key = 'last_ticket_number'), :first - 1) + 1, "
+    "COALESCE((SELECT MAX(number) FROM tickets), 0) + 1)"
+)
 _SQL_SENDER = (
     "SELECT u.email, u.name, u.lang, c.number, c.name AS cname, c.support_until, "
     "c.trial_until, a.email AS aemail, a.name AS aname, a.created_at AS acreated, "
@@ -409,6 +429,7 @@ def _ticket_ref_of(row: sqlite3.Row | None) -> TicketRef | None:
 def _read_mail_facts(
     conn: sqlite3.Connection,
     *,
+    first_number: int,
     message_id: str,
     header_from: str,
     numbers: Sequence[int],
@@ -445,10 +466,19 @@ def _read_mail_facts(
             ref = ticket_of_message(str(value))
         if ref is not None and ref not in referenced:
             referenced.append(ref)
-    return MailFacts(None, sent_by_us, sender, tagged, tuple(referenced))
+    (next_number,) = conn.execute(_SQL_NEXT_NUMBER, {"first": first_number}).fetchone()
+    return MailFacts(None, sent_by_us, sender, tagged, tuple(referenced), int(next_number))
 
 
 def _insert_ticket(conn: sqlite3.Connection, ticket: NewTicket, *, now: datetime) -> None:
+    """The ticket, and its number as the last one handed out (numbers are never reused:
+    a number some ticket has fails the INSERT)."""
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES ('last_ticket_number', :n) ON CONFLICT(key) "
+        "DO UPDATE SET value = excluded.value "
+        "WHERE CAST(meta.value AS INTEGER) < CAST(excluded.value AS INTEGER)",
+        {"n": str(ticket.number)},
+    )
     conn.execute(
         "INSERT INTO tickets(number, customer, requester, subject, status, automatic, "
         "previous_number, created_at, updated_at) VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?)",
@@ -556,9 +586,10 @@ def _record_mail(
     new_ticket: NewTicket | None,
     touch: tuple[int, str | None] | None,
     article: ArticleRecord | None,
+    notice: OutboxRecord | None,
     now: datetime,
-) -> int:
-    """On the database thread: the ticket change, the message and its article."""
+) -> Recorded:
+    """On the database thread: the ticket change, the message, its article and the notice."""
     if new_ticket is not None:
         _insert_ticket(conn, new_ticket, now=now)
     if touch is not None:
@@ -567,7 +598,31 @@ def _record_mail(
     if article is not None:
         assert message.ticket is not None
         _insert_article(conn, message.ticket, article, message=entry, now=now)
-    return entry
+    outbox = _insert_outbox(conn, notice, now=now) if notice is not None else None
+    return Recorded(entry, outbox)
+
+
+def _insert_outbox(conn: sqlite3.Connection, record: OutboxRecord, *, now: datetime) -> int:
+    cur = conn.execute(
+        "INSERT INTO outbox(created_at, kind, ticket, recipient, sender, message_id, "
+        "subject, raw, automatic, status, queued_at, attempts, next_attempt_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, 0, ?)",
+        (
+            iso(now),
+            record.kind,
+            record.ticket,
+            record.recipient,
+            record.sender,
+            record.message_id,
+            record.subject,
+            record.raw,
+            int(record.automatic),
+            iso(now),
+            iso(now),
+        ),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
 
 
 @dataclass(frozen=True, slots=True)
@@ -578,8 +633,29 @@ class _Done:
     rowcount: int
 
 
-def _begin_then(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
-    conn.execute("BEGIN IMMEDIATE")
+class _Opening:
+    """How far a transaction's start got on the database thread: its batch's BEGIN (when it
+    opens the batch) and its own SAVEPOINT. Written there, read on the event loop after."""
+
+    __slots__ = ("begin", "begun", "savepoint")
+
+    def __init__(self, *, begin: bool) -> None:
+        self.begin = begin  # this transaction opens the batch with BEGIN IMMEDIATE
+        self.begun = False  # ... and did
+        self.savepoint = False  # its own SAVEPOINT is set: a failure rolls back to it
+
+    def run(self, conn: sqlite3.Connection) -> None:
+        if self.begin:
+            conn.execute("BEGIN IMMEDIATE")
+            self.begun = True
+        conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+        self.savepoint = True
+
+
+def _opened_then(
+    opening: _Opening, fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection
+) -> T:
+    opening.run(conn)
     return fn(conn)
 
 
@@ -592,17 +668,54 @@ def _run(sql: str, params: Params, conn: sqlite3.Connection) -> _Done:
     return _Done(cur.lastrowid, cur.rowcount)
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:  # a lazy BEGIN may have failed (the database busy)
+def _undo_member(opening: _Opening, conn: sqlite3.Connection) -> bool:
+    """Roll one transaction back to its SAVEPOINT (when it got that far); False when no
+    transaction is open any more (SQLite itself rolled the whole batch back)."""
+    if opening.savepoint and conn.in_transaction:
+        conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
+        conn.execute(f"RELEASE {_SAVEPOINT}")
+    return conn.in_transaction
+
+
+def _fail(members: list[asyncio.Future[None]], exc: BaseException) -> None:
+    for future in members:
+        if not future.done():
+            future.set_exception(exc)
+
+
+async def _uninterrupted(aw: Awaitable[T]) -> T:
+    """Await `aw` to its end even when the caller is cancelled meanwhile (then re-raised):
+    a batch's COMMIT or a ROLLBACK must finish before the lock goes to the next task."""
+    task = asyncio.ensure_future(aw)
+    interrupted = False
+    while not task.done():
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError:
+            interrupted = True
+    if interrupted:
+        if not task.cancelled():
+            task.exception()  # retrieved: it is the cancellation that goes on
+        raise asyncio.CancelledError
+    return task.result()
+
+
+def _end_batch(commit: bool, conn: sqlite3.Connection) -> None:
+    if commit:
+        conn.execute("COMMIT")
+    elif conn.in_transaction:
         conn.execute("ROLLBACK")
 
 
 class Transaction:
-    """One `BEGIN IMMEDIATE` … `COMMIT` on the store's connection; all writes go here."""
+    """One transaction on the store's connection; all writes go here.
 
-    def __init__(self, db: aiosqlite.Connection, *, begun: bool = True) -> None:
+    Outside `Store.transaction` (the reads of the pre-check) it is a plain reader.
+    """
+
+    def __init__(self, db: aiosqlite.Connection, *, opening: _Opening | None = None) -> None:
         self._db = db
-        self.begun = begun  # False: BEGIN IMMEDIATE goes with the first statement
+        self._opening = opening  # not None: the start still goes with the first statement
 
     async def call(self, fn: Callable[[sqlite3.Connection], T], /) -> T:
         """`fn(connection)` on aiosqlite's own thread: many statements, one trip there.
@@ -610,13 +723,13 @@ class Transaction:
         aiosqlite has no public call for this; it is `Connection._execute` with its sqlite3
         connection `_conn` (both in every release since 0.17; pyproject pins below 0.23).
         Each trip waits for the event loop to come round, and a transaction holds the write
-        lock meanwhile, so a mail's reads and writes go in one trip each, and the BEGIN of a
+        lock meanwhile, so a mail's reads and writes go in one trip each, and the start of a
         transaction opened lazily goes with the first of them.
         """
         run: Callable[[sqlite3.Connection], T] = fn
-        if not self.begun:
-            self.begun = True  # from here on, a failure must be rolled back
-            run = functools.partial(_begin_then, fn)
+        if self._opening is not None:
+            run = functools.partial(_opened_then, self._opening, fn)
+            self._opening = None
         result = await self._db._execute(run, self._db._conn)  # type: ignore[no-untyped-call]
         return cast(T, result)
 
@@ -650,11 +763,14 @@ class Transaction:
         references: Sequence[Reference],
         since: datetime,
         now: datetime,
+        first_number: int,
     ) -> MailFacts:
-        """The duplicate check, the sender and the tickets a mail names, in one trip."""
+        """The duplicate check, the sender, the tickets a mail names and the number a new
+        ticket would get (`tickets.first_number` at least), in one trip."""
         return await self.call(
             functools.partial(
                 _read_mail_facts,
+                first_number=first_number,
                 message_id=message_id,
                 header_from=header_from,
                 numbers=tuple(numbers),
@@ -671,10 +787,13 @@ class Transaction:
         new_ticket: NewTicket | None = None,
         touch: tuple[int, str | None] | None = None,
         article: ArticleRecord | None = None,
+        notice: OutboxRecord | None = None,
         now: datetime,
-    ) -> int:
-        """A mail's ticket change (new, or touched with an optional status), its message row
-        and its article, in one trip; returns the message's id."""
+    ) -> Recorded:
+        """A mail's ticket change (new, or touched with an optional status), its message row,
+        its article and the notice queued for it, in one trip.
+
+        A new ticket's number is the `next_number` of this transaction's `mail_facts`."""
         return await self.call(
             functools.partial(
                 _record_mail,
@@ -682,6 +801,7 @@ class Transaction:
                 new_ticket=new_ticket,
                 touch=touch,
                 article=article,
+                notice=notice,
                 now=now,
             )
         )
@@ -869,26 +989,7 @@ class Transaction:
         )
 
     async def enqueue(self, record: OutboxRecord, *, now: datetime) -> int:
-        cur = await self._execute(
-            "INSERT INTO outbox(created_at, kind, ticket, recipient, sender, message_id, "
-            "subject, raw, automatic, status, queued_at, attempts, next_attempt_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, 0, ?)",
-            (
-                iso(now),
-                record.kind,
-                record.ticket,
-                record.recipient,
-                record.sender,
-                record.message_id,
-                record.subject,
-                record.raw,
-                int(record.automatic),
-                iso(now),
-                iso(now),
-            ),
-        )
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+        return await self.call(functools.partial(_insert_outbox, record=record, now=now))
 
     async def add_quarantine(
         self,
@@ -953,12 +1054,23 @@ class Transaction:
 
 
 class Store:
-    """The database of one data directory. Writes are serialised by one lock."""
+    """The database of one data directory. Writes are serialised by one lock.
+
+    Group commit: a transaction that ends while others wait for the lock leaves the batch
+    open for them (each in a SAVEPOINT of its own, so a failure undoes only its own work);
+    the last of a batch, or the MAX_BATCH-th, commits it with one fsync. Leaving
+    `transaction()` means committed and on disk, for every transaction of the batch.
+    """
 
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
         self.path = path
         self._lock = asyncio.Lock()
+        self._wanting = 0  # tasks waiting for the lock
+        self._batch_open = False  # BEGIN IMMEDIATE ran, COMMIT not yet
+        self._batch: list[asyncio.Future[None]] = []  # ended in the open batch, uncommitted
+        self._flushes: set[asyncio.Task[None]] = set()
+        self.commits = 0  # batches committed since open (read by tests and the benchmark)
 
     @classmethod
     async def open(cls, data_dir: Path) -> Store:
@@ -996,29 +1108,96 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self, *, lazy: bool = False) -> AsyncIterator[Transaction]:
-        """BEGIN IMMEDIATE … COMMIT (fsync'd), or ROLLBACK on any exception or cancellation.
+        """A transaction: on leaving, committed (fsync'd) together with its batch; on any
+        exception or cancellation inside, rolled back alone (the rest of the batch stays).
 
-        `lazy`: BEGIN goes with the first statement (one trip less); only for a block that
-        touches the database through the Transaction alone, never through the Store.
+        `lazy`: the start goes with the first statement (one trip less); only for a block
+        that touches the database through the Transaction alone, never through the Store.
         """
-        async with self._lock:
-            tx = Transaction(self._db, begun=not lazy)
-            if not lazy:
-                await self._db.execute("BEGIN IMMEDIATE")
+        await self._acquire()
+        opening = _Opening(begin=not self._batch_open)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        try:
             try:
-                yield tx
+                if not lazy:
+                    await self._trip(opening.run)
+                yield Transaction(self._db, opening=opening if lazy else None)
             except BaseException:
-                if tx.begun:
-                    await asyncio.shield(tx.call(_rollback))
+                await _uninterrupted(self._undo(opening))
                 raise
-            if tx.begun:
-                await self._db.execute("COMMIT")
+            self._joined(opening, done)
+        finally:
+            try:
+                if self._batch_open and (self._wanting == 0 or len(self._batch) >= MAX_BATCH):
+                    await _uninterrupted(self._end_batch())
+            finally:
+                self._lock.release()
+        await done
+
+    async def _trip(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        result = await self._db._execute(fn, self._db._conn)  # type: ignore[no-untyped-call]
+        return cast(T, result)
+
+    async def _acquire(self) -> None:
+        self._wanting += 1
+        try:
+            await self._lock.acquire()
+        except asyncio.CancelledError:
+            # The batch may have been left open for this task: someone must commit it.
+            if self._batch_open:
+                flush = asyncio.create_task(self._flush(), name="store-flush")
+                self._flushes.add(flush)
+                flush.add_done_callback(self._flushes.discard)
+            raise
+        finally:
+            self._wanting -= 1
+
+    async def _flush(self) -> None:
+        await self._acquire()
+        try:
+            if self._batch_open:
+                await _uninterrupted(self._end_batch())
+        finally:
+            self._lock.release()
+
+    def _joined(self, opening: _Opening, done: asyncio.Future[None]) -> None:
+        """A transaction ended well: its work waits in the batch for the COMMIT."""
+        if opening.begun:
+            self._batch_open = True
+        if opening.savepoint:
+            self._batch.append(done)
+        else:  # it never reached the database: nothing to commit
+            done.set_result(None)
+
+    async def _undo(self, opening: _Opening) -> None:
+        """A transaction failed: undo its own work; the batch goes on without it."""
+        alive = await self._trip(functools.partial(_undo_member, opening))
+        if opening.begun:
+            self._batch_open = True
+        if not alive and self._batch_open:  # SQLite ended the whole batch (disk full, I/O)
+            self._batch_open = False
+            members, self._batch = self._batch, []
+            _fail(members, TicketmailError("the database rolled the transaction back"))
+
+    async def _end_batch(self) -> None:
+        """COMMIT the open batch (ROLLBACK when nothing in it was kept) and tell its members."""
+        members, self._batch = self._batch, []
+        self._batch_open = False
+        try:
+            await self._trip(functools.partial(_end_batch, bool(members)))
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                await self._trip(functools.partial(_end_batch, False))
+            _fail(members, exc)
+            raise
+        self.commits += 1
+        for future in members:
+            future.set_result(None)
 
     async def _statement(self, sql: str, params: Params = ()) -> None:
-        """One statement as a transaction of its own (atomic, and fsync'd at its end) in one
-        trip to the database thread; between other transactions, never inside one."""
-        async with self._lock:
-            await self._db.execute(sql, params)
+        """One statement as a transaction of its own: atomic, and committed on return."""
+        async with self.transaction(lazy=True) as tx:
+            await tx._execute(sql, params)
 
     async def _one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         rows = await self._all(sql, params)
