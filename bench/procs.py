@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -21,11 +21,13 @@ from typing import IO
 __all__ = [
     "Server",
     "cpu_seconds",
+    "family",
     "free_port",
     "machine_cpu",
     "mount_of",
     "peak_rss_kib",
     "reset_peak_rss",
+    "rss_kib",
     "start",
     "wait_idle",
     "wait_quiet",
@@ -135,6 +137,21 @@ def start(
     return Server(name, proc, port, log_path, log)
 
 
+def family(pid: int) -> list[int]:
+    """The process and all its descendants (ticketmail's worker processes, smtp.workers)."""
+    found = [pid]
+    for parent in found:  # grows while it is walked: breadth first
+        try:
+            tasks = list(Path(f"/proc/{parent}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            with contextlib.suppress(OSError, ValueError):
+                children = (task / "children").read_text(encoding="ascii").split()
+                found.extend(int(c) for c in children if int(c) not in found)
+    return found
+
+
 def _status_kib(pid: int, key: str) -> int:
     with open(f"/proc/{pid}/status", encoding="ascii") as fh:
         for line in fh:
@@ -143,27 +160,52 @@ def _status_kib(pid: int, key: str) -> int:
     raise RuntimeError(f"/proc/{pid}/status has no {key}")
 
 
+def _family_sum(pid: int, read: Callable[[int], float]) -> float:
+    total = 0.0
+    for member in family(pid):
+        try:
+            total += read(member)
+        except (OSError, IndexError, ValueError):
+            if member == pid:
+                raise
+    return total
+
+
 def peak_rss_kib(pid: int) -> int:
-    """VmHWM: the largest resident set since start or since `reset_peak_rss`."""
-    return _status_kib(pid, "VmHWM")
+    """VmHWM, the largest resident set since start or since `reset_peak_rss`, summed over
+    the process and its descendants (an upper bound of their peak together)."""
+    return int(_family_sum(pid, lambda p: _status_kib(p, "VmHWM")))
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS now, summed over the process and its descendants."""
+    return int(_family_sum(pid, lambda p: _status_kib(p, "VmRSS")))
 
 
 def reset_peak_rss(pid: int) -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not allowed."""
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")
-    except OSError:
-        return False
-    return True
+    """Reset VmHWM to the current RSS (Linux >= 4.0), for the process and its descendants;
+    False where that is not allowed."""
+    done = True
+    for member in family(pid):
+        try:
+            with open(f"/proc/{member}/clear_refs", "w", encoding="ascii") as fh:
+                fh.write("5")
+        except OSError:
+            done = False
+    return done
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of the process (all its threads), in seconds."""
+def _own_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     # After "pid (comm)": state is field 3, utime field 14, stime field 15.
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of the process (all its threads) and of its descendants
+    now alive, in seconds."""
+    return _family_sum(pid, _own_cpu_seconds)
 
 
 def machine_cpu() -> tuple[float, float]:

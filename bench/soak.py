@@ -25,14 +25,6 @@ from report import TICKETMAIL
 from stack import start_servers
 
 
-def _rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/{pid}/status has no VmRSS")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=5)
@@ -46,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench = start_servers(workdir, servers)
         pid = bench.ticketmail.pid
         senders = bench.senders[: args.senders]
-        print(f"soak: ticketmail pid {pid}, RSS at start {_rss_kib(pid) / 1024:.1f} MB")
+        print(f"soak: ticketmail pid {pid}, RSS at start {procs.rss_kib(pid) / 1024:.1f} MB")
         rows = []
         for batch in range(1, args.batches + 1):
             result = asyncio.run(
@@ -57,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )  # fmt: skip
             procs.wait_idle(bench.all_pids, seconds=30.0)
-            rss = _rss_kib(pid) / 1024
+            rss = procs.rss_kib(pid) / 1024
             rate = result.accepted / result.seconds if result.seconds else 0.0
             rows.append((batch * args.mails, rate, rss, result.accepted))
             print(f"soak: {batch * args.mails:>7} mails  {rate:7.1f} mails/s  RSS {rss:6.1f} MB"

@@ -137,7 +137,9 @@ def write_config(
 ) -> Path:
     """A config.toml for tests: port 0, a temp data dir, fast retries, relay to the sink."""
     base: dict[str, dict[str, Any]] = {
-        "smtp": {"host": "127.0.0.1", "port": 0, "hostname": "ticketmail.test"},
+        # workers = 0: admission in the daemon's threads (starting worker processes for
+        # every test would double the suite's time); tests/test_workers.py runs the pool.
+        "smtp": {"host": "127.0.0.1", "port": 0, "hostname": "ticketmail.test", "workers": 0},
         "storage": {"data_dir": str(data_dir)},
         "relay": {"retry_initial_seconds": 0.2, "retry_max_seconds": 1.0, "poll_seconds": 0.2},
         "log": {"level": "info", "format": "json"},

@@ -198,6 +198,8 @@ def _refuses_connections(port: int, *, seconds: float) -> bool:
                 assert not _reply(conn).startswith("220"), "a new session was greeted"
         except ConnectionRefusedError:
             return True
+        except ConnectionResetError:  # queued as the listener closed: not greeted either
+            pass
         time.sleep(0.05)
     return False
 

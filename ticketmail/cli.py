@@ -723,6 +723,7 @@ def cmd_held_release(config: Config, args: argparse.Namespace) -> int:
                 await tx.resolve_held(entry.id, status="released", outcome=result.outcome,
                                       now=now_utc())  # fmt: skip
         finally:
+            intake.admitter.close()
             await store.close()
         where = f", ticket {result.ticket}" if result.ticket is not None else ""
         print(f"held {wanted}: released, {result.outcome}{where}")
@@ -785,6 +786,7 @@ def cmd_quarantine_retry(config: Config, args: argparse.Namespace) -> int:
                 where = f", ticket {result.ticket}" if result.ticket is not None else ""
                 print(f"quarantine {entry.id}: {result.outcome}{where}")
         finally:
+            intake.admitter.close()
             await store.close()
         return 1 if failures else 0
 

@@ -35,6 +35,7 @@ ENV_RELAY_PASSWORD = "TICKETMAIL_RELAY_PASSWORD"  # noqa: S105 - the variable's 
 ENV_SECRET = "TICKETMAIL_SECRET"  # noqa: S105 - signs the Message-IDs ticketmail generates
 MIN_SECRET_CHARS = 16
 MIB = 1024 * 1024
+MAX_WORKERS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ class SmtpConfig:
     tls_key_file: str = ""
     authserv_id: str = ""
     lmtp: bool = False
+    workers: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +302,10 @@ def _check_semantics(config: Config) -> None:
     if "@" not in config.mail.from_address:
         raise ConfigError(
             f"{src}: mail.from_address: {config.mail.from_address!r} is not a mail address"
+        )
+    if not 0 <= config.smtp.workers <= MAX_WORKERS:
+        raise ConfigError(
+            f"{src}: smtp.workers: {config.smtp.workers} is not between 0 and {MAX_WORKERS}"
         )
     positive("smtp.max_message_bytes", config.smtp.max_message_bytes)
     positive("smtp.max_sessions", config.smtp.max_sessions)

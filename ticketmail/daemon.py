@@ -11,6 +11,7 @@ from typing import Any
 
 import structlog
 
+from .admission import AdmissionPool
 from .config import Config
 from .errors import ConfigError
 from .files import BlobStore
@@ -80,6 +81,7 @@ class Daemon:
         self.config = config
         self.clock = clock
         self.store: Store | None = None
+        self.intake: Intake | None = None
         self.worker: OutboxWorker | None = None
         self.handler: Handler | None = None
         self._server: asyncio.Server | None = None
@@ -107,9 +109,17 @@ class Daemon:
         cfg = self.config
         store, intake = await open_parts(cfg, clock=self.clock)
         self.store = store
+        self.intake = intake
         swept = await asyncio.to_thread(intake.blobs.sweep_temporary)
         if swept:
             log.info("temporary_files_removed", count=swept)
+        if cfg.smtp.workers:
+            intake.pool = AdmissionPool(cfg, cfg.smtp.workers)
+            try:
+                await intake.pool.start()
+            except BaseException:
+                await self._close_store()
+                raise
         self.worker = OutboxWorker(store, make_transport(cfg), cfg.relay, clock=self.clock)
         intake.on_queued = self.worker.wake
         self.handler = Handler(intake, cfg)
@@ -123,7 +133,7 @@ class Daemon:
                 reuse_address=True,
             )
         except OSError:
-            await store.close()
+            await self._close_store()
             raise
         self._worker_task = asyncio.create_task(self.worker.run(), name="outbox-worker")
         log.info(
@@ -241,6 +251,13 @@ class Daemon:
         self._worker_task = None
 
     async def _close_store(self) -> None:
+        """Close the store, the intake's worker processes and its reading connections."""
+        intake, self.intake = self.intake, None
+        if intake is not None:
+            pool, intake.pool = intake.pool, None
+            if pool is not None:
+                await asyncio.to_thread(pool.close)
+            intake.admitter.close()
         store, self.store = self.store, None
         if store is not None:
             try:

@@ -9,7 +9,14 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from .authres import verify_sender
+from .admission import (
+    AdmissionPool,
+    Admitter,
+    Envelope,
+    Refused,
+    Unverified,
+    route_policy,
+)
 from .bounce import read_bounce
 from .config import Config
 from .desk import Desk, Origin, message_ids
@@ -17,7 +24,7 @@ from .files import BlobStore
 from .models import Agent, AttachmentView, User
 from .msgid import MessageIds
 from .notify import OutboundFile, Templates
-from .parse import ParsedMail, parse_mail
+from .parse import ParsedMail
 from .replies import (
     REPLY_ACCEPTED,
     REPLY_AGENT_BAD_STATUS,
@@ -35,8 +42,6 @@ from .route import (
     Action,
     Decision,
     Facts,
-    RoutePolicy,
-    agent_refusal,
     classify,
     clean_subject,
     decide,
@@ -57,7 +62,6 @@ __all__ = ["Envelope", "Intake", "IntakeResult", "route_policy"]
 
 log = structlog.get_logger()
 
-THREAD_PARSE_BYTES = 256 * 1024
 NO_SUBJECT = "(no subject)"
 MAX_TICKET_SUBJECT = 200
 
@@ -72,31 +76,11 @@ def _ticket_subject(subject: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Envelope:
-    mail_from: str
-    rcpt_tos: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class IntakeResult:
     reply: str
     outcome: str
     ticket: int | None = None
     queued: int = 0
-
-
-def route_policy(config: Config) -> RoutePolicy:
-    return RoutePolicy(
-        own_addresses=config.own_addresses,
-        loop_token=config.mail.from_address.casefold(),
-        subject_tag=config.tickets.subject_tag,
-        reopen_days=config.tickets.reopen_days,
-        acknowledge_followups=config.tickets.acknowledge_followups,
-        unknown_sender=config.policy.unknown_sender,
-        no_contract=config.policy.no_contract,
-        max_auto_replies_per_hour=config.policy.max_auto_replies_per_hour,
-        max_auto_replies_per_ticket_per_hour=config.policy.max_auto_replies_per_ticket_per_hour,
-    )
 
 
 def _references(mail: ParsedMail, ids: MessageIds) -> tuple[Reference, ...]:
@@ -176,6 +160,8 @@ class Intake:
         self.templates = templates
         self.clock = clock
         self.policy = route_policy(config)
+        self.admitter = Admitter(config, db_path=store.path, blobs=blobs)
+        self.pool: AdmissionPool | None = None  # worker processes, when the daemon has them
         self.on_queued = on_queued
         self._ids: MessageIds | None = None
 
@@ -226,34 +212,20 @@ class Intake:
 
         `sender_vouched`: an admin released the mail, so the sender check is skipped.
         """
-        if len(raw) > THREAD_PARSE_BYTES:
-            mail = await asyncio.to_thread(parse_mail, raw)
-        else:
-            mail = parse_mail(raw)
-        sender = mail.from_addr
-        silent = self._is_silent(mail, envelope)
-        if self.config.policy.sender_auth == "authres" and not (silent or sender_vouched):
-            verdict = verify_sender(mail, authserv_id=self.config.smtp.authserv_id)
-            if not verdict.trusted:
-                return await self._unverified(raw, mail, envelope, verdict.reason)
-        known = await self.store.sender(sender, now=self.clock()) if sender else None
-        agent = known.agent if known is not None and not silent else None
-        # Refuse unregistered senders before anything touches the disk.
-        unknown = known is None or known.user is None
-        if (
-            self.config.policy.unknown_sender == "reject"
-            and agent is None
-            and not silent
-            and unknown
-        ):
-            return self._rejected(mail, "unknown_sender", None)
-        if agent is not None and not self._is_automatic(mail, envelope):
-            refused = agent_refusal(mail, self.config.tickets.subject_tag)
-            if refused is not None:
-                return self._rejected(mail, refused[0], None, detail=refused[1])
-
         ids = await self.message_ids()
-        raw_blob, files = await asyncio.to_thread(self._store_blobs, raw, mail)
+        now = self.clock()
+        if self.pool is not None:
+            admitted = await self.pool.admit(raw, envelope, sender_vouched=sender_vouched, now=now)
+        else:
+            admitted = await asyncio.to_thread(
+                self.admitter.admit, raw, envelope, sender_vouched=sender_vouched, now=now
+            )
+        if isinstance(admitted, Refused):
+            return self._rejected(admitted.mail, admitted.reason, None, detail=admitted.detail)
+        if isinstance(admitted, Unverified):
+            return await self._unverified(raw, admitted.mail, envelope, admitted.reason)
+        mail, raw_blob, files = admitted.mail, admitted.raw_sha256, admitted.files
+        sender = mail.from_addr
         now = self.clock()
         async with self.store.transaction(lazy=True) as tx:
             stored = await tx.mail_facts(
@@ -323,19 +295,6 @@ class Intake:
                     message_id=mail.message_id)  # fmt: skip
         return IntakeResult(REPLY_HELD.format(entry=f"H{entry}"), "held")
 
-    def _is_silent(self, mail: ParsedMail, envelope: Envelope) -> bool:
-        """Bounces and loops are accepted silently even from unknown senders."""
-        cls = classify(
-            mail, envelope_from=envelope.mail_from, policy=self.policy, own_message_id=False
-        )
-        return cls.bounce or cls.own_loop
-
-    def _is_automatic(self, mail: ParsedMail, envelope: Envelope) -> bool:
-        cls = classify(
-            mail, envelope_from=envelope.mail_from, policy=self.policy, own_message_id=False
-        )
-        return cls.automatic
-
     def _rejected(
         self, mail: ParsedMail, reason: str, user: User | None, *, detail: str = ""
     ) -> IntakeResult:
@@ -364,14 +323,6 @@ class Intake:
             customer=user.customer.number if user else None,
         )
         return IntakeResult(reply, "rejected")
-
-    def _store_blobs(self, raw: bytes, mail: ParsedMail) -> tuple[str, tuple[AttachmentView, ...]]:
-        raw_blob, *blobs = self.blobs.put_all([raw, *(a.data for a in mail.attachments)])
-        files = tuple(
-            AttachmentView(att.filename, att.content_type, blob.size, blob.sha256, att.content_id)
-            for att, blob in zip(mail.attachments, blobs, strict=True)
-        )
-        return raw_blob.sha256, files
 
     async def _record_bounce(
         self, tx: Transaction, raw: bytes, mail: ParsedMail, now: datetime

@@ -50,6 +50,7 @@ __all__ = [
     "UserRow",
     "backup_database",
     "iso",
+    "read_sender",
 ]
 
 DB_NAME = "ticketmail.sqlite3"
@@ -384,6 +385,14 @@ _SQL_SENT = "SELECT 1 FROM outbox WHERE message_id = ? LIMIT 1"
 
 def _sender_params(email: str, *, since: datetime, now: datetime) -> dict[str, str]:
     return {"a": email.casefold(), "r": email, "since": iso(since), "now": iso(now)}
+
+
+def read_sender(conn: sqlite3.Connection, email: str, *, now: datetime) -> Sender:
+    """Blocking, on the caller's own connection: a mail's sender as the pre-check needs it
+    (registration, agent, suppression; no auto-reply count)."""
+    return _sender_of(
+        conn.execute(_SQL_SENDER, _sender_params(email, since=now, now=now)).fetchone()
+    )
 
 
 def _user_of(row: sqlite3.Row) -> User:
@@ -947,34 +956,6 @@ class Transaction:
 
     # --- writes ----------------------------------------------------------------------------
 
-    async def next_ticket_number(self, first_number: int) -> int:
-        """Allocate the next ticket number; numbers are never reused."""
-        # One statement: above the last number handed out and above every ticket there is.
-        row = await self._one(
-            "INSERT INTO meta(key, value) SELECT 'last_ticket_number', CAST(MAX(:first, "
-            "COALESCE((SELECT CAST(value AS INTEGER) FROM meta "
-            "          WHERE key = 'last_ticket_number'), :first - 1) + 1, "
-            "COALESCE((SELECT MAX(number) FROM tickets), 0) + 1) AS TEXT) WHERE true "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value RETURNING value",
-            {"first": first_number},
-        )
-        assert row is not None
-        return int(row[0])
-
-    async def create_ticket(
-        self,
-        number: int,
-        *,
-        customer: str,
-        requester: str,
-        subject: str,
-        automatic: bool,
-        previous_number: int | None,
-        now: datetime,
-    ) -> None:
-        ticket = NewTicket(number, customer, requester, subject, automatic, previous_number)
-        await self.call(functools.partial(_insert_ticket, ticket=ticket, now=now))
-
     async def touch_ticket(self, number: int, *, status: str | None, now: datetime) -> None:
         """Record activity on a ticket, and change its status when `status` is given."""
         await self.call(functools.partial(_touch_ticket, number=number, status=status, now=now))
@@ -1053,6 +1034,14 @@ class Transaction:
         await self._execute("UPDATE quarantine SET error = ? WHERE id = ?", (error[:2000], entry))
 
 
+async def _connect(path: Path) -> aiosqlite.Connection:
+    db = await aiosqlite.connect(path, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    await db.execute("PRAGMA busy_timeout = 10000")
+    await db.execute("PRAGMA journal_mode = WAL")
+    return db
+
+
 class Store:
     """The database of one data directory. Writes are serialised by one lock.
 
@@ -1062,8 +1051,14 @@ class Store:
     `transaction()` means committed and on disk, for every transaction of the batch.
     """
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(
+        self, db: aiosqlite.Connection, path: Path, *, reader: aiosqlite.Connection | None = None
+    ) -> None:
         self._db = db
+        # Reads that need no transaction's view (the sender pre-check, the outbox worker's
+        # polls) go to a second connection, so they do not queue behind the writer's COMMITs;
+        # it sees committed data only.
+        self._reader = reader if reader is not None else db
         self.path = path
         self._lock = asyncio.Lock()
         self._wanting = 0  # tasks waiting for the lock
@@ -1076,18 +1071,20 @@ class Store:
     async def open(cls, data_dir: Path) -> Store:
         data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start-up
         path = data_dir / DB_NAME
-        db = await aiosqlite.connect(path, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        await db.execute("PRAGMA busy_timeout = 10000")
-        await db.execute("PRAGMA journal_mode = WAL")
+        db = await _connect(path)
         # FULL: a COMMIT returns only after the WAL is fsync'd; 250 means on disk.
         await db.execute("PRAGMA synchronous = FULL")
         await db.execute("PRAGMA foreign_keys = ON")
         store = cls(db, path)
         await store._migrate()
+        reader = await _connect(path)
+        await reader.execute("PRAGMA query_only = ON")
+        store._reader = reader
         return store
 
     async def close(self) -> None:
+        if self._reader is not self._db:
+            await self._reader.close()
         await self._db.close()
 
     async def _migrate(self) -> None:
@@ -1203,6 +1200,10 @@ class Store:
         rows = await self._all(sql, params)
         return rows[0] if rows else None
 
+    async def _read(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        """A read of committed data on the reader connection (never inside a transaction)."""
+        return list(await self._reader.execute_fetchall(sql, params))
+
     async def _all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         # One trip to the database thread (execute, fetch and close there), not three.
         return list(await self._db.execute_fetchall(sql, params))
@@ -1235,8 +1236,8 @@ class Store:
         return await Transaction(self._db).get_user(email)
 
     async def sender(self, email: str, *, now: datetime) -> Sender:
-        """A mail's sender, read outside any write transaction (the pre-check)."""
-        return await Transaction(self._db).sender(email, since=now, now=now)
+        """A mail's sender, read outside any write transaction."""
+        return await Transaction(self._reader).sender(email, since=now, now=now)
 
     async def get_agent(self, email: str) -> Agent | None:
         """An agent by address, read outside any write transaction."""
@@ -1442,7 +1443,7 @@ class Store:
     # --- outbox -------------------------------------------------------------------------------
 
     async def due_outbox(self, *, now: datetime, limit: int = 20) -> list[OutboxDue]:
-        rows = await self._all(
+        rows = await self._read(
             "SELECT id, queued_at, sender, recipient, raw, attempts FROM outbox "
             "WHERE status = 'queued' AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at, id LIMIT ?",
@@ -1461,7 +1462,8 @@ class Store:
         ]
 
     async def next_outbox_due(self) -> datetime | None:
-        row = await self._one("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'queued'")
+        rows = await self._read("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'queued'")
+        row = rows[0] if rows else None
         return _dt(row[0]) if row else None
 
     async def get_outbox(self, entry: int) -> OutboxEntry:

@@ -1,0 +1,136 @@
+"""smtp.workers: parsing, the sender check and the files in worker processes (real ones)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+from typing import Any
+
+from conftest import Env, Sink, make_mail
+
+from ticketmail.daemon import Daemon
+
+WORKERS = {"workers": 2}
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def _gone(pid: int, *, seconds: float = 10.0) -> bool:
+    for _ in range(int(seconds / 0.05)):  # bounded
+        if not _alive(pid):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def _pids(daemon: Daemon) -> list[int]:
+    assert daemon.intake is not None
+    assert daemon.intake.pool is not None
+    return daemon.intake.pool.pids()
+
+
+def _mail_with_png(sender: str, subject: str) -> bytes:
+    mail = make_mail(sender, subject)
+    mail.add_attachment(PNG, maintype="image", subtype="png", filename="bildschirm.png")
+    return mail.as_bytes()
+
+
+async def _registered(env_factory: Any, sink: Sink) -> Env:
+    env: Env = await env_factory(sink, smtp=WORKERS)
+    await env.customer("10042", "Gymnasium Musterstadt")
+    await env.user("anna@schule.example", "10042", name="Anna Müller", lang="de")
+    return env
+
+
+async def test_a_mail_goes_through_a_worker_process_into_a_ticket_with_its_file(
+    env_factory: Any, sink: Sink
+) -> None:
+    env = await _registered(env_factory, sink)
+    pids = _pids(env.daemon)
+    assert len(pids) == 2
+    assert os.getpid() not in pids
+    assert all(map(_alive, pids))
+
+    code, reply = await env.send(_mail_with_png("anna@schule.example", "Drucker kaputt"))
+
+    assert code == 250, reply
+    number = int(reply.rsplit(" ", 1)[1])
+    ticket = await env.cli_json("ticket", "show", str(number))
+    (article,) = ticket["articles"]
+    (attachment,) = article["attachments"]
+    assert attachment["filename"] == "bildschirm.png"
+    assert attachment["sha256"] == hashlib.sha256(PNG).hexdigest()
+    sha = attachment["sha256"]
+    assert (env.data_dir / "blobs" / sha[:2] / sha[2:4] / sha).read_bytes() == PNG
+    (confirmation,) = await sink.wait_for(1)
+    assert f"[Ticket#{number}]" in confirmation.message["Subject"]
+
+
+async def test_an_unregistered_sender_is_refused_in_the_worker_before_any_file_is_written(
+    env_factory: Any, sink: Sink
+) -> None:
+    env = await _registered(env_factory, sink)
+
+    code, reply = await env.send(_mail_with_png("fremd@example.org", "Hallo"))
+
+    assert code == 550
+    assert "5.7.1" in reply
+    assert "fremd@example.org" in reply
+    blobs = env.data_dir / "blobs"
+    assert not blobs.exists() or not any(p.is_file() for p in blobs.rglob("*"))
+
+
+async def test_a_killed_worker_is_replaced_and_the_next_mail_still_lands(
+    env_factory: Any, sink: Sink
+) -> None:
+    env = await _registered(env_factory, sink)
+    old = _pids(env.daemon)
+    os.kill(old[0], signal.SIGKILL)
+    assert await _gone(old[0])
+
+    code, reply = await env.send(make_mail("anna@schule.example", "Nach dem Absturz"))
+
+    assert code == 250, reply
+    assert "ticket" in reply
+    new = _pids(env.daemon)
+    assert new  # the new pool starts its workers as needed
+    assert old[0] not in new
+    assert all(map(_alive, new))
+    assert await env.cli_json("quarantine", "list") == []
+
+
+async def test_a_worker_outlives_ctrl_c_and_sigterm_aimed_at_it(
+    env_factory: Any, sink: Sink
+) -> None:
+    """Ctrl-C reaches the whole process group (and systemd may signal the whole cgroup):
+    the workers keep working until the daemon itself ends them."""
+    env = await _registered(env_factory, sink)
+    pids = _pids(env.daemon)
+    for pid in pids:
+        os.kill(pid, signal.SIGINT)
+        os.kill(pid, signal.SIGTERM)
+    await asyncio.sleep(0.3)
+
+    assert all(map(_alive, pids))
+    assert (await env.send(make_mail("anna@schule.example", "Nach Strg-C")))[0] == 250
+    assert _pids(env.daemon) == pids
+
+
+async def test_stopping_the_daemon_ends_its_worker_processes(env_factory: Any, sink: Sink) -> None:
+    env = await _registered(env_factory, sink)
+    assert (await env.send(make_mail("anna@schule.example", "Vor dem Stopp")))[0] == 250
+    pids = _pids(env.daemon)
+
+    await env.daemon.stop(grace=5)
+
+    assert [pid for pid in pids if not await _gone(pid)] == []
+    assert env.daemon.intake is None  # closed: a second stop (the fixture's) finds nothing
