@@ -43,6 +43,7 @@ SUPPORT = "support@stueber.de"
 SIZES = {"10k": 10 * 1024, "200k": 200 * 1024}
 CRLF = "\r\n"
 TICKET_REPLY = re.compile(r"\bticket (\d+)\b")
+QUEUED = re.compile(r"2\.0\.0 Ok: queued as [0-9A-Za-z]+$")  # Postfix's answer
 PLACEHOLDER_TICKET = 100001  # tag used while no real ticket is known (the bare sink has none)
 MAX_RECONNECTS = 5
 ODD_SAMPLES = 10
@@ -352,7 +353,8 @@ class _Run:
             return
         match = TICKET_REPLY.search(text)
         if match is None:
-            if text.strip() not in ("2.0.0 Ok", "2.0.0 Ok: discarded"):
+            plain = text.strip()
+            if plain not in ("2.0.0 Ok", "2.0.0 Ok: discarded") and not QUEUED.match(plain):
                 tally.note_odd(f"{code} {text}")
             return
         number = int(match.group(1))

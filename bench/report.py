@@ -30,6 +30,7 @@ __all__ = [
 
 SINK = "sink"
 TICKETMAIL = "ticketmail"
+POSTFIX = "postfix"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +113,7 @@ class Side:
 class Row:
     workload: str
     rounds: int
-    sink: Side
+    base: Side  # the server ticketmail is compared with: the bare sink, or Postfix
     ticketmail: Side
     ratio: float
     ratio_min: float
@@ -136,17 +137,19 @@ def _safe_ratio(a: float, b: float) -> float:
     return a / b if b > 0 else math.nan
 
 
-def rows(measurements: Iterable[Measurement], order: Sequence[str]) -> list[Row]:
-    """One row per workload that has both servers measured in at least one round."""
+def rows(
+    measurements: Iterable[Measurement], order: Sequence[str], *, base: str = SINK
+) -> list[Row]:
+    """One row per workload that has ticketmail and `base` measured in at least one round."""
     by_key: dict[tuple[str, int], dict[str, Measurement]] = {}
     for m in measurements:
         by_key.setdefault((m.workload, m.round), {})[m.target] = m
     out: list[Row] = []
     for name in order:
         pairs = [
-            (v[SINK], v[TICKETMAIL])
+            (v[base], v[TICKETMAIL])
             for (w, _), v in sorted(by_key.items())
-            if w == name and SINK in v and TICKETMAIL in v
+            if w == name and base in v and TICKETMAIL in v
         ]
         if not pairs:
             continue
@@ -156,7 +159,7 @@ def rows(measurements: Iterable[Measurement], order: Sequence[str]) -> list[Row]
             Row(
                 workload=name,
                 rounds=len(pairs),
-                sink=_side([s for s, _ in pairs]),
+                base=_side([s for s, _ in pairs]),
                 ticketmail=_side([t for _, t in pairs]),
                 ratio=statistics.median(ratios),
                 ratio_min=min(ratios),
@@ -167,16 +170,16 @@ def rows(measurements: Iterable[Measurement], order: Sequence[str]) -> list[Row]
     return out
 
 
-def markdown_table(table: Sequence[Row]) -> str:
+def markdown_table(table: Sequence[Row], *, base: str = SINK) -> str:
     head = (
-        "| workload | mails x rounds | sink mails/s | ticketmail mails/s | ratio (min-max) "
-        "| sink p50 / p99 ms | ticketmail p50 / p99 ms | p99 ratio "
-        "| sink RSS MB | ticketmail RSS MB | CPU ms/mail sink / ticketmail |\n"
+        f"| workload | mails x rounds | {base} mails/s | ticketmail mails/s | ratio (min-max) "
+        f"| {base} p50 / p99 ms | ticketmail p50 / p99 ms | p99 ratio "
+        f"| {base} RSS MB | ticketmail RSS MB | CPU ms/mail {base} / ticketmail |\n"
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )
     lines = [head]
     for r in table:
-        s, t = r.sink, r.ticketmail
+        s, t = r.base, r.ticketmail
         lines.append(
             f"| {r.workload} | {t.mails // r.rounds} x {r.rounds} | {s.rate:.0f} | {t.rate:.0f} "
             f"| {r.ratio:.2f} ({r.ratio_min:.2f}-{r.ratio_max:.2f}) "

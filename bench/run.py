@@ -28,10 +28,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import postfix
 import procs
 from load import SIZES, run_load
 from report import (
-    SINK,
+    POSTFIX,
     TICKETMAIL,
     Measurement,
     markdown_table,
@@ -41,7 +42,7 @@ from report import (
     rows,
     scan_log,
 )
-from stack import Bench, machine, start_servers, ticketmail_cli
+from stack import START_SECONDS, Bench, machine, start_servers, ticketmail_cli
 
 CONCURRENCY = (1, 8, 50)
 DEFAULT_ROUNDS = 3
@@ -110,6 +111,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write every measurement")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (data, logs)")
+    parser.add_argument(
+        "--postfix",
+        choices=("auto", "no"),
+        default="auto",
+        help="also measure a private Postfix instance when installed and run as root (auto)",
+    )
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 1 if args.quick else DEFAULT_ROUNDS
@@ -182,7 +189,7 @@ def measure(
 
 def warm_up(bench: Bench) -> None:
     """A few unmeasured mails to each server: imports, templates, SQLite pages, sockets."""
-    for target in (SINK, TICKETMAIL):
+    for target in bench.targets:
         for size, mails in (("10k", 20), ("200k", 6)):
             result = asyncio.run(
                 run_load(
@@ -226,6 +233,10 @@ def print_report(
     print(", ".join(f"{k} {v}" for k, v in info.items()) + f", data dir on {fstype} ({mount})")
     print("\n## Figures (medians over rounds; RSS is the largest peak)\n")
     print(markdown_table(rows(measurements, [w.name for w in workloads])))
+    if bench.postfix is not None:
+        print("\n### The same against Postfix (a private instance, queue fsync'd, then discard)\n")
+        table = rows(measurements, [w.name for w in workloads], base=POSTFIX)
+        print(markdown_table(table, base=POSTFIX))
     print(f"\n{other_load(measurements)}")
     print("\n## ticketmail after the run\n")
     log = scan_log(bench.ticketmail.log_path)
@@ -248,7 +259,9 @@ def print_report(
 
 
 def run(
-    args: argparse.Namespace, workloads: Sequence[Workload], servers: list[procs.Server]
+    args: argparse.Namespace,
+    workloads: Sequence[Workload],
+    servers: list[procs.Server | postfix.PostfixServer],
 ) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ticketmail-bench-"))
     started = time.monotonic()
@@ -262,11 +275,23 @@ def run(
             f"bench: ticketmail pid {bench.ticketmail.pid} port {bench.ticketmail.port}, "
             f"sink pid {bench.sink.pid} port {bench.sink.port}, relay port {bench.relay.port}"
         )
+        why_not = postfix.unavailable() if args.postfix == "auto" else "--postfix no"
+        if why_not is None:
+            pf = postfix.start_postfix(
+                workdir / "postfix", procs.free_port(), seconds=START_SECONDS
+            )
+            servers.append(pf)
+            bench.add_postfix(pf)
+            print(f"bench: postfix master pid {pf.pid} port {pf.port}")
+        else:
+            print(f"bench: Postfix not measured: {why_not}")
         warm_up(bench)
         measurements: list[Measurement] = []
         for workload in workloads:
             for round_ in range(args.rounds):
-                order = (SINK, TICKETMAIL) if round_ % 2 == 0 else (TICKETMAIL, SINK)
+                # Each round starts with the next server: every one goes first as often.
+                shift = round_ % len(bench.targets)
+                order = bench.targets[shift:] + bench.targets[:shift]
                 for target in order:
                     m = measure(bench, workload, target, round_=round_, args=args)
                     measurements.append(m)
@@ -312,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Ctrl-C works even where the shell started us with SIGINT ignored (`cmd &` in a script).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
-    servers: list[procs.Server] = []
+    servers: list[procs.Server | postfix.PostfixServer] = []
     try:
         return run(args, workloads, servers)
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import procs
 from load import run_load
+from postfix import PostfixServer
 from report import TICKETMAIL
 from stack import start_servers
 
@@ -33,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=900.0, help="cap on one batch")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="ticketmail-soak-"))
-    servers: list[procs.Server] = []
+    servers: list[procs.Server | PostfixServer] = []
     try:
         bench = start_servers(workdir, servers)
         pid = bench.ticketmail.pid

@@ -23,7 +23,8 @@ from typing import Any
 
 import procs
 from load import Sender, TicketPool, make_senders
-from report import SINK, TICKETMAIL
+from postfix import PostfixServer
+from report import POSTFIX, SINK, TICKETMAIL
 
 __all__ = ["Bench", "machine", "start_servers", "ticketmail_cli"]
 
@@ -116,8 +117,17 @@ class Bench:
     senders: tuple[Sender, ...]
     pools: dict[str, TicketPool]
     run_id: str
+    postfix: PostfixServer | None = None
 
-    def target(self, name: str) -> procs.Server:
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The servers that get the load: the bare sink, ticketmail, and Postfix if running."""
+        return (SINK, TICKETMAIL, POSTFIX) if self.postfix is not None else (SINK, TICKETMAIL)
+
+    def target(self, name: str) -> procs.Server | PostfixServer:
+        if name == POSTFIX:
+            assert self.postfix is not None
+            return self.postfix
         return self.sink if name == SINK else self.ticketmail
 
     def relayed(self) -> int:
@@ -129,10 +139,15 @@ class Bench:
 
     @property
     def all_pids(self) -> list[int]:
-        return [self.sink.pid, self.ticketmail.pid, self.relay.pid]
+        pids = [self.sink.pid, self.ticketmail.pid, self.relay.pid]
+        return pids + ([self.postfix.pid] if self.postfix is not None else [])
+
+    def add_postfix(self, server: PostfixServer) -> None:
+        self.postfix = server
+        self.pools[POSTFIX] = TicketPool()
 
 
-def start_servers(workdir: Path, servers: list[procs.Server]) -> Bench:
+def start_servers(workdir: Path, servers: list[procs.Server | PostfixServer]) -> Bench:
     """Relay sink, registration, ticketmail and the bare sink; each appended to `servers`."""
     env = child_env()
     sink_script = str(BENCH / "sink.py")
