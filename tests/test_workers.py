@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 from conftest import Env, Sink, make_mail
@@ -17,11 +18,12 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 
 
 def _alive(pid: int) -> bool:
+    """Running: neither gone nor a zombie waiting for the daemon to reap it."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def _gone(pid: int, *, seconds: float = 10.0) -> bool:

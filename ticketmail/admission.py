@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import pickle
 import signal
+import socket
 import sqlite3
+import struct
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from .authres import verify_sender
@@ -33,6 +35,7 @@ from .store import DB_NAME, Sender, read_sender
 
 __all__ = [
     "Admission",
+    "AdmissionError",
     "AdmissionPool",
     "Admitted",
     "Admitter",
@@ -171,81 +174,188 @@ class Admitter:
 
 
 # --- worker processes ------------------------------------------------------------------------
+#
+# Each worker talks to the daemon over a socket pair of its own, one request at a time:
+# a frame is a 4-byte big-endian length and a pickle. The daemon's side of the socket is an
+# asyncio stream, so a mail's trip to a worker and back costs no thread of the daemon's (a
+# thread would wait for the event loop's GIL at every hand-over).
 
-_worker: Admitter | None = None
+_FRAME = struct.Struct(">I")
+READY = b"ready"
+STOP_SECONDS = 5.0
 
 
-def _start_worker(config: Config) -> None:
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """An exception inside a worker's admit, told to the daemon (which raises it there)."""
+
+    error: str
+
+
+class AdmissionError(Exception):
+    """A worker failed on a mail (its exception, or it died twice); intake quarantines it."""
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
+    parts: list[bytes] = []
+    while size:
+        part = sock.recv(min(size, 1 << 20))
+        if not part:
+            return None
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
+def _send_frame(sock: socket.socket, data: bytes) -> None:
+    sock.sendall(_FRAME.pack(len(data)) + data)
+
+
+def _serve(sock: socket.socket, config: Config) -> None:  # pragma: no cover - in the worker
+    """A worker process: answer admission requests until the daemon closes the socket."""
     # Ctrl-C reaches the whole process group, and systemd may signal the whole cgroup: the
-    # daemon decides when its workers end (it shuts the pool down once mails under way are
+    # daemon decides when its workers end (it closes their sockets once mails under way are
     # done), so a signal must not kill one in the middle of a mail.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    global _worker
-    _worker = Admitter(
+    admitter = Admitter(
         config, db_path=config.data_dir / DB_NAME, blobs=BlobStore(config.data_dir / "blobs")
     )
+    _send_frame(sock, READY)
+    while True:
+        header = _recv_exactly(sock, _FRAME.size)
+        body = _recv_exactly(sock, _FRAME.unpack(header)[0]) if header else None
+        if body is None:
+            admitter.close()
+            return
+        raw, envelope, sender_vouched, now = pickle.loads(body)  # noqa: S301 - the daemon's
+        result: Admission | _Failed
+        try:
+            result = admitter.admit(raw, envelope, sender_vouched=sender_vouched, now=now)
+        except Exception as exc:
+            result = _Failed(f"{type(exc).__name__}: {exc}")
+        _send_frame(sock, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def _ready() -> bool:
-    return _worker is not None
+@dataclass(slots=True)
+class _Worker:
+    process: BaseProcess
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
 
 
-def _admit_in_worker(
-    raw: bytes, envelope: Envelope, sender_vouched: bool, now: datetime
-) -> Admission:
-    assert _worker is not None, "worker not started"
-    return _worker.admit(raw, envelope, sender_vouched=sender_vouched, now=now)
+async def _read_frame(reader: asyncio.StreamReader) -> bytes:
+    header = await reader.readexactly(_FRAME.size)
+    return await reader.readexactly(_FRAME.unpack(header)[0])
 
 
 class AdmissionPool:
-    """`workers` processes running `Admitter.admit` (started with `spawn`: the daemon has
-    threads, which `fork` must not copy). A worker that dies takes the mails it held with
-    it: each is tried once more in a fresh pool, then the error goes to the caller (who
-    keeps the mail in the quarantine)."""
+    """`workers` processes running `Admitter.admit`, each mail to an idle one.
+
+    Started with `spawn` (the daemon has threads, which `fork` must not copy). A worker that
+    dies takes its mail with it: the mail is tried once more on a fresh worker, then the
+    error goes to the caller (who keeps the mail in the quarantine).
+    """
 
     def __init__(self, config: Config, workers: int) -> None:
         self.config = config
         self.workers = workers
-        self._executor = self._new_executor()
-
-    def _new_executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker,
-            initargs=(self.config,),
-        )
+        self._context = multiprocessing.get_context("spawn")
+        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self._all: list[_Worker] = []
+        self._spawning: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     async def start(self) -> None:
         """Start every worker now (each imports the parser), not at the first mail."""
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(
-            *(loop.run_in_executor(self._executor, _ready) for _ in range(self.workers))
+        for worker in await asyncio.gather(*(self._spawn() for _ in range(self.workers))):
+            self._idle.put_nowait(worker)
+
+    async def _spawn(self) -> _Worker:
+        multiprocessing.active_children()  # reaps workers that were dropped and have ended
+        ours, theirs = socket.socketpair()
+        process = self._context.Process(
+            target=_serve, args=(theirs, self.config), name="ticketmail-admission", daemon=True
         )
+        try:
+            await asyncio.to_thread(process.start)
+        finally:
+            theirs.close()
+        reader, writer = await asyncio.open_connection(sock=ours)
+        worker = _Worker(process, reader, writer)
+        self._all.append(worker)
+        try:
+            if await _read_frame(reader) != READY:
+                raise AdmissionError("a worker process said something other than ready")
+        except BaseException:
+            self._drop(worker)
+            raise
+        return worker
+
+    def _drop(self, worker: _Worker) -> None:
+        """Forget a worker whose state is unknown (dead, or cut off mid-mail) and end it."""
+        if worker in self._all:
+            self._all.remove(worker)
+        worker.writer.close()
+        if worker.process.is_alive():
+            worker.process.kill()
+
+    def _replace(self, worker: _Worker) -> None:
+        self._drop(worker)
+        if self._closed:
+            return
+
+        async def spawn() -> None:
+            self._idle.put_nowait(await self._spawn())
+
+        task = asyncio.create_task(spawn(), name="admission-worker-spawn")
+        self._spawning.add(task)
+        task.add_done_callback(self._spawning.discard)
 
     async def admit(
         self, raw: bytes, envelope: Envelope, *, sender_vouched: bool, now: datetime
     ) -> Admission:
-        loop = asyncio.get_running_loop()
+        request = pickle.dumps((raw, envelope, sender_vouched, now), pickle.HIGHEST_PROTOCOL)
         for attempt in (1, 2):
-            executor = self._executor
+            worker = await self._idle.get()
             try:
-                return await loop.run_in_executor(
-                    executor, _admit_in_worker, raw, envelope, sender_vouched, now
-                )
-            except BrokenProcessPool:
-                if self._executor is executor:  # the first to notice replaces it
-                    self._executor = self._new_executor()
-                    executor.shutdown(wait=False, cancel_futures=True)
+                worker.writer.write(_FRAME.pack(len(request)) + request)
+                await worker.writer.drain()
+                frame = await _read_frame(worker.reader)
+                # Our own worker, over a socket pair nobody else holds.
+                result: Admission | _Failed = pickle.loads(frame)  # noqa: S301
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                self._replace(worker)
                 if attempt == 2:
-                    raise
+                    raise AdmissionError(f"worker process died twice on this mail: {exc}") from exc
+                continue
+            except BaseException:  # cancelled half-way: its reply would confuse the next mail
+                self._replace(worker)
+                raise
+            self._idle.put_nowait(worker)
+            if isinstance(result, _Failed):
+                raise AdmissionError(result.error)
+            return result
         raise AssertionError("unreachable")  # pragma: no cover
 
     def pids(self) -> list[int]:
-        """The worker processes' ids (for the benchmark's memory figures)."""
-        processes = getattr(self._executor, "_processes", None) or {}
-        return sorted(int(pid) for pid in processes)
+        """The worker processes' ids."""
+        return sorted(w.process.pid for w in self._all if w.process.pid is not None)
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+    async def close(self) -> None:
+        """Close every worker's socket (it exits at the EOF); kill what has not ended soon."""
+        self._closed = True
+        for task in list(self._spawning):
+            task.cancel()
+        workers, self._all = self._all, []
+        for worker in workers:
+            worker.writer.close()
+
+        def join() -> None:
+            for worker in workers:
+                worker.process.join(STOP_SECONDS)
+                if worker.process.is_alive():
+                    worker.process.kill()
+                    worker.process.join(STOP_SECONDS)
+
+        await asyncio.to_thread(join)

@@ -256,7 +256,7 @@ class Daemon:
         if intake is not None:
             pool, intake.pool = intake.pool, None
             if pool is not None:
-                await asyncio.to_thread(pool.close)
+                await pool.close()
             intake.admitter.close()
         store, self.store = self.store, None
         if store is not None:
