@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import Env, Sink, make_mail
+from conftest import Env, Sink, free_port, make_mail, write_config
 
 from ticketmail.daemon import Daemon
 
@@ -91,21 +95,25 @@ async def test_an_unregistered_sender_is_refused_in_the_worker_before_any_file_i
     assert not blobs.exists() or not any(p.is_file() for p in blobs.rglob("*"))
 
 
-async def test_a_killed_worker_is_replaced_and_the_next_mail_still_lands(
+async def test_killed_workers_are_replaced_and_the_next_mail_still_lands(
     env_factory: Any, sink: Sink
 ) -> None:
+    """Both workers killed while idle (the OOM killer, an admin): the next mail waits for
+    fresh ones and lands; nothing goes to the quarantine."""
     env = await _registered(env_factory, sink)
     old = _pids(env.daemon)
-    os.kill(old[0], signal.SIGKILL)
-    assert await _gone(old[0])
+    for pid in old:
+        os.kill(pid, signal.SIGKILL)
+    for pid in old:
+        assert await _gone(pid)
 
     code, reply = await env.send(make_mail("anna@schule.example", "Nach dem Absturz"))
 
     assert code == 250, reply
     assert "ticket" in reply
     new = _pids(env.daemon)
-    assert new  # the new pool starts its workers as needed
-    assert old[0] not in new
+    assert new
+    assert not set(old) & set(new)
     assert all(map(_alive, new))
     assert await env.cli_json("quarantine", "list") == []
 
@@ -136,3 +144,71 @@ async def test_stopping_the_daemon_ends_its_worker_processes(env_factory: Any, s
 
     assert [pid for pid in pids if not await _gone(pid)] == []
     assert env.daemon.intake is None  # closed: a second stop (the fixture's) finds nothing
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text(encoding="ascii").split()]
+    return found
+
+
+async def test_workers_end_when_the_daemon_is_killed(tmp_path: Path) -> None:
+    """kill -9 of `ticketmail serve`: its workers see their socket close and exit, no orphan
+    is left holding the data directory."""
+    port = free_port()
+    config = write_config(
+        tmp_path / "config.toml", tmp_path / "var", None, smtp={"port": port, **WORKERS}
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ticketmail", "--config", str(config), "serve",
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(200):  # bounded: 20 s for start-up
+            workers = [p for p in _children(proc.pid) if "spawn_main" in _cmdline(p)]
+            if len(workers) == 2 and _listening(port):
+                break
+            await asyncio.sleep(0.1)
+        assert len(workers) == 2
+    finally:
+        proc.kill()
+        await asyncio.wait_for(proc.wait(), timeout=10)
+    assert [pid for pid in workers if not await _gone(pid)] == []
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+async def test_an_error_inside_a_worker_comes_back_and_the_worker_goes_on(
+    env_factory: Any, sink: Sink
+) -> None:
+    """The blob store unusable (a file where its directory should be): the worker's error
+    travels back, the mail is refused with 451 (even the quarantine cannot be written, so
+    the sending server keeps it), and once fixed the same workers take the next mail."""
+    env = await _registered(env_factory, sink)
+    pids = _pids(env.daemon)
+    blobs = env.data_dir / "blobs"
+    if blobs.exists():
+        shutil.rmtree(blobs)
+    blobs.write_text("not a directory", encoding="utf-8")
+
+    code, reply = await env.send(make_mail("anna@schule.example", "Kaputtes Lager"))
+
+    assert code == 451, reply
+    assert "4.3.0" in reply
+    blobs.unlink()
+    assert (await env.send(make_mail("anna@schule.example", "Wieder heil")))[0] == 250
+    assert _pids(env.daemon) == pids

@@ -312,12 +312,21 @@ class AdmissionPool:
         self._spawning.add(task)
         task.add_done_callback(self._spawning.discard)
 
+    async def _take(self) -> _Worker:
+        """An idle worker that is still alive (one killed while idle, by the OOM killer say,
+        is replaced here, before a mail is lost on it)."""
+        while True:
+            worker = await self._idle.get()
+            if worker.process.is_alive():
+                return worker
+            self._replace(worker)
+
     async def admit(
         self, raw: bytes, envelope: Envelope, *, sender_vouched: bool, now: datetime
     ) -> Admission:
         request = pickle.dumps((raw, envelope, sender_vouched, now), pickle.HIGHEST_PROTOCOL)
         for attempt in (1, 2):
-            worker = await self._idle.get()
+            worker = await self._take()
             try:
                 worker.writer.write(_FRAME.pack(len(request)) + request)
                 await worker.writer.drain()
