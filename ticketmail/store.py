@@ -754,15 +754,6 @@ class Transaction:
 
     # --- reads used while deciding -------------------------------------------------------
 
-    async def seen(
-        self, message_id: str, header_from: str
-    ) -> tuple[tuple[str, int | None] | None, bool]:
-        """In one query: the reply and ticket of a mail already accepted with this Message-ID
-        from this sender (an MTA's retry), and whether ticketmail sent a mail with that ID."""
-        row = await self._one(_SQL_SEEN, {"m": message_id, "f": header_from})
-        assert row is not None  # one row, whatever is stored
-        return _seen_of(row)
-
     async def mail_facts(
         self,
         *,
@@ -823,12 +814,6 @@ class Transaction:
             (email.casefold(),),
         )
         return _user_of(row) if row is not None else None
-
-    async def sender(self, email: str, *, since: datetime, now: datetime) -> Sender:
-        """Everything routing needs to know of a mail's sender, in one query."""
-        row = await self._one(_SQL_SENDER, _sender_params(email, since=since, now=now))
-        assert row is not None  # one row, whatever is registered
-        return _sender_of(row)
 
     async def get_agent(self, email: str) -> Agent | None:
         row = await self._one(
@@ -1234,10 +1219,6 @@ class Store:
     async def get_user(self, email: str) -> User | None:
         """A registered user by address, read outside any write transaction."""
         return await Transaction(self._db).get_user(email)
-
-    async def sender(self, email: str, *, now: datetime) -> Sender:
-        """A mail's sender, read outside any write transaction."""
-        return await Transaction(self._reader).sender(email, since=now, now=now)
 
     async def get_agent(self, email: str) -> Agent | None:
         """An agent by address, read outside any write transaction."""
