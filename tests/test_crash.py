@@ -500,10 +500,12 @@ def _unexplained_duplicates(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "worker-processes"])
 async def test_kill_9_loses_no_accepted_mail(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], workers: int
 ) -> None:
-    """Under kill -9 at random moments every mail answered 250 is stored exactly once and whole."""
+    """Under kill -9 at random moments every mail answered 250 is stored exactly once and whole
+    (with admission in the daemon's threads, and in worker processes as shipped)."""
     began = time.monotonic()
     seed = int(os.environ.get("TICKETMAIL_CRASH_SEED") or time.time_ns() % 1_000_000_007)
     data_dir = tmp_path / "var"
@@ -514,7 +516,7 @@ async def test_kill_9_loses_no_accepted_mail(
         tmp_path / "config.toml",
         data_dir,
         sink.port,
-        smtp={"port": port},
+        smtp={"port": port, "workers": workers},
         relay={"retry_initial_seconds": 0.2, "poll_seconds": 0.2, "timeout_seconds": 5.0},
         # Every new ticket is confirmed: no sender runs into the auto-reply rate limit.
         policy={

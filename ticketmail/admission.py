@@ -221,20 +221,24 @@ def _serve(sock: socket.socket, config: Config) -> None:  # pragma: no cover - i
     admitter = Admitter(
         config, db_path=config.data_dir / DB_NAME, blobs=BlobStore(config.data_dir / "blobs")
     )
-    _send_frame(sock, READY)
-    while True:
-        header = _recv_exactly(sock, _FRAME.size)
-        body = _recv_exactly(sock, _FRAME.unpack(header)[0]) if header else None
-        if body is None:
-            admitter.close()
-            return
-        raw, envelope, sender_vouched, now = pickle.loads(body)  # noqa: S301 - the daemon's
-        result: Admission | _Failed
-        try:
-            result = admitter.admit(raw, envelope, sender_vouched=sender_vouched, now=now)
-        except Exception as exc:
-            result = _Failed(f"{type(exc).__name__}: {exc}")
-        _send_frame(sock, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    try:
+        _send_frame(sock, READY)
+        while True:
+            header = _recv_exactly(sock, _FRAME.size)
+            body = _recv_exactly(sock, _FRAME.unpack(header)[0]) if header else None
+            if body is None:
+                return
+            raw, envelope, sender_vouched, now = pickle.loads(body)  # noqa: S301 - the daemon's
+            result: Admission | _Failed
+            try:
+                result = admitter.admit(raw, envelope, sender_vouched=sender_vouched, now=now)
+            except Exception as exc:
+                result = _Failed(f"{type(exc).__name__}: {exc}")
+            _send_frame(sock, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    except ConnectionError:
+        return  # the daemon is gone (killed): nobody is waiting for an answer
+    finally:
+        admitter.close()
 
 
 @dataclass(slots=True)
