@@ -51,6 +51,8 @@ _NOT_CHARSETS = frozenset({"undefined", "unicode-escape", "raw-unicode-escape", 
 # windows-1252, which for bytes that are no UTF-8 is the WHATWG result.
 _LATIN1_AS_WINDOWS_1252 = frozenset({"iso8859-1"})
 _FOLD = re.compile(r"\r?\n[ \t]")
+# Control characters never belong in a header's text (a tab may stay).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f]")
 
 
 @lru_cache(maxsize=256)
@@ -143,6 +145,8 @@ def decode_header_value(raw: str) -> str:
     dropped as RFC 2047 says.
     """
     text = _FOLD.sub(" ", raw).replace("\r", "").replace("\n", "")
+    if text.isascii() and "=?" not in text:  # most headers: nothing to decode
+        return _CONTROL.sub(" ", text).strip()
     out: list[str] = []
     pending: bytearray = bytearray()
     pending_charset: str | None = None
@@ -177,5 +181,4 @@ def decode_header_value(raw: str) -> str:
     flush()
     out.append(_decode_raw_text(text[pos:]))
     result = "".join(out)
-    # Control characters never belong in a header's text.
-    return "".join(ch if ch == "\t" or ch >= " " else " " for ch in result).strip()
+    return _CONTROL.sub(" ", result).strip()
