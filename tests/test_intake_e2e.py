@@ -626,12 +626,23 @@ async def test_reply_to_recently_closed_ticket_reopens_it(env: Env) -> None:
     await env.daemon.store.set_status(100001, "closed", now=env.clock())
     env.clock.advance(days=3)
 
-    reply = make_mail(ANNA, "AW: [Ticket#100001] Drucker druckt nicht", "Wieder kaputt.\n")
+    reply = make_mail(
+        ANNA, "AW: [Ticket#100001] Drucker druckt nicht", "Wieder kaputt.\n",
+        message_id="<t2@schule.example>",
+    )  # fmt: skip
     assert await env.send(reply) == (250, "2.0.0 Ok: ticket 100001")
     shown = await env.cli_json("ticket", "show", "100001")
     assert shown["status"] == "open"
     assert len(shown["articles"]) == 2
     assert len(await env.cli_json("ticket", "list")) == 1
+    # The reopen notice answers the reopening mail, under the ticket's first mail.
+    _, reopened = await the_sink(env).wait_for(2)
+    assert "[Ticket#100001]" in str(reopened.message["Subject"])
+    assert reopened.message["In-Reply-To"] == "<t2@schule.example>"
+    assert str(reopened.message["References"]).split() == [
+        "<t1@schule.example>",
+        "<t2@schule.example>",
+    ]
 
 
 async def test_reply_to_long_closed_ticket_opens_new_ticket_naming_old(env: Env) -> None:
