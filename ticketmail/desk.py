@@ -147,37 +147,6 @@ class Desk:
             automatic=auto_submitted is not None,
         )
 
-    async def acknowledge(
-        self,
-        tx: Transaction,
-        kind: str,
-        /,
-        *,
-        user: User,
-        ticket: int | None,
-        subject: str,
-        answering: str,
-        previous: int | None = None,
-        first_mail: bool = False,
-        now: datetime,
-    ) -> int:
-        """The automatic answer to a customer's mail (`ticket_created`, `ticket_reopened`, ...).
-
-        Threaded under that mail; the ticket's first mail heads the References (`first_mail`:
-        the mail answered is that first mail, the ticket was opened by it).
-        """
-        if first_mail or ticket is None:
-            root = answering or None
-        else:
-            root = (await tx.thread_of(ticket)).root
-        record = self.acknowledgement(
-            kind, user=user, ticket=ticket, subject=subject, answering=answering, root=root,
-            previous=previous, now=now,
-        )  # fmt: skip
-        entry = await tx.enqueue(record, now=now)
-        self.queued(record, entry, user)
-        return entry
-
     def acknowledgement(
         self,
         kind: str,
@@ -191,8 +160,9 @@ class Desk:
         previous: int | None = None,
         now: datetime,
     ) -> OutboxRecord:
-        """The automatic answer `acknowledge` queues, for a caller that queues it itself
-        (`root`: the first mail of the ticket's thread)."""
+        """The automatic answer to a customer's mail (`ticket_created`, `ticket_reopened`,
+        ...), threaded under that mail (`answering`); `root`: the ticket's first mail. The
+        caller queues it with the mail (`Transaction.record_mail`) and logs it (`queued`)."""
         context = self._context(user, ticket=ticket, subject=subject, previous=previous)
         return self._outbox(
             kind, user, ticket=ticket, context=context, in_reply_to=answering,

@@ -356,8 +356,8 @@ class Intake:
         *,
         next_number: int,
     ) -> IntakeResult:
-        """Store the mail as decided, with its notice: one trip when the notice answers the
-        ticket's first mail (no thread to read), else one more for the notice."""
+        """Store the mail as decided, with its notice, in one trip (one more to read the
+        thread of an existing ticket that gets a notice)."""
         if decision.action is Action.AGENT_REPLY:
             return await self._agent_reply(
                 tx, mail, envelope, decision, facts.agent, raw_blob, files, now
@@ -420,12 +420,17 @@ class Intake:
         )
         desk = self._desk()
         notice: OutboxRecord | None = None
-        first_mail = decision.action is Action.NEW_TICKET
-        if decision.notice is not None and user is not None and (first_mail or ticket is None):
+        if decision.notice is not None and user is not None:
+            # Threaded under the mail answered; the ticket's first mail heads the References
+            # (a new ticket's first mail is this one: nothing to read).
+            if decision.action is Action.NEW_TICKET or ticket is None:
+                root = mail.message_id or None
+            else:
+                root = (await tx.thread_of(ticket)).root
             notice = desk.acknowledgement(
                 decision.notice, user=user, ticket=ticket, subject=subject,
-                answering=mail.message_id, root=mail.message_id or None,
-                previous=decision.previous_ticket, now=now,
+                answering=mail.message_id, root=root, previous=decision.previous_ticket,
+                now=now,
             )  # fmt: skip
         recorded = await tx.record_mail(
             message, new_ticket=new_ticket, touch=touch, article=article, notice=notice, now=now
@@ -434,13 +439,6 @@ class Intake:
         if notice is not None and user is not None:
             assert recorded.outbox is not None
             desk.queued(notice, recorded.outbox, user)
-            queued = 1
-        elif decision.notice is not None and user is not None:
-            await desk.acknowledge(
-                tx, decision.notice, user=user, ticket=ticket, subject=subject,
-                answering=mail.message_id, previous=decision.previous_ticket,
-                first_mail=False, now=now,
-            )  # fmt: skip
             queued = 1
         elif decision.suppressed is not None:
             log.info(

@@ -709,7 +709,7 @@ async def _uninterrupted(aw: Awaitable[T]) -> T:
     return task.result()
 
 
-def _end_batch(commit: bool, conn: sqlite3.Connection) -> None:
+def _commit_or_roll_back(commit: bool, conn: sqlite3.Connection) -> None:
     if commit:
         conn.execute("COMMIT")
     elif conn.in_transaction:
@@ -1036,14 +1036,12 @@ class Store:
     `transaction()` means committed and on disk, for every transaction of the batch.
     """
 
-    def __init__(
-        self, db: aiosqlite.Connection, path: Path, *, reader: aiosqlite.Connection | None = None
-    ) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
         # Reads that need no transaction's view (the sender pre-check, the outbox worker's
         # polls) go to a second connection, so they do not queue behind the writer's COMMITs;
-        # it sees committed data only.
-        self._reader = reader if reader is not None else db
+        # it sees committed data only. `open` connects it once the schema is there.
+        self._reader = db
         self.path = path
         self._lock = asyncio.Lock()
         self._wanting = 0  # tasks waiting for the lock
@@ -1166,10 +1164,10 @@ class Store:
         members, self._batch = self._batch, []
         self._batch_open = False
         try:
-            await self._trip(functools.partial(_end_batch, bool(members)))
+            await self._trip(functools.partial(_commit_or_roll_back, bool(members)))
         except BaseException as exc:
             with contextlib.suppress(Exception):
-                await self._trip(functools.partial(_end_batch, False))
+                await self._trip(functools.partial(_commit_or_roll_back, False))
             _fail(members, exc)
             raise
         self.commits += 1
