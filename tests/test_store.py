@@ -176,3 +176,62 @@ async def test_a_batch_left_open_for_a_task_that_is_then_cancelled_is_still_comm
             await task_b
     finally:
         await store.close()
+
+
+def _make_version_1(path: Path) -> None:
+    """Turn a new database back into what version 1 had: the outbox's count indexes
+    without `automatic`."""
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            "DROP INDEX outbox_recipient; CREATE INDEX outbox_recipient "
+            "ON outbox(recipient, created_at); DROP INDEX outbox_ticket; "
+            "CREATE INDEX outbox_ticket ON outbox(ticket, created_at); PRAGMA user_version = 1;"
+        )
+    conn.close()
+
+
+def _index_columns(path: Path, index: str) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [row[2] for row in conn.execute(f"PRAGMA index_info({index})")]
+    finally:
+        conn.close()
+
+
+async def test_a_version_1_database_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path)
+    try:
+        await store.add_customers([CustomerRow("10042", "Gymnasium", None, None)], now=NOW)
+        number = await _open_ticket(store, 100001)
+    finally:
+        await store.close()
+    path = tmp_path / "ticketmail.sqlite3"
+    _make_version_1(path)
+    assert _index_columns(path, "outbox_recipient") == ["recipient", "created_at"]
+
+    store = await Store.open(tmp_path)
+    await store.close()
+
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("SELECT number FROM tickets").fetchall() == [(number,)]
+        # The auto-reply count per address is answered from the index alone.
+        plan = " ".join(
+            str(row[3])
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM outbox WHERE recipient = ? "
+                "AND created_at >= ? AND automatic = 1",
+                ("anna@schule.example", "2026-11-22"),
+            )
+        )
+    finally:
+        conn.close()
+    assert "COVERING INDEX outbox_recipient" in plan
+    assert _index_columns(path, "outbox_recipient") == ["recipient", "automatic", "created_at"]
+    assert _index_columns(path, "outbox_ticket") == ["ticket", "automatic", "created_at"]
+    store = await Store.open(tmp_path)
+    try:
+        assert await _open_ticket(store, 100001) == number + 1
+    finally:
+        await store.close()

@@ -55,7 +55,7 @@ __all__ = [
 
 DB_NAME = "ticketmail.sqlite3"
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SAVEPOINT = "ticketmail"
 # Group commit: at most this many transactions share one COMMIT (one fsync of the WAL).
 MAX_BATCH = 32
@@ -164,8 +164,8 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
 CREATE INDEX outbox_message_id ON outbox(message_id);
-CREATE INDEX outbox_recipient ON outbox(recipient, created_at);
-CREATE INDEX outbox_ticket ON outbox(ticket, created_at);
+CREATE INDEX outbox_recipient ON outbox(recipient, automatic, created_at);
+CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
 CREATE TABLE suppressions (
     address TEXT PRIMARY KEY,
     until TEXT NOT NULL,
@@ -198,6 +198,19 @@ CREATE TABLE quarantine (
     resolved_at TEXT
 );
 """
+
+# What takes a database of version N to N + 1: _MIGRATIONS[N - 1]. A new database gets
+# _SCHEMA, which is always the latest version as a whole.
+_MIGRATIONS = [
+    # 1 -> 2: the auto-reply counts (per address, per ticket) read the index alone.
+    """
+DROP INDEX outbox_recipient;
+CREATE INDEX outbox_recipient ON outbox(recipient, automatic, created_at);
+DROP INDEX outbox_ticket;
+CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
+""",
+]
+assert len(_MIGRATIONS) == SCHEMA_VERSION - 1
 
 
 Params = Sequence[Any] | Mapping[str, Any]  # positional ? or named :name parameters
@@ -1081,9 +1094,12 @@ class Store:
                 row = await cur.fetchone()
             if row and int(row[0]) >= SCHEMA_VERSION:
                 return
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    await self._db.execute(statement)
+            found = int(row[0]) if row else 0
+            steps = [_SCHEMA] if found == 0 else _MIGRATIONS[found - 1 :]
+            for script in steps:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        await self._db.execute(statement)
             await self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @asynccontextmanager
