@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 SINK = "sink"
+FRONT = "front"  # ticketmail's own SMTP front (TicketSMTP) with nothing behind DATA
 TICKETMAIL = "ticketmail"
 POSTFIX = "postfix"
 
@@ -113,8 +114,8 @@ class Side:
 class Row:
     workload: str
     rounds: int
-    base: Side  # the server ticketmail is compared with: the bare sink, or Postfix
-    ticketmail: Side
+    base: Side  # the server compared with: the bare sink, or Postfix
+    subject: Side  # the server measured against it: ticketmail, or its front alone
     ratio: float
     ratio_min: float
     ratio_max: float
@@ -138,18 +139,22 @@ def _safe_ratio(a: float, b: float) -> float:
 
 
 def rows(
-    measurements: Iterable[Measurement], order: Sequence[str], *, base: str = SINK
+    measurements: Iterable[Measurement],
+    order: Sequence[str],
+    *,
+    base: str = SINK,
+    subject: str = TICKETMAIL,
 ) -> list[Row]:
-    """One row per workload that has ticketmail and `base` measured in at least one round."""
+    """One row per workload that has `subject` and `base` measured in at least one round."""
     by_key: dict[tuple[str, int], dict[str, Measurement]] = {}
     for m in measurements:
         by_key.setdefault((m.workload, m.round), {})[m.target] = m
     out: list[Row] = []
     for name in order:
         pairs = [
-            (v[base], v[TICKETMAIL])
+            (v[base], v[subject])
             for (w, _), v in sorted(by_key.items())
-            if w == name and base in v and TICKETMAIL in v
+            if w == name and base in v and subject in v
         ]
         if not pairs:
             continue
@@ -160,7 +165,7 @@ def rows(
                 workload=name,
                 rounds=len(pairs),
                 base=_side([s for s, _ in pairs]),
-                ticketmail=_side([t for _, t in pairs]),
+                subject=_side([t for _, t in pairs]),
                 ratio=statistics.median(ratios),
                 ratio_min=min(ratios),
                 ratio_max=max(ratios),
@@ -170,16 +175,16 @@ def rows(
     return out
 
 
-def markdown_table(table: Sequence[Row], *, base: str = SINK) -> str:
+def markdown_table(table: Sequence[Row], *, base: str = SINK, subject: str = TICKETMAIL) -> str:
     head = (
-        f"| workload | mails x rounds | {base} mails/s | ticketmail mails/s | ratio (min-max) "
-        f"| {base} p50 / p99 ms | ticketmail p50 / p99 ms | p99 ratio "
-        f"| {base} RSS MB | ticketmail RSS MB | CPU ms/mail {base} / ticketmail |\n"
+        f"| workload | mails x rounds | {base} mails/s | {subject} mails/s | ratio (min-max) "
+        f"| {base} p50 / p99 ms | {subject} p50 / p99 ms | p99 ratio "
+        f"| {base} RSS MB | {subject} RSS MB | CPU ms/mail {base} / {subject} |\n"
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )
     lines = [head]
     for r in table:
-        s, t = r.base, r.ticketmail
+        s, t = r.base, r.subject
         lines.append(
             f"| {r.workload} | {t.mails // r.rounds} x {r.rounds} | {s.rate:.0f} | {t.rate:.0f} "
             f"| {r.ratio:.2f} ({r.ratio_min:.2f}-{r.ratio_max:.2f}) "

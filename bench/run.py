@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/run.py [--rounds N] [--mails N] [--only 10k/8,200k] [--quick]
 
-Starts three subprocesses on 127.0.0.1 — the bare sink, a relay sink, and `ticketmail serve`
-with a fresh data dir relaying to that relay sink — registers 50 senders of 5 institutions
-through ticketmail's own CLI, then sends every workload to the sink and to ticketmail in turn,
-for several rounds, and prints mails/s, p50/p99 latency, peak RSS and the ratio
-ticketmail/sink with its spread over the rounds. See bench/README.md for the method.
+Starts four subprocesses on 127.0.0.1 — the bare sink, ticketmail's SMTP front with nothing
+behind it, a relay sink, and `ticketmail serve` with a fresh data dir relaying to that relay
+sink — registers 50 senders of 5 institutions through ticketmail's own CLI, then sends every
+workload to each server in turn, for several rounds, and prints mails/s, p50/p99 latency,
+peak RSS and the ratios ticketmail/sink and front/sink with their spread over the rounds.
+See bench/README.md for the method.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import postfix
 import procs
 from load import SIZES, run_load
 from report import (
+    FRONT,
     POSTFIX,
     TICKETMAIL,
     Measurement,
@@ -237,6 +239,9 @@ def print_report(
         print("\n### The same against Postfix (a private instance, queue fsync'd, then discard)\n")
         table = rows(measurements, [w.name for w in workloads], base=POSTFIX)
         print(markdown_table(table, base=POSTFIX))
+    print("\n### ticketmail's SMTP front alone (nothing behind DATA) against the sink\n")
+    table = rows(measurements, [w.name for w in workloads], subject=FRONT)
+    print(markdown_table(table, subject=FRONT))
     print(f"\n{other_load(measurements)}")
     print("\n## ticketmail after the run\n")
     log = scan_log(bench.ticketmail.log_path)

@@ -4,8 +4,11 @@ Built like ticketmail's own SMTP front (aiosmtpd `SMTP` on the process's event l
 `loop.create_server`, `decode_data=False`, the same size limit), with nothing behind DATA.
 The benchmark runs it twice: as the comparison server, and as ticketmail's relay, where
 `--count-file` lets the runner see how many of ticketmail's confirmations arrived.
+`--front ticketmail` puts ticketmail's own SMTP front (`TicketSMTP`: DATA read in chunks,
+its command and session caps) in place of aiosmtpd's `SMTP`, still with nothing behind DATA:
+what the SMTP dialogue alone costs ticketmail (bench/floor.py).
 
-    python bench/sink.py --port 2526 [--count-file FILE]
+    python bench/sink.py --port 2526 [--count-file FILE] [--front aiosmtpd|ticketmail]
 
 Runs until SIGTERM or SIGINT.
 """
@@ -17,8 +20,9 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -48,18 +52,37 @@ def _write_count(path: Path, handler: DiscardHandler) -> None:
     tmp.replace(path)
 
 
-async def serve(port: int, *, count_file: Path | None) -> None:
+def _protocol(front: str, handler: DiscardHandler) -> Callable[[], SMTP]:
+    common: dict[str, Any] = {
+        "hostname": "sink.bench.example",
+        "ident": "bench sink ESMTP",
+        "data_size_limit": MAX_MESSAGE_BYTES,
+        "enable_SMTPUTF8": True,
+        "decode_data": False,
+    }
+    if front == "aiosmtpd":
+        return lambda: SMTP(handler, **common)
+    from ticketmail.config import load_config
+    from ticketmail.smtp import TicketSMTP
+
+    smtp = load_config(None, environ={}).smtp  # the built-in defaults
+    sessions: set[TicketSMTP] = set()
+    return lambda: TicketSMTP(
+        handler,  # type: ignore[arg-type]  # any object with handle_DATA will do
+        sessions=sessions,
+        max_sessions=smtp.max_sessions,
+        max_commands=smtp.max_commands,
+        max_line_bytes=smtp.max_line_bytes,
+        timeout=smtp.timeout_seconds,
+        **common,
+    )
+
+
+async def serve(port: int, *, count_file: Path | None, front: str = "aiosmtpd") -> None:
     handler = DiscardHandler()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(
-            handler,
-            hostname="sink.bench.example",
-            ident="bench sink ESMTP",
-            data_size_limit=MAX_MESSAGE_BYTES,
-            enable_SMTPUTF8=True,
-            decode_data=False,
-        ),
+        _protocol(front, handler),
         host="127.0.0.1",
         port=port,
         reuse_address=True,
@@ -87,8 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True, help="port on 127.0.0.1")
     parser.add_argument("--count-file", type=Path, help="keep '<mails> <bytes>' in this file")
+    parser.add_argument(
+        "--front", choices=("aiosmtpd", "ticketmail"), default="aiosmtpd", help="SMTP protocol"
+    )
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.port, count_file=args.count_file))
+    asyncio.run(serve(args.port, count_file=args.count_file, front=args.front))
     return 0
 
 

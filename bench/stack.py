@@ -1,7 +1,8 @@
-"""The stack under test: the bare sink, the relay sink and ticketmail as subprocesses.
+"""The stack under test: the bare sink, ticketmail's front alone, the relay sink and
+ticketmail as subprocesses.
 
 Writes ticketmail's config into a fresh work dir, registers the senders through ticketmail's
-own CLI (`customer import`, `user import`), starts the three servers and waits, bounded, for
+own CLI (`customer import`, `user import`), starts the four servers and waits, bounded, for
 their ports. Every server started is appended to the caller's list, which the caller stops.
 """
 
@@ -24,7 +25,7 @@ from typing import Any
 import procs
 from load import Sender, TicketPool, make_senders
 from postfix import PostfixServer
-from report import POSTFIX, SINK, TICKETMAIL
+from report import FRONT, POSTFIX, SINK, TICKETMAIL
 
 __all__ = ["Bench", "machine", "start_servers", "ticketmail_cli"]
 
@@ -111,6 +112,7 @@ class Bench:
     workdir: Path
     config: Path
     sink: procs.Server
+    front: procs.Server
     ticketmail: procs.Server
     relay: procs.Server
     relay_count: Path
@@ -121,14 +123,16 @@ class Bench:
 
     @property
     def targets(self) -> tuple[str, ...]:
-        """The servers that get the load: the bare sink, ticketmail, and Postfix if running."""
-        return (SINK, TICKETMAIL, POSTFIX) if self.postfix is not None else (SINK, TICKETMAIL)
+        """The servers that get the load: the bare sink, ticketmail's front alone, ticketmail,
+        and Postfix if running."""
+        ours = (SINK, FRONT, TICKETMAIL)
+        return (*ours, POSTFIX) if self.postfix is not None else ours
 
     def target(self, name: str) -> procs.Server | PostfixServer:
         if name == POSTFIX:
             assert self.postfix is not None
             return self.postfix
-        return self.sink if name == SINK else self.ticketmail
+        return {SINK: self.sink, FRONT: self.front}.get(name, self.ticketmail)
 
     def relayed(self) -> int:
         """Mails the relay sink has received so far (its count file, 0.25 s behind)."""
@@ -139,7 +143,7 @@ class Bench:
 
     @property
     def all_pids(self) -> list[int]:
-        pids = [self.sink.pid, self.ticketmail.pid, self.relay.pid]
+        pids = [self.sink.pid, self.front.pid, self.ticketmail.pid, self.relay.pid]
         return pids + ([self.postfix.pid] if self.postfix is not None else [])
 
     def add_postfix(self, server: PostfixServer) -> None:
@@ -184,17 +188,28 @@ def start_servers(workdir: Path, servers: list[procs.Server | PostfixServer]) ->
         cwd=workdir,
     )
     servers.append(sink)
-    for server in (relay, tm, sink):
+    front_port = procs.free_port()
+    front = procs.start(
+        "ticketmail's front",
+        [PYTHON, sink_script, "--port", str(front_port), "--front", "ticketmail"],
+        port=front_port,
+        log_path=workdir / "front.log",
+        env=env,
+        cwd=workdir,
+    )
+    servers.append(front)
+    for server in (relay, tm, sink, front):
         server.wait_port(seconds=START_SECONDS)
     return Bench(
         workdir=workdir,
         config=config,
         sink=sink,
+        front=front,
         ticketmail=tm,
         relay=relay,
         relay_count=relay_count,
         senders=senders,
-        pools={SINK: TicketPool(), TICKETMAIL: TicketPool()},
+        pools={SINK: TicketPool(), FRONT: TicketPool(), TICKETMAIL: TicketPool()},
         run_id=f"b{time.time_ns():x}",
     )
 
