@@ -1336,6 +1336,14 @@ def test_extract_reply_cuts_list_footer_after_quote() -> None:
     assert extract_reply(body) == "Thanks!\n"
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_extract_reply_finds_quotes_whatever_the_line_ends(newline: str) -> None:
+    """Quotes after bare CR, CRLF or LF line ends, indented by any blank (the quick
+    whole-body test for quotes must see every one the line-by-line look would)."""
+    lines = ["Neuer Text", "", "", "", "Mehr", "\u00a0 > alte Frage", "Antwort", "-- ", "Anna"]
+    assert extract_reply(newline.join(lines)) == "Neuer Text\n\nMehr\n\nAntwort\n"
+
+
 def test_extract_reply_keeps_plain_text() -> None:
     """A body without history is kept as it is, including a lone 'From:' sentence."""
     body = "Hello,\n\nFrom: the logs I see the error again.\n\nRegards\nAnna\n"

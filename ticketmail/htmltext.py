@@ -160,5 +160,7 @@ def html_to_text(html: str) -> str:
         pass
     text = "".join(converter.parts).replace("\xa0", " ")
     cleaned = "\n".join(line.rstrip() for line in text.split("\n"))
-    cleaned = re.sub(r"\n{3,}", "\n\n", cleaned).strip("\n")
+    if "\n\n\n" in cleaned:
+        cleaned = re.sub(r"\n{3,}", "\n\n", cleaned)
+    cleaned = cleaned.strip("\n")
     return cleaned + "\n" if cleaned.strip() else ""

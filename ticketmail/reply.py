@@ -41,6 +41,9 @@ _HEADER_LINE = re.compile(
     r"^\s*\*?(?:Sent|Gesendet|Date|Datum|To|An|Subject|Betreff|Cc)\s*:\*?", re.IGNORECASE
 )
 _SIGNATURE = re.compile(r"^-- ?$")
+# A line that `str.lstrip()` leaves starting with `>`, anywhere in a body (one C-speed search
+# tells a body without quotes, most first mails, from one that needs the line-by-line look).
+_ANY_QUOTE = re.compile(r"^\s*>", re.MULTILINE)
 # What every line the patterns above and below can match starts with: one cheap test per
 # line, so that most lines of a long body skip them all.
 _MAYBE_MARK = re.compile(r"\s*(?:[-_=*]|sent|get|von|gesendet|from|de|sender|absender)", re.I)
@@ -62,14 +65,19 @@ _MOBILE_SIG = re.compile(
 class _Body:
     """The lines of a body, and for each line whether the next non-blank one is a quote."""
 
-    def __init__(self, lines: list[str]) -> None:
+    def __init__(self, lines: list[str], *, quotes: bool = True) -> None:
+        """`quotes=False`: no line is a `>` quote (the caller has checked), so none is looked at."""
         self.lines = lines
         self.quote_next = [False] * (len(lines) + 1)
+        self.quoted = [False] * len(lines)
         # Every attribution ends with a colon; most lines end with none.
         self.colon = [line.rstrip().endswith(":") for line in lines]
+        if not quotes:
+            return
         for j in range(len(lines) - 1, -1, -1):
             stripped = lines[j].lstrip()
-            self.quote_next[j] = stripped.startswith(">") if stripped else self.quote_next[j + 1]
+            self.quoted[j] = stripped.startswith(">")
+            self.quote_next[j] = self.quoted[j] if stripped else self.quote_next[j + 1]
 
     def quote_follows(self, start: int) -> bool:
         """The next non-blank line from `start` on is a `>` quote."""
@@ -161,9 +169,7 @@ def _scan(body: _Body) -> tuple[int, set[int]]:
     """
     lines = body.lines[:MAX_SCAN_LINES]
     dropped: set[int] = set()
-    first_quote = next(
-        (i for i, line in enumerate(lines) if line.lstrip().startswith(">")), len(lines)
-    )
+    first_quote = next((i for i, q in enumerate(body.quoted[: len(lines)]) if q), len(lines))
     marked = {i for i, line in enumerate(lines) if _MAYBE_MARK.match(line)}
     colons = (i - back for i, c in enumerate(body.colon[: len(lines)]) if c for back in (2, 1, 0))
     for i in sorted(marked.union(j for j in colons if j >= 0)):
@@ -190,17 +196,20 @@ def _scan(body: _Body) -> tuple[int, set[int]]:
 
 def extract_reply(body: str) -> str:
     """The text the writer added, without quoted history, quote lines and signature."""
-    lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    body = body.replace("\r\n", "\n").replace("\r", "\n")
+    lines = body.split("\n")
     # Only the head is scanned; a huge body without a cut in it keeps its tail as it is.
     head, tail = lines[: MAX_SCAN_LINES + _WRAPPED], lines[MAX_SCAN_LINES + _WRAPPED :]
-    cut, dropped = _scan(_Body(head))
+    body_of = _Body(head, quotes=">" in body and _ANY_QUOTE.search(body) is not None)
+    cut, dropped = _scan(body_of)
     # A quote between two answers leaves an empty line, so the answers stay apart.
+    quoted = body_of.quoted
     kept = [
-        "" if line.lstrip().startswith(">") else line.rstrip()
-        for i, line in enumerate(head[:cut])
-        if i not in dropped
+        "" if quoted[i] else line.rstrip() for i, line in enumerate(head[:cut]) if i not in dropped
     ]
-    text = re.sub(r"\n{3,}", "\n\n", "\n".join(kept))
+    text = "\n".join(kept)
+    if "\n\n\n" in text:
+        text = re.sub(r"\n{3,}", "\n\n", text)
     if cut == len(head) and tail:
         text = text + "\n" + "\n".join(tail)
     return text.strip() + "\n" if text.strip() else ""
