@@ -6,7 +6,7 @@ The benchmark runs it twice: as the comparison server, and as ticketmail's relay
 `--count-file` lets the runner see how many of ticketmail's confirmations arrived.
 `--front ticketmail` puts ticketmail's own SMTP front (`TicketSMTP`: DATA read in chunks,
 its command and session caps) in place of aiosmtpd's `SMTP`, still with nothing behind DATA:
-what the SMTP dialogue alone costs ticketmail (bench/floor.py).
+what the SMTP dialogue alone costs ticketmail (the runner's `front` target).
 
     python bench/sink.py --port 2526 [--count-file FILE] [--front aiosmtpd|ticketmail]
 
