@@ -121,6 +121,17 @@ def free_port() -> int:
         return port
 
 
+def accepts_connections(port: int) -> bool:
+    """Something listens on 127.0.0.1:port right now."""
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 @pytest.fixture
 async def sink() -> AsyncIterator[Sink]:
     s = Sink()

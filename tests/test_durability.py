@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -12,20 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Env, free_port, make_mail, write_config
+from conftest import Env, accepts_connections, free_port, make_mail, write_config
 
 from ticketmail.store import DB_NAME, Store
 
 ANNA = "anna@schule.example"
 EXIT_SECONDS = 30.0  # a config error must stop `serve` well within this
-
-
-def _accepts_connections(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 # --- a broken config stops `serve` before any port is bound ----------------------------------
@@ -60,7 +51,7 @@ def test_serve_with_broken_config_exits_2_with_one_line_and_never_binds(
     try:
         # Probe the configured port while the process lives (bounded): it must never answer.
         while proc.poll() is None and time.monotonic() - started < EXIT_SECONDS:
-            if _accepts_connections(port):
+            if accepts_connections(port):
                 bound_while_running = True
             time.sleep(0.02)
         stdout, stderr = proc.communicate(timeout=5)
@@ -78,7 +69,7 @@ def test_serve_with_broken_config_exits_2_with_one_line_and_never_binds(
     assert b"daemon_started" not in stdout + stderr
     assert b"accepting" not in stdout + stderr
     assert not bound_while_running, "the port answered while a broken config was being read"
-    assert not _accepts_connections(port)
+    assert not accepts_connections(port)
     assert not (data_dir / DB_NAME).exists(), "start-up went as far as opening the store"
 
 

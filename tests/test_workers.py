@@ -7,13 +7,12 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import Env, Sink, free_port, make_mail, write_config
+from conftest import Env, Sink, accepts_connections, free_port, make_mail, write_config
 
 from ticketmail.daemon import Daemon
 
@@ -167,7 +166,7 @@ async def test_workers_end_when_the_daemon_is_killed(tmp_path: Path) -> None:
     try:
         for _ in range(200):  # bounded: 20 s for start-up
             workers = [p for p in _children(proc.pid) if "spawn_main" in _cmdline(p)]
-            if len(workers) == 2 and _listening(port):
+            if len(workers) == 2 and accepts_connections(port):
                 break
             await asyncio.sleep(0.1)
         assert len(workers) == 2
@@ -182,14 +181,6 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return ""
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 async def test_an_error_inside_a_worker_comes_back_and_the_worker_goes_on(
