@@ -114,7 +114,10 @@ class Admitter:
         """`sender_vouched`: an admin released the mail, so the sender check is skipped."""
         mail = parse_mail(raw)
         sender = mail.from_addr
-        silent = self.is_silent(mail, envelope)
+        cls = classify(
+            mail, envelope_from=envelope.mail_from, policy=self.policy, own_message_id=False
+        )
+        silent = cls.bounce or cls.own_loop  # accepted silently even from unknown senders
         if self.config.policy.sender_auth == "authres" and not (silent or sender_vouched):
             verdict = verify_sender(mail, authserv_id=self.config.smtp.authserv_id)
             if not verdict.trusted:
@@ -130,7 +133,7 @@ class Admitter:
             and unknown
         ):
             return Refused(mail, "unknown_sender")
-        if agent is not None and not self.is_automatic(mail, envelope):
+        if agent is not None and not cls.automatic:
             refused = agent_refusal(mail, self.config.tickets.subject_tag)
             if refused is not None:
                 return Refused(mail, refused[0], refused[1])
@@ -140,19 +143,6 @@ class Admitter:
             for att, blob in zip(mail.attachments, blobs, strict=True)
         )
         return Admitted(mail, raw_blob.sha256, files)
-
-    def is_silent(self, mail: ParsedMail, envelope: Envelope) -> bool:
-        """Bounces and loops are accepted silently even from unknown senders."""
-        cls = classify(
-            mail, envelope_from=envelope.mail_from, policy=self.policy, own_message_id=False
-        )
-        return cls.bounce or cls.own_loop
-
-    def is_automatic(self, mail: ParsedMail, envelope: Envelope) -> bool:
-        cls = classify(
-            mail, envelope_from=envelope.mail_from, policy=self.policy, own_message_id=False
-        )
-        return cls.automatic
 
     def _sender(self, address: str, *, now: datetime) -> Sender:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
