@@ -1,16 +1,18 @@
-"""The store's own rules, on a real SQLite file: ticket numbers."""
+"""The store's own rules, on a real SQLite file: ticket numbers, group commit, migrations."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import sqlite3
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from ticketmail.store import CustomerRow, MessageRecord, NewTicket, Store, Transaction
+from ticketmail.store import CustomerRow, MessageRecord, NewTicket, Step, Store, Transaction
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 _ids = itertools.count(1)
@@ -21,11 +23,20 @@ class Rollback(Exception):
 
 
 async def _facts_number(tx: Transaction, first_number: int) -> int:
-    facts = await tx.mail_facts(
-        message_id=f"<{next(_ids)}@schule.example>", header_from="anna@schule.example",
-        numbers=(), references=(), since=NOW, now=NOW, first_number=first_number,
+    message_id = f"<{next(_ids)}@schule.example>"
+    facts = await tx.call(
+        lambda conn: Step(conn).mail_facts(
+            message_id=message_id, header_from="anna@schule.example", numbers=(),
+            references=(), since=NOW, now=NOW, first_number=first_number,
+        )
     )  # fmt: skip
     return facts.next_number
+
+
+async def _record_ticket(tx: Transaction, number: int) -> None:
+    ticket = NewTicket(number, "10042", "anna@schule.example", "Drucker", False, None)
+    message = _message(number)
+    await tx.call(lambda conn: Step(conn).record_mail(message, new_ticket=ticket, now=NOW))
 
 
 async def _open_ticket(store: Store, first_number: int) -> int:
@@ -33,11 +44,7 @@ async def _open_ticket(store: Store, first_number: int) -> int:
     ticket written with the mail's record, in one transaction."""
     async with store.transaction() as tx:
         number = await _facts_number(tx, first_number)
-        await tx.record_mail(
-            _message(number),
-            new_ticket=NewTicket(number, "10042", "anna@schule.example", "Drucker", False, None),
-            now=NOW,
-        )
+        await _record_ticket(tx, number)
     return number
 
 
@@ -54,11 +61,7 @@ async def _allocate_then_fail(store: Store, first_number: int, *, expected: int)
     async with store.transaction() as tx:
         number = await _facts_number(tx, first_number)
         assert number == expected
-        await tx.record_mail(
-            _message(number),
-            new_ticket=NewTicket(number, "10042", "anna@schule.example", "Drucker", False, None),
-            now=NOW,
-        )
+        await _record_ticket(tx, number)
         raise Rollback
 
 
@@ -98,7 +101,7 @@ async def _record(store: Store, *, fail: bool = False) -> tuple[str, bool]:
     """One transaction writing one message row; (its Message-ID, committed on return)."""
     message = _message(None)
     async with store.transaction(lazy=True) as tx:
-        await tx.record_mail(message, now=NOW)
+        await tx.call(lambda conn: Step(conn).record_mail(message, now=NOW))
         if fail:
             raise Rollback
     return message.message_id, _committed(store.path, message.message_id)
@@ -122,28 +125,22 @@ async def test_concurrent_transactions_share_one_commit_and_each_is_durable_on_r
         await store.close()
 
 
-async def test_a_failing_transaction_in_a_batch_undoes_only_its_own_work(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "var")
-    try:
-        before = store.commits
-        results = await asyncio.gather(
-            _record(store), _record(store, fail=True), _record(store), return_exceptions=True
-        )
-        assert isinstance(results[1], Rollback)
-        first, third = results[0], results[2]
-        assert isinstance(first, tuple)
-        assert first[1]
-        assert isinstance(third, tuple)
-        assert third[1]
-        assert store.commits - before == 1
-        conn = sqlite3.connect(store.path)
-        try:
-            (count,) = conn.execute("SELECT COUNT(*) FROM messages").fetchone()
-        finally:
-            conn.close()
-        assert count == 2  # the failed one's row is gone, the others' stay
-    finally:
-        await store.close()
+async def _held_open(store: Store, release: asyncio.Event) -> asyncio.Task[bool]:
+    """A task inside a transaction that has written a row and waits for `release` to end
+    it; the task's result: the row was committed when the transaction returned."""
+    inside = asyncio.Event()
+    message = _message(None)
+
+    async def transaction() -> bool:
+        async with store.transaction(lazy=True) as tx:
+            await tx.call(lambda conn: Step(conn).record_mail(message, now=NOW))
+            inside.set()
+            await release.wait()
+        return _committed(store.path, message.message_id)
+
+    task = asyncio.create_task(transaction())
+    await asyncio.wait_for(inside.wait(), timeout=5)
+    return task
 
 
 async def test_a_batch_left_open_for_a_task_that_is_then_cancelled_is_still_committed(
@@ -153,18 +150,8 @@ async def test_a_batch_left_open_for_a_task_that_is_then_cancelled_is_still_comm
     it gets the lock. A must still return, committed (nobody else ever comes)."""
     store = await Store.open(tmp_path / "var")
     try:
-        inside, release = asyncio.Event(), asyncio.Event()
-        message = _message(None)
-
-        async def first() -> bool:
-            async with store.transaction(lazy=True) as tx:
-                await tx.record_mail(message, now=NOW)
-                inside.set()
-                await release.wait()
-            return _committed(store.path, message.message_id)
-
-        task_a = asyncio.create_task(first())
-        await asyncio.wait_for(inside.wait(), timeout=5)
+        release = asyncio.Event()
+        task_a = await _held_open(store, release)
         task_b = asyncio.create_task(_record(store))
         for _ in range(5):  # B queues for the lock
             await asyncio.sleep(0)
@@ -174,6 +161,99 @@ async def test_a_batch_left_open_for_a_task_that_is_then_cancelled_is_still_comm
         assert await asyncio.wait_for(task_a, timeout=5)
         with pytest.raises(asyncio.CancelledError):
             await task_b
+    finally:
+        await store.close()
+
+
+# --- writes queued for one trip -----------------------------------------------------------------
+
+REQUEST = contextvars.ContextVar("request", default="none")
+
+
+def _insert(message: MessageRecord, *, fail: bool = False) -> Callable[[sqlite3.Connection], str]:
+    """A write for `Store.write`: the message row, then (fail) an error after it."""
+
+    def run(conn: sqlite3.Connection) -> str:
+        Step(conn).record_mail(message, now=NOW)
+        if fail:
+            raise Rollback
+        return f"{message.message_id} in {REQUEST.get()}"
+
+    return run
+
+
+async def _write(store: Store, name: str, *, fail: bool = False) -> tuple[str, bool]:
+    """One queued write, asked for in a context of its own; (its answer, committed then)."""
+    REQUEST.set(name)
+    message = _message(None)
+    answer = await store.write(_insert(message, fail=fail))
+    return answer, _committed(store.path, message.message_id)
+
+
+async def test_writes_queued_together_share_one_commit_and_each_is_durable_on_return(
+    tmp_path: Path,
+) -> None:
+    """Twenty writes asked for at once: one trip, one COMMIT, each answer given only when its
+    row can be read from another connection, each run in the context it was asked in."""
+    store = await Store.open(tmp_path / "var")
+    try:
+        before = store.commits
+        results = await asyncio.gather(*(_write(store, f"r{i}") for i in range(20)))
+        assert store.commits - before == 1
+        for i, (answer, visible) in enumerate(results):
+            assert visible
+            assert answer.endswith(f" in r{i}")
+        assert (await _write(store, "alone"))[1]
+        assert store.commits - before == 2
+    finally:
+        await store.close()
+
+
+async def _in_transaction(store: Store, name: str, *, fail: bool = False) -> tuple[str, bool]:
+    return await _record(store, fail=fail)
+
+
+@pytest.mark.parametrize("way", [_in_transaction, _write], ids=["transaction", "write"])
+async def test_a_failing_transaction_among_others_undoes_only_its_own_work(
+    tmp_path: Path, way: Callable[..., Awaitable[tuple[str, bool]]]
+) -> None:
+    """Three at once, the middle one fails: its exception, its row gone; the others'
+    rows committed on return, all with one COMMIT."""
+    store = await Store.open(tmp_path / "var")
+    try:
+        before = store.commits
+        results = await asyncio.gather(
+            way(store, "a"), way(store, "b", fail=True), way(store, "c"),
+            return_exceptions=True,
+        )  # fmt: skip
+        assert isinstance(results[1], Rollback)
+        assert [r[1] for r in (results[0], results[2]) if isinstance(r, tuple)] == [True, True]
+        assert store.commits - before == 1
+        conn = sqlite3.connect(store.path)
+        try:
+            (count,) = conn.execute("SELECT COUNT(*) FROM messages").fetchone()
+        finally:
+            conn.close()
+        assert count == 2
+    finally:
+        await store.close()
+
+
+async def test_a_write_queued_behind_a_transaction_commits_it_too(tmp_path: Path) -> None:
+    """A transaction that ends while a write waits leaves its COMMIT to the write's trip:
+    both return committed, after one COMMIT."""
+    store = await Store.open(tmp_path / "var")
+    try:
+        before = store.commits
+        release = asyncio.Event()
+        task = await _held_open(store, release)
+        queued = asyncio.create_task(_write(store, "w"))
+        for _ in range(5):  # the write's trip waits for the transaction's lock
+            await asyncio.sleep(0)
+        release.set()
+        assert await asyncio.wait_for(task, timeout=5)
+        assert (await asyncio.wait_for(queued, timeout=5))[1]
+        assert store.commits - before == 1
     finally:
         await store.close()
 

@@ -54,6 +54,7 @@ from .store import (
     NewTicket,
     OutboxRecord,
     Reference,
+    Step,
     Store,
     Transaction,
 )
@@ -83,6 +84,26 @@ class IntakeResult:
     queued: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """An admitted mail on its way to the database: its raw blob and attachments are stored."""
+
+    mail: ParsedMail
+    envelope: Envelope
+    raw: bytes
+    raw_blob: tuple[str, int]  # (sha256, size)
+    files: tuple[AttachmentView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """Routing's decision on a mail, with the facts it was made on."""
+
+    decision: Decision
+    facts: Facts
+    next_number: int  # the number a new ticket gets
+
+
 def _references(mail: ParsedMail, ids: MessageIds) -> tuple[Reference, ...]:
     """What the mail's In-Reply-To/References name, in that order (at most 20).
 
@@ -104,21 +125,14 @@ def _references(mail: ParsedMail, ids: MessageIds) -> tuple[Reference, ...]:
 
 
 def _message_record(
-    mail: ParsedMail,
-    envelope: Envelope,
-    raw_blob: tuple[str, int],
-    outcome: str,
-    reason: str,
-    *,
-    ticket: int | None,
-    reply: str,
+    kept: _Kept, outcome: str, reason: str, *, ticket: int | None, reply: str
 ) -> MessageRecord:
-    raw_sha256, size = raw_blob
+    raw_sha256, size = kept.raw_blob
     return MessageRecord(
-        envelope_from=envelope.mail_from,
-        envelope_to=envelope.rcpt_tos,
-        header_from=mail.from_addr,
-        message_id=mail.message_id,
+        envelope_from=kept.envelope.mail_from,
+        envelope_to=kept.envelope.rcpt_tos,
+        header_from=kept.mail.from_addr,
+        message_id=kept.mail.message_id,
         raw_sha256=raw_sha256,
         size=size,
         outcome=outcome,
@@ -212,7 +226,7 @@ class Intake:
 
         `sender_vouched`: an admin released the mail, so the sender check is skipped.
         """
-        ids = await self.message_ids()
+        await self.message_ids()  # read before any transaction: `_known` and the desk use it
         now = self.clock()
         if self.pool is not None:
             admitted = await self.pool.admit(raw, envelope, sender_vouched=sender_vouched, now=now)
@@ -225,52 +239,98 @@ class Intake:
         if isinstance(admitted, Unverified):
             return await self._unverified(raw, admitted.mail, envelope, admitted.reason)
         mail, raw_blob, files = admitted.mail, admitted.raw_sha256, admitted.files
-        sender = mail.from_addr
         now = self.clock()
-        async with self.store.transaction(lazy=True) as tx:
-            stored = await tx.mail_facts(
+        kept = _Kept(mail, envelope, raw, (raw_blob, len(raw)), files)
+        # Most mails: decided and stored in one trip to the database thread, committed
+        # together with the mails that arrived meanwhile.
+        stored = await self.store.write(lambda conn: self._store(Step(conn), kept, now))
+        if stored is None:  # an agent's reply: it reads the ticket's people, so async
+            async with self.store.transaction(lazy=True) as tx:
+                stored = await self._store_agent_reply(tx, kept, now)
+        result, decision = stored
+        if decision is not None:
+            log.info(
+                "mail_accepted",
+                outcome=result.outcome,
+                reason=decision.reason,
+                ticket=result.ticket,
+                sender=mail.from_addr,
                 message_id=mail.message_id,
-                header_from=sender,
-                numbers=find_ticket_numbers(mail.subject, self.config.tickets.subject_tag)[:10],
-                references=_references(mail, ids),
-                since=now - timedelta(hours=1),
-                now=now,
-                first_number=self.config.tickets.first_number,
+                automatic=decision.automatic,
+                signals=list(decision.signals),
+                notice=decision.notice,
+                suppressed=decision.suppressed,
+                attachments=len(files),
+                size=len(raw),
             )
-            if stored.previous is not None:
-                log.info("mail_duplicate", message_id=mail.message_id, sender=sender)
-                return IntakeResult(stored.previous[0], "duplicate", stored.previous[1])
-            facts = _facts(stored, now)
-            cls = classify(
-                mail,
-                envelope_from=envelope.mail_from,
-                policy=self.policy,
-                own_message_id=(ids.is_genuine(mail.message_id) or stored.sent_by_us),
-            )
-            decision = decide(mail, facts, cls, self.policy)
-            if decision.action is Action.REJECT:
-                return self._rejected(mail, decision.reason, facts.sender, detail=decision.detail)
-            if decision.reason == "bounce":
-                await self._record_bounce(tx, raw, mail, now)
-            result = await self._apply(
-                tx, mail, envelope, decision, facts, (raw_blob, len(raw)), files, now,
-                next_number=stored.next_number,
-            )  # fmt: skip
-        log.info(
-            "mail_accepted",
-            outcome=result.outcome,
-            reason=decision.reason,
-            ticket=result.ticket,
-            sender=sender,
-            message_id=mail.message_id,
-            automatic=decision.automatic,
-            signals=list(decision.signals),
-            notice=decision.notice,
-            suppressed=decision.suppressed,
-            attachments=len(files),
-            size=len(raw),
-        )
         return result
+
+    def _known(self, step: Step, kept: _Kept, now: datetime) -> MailFacts:
+        """What the database knows of the mail: seen before? its sender, its tickets."""
+        assert self._ids is not None
+        mail = kept.mail
+        return step.mail_facts(
+            message_id=mail.message_id,
+            header_from=mail.from_addr,
+            numbers=find_ticket_numbers(mail.subject, self.config.tickets.subject_tag)[:10],
+            references=_references(mail, self._ids),
+            since=now - timedelta(hours=1),
+            now=now,
+            first_number=self.config.tickets.first_number,
+        )
+
+    def _decide(self, kept: _Kept, known: MailFacts, now: datetime) -> IntakeResult | Decided:
+        """The duplicate check, then routing; an IntakeResult when the mail stops here."""
+        mail = kept.mail
+        if known.previous is not None:
+            log.info("mail_duplicate", message_id=mail.message_id, sender=mail.from_addr)
+            return IntakeResult(known.previous[0], "duplicate", known.previous[1])
+        assert self._ids is not None
+        facts = _facts(known, now)
+        cls = classify(
+            mail,
+            envelope_from=kept.envelope.mail_from,
+            policy=self.policy,
+            own_message_id=(self._ids.is_genuine(mail.message_id) or known.sent_by_us),
+        )
+        decision = decide(mail, facts, cls, self.policy)
+        if decision.action is Action.REJECT:
+            return self._rejected(mail, decision.reason, facts.sender, detail=decision.detail)
+        return Decided(decision, facts, known.next_number)
+
+    def _store(
+        self, step: Step, kept: _Kept, now: datetime
+    ) -> tuple[IntakeResult, Decision | None] | None:
+        """On the database thread: decide and store the mail; None (nothing written) for an
+        agent's reply, which `_store_agent_reply` handles."""
+        decided = self._decide(kept, self._known(step, kept, now), now)
+        if isinstance(decided, IntakeResult):
+            return decided, None
+        if decided.decision.action is Action.AGENT_REPLY:
+            return None
+        return self._store_decided(step, kept, decided, now), decided.decision
+
+    def _store_decided(
+        self, step: Step, kept: _Kept, decided: Decided, now: datetime
+    ) -> IntakeResult:
+        if decided.decision.reason == "bounce":
+            self._record_bounce(step, kept.raw, kept.mail, now)
+        return self._apply(step, kept, decided, now)
+
+    async def _store_agent_reply(
+        self, tx: Transaction, kept: _Kept, now: datetime
+    ) -> tuple[IntakeResult, Decision | None]:
+        """`_store` for an agent's reply (and for any mail, should the sender have stopped
+        being an agent since `_store` looked)."""
+        known = await tx.call(lambda conn: self._known(Step(conn), kept, now))
+        decided = self._decide(kept, known, now)
+        if isinstance(decided, IntakeResult):
+            return decided, None
+        decision = decided.decision
+        if decision.action is Action.AGENT_REPLY:
+            return await self._agent_reply(tx, kept, decision, decided.facts.agent, now), decision
+        result = await tx.call(lambda conn: self._store_decided(Step(conn), kept, decided, now))
+        return result, decision
 
     async def _unverified(
         self, raw: bytes, mail: ParsedMail, envelope: Envelope, reason: str
@@ -324,48 +384,29 @@ class Intake:
         )
         return IntakeResult(reply, "rejected")
 
-    async def _record_bounce(
-        self, tx: Transaction, raw: bytes, mail: ParsedMail, now: datetime
-    ) -> None:
+    def _record_bounce(self, step: Step, raw: bytes, mail: ParsedMail, now: datetime) -> None:
         """Mark the outbox entries a bounce names; block the address after a permanent one."""
         report = read_bounce(raw, mail)
         if report.delayed:  # a delay warning: the relay is still trying
             log.info("bounce_delay_notice", status=report.status, named=len(report.message_ids))
             return
-        bounced = await tx.mark_bounced(report.message_ids, reason=report.reason)
+        bounced = step.mark_bounced(report.message_ids, reason=report.reason)
         block = timedelta(days=self.config.policy.bounce_block_days)
         blocked: list[str] = []
         if report.permanent and block:
             for _, recipient in bounced:
-                await tx.suppress(recipient, until=now + block, reason=report.reason, now=now)
+                step.suppress(recipient, until=now + block, reason=report.reason, now=now)
                 blocked.append(recipient)
         log.info("bounce_recorded", status=report.status, permanent=report.permanent,
                  outbox=[entry for entry, _ in bounced], blocked=blocked,
                  named=len(report.message_ids))  # fmt: skip
 
-    async def _apply(
-        self,
-        tx: Transaction,
-        mail: ParsedMail,
-        envelope: Envelope,
-        decision: Decision,
-        facts: Facts,
-        raw_blob: tuple[str, int],
-        files: tuple[AttachmentView, ...],
-        now: datetime,
-        *,
-        next_number: int,
-    ) -> IntakeResult:
-        """Store the mail as decided, with its notice, in one trip (one more to read the
-        thread of an existing ticket that gets a notice)."""
-        if decision.action is Action.AGENT_REPLY:
-            return await self._agent_reply(
-                tx, mail, envelope, decision, facts.agent, raw_blob, files, now
-            )
-        raw_sha256 = raw_blob[0]
+    def _apply(self, step: Step, kept: _Kept, decided: Decided, now: datetime) -> IntakeResult:
+        """Store the mail as decided (any action but an agent's reply), with its notice."""
+        mail, decision, user = kept.mail, decided.decision, decided.facts.sender
+        raw_sha256 = kept.raw_blob[0]
         ticket: int | None = None
         subject = _ticket_subject(clean_subject(mail.subject, self.config.tickets.subject_tag))
-        user = facts.sender
         outcome = {
             Action.DISCARD: "discarded",
             Action.NO_CONTRACT: "no_contract",
@@ -376,7 +417,7 @@ class Intake:
         touch: tuple[int, str | None] | None = None
         if decision.action is Action.NEW_TICKET:
             assert user is not None
-            ticket = next_number
+            ticket = decided.next_number
             new_ticket = NewTicket(
                 ticket,
                 customer=user.customer.number,
@@ -411,13 +452,11 @@ class Intake:
                 body_text=mail.body_text,
                 reply_text=mail.reply_text,
                 raw_sha256=raw_sha256,
-                attachments=files,
+                attachments=kept.files,
                 note=note,
                 flags=mail.defects,
             )
-        message = _message_record(
-            mail, envelope, raw_blob, outcome, decision.reason, ticket=ticket, reply=reply
-        )
+        message = _message_record(kept, outcome, decision.reason, ticket=ticket, reply=reply)
         desk = self._desk()
         notice: OutboxRecord | None = None
         if decision.notice is not None and user is not None:
@@ -426,13 +465,13 @@ class Intake:
             if decision.action is Action.NEW_TICKET or ticket is None:
                 root = mail.message_id or None
             else:
-                root = (await tx.thread_of(ticket)).root
+                root = step.thread_of(ticket).root
             notice = desk.acknowledgement(
                 decision.notice, user=user, ticket=ticket, subject=subject,
                 answering=mail.message_id, root=root, previous=decision.previous_ticket,
                 now=now,
             )  # fmt: skip
-        recorded = await tx.record_mail(
+        recorded = step.record_mail(
             message, new_ticket=new_ticket, touch=touch, article=article, notice=notice, now=now
         )
         queued = 0
@@ -452,34 +491,28 @@ class Intake:
     async def _agent_reply(
         self,
         tx: Transaction,
-        mail: ParsedMail,
-        envelope: Envelope,
+        kept: _Kept,
         decision: Decision,
         agent: Agent | None,
-        raw_blob: tuple[str, int],
-        files: tuple[AttachmentView, ...],
         now: datetime,
     ) -> IntakeResult:
         """An agent's tagged mail: the customers get what the agent added, the ticket all."""
         assert agent is not None
         assert decision.ticket is not None
         assert decision.new_status is not None
-        ticket = decision.ticket
-        raw_sha256 = raw_blob[0]
+        mail, ticket = kept.mail, decision.ticket
         reply = REPLY_TICKET.format(number=ticket.number)
-        recorded = await tx.record_mail(
-            _message_record(mail, envelope, raw_blob, "agent_reply", decision.reason,
-                            ticket=ticket.number, reply=reply),
-            now=now,
-        )  # fmt: skip
-        message = recorded.message
+        message = _message_record(
+            kept, "agent_reply", decision.reason, ticket=ticket.number, reply=reply
+        )
+        recorded = await tx.call(lambda conn: Step(conn).record_mail(message, now=now))
         origin = Origin(
             actor=agent.email,
             agent_name=agent.name,
-            message=message,
-            raw_sha256=raw_sha256,
+            message=recorded.message,
+            raw_sha256=kept.raw_blob[0],
             body_text=mail.body_text,
-            attachments=files,
+            attachments=kept.files,
         )
         desk = self._desk()
         outgoing = tuple(OutboundFile(a.filename, a.content_type, a.data) for a in mail.attachments)

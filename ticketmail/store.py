@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import json
 import secrets
@@ -448,50 +449,6 @@ def _ticket_ref_of(row: sqlite3.Row | None) -> TicketRef | None:
     )
 
 
-def _read_mail_facts(
-    conn: sqlite3.Connection,
-    *,
-    first_number: int,
-    message_id: str,
-    header_from: str,
-    numbers: Sequence[int],
-    references: Sequence[Reference],
-    since: datetime,
-    now: datetime,
-) -> MailFacts:
-    """On the database thread: the duplicate check, then sender and tickets named."""
-    seen = conn.execute(_SQL_SEEN, {"m": message_id, "f": header_from}).fetchone()
-    previous, sent_by_us = _seen_of(seen)
-    if previous is not None:
-        return MailFacts(previous, sent_by_us, None, (), ())
-    sender = None
-    if header_from:
-        params = _sender_params(header_from, since=since, now=now)
-        sender = _sender_of(conn.execute(_SQL_SENDER, params).fetchone())
-
-    def ticket(number: int) -> TicketRef | None:
-        row = conn.execute(_SQL_TICKET_REF, {"n": number, "since": iso(since)}).fetchone()
-        return _ticket_ref_of(row)
-
-    def ticket_of_message(mid: str) -> TicketRef | None:
-        row = conn.execute(_SQL_TICKET_OF_MESSAGE, {"m": mid}).fetchone()
-        return ticket(row[0]) if row is not None else None
-
-    tagged = tuple(ref for ref in map(ticket, numbers) if ref is not None)
-    referenced: list[TicketRef] = []
-    for kind, value in references:
-        if kind == "number":
-            ref = ticket(int(value))
-        elif kind == "sent" and conn.execute(_SQL_SENT, (value,)).fetchone() is None:
-            ref = None
-        else:
-            ref = ticket_of_message(str(value))
-        if ref is not None and ref not in referenced:
-            referenced.append(ref)
-    (next_number,) = conn.execute(_SQL_NEXT_NUMBER, {"first": first_number}).fetchone()
-    return MailFacts(None, sent_by_us, sender, tagged, tuple(referenced), int(next_number))
-
-
 def _insert_ticket(conn: sqlite3.Connection, ticket: NewTicket, *, now: datetime) -> None:
     """The ticket, and its number as the last one handed out (numbers are never reused:
     a number some ticket has fails the INSERT)."""
@@ -601,29 +558,6 @@ def _insert_article(
     return article
 
 
-def _record_mail(
-    conn: sqlite3.Connection,
-    message: MessageRecord,
-    *,
-    new_ticket: NewTicket | None,
-    touch: tuple[int, str | None] | None,
-    article: ArticleRecord | None,
-    notice: OutboxRecord | None,
-    now: datetime,
-) -> Recorded:
-    """On the database thread: the ticket change, the message, its article and the notice."""
-    if new_ticket is not None:
-        _insert_ticket(conn, new_ticket, now=now)
-    if touch is not None:
-        _touch_ticket(conn, touch[0], status=touch[1], now=now)
-    entry = _insert_message(conn, message, now=now)
-    if article is not None:
-        assert message.ticket is not None
-        _insert_article(conn, message.ticket, article, message=entry, now=now)
-    outbox = _insert_outbox(conn, notice, now=now) if notice is not None else None
-    return Recorded(entry, outbox)
-
-
 def _insert_outbox(conn: sqlite3.Connection, record: OutboxRecord, *, now: datetime) -> int:
     cur = conn.execute(
         "INSERT INTO outbox(created_at, kind, ticket, recipient, sender, message_id, "
@@ -645,6 +579,126 @@ def _insert_outbox(conn: sqlite3.Connection, record: OutboxRecord, *, now: datet
     )
     assert cur.lastrowid is not None
     return cur.lastrowid
+
+
+_SQL_THREAD = (
+    "SELECT (SELECT message_id FROM articles WHERE ticket = :t AND direction = 'in' "
+    " AND message_id != '' ORDER BY id LIMIT 1), "
+    "(SELECT message_id FROM articles WHERE ticket = :t AND direction = 'in' "
+    " AND automatic = 0 AND message_id != '' ORDER BY id DESC LIMIT 1)"
+)
+
+
+class Step:
+    """A write transaction's work on the database thread, for `Store.write`: blocking calls
+    on the store's connection, inside the transaction `Store.write` opened for it."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def mail_facts(
+        self,
+        *,
+        message_id: str,
+        header_from: str,
+        numbers: Sequence[int],
+        references: Sequence[Reference],
+        since: datetime,
+        now: datetime,
+        first_number: int,
+    ) -> MailFacts:
+        """The duplicate check, then the sender, the tickets a mail names and the number a
+        new ticket would get (`tickets.first_number` at least)."""
+        conn = self.conn
+        seen = conn.execute(_SQL_SEEN, {"m": message_id, "f": header_from}).fetchone()
+        previous, sent_by_us = _seen_of(seen)
+        if previous is not None:
+            return MailFacts(previous, sent_by_us, None, (), ())
+        sender = None
+        if header_from:
+            params = _sender_params(header_from, since=since, now=now)
+            sender = _sender_of(conn.execute(_SQL_SENDER, params).fetchone())
+
+        def ticket(number: int) -> TicketRef | None:
+            row = conn.execute(_SQL_TICKET_REF, {"n": number, "since": iso(since)}).fetchone()
+            return _ticket_ref_of(row)
+
+        def ticket_of_message(mid: str) -> TicketRef | None:
+            row = conn.execute(_SQL_TICKET_OF_MESSAGE, {"m": mid}).fetchone()
+            return ticket(row[0]) if row is not None else None
+
+        tagged = tuple(ref for ref in map(ticket, numbers) if ref is not None)
+        referenced: list[TicketRef] = []
+        for kind, value in references:
+            if kind == "number":
+                ref = ticket(int(value))
+            elif kind == "sent" and conn.execute(_SQL_SENT, (value,)).fetchone() is None:
+                ref = None
+            else:
+                ref = ticket_of_message(str(value))
+            if ref is not None and ref not in referenced:
+                referenced.append(ref)
+        (next_number,) = conn.execute(_SQL_NEXT_NUMBER, {"first": first_number}).fetchone()
+        return MailFacts(None, sent_by_us, sender, tagged, tuple(referenced), int(next_number))
+
+    def record_mail(
+        self,
+        message: MessageRecord,
+        *,
+        new_ticket: NewTicket | None = None,
+        touch: tuple[int, str | None] | None = None,
+        article: ArticleRecord | None = None,
+        notice: OutboxRecord | None = None,
+        now: datetime,
+    ) -> Recorded:
+        """A mail's ticket change (new, or touched with an optional status), its message row,
+        its article and the notice queued for it.
+
+        A new ticket's number is the `next_number` of this transaction's `mail_facts`."""
+        conn = self.conn
+        if new_ticket is not None:
+            _insert_ticket(conn, new_ticket, now=now)
+        if touch is not None:
+            _touch_ticket(conn, touch[0], status=touch[1], now=now)
+        entry = _insert_message(conn, message, now=now)
+        if article is not None:
+            assert message.ticket is not None
+            _insert_article(conn, message.ticket, article, message=entry, now=now)
+        outbox = _insert_outbox(conn, notice, now=now) if notice is not None else None
+        return Recorded(entry, outbox)
+
+    def thread_of(self, ticket: int) -> Thread:
+        """The ticket's first inbound Message-ID and the latest one a person wrote."""
+        row = self.conn.execute(_SQL_THREAD, {"t": ticket}).fetchone()
+        root, latest = (row[0], row[1]) if row else (None, None)
+        return Thread(
+            str(root) if root is not None else None,
+            str(latest) if latest is not None else None,
+        )
+
+    def mark_bounced(self, message_ids: Sequence[str], *, reason: str) -> list[tuple[int, str]]:
+        """Mark our sent mails named by a bounce; return their (outbox id, recipient)."""
+        found: list[tuple[int, str]] = []
+        for mid in message_ids:
+            for row in self.conn.execute(
+                "SELECT id, recipient FROM outbox WHERE message_id = ?", (mid,)
+            ).fetchall():
+                found.append((row["id"], row["recipient"]))
+                self.conn.execute(
+                    "UPDATE outbox SET status = 'bounced', last_error = ? WHERE id = ?",
+                    (reason[:500], row["id"]),
+                )
+        return found
+
+    def suppress(self, address: str, *, until: datetime, reason: str, now: datetime) -> None:
+        self.conn.execute(
+            "INSERT INTO suppressions(address, until, reason, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(address) DO UPDATE SET until = MAX(until, excluded.until), "
+            "reason = excluded.reason",
+            (address.casefold(), iso(until), reason[:300], iso(now)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -699,9 +753,13 @@ def _undo_member(opening: _Opening, conn: sqlite3.Connection) -> bool:
     return conn.in_transaction
 
 
-def _fail(members: list[asyncio.Future[None]], exc: BaseException) -> None:
+def _fail(members: Iterable[asyncio.Future[Any]], exc: BaseException) -> None:
     for future in members:
-        if not future.done():
+        if future.done():
+            continue
+        if isinstance(exc, asyncio.CancelledError):
+            future.cancel()
+        else:
             future.set_exception(exc)
 
 
@@ -720,6 +778,49 @@ async def _uninterrupted(aw: Awaitable[T]) -> T:
             task.exception()  # retrieved: it is the cancellation that goes on
         raise asyncio.CancelledError
     return task.result()
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """A transaction queued for `Store.write`: its work, the context it was asked in (log
+    fields bound there), and where its result goes."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    context: contextvars.Context
+    future: asyncio.Future[Any]
+
+
+def _run_jobs(
+    jobs: Sequence[_Job], begin: bool, conn: sqlite3.Connection
+) -> tuple[list[tuple[bool, Any]], bool]:
+    """On the database thread: each job in a SAVEPOINT of its own, then one COMMIT.
+
+    Returns each job's (True, result) or (False, exception), and whether the transaction
+    open before was lost (SQLite itself rolled it back after an error, say a full disk).
+    """
+    if begin:
+        conn.execute("BEGIN IMMEDIATE")
+    outcomes: list[tuple[bool, Any]] = []
+    lost = False
+    for job in jobs:
+        conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+        try:
+            value = job.context.run(job.fn, conn)
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
+                conn.execute(f"RELEASE {_SAVEPOINT}")
+            else:  # the work of the jobs before went with it
+                gone = TicketmailError("the database rolled the transaction back")
+                outcomes = [(False, gone)] * len(outcomes)
+                lost = True
+                conn.execute("BEGIN IMMEDIATE")
+            outcomes.append((False, exc))
+            continue
+        conn.execute(f"RELEASE {_SAVEPOINT}")
+        outcomes.append((True, value))
+    conn.execute("COMMIT")
+    return outcomes, lost
 
 
 def _commit_or_roll_back(commit: bool, conn: sqlite3.Connection) -> None:
@@ -767,58 +868,6 @@ class Transaction:
 
     # --- reads used while deciding -------------------------------------------------------
 
-    async def mail_facts(
-        self,
-        *,
-        message_id: str,
-        header_from: str,
-        numbers: Sequence[int],
-        references: Sequence[Reference],
-        since: datetime,
-        now: datetime,
-        first_number: int,
-    ) -> MailFacts:
-        """The duplicate check, the sender, the tickets a mail names and the number a new
-        ticket would get (`tickets.first_number` at least), in one trip."""
-        return await self.call(
-            functools.partial(
-                _read_mail_facts,
-                first_number=first_number,
-                message_id=message_id,
-                header_from=header_from,
-                numbers=tuple(numbers),
-                references=tuple(references),
-                since=since,
-                now=now,
-            )
-        )
-
-    async def record_mail(
-        self,
-        message: MessageRecord,
-        *,
-        new_ticket: NewTicket | None = None,
-        touch: tuple[int, str | None] | None = None,
-        article: ArticleRecord | None = None,
-        notice: OutboxRecord | None = None,
-        now: datetime,
-    ) -> Recorded:
-        """A mail's ticket change (new, or touched with an optional status), its message row,
-        its article and the notice queued for it, in one trip.
-
-        A new ticket's number is the `next_number` of this transaction's `mail_facts`."""
-        return await self.call(
-            functools.partial(
-                _record_mail,
-                message=message,
-                new_ticket=new_ticket,
-                touch=touch,
-                article=article,
-                notice=notice,
-                now=now,
-            )
-        )
-
     async def get_user(self, email: str) -> User | None:
         row = await self._one(
             "SELECT u.email, u.name, u.lang, c.number, c.name AS cname, c.support_until, "
@@ -860,18 +909,7 @@ class Transaction:
 
     async def thread_of(self, ticket: int) -> Thread:
         """The ticket's first inbound Message-ID and the latest one a person wrote."""
-        row = await self._one(
-            "SELECT (SELECT message_id FROM articles WHERE ticket = :t AND direction = 'in' "
-            " AND message_id != '' ORDER BY id LIMIT 1), "
-            "(SELECT message_id FROM articles WHERE ticket = :t AND direction = 'in' "
-            " AND automatic = 0 AND message_id != '' ORDER BY id DESC LIMIT 1)",
-            {"t": ticket},
-        )
-        root, latest = (row[0], row[1]) if row else (None, None)
-        return Thread(
-            str(root) if root is not None else None,
-            str(latest) if latest is not None else None,
-        )
+        return await self.call(lambda conn: Step(conn).thread_of(ticket))
 
     async def tickets_by_number(
         self, numbers: Iterable[int], *, since: datetime
@@ -912,31 +950,6 @@ class Transaction:
             (address, iso(now)),
         )
         return row is not None
-
-    async def mark_bounced(
-        self, message_ids: Sequence[str], *, reason: str
-    ) -> list[tuple[int, str]]:
-        """Mark our sent mails named by a bounce; return their (outbox id, recipient)."""
-        found: list[tuple[int, str]] = []
-        for mid in message_ids:
-            for row in await self._all(
-                "SELECT id, recipient FROM outbox WHERE message_id = ?", (mid,)
-            ):
-                found.append((row["id"], row["recipient"]))
-                await self._execute(
-                    "UPDATE outbox SET status = 'bounced', last_error = ? WHERE id = ?",
-                    (reason[:500], row["id"]),
-                )
-        return found
-
-    async def suppress(self, address: str, *, until: datetime, reason: str,
-                       now: datetime) -> None:  # fmt: skip
-        await self._execute(
-            "INSERT INTO suppressions(address, until, reason, created_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(address) DO UPDATE SET until = MAX(until, excluded.until), "
-            "reason = excluded.reason",
-            (address.casefold(), iso(until), reason[:300], iso(now)),
-        )
 
     async def auto_replies_to(self, recipient: str, *, since: datetime) -> int:
         row = await self._one(
@@ -1061,6 +1074,8 @@ class Store:
         self._batch_open = False  # BEGIN IMMEDIATE ran, COMMIT not yet
         self._batch: list[asyncio.Future[None]] = []  # ended in the open batch, uncommitted
         self._flushes: set[asyncio.Task[None]] = set()
+        self._jobs: list[_Job] = []  # queued for `write`, not yet on the database thread
+        self._writer: asyncio.Task[None] | None = None  # the task that runs them
         self.commits = 0  # batches committed since open (read by tests and the benchmark)
 
     @classmethod
@@ -1079,6 +1094,9 @@ class Store:
         return store
 
     async def close(self) -> None:
+        if self._writer is not None:  # writes queued before the close still go to disk
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._writer)
         if self._reader is not self._db:
             await self._reader.close()
         await self._db.close()
@@ -1129,6 +1147,66 @@ class Store:
             finally:
                 self._lock.release()
         await done
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(connection)` as a transaction of its own, on the database thread; returns its
+        result once committed (fsync'd), or raises its exception (its work undone).
+
+        Every write queued while one trip is under way goes in the next trip together, each in
+        a SAVEPOINT of its own, and one COMMIT (one fsync) ends them all: no trip back to the
+        event loop between a transaction's statements, none between two transactions.
+        `fn` runs in the context it was queued in; it must not touch the Store.
+        """
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.append(_Job(fn, contextvars.copy_context(), future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_queued(), name="store-writer")
+        return await future
+
+    async def _write_queued(self) -> None:
+        """Run the queued writes, MAX_BATCH to a trip, until none is left."""
+        try:
+            while self._jobs:
+                await self._acquire()
+                try:
+                    jobs = [job for job in self._jobs[:MAX_BATCH] if not job.future.done()]
+                    del self._jobs[:MAX_BATCH]
+                    if jobs:
+                        await _uninterrupted(self._write_jobs(jobs))
+                finally:
+                    self._lock.release()
+        except BaseException as exc:  # cancelled (the loop is closing): nobody is left waiting
+            jobs, self._jobs = self._jobs, []
+            _fail([job.future for job in jobs], exc)
+            raise
+        finally:
+            self._writer = None
+
+    async def _write_jobs(self, jobs: list[_Job]) -> None:
+        """One trip: the jobs, committed together with the batch left open for them."""
+        members, self._batch = self._batch, []
+        begin = not self._batch_open
+        self._batch_open = False
+        try:
+            outcomes, lost = await self._trip(functools.partial(_run_jobs, jobs, begin))
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await self._trip(functools.partial(_commit_or_roll_back, False))
+            _fail([*members, *(job.future for job in jobs)], exc)
+            return
+        self.commits += 1
+        if lost:
+            _fail(members, TicketmailError("the database rolled the transaction back"))
+        for future in members:
+            if not future.done():
+                future.set_result(None)
+        for job, (ok, value) in zip(jobs, outcomes, strict=True):
+            if job.future.done():  # its caller was cancelled meanwhile
+                continue
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
 
     async def _trip(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         result = await self._db._execute(fn, self._db._conn)  # type: ignore[no-untyped-call]
@@ -1192,8 +1270,7 @@ class Store:
 
     async def _statement(self, sql: str, params: Params = ()) -> None:
         """One statement as a transaction of its own: atomic, and committed on return."""
-        async with self.transaction(lazy=True) as tx:
-            await tx._execute(sql, params)
+        await self.write(functools.partial(_run, sql, params))
 
     async def _one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         rows = await self._all(sql, params)
