@@ -9,11 +9,13 @@ import shutil
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from conftest import Env, Sink, accepts_connections, free_port, make_mail, write_config
 
+from ticketmail.admission import Envelope
 from ticketmail.daemon import Daemon
 
 WORKERS = {"workers": 2}
@@ -202,4 +204,54 @@ async def test_an_error_inside_a_worker_comes_back_and_the_worker_goes_on(
     assert "4.3.0" in reply
     blobs.unlink()
     assert (await env.send(make_mail("anna@schule.example", "Wieder heil")))[0] == 250
+    assert _pids(env.daemon) == pids
+
+
+def _big_mail(subject: str) -> bytes:
+    """A mail a worker takes a while over (megabytes of text to parse and store)."""
+    mail = make_mail("anna@schule.example", subject)
+    mail.set_content("Zeile mit etwas Text für den Parser, immer wieder.\n" * 80_000)
+    return mail.as_bytes()
+
+
+async def _admit(env: Env, raw: bytes) -> str:
+    """The subject of the mail a worker answered about, for `raw` given to the pool."""
+    pool = env.daemon.intake.pool if env.daemon.intake is not None else None
+    assert pool is not None
+    admitted = await pool.admit(
+        raw, Envelope("anna@schule.example", ("support@stueber.de",)), sender_vouched=False,
+        now=datetime.now(UTC),
+    )  # fmt: skip
+    return admitted.mail.subject
+
+
+async def test_a_worker_killed_with_two_mails_on_it_loses_neither(
+    env_factory: Any, sink: Sink
+) -> None:
+    """One worker, given a long mail and a short one behind it, killed while on the first:
+    both are tried again on its replacement and come back, each with its own answer."""
+    env = await env_factory(sink, smtp={"workers": 1})
+    [pid] = _pids(env.daemon)
+    long = asyncio.create_task(_admit(env, _big_mail("Lang")))
+    short = asyncio.create_task(_admit(env, make_mail("anna@schule.example", "Kurz").as_bytes()))
+    await asyncio.sleep(0.05)  # both sent: the first being parsed, the second in the socket
+    os.kill(pid, signal.SIGKILL)
+    assert await asyncio.wait_for(asyncio.gather(long, short), timeout=60) == ["Lang", "Kurz"]
+    assert await _gone(pid)
+    assert _pids(env.daemon) != [pid]
+
+
+async def test_an_answer_for_a_cancelled_mail_is_not_taken_for_the_next(
+    env_factory: Any, sink: Sink
+) -> None:
+    """A mail given up (its SMTP session ended) while its worker is still on it: the next
+    mail gets its own answer, from the same worker."""
+    env = await env_factory(sink, smtp={"workers": 1})
+    pids = _pids(env.daemon)
+    first = asyncio.create_task(_admit(env, _big_mail("Aufgegeben")))
+    await asyncio.sleep(0.05)
+    first.cancel()
+    next_mail = make_mail("anna@schule.example", "Danach").as_bytes()
+    assert await asyncio.wait_for(_admit(env, next_mail), timeout=60) == "Danach"
+    assert await asyncio.wait_for(_admit(env, next_mail), timeout=60) == "Danach"
     assert _pids(env.daemon) == pids

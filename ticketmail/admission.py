@@ -20,7 +20,8 @@ import socket
 import sqlite3
 import struct
 import threading
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -231,11 +232,19 @@ def _serve(sock: socket.socket, config: Config) -> None:  # pragma: no cover - i
         admitter.close()
 
 
-@dataclass(slots=True)
+class _WorkerLost(Exception):
+    """The worker a mail was on died (or was cut off) before it answered."""
+
+
+@dataclass(eq=False, slots=True)
 class _Worker:
     process: BaseProcess
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    # The answers this worker owes, in the order it was asked: it takes its requests one
+    # after the other from its socket, so a second one waits there, not on the event loop.
+    owed: deque[asyncio.Future[bytes]] = field(default_factory=deque)
+    listening: asyncio.Task[None] | None = None
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> bytes:
@@ -244,28 +253,31 @@ async def _read_frame(reader: asyncio.StreamReader) -> bytes:
 
 
 class AdmissionPool:
-    """`workers` processes running `Admitter.admit`, each mail to an idle one.
+    """`workers` processes running `Admitter.admit`; each mail goes to the least busy one.
 
-    Started with `spawn` (the daemon has threads, which `fork` must not copy). A worker that
-    dies takes its mail with it: the mail is tried once more on a fresh worker, then the
-    error goes to the caller (who keeps the mail in the quarantine).
+    A worker is given up to DEPTH mails at once (the next waits in its socket, so it starts
+    on it without a trip through the event loop). Started with `spawn` (the daemon has
+    threads, which `fork` must not copy). A worker that dies takes its mails with it: each is
+    tried once more, alone on a worker, then the error goes to the caller (who keeps the mail
+    in the quarantine).
     """
+
+    DEPTH = 2
 
     def __init__(self, config: Config, workers: int) -> None:
         self.config = config
         self.workers = workers
         self._context = multiprocessing.get_context("spawn")
-        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
         self._all: list[_Worker] = []
+        self._room = asyncio.Event()  # set when a worker may have room for a mail
         self._spawning: set[asyncio.Task[None]] = set()
         self._closed = False
 
     async def start(self) -> None:
         """Start every worker now (each imports the parser), not at the first mail."""
-        for worker in await asyncio.gather(*(self._spawn() for _ in range(self.workers))):
-            self._idle.put_nowait(worker)
+        await asyncio.gather(*(self._spawn() for _ in range(self.workers)))
 
-    async def _spawn(self) -> _Worker:
+    async def _spawn(self) -> None:
         multiprocessing.active_children()  # reaps workers that were dropped and have ended
         ours, theirs = socket.socketpair()
         process = self._context.Process(
@@ -277,65 +289,84 @@ class AdmissionPool:
             theirs.close()
         reader, writer = await asyncio.open_connection(sock=ours)
         worker = _Worker(process, reader, writer)
-        self._all.append(worker)
         try:
             if await _read_frame(reader) != READY:
                 raise AdmissionError("a worker process said something other than ready")
         except BaseException:
-            self._drop(worker)
+            writer.close()
+            process.kill()
             raise
-        return worker
+        if self._closed:
+            writer.close()
+            return
+        worker.listening = asyncio.create_task(self._listen(worker), name="admission-worker")
+        self._all.append(worker)
+        self._room.set()
 
-    def _drop(self, worker: _Worker) -> None:
-        """Forget a worker whose state is unknown (dead, or cut off mid-mail) and end it."""
-        if worker in self._all:
-            self._all.remove(worker)
+    async def _listen(self, worker: _Worker) -> None:
+        """Hand each of the worker's answers to the mail that asked; on EOF, replace it."""
+        try:
+            while True:
+                frame = await _read_frame(worker.reader)
+                future = worker.owed.popleft()
+                if not future.done():  # else its caller was cancelled: the answer is dropped
+                    future.set_result(frame)
+                self._room.set()
+        except (ConnectionError, asyncio.IncompleteReadError, IndexError) as exc:
+            self._lost(worker, f"{type(exc).__name__}: {exc}")
+
+    def _lost(self, worker: _Worker, why: str) -> None:
+        """The worker is dead or its state unknown: end it, fail what it owes, replace it."""
+        if worker not in self._all:
+            return
+        self._all.remove(worker)
         worker.writer.close()
         if worker.process.is_alive():
             worker.process.kill()
-
-    def _replace(self, worker: _Worker) -> None:
-        self._drop(worker)
+        while worker.owed:
+            future = worker.owed.popleft()
+            if not future.done():
+                future.set_exception(_WorkerLost(why))
+        if worker.listening is not None and worker.listening is not asyncio.current_task():
+            worker.listening.cancel()
         if self._closed:
             return
-
-        async def spawn() -> None:
-            self._idle.put_nowait(await self._spawn())
-
-        task = asyncio.create_task(spawn(), name="admission-worker-spawn")
+        task = asyncio.create_task(self._spawn(), name="admission-worker-spawn")
         self._spawning.add(task)
         task.add_done_callback(self._spawning.discard)
 
-    async def _take(self) -> _Worker:
-        """An idle worker that is still alive (one killed while idle, by the OOM killer say,
-        is replaced here, before a mail is lost on it)."""
+    async def _worker(self, *, alone: bool) -> _Worker:
+        """The least busy worker with room (`alone`: one with nothing else to do)."""
+        limit = 1 if alone else self.DEPTH
         while True:
-            worker = await self._idle.get()
-            if worker.process.is_alive():
-                return worker
-            self._replace(worker)
+            if self._closed:
+                raise AdmissionError("the worker processes are stopping")
+            best = min(self._all, key=lambda w: len(w.owed), default=None)
+            if best is not None and len(best.owed) < limit:
+                return best
+            self._room.clear()
+            await self._room.wait()
 
     async def admit(
         self, raw: bytes, envelope: Envelope, *, sender_vouched: bool, now: datetime
     ) -> Admission:
         request = pickle.dumps((raw, envelope, sender_vouched, now), pickle.HIGHEST_PROTOCOL)
+        frame = _FRAME.pack(len(request)) + request
         for attempt in (1, 2):
-            worker = await self._take()
+            worker = await self._worker(alone=attempt == 2)
+            answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            worker.owed.append(answer)
+            worker.writer.write(frame)
             try:
-                worker.writer.write(_FRAME.pack(len(request)) + request)
                 await worker.writer.drain()
-                frame = await _read_frame(worker.reader)
-                # Our own worker, over a socket pair nobody else holds.
-                result: Admission | _Failed = pickle.loads(frame)  # noqa: S301
-            except (ConnectionError, asyncio.IncompleteReadError) as exc:
-                self._replace(worker)
+                reply = await answer
+            except (ConnectionError, _WorkerLost) as exc:
+                self._lost(worker, str(exc))
                 if attempt == 2:
                     raise AdmissionError(f"worker process died twice on this mail: {exc}") from exc
                 continue
-            except BaseException:  # cancelled half-way: its reply would confuse the next mail
-                self._replace(worker)
-                raise
-            self._idle.put_nowait(worker)
+            # Our own worker, over a socket pair nobody else holds.
+            result: Admission | _Failed = pickle.loads(reply)  # noqa: S301
             if isinstance(result, _Failed):
                 raise AdmissionError(result.error)
             return result
@@ -348,11 +379,18 @@ class AdmissionPool:
     async def close(self) -> None:
         """Close every worker's socket (it exits at the EOF); kill what has not ended soon."""
         self._closed = True
+        self._room.set()
         for task in list(self._spawning):
             task.cancel()
         workers, self._all = self._all, []
         for worker in workers:
+            if worker.listening is not None:
+                worker.listening.cancel()
             worker.writer.close()
+            while worker.owed:
+                future = worker.owed.popleft()
+                if not future.done():
+                    future.set_exception(_WorkerLost("the worker processes are stopping"))
 
         def join() -> None:
             for worker in workers:
