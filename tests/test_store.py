@@ -97,6 +97,16 @@ def _committed(path: Path, message_id: str) -> bool:
     return row is not None
 
 
+def _messages(path: Path) -> int:
+    """How many message rows are committed (read as another process would)."""
+    conn = sqlite3.connect(path)
+    try:
+        (count,) = conn.execute("SELECT COUNT(*) FROM messages").fetchone()
+    finally:
+        conn.close()
+    return int(count)
+
+
 async def _record(store: Store, *, fail: bool = False) -> tuple[str, bool]:
     """One transaction writing one message row; (its Message-ID, committed on return)."""
     message = _message(None)
@@ -229,12 +239,37 @@ async def test_a_failing_transaction_among_others_undoes_only_its_own_work(
         assert isinstance(results[1], Rollback)
         assert [r[1] for r in (results[0], results[2]) if isinstance(r, tuple)] == [True, True]
         assert store.commits - before == 1
-        conn = sqlite3.connect(store.path)
-        try:
-            (count,) = conn.execute("SELECT COUNT(*) FROM messages").fetchone()
-        finally:
-            conn.close()
-        assert count == 2
+        assert _messages(store.path) == 2
+    finally:
+        await store.close()
+
+
+async def test_a_flush_runs_once_per_trip_and_a_failed_one_stops_its_writes(
+    tmp_path: Path,
+) -> None:
+    """Writes that name a flush (the blobs' sync): it runs once for all of them, before the
+    transaction. When it raises OSError, those writes raise it and write nothing; a write
+    of the same trip that names no flush still commits."""
+    store = await Store.open(tmp_path / "var")
+    try:
+        calls: list[str] = []
+
+        def sync() -> None:
+            calls.append("sync")
+
+        def broken() -> None:
+            raise OSError(5, "Input/output error")
+
+        def write(flush: Callable[[], None] | None) -> Awaitable[str]:
+            return store.write(_insert(_message(None)), flush=flush)
+
+        answers = await asyncio.gather(
+            write(sync), write(sync), write(broken), write(None), return_exceptions=True
+        )
+        assert calls == ["sync"]
+        assert isinstance(answers[2], OSError)
+        assert [isinstance(a, str) for a in answers] == [True, True, False, True]
+        assert _messages(store.path) == 3
     finally:
         await store.close()
 

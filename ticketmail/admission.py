@@ -1,12 +1,13 @@
 """The first half of intake, away from the event loop: parse, check the sender, write the files.
 
-None of it needs the write lock or the event loop, and most of it is CPU (parsing) or fsync
-waits (the blobs). `Admitter.admit` runs on a worker thread of the daemon, or, with
+None of it needs the write lock or the event loop, and most of it is CPU (parsing) and
+writing the blobs. `Admitter.admit` runs on a worker thread of the daemon, or, with
 `smtp.workers` > 0, in one of that many worker processes (`AdmissionPool`), so that parsing
 uses a core of its own instead of sharing the event loop's GIL.
 
 A worker process reads only committed data (the sender's registration) on a connection of
-its own and writes only blobs (content-addressed, durable before it answers); it never logs:
+its own and writes only blobs (content-addressed; written, and made durable by intake's
+write before anything refers to them, see `BlobStore.put_all`); it never logs:
 what it decided travels back and is logged by the daemon.
 """
 
@@ -55,7 +56,8 @@ class Envelope:
 
 @dataclass(frozen=True, slots=True)
 class Admitted:
-    """A mail past the sender check, its raw message and attachments on disk (fsync'd)."""
+    """A mail past the sender check, its raw message and attachments written to disk (not
+    yet fsync'd where `BlobStore.defers_sync`: `BlobStore.sync` does that)."""
 
     mail: ParsedMail
     raw_sha256: str
@@ -138,7 +140,9 @@ class Admitter:
             refused = agent_refusal(mail, self.config.tickets.subject_tag)
             if refused is not None:
                 return Refused(mail, refused[0], refused[1])
-        raw_blob, *blobs = self.blobs.put_all([raw, *(a.data for a in mail.attachments)])
+        # Durable once intake's write has run `blobs.sync`, before the mail's rows commit.
+        items = [raw, *(a.data for a in mail.attachments)]
+        raw_blob, *blobs = self.blobs.put_all(items, defer_sync=True)
         files = tuple(
             AttachmentView(att.filename, att.content_type, blob.size, blob.sha256, att.content_id)
             for att, blob in zip(mail.attachments, blobs, strict=True)

@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["BlobStore", "StoredBlob", "fsync_dir", "write_file_durably"]
+
+
+def _find_syncfs() -> Callable[[int], int] | None:
+    """The C library's syncfs(2) (Linux): all of one file system's writes to disk at once."""
+    try:
+        syncfs: Callable[[int], int] = ctypes.CDLL(
+            ctypes.util.find_library("c"), use_errno=True
+        ).syncfs
+    except (OSError, AttributeError):
+        return None
+    return syncfs
+
+
+_SYNCFS = _find_syncfs()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +66,22 @@ def write_file_durably(path: Path, data: bytes, *, sync_dir: bool = True) -> Non
         fsync_dir(path.parent)
 
 
+def _holds(path: Path, data: bytes) -> bool:
+    """Exactly these bytes are at `path` (not a blob torn by a crash before its sync)."""
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except FileNotFoundError:
+        return False
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class BlobStore:
     """Files named by the SHA-256 of their content under `<root>/ab/cd/<sha256>`.
 
@@ -68,13 +100,24 @@ class BlobStore:
         """Store `data` durably (fsync'd) unless an identical blob is already there."""
         return self.put_all([data])[0]
 
-    def put_all(self, items: Iterable[bytes]) -> list[StoredBlob]:
+    @property
+    def defers_sync(self) -> bool:
+        """`put_all(..., defer_sync=True)` leaves the fsync to `sync` (where syncfs exists)."""
+        return _SYNCFS is not None
+
+    def put_all(self, items: Iterable[bytes], *, defer_sync: bool = False) -> list[StoredBlob]:
         """Store several blobs durably, as one batch.
 
         All new files are written first, then fsync'd (the first fsync carries most of the
         others' data with it), then renamed into place; each directory is fsync'd once.
         A crash leaves whole blobs or only hidden `.tmp-` files, never a torn blob.
+
+        `defer_sync` (where `defers_sync`): written and renamed into place, not fsync'd;
+        the caller calls `sync` before anything that refers to them is committed. A crash
+        before that may leave a torn blob, so a blob already there is kept only when its
+        bytes are the same (else written again), and fsync'd unless `defer_sync`.
         """
+        deferred = defer_sync and self.defers_sync
         stored: list[StoredBlob] = []
         pending: list[tuple[int, str, Path]] = []
         dirs: set[Path] = set()
@@ -83,9 +126,12 @@ class BlobStore:
                 digest = hashlib.sha256(data).hexdigest()
                 stored.append(StoredBlob(digest, len(data)))
                 path = self.path_for(digest)
-                if any(p == path for _, _, p in pending) or (
-                    path.exists() and path.stat().st_size == len(data)
-                ):
+                if any(p == path for _, _, p in pending):
+                    continue
+                if _holds(path, data):  # stored before (maybe by a put not yet synced)
+                    if not deferred:
+                        _fsync_file(path)
+                        dirs.add(path.parent)
                     continue
                 if not path.parent.exists():
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,17 +142,33 @@ class BlobStore:
                 while view:
                     view = view[os.write(fd, view) :]
                 dirs.add(path.parent)
-            for fd, _, _ in pending:
-                os.fsync(fd)
+            if not deferred:
+                for fd, _, _ in pending:
+                    os.fsync(fd)
             for _, tmp_name, path in pending:
                 os.replace(tmp_name, path)
         finally:
             for fd, tmp_name, _ in pending:
                 os.close(fd)
                 Path(tmp_name).unlink(missing_ok=True)
-        for directory in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
-            fsync_dir(directory)
+        if not deferred:
+            for directory in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
+                fsync_dir(directory)
         return stored
+
+    def sync(self) -> None:
+        """Make every blob written with `defer_sync` durable: one syncfs(2) of the file
+        system they are on, for all of them (their data, their names). Raises OSError."""
+        if _SYNCFS is None:
+            return  # put_all fsync'd them itself
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if _SYNCFS(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"syncfs of {self.root}: {os.strerror(err)}")
+        finally:
+            os.close(fd)
 
     def copy_to(self, dest: BlobStore) -> int:
         """Copy every blob not yet in `dest` (blobs never change); return how many."""

@@ -242,8 +242,11 @@ class Intake:
         now = self.clock()
         kept = _Kept(mail, envelope, raw, (raw_blob, len(raw)), files)
         # Most mails: decided and stored in one trip to the database thread, committed
-        # together with the mails that arrived meanwhile.
-        stored = await self.store.write(lambda conn: self._store(Step(conn), kept, now))
+        # together with the mails that arrived meanwhile; the trip first makes their blobs
+        # (written by the admission, not yet fsync'd) durable, with one syncfs for all.
+        stored = await self.store.write(
+            lambda conn: self._store(Step(conn), kept, now), flush=self.blobs.sync
+        )
         if stored is None:  # an agent's reply: it reads the ticket's people, so async
             async with self.store.transaction(lazy=True) as tx:
                 stored = await self._store_agent_reply(tx, kept, now)

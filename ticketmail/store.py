@@ -788,21 +788,34 @@ class _Job:
     fn: Callable[[sqlite3.Connection], Any]
     context: contextvars.Context
     future: asyncio.Future[Any]
+    flush: Callable[[], None] | None  # made durable first: what the job's rows refer to
 
 
 def _run_jobs(
     jobs: Sequence[_Job], begin: bool, conn: sqlite3.Connection
 ) -> tuple[list[tuple[bool, Any]], bool]:
-    """On the database thread: each job in a SAVEPOINT of its own, then one COMMIT.
+    """On the database thread: the jobs' flushes (each once), then each job in a SAVEPOINT
+    of its own, then one COMMIT.
 
     Returns each job's (True, result) or (False, exception), and whether the transaction
     open before was lost (SQLite itself rolled it back after an error, say a full disk).
     """
+    flushed: dict[Callable[[], None], OSError | None] = {}
+    for flush in {job.flush for job in jobs if job.flush is not None}:
+        try:
+            flush()
+            flushed[flush] = None
+        except OSError as exc:
+            flushed[flush] = exc
     if begin:
         conn.execute("BEGIN IMMEDIATE")
     outcomes: list[tuple[bool, Any]] = []
     lost = False
     for job in jobs:
+        failed = flushed.get(job.flush) if job.flush is not None else None
+        if failed is not None:  # what it would refer to is not on disk: it does not run
+            outcomes.append((False, failed))
+            continue
         conn.execute(f"SAVEPOINT {_SAVEPOINT}")
         try:
             value = job.context.run(job.fn, conn)
@@ -1148,17 +1161,22 @@ class Store:
                 self._lock.release()
         await done
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(
+        self, fn: Callable[[sqlite3.Connection], T], *, flush: Callable[[], None] | None = None
+    ) -> T:
         """`fn(connection)` as a transaction of its own, on the database thread; returns its
         result once committed (fsync'd), or raises its exception (its work undone).
 
         Every write queued while one trip is under way goes in the next trip together, each in
         a SAVEPOINT of its own, and one COMMIT (one fsync) ends them all: no trip back to the
         event loop between a transaction's statements, none between two transactions.
-        `fn` runs in the context it was queued in; it must not touch the Store.
+        `fn` runs in the context it was queued in; it must not touch the Store. `flush`
+        (say `BlobStore.sync`) runs on the database thread before the trip's transaction,
+        once for all the writes that name it; when it raises OSError, those writes do not
+        run and raise it.
         """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._jobs.append(_Job(fn, contextvars.copy_context(), future))
+        self._jobs.append(_Job(fn, contextvars.copy_context(), future, flush))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_queued(), name="store-writer")
         return await future
