@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import itertools
 import sqlite3
+import struct
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -289,6 +290,38 @@ async def test_a_write_queued_behind_a_transaction_commits_it_too(tmp_path: Path
         assert await asyncio.wait_for(task, timeout=5)
         assert (await asyncio.wait_for(queued, timeout=5))[1]
         assert store.commits - before == 1
+    finally:
+        await store.close()
+
+
+def _wal_frames(path: Path) -> tuple[int, int]:
+    """(frames in the WAL, frames already copied into the database), read from the WAL
+    index in `-shm` (mxFrame of the header, nBackfill of the checkpoint info after the
+    header's two copies), as SQLite keeps them in native byte order."""
+    shm = Path(f"{path}-shm").read_bytes()
+    (max_frame,) = struct.unpack_from("=I", shm, 16)
+    (backfilled,) = struct.unpack_from("=I", shm, 96)
+    return max_frame, backfilled
+
+
+async def test_the_daemons_store_copies_the_wal_into_the_database_in_the_background(
+    tmp_path: Path,
+) -> None:
+    """With start_checkpoints, a few commits (far below any size that makes a COMMIT
+    checkpoint) are copied into the database soon after, by the store itself."""
+    store = await Store.open(tmp_path / "var")
+    try:
+        await store.start_checkpoints()
+        for i in range(20):
+            await _write(store, f"w{i}")
+        frames, copied = _wal_frames(store.path)
+        assert frames > copied  # nothing has checkpointed them yet
+        for _ in range(40):  # bounded: 4 s, against CHECKPOINT_SECONDS of 0.25
+            await asyncio.sleep(0.1)
+            frames, copied = _wal_frames(store.path)
+            if copied == frames:
+                break
+        assert copied == frames > 0
     finally:
         await store.close()
 

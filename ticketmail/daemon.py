@@ -110,6 +110,7 @@ class Daemon:
         store, intake = await open_parts(cfg, clock=self.clock)
         self.store = store
         self.intake = intake
+        await store.start_checkpoints()
         swept = await asyncio.to_thread(intake.blobs.sweep_temporary)
         if swept:
             log.info("temporary_files_removed", count=swept)

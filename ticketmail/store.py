@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import aiosqlite
+import structlog
 
 from .errors import NotFoundError, RefusedError, TicketmailError, UsageError
 from .models import (
@@ -55,11 +56,16 @@ __all__ = [
 ]
 
 DB_NAME = "ticketmail.sqlite3"
+log = structlog.get_logger()
 T = TypeVar("T")
 SCHEMA_VERSION = 2
 _SAVEPOINT = "ticketmail"
 # Group commit: at most this many transactions share one COMMIT (one fsync of the WAL).
 MAX_BATCH = 32
+# With checkpoints in the background (the daemon): how often one runs while there are new
+# commits, and the WAL size (pages) at which a COMMIT checkpoints itself should they lag.
+CHECKPOINT_SECONDS = 0.25
+BACKSTOP_CHECKPOINT_PAGES = 10_000
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -1089,6 +1095,7 @@ class Store:
         self._flushes: set[asyncio.Task[None]] = set()
         self._jobs: list[_Job] = []  # queued for `write`, not yet on the database thread
         self._writer: asyncio.Task[None] | None = None  # the task that runs them
+        self._checkpoints: asyncio.Task[None] | None = None  # see start_checkpoints
         self.commits = 0  # batches committed since open (read by tests and the benchmark)
 
     @classmethod
@@ -1106,7 +1113,40 @@ class Store:
         store._reader = reader
         return store
 
+    async def start_checkpoints(self) -> None:
+        """Copy the WAL into the database on a connection and thread of their own, every
+        CHECKPOINT_SECONDS while there are new commits, instead of inside the COMMIT that
+        crosses SQLite's 1,000 pages (which then took several milliseconds, with its
+        batch's mails waiting). A checkpoint copies each page once, however often the WAL
+        holds it. Should they fall behind, a COMMIT still checkpoints at
+        BACKSTOP_CHECKPOINT_PAGES. For the daemon; a CLI command keeps SQLite's default.
+        """
+        if self._checkpoints is not None:
+            return
+        await self._db.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")
+        conn = await _connect(self.path)
+        self._checkpoints = asyncio.create_task(self._checkpoint(conn), name="store-checkpoint")
+
+    async def _checkpoint(self, conn: aiosqlite.Connection) -> None:
+        try:
+            done = self.commits
+            while True:
+                await asyncio.sleep(CHECKPOINT_SECONDS)
+                if self.commits == done:
+                    continue
+                done = self.commits
+                try:  # PASSIVE: never waits for the writer or a reader, never blocks one
+                    await conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:  # the next COMMIT or the next round tries again
+                    log.warning("checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            await asyncio.shield(conn.close())
+
     async def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoints
         if self._writer is not None:  # writes queued before the close still go to disk
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._writer)
