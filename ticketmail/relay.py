@@ -190,6 +190,15 @@ def relay_tls_context(config: RelayConfig) -> ssl.SSLContext | None:
         raise ConfigError(f"relay.tls_ca_file: cannot load {config.tls_ca_file}: {exc}") from None
 
 
+async def _settled(marks: list[asyncio.Task[None]]) -> None:
+    """Wait for every mark, then raise the first that failed (its entry stays queued)."""
+    results = await asyncio.gather(*marks, return_exceptions=True)
+    marks.clear()
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
 class OutboxWorker:
     """Sends what is due, sleeps until the next entry is due or it is woken."""
 
@@ -238,23 +247,32 @@ class OutboxWorker:
         return min(max(seconds, 0.05), self.config.poll_seconds)
 
     async def run_once(self) -> int:
-        """Attempt every due entry once; return how many were attempted."""
+        """Attempt every due entry once; return how many were attempted.
+
+        A sent entry is marked in the database while the next one goes out (the marks of a
+        batch are all committed before the outbox is read again, so nothing is sent twice).
+        """
         attempted = 0
+        marks: list[asyncio.Task[None]] = []
         try:
             while not self._stopping:
+                await _settled(marks)
                 due = await self.store.due_outbox(now=self.clock())
                 if not due:
                     break
                 for entry in due:
                     if self._stopping:
                         break
-                    await self._attempt(entry)
+                    if await self._attempt(entry):
+                        marks.append(asyncio.create_task(self._sent(entry), name="outbox-mark"))
                     attempted += 1
         finally:
+            await _settled(marks)
             await self.transport.idle()
         return attempted
 
-    async def _attempt(self, entry: OutboxDue) -> None:
+    async def _attempt(self, entry: OutboxDue) -> bool:
+        """Send one entry: True when the relay took it (the caller marks it sent)."""
         name = f"{entry.queued_at:%Y%m%dT%H%M%S}-{entry.id:06d}"
         try:
             await self.transport.send(
@@ -262,7 +280,10 @@ class OutboxWorker:
             )
         except RelayError as exc:
             await self._failed(entry, str(exc), permanent=exc.permanent)
-            return
+            return False
+        return True
+
+    async def _sent(self, entry: OutboxDue) -> None:
         await self.store.outbox_sent(entry.id, now=self.clock())
         log.info(
             "outbox_sent", outbox=entry.id, recipient=entry.recipient, attempts=entry.attempts + 1
