@@ -1136,7 +1136,7 @@ class Store:
                     continue
                 done = self.commits
                 try:  # PASSIVE: never waits for the writer or a reader, never blocks one
-                    await conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    await conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.Error as exc:  # the next COMMIT or the next round tries again
                     log.warning("checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
         finally:
