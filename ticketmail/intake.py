@@ -96,7 +96,7 @@ class _Kept:
 
 
 @dataclass(frozen=True, slots=True)
-class Decided:
+class _Decided:
     """Routing's decision on a mail, with the facts it was made on."""
 
     decision: Decision
@@ -282,7 +282,7 @@ class Intake:
             first_number=self.config.tickets.first_number,
         )
 
-    def _decide(self, kept: _Kept, known: MailFacts, now: datetime) -> IntakeResult | Decided:
+    def _decide(self, kept: _Kept, known: MailFacts, now: datetime) -> IntakeResult | _Decided:
         """The duplicate check, then routing; an IntakeResult when the mail stops here."""
         mail = kept.mail
         if known.previous is not None:
@@ -299,7 +299,7 @@ class Intake:
         decision = decide(mail, facts, cls, self.policy)
         if decision.action is Action.REJECT:
             return self._rejected(mail, decision.reason, facts.sender, detail=decision.detail)
-        return Decided(decision, facts, known.next_number)
+        return _Decided(decision, facts, known.next_number)
 
     def _store(
         self, step: Step, kept: _Kept, now: datetime
@@ -314,7 +314,7 @@ class Intake:
         return self._store_decided(step, kept, decided, now), decided.decision
 
     def _store_decided(
-        self, step: Step, kept: _Kept, decided: Decided, now: datetime
+        self, step: Step, kept: _Kept, decided: _Decided, now: datetime
     ) -> IntakeResult:
         if decided.decision.reason == "bounce":
             self._record_bounce(step, kept.raw, kept.mail, now)
@@ -404,7 +404,7 @@ class Intake:
                  outbox=[entry for entry, _ in bounced], blocked=blocked,
                  named=len(report.message_ids))  # fmt: skip
 
-    def _apply(self, step: Step, kept: _Kept, decided: Decided, now: datetime) -> IntakeResult:
+    def _apply(self, step: Step, kept: _Kept, decided: _Decided, now: datetime) -> IntakeResult:
         """Store the mail as decided (any action but an agent's reply), with its notice."""
         mail, decision, user = kept.mail, decided.decision, decided.facts.sender
         raw_sha256 = kept.raw_blob[0]
