@@ -37,13 +37,17 @@ class StoredBlob:
     size: int
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new entry in a directory durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def _fsync(path: Path, flags: int = os.O_RDONLY) -> None:
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new entry in a directory durable."""
+    _fsync(path, os.O_RDONLY | os.O_DIRECTORY)
 
 
 def write_file_durably(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
@@ -73,14 +77,6 @@ def _holds(path: Path, data: bytes) -> bool:
         return path.stat().st_size == len(data) and path.read_bytes() == data
     except FileNotFoundError:
         return False
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class BlobStore:
@@ -131,7 +127,7 @@ class BlobStore:
                     continue
                 if _holds(path, data):  # stored before (maybe by a put not yet synced)
                     if not deferred:
-                        _fsync_file(path)
+                        _fsync(path)
                         dirs.add(path.parent)
                     continue
                 if not path.parent.exists():
@@ -162,8 +158,10 @@ class BlobStore:
         system they are on, for all of them (their data, their names). Raises OSError."""
         if _SYNCFS is None:
             return  # put_all fsync'd them itself
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            return  # nothing was ever written here
         try:
             if _SYNCFS(fd) != 0:
                 err = ctypes.get_errno()
