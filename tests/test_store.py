@@ -7,6 +7,8 @@ import contextvars
 import itertools
 import sqlite3
 import struct
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -290,6 +292,89 @@ async def test_a_write_queued_behind_a_transaction_commits_it_too(tmp_path: Path
         assert await asyncio.wait_for(task, timeout=5)
         assert (await asyncio.wait_for(queued, timeout=5))[1]
         assert store.commits - before == 1
+    finally:
+        await store.close()
+
+
+async def _until(flag: threading.Event) -> None:
+    """Wait (bounded) on the event loop for `flag`, set on another thread."""
+    for _ in range(500):
+        if flag.is_set():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the database thread never got there")
+
+
+def _slow_write(
+    message: MessageRecord, started: threading.Event, log: list[str]
+) -> Callable[[sqlite3.Connection], str]:
+    """A write that keeps the database thread busy for a while after it has started."""
+
+    def run(conn: sqlite3.Connection) -> str:
+        Step(conn).record_mail(message, now=NOW)
+        started.set()
+        time.sleep(0.3)
+        log.append("first write")
+        return "first"
+
+    return run
+
+
+def _appears_while_blocked(path: Path, message_id: str) -> bool:
+    """Called on the event loop, which it blocks: does the row get committed meanwhile
+    (looked for up to 5 s)?"""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if _committed(path, message_id):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+async def test_writes_queued_during_a_trip_are_committed_next_without_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    """A write queued while a trip runs goes to disk right after that trip's COMMIT, on the
+    database thread: it does not wait for the event loop (blocked here) to come round."""
+    store = await Store.open(tmp_path / "var")
+    try:
+        before = store.commits
+        started = threading.Event()
+        first, second = _message(None), _message(None)
+        one = asyncio.create_task(store.write(_slow_write(first, started, [])))
+        await _until(started)
+        two = asyncio.create_task(store.write(_insert(second)))
+        await asyncio.sleep(0)  # queued, while the first trip still runs
+        assert _appears_while_blocked(store.path, second.message_id)
+        assert await one == "first"
+        assert (await two).startswith(second.message_id)
+        assert store.commits - before == 2
+    finally:
+        await store.close()
+
+
+async def test_a_transaction_waiting_for_the_lock_goes_before_later_writes(
+    tmp_path: Path,
+) -> None:
+    """Writes run trip after trip only while nobody else waits: a transaction that asked for
+    the lock during a trip gets it before a write queued after it."""
+    store = await Store.open(tmp_path / "var")
+    try:
+        started = threading.Event()
+        order: list[str] = []
+        one = asyncio.create_task(store.write(_slow_write(_message(None), started, order)))
+        await _until(started)
+
+        async def transaction() -> None:
+            async with store.transaction() as tx:
+                await tx.call(lambda conn: order.append("transaction"))
+
+        waiting = asyncio.create_task(transaction())
+        for _ in range(5):  # the transaction queues for the lock
+            await asyncio.sleep(0)
+        two = asyncio.create_task(store.write(lambda conn: order.append("second write")))
+        await asyncio.wait_for(asyncio.gather(one, waiting, two), timeout=10)
+        assert order == ["first write", "transaction", "second write"]
     finally:
         await store.close()
 

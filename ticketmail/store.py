@@ -9,6 +9,7 @@ import functools
 import json
 import secrets
 import sqlite3
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -62,6 +63,10 @@ SCHEMA_VERSION = 2
 _SAVEPOINT = "ticketmail"
 # Group commit: at most this many transactions share one COMMIT (one fsync of the WAL).
 MAX_BATCH = 32
+# Writes queued meanwhile go in the next trip right after a COMMIT, without waiting for the
+# event loop to come round; after this many trips in a row (or as soon as anything else
+# waits for the database) the thread is handed back.
+DRAIN_TRIPS = 8
 # With checkpoints in the background (the daemon): how often one runs while there are new
 # commits, and the WAL size (pages) at which a COMMIT checkpoints itself should they lag.
 CHECKPOINT_SECONDS = 0.25
@@ -1093,7 +1098,8 @@ class Store:
         self._batch_open = False  # BEGIN IMMEDIATE ran, COMMIT not yet
         self._batch: list[asyncio.Future[None]] = []  # ended in the open batch, uncommitted
         self._flushes: set[asyncio.Task[None]] = set()
-        self._jobs: list[_Job] = []  # queued for `write`, not yet on the database thread
+        # Queued for `write`: appended on the event loop, taken on the database thread.
+        self._jobs: deque[_Job] = deque()
         self._writer: asyncio.Task[None] | None = None  # the task that runs them
         self._checkpoints: asyncio.Task[None] | None = None  # see start_checkpoints
         self.commits = 0  # batches committed since open (read by tests and the benchmark)
@@ -1222,36 +1228,79 @@ class Store:
         return await future
 
     async def _write_queued(self) -> None:
-        """Run the queued writes, MAX_BATCH to a trip, until none is left."""
+        """Run the queued writes until none is left."""
         try:
             while self._jobs:
                 await self._acquire()
                 try:
-                    jobs = [job for job in self._jobs[:MAX_BATCH] if not job.future.done()]
-                    del self._jobs[:MAX_BATCH]
-                    if jobs:
-                        await _uninterrupted(self._write_jobs(jobs))
+                    await _uninterrupted(self._write_jobs())
                 finally:
                     self._lock.release()
         except BaseException as exc:  # cancelled (the loop is closing): nobody is left waiting
-            jobs, self._jobs = self._jobs, []
+            jobs, self._jobs = list(self._jobs), deque()
             _fail([job.future for job in jobs], exc)
             raise
         finally:
             self._writer = None
 
-    async def _write_jobs(self, jobs: list[_Job]) -> None:
-        """One trip: the jobs, committed together with the batch left open for them."""
+    async def _write_jobs(self) -> None:
+        """Trips of queued writes back to back (see `_drain`), the first committing the
+        batch left open for them."""
         members, self._batch = self._batch, []
         begin = not self._batch_open
         self._batch_open = False
+        loop = asyncio.get_running_loop()
         try:
-            outcomes, lost = await self._trip(functools.partial(_run_jobs, jobs, begin))
-        except Exception as exc:
-            with contextlib.suppress(Exception):
-                await self._trip(functools.partial(_commit_or_roll_back, False))
-            _fail([*members, *(job.future for job in jobs)], exc)
-            return
+            await self._trip(functools.partial(self._drain, loop, begin, members))
+        except Exception as exc:  # the thread itself failed: nothing was told
+            _fail(members, exc)
+
+    def _take(self) -> list[_Job]:
+        """On the database thread: the next queued writes (at most MAX_BATCH) still wanted."""
+        jobs: list[_Job] = []
+        while len(jobs) < MAX_BATCH:
+            try:
+                job = self._jobs.popleft()
+            except IndexError:
+                break
+            if not job.future.done():  # its caller may be cancelled meanwhile: told on the loop
+                jobs.append(job)
+        return jobs
+
+    def _drain(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        begin: bool,
+        members: list[asyncio.Future[None]],
+        conn: sqlite3.Connection,
+    ) -> None:
+        """On the database thread: trip after trip of queued writes, each told its outcome on
+        the event loop once its COMMIT is done; up to DRAIN_TRIPS, while nothing else waits
+        for the database (a transaction for the lock, a read for aiosqlite's thread)."""
+        for trip in range(DRAIN_TRIPS):
+            if trip and (not self._jobs or self._wanting or not self._db._tx.empty()):
+                return
+            jobs = self._take()
+            if trip and not jobs:
+                return
+            try:
+                outcomes, lost = _run_jobs(jobs, begin, conn)
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    _commit_or_roll_back(False, conn)
+                loop.call_soon_threadsafe(_fail, [*members, *(job.future for job in jobs)], exc)
+                return
+            loop.call_soon_threadsafe(self._committed, members, jobs, outcomes, lost)
+            begin, members = True, []
+
+    def _committed(
+        self,
+        members: list[asyncio.Future[None]],
+        jobs: list[_Job],
+        outcomes: list[tuple[bool, Any]],
+        lost: bool,
+    ) -> None:
+        """On the event loop: one trip's COMMIT is done; tell its writes."""
         self.commits += 1
         if lost:
             _fail(members, TicketmailError("the database rolled the transaction back"))
