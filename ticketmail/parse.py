@@ -528,8 +528,10 @@ def _misspelled_encoding(part: Message) -> bytes | None:
         return None
     raw = str(value).lower()
     cte = raw.strip().strip("\"'").strip()
+    if cte == raw or cte not in ("base64", "quoted-printable"):
+        return None
     payload = part.get_payload()
-    if cte == raw or cte not in ("base64", "quoted-printable") or not isinstance(payload, str):
+    if not isinstance(payload, str):
         return None
     data = payload.encode("ascii", errors="surrogateescape")
     if cte == "quoted-printable":
