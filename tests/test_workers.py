@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -167,7 +168,7 @@ async def test_workers_end_when_the_daemon_is_killed(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         for _ in range(200):  # bounded: 20 s for start-up
-            workers = [p for p in _children(proc.pid) if "spawn_main" in _cmdline(p)]
+            workers = [p for p in _children(proc.pid) if "worker_main" in _cmdline(p)]
             if len(workers) == 2 and accepts_connections(port):
                 break
             await asyncio.sleep(0.1)
@@ -255,3 +256,20 @@ async def test_an_answer_for_a_cancelled_mail_is_not_taken_for_the_next(
     assert await asyncio.wait_for(_admit(env, next_mail), timeout=60) == "Danach"
     assert await asyncio.wait_for(_admit(env, next_mail), timeout=60) == "Danach"
     assert _pids(env.daemon) == pids
+
+
+async def test_a_worker_whose_daemon_is_gone_before_it_said_anything_ends_quietly() -> None:
+    """The daemon killed while it starts a worker: the worker finds its socket closed before
+    its config came, and ends with status 0 and nothing on stderr (no traceback in the log)."""
+    ours, theirs = socket.socketpair()
+    fd = theirs.fileno()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", f"import ticketmail.admission as m; m.worker_main({fd})",
+            pass_fds=(fd,), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+    finally:
+        theirs.close()
+    ours.close()  # as the kernel does for a daemon killed here
+    _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert (proc.returncode, stderr.decode()) == (0, "")

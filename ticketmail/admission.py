@@ -14,17 +14,18 @@ what it decided travels back and is logged by the daemon.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
+import contextlib
 import pickle
 import signal
 import socket
 import sqlite3
 import struct
+import subprocess
+import sys
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from .authres import verify_sender
@@ -206,13 +207,29 @@ def _send_frame(sock: socket.socket, data: bytes) -> None:
     sock.sendall(_FRAME.pack(len(data)) + data)
 
 
-def _serve(sock: socket.socket, config: Config) -> None:  # pragma: no cover - in the worker
-    """A worker process: answer admission requests until the daemon closes the socket."""
+def worker_main(fd: int) -> None:  # pragma: no cover - in the worker
+    """A worker process's start (`python -c`, see AdmissionPool): its config comes first over
+    the socket `fd`. Should the daemon be gone before it said anything (killed while
+    starting it), the worker ends quietly."""
     # Ctrl-C reaches the whole process group, and systemd may signal the whole cgroup: the
     # daemon decides when its workers end (it closes their sockets once mails under way are
     # done), so a signal must not kill one in the middle of a mail.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sock = socket.socket(fileno=fd)
+    try:
+        header = _recv_exactly(sock, _FRAME.size)
+        body = _recv_exactly(sock, _FRAME.unpack(header)[0]) if header else None
+    except ConnectionError:
+        body = None
+    if body is None:
+        return
+    config: Config = pickle.loads(body)  # noqa: S301 - the daemon's, over our own socket pair
+    _serve(sock, config)
+
+
+def _serve(sock: socket.socket, config: Config) -> None:  # pragma: no cover - in the worker
+    """A worker process: answer admission requests until the daemon closes the socket."""
     admitter = Admitter(
         config, db_path=config.data_dir / DB_NAME, blobs=BlobStore(config.data_dir / "blobs")
     )
@@ -236,13 +253,20 @@ def _serve(sock: socket.socket, config: Config) -> None:  # pragma: no cover - i
         admitter.close()
 
 
+def _kill(process: asyncio.subprocess.Process) -> None:
+    """SIGKILL a worker unless it has ended (the event loop's child watcher reaps it)."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+
+
 class _WorkerLost(Exception):
     """The worker a mail was on died (or was cut off) before it answered."""
 
 
 @dataclass(eq=False, slots=True)
 class _Worker:
-    process: BaseProcess
+    process: asyncio.subprocess.Process
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     # The answers this worker owes, in the order it was asked: it takes its requests one
@@ -260,8 +284,10 @@ class AdmissionPool:
     """`workers` processes running `Admitter.admit`; each mail goes to the least busy one.
 
     A worker is given up to DEPTH mails at once (the next waits in its socket, so it starts
-    on it without a trip through the event loop). Started with `spawn` (the daemon has
-    threads, which `fork` must not copy). A worker that dies takes its mails with it: each is
+    on it without a trip through the event loop). Started as a new interpreter (the daemon
+    has threads, which `fork` must not copy) that runs `worker_main` on its end of a socket
+    pair; multiprocessing's `spawn` is not used, as its child prints a traceback when the
+    daemon is killed while starting it. A worker that dies takes its mails with it: each is
     tried once more, alone on a worker, then the error goes to the caller (who keeps the mail
     in the quarantine).
     """
@@ -271,7 +297,6 @@ class AdmissionPool:
     def __init__(self, config: Config, workers: int) -> None:
         self.config = config
         self.workers = workers
-        self._context = multiprocessing.get_context("spawn")
         self._all: list[_Worker] = []
         self._room = asyncio.Event()  # set when a worker may have room for a mail
         self._spawning: set[asyncio.Task[None]] = set()
@@ -282,23 +307,31 @@ class AdmissionPool:
         await asyncio.gather(*(self._spawn() for _ in range(self.workers)))
 
     async def _spawn(self) -> None:
-        multiprocessing.active_children()  # reaps workers that were dropped and have ended
         ours, theirs = socket.socketpair()
-        process = self._context.Process(
-            target=_serve, args=(theirs, self.config), name="ticketmail-admission", daemon=True
+        fd = theirs.fileno()
+        # The worker imports ticketmail from where the daemon did.
+        code = (
+            f"import sys; sys.path[:] = {sys.path!r}; import {__name__} as m; m.worker_main({fd})"
         )
         try:
-            await asyncio.to_thread(process.start)
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", code, pass_fds=(fd,), stdin=subprocess.DEVNULL
+            )
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         reader, writer = await asyncio.open_connection(sock=ours)
         worker = _Worker(process, reader, writer)
         try:
+            config = pickle.dumps(self.config, protocol=pickle.HIGHEST_PROTOCOL)
+            writer.write(_FRAME.pack(len(config)) + config)
             if await _read_frame(reader) != READY:
                 raise AdmissionError("a worker process said something other than ready")
         except BaseException:
             writer.close()
-            process.kill()
+            _kill(process)
             raise
         if self._closed:
             writer.close()
@@ -325,8 +358,7 @@ class AdmissionPool:
             return
         self._all.remove(worker)
         worker.writer.close()
-        if worker.process.is_alive():
-            worker.process.kill()
+        _kill(worker.process)
         while worker.owed:
             future = worker.owed.popleft()
             if not future.done():
@@ -378,7 +410,7 @@ class AdmissionPool:
 
     def pids(self) -> list[int]:
         """The worker processes' ids."""
-        return sorted(w.process.pid for w in self._all if w.process.pid is not None)
+        return sorted(w.process.pid for w in self._all)
 
     async def close(self) -> None:
         """Close every worker's socket (it exits at the EOF); kill what has not ended soon."""
@@ -395,12 +427,10 @@ class AdmissionPool:
                 future = worker.owed.popleft()
                 if not future.done():
                     future.set_exception(_WorkerLost("the worker processes are stopping"))
-
-        def join() -> None:
-            for worker in workers:
-                worker.process.join(STOP_SECONDS)
-                if worker.process.is_alive():
-                    worker.process.kill()
-                    worker.process.join(STOP_SECONDS)
-
-        await asyncio.to_thread(join)
+        for worker in workers:
+            try:
+                await asyncio.wait_for(worker.process.wait(), STOP_SECONDS)
+            except TimeoutError:
+                _kill(worker.process)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(worker.process.wait(), STOP_SECONDS)
