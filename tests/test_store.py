@@ -305,19 +305,22 @@ async def _until(flag: threading.Event) -> None:
     raise AssertionError("the database thread never got there")
 
 
-def _slow_write(
-    message: MessageRecord, started: threading.Event, log: list[str]
-) -> Callable[[sqlite3.Connection], str]:
-    """A write that keeps the database thread busy for a while after it has started."""
+class _Held:
+    """A write that, once started, keeps the database thread until `release` is set."""
 
-    def run(conn: sqlite3.Connection) -> str:
-        Step(conn).record_mail(message, now=NOW)
-        started.set()
-        time.sleep(0.3)
-        log.append("first write")
+    def __init__(self, message: MessageRecord, log: list[str]) -> None:
+        self.message = message
+        self.log = log
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, conn: sqlite3.Connection) -> str:
+        Step(conn).record_mail(self.message, now=NOW)
+        self.started.set()
+        if not self.release.wait(10):
+            raise AssertionError("never released")
+        self.log.append("first write")
         return "first"
-
-    return run
 
 
 def _appears_while_blocked(path: Path, message_id: str) -> bool:
@@ -339,12 +342,12 @@ async def test_writes_queued_during_a_trip_are_committed_next_without_the_event_
     store = await Store.open(tmp_path / "var")
     try:
         before = store.commits
-        started = threading.Event()
-        first, second = _message(None), _message(None)
-        one = asyncio.create_task(store.write(_slow_write(first, started, [])))
-        await _until(started)
+        held, second = _Held(_message(None), []), _message(None)
+        one = asyncio.create_task(store.write(held))
+        await _until(held.started)
         two = asyncio.create_task(store.write(_insert(second)))
         await asyncio.sleep(0)  # queued, while the first trip still runs
+        held.release.set()
         assert _appears_while_blocked(store.path, second.message_id)
         assert await one == "first"
         assert (await two).startswith(second.message_id)
@@ -360,10 +363,10 @@ async def test_a_transaction_waiting_for_the_lock_goes_before_later_writes(
     the lock during a trip gets it before a write queued after it."""
     store = await Store.open(tmp_path / "var")
     try:
-        started = threading.Event()
         order: list[str] = []
-        one = asyncio.create_task(store.write(_slow_write(_message(None), started, order)))
-        await _until(started)
+        held = _Held(_message(None), order)
+        one = asyncio.create_task(store.write(held))
+        await _until(held.started)
 
         async def transaction() -> None:
             async with store.transaction() as tx:
@@ -373,6 +376,8 @@ async def test_a_transaction_waiting_for_the_lock_goes_before_later_writes(
         for _ in range(5):  # the transaction queues for the lock
             await asyncio.sleep(0)
         two = asyncio.create_task(store.write(lambda conn: order.append("second write")))
+        await asyncio.sleep(0)  # queued behind the transaction
+        held.release.set()
         await asyncio.wait_for(asyncio.gather(one, waiting, two), timeout=10)
         assert order == ["first write", "transaction", "second write"]
     finally:
