@@ -203,8 +203,19 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
     return b"".join(parts)
 
 
+def _frame(data: bytes) -> bytes:
+    """`data` as one message on a worker's socket: its length, then itself."""
+    return _FRAME.pack(len(data)) + data
+
+
 def _send_frame(sock: socket.socket, data: bytes) -> None:
-    sock.sendall(_FRAME.pack(len(data)) + data)
+    sock.sendall(_frame(data))
+
+
+def _recv_frame(sock: socket.socket) -> bytes | None:
+    """The next message on a worker's socket; None once the other end has closed it."""
+    header = _recv_exactly(sock, _FRAME.size)
+    return _recv_exactly(sock, _FRAME.unpack(header)[0]) if header else None
 
 
 def worker_main(fd: int) -> None:  # pragma: no cover - in the worker
@@ -218,8 +229,7 @@ def worker_main(fd: int) -> None:  # pragma: no cover - in the worker
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sock = socket.socket(fileno=fd)
     try:
-        header = _recv_exactly(sock, _FRAME.size)
-        body = _recv_exactly(sock, _FRAME.unpack(header)[0]) if header else None
+        body = _recv_frame(sock)
     except ConnectionError:
         body = None
     if body is None:
@@ -236,8 +246,7 @@ def _serve(sock: socket.socket, config: Config) -> None:  # pragma: no cover - i
     try:
         _send_frame(sock, READY)
         while True:
-            header = _recv_exactly(sock, _FRAME.size)
-            body = _recv_exactly(sock, _FRAME.unpack(header)[0]) if header else None
+            body = _recv_frame(sock)
             if body is None:
                 return
             raw, envelope, sender_vouched, now = pickle.loads(body)  # noqa: S301 - the daemon's
@@ -325,8 +334,7 @@ class AdmissionPool:
         reader, writer = await asyncio.open_connection(sock=ours)
         worker = _Worker(process, reader, writer)
         try:
-            config = pickle.dumps(self.config, protocol=pickle.HIGHEST_PROTOCOL)
-            writer.write(_FRAME.pack(len(config)) + config)
+            writer.write(_frame(pickle.dumps(self.config, protocol=pickle.HIGHEST_PROTOCOL)))
             if await _read_frame(reader) != READY:
                 raise AdmissionError("a worker process said something other than ready")
         except BaseException:
@@ -386,8 +394,7 @@ class AdmissionPool:
     async def admit(
         self, raw: bytes, envelope: Envelope, *, sender_vouched: bool, now: datetime
     ) -> Admission:
-        request = pickle.dumps((raw, envelope, sender_vouched, now), pickle.HIGHEST_PROTOCOL)
-        frame = _FRAME.pack(len(request)) + request
+        frame = _frame(pickle.dumps((raw, envelope, sender_vouched, now), pickle.HIGHEST_PROTOCOL))
         for attempt in (1, 2):
             worker = await self._worker(alone=attempt == 2)
             answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
