@@ -1301,12 +1301,9 @@ class Store:
         lost: bool,
     ) -> None:
         """On the event loop: one trip's COMMIT is done; tell its writes."""
-        self.commits += 1
         if lost:
             _fail(members, TicketmailError("the database rolled the transaction back"))
-        for future in members:
-            if not future.done():
-                future.set_result(None)
+        self._batch_committed(members)
         for job, (ok, value) in zip(jobs, outcomes, strict=True):
             if job.future.done():  # its caller was cancelled meanwhile
                 continue
@@ -1371,9 +1368,14 @@ class Store:
                 await self._trip(functools.partial(_commit_or_roll_back, False))
             _fail(members, exc)
             raise
+        self._batch_committed(members)
+
+    def _batch_committed(self, members: Iterable[asyncio.Future[None]]) -> None:
+        """A COMMIT is done: count it, and tell the transactions that ended in its batch."""
         self.commits += 1
         for future in members:
-            future.set_result(None)
+            if not future.done():
+                future.set_result(None)
 
     async def _statement(self, sql: str, params: Params = ()) -> None:
         """One statement as a transaction of its own: atomic, and committed on return."""
