@@ -63,7 +63,7 @@ def _protocol(front: str, handler: DiscardHandler) -> Callable[[], SMTP]:
     if front == "aiosmtpd":
         return lambda: SMTP(handler, **common)
     from ticketmail.config import load_config
-    from ticketmail.smtp import TicketSMTP
+    from ticketmail.smtp.server import TicketSMTP
 
     smtp = load_config(None, environ={}).smtp  # the built-in defaults
     sessions: set[TicketSMTP] = set()

@@ -22,7 +22,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from ticketmail.config import Config, load_config
 from ticketmail.daemon import Daemon
-from ticketmail.store import CustomerRow, UserRow
+from ticketmail.storage.store import CustomerRow, UserRow
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import Env, Received, Sink, make_mail, run_cli
 
-from ticketmail.msgid import MessageIds
+from ticketmail.mail.msgid import MessageIds
 
 ANNA = "anna@schule.example"
 BEN = "ben@schule.example"

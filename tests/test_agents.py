@@ -25,9 +25,7 @@ from desk_support import (
     the_sink,
 )
 
-from ticketmail.models import Agent, TicketRef
-from ticketmail.parse import ParsedMail, parse_mail
-from ticketmail.route import (
+from ticketmail.intake.route import (
     Action,
     Classification,
     Facts,
@@ -35,6 +33,8 @@ from ticketmail.route import (
     decide,
     read_status_command,
 )
+from ticketmail.mail.parse import ParsedMail, parse_mail
+from ticketmail.models import Agent, TicketRef
 
 
 def agent_mail(
@@ -336,7 +336,7 @@ def test_agent_automatic_mail_is_discarded() -> None:
 
 def test_agent_json_shape() -> None:
     """`agent list --json` objects carry email, name and created_at."""
-    from ticketmail.cli_desk import agent_json
+    from ticketmail.cli.desk import agent_json
 
     shaped = agent_json(Agent(MAX, "Max", NOW))
     assert json.loads(json.dumps(shaped)) == {

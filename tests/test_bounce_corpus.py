@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS
 
-from ticketmail.bounce import read_bounce
 from ticketmail.config import Config
-from ticketmail.intake import route_policy
-from ticketmail.parse import parse_mail
-from ticketmail.route import classify
+from ticketmail.intake.process import route_policy
+from ticketmail.intake.route import classify
+from ticketmail.mail.bounce import read_bounce
+from ticketmail.mail.parse import parse_mail
 
 _SELECT = re.compile(r"bounce|dsn|vacation|autorep|out.of.office|multipart_report|delivery", re.I)
 # Mails in those folders that are no bounce and no automatic reply (spam, a virus), so that

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from ticketmail.config import load_config
 from ticketmail.daemon import Daemon
-from ticketmail.store import DB_NAME, CustomerRow, UserRow
+from ticketmail.storage.store import DB_NAME, CustomerRow, UserRow
 
 WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL"} | {
     f"{p}{n}" for p in ("COM", "LPT") for n in "123456789"

@@ -18,9 +18,9 @@ from conftest import Env, make_mail, run_cli, write_config
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ticketmail.cli import parse_customer_csv, parse_user_csv
+from ticketmail.cli.main import parse_customer_csv, parse_user_csv
 from ticketmail.errors import UsageError
-from ticketmail.store import CustomerRow
+from ticketmail.storage.store import CustomerRow
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS, Env
 
-from ticketmail.parse import parse_mail
-from ticketmail.store import DB_NAME
+from ticketmail.mail.parse import parse_mail
+from ticketmail.storage.store import DB_NAME
 
 MAX_SECONDS_PER_MAIL = 2.0
 # CPython's own test mails (msg_*.txt of Lib/test/test_email/data), vendored beside this file

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ticketmail.files import BlobStore
+from ticketmail.storage.blobs import BlobStore
 
 
 def test_blobs_are_stored_once_under_their_hash(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ from collections.abc import Callable
 import pytest
 from conftest import Env
 
-from ticketmail.parse import FLAGS, MAX_DEPTH, MAX_PARTS, ParsedMail, parse_mail
-from ticketmail.store import DB_NAME
+from ticketmail.mail.parse import FLAGS, MAX_DEPTH, MAX_PARTS, ParsedMail, parse_mail
+from ticketmail.storage.store import DB_NAME
 
 MAX_SECONDS = 2.0
 ANNA = "anna@schule.example"

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from ticketmail.config import load_config
 from ticketmail.errors import ConfigError
-from ticketmail.msgid import MessageIds
-from ticketmail.store import Store
+from ticketmail.mail.msgid import MessageIds
+from ticketmail.storage.store import Store
 
 SECRET = "ein-langes-geheimnis-0123456789"
 IDS = MessageIds("stueber.de", SECRET.encode())

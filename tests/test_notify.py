@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from ticketmail.config import default_templates_dir
 from ticketmail.errors import ConfigError
+from ticketmail.mail.msgid import MessageIds
 from ticketmail.models import STATUSES
-from ticketmail.msgid import MessageIds
-from ticketmail.notify import (
+from ticketmail.outbound.compose import (
     LANGUAGES,
     TEMPLATE_NAMES,
     OutboundFile,

@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO, free_port
 
 from ticketmail.config import Config, load_config
-from ticketmail.notify import LANGUAGES, TEMPLATE_NAMES
+from ticketmail.outbound.compose import LANGUAGES, TEMPLATE_NAMES
 
 
 def test_example_config_is_the_built_in_defaults() -> None:

@@ -18,12 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ticketmail.charsets import decode_bytes, decode_header_value
-from ticketmail.htmltext import html_to_text
-from ticketmail.parse import ParsedMail, normalize_address, parse_mail, safe_filename
-from ticketmail.reply import extract_reply
-from ticketmail.tnef import read_tnef
-from ticketmail.uuencode import split_uuencoded
+from ticketmail.mail._tnef import read_tnef
+from ticketmail.mail._uuencode import split_uuencoded
+from ticketmail.mail.charsets import decode_bytes, decode_header_value
+from ticketmail.mail.htmltext import html_to_text
+from ticketmail.mail.parse import ParsedMail, normalize_address, parse_mail, safe_filename
+from ticketmail.mail.quoted import extract_reply
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
 needs_corpus = pytest.mark.skipif(

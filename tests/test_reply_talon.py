@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import pytest
 from conftest import CORPUS
 
-from ticketmail.parse import parse_mail
-from ticketmail.reply import extract_reply
+from ticketmail.mail.parse import parse_mail
+from ticketmail.mail.quoted import extract_reply
 
 # Scores reached; a change that lowers one fails here.
 TALON_FLOOR = 13

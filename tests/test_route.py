@@ -9,9 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ticketmail.models import Customer, TicketRef, User
-from ticketmail.parse import ParsedMail, parse_mail
-from ticketmail.route import (
+from ticketmail.intake.route import (
     Action,
     Classification,
     Facts,
@@ -22,6 +20,8 @@ from ticketmail.route import (
     find_ticket_numbers,
     format_tag,
 )
+from ticketmail.mail.parse import ParsedMail, parse_mail
+from ticketmail.models import Customer, TicketRef, User
 
 OWN = "support@stueber.de"
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

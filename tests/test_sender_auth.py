@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import Env, Sink, make_mail
 
-from ticketmail.authres import verify_sender
-from ticketmail.parse import parse_mail
+from ticketmail.mail.authres import verify_sender
+from ticketmail.mail.parse import parse_mail
 
 OURS = "mx.stueber.de"
 

@@ -31,8 +31,8 @@ from conftest import (
     write_config,
 )
 
-from ticketmail.sdnotify import watchdog_interval
-from ticketmail.store import DB_NAME
+from ticketmail._sdnotify import watchdog_interval
+from ticketmail.storage.store import DB_NAME
 
 SENDER = "anna@schule.example"
 WATCHDOG_USEC = 2_000_000  # pings every second (half the timeout)

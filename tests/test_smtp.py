@@ -10,8 +10,8 @@ from conftest import SUPPORT, Env, make_mail
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ticketmail.replies import REPLY_TOO_MANY_SESSIONS
-from ticketmail.smtp import TicketSMTP
+from ticketmail.smtp.replies import REPLY_TOO_MANY_SESSIONS
+from ticketmail.smtp.server import TicketSMTP
 
 
 async def test_ehlo_advertises_size_8bitmime_smtputf8(env: Env) -> None:

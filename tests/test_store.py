@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ticketmail.store import CustomerRow, MessageRecord, NewTicket, Step, Store, Transaction
+from ticketmail.storage.store import CustomerRow, MessageRecord, NewTicket, Step, Store, Transaction
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 _ids = itertools.count(1)

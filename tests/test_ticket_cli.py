@@ -27,9 +27,9 @@ from desk_support import (
     write_text,
 )
 
+from ticketmail.intake.route import Action, Classification, Facts, RoutePolicy, decide
+from ticketmail.mail.parse import parse_mail
 from ticketmail.models import Customer, TicketRef, User
-from ticketmail.parse import parse_mail
-from ticketmail.route import Action, Classification, Facts, RoutePolicy, decide
 
 M2 = "<t2@schule.example>"
 CLARA = "clara@schule.example"

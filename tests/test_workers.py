@@ -16,8 +16,8 @@ from typing import Any
 
 from conftest import Env, Sink, accepts_connections, free_port, make_mail, write_config
 
-from ticketmail.admission import Envelope
 from ticketmail.daemon import Daemon
+from ticketmail.intake.admission import Envelope
 
 WORKERS = {"workers": 2}
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
@@ -265,7 +265,7 @@ async def test_a_worker_whose_daemon_is_gone_before_it_said_anything_ends_quietl
     fd = theirs.fileno()
     try:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", f"import ticketmail.admission as m; m.worker_main({fd})",
+            sys.executable, "-c", f"import ticketmail.intake.admission as m; m.worker_main({fd})",
             pass_fds=(fd,), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
     finally:

@@ -14,7 +14,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
-from .errors import ConfigError
+from ticketmail.errors import ConfigError
 
 __all__ = [
     "Config",

@@ -11,16 +11,16 @@ from typing import Any
 
 import structlog
 
-from .admission import AdmissionPool
-from .config import Config
-from .errors import ConfigError
-from .files import BlobStore
-from .intake import Intake
-from .notify import Templates
-from .relay import FileTransport, OutboxWorker, SmtpTransport, Transport
-from .sdnotify import notify, watchdog_interval
-from .smtp import Handler, ProtocolFactory, TicketSMTP
-from .store import Store
+from ticketmail._sdnotify import notify, watchdog_interval
+from ticketmail.config import Config
+from ticketmail.errors import ConfigError
+from ticketmail.intake.admission import AdmissionPool
+from ticketmail.intake.process import Intake
+from ticketmail.outbound.compose import Templates
+from ticketmail.outbound.relay import FileTransport, OutboxWorker, SmtpTransport, Transport
+from ticketmail.smtp.server import Handler, ProtocolFactory, TicketSMTP
+from ticketmail.storage.blobs import BlobStore
+from ticketmail.storage.store import Store
 
 __all__ = ["Daemon", "open_parts", "serve", "utcnow"]
 

@@ -18,8 +18,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from . import cli_desk
-from .cliutil import (
+from ticketmail.cli import desk as cli_desk
+from ticketmail.cli._common import (
     LANGS,
     iso_or_none,
     now_utc,
@@ -31,10 +31,10 @@ from .cliutil import (
     print_table,
     with_store,
 )
-from .config import Config, load_config, resolve_config_path
-from .errors import ConfigError, NotFoundError, RefusedError, TicketmailError, UsageError
-from .logs import configure_logging
-from .models import (
+from ticketmail.config import Config, load_config, resolve_config_path
+from ticketmail.errors import ConfigError, NotFoundError, RefusedError, TicketmailError, UsageError
+from ticketmail.logs import configure_logging
+from ticketmail.models import (
     STATUSES,
     Customer,
     HeldEntry,
@@ -43,8 +43,8 @@ from .models import (
     TicketSummary,
     TicketView,
 )
-from .notify import Templates
-from .store import CustomerRow, Store, UserRow
+from ticketmail.outbound.compose import Templates
+from ticketmail.storage.store import CustomerRow, Store, UserRow
 
 __all__ = ["main"]
 
@@ -231,7 +231,7 @@ def parse_user_csv(path: Path) -> list[tuple[int, UserRow]]:
 
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
-    from .daemon import serve
+    from ticketmail.daemon import serve
 
     try:
         return asyncio.run(serve(config))
@@ -255,7 +255,7 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
         raise ConfigError(
             f"{config.source}: storage.data_dir: {data_dir} is not writable: {exc.strerror}"
         ) from None
-    from .smtp import tls_context
+    from ticketmail.smtp.server import tls_context
 
     tls_context(config)
     probe = _probe_relay(config) if args.probe_relay else None
@@ -290,7 +290,7 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
 
 def _probe_relay(config: Config) -> str:
     """A line saying the relay answered, or a TicketmailError saying why not (exit 1)."""
-    from .relay import RelayError, probe_relay
+    from ticketmail.outbound.relay import RelayError, probe_relay
 
     relay = config.relay
     if relay.transport == "file":
@@ -601,7 +601,7 @@ def printable(text: str) -> str:
 
 def cmd_quarantine_show(config: Config, args: argparse.Namespace) -> int:
     """One quarantined mail: what the list says, the whole error and the mail's headers."""
-    from .files import BlobStore
+    from ticketmail.storage.blobs import BlobStore
 
     wanted = parse_number(args.id, what="quarantine ID")
 
@@ -653,8 +653,8 @@ def cmd_outbox_retry(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_backup(config: Config, args: argparse.Namespace) -> int:
     """The database (online backup) first, then the blobs: every blob it names is older."""
-    from .files import BlobStore
-    from .store import DB_NAME, backup_database
+    from ticketmail.storage.blobs import BlobStore
+    from ticketmail.storage.store import DB_NAME, backup_database
 
     dest = Path(args.dest)
     source_db = config.data_dir / DB_NAME
@@ -704,9 +704,9 @@ def cmd_held_list(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_held_release(config: Config, args: argparse.Namespace) -> int:
     """Process a held mail as if its sender had been verified (the admin vouches)."""
-    from .daemon import open_parts
-    from .files import BlobStore
-    from .intake import Envelope
+    from ticketmail.daemon import open_parts
+    from ticketmail.intake.process import Envelope
+    from ticketmail.storage.blobs import BlobStore
 
     wanted = parse_number(args.id, what="held ID")
 
@@ -749,9 +749,9 @@ def cmd_held_drop(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_quarantine_retry(config: Config, args: argparse.Namespace) -> int:
     # Imported here: the daemon's parts would slow every other command's start.
-    from .daemon import open_parts
-    from .files import BlobStore
-    from .intake import Envelope
+    from ticketmail.daemon import open_parts
+    from ticketmail.intake.process import Envelope
+    from ticketmail.storage.blobs import BlobStore
 
     if args.all == (args.id is not None):
         raise UsageError("quarantine retry takes an ID or --all")

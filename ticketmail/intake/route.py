@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from .models import STATUSES, Agent, TicketRef, User
-from .parse import ParsedMail
-from .reply import extract_reply
+from ticketmail.mail.parse import ParsedMail
+from ticketmail.mail.quoted import extract_reply
+from ticketmail.models import STATUSES, Agent, TicketRef, User
 
 __all__ = [
     "Action",

@@ -8,9 +8,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from .config import Config
-from .errors import UsageError
-from .store import Store
+from ticketmail.config import Config
+from ticketmail.errors import UsageError
+from ticketmail.storage.store import Store
 
 __all__ = [
     "LANGS",

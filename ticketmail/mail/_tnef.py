@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .charsets import decode_bytes
+from ticketmail.mail.charsets import decode_bytes
 
 __all__ = ["SIGNATURE", "TnefContents", "TnefFile", "is_tnef", "read_tnef"]
 

@@ -20,8 +20,8 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 import structlog
 
-from .errors import NotFoundError, RefusedError, TicketmailError, UsageError
-from .models import (
+from ticketmail.errors import NotFoundError, RefusedError, TicketmailError, UsageError
+from ticketmail.models import (
     Agent,
     ArticleView,
     AttachmentView,

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from .admission import (
+from ticketmail.config import Config
+from ticketmail.intake.admission import (
     AdmissionPool,
     Admitter,
     Envelope,
@@ -17,15 +18,22 @@ from .admission import (
     Unverified,
     route_policy,
 )
-from .bounce import read_bounce
-from .config import Config
-from .desk import Desk, Origin, message_ids
-from .files import BlobStore
-from .models import Agent, AttachmentView, User
-from .msgid import MessageIds
-from .notify import OutboundFile, Templates
-from .parse import ParsedMail
-from .replies import (
+from ticketmail.intake.route import (
+    Action,
+    Decision,
+    Facts,
+    classify,
+    clean_subject,
+    decide,
+    find_ticket_numbers,
+)
+from ticketmail.mail.bounce import read_bounce
+from ticketmail.mail.msgid import MessageIds
+from ticketmail.mail.parse import ParsedMail
+from ticketmail.models import Agent, AttachmentView, User
+from ticketmail.outbound.actions import Desk, Origin, message_ids
+from ticketmail.outbound.compose import OutboundFile, Templates
+from ticketmail.smtp.replies import (
     REPLY_ACCEPTED,
     REPLY_AGENT_BAD_STATUS,
     REPLY_AGENT_EMPTY,
@@ -38,16 +46,8 @@ from .replies import (
     REPLY_TICKET,
     REPLY_UNVERIFIED,
 )
-from .route import (
-    Action,
-    Decision,
-    Facts,
-    classify,
-    clean_subject,
-    decide,
-    find_ticket_numbers,
-)
-from .store import (
+from ticketmail.storage.blobs import BlobStore
+from ticketmail.storage.store import (
     ArticleRecord,
     MailFacts,
     MessageRecord,

@@ -16,8 +16,8 @@ from typing import Any
 
 import jinja2
 
-from .errors import ConfigError
-from .models import STATUSES
+from ticketmail.errors import ConfigError
+from ticketmail.models import STATUSES
 
 __all__ = [
     "LANGUAGES",

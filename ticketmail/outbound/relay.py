@@ -13,10 +13,10 @@ from typing import Protocol
 import aiosmtplib
 import structlog
 
-from .config import RelayConfig
-from .errors import ConfigError
-from .files import write_file_durably
-from .store import OutboxDue, Store
+from ticketmail.config import RelayConfig
+from ticketmail.errors import ConfigError
+from ticketmail.storage.blobs import write_file_durably
+from ticketmail.storage.store import OutboxDue, Store
 
 __all__ = [
     "FileTransport",

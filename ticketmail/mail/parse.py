@@ -20,11 +20,11 @@ from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
-from .charsets import decode_bytes, decode_header_value
-from .htmltext import html_to_text, trim_html
-from .reply import extract_reply
-from .tnef import is_tnef, read_tnef
-from .uuencode import split_uuencoded
+from ticketmail.mail._tnef import is_tnef, read_tnef
+from ticketmail.mail._uuencode import split_uuencoded
+from ticketmail.mail.charsets import decode_bytes, decode_header_value
+from ticketmail.mail.htmltext import html_to_text, trim_html
+from ticketmail.mail.quoted import extract_reply
 
 __all__ = [
     "FLAGS",

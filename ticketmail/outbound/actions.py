@@ -13,12 +13,18 @@ from typing import Any
 
 import structlog
 
-from .config import Config
-from .models import AttachmentView, TicketRef, User
-from .msgid import MessageIds
-from .notify import OutboundFile, Templates, build_mail, mail_context, thread_references
-from .route import auto_mail_allowed, format_tag
-from .store import ArticleRecord, OutboxRecord, Store, Thread, Transaction
+from ticketmail.config import Config
+from ticketmail.intake.route import auto_mail_allowed, format_tag
+from ticketmail.mail.msgid import MessageIds
+from ticketmail.models import AttachmentView, TicketRef, User
+from ticketmail.outbound.compose import (
+    OutboundFile,
+    Templates,
+    build_mail,
+    mail_context,
+    thread_references,
+)
+from ticketmail.storage.store import ArticleRecord, OutboxRecord, Store, Thread, Transaction
 
 __all__ = ["Desk", "DeskResult", "Origin", "Sent", "message_ids"]
 

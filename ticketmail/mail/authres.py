@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .parse import ParsedMail
+from ticketmail.mail.parse import ParsedMail
 
 __all__ = ["AuthVerdict", "verify_sender"]
 

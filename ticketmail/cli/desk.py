@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .cliutil import (
+from ticketmail.cli._common import (
     iso_or_none,
     now_utc,
     parse_email,
@@ -19,14 +19,14 @@ from .cliutil import (
     print_table,
     with_store,
 )
-from .config import Config
-from .desk import Desk, DeskResult, Origin, message_ids
-from .errors import NotFoundError, RefusedError, UsageError
-from .files import BlobStore
-from .models import Agent, AttachmentView
-from .notify import OutboundFile, Templates
-from .parse import safe_filename
-from .store import Store
+from ticketmail.config import Config
+from ticketmail.errors import NotFoundError, RefusedError, UsageError
+from ticketmail.mail.parse import safe_filename
+from ticketmail.models import Agent, AttachmentView
+from ticketmail.outbound.actions import Desk, DeskResult, Origin, message_ids
+from ticketmail.outbound.compose import OutboundFile, Templates
+from ticketmail.storage.blobs import BlobStore
+from ticketmail.storage.store import Store
 
 __all__ = [
     "agent_json",

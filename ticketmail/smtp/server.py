@@ -13,11 +13,11 @@ import structlog
 from aiosmtpd.smtp import SMTP, Session, syntax
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
-from .config import Config
-from .dataread import DataState, read_data
-from .errors import ConfigError
-from .intake import Envelope, Intake
-from .replies import (
+from ticketmail.config import Config
+from ticketmail.errors import ConfigError
+from ticketmail.intake.process import Envelope, Intake
+from ticketmail.smtp._dataread import DataState, read_data
+from ticketmail.smtp.replies import (
     REPLY_BAD_RECIPIENT,
     REPLY_LINE_TOO_LONG,
     REPLY_RECIPIENT_OK,

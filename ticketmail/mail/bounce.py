@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .charsets import decode_bytes
-from .parse import ParsedMail
+from ticketmail.mail.charsets import decode_bytes
+from ticketmail.mail.parse import ParsedMail
 
 __all__ = ["BounceReport", "read_bounce"]
 

@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .authres import verify_sender
-from .config import Config
-from .files import BlobStore
-from .models import AttachmentView
-from .parse import ParsedMail, parse_mail
-from .route import RoutePolicy, agent_refusal, classify
-from .store import DB_NAME, Sender, read_sender
+from ticketmail.config import Config
+from ticketmail.intake.route import RoutePolicy, agent_refusal, classify
+from ticketmail.mail.authres import verify_sender
+from ticketmail.mail.parse import ParsedMail, parse_mail
+from ticketmail.models import AttachmentView
+from ticketmail.storage.blobs import BlobStore
+from ticketmail.storage.store import DB_NAME, Sender, read_sender
 
 __all__ = [
     "Admission",

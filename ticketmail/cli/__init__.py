@@ -1,0 +1,5 @@
+"""The `ticketmail` command line, one module per command group."""
+
+from ticketmail.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,1 @@
+"""Intake: one inbound mail start to finish, the admission workers, routing, replays."""

@@ -1,0 +1,1 @@
+"""Reading a mail: bytes to ParsedMail, charsets, HTML, TNEF, quoted history, bounces."""

@@ -1,0 +1,1 @@
+"""Outbound mail: templates, composing, the support team's actions, the relay."""

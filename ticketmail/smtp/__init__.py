@@ -1,0 +1,1 @@
+"""The SMTP front: server, DATA reader, reply constants."""

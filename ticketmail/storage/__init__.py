@@ -1,0 +1,1 @@
+"""Storage: the database, schema and migrations, records, SQL by concern, blobs, backup."""
