@@ -336,7 +336,7 @@ def test_agent_automatic_mail_is_discarded() -> None:
 
 def test_agent_json_shape() -> None:
     """`agent list --json` objects carry email, name and created_at."""
-    from ticketmail.cli.desk import agent_json
+    from ticketmail.cli.agents import agent_json
 
     shaped = agent_json(Agent(MAX, "Max", NOW))
     assert json.loads(json.dumps(shaped)) == {

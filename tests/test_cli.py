@@ -18,7 +18,8 @@ from conftest import Env, make_mail, run_cli, write_config
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ticketmail.cli.main import parse_customer_csv, parse_user_csv
+from ticketmail.cli.customers import parse_customer_csv
+from ticketmail.cli.users import parse_user_csv
 from ticketmail.errors import UsageError
 from ticketmail.storage.store import CustomerRow
 

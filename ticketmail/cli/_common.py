@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
+import csv
+import io
 import json
 import re
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ticketmail.config import Config
-from ticketmail.errors import UsageError
+
+if TYPE_CHECKING:
+    from ticketmail.intake.process import Intake
+
+from ticketmail.errors import NotFoundError, UsageError
 from ticketmail.storage.store import Store
 
 __all__ = [
     "LANGS",
+    "Verbs",
+    "check_customer",
+    "customer_option",
     "iso_or_none",
     "now_utc",
     "parse_day",
@@ -22,6 +33,8 @@ __all__ = [
     "plural",
     "print_json",
     "print_table",
+    "read_csv",
+    "with_intake",
     "with_store",
 ]
 
@@ -90,9 +103,118 @@ def print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
+async def with_intake(config: Config, action: Callable[[Intake], Coroutine[Any, Any, int]]) -> int:
+    """`action` with the daemon's Intake on its store (for mail processed again)."""
+    # Imported here: the daemon's parts would slow every other command's start.
+    from ticketmail.daemon import open_parts
+
+    store, intake = await open_parts(config)
+    try:
+        return await action(intake)
+    finally:
+        intake.admitter.close()
+        await store.close()
+
+
 async def with_store(config: Config, action: Callable[[Store], Coroutine[Any, Any, int]]) -> int:
     store = await Store.open(config.data_dir)
     try:
         return await action(store)
     finally:
         await store.close()
+
+
+def read_csv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """Rows of a CSV file with exactly `columns` (any order), each with its line number."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # bytes: keep a CR inside a cell
+    except FileNotFoundError:
+        raise UsageError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    # newline="": quoted cells may hold line breaks, and only CR/LF end a line.
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise UsageError(f"{path}: empty file, expected a header row") from None
+    except csv.Error as exc:
+        raise UsageError(f"{path} line 1: {exc}") from None
+    if sorted(header) != sorted(columns):
+        raise UsageError(
+            f"{path} line 1: header must name the columns {','.join(columns)}, "
+            f"got {','.join(header)}"
+        )
+    rows: list[tuple[int, dict[str, str]]] = []
+    while True:
+        line = reader.line_num + 1  # where this record starts
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise UsageError(f"{path} line {line}: {exc}") from None
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            raise UsageError(
+                f"{path} line {line}: expected {len(header)} fields, got {len(values)}"
+            )
+        rows.append((line, {h: v.strip() for h, v in zip(header, values, strict=True)}))
+    return rows
+
+
+def customer_option(value: str | None) -> str | None:
+    """--customer NUMBER, stripped; an empty one is what `customer add` refuses."""
+    customer = value.strip() if value is not None else None
+    if customer == "":
+        raise UsageError("--customer: a customer number is needed")
+    return customer
+
+
+async def check_customer(store: Store, customer: str | None) -> None:
+    """A --customer filter must name a customer (an empty list would hide a typo)."""
+    if customer is not None and customer not in {c.number for c, _ in await store.list_customers()}:
+        raise NotFoundError(f"customer {customer} does not exist")
+
+
+class Verbs:
+    """How a command group registers its verbs: `verbs.group(noun)`, then `verbs.add(...)`.
+
+    Every verb takes `--config`; `verbs.as_json` is the parent of those that print lists.
+    """
+
+    def __init__(self, nouns: Any, common: argparse.ArgumentParser, parser_class: type) -> None:
+        self._nouns = nouns
+        self._common = common
+        self._parser_class = parser_class
+        self.as_json = argparse.ArgumentParser(add_help=False)
+        self.as_json.add_argument("--json", action="store_true", help="machine-readable output")
+
+    def group(self, noun: str, helptext: str) -> Any:
+        """The subcommands of `ticketmail NOUN`."""
+        return self._nouns.add_parser(noun, help=helptext).add_subparsers(
+            dest="verb", required=True, metavar="VERB", parser_class=self._parser_class
+        )
+
+    def add(
+        self,
+        sub: Any,
+        name: str,
+        handler: Callable[[Config, argparse.Namespace], int],
+        helptext: str,
+        *,
+        listing: bool = False,
+    ) -> argparse.ArgumentParser:
+        """`ticketmail [NOUN] NAME`, run by `handler(config, args)`; `sub` is a group, or
+        `verbs.top` for a command without a noun."""
+        parents = [self._common, self.as_json] if listing else [self._common]
+        p: argparse.ArgumentParser = sub.add_parser(name, help=helptext, parents=parents)
+        p.set_defaults(handler=handler, parser=p)
+        return p
+
+    @property
+    def top(self) -> Any:
+        return self._nouns

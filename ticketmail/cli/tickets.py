@@ -1,9 +1,10 @@
-"""The support team's commands: agents, a ticket's status, and replies from the command line."""
+"""The `ticket` commands: list, show, and the support team's status changes and replies."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import mimetypes
 import sys
 from datetime import timedelta
@@ -11,8 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from ticketmail.cli._common import (
+    Verbs,
+    check_customer,
+    customer_option,
     iso_or_none,
     now_utc,
+    parse_day,
     parse_email,
     parse_number,
     print_json,
@@ -22,65 +27,134 @@ from ticketmail.cli._common import (
 from ticketmail.config import Config
 from ticketmail.errors import NotFoundError, RefusedError, UsageError
 from ticketmail.mail.parse import safe_filename
-from ticketmail.models import Agent, AttachmentView
+from ticketmail.models import (
+    STATUSES,
+    AttachmentView,
+    TicketSummary,
+    TicketView,
+)
 from ticketmail.outbound.actions import Desk, DeskResult, Origin, message_ids
 from ticketmail.outbound.compose import OutboundFile, Templates
 from ticketmail.storage.blobs import BlobStore
 from ticketmail.storage.store import Store
 
-__all__ = [
-    "agent_json",
-    "cmd_agent_add",
-    "cmd_agent_list",
-    "cmd_agent_remove",
-    "cmd_ticket_reply",
-    "cmd_ticket_status",
-]
-
 RECENT = timedelta(hours=1)  # the window the rate limits count in
 
 
-def agent_json(agent: Agent) -> dict[str, Any]:
-    return {"email": agent.email, "name": agent.name, "created_at": iso_or_none(agent.created_at)}
+def ticket_json(view: TicketView) -> dict[str, Any]:
+    s = view.summary
+    return {
+        "number": str(s.number),
+        "subject": s.subject,
+        "status": s.status,
+        "customer": {"number": s.customer, "name": s.customer_name},
+        "requester": s.requester,
+        "created_at": iso_or_none(s.created_at),
+        "updated_at": iso_or_none(s.updated_at),
+        "previous_ticket": str(view.previous_number) if view.previous_number else None,
+        "articles": [
+            {
+                "id": a.id,
+                "direction": a.direction,
+                "automatic": a.automatic,
+                "from": a.sender,
+                "to": list(a.to),
+                "cc": list(a.cc),
+                "subject": a.subject,
+                "date": iso_or_none(a.date),
+                "message_id": a.message_id,
+                "body_text": a.body_text,
+                "reply_text": a.reply_text,
+                "note": a.note,
+                "parse_flags": list(a.flags),
+                "raw_sha256": a.raw_sha256,
+                "attachments": [dataclasses.asdict(f) for f in a.attachments],
+            }
+            for a in view.articles
+        ],
+    }
 
 
-def cmd_agent_add(config: Config, args: argparse.Namespace) -> int:
-    email = parse_email(args.email)
-    name = " ".join(args.name.split())
-    if not name:
-        raise UsageError("--name must not be empty")
-    if email in config.own_addresses:
-        raise RefusedError(f"{email} is ticketmail's own address; an agent writes from their own")
+def ticket_summary_json(s: TicketSummary) -> dict[str, Any]:
+    return {
+        "number": str(s.number),
+        "subject": s.subject,
+        "status": s.status,
+        "customer": s.customer,
+        "requester": s.requester,
+        "created_at": iso_or_none(s.created_at),
+        "updated_at": iso_or_none(s.updated_at),
+        "articles": s.articles,
+    }
+
+
+def cmd_ticket_list(config: Config, args: argparse.Namespace) -> int:
+    """Newest first; --since keeps the tickets with activity on or after that day (UTC)."""
+    since = parse_day(args.since, what="--since") if args.since is not None else None
+    if args.since is not None and since is None:
+        raise UsageError("--since: a date is needed (YYYY-MM-DD)")
+    customer = customer_option(args.customer)
 
     async def run(store: Store) -> int:
-        new = await store.add_agent(email, name, now=now_utc())
-        print(f"agent {email} {'added' if new else 'renamed'}")
-        return 0
-
-    return asyncio.run(with_store(config, run))
-
-
-def cmd_agent_list(config: Config, args: argparse.Namespace) -> int:
-    async def run(store: Store) -> int:
-        agents = await store.list_agents()
+        await check_customer(store, customer)
+        tickets = await store.list_tickets(
+            customer=customer, status=args.status, active_since=since
+        )
         if args.json:
-            print_json([agent_json(a) for a in agents])
+            print_json([ticket_summary_json(t) for t in tickets])
             return 0
         print_table(
-            [(a.email, a.name, iso_or_none(a.created_at)) for a in agents],
-            ("EMAIL", "NAME", "ADDED"),
-        )
+            [
+                (
+                    t.number,
+                    t.status,
+                    t.customer,
+                    t.customer_name[:30],
+                    t.requester,
+                    t.articles,
+                    iso_or_none(t.updated_at),
+                    t.subject[:50],
+                )
+                for t in tickets
+            ],
+            ("NUMBER", "STATUS", "CUSTOMER", "INSTITUTION", "REQUESTER", "ARTICLES",
+             "LAST_ACTIVITY", "SUBJECT"),
+        )  # fmt: skip
         return 0
 
     return asyncio.run(with_store(config, run))
 
 
-def cmd_agent_remove(config: Config, args: argparse.Namespace) -> int:
-    email = args.email.strip().casefold()
+def cmd_ticket_show(config: Config, args: argparse.Namespace) -> int:
+    number = parse_number(args.number, what="ticket number")
 
     async def run(store: Store) -> int:
-        await store.remove_agent(email)
-        print(f"agent {email} removed")
+        view = await store.get_ticket(number)
+        if args.json:
+            print_json(ticket_json(view))
+            return 0
+        s = view.summary
+        print(f"Ticket {s.number}: {s.subject}")
+        print(f"Status:    {s.status}")
+        print(f"Customer:  {s.customer} {s.customer_name}")
+        print(f"Requester: {s.requester}")
+        print(f"Created:   {iso_or_none(s.created_at)}   Updated: {iso_or_none(s.updated_at)}")
+        if view.previous_number:
+            print(f"Follows:   closed ticket {view.previous_number}")
+        for position, a in enumerate(view.articles, start=1):  # its id is in --json
+            flag = " (automatic)" if a.automatic else ""
+            when = iso_or_none(a.date) or "no date"
+            print(f"\n--- article {position} of {len(view.articles)}, {a.direction}{flag}, {when}")
+            print(f"From:    {a.sender}")
+            if a.direction == "out":
+                print(f"To:      {', '.join(a.to) or '(nobody)'}")
+            print(f"Subject: {a.subject}")
+            if a.note:
+                print(f"Note:    {a.note}")
+            for f in a.attachments:
+                print(f"File:    {f.filename} ({f.content_type}, {f.size} bytes)")
+            print()
+            print(a.body_text.rstrip() or "(no text)")
         return 0
 
     return asyncio.run(with_store(config, run))
@@ -201,3 +275,27 @@ def cmd_ticket_reply(config: Config, args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(with_store(config, run))
+
+
+def register(verbs: Verbs) -> None:
+    ticket = verbs.group("ticket", "tickets")
+    p = verbs.add(ticket, "list", cmd_ticket_list, "list tickets, newest first", listing=True)
+    p.add_argument("--customer", metavar="NUMBER")
+    p.add_argument("--status", choices=STATUSES)
+    p.add_argument("--since", metavar="YYYY-MM-DD", help="with activity on or after that day")
+    p = verbs.add(
+        ticket, "show", cmd_ticket_show, "show one ticket with its articles", listing=True
+    )
+    p.add_argument("number")
+    p = verbs.add(ticket, "status", cmd_ticket_status, "set the status, tell the customers")
+    p.add_argument("number")
+    p.add_argument("status", choices=STATUSES)
+    p.add_argument("--note", metavar="TEXT", help="included in the mail to the customers")
+    p = verbs.add(ticket, "reply", cmd_ticket_reply, "answer a ticket as an agent")
+    p.add_argument("number")
+    p.add_argument("stdin", nargs="?", choices=["-"], metavar="-", help="read the text from stdin")
+    p.add_argument("--agent", required=True, metavar="EMAIL")
+    p.add_argument("--file", metavar="F", help="read the text from this UTF-8 file")
+    p.add_argument("--attach", action="append", metavar="FILE", help="attach a file (repeatable)")
+    p.add_argument("--status", choices=("open", "answered", "closed"), default="answered",
+                   help="the ticket's status after the reply (default: answered)")  # fmt: skip
