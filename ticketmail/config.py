@@ -10,7 +10,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dotenv import dotenv_values
 
@@ -36,6 +36,17 @@ ENV_SECRET = "TICKETMAIL_SECRET"  # noqa: S105 - signs the Message-IDs ticketmai
 MIN_SECRET_CHARS = 16
 MIB = 1024 * 1024
 MAX_WORKERS = 64
+
+# The choices of the keys that take one of a few words; `load_config` checks them.
+RelayTransport = Literal["file", "smtp"]
+RelaySecurity = Literal["none", "starttls", "tls"]
+UnknownSenderPolicy = Literal["reject", "discard"]
+NoContractPolicy = Literal["reply", "reject", "discard"]
+SenderAuth = Literal["off", "authres"]
+UnverifiedPolicy = Literal["reject", "hold"]
+Language = Literal["de", "en"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["auto", "json", "console"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +85,10 @@ class MailConfig:
 
 @dataclass(frozen=True, slots=True)
 class RelayConfig:
-    transport: str = field(default="file", metadata={"choices": ("file", "smtp")})
+    transport: RelayTransport = "file"
     host: str = "127.0.0.1"
     port: int = 25
-    security: str = field(default="none", metadata={"choices": ("none", "starttls", "tls")})
+    security: RelaySecurity = "none"
     username: str = ""
     tls_ca_file: str = ""
     timeout_seconds: float = 30.0
@@ -99,27 +110,27 @@ class TicketsConfig:
 
 @dataclass(frozen=True, slots=True)
 class PolicyConfig:
-    unknown_sender: str = field(default="reject", metadata={"choices": ("reject", "discard")})
-    no_contract: str = field(default="reply", metadata={"choices": ("reply", "reject", "discard")})
+    unknown_sender: UnknownSenderPolicy = "reject"
+    no_contract: NoContractPolicy = "reply"
     registration_url: str = "https://www.stueber.de/support/registrierung"
     offer_address: str = "office@stueber.de"
     max_auto_replies_per_hour: int = 10
     max_auto_replies_per_ticket_per_hour: int = 5
     bounce_block_days: float = 7.0
-    sender_auth: str = field(default="off", metadata={"choices": ("off", "authres")})
-    unverified: str = field(default="reject", metadata={"choices": ("reject", "hold")})
+    sender_auth: SenderAuth = "off"
+    unverified: UnverifiedPolicy = "reject"
 
 
 @dataclass(frozen=True, slots=True)
 class TemplatesConfig:
     dir: str = ""
-    default_language: str = field(default="de", metadata={"choices": ("de", "en")})
+    default_language: Language = "de"
 
 
 @dataclass(frozen=True, slots=True)
 class LogConfig:
-    level: str = field(default="info", metadata={"choices": ("debug", "info", "warning", "error")})
-    format: str = field(default="auto", metadata={"choices": ("auto", "json", "console")})
+    level: LogLevel = "info"
+    format: LogFormat = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +250,9 @@ def _build_section(cls: Any, values: dict[str, Any], *, source: str, section: st
                 f"environment or .env: {variable})"
             )
         name = f"{section}.{key}"
-        converted = _convert(hints[key], value, source=source, name=name)
-        choices = fields[key].metadata.get("choices")
+        hint = hints[key]
+        choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+        converted = _convert(str if choices else hint, value, source=source, name=name)
         if choices and converted not in choices:
             allowed = ", ".join(repr(c) for c in choices)
             raise ConfigError(f"{source}: {name}: {converted!r} is not one of {allowed}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Literal, get_args
 
 __all__ = [
     "STATUSES",
@@ -14,13 +15,16 @@ __all__ = [
     "HeldEntry",
     "OutboxEntry",
     "QuarantineEntry",
+    "Status",
     "TicketRef",
     "TicketSummary",
     "TicketView",
     "User",
 ]
 
-STATUSES = ("new", "open", "answered", "closed")
+# A ticket's status (SPEC section 7).
+Status = Literal["new", "open", "answered", "closed"]
+STATUSES: tuple[Status, ...] = get_args(Status)
 
 
 @dataclass(frozen=True, slots=True)

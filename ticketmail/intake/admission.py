@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ticketmail.config import Config
+from ticketmail.errors import TicketmailError
 from ticketmail.intake.route import RoutePolicy, agent_refusal, classify
 from ticketmail.mail.authres import verify_sender
 from ticketmail.mail.parse import ParsedMail, parse_mail
@@ -188,7 +189,7 @@ class _Failed:
     error: str
 
 
-class AdmissionError(Exception):
+class AdmissionError(TicketmailError):
     """A worker failed on a mail (its exception, or it died twice); intake quarantines it."""
 
 
@@ -269,7 +270,7 @@ def _kill(process: asyncio.subprocess.Process) -> None:
             process.kill()
 
 
-class _WorkerLost(Exception):
+class _WorkerLost(TicketmailError):
     """The worker a mail was on died (or was cut off) before it answered."""
 
 

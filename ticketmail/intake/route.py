@@ -132,7 +132,7 @@ _NOREPLY_LOCAL = re.compile(
 )
 _STATUS_LINE = re.compile(r"#status\b[ \t]*(\S*)[ \t]*", re.IGNORECASE)
 # German words an agent may write instead of the status names.
-_STATUS_WORDS = {
+_STATUS_WORDS: dict[str, str] = {
     **{s: s for s in STATUSES},
     "neu": "new",
     "offen": "open",

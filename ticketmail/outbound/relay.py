@@ -14,7 +14,7 @@ import aiosmtplib
 import structlog
 
 from ticketmail.config import RelayConfig
-from ticketmail.errors import ConfigError
+from ticketmail.errors import ConfigError, TicketmailError
 from ticketmail.storage.blobs import write_file_durably
 from ticketmail.storage.store import OutboxDue, Store
 
@@ -31,7 +31,7 @@ __all__ = [
 log = structlog.get_logger()
 
 
-class RelayError(Exception):
+class RelayError(TicketmailError):
     """A delivery attempt failed; `permanent` when the relay answered 5xx."""
 
     def __init__(self, message: str, *, permanent: bool) -> None:
