@@ -14,7 +14,7 @@ import re
 
 import charset_normalizer
 
-__all__ = ["DETECTABLE", "guess_charset", "iso2022_codec", "plausible_latin"]
+__all__ = ["DETECTABLE", "decode_iso2022", "guess_charset", "iso2022_codec", "plausible_latin"]
 
 # Legacy charsets detection chooses among: the ones of undeclared mail in the wild. Korean
 # (EUC-KR/cp949) is left out: it reads most GB2312 bytes as well, and takes Chinese text for
@@ -45,6 +45,46 @@ def iso2022_codec(data: bytes) -> str | None:
     return None
 
 
+_JIS_MODE = re.compile(rb"\x1b(\$[@B]|\([BJI])")
+
+
+def decode_iso2022(data: bytes) -> str | None:
+    """The text of 7-bit ISO-2022 bytes, or None when they are none.
+
+    Japanese mobile and Windows clients put NEC and IBM extensions (circled digits, ㈱)
+    into ISO-2022-JP, which no Python codec reads (Microsoft's CP50220 does): such text is
+    turned into the Shift_JIS bytes of the same characters and read as cp932.
+    """
+    codec = iso2022_codec(data)
+    if codec is not None:
+        return data.decode(codec)
+    if not data.isascii() or not _JIS_MODE.search(data):
+        return None
+    out = bytearray()
+    for index, chunk in enumerate(_JIS_MODE.split(data)):
+        if index == 0:
+            out += chunk
+            continue
+        if index % 2 == 1:
+            mode = chunk
+            continue
+        if mode in (b"$@", b"$B"):
+            for j1, j2 in zip(chunk[::2], chunk[1::2], strict=False):
+                s1 = ((j1 - 0x21) >> 1) + 0x81
+                s1 += 0x40 if s1 > 0x9F else 0
+                s2 = j2 + (0x1F if j1 % 2 else 0x7E)
+                s2 += 1 if j1 % 2 and s2 >= 0x7F else 0
+                out += bytes((s1 & 0xFF, s2 & 0xFF))
+        elif mode == b"(I":
+            out += bytes((b | 0x80) for b in chunk)
+        else:
+            out += chunk
+    try:
+        return bytes(out).decode("cp932")
+    except UnicodeDecodeError:
+        return None
+
+
 def plausible_latin(text: str) -> bool:
     """Does text read as Latin-script writing: no word mostly of accented letters?
 
@@ -73,25 +113,32 @@ def guess_charset(data: bytes) -> str | None:
         latin = None
     if latin is not None and plausible_latin(latin):
         return "cp1252"
-    best = charset_normalizer.from_bytes(data[:_MAX_SAMPLE], cp_isolation=list(DETECTABLE)).best()
-    if best is None:
-        return None
-    guess = best.encoding
-    if guess in _CYRILLIC:
-        guess = max(_CYRILLIC, key=lambda codec: (_lowercase(data, codec), codec == guess))
-    try:
-        text = data.decode(guess)
-    except (UnicodeDecodeError, LookupError):
-        return None
-    return guess if _mostly_letters(text) else None
+    pool = list(DETECTABLE)
+    while pool:  # a guess that reads no text is dropped, and the detector asked again
+        best = charset_normalizer.from_bytes(data[:_MAX_SAMPLE], cp_isolation=pool).best()
+        if best is None or best.encoding not in pool:
+            return None
+        pool.remove(best.encoding)
+        guess = best.encoding
+        if guess in _CYRILLIC:
+            guess = max(_CYRILLIC, key=lambda codec: (_lowercase(data, codec), codec == guess))
+        try:
+            text = data.decode(guess)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        if _readable(text):
+            return guess
+    return None
 
 
-def _mostly_letters(text: str) -> bool:
-    """Are at least 80 % of the non-ASCII characters letters or CJK punctuation? A guess
-    that turns the bytes into box drawing or symbols ("ok │ ok") read nothing."""
+def _readable(text: str) -> bool:
+    """Are at least 80 % of the non-ASCII characters letters or CJK punctuation, and at most
+    half of them half-width katakana? A guess that makes box drawing or symbols of the bytes
+    ("ok │ ok"), or the katakana cp932 reads any single 8-bit byte as, read nothing."""
     other = [c for c in text if not c.isascii()]
     good = sum(1 for c in other if c.isalpha() or "\u3000" <= c <= "\u303f" or c >= "\uff00")
-    return good >= 0.8 * len(other)
+    halfwidth = sum(1 for c in other if "\uff61" <= c <= "\uff9f")
+    return good >= 0.8 * len(other) and halfwidth <= 0.5 * len(other)
 
 
 def _lowercase(data: bytes, codec: str) -> int:

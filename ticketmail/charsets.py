@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .charsetguess import guess_charset, iso2022_codec, plausible_latin
+from .charsetguess import decode_iso2022, guess_charset, plausible_latin
 
 __all__ = [
     "CharsetHint",
@@ -89,6 +89,8 @@ def codec_for(label: str | None) -> str | None:
         return None
     if info.name in _LATIN1_AS_WINDOWS_1252:
         return "cp1252"
+    if info.name == "shift_jis":  # as WHATWG: with the NEC and IBM extensions (①, ㈱)
+        return "cp932"
     return info.name
 
 
@@ -120,9 +122,9 @@ def decode_undeclared(data: bytes, hint: CharsetHint | None = None) -> str:
     """Bytes with no charset of their own: UTF-8 when they are UTF-8, else the charset the
     mail declares elsewhere, else a guess (the mail's, then one for these bytes), else
     windows-1252. A Latin charset counts only where the text reads as Latin-script writing."""
-    escaped = iso2022_codec(data)
+    escaped = decode_iso2022(data)
     if escaped is not None:
-        return data.decode(escaped)
+        return escaped
     try:
         # A name cut to a length limit may end inside a character: still UTF-8 when other
         # characters are, the cut one's first bytes dropped (the decoder holds them back).
@@ -175,8 +177,15 @@ def decode_bytes(data: bytes, declared: str | None, *, hint: CharsetHint | None 
     codec = codec_for(declared)
     if (codec is None and _undeclared(data)) or (codec == "ascii" and _beyond_c1(data)):
         return decode_undeclared(data, hint)
+    if codec is not None and codec.startswith("iso2022") and b"\x1b" in data:
+        try:
+            return data.decode(codec)
+        except UnicodeDecodeError:
+            escaped = decode_iso2022(data)  # NEC or IBM extensions, or another ISO-2022
+            if escaped is not None:
+                return escaped
     tried: list[str] = []
-    for candidate in (codec_for(declared), "utf-8", "cp1252"):
+    for candidate in (codec, "utf-8", "cp1252"):
         if candidate is None or candidate in tried:
             continue
         tried.append(candidate)

@@ -403,13 +403,16 @@ def _raw_items(msg: Message) -> list[tuple[str, str]]:
 
 def _clean(value: str, hint: CharsetHint | None = None) -> str:
     """Text without the surrogate escapes BytesParser leaves for undecodable bytes: UTF-8,
-    else the charset the mail declares, else a guess, else windows-1252 (decode_undeclared)."""
-    if value.isascii():
+    else the charset the mail declares, else a guess, else windows-1252 (decode_undeclared);
+    ISO-2022 escape sequences decoded."""
+    if value.isascii() and "\x1b" not in value:
         return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         return decode_undeclared(value.encode("utf-8", errors="surrogateescape"), hint)
+    if value.isascii():  # ISO-2022 escapes: decoded before an address parser sees "(B"
+        return decode_undeclared(value.encode("ascii"), hint)
     return value
 
 
@@ -589,7 +592,7 @@ def _filename(part: Message, hint: CharsetHint | None = None) -> str | None:
     if name is None:
         return None
     name = name.strip()
-    if "=?" in name or not name.isascii():
+    if "=?" in name or not name.isascii() or "\x1b" in name:
         name = decode_header_value(name, hint=hint)
     return name
 
