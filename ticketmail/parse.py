@@ -629,6 +629,19 @@ def _guess_type(filename: str) -> str:
     return guessed or "application/octet-stream"
 
 
+# A text/plain alternative is a stub, and the HTML one gives the text, below STUB_WORDS
+# words when the HTML says twice as much and STUB_GAP words more (see _Walker._unless_stub).
+STUB_WORDS = 30
+STUB_GAP = 25
+_LINK = re.compile(r"\S+://\S+|<[^<>\s]*>|\S+@\S+")
+_WORDS = re.compile(r"\w+")
+
+
+def _words(text: str) -> int:
+    """Words of a text's own part (no quoted history), links and addresses not counted."""
+    return len(_WORDS.findall(_LINK.sub(" ", extract_reply(text))))
+
+
 class _Walker:
     """Walks the MIME tree once: picks the text body, collects everything else as files."""
 
@@ -699,11 +712,40 @@ class _Walker:
             if ctype == t and not (t == "text/plain" and not self._payload(child).strip())
         ]
         chosen = candidates[0] if candidates else 0
+        if children and types[chosen] == "text/plain":
+            chosen = self._unless_stub(children, types, chosen)
         for index, (child, ctype) in enumerate(zip(children, types, strict=True)):
             if index == chosen:
                 self.visit(child, depth=depth + 1, body=body)
             elif not _is_rendering(child, ctype):
                 self.visit(child, depth=depth + 1, body=False)
+
+    def _unless_stub(self, children: list[Message], types: list[str], plain: int) -> int:
+        """The HTML rendering's index instead of the plain one when the plain text is only a
+        stub ("View this mail in your browser", a banner, a link): fewer than STUB_WORDS
+        words, and the HTML's text at least twice as many and STUB_GAP more (both without
+        quoted history). A short real answer stays: its HTML says no more than it does."""
+        html = next((i for i, t in enumerate(types) if t == "text/html"), None)
+        html_part = children[html] if html is not None else None
+        if html_part is None:
+            html = next((i for i, t in enumerate(types) if t == "multipart/related"), None)
+            inner = children[html].get_payload() if html is not None else None
+            if isinstance(inner, list):
+                found = [c for c in inner if isinstance(c, Message)]
+                html_part = next((c for c in found if _content_type(c) == "text/html"), None)
+        if html is None or html_part is None:
+            return plain
+        plain_words = _words(self._text(children[plain]))
+        if plain_words >= STUB_WORDS:
+            return plain
+        html_text, _ = trim_html(self._text(html_part))
+        html_words = _words(html_to_text(html_text))
+        if html_words >= 2 * plain_words and html_words - plain_words >= STUB_GAP:
+            return html
+        return plain
+
+    def _text(self, part: Message) -> str:
+        return decode_bytes(self._payload(part), _param(part, "charset"), hint=self.hint)
 
     def _payload(self, part: Message) -> bytes:
         misspelled = _misspelled_encoding(part)
