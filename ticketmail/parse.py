@@ -85,7 +85,7 @@ _TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 # Encoded-word charset labels, to find the charset a mail declares for its header text.
 _WORD_CHARSET = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?[bBqQ]\?")
 # Lines with 8-bit bytes: the sample a mail's undeclared charset is guessed from.
-_EIGHT_BIT_LINE = re.compile(rb"[^\n]*[\x80-\xff][^\n]*")
+_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
 _MAX_SAMPLE_SCAN = 1024 * 1024
 _MAX_SAMPLE = 64 * 1024
 
@@ -424,13 +424,18 @@ def _charset_hint(msg: Message, items: list[tuple[str, str]], raw: bytes) -> Cha
     if declared is not None:
         return CharsetHint(declared=declared)
     sample = bytearray()
-    for line in _EIGHT_BIT_LINE.finditer(raw, 0, _MAX_SAMPLE_SCAN):
+    end = min(len(raw), _MAX_SAMPLE_SCAN)
+    high = _EIGHT_BIT.search(raw, 0, end)
+    while high is not None and len(sample) <= _MAX_SAMPLE:
+        start = raw.rfind(b"\n", 0, high.start()) + 1
+        stop = raw.find(b"\n", high.start())
+        stop = len(raw) if stop < 0 else stop
+        line = raw[start : min(stop, start + _MAX_SAMPLE)]
         try:
-            line.group(0).decode("utf-8")
+            line.decode("utf-8")
         except UnicodeDecodeError:
-            sample += line.group(0) + b"\n"
-            if len(sample) > _MAX_SAMPLE:
-                break
+            sample += line + b"\n"
+        high = _EIGHT_BIT.search(raw, stop, end)
     return CharsetHint(guessed=guess_charset(bytes(sample)) if sample else None)
 
 
