@@ -393,6 +393,9 @@ class Intake:
         if report.delayed:  # a delay warning: the relay is still trying
             log.info("bounce_delay_notice", status=report.status, named=len(report.message_ids))
             return
+        if not report.failed:  # a report of a delivery (a mail service's notification)
+            log.info("delivery_notice", reason=report.reason, named=len(report.message_ids))
+            return
         bounced = step.mark_bounced(report.message_ids, reason=report.reason)
         block = timedelta(days=self.config.policy.bounce_block_days)
         blocked: list[str] = []

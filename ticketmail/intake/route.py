@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from ticketmail.mail.parse import ParsedMail
 from ticketmail.mail.quoted import extract_reply
+from ticketmail.mail.reports import recognise_report
 from ticketmail.models import STATUSES, Agent, TicketRef, User
 
 __all__ = [
@@ -125,9 +126,19 @@ _CHALLENGE_AGENT = re.compile(r"^\s*tmda\b", re.IGNORECASE)  # X-Delivery-Agent:
 _NULL_FROM = re.compile(r'^\s*(?:"[^"]*"|[^"<>@]*)\s*<\s*>\s*$')
 _SUPPRESS_VALUES = frozenset({"all", "autoreply", "oof", "dr"})
 _PRECEDENCE_VALUES = frozenset({"bulk", "junk", "list", "auto_reply"})
-_BOUNCE_LOCAL = re.compile(r"^(?:mailer-daemon|postmaster|microsoftexchange[0-9a-f]*)$", re.I)
+# Senders of delivery reports only: mailer-daemon, postmaster (Verizon's post_master, older
+# MTAs' postoffice), Exchange's system mailbox.
+_BOUNCE_LOCAL = re.compile(
+    r"^(?:mailer[-_.]?daemon|mail[-_.]?daemon|post[-_.]?master|post[-_.]?office|"
+    r"microsoftexchange[0-9a-f]*)$",
+    re.I,
+)
+# noreply in its spellings (no-reply, no_reply, no.reply, do-not-reply, donotreply,
+# dont-reply, ne-pas-repondre, ...), also after a prefix ("jira-noreply", "info.noreply").
 _NOREPLY_LOCAL = re.compile(
-    r"^(?:no-?reply|do-?not-?reply|donotreply|no_reply|bounces?|notifications?)(?:[+._-].*)?$",
+    r"^(?:[^@]*[._+-])?(?:no[-_.]?reply|no[-_.]?replies|do[-_.]?not[-_.]?reply|"
+    r"don'?t[-_.]?reply|do[-_.]?not[-_.]?respond|no[-_.]?response|ne[-_.]?pas[-_.]?repondre|"
+    r"nicht[-_.]?antworten|bounces?|notifications?)(?:[+._-].*)?$",
     re.I,
 )
 _STATUS_LINE = re.compile(r"#status\b[ \t]*(\S*)[ \t]*", re.IGNORECASE)
@@ -229,8 +240,13 @@ def classify(
         signals.append("noreply-sender")
     if _OOF_SUBJECT.match(mail.subject):
         signals.append("out-of-office-subject")
+    report = recognise_report(mail)
+    if report is not None and not report.bounce:
+        signals.append(report.kind)
 
     bounce_signals: list[str] = []
+    if report is not None and report.bounce:
+        bounce_signals.append(report.kind)
     if mail.content_type == "multipart/report":
         bounce_signals.append("multipart/report")
     if mail.has_delivery_status:

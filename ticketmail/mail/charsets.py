@@ -6,9 +6,20 @@ import base64
 import binascii
 import codecs
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["codec_for", "decode_bytes", "decode_header_value", "header_bytes"]
+from ticketmail.mail.charsetguess import decode_iso2022, guess_charset, plausible_latin
+
+__all__ = [
+    "CharsetHint",
+    "codec_for",
+    "decode_bytes",
+    "decode_header_value",
+    "decode_labelled",
+    "decode_undeclared",
+    "header_bytes",
+]
 
 # Labels real mail carries that Python does not know, or knows under another name.
 _ALIASES = {
@@ -50,6 +61,11 @@ _NOT_CHARSETS = frozenset({"undefined", "unicode-escape", "raw-unicode-escape", 
 # bytes contradict it, and decode_bytes tries UTF-8 (mislabelled UTF-8 is common), then
 # windows-1252, which for bytes that are no UTF-8 is the WHATWG result.
 _LATIN1_AS_WINDOWS_1252 = frozenset({"iso8859-1"})
+# Single-byte Latin charsets: they read any bytes, so a guess of one must read as Latin text,
+# and valid UTF-8 under such a label in a header is UTF-8 (a label the client got wrong).
+_LATIN = frozenset(
+    {"cp1252", "cp1250", "cp1254", "cp1257", "iso8859-2", "iso8859-9", "iso8859-15", "mac-roman"}
+)
 _FOLD = re.compile(r"\r?\n[ \t]")
 # Control characters never belong in a header's text (a tab may stay).
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f]")
@@ -73,21 +89,103 @@ def codec_for(label: str | None) -> str | None:
         return None
     if info.name in _LATIN1_AS_WINDOWS_1252:
         return "cp1252"
+    if info.name == "shift_jis":  # as WHATWG: with the NEC and IBM extensions (①, ㈱)
+        return "cp932"
     return info.name
 
 
 _C1 = re.compile("[\x80-\x9f]")
 
 
-def decode_bytes(data: bytes, declared: str | None) -> str:
+@dataclass(frozen=True, slots=True)
+class CharsetHint:
+    """What one mail tells about the charset of its undeclared 8-bit text: the first charset
+    it declares elsewhere (a text part, an encoded word), and one guess from all such text."""
+
+    declared: str | None = None
+    guessed: str | None = None
+
+
+def _undeclared(data: bytes) -> bool:
+    """Bytes a missing label says nothing about: 8-bit, or ISO-2022 escapes."""
+    return not data.isascii() or b"\x1b" in data
+
+
+_BEYOND_C1 = re.compile(rb"[\x1b\xa0-\xff]")
+
+
+def _beyond_c1(data: bytes) -> bool:
+    return _BEYOND_C1.search(data) is not None
+
+
+def decode_undeclared(data: bytes, hint: CharsetHint | None = None) -> str:
+    """Bytes with no charset of their own: UTF-8 when they are UTF-8, else the charset the
+    mail declares elsewhere, else a guess (the mail's, then one for these bytes), else
+    windows-1252. A Latin charset counts only where the text reads as Latin-script writing."""
+    escaped = decode_iso2022(data)
+    if escaped is not None:
+        return escaped
+    try:
+        # A name cut to a length limit may end inside a character: still UTF-8 when other
+        # characters are, the cut one's first bytes dropped (the decoder holds them back).
+        text = codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
+    except UnicodeDecodeError:
+        pass
+    else:
+        if not text.isascii():
+            return text
+    candidates = (hint.declared, hint.guessed) if hint is not None else ()
+    for codec in (*candidates, guess_charset(data)):
+        if codec is None:
+            continue
+        try:
+            text = data.decode(codec)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        if codec_for(codec) not in _LATIN or plausible_latin(text):
+            return text
+    return decode_bytes(data, "cp1252")
+
+
+def decode_labelled(data: bytes, label: str | None, *, hint: CharsetHint | None = None) -> str:
+    """Header bytes under a charset label (an encoded word, an RFC 2231 parameter).
+
+    A missing, unknown or UTF-8 label says nothing about bytes that do not fit it: they are
+    read as undeclared. Valid UTF-8 under a single-byte Latin label is UTF-8.
+    """
+    codec = codec_for(label)
+    if codec in (None, "utf-8"):
+        return decode_undeclared(data, hint) if _undeclared(data) else data.decode("ascii")
+    if codec in _LATIN and not data.isascii():
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return decode_bytes(data, codec, hint=hint)
+
+
+def decode_bytes(data: bytes, declared: str | None, *, hint: CharsetHint | None = None) -> str:
     """Decode body or header bytes: declared charset, then UTF-8, then windows-1252.
 
     Only when none of them fits the bytes strictly is a replacement marker (U+FFFD) used,
     so a character is never lost silently: in the declared charset, or in windows-1252 when
     the declared one is US-ASCII (which would replace every 8-bit byte, not only the bad ones).
+    Bytes with no usable label (none, an unknown one) are read as undeclared, and so are
+    bytes under a US-ASCII label that hold more than windows-1252 punctuation (0x80-0x9F:
+    curly quotes, dashes, the euro sign of a Windows text the client called ASCII).
     """
+    codec = codec_for(declared)
+    if (codec is None and _undeclared(data)) or (codec == "ascii" and _beyond_c1(data)):
+        return decode_undeclared(data, hint)
+    if codec is not None and codec.startswith("iso2022") and b"\x1b" in data:
+        try:
+            return data.decode(codec)
+        except UnicodeDecodeError:
+            escaped = decode_iso2022(data)  # NEC or IBM extensions, or another ISO-2022
+            if escaped is not None:
+                return escaped
     tried: list[str] = []
-    for candidate in (codec_for(declared), "utf-8", "cp1252"):
+    for candidate in (codec, "utf-8", "cp1252"):
         if candidate is None or candidate in tried:
             continue
         tried.append(candidate)
@@ -111,15 +209,15 @@ def header_bytes(value: str) -> bytes:
     return value.encode("utf-8", errors="surrogateescape")
 
 
-def _decode_raw_text(text: str) -> str:
-    """Header text outside encoded words: raw 8-bit bytes are UTF-8 or windows-1252."""
-    if text.isascii():
+def _decode_raw_text(text: str, hint: CharsetHint | None) -> str:
+    """Header text outside encoded words: raw 8-bit bytes are read as undeclared."""
+    if text.isascii() and "\x1b" not in text:
         return text
     try:
         data = header_bytes(text)
     except UnicodeEncodeError:  # pragma: no cover - lone surrogates of another kind
         return text.encode("utf-8", errors="replace").decode("utf-8")
-    return decode_bytes(data, "utf-8")
+    return decode_undeclared(data, hint)
 
 
 def _word_bytes(encoding: str, payload: str) -> bytes | None:
@@ -137,7 +235,7 @@ def _word_bytes(encoding: str, payload: str) -> bytes | None:
         return None
 
 
-def decode_header_value(raw: str) -> str:
+def decode_header_value(raw: str, *, hint: CharsetHint | None = None) -> str:
     """Decode a raw header value: unfold, RFC 2047 words (also broken ones), 8-bit bytes.
 
     Adjacent encoded words in the same charset are joined before decoding, so a multi-byte
@@ -145,7 +243,7 @@ def decode_header_value(raw: str) -> str:
     dropped as RFC 2047 says.
     """
     text = _FOLD.sub(" ", raw).replace("\r", "").replace("\n", "")
-    if text.isascii() and "=?" not in text:  # most headers: nothing to decode
+    if text.isascii() and "=?" not in text and "\x1b" not in text:  # most: nothing to decode
         return _CONTROL.sub(" ", text).strip()
     out: list[str] = []
     pending: bytearray = bytearray()
@@ -155,7 +253,7 @@ def decode_header_value(raw: str) -> str:
     def flush() -> None:
         nonlocal pending, pending_charset
         if pending:
-            out.append(decode_bytes(bytes(pending), pending_charset))
+            out.append(decode_labelled(bytes(pending), pending_charset, hint=hint))
         pending = bytearray()
         pending_charset = None
 
@@ -164,7 +262,7 @@ def decode_header_value(raw: str) -> str:
         between = text[pos : match.start()]
         if between and not (last_was_word and between.isspace()):
             flush()
-            out.append(_decode_raw_text(between))
+            out.append(_decode_raw_text(between, hint))
         data = _word_bytes(match.group(2), match.group(3))
         if data is None:
             flush()
@@ -179,6 +277,6 @@ def decode_header_value(raw: str) -> str:
             last_was_word = True
         pos = match.end()
     flush()
-    out.append(_decode_raw_text(text[pos:]))
+    out.append(_decode_raw_text(text[pos:], hint))
     result = "".join(out)
     return _CONTROL.sub(" ", result).strip()

@@ -22,7 +22,15 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from ticketmail.mail._tnef import is_tnef, read_tnef
 from ticketmail.mail._uuencode import split_uuencoded
-from ticketmail.mail.charsets import decode_bytes, decode_header_value
+from ticketmail.mail.charsetguess import guess_charset
+from ticketmail.mail.charsets import (
+    CharsetHint,
+    codec_for,
+    decode_bytes,
+    decode_header_value,
+    decode_labelled,
+    decode_undeclared,
+)
 from ticketmail.mail.htmltext import html_to_text, trim_html
 from ticketmail.mail.quoted import extract_reply
 
@@ -74,6 +82,25 @@ _WINDOWS_DEVICES = frozenset(
     | {f"{port}{n}" for port in ("COM", "LPT") for n in "0123456789\u00b9\u00b2\u00b3"}
 )
 _TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
+# Encoded-word charset labels, to find the charset a mail declares for its header text.
+_WORD_CHARSET = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?[bBqQ]\?")
+# Lines with 8-bit bytes: the sample a mail's undeclared charset is guessed from.
+_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
+_MAX_SAMPLE_SCAN = 1024 * 1024
+_MAX_SAMPLE = 64 * 1024
+
+
+class _RawHeaders(email.policy.Compat32):
+    """compat32, except that a header value with 8-bit bytes reads as the string the parser
+    made of it (undecodable bytes as surrogate escapes), not as an email.header.Header whose
+    str() has turned each such byte into U+FFFD: parse.py decodes those bytes itself, with
+    the charset the mail declares elsewhere or a guess (parameters such as a filename too)."""
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        return value
+
+
+_COMPAT32_RAW = _RawHeaders()
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +179,7 @@ def parse_mail(raw: bytes, /, *, max_extracted_bytes: int = MAX_EXTRACTED_BYTES)
     data, flags = _reshape(raw)
     if _header_size(raw) > MAX_HEADER_BYTES:
         flags.append("header_too_large")
-    for policy in (email.policy.compat32, email.policy.default):
+    for policy in (_COMPAT32_RAW, email.policy.default):
         try:
             msg = BytesParser(policy=policy).parsebytes(data)
             return _extract(msg, raw, flags=flags, budget=max_extracted_bytes)
@@ -363,23 +390,75 @@ def _without_trace_fields(raw: bytes) -> bytes:
     return b"".join(kept) + rest
 
 
-def _raw_headers(msg: Message) -> list[tuple[str, str]]:
-    """Header (name, value) pairs as sent; raw 8-bit bytes become text (UTF-8, else cp1252)."""
+def _raw_headers(msg: Message, hint: CharsetHint | None = None) -> list[tuple[str, str]]:
+    """Header (name, value) pairs as sent; raw 8-bit bytes become text (see _clean)."""
+    return [(_clean(name).lower(), _clean(value, hint)) for name, value in _raw_items(msg)]
+
+
+def _raw_items(msg: Message) -> list[tuple[str, str]]:
+    """Header (name, value) pairs as the parser read them: 8-bit bytes as surrogate escapes."""
     items = msg.raw_items() if hasattr(msg, "raw_items") else msg.items()
-    return [
-        (_clean(str(name)).lower(), _clean(str(value))) for name, value in list(items)[:MAX_HEADERS]
-    ]
+    return [(str(name), str(value)) for name, value in list(items)[:MAX_HEADERS]]
 
 
-def _clean(value: str) -> str:
-    """Text without the surrogate escapes BytesParser leaves for undecodable bytes."""
-    if value.isascii():
+def _clean(value: str, hint: CharsetHint | None = None) -> str:
+    """Text without the surrogate escapes BytesParser leaves for undecodable bytes: UTF-8,
+    else the charset the mail declares, else a guess, else windows-1252 (decode_undeclared);
+    ISO-2022 escape sequences decoded."""
+    if value.isascii() and "\x1b" not in value:
         return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return decode_bytes(value.encode("utf-8", errors="surrogateescape"), "utf-8")
+        return decode_undeclared(value.encode("utf-8", errors="surrogateescape"), hint)
+    if value.isascii():  # ISO-2022 escapes: decoded before an address parser sees "(B"
+        return decode_undeclared(value.encode("ascii"), hint)
     return value
+
+
+def _charset_hint(msg: Message, items: list[tuple[str, str]], raw: bytes) -> CharsetHint:
+    """The charset a mail declares for text that has none (its first text part's, else its
+    first encoded word's, US-ASCII and UTF-8 aside), and a guess from all its 8-bit lines
+    that are not UTF-8, made only when it declares none."""
+    declared = _declared_charset(msg, items)
+    if declared is not None:
+        return CharsetHint(declared=declared)
+    sample = bytearray()
+    end = min(len(raw), _MAX_SAMPLE_SCAN)
+    high = _EIGHT_BIT.search(raw, 0, end)
+    while high is not None and len(sample) <= _MAX_SAMPLE:
+        start = raw.rfind(b"\n", 0, high.start()) + 1
+        stop = raw.find(b"\n", high.start())
+        stop = len(raw) if stop < 0 else stop
+        line = raw[start : min(stop, start + _MAX_SAMPLE)]
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            sample += line + b"\n"
+        high = _EIGHT_BIT.search(raw, stop, end)
+    return CharsetHint(guessed=guess_charset(bytes(sample)) if sample else None)
+
+
+def _declared_charset(msg: Message, items: list[tuple[str, str]]) -> str | None:
+    """The first charset a mail names for its text parts, else for its encoded words."""
+    labels = [str(_param(part, "charset") or "") for part in _parts(msg)]
+    labels += [m.group(1) for _, value in items for m in _WORD_CHARSET.finditer(value)]
+    for label in labels:
+        codec = codec_for(label)
+        if codec not in (None, "ascii", "utf-8"):
+            return codec
+    return None
+
+
+def _parts(msg: Message) -> list[Message]:
+    """The mail's text parts (at most MAX_PARTS parts looked at), in mail order."""
+    found: list[Message] = []
+    for seen, part in enumerate(msg.walk()):
+        if seen >= MAX_PARTS:
+            break
+        if _content_type(part).startswith("text/"):
+            found.append(part)
+    return found
 
 
 def _first(raw_headers: list[tuple[str, str]], name: str) -> str:
@@ -424,23 +503,26 @@ def _date(value: str) -> datetime | None:
 
 def _extract(msg: Message, raw: bytes, *, flags: list[str], budget: int) -> ParsedMail:
     flags = list(flags)
-    raw_headers = _raw_headers(msg)
-    decoded_headers = tuple((name, decode_header_value(value)) for name, value in raw_headers)
+    hint = _charset_hint(msg, _raw_items(msg), raw)
+    raw_headers = _raw_headers(msg, hint)
+    decoded_headers = tuple(
+        (name, decode_header_value(value, hint=hint)) for name, value in raw_headers
+    )
     from_raw = _first(raw_headers, "from")
     from_name, from_addr = parseaddr(_unfold(from_raw))
     if not from_addr and from_raw:
         from_addr = from_raw
-    subject = decode_header_value(_first(raw_headers, "subject"))
+    subject = decode_header_value(_first(raw_headers, "subject"), hint=hint)
     to = _addresses(raw_headers, "to", flags)
     cc = _addresses(raw_headers, "cc", flags)
-    walker = _Walker(subject=subject, budget=budget)
+    walker = _Walker(subject=subject, budget=budget, hint=hint)
     walker.visit(msg, depth=0)
     body = walker.body_text()
     defects = [type(d).__name__ for d in getattr(msg, "defects", [])][:20]
     return ParsedMail(
         message_id=_message_id(_first(raw_headers, "message-id"), raw),
         from_addr=normalize_address(from_addr) if from_addr else "",
-        from_name=decode_header_value(from_name),
+        from_name=decode_header_value(from_name, hint=hint),
         to=to,
         cc=cc,
         subject=subject,
@@ -466,24 +548,29 @@ def _unfold(value: str) -> str:
 
 def _content_type(part: Message) -> str:
     try:
-        return part.get_content_type()
+        return _clean(part.get_content_type())
     except Exception:
         return "text/plain"
 
 
-def _param(part: Message, name: str, *, header: str = "content-type") -> str | None:
+def _param(
+    part: Message, name: str, *, header: str = "content-type", hint: CharsetHint | None = None
+) -> str | None:
+    """A parameter's value; an RFC 2231 one decoded, another one still raw (8-bit bytes as
+    surrogate escapes, encoded words as they are)."""
     try:
         value = part.get_param(name, header=header)
     except Exception:
         return None
     if isinstance(value, tuple):
-        return _rfc2231_text(value)
+        return _rfc2231_text(value, hint)
     return str(value) if value is not None else None
 
 
-def _rfc2231_text(value: tuple[object, ...]) -> str | None:
+def _rfc2231_text(value: tuple[object, ...], hint: CharsetHint | None) -> str | None:
     """An RFC 2231 parameter (charset, language, text) decoded with its charset label as
-    ticketmail reads labels (latin-1 as windows-1252, fallbacks), not as Python's email does."""
+    ticketmail reads labels (latin-1 as windows-1252, a label that does not fit the bytes
+    as none), not as Python's email does."""
     charset, _, text = value
     if text is None:
         return None
@@ -491,7 +578,7 @@ def _rfc2231_text(value: tuple[object, ...]) -> str | None:
         data = str(text).encode("latin-1", errors="surrogateescape")
     except UnicodeEncodeError:  # already text beyond one byte a character
         return str(text)
-    return decode_bytes(data, str(charset) if charset else None)
+    return decode_labelled(data, str(charset) if charset else None, hint=hint)
 
 
 def _disposition(part: Message) -> str:
@@ -503,15 +590,15 @@ def _disposition(part: Message) -> str:
     return value.split(";", 1)[0].strip().lower()
 
 
-def _filename(part: Message) -> str | None:
-    name = _param(part, "filename", header="content-disposition")
+def _filename(part: Message, hint: CharsetHint | None = None) -> str | None:
+    name = _param(part, "filename", header="content-disposition", hint=hint)
     if name is None:
-        name = _param(part, "name")
+        name = _param(part, "name", hint=hint)
     if name is None:
         return None
     name = name.strip()
-    if "=?" in name or not name.isascii():
-        name = decode_header_value(name)
+    if "=?" in name or not name.isascii() or "\x1b" in name:
+        name = decode_header_value(name, hint=hint)
     return name
 
 
@@ -547,11 +634,25 @@ def _guess_type(filename: str) -> str:
     return guessed or "application/octet-stream"
 
 
+# A text/plain alternative is a stub, and the HTML one gives the text, below STUB_WORDS
+# words when the HTML says twice as much and STUB_GAP words more (see _Walker._unless_stub).
+STUB_WORDS = 30
+STUB_GAP = 25
+_LINK = re.compile(r"\S+://\S+|<[^<>\s]*>|\S+@\S+")
+_WORDS = re.compile(r"\w+")
+
+
+def _words(text: str) -> int:
+    """Words of a text's own part (no quoted history), links and addresses not counted."""
+    return len(_WORDS.findall(_LINK.sub(" ", extract_reply(text))))
+
+
 class _Walker:
     """Walks the MIME tree once: picks the text body, collects everything else as files."""
 
-    def __init__(self, *, subject: str, budget: int) -> None:
+    def __init__(self, *, subject: str, budget: int, hint: CharsetHint) -> None:
         self.subject = subject
+        self.hint = hint
         # Body parts in mail order; True marks HTML. An HTML part after a plain one is a file.
         self.texts: list[tuple[bool, str]] = []
         self.attachments: list[Attachment] = []
@@ -616,11 +717,40 @@ class _Walker:
             if ctype == t and not (t == "text/plain" and not self._payload(child).strip())
         ]
         chosen = candidates[0] if candidates else 0
+        if children and types[chosen] == "text/plain":
+            chosen = self._unless_stub(children, types, chosen)
         for index, (child, ctype) in enumerate(zip(children, types, strict=True)):
             if index == chosen:
                 self.visit(child, depth=depth + 1, body=body)
             elif not _is_rendering(child, ctype):
                 self.visit(child, depth=depth + 1, body=False)
+
+    def _unless_stub(self, children: list[Message], types: list[str], plain: int) -> int:
+        """The HTML rendering's index instead of the plain one when the plain text is only a
+        stub ("View this mail in your browser", a banner, a link): fewer than STUB_WORDS
+        words, and the HTML's text at least twice as many and STUB_GAP more (both without
+        quoted history). A short real answer stays: its HTML says no more than it does."""
+        html = next((i for i, t in enumerate(types) if t == "text/html"), None)
+        html_part = children[html] if html is not None else None
+        if html_part is None:
+            html = next((i for i, t in enumerate(types) if t == "multipart/related"), None)
+            inner = children[html].get_payload() if html is not None else None
+            if isinstance(inner, list):
+                found = [c for c in inner if isinstance(c, Message)]
+                html_part = next((c for c in found if _content_type(c) == "text/html"), None)
+        if html is None or html_part is None:
+            return plain
+        plain_words = _words(self._text(children[plain]))
+        if plain_words >= STUB_WORDS:
+            return plain
+        html_text, _ = trim_html(self._text(html_part))
+        html_words = _words(html_to_text(html_text))
+        if html_words >= 2 * plain_words and html_words - plain_words >= STUB_GAP:
+            return html
+        return plain
+
+    def _text(self, part: Message) -> str:
+        return decode_bytes(self._payload(part), _param(part, "charset"), hint=self.hint)
 
     def _payload(self, part: Message) -> bytes:
         misspelled = _misspelled_encoding(part)
@@ -638,7 +768,7 @@ class _Walker:
         return b""
 
     def _leaf(self, part: Message, ctype: str, *, body: bool) -> None:
-        filename = _filename(part)
+        filename = _filename(part, self.hint)
         if ctype == "message/rfc822":
             self._attach_message(part, filename)
             return
@@ -654,7 +784,7 @@ class _Walker:
             return  # a container the parser could not open, with nothing inside
         plain_seen = any(not is_html for is_html, _ in self.texts)
         if text_part and not (ctype == "text/html" and plain_seen):
-            text = decode_bytes(data, _param(part, "charset"))
+            text = decode_bytes(data, _param(part, "charset"), hint=self.hint)
             if ctype == "text/plain":
                 text = self._uudecode(text)
             if text.strip():  # an empty text part leaves the body to the next one
@@ -701,7 +831,9 @@ class _Walker:
                 data = inner_msg.as_bytes(policy=email.policy.compat32)
             except Exception:
                 data = self._payload(part)
-            subject = decode_header_value(str(inner_msg.get("subject", "") or ""))
+            subject = decode_header_value(
+                str(inner_msg.get("subject", "") or ""), hint=_inner_hint(inner_msg, self.hint)
+            )
         else:
             data = self._payload(part)
         stem = safe_filename(subject, fallback="forwarded-message")
@@ -731,3 +863,9 @@ class _Walker:
                 cid = found.group(0) if found else value.strip()
                 return cid[:500] or None
         return None
+
+
+def _inner_hint(inner: Message, outer: CharsetHint) -> CharsetHint:
+    """An enclosed message's own declared charset, else what the enclosing mail tells."""
+    declared = _declared_charset(inner, _raw_items(inner))
+    return outer if declared is None else CharsetHint(declared=declared, guessed=outer.guessed)
