@@ -43,12 +43,11 @@ def mail_paths() -> list[tuple[str, Path]]:
 
 def read_one(raw: bytes) -> dict[str, Any]:
     """What ticketmail makes of one mail: the parsed fields and the loop guard's verdict."""
-    from ticketmail.mail.bounce import read_bounce
-    from ticketmail.mail.parse import parse_mail
-    from ticketmail.intake.route import classify
-
     from ticketmail.config import Config
     from ticketmail.intake.process import route_policy
+    from ticketmail.intake.route import classify
+    from ticketmail.mail.bounce import read_bounce
+    from ticketmail.mail.parse import parse_mail
 
     mail = parse_mail(raw)
     cls = classify(mail, envelope_from="someone@example.org", policy=route_policy(Config()),

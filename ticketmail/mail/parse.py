@@ -7,11 +7,9 @@ carries a flag in `defects` that names the limit (see FLAGS).
 
 from __future__ import annotations
 
-import binascii
 import email.policy
 import hashlib
 import mimetypes
-import quopri
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -20,16 +18,28 @@ from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
+from ticketmail.mail._mime import (
+    MAX_HEADERS,
+    MAX_PARTS,
+    charset_hint,
+    content_type,
+    declared_charset,
+    disposition,
+    filename_of,
+    first,
+    guess_type,
+    header_pairs,
+    is_rendering,
+    misspelled_encoding,
+    param,
+    raw_items,
+)
 from ticketmail.mail._tnef import is_tnef, read_tnef
 from ticketmail.mail._uuencode import split_uuencoded
-from ticketmail.mail.charsetguess import guess_charset
 from ticketmail.mail.charsets import (
     CharsetHint,
-    codec_for,
     decode_bytes,
     decode_header_value,
-    decode_labelled,
-    decode_undeclared,
 )
 from ticketmail.mail.htmltext import html_to_text, trim_html
 from ticketmail.mail.quoted import extract_reply
@@ -45,10 +55,8 @@ __all__ = [
 ]
 
 MAX_DEPTH = 64  # nesting of multipart and message/rfc822 parts
-MAX_PARTS = 2000  # parts whose text and files are extracted
 # Parts handed to Python's parser at all (about 0.1 s per 1,000); the rest stays raw only.
 MAX_PARSED_PARTS = 5000
-MAX_HEADERS = 2000
 MAX_HEADER_BYTES = 64 * 1024  # real mails stay under 10 KiB, long Received chains included
 MAX_ADDRESSES = 1000  # per To or Cc
 MAX_FILENAME = 200
@@ -82,12 +90,6 @@ _WINDOWS_DEVICES = frozenset(
     | {f"{port}{n}" for port in ("COM", "LPT") for n in "0123456789\u00b9\u00b2\u00b3"}
 )
 _TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
-# Encoded-word charset labels, to find the charset a mail declares for its header text.
-_WORD_CHARSET = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?[bBqQ]\?")
-# Lines with 8-bit bytes: the sample a mail's undeclared charset is guessed from.
-_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
-_MAX_SAMPLE_SCAN = 1024 * 1024
-_MAX_SAMPLE = 64 * 1024
 
 
 class _RawHeaders(email.policy.Compat32):
@@ -390,84 +392,6 @@ def _without_trace_fields(raw: bytes) -> bytes:
     return b"".join(kept) + rest
 
 
-def _raw_headers(msg: Message, hint: CharsetHint | None = None) -> list[tuple[str, str]]:
-    """Header (name, value) pairs as sent; raw 8-bit bytes become text (see _clean)."""
-    return [(_clean(name).lower(), _clean(value, hint)) for name, value in _raw_items(msg)]
-
-
-def _raw_items(msg: Message) -> list[tuple[str, str]]:
-    """Header (name, value) pairs as the parser read them: 8-bit bytes as surrogate escapes."""
-    items = msg.raw_items() if hasattr(msg, "raw_items") else msg.items()
-    return [(str(name), str(value)) for name, value in list(items)[:MAX_HEADERS]]
-
-
-def _clean(value: str, hint: CharsetHint | None = None) -> str:
-    """Text without the surrogate escapes BytesParser leaves for undecodable bytes: UTF-8,
-    else the charset the mail declares, else a guess, else windows-1252 (decode_undeclared);
-    ISO-2022 escape sequences decoded."""
-    if value.isascii() and "\x1b" not in value:
-        return value
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return decode_undeclared(value.encode("utf-8", errors="surrogateescape"), hint)
-    if value.isascii():  # ISO-2022 escapes: decoded before an address parser sees "(B"
-        return decode_undeclared(value.encode("ascii"), hint)
-    return value
-
-
-def _charset_hint(msg: Message, items: list[tuple[str, str]], raw: bytes) -> CharsetHint:
-    """The charset a mail declares for text that has none (its first text part's, else its
-    first encoded word's, US-ASCII and UTF-8 aside), and a guess from all its 8-bit lines
-    that are not UTF-8, made only when it declares none."""
-    declared = _declared_charset(msg, items)
-    if declared is not None:
-        return CharsetHint(declared=declared)
-    sample = bytearray()
-    end = min(len(raw), _MAX_SAMPLE_SCAN)
-    high = _EIGHT_BIT.search(raw, 0, end)
-    while high is not None and len(sample) <= _MAX_SAMPLE:
-        start = raw.rfind(b"\n", 0, high.start()) + 1
-        stop = raw.find(b"\n", high.start())
-        stop = len(raw) if stop < 0 else stop
-        line = raw[start : min(stop, start + _MAX_SAMPLE)]
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError:
-            sample += line + b"\n"
-        high = _EIGHT_BIT.search(raw, stop, end)
-    return CharsetHint(guessed=guess_charset(bytes(sample)) if sample else None)
-
-
-def _declared_charset(msg: Message, items: list[tuple[str, str]]) -> str | None:
-    """The first charset a mail names for its text parts, else for its encoded words."""
-    labels = [str(_param(part, "charset") or "") for part in _parts(msg)]
-    labels += [m.group(1) for _, value in items for m in _WORD_CHARSET.finditer(value)]
-    for label in labels:
-        codec = codec_for(label)
-        if codec not in (None, "ascii", "utf-8"):
-            return codec
-    return None
-
-
-def _parts(msg: Message) -> list[Message]:
-    """The mail's text parts (at most MAX_PARTS parts looked at), in mail order."""
-    found: list[Message] = []
-    for seen, part in enumerate(msg.walk()):
-        if seen >= MAX_PARTS:
-            break
-        if _content_type(part).startswith("text/"):
-            found.append(part)
-    return found
-
-
-def _first(raw_headers: list[tuple[str, str]], name: str) -> str:
-    for hname, value in raw_headers:
-        if hname == name:
-            return value
-    return ""
-
-
 def _addresses(raw_headers: list[tuple[str, str]], name: str, flags: list[str]) -> tuple[str, ...]:
     values = [decode_header_value(v) for h, v in raw_headers if h == name]
     if sum(len(v) for v in values) > MAX_HEADER_BYTES:
@@ -503,16 +427,16 @@ def _date(value: str) -> datetime | None:
 
 def _extract(msg: Message, raw: bytes, *, flags: list[str], budget: int) -> ParsedMail:
     flags = list(flags)
-    hint = _charset_hint(msg, _raw_items(msg), raw)
-    raw_headers = _raw_headers(msg, hint)
+    hint = charset_hint(msg, raw_items(msg), raw)
+    raw_headers = header_pairs(msg, hint)
     decoded_headers = tuple(
         (name, decode_header_value(value, hint=hint)) for name, value in raw_headers
     )
-    from_raw = _first(raw_headers, "from")
+    from_raw = first(raw_headers, "from")
     from_name, from_addr = parseaddr(_unfold(from_raw))
     if not from_addr and from_raw:
         from_addr = from_raw
-    subject = decode_header_value(_first(raw_headers, "subject"), hint=hint)
+    subject = decode_header_value(first(raw_headers, "subject"), hint=hint)
     to = _addresses(raw_headers, "to", flags)
     cc = _addresses(raw_headers, "cc", flags)
     walker = _Walker(subject=subject, budget=budget, hint=hint)
@@ -520,20 +444,20 @@ def _extract(msg: Message, raw: bytes, *, flags: list[str], budget: int) -> Pars
     body = walker.body_text()
     defects = [type(d).__name__ for d in getattr(msg, "defects", [])][:20]
     return ParsedMail(
-        message_id=_message_id(_first(raw_headers, "message-id"), raw),
+        message_id=_message_id(first(raw_headers, "message-id"), raw),
         from_addr=normalize_address(from_addr) if from_addr else "",
         from_name=decode_header_value(from_name, hint=hint),
         to=to,
         cc=cc,
         subject=subject,
-        date=_date(_first(raw_headers, "date")),
-        in_reply_to=tuple(_MSGID.findall(_first(raw_headers, "in-reply-to")))[:20],
-        references=tuple(_MSGID.findall(_first(raw_headers, "references")))[-50:],
+        date=_date(first(raw_headers, "date")),
+        in_reply_to=tuple(_MSGID.findall(first(raw_headers, "in-reply-to")))[:20],
+        references=tuple(_MSGID.findall(first(raw_headers, "references")))[-50:],
         body_text=body,
         reply_text=extract_reply(body),
         attachments=tuple(walker.attachments),
         headers=decoded_headers,
-        content_type=_content_type(msg),
+        content_type=content_type(msg),
         has_delivery_status=walker.delivery_status,
         defects=_unique([*defects, *flags, *walker.flags]),
     )
@@ -544,94 +468,6 @@ def _unfold(value: str) -> str:
 
 
 # --- MIME parts ----------------------------------------------------------------------------------
-
-
-def _content_type(part: Message) -> str:
-    try:
-        return _clean(part.get_content_type())
-    except Exception:
-        return "text/plain"
-
-
-def _param(
-    part: Message, name: str, *, header: str = "content-type", hint: CharsetHint | None = None
-) -> str | None:
-    """A parameter's value; an RFC 2231 one decoded, another one still raw (8-bit bytes as
-    surrogate escapes, encoded words as they are)."""
-    try:
-        value = part.get_param(name, header=header)
-    except Exception:
-        return None
-    if isinstance(value, tuple):
-        return _rfc2231_text(value, hint)
-    return str(value) if value is not None else None
-
-
-def _rfc2231_text(value: tuple[object, ...], hint: CharsetHint | None) -> str | None:
-    """An RFC 2231 parameter (charset, language, text) decoded with its charset label as
-    ticketmail reads labels (latin-1 as windows-1252, a label that does not fit the bytes
-    as none), not as Python's email does."""
-    charset, _, text = value
-    if text is None:
-        return None
-    try:
-        data = str(text).encode("latin-1", errors="surrogateescape")
-    except UnicodeEncodeError:  # already text beyond one byte a character
-        return str(text)
-    return decode_labelled(data, str(charset) if charset else None, hint=hint)
-
-
-def _disposition(part: Message) -> str:
-    value = ""
-    for name, raw in _raw_headers(part):
-        if name == "content-disposition":
-            value = raw
-            break
-    return value.split(";", 1)[0].strip().lower()
-
-
-def _filename(part: Message, hint: CharsetHint | None = None) -> str | None:
-    name = _param(part, "filename", header="content-disposition", hint=hint)
-    if name is None:
-        name = _param(part, "name", hint=hint)
-    if name is None:
-        return None
-    name = name.strip()
-    if "=?" in name or not name.isascii() or "\x1b" in name:
-        name = decode_header_value(name, hint=hint)
-    return name
-
-
-def _is_rendering(part: Message, ctype: str) -> bool:
-    """A text alternative (plain, HTML, enriched, ...) rather than a file like an invitation."""
-    return ctype.startswith("text/") and ctype != "text/calendar" and not _filename(part)
-
-
-def _misspelled_encoding(part: Message) -> bytes | None:
-    """The decoded payload when its transfer encoding is named with stray blanks or quotes
-    (`base64 `, `"Base64"`), which Python's parser does not recognise; else None."""
-    value = part.get("content-transfer-encoding")
-    if value is None:
-        return None
-    raw = str(value).lower()
-    cte = raw.strip().strip("\"'").strip()
-    if cte == raw or cte not in ("base64", "quoted-printable"):
-        return None
-    payload = part.get_payload()
-    if not isinstance(payload, str):
-        return None
-    data = payload.encode("ascii", errors="surrogateescape")
-    if cte == "quoted-printable":
-        return quopri.decodestring(data)
-    cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
-    if len(cleaned) % 4 == 1:
-        cleaned = cleaned[:-1]  # a lone last character holds no whole byte
-    return binascii.a2b_base64(cleaned + b"=" * (-len(cleaned) % 4))
-
-
-def _guess_type(filename: str) -> str:
-    guessed, _ = mimetypes.guess_type(filename, strict=False)
-    return guessed or "application/octet-stream"
 
 
 # A text/plain alternative is a stub, and the HTML one gives the text, below STUB_WORDS
@@ -691,7 +527,7 @@ class _Walker:
         if depth > MAX_DEPTH:
             self.flag("too_deep")
             return
-        ctype = _content_type(part)
+        ctype = content_type(part)
         if ctype == "message/delivery-status":
             self.delivery_status = True
         if part.is_multipart() and ctype != "message/rfc822":
@@ -709,7 +545,7 @@ class _Walker:
 
     def _visit_alternative(self, children: list[Message], *, depth: int, body: bool) -> None:
         """One rendering gives the text; files anywhere else (inline images, .ics) are kept."""
-        types = [_content_type(c) for c in children]
+        types = [content_type(c) for c in children]
         candidates = [
             i
             for t in ("text/plain", "multipart/related", "multipart/mixed", "text/html")
@@ -722,7 +558,7 @@ class _Walker:
         for index, (child, ctype) in enumerate(zip(children, types, strict=True)):
             if index == chosen:
                 self.visit(child, depth=depth + 1, body=body)
-            elif not _is_rendering(child, ctype):
+            elif not is_rendering(child, ctype):
                 self.visit(child, depth=depth + 1, body=False)
 
     def _unless_stub(self, children: list[Message], types: list[str], plain: int) -> int:
@@ -737,7 +573,7 @@ class _Walker:
             inner = children[html].get_payload() if html is not None else None
             if isinstance(inner, list):
                 found = [c for c in inner if isinstance(c, Message)]
-                html_part = next((c for c in found if _content_type(c) == "text/html"), None)
+                html_part = next((c for c in found if content_type(c) == "text/html"), None)
         if html is None or html_part is None:
             return plain
         plain_words = _words(self._text(children[plain]))
@@ -750,10 +586,10 @@ class _Walker:
         return plain
 
     def _text(self, part: Message) -> str:
-        return decode_bytes(self._payload(part), _param(part, "charset"), hint=self.hint)
+        return decode_bytes(self._payload(part), param(part, "charset"), hint=self.hint)
 
     def _payload(self, part: Message) -> bytes:
-        misspelled = _misspelled_encoding(part)
+        misspelled = misspelled_encoding(part)
         if misspelled is not None:
             return misspelled
         try:
@@ -768,14 +604,14 @@ class _Walker:
         return b""
 
     def _leaf(self, part: Message, ctype: str, *, body: bool) -> None:
-        filename = _filename(part, self.hint)
+        filename = filename_of(part, self.hint)
         if ctype == "message/rfc822":
             self._attach_message(part, filename)
             return
         text_part = (
             ctype in ("text/plain", "text/html")
             and not filename
-            and _disposition(part) != "attachment"
+            and disposition(part) != "attachment"
         )
         if text_part and not body:
             return  # the text of an alternative rendering not chosen
@@ -784,7 +620,7 @@ class _Walker:
             return  # a container the parser could not open, with nothing inside
         plain_seen = any(not is_html for is_html, _ in self.texts)
         if text_part and not (ctype == "text/html" and plain_seen):
-            text = decode_bytes(data, _param(part, "charset"), hint=self.hint)
+            text = decode_bytes(data, param(part, "charset"), hint=self.hint)
             if ctype == "text/plain":
                 text = self._uudecode(text)
             if text.strip():  # an empty text part leaves the body to the next one
@@ -802,7 +638,7 @@ class _Walker:
         for file in files:
             fallback = f"attachment-{len(self.attachments) + 1}.bin"
             name = safe_filename(file.filename, fallback=fallback)
-            self._add(Attachment(name, _guess_type(name), file.data, None))
+            self._add(Attachment(name, guess_type(name), file.data, None))
         return rest
 
     def _attach_tnef(self, part: Message, ctype: str, data: bytes, filename: str | None) -> None:
@@ -816,7 +652,7 @@ class _Walker:
         for file in contents.files:
             fallback = f"attachment-{len(self.attachments) + 1}.bin"
             name = safe_filename(file.filename, fallback=fallback)
-            ftype = file.content_type or _guess_type(name)
+            ftype = file.content_type or guess_type(name)
             self._add(Attachment(name, ftype, file.data, None))
         if not contents.files or not contents.complete:
             self._attach(part, ctype, data, filename)
@@ -857,7 +693,7 @@ class _Walker:
         self.attachments.append(attachment)
 
     def _cid(self, part: Message) -> str | None:
-        for name, value in _raw_headers(part):
+        for name, value in header_pairs(part):
             if name == "content-id":
                 found = _MSGID.search(value)
                 cid = found.group(0) if found else value.strip()
@@ -867,5 +703,5 @@ class _Walker:
 
 def _inner_hint(inner: Message, outer: CharsetHint) -> CharsetHint:
     """An enclosed message's own declared charset, else what the enclosing mail tells."""
-    declared = _declared_charset(inner, _raw_items(inner))
+    declared = declared_charset(inner, raw_items(inner))
     return outer if declared is None else CharsetHint(declared=declared, guessed=outer.guessed)
