@@ -154,6 +154,8 @@ def write_config(
         "storage": {"data_dir": str(data_dir)},
         "relay": {"retry_initial_seconds": 0.2, "retry_max_seconds": 1.0, "poll_seconds": 0.2},
         "log": {"level": "info", "format": "json"},
+        # The portal on a port of its own per daemon (tests run several side by side).
+        "web": {"host": "127.0.0.1", "port": 0},
     }
     if relay_port is not None:
         base["relay"].update({"transport": "smtp", "host": "127.0.0.1", "port": relay_port})

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from .accounts import is_pending
 from .authres import verify_sender
 from .config import Config
 from .files import BlobStore
@@ -130,6 +131,8 @@ class Admitter:
         agent = known.agent if known is not None and not silent else None
         # Refuse unregistered senders before anything touches the disk.
         unknown = known is None or known.user is None
+        if unknown and agent is None and not silent and is_pending(self._conn(), sender):
+            return Refused(mail, "pending_approval")  # SPEC 8.2: named in the refusal
         if (
             self.config.policy.unknown_sender == "reject"
             and agent is None
@@ -151,6 +154,10 @@ class Admitter:
         return Admitted(mail, raw_blob.sha256, files)
 
     def _sender(self, address: str, *, now: datetime) -> Sender:
+        return read_sender(self._conn(), address, now=now)
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's read-only connection."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
@@ -160,7 +167,7 @@ class Admitter:
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
-        return read_sender(conn, address, now=now)
+        return conn
 
     def close(self) -> None:
         with self._lock:
