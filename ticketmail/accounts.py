@@ -585,18 +585,16 @@ def list_tickets(
         params["qn"] = q.strip().lstrip("#")
         where.append(
             "(CAST(t.number AS TEXT) = :qn OR t.subject LIKE :q ESCAPE '\\' OR EXISTS "
-            "(SELECT 1 FROM articles a WHERE a.ticket = t.number AND a.automatic = 0 AND a.direction IN ('in', 'out') "
-            "AND a.body_text LIKE :q ESCAPE '\\'))"
+            "(SELECT 1 FROM articles a WHERE a.ticket = t.number AND a.automatic = 0 "
+            "AND a.direction IN ('in', 'out') AND a.body_text LIKE :q ESCAPE '\\'))"
         )
     clause = " AND ".join(where)
     count = f"SELECT COUNT(*) FROM tickets t WHERE {clause}"  # noqa: S608 - fixed fragments
     (total,) = conn.execute(count, params).fetchone()
-    rows = conn.execute(
-        "SELECT t.number, t.subject, t.status, t.requester, t.created_at, t.updated_at, "
-        f"t.closed_at FROM tickets t WHERE {clause} "  # noqa: S608 - fixed fragments
-        "ORDER BY t.updated_at DESC, t.number DESC LIMIT :limit OFFSET :offset",
-        params,
-    ).fetchall()
+    columns = "t.number, t.subject, t.status, t.requester, t.created_at, t.updated_at, t.closed_at"
+    order = "ORDER BY t.updated_at DESC, t.number DESC LIMIT :limit OFFSET :offset"
+    select = f"SELECT {columns} FROM tickets t WHERE {clause} {order}"  # noqa: S608 - fixed fragments
+    rows = conn.execute(select, params).fetchall()
     return [_web_ticket(r) for r in rows], int(total)
 
 
@@ -612,7 +610,8 @@ def ticket_page(conn: sqlite3.Connection, customer: str, number: int) -> WebTick
     files: dict[int, list[WebAttachment]] = {}
     for f in conn.execute(
         "SELECT f.id, f.article, f.filename, f.content_type, f.size, f.sha256 "
-        "FROM articles a JOIN attachments f ON f.article = a.id WHERE a.ticket = ? AND a.automatic = 0 AND a.direction IN ('in', 'out') "
+        "FROM articles a JOIN attachments f ON f.article = a.id WHERE a.ticket = ? "
+        "AND a.automatic = 0 AND a.direction IN ('in', 'out') "
         "ORDER BY f.id",
         (number,),
     ):
@@ -650,7 +649,8 @@ def attachment_of(
     row = conn.execute(
         "SELECT f.id, f.filename, f.content_type, f.size, f.sha256 FROM attachments f "
         "JOIN articles a ON a.id = f.article JOIN tickets t ON t.number = a.ticket "
-        "WHERE f.id = ? AND t.number = ? AND t.customer = ? AND a.automatic = 0 AND a.direction IN ('in', 'out')",
+        "WHERE f.id = ? AND t.number = ? AND t.customer = ? AND a.automatic = 0 "
+        "AND a.direction IN ('in', 'out')",
         (attachment, number, customer),
     ).fetchone()
     if row is None:
