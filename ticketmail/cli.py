@@ -18,7 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from . import cli_desk
+from . import cli_desk, cli_web
 from .cliutil import (
     LANGS,
     iso_or_none,
@@ -321,9 +321,12 @@ def cmd_customer_add(config: Config, args: argparse.Namespace) -> int:
     )
     if not row.number or not row.name:
         raise UsageError("customer number and name must not be empty")
+    domains = cli_web.parse_domains(args.domains) if args.domains is not None else None
 
     async def run(store: Store) -> int:
         await store.add_customers([row], now=now_utc())
+        if domains is not None:
+            await cli_web.save_domains(store, [row.number], domains)
         print(f"customer {row.number} saved")
         return 0
 
@@ -358,9 +361,12 @@ def cmd_customer_list(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_customer_import(config: Config, args: argparse.Namespace) -> int:
     rows = parse_customer_csv(Path(args.file))
+    domains = cli_web.parse_domains(args.domains) if args.domains is not None else None
 
     async def run(store: Store) -> int:
         await store.add_customers(rows, now=now_utc())
+        if domains is not None:
+            await cli_web.save_domains(store, [r.number for r in rows], domains)
         print(f"{plural(len(rows), 'customer')} imported")
         return 0
 
@@ -806,6 +812,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+_DOMAINS_HELP = "mail domains whose users need no approval (empty: none)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a --config given before the command is not overwritten by the default after it.
@@ -852,11 +861,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--support-until", metavar="YYYY-MM-DD")
     p.add_argument("--trial-until", metavar="YYYY-MM-DD")
+    p.add_argument("--domains", metavar="D1,D2", help=_DOMAINS_HELP)
     verb(customer, "list", cmd_customer_list, "list customers", as_json)
     p = verb(
         customer, "import", cmd_customer_import, "import number,name,support_until,trial_until"
     )
     p.add_argument("file", metavar="FILE.csv")
+    p.add_argument("--domains", metavar="D1,D2", help=_DOMAINS_HELP + " (each imported one)")
 
     user = nouns.add_parser("user", help="registered senders").add_subparsers(
         dest="verb", required=True, metavar="VERB", parser_class=_Parser
@@ -872,6 +883,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("email")
     p = verb(user, "import", cmd_user_import, "import email,customer,name,lang (all or none)")
     p.add_argument("file", metavar="FILE.csv")
+    p = verb(user, "approve", cli_web.cmd_user_approve, "approve a pending registration")
+    p.add_argument("email")
+    p = verb(user, "reject", cli_web.cmd_user_reject, "reject a pending registration")
+    p.add_argument("email")
+    p = verb(user, "passwd", cli_web.cmd_user_passwd, "set a password, read from stdin")
+    p.add_argument("email")
 
     ticket = nouns.add_parser("ticket", help="tickets").add_subparsers(
         dest="verb", required=True, metavar="VERB", parser_class=_Parser
