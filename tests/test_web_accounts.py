@@ -17,7 +17,6 @@ from web_support import (
     logged_in,
     mails_to,
     next_mail_to,
-    text_of,
 )
 
 from ticketmail import accounts

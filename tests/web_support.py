@@ -137,12 +137,39 @@ __all__ = [
     "CARL",
     "PASSWORD",
     "Client",
+    "blob_count",
     "give_password",
     "link_in",
     "logged_in",
-    "make_mail",
     "mails_to",
+    "make_mail",
     "next_mail_to",
     "outbox_kinds",
+    "png",
     "text_of",
 ]
+
+
+def png(width: int = 4, height: int = 3, seed: int = 0) -> bytes:
+    """A valid PNG image (a screenshot stand-in), different for each seed."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))  # fmt: skip
+
+    rows = b"".join(
+        b"\0" + bytes((seed + x * 40 + y * 20) % 256 for x in range(width) for _ in range(3))
+        for y in range(height)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))  # fmt: skip
+
+
+def blob_count(env: Env) -> int:
+    root = env.data_dir / "blobs"
+    return (
+        sum(1 for p in root.glob("??/??/*") if not p.name.startswith(".")) if root.is_dir() else 0
+    )

@@ -3,7 +3,7 @@ check of every POST, rendering a page and the cookies."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,6 +13,7 @@ import structlog
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
 
 from .. import accounts
 from ..accounts import Identity
@@ -36,6 +37,7 @@ __all__ = [
     "page",
     "posted_form",
     "redirect",
+    "route",
     "visitor",
 ]
 
@@ -194,3 +196,15 @@ def page(
 def redirect(request: Request, who: Visitor, to: str) -> Response:
     """After a POST (or to the login page): 303, so that a reload does not post again."""
     return _finish(RedirectResponse(to, status_code=303), request, who)
+
+
+def route(path: str, endpoint: Callable[[Request], Awaitable[Response]], *methods: str) -> Route:
+    """A route whose request's form (its uploaded files) is closed after the response."""
+
+    async def closing(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        finally:
+            await request.close()
+
+    return Route(path, closing, methods=list(methods), name=endpoint.__name__)

@@ -10,7 +10,6 @@ import structlog
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from .. import accounts
 from ..cliutil import parse_email
@@ -24,6 +23,7 @@ from .base import (
     page,
     posted_form,
     redirect,
+    route,
     visitor,
 )
 from .i18n import LANGUAGES
@@ -357,12 +357,12 @@ async def account(request: Request) -> Response:
 
 
 ROUTES = [
-    Route("/", home, methods=["GET"]),
-    Route("/register", register, methods=["GET", "POST"]),
-    Route("/register/confirm/{token}", confirm, methods=["GET", "POST"]),
-    Route("/login", login, methods=["GET", "POST"]),
-    Route("/logout", logout, methods=["POST"]),
-    Route("/password/forgot", forgot, methods=["GET", "POST"]),
-    Route("/password/reset/{token}", reset, methods=["GET", "POST"]),
-    Route("/account", account, methods=["GET", "POST"]),
+    route("/", home, "GET"),
+    route("/register", register, "GET", "POST"),
+    route("/register/confirm/{token}", confirm, "GET", "POST"),
+    route("/login", login, "GET", "POST"),
+    route("/logout", logout, "POST"),
+    route("/password/forgot", forgot, "GET", "POST"),
+    route("/password/reset/{token}", reset, "GET", "POST"),
+    route("/account", account, "GET", "POST"),
 ]

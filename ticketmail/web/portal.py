@@ -14,14 +14,13 @@ import structlog
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import Route
 
 from .. import accounts
 from ..accounts import Identity
 from ..models import STATUSES, AttachmentView
 from ..parse import safe_filename
 from .actions import Posted, post_article, set_status
-from .base import Visitor, Web, page, posted_form, redirect, visitor
+from .base import Visitor, Web, page, posted_form, redirect, route, visitor
 from .render import INLINE_IMAGE_TYPES, human_size
 
 __all__ = ["MAX_FILES", "PAGE_SIZE", "ROUTES"]
@@ -357,11 +356,11 @@ async def reopen(request: Request) -> Response:
 
 
 ROUTES = [
-    Route("/tickets", tickets, methods=["GET"]),
-    Route("/tickets/new", new_ticket, methods=["GET", "POST"]),
-    Route("/tickets/{number:int}", show, methods=["GET"]),
-    Route("/tickets/{number:int}/reply", reply, methods=["POST"]),
-    Route("/tickets/{number:int}/close", close, methods=["POST"]),
-    Route("/tickets/{number:int}/reopen", reopen, methods=["POST"]),
-    Route("/tickets/{number:int}/files/{file:int}", download, methods=["GET"]),
+    route("/tickets", tickets, "GET"),
+    route("/tickets/new", new_ticket, "GET", "POST"),
+    route("/tickets/{number:int}", show, "GET"),
+    route("/tickets/{number:int}/reply", reply, "POST"),
+    route("/tickets/{number:int}/close", close, "POST"),
+    route("/tickets/{number:int}/reopen", reopen, "POST"),
+    route("/tickets/{number:int}/files/{file:int}", download, "GET"),
 ]
