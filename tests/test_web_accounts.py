@@ -88,7 +88,8 @@ async def test_registration_outside_the_domains_stays_pending_until_approved(env
 
     code, reply = await env.send(make_mail(EVE, "Drucker"))
     assert code == 550
-    assert reply.startswith("5.7.1") and "approval" in reply
+    assert reply.startswith("5.7.1")
+    assert "approval" in reply
 
     result = await env.cli("user", "approve", EVE)
     assert result.returncode == 0, result.stderr
@@ -110,7 +111,9 @@ async def test_registration_inside_the_domains_is_active_once_confirmed(env: Env
     confirmed = await client.post(link, {})
     assert confirmed.status_code == 200
     me = await read(env, accounts.identity_of, DORA)
-    assert me is not None and not me.pending and me.customer.number == "10042"
+    assert me is not None
+    assert not me.pending
+    assert me.customer.number == "10042"
     dora = Client(env)
     assert (await dora.login(DORA)).status_code == 303
     assert (await dora.get("/tickets")).status_code == 200
@@ -280,7 +283,8 @@ async def test_session_cookie_is_secure_when_base_url_is_https(env_factory: Any)
     client = Client(env)
     response = await client.login(ANNA)
     cookies = [v for k, v in response.headers.multi_items() if k == "set-cookie"]
-    assert cookies and all("secure" in c.lower() for c in cookies)
+    assert cookies
+    assert all("secure" in c.lower() for c in cookies)
 
 
 async def test_session_ends_after_idle_hours(env: Env) -> None:
