@@ -32,10 +32,15 @@ CARL = "carl@real.example"
 SCREENSHOTS = os.environ.get("TICKETMAIL_SCREENSHOTS") == "1"
 
 
+def _chromium_present() -> bool:
+    return CHROMIUM.is_file()
+
+
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    assert CHROMIUM.is_file(), "browser tests need Debian's Chromium: apt-get install chromium"
-    os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
+async def browser(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Browser]:
+    # Never skipped: without Chromium this fails, naming what to install.
+    assert _chromium_present(), "browser tests need Debian's Chromium: apt-get install chromium"
+    monkeypatch.setenv("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
     async with async_playwright() as p:
         chromium = await p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
