@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from ticketmail.store import DB_NAME, Store  # noqa: E402
 from ticketmail.web.security import hash_password  # noqa: E402
 
-PASSWORD = "bench-password-0123"
+PASSWORD = "bench-password-0123"  # noqa: S105 - the benchmark users' password
 WORDS = ("Drucker", "Beamer", "WLAN", "Passwort", "Zeugnis", "Stundenplan", "Tablet", "Server",
          "Lizenz", "Update", "Export", "Import", "Klasse", "Lehrer", "Raum", "Kurs")  # fmt: skip
 BARE_APP = """
