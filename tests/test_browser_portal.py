@@ -31,6 +31,8 @@ CARL = "carl@real.example"
 # TICKETMAIL_SCREENSHOTS=1 writes the README's screenshots to docs/ (else to the test's dir).
 SCREENSHOTS = os.environ.get("TICKETMAIL_SCREENSHOTS") == "1"
 
+pytestmark = pytest.mark.web  # the daemon serves the portal
+
 
 def _chromium_present() -> bool:
     return CHROMIUM.is_file()

@@ -28,7 +28,7 @@ SUBJECT = "Drucker druckt nicht – Grüße"
 BODY = "Hallo,\n\nder Drucker im Lehrerzimmer druckt nicht.\n\nViele Grüße\nAnna\n"
 FILENAME_2231 = "Bildschirmfoto Drucker – Grüße.png"
 FILENAME_2047 = "Prüfbericht.txt"
-REGISTRATION_URL = "http://127.0.0.1:8080/register"  # web.base_url + /register (SPEC 8.3)
+REGISTRATION_URL = "https://www.stueber.de/support/registrierung"
 GERMAN = "vielen Dank für Ihre Nachricht"
 ENGLISH = "thank you for your message"
 

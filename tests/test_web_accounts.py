@@ -24,6 +24,8 @@ from ticketmail import accounts
 EVE = "eve@gmail.example"
 DORA = "dora@schule.example"
 
+pytestmark = pytest.mark.web  # the daemon serves the portal
+
 
 async def domains(env: Env, customer: str, *names: str) -> None:
     assert env.daemon.store is not None
@@ -325,3 +327,10 @@ async def test_account_page_changes_name_and_language(env: Env) -> None:
     page = await client.get("/tickets")
     assert '<html lang="en">' in page.text
     assert 'value="Anna M."' in (await client.get("/account")).text
+
+
+async def test_refused_sender_is_pointed_at_the_portal(env: Env) -> None:
+    """With the portal on, an unregistered sender's 550 names <web.base_url>/register."""
+    code, reply = await env.send(make_mail("stranger@elsewhere.example", "Hallo"))
+    assert code == 550
+    assert "http://127.0.0.1:8080/register" in reply

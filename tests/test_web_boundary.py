@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from conftest import Env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,8 @@ CARL = "carl@real.example"
 _TOKEN = re.compile(r"[0-9a-f]{64}")
 _HASH = hash_password(PASSWORD)  # once: every user of the property test has this password
 _RUN = itertools.count(1)
+
+pytestmark = pytest.mark.web  # the daemon serves the portal
 
 
 async def new_ticket(client: Client, subject: str, *, with_file: bool = True) -> int:

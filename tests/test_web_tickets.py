@@ -10,6 +10,7 @@ from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
 
+import pytest
 from conftest import SUPPORT, Env, make_mail
 from web_support import (
     ANNA,
@@ -32,6 +33,8 @@ SECURITY = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "same-origin",
 }
+
+pytestmark = pytest.mark.web  # the daemon serves the portal
 
 
 async def open_ticket(
