@@ -75,18 +75,19 @@ BACKSTOP_CHECKPOINT_PAGES = 10_000
 # The customer portal (SPEC 8): mail domains that vouch for an institution's users, login
 # passwords (Argon2id), registrations, single-use tokens (stored hashed), server-side sessions
 # (ids stored hashed), failed logins; the institution's tickets by last activity.
+# IF NOT EXISTS: part of the whole schema of a new database and of the migration to 3.
 _WEB_SCHEMA = """
-CREATE TABLE customer_domains (
+CREATE TABLE IF NOT EXISTS customer_domains (
     customer TEXT NOT NULL REFERENCES customers(number),
     domain TEXT NOT NULL,
     PRIMARY KEY (customer, domain)
 );
-CREATE TABLE passwords (
+CREATE TABLE IF NOT EXISTS passwords (
     email TEXT PRIMARY KEY,
     hash TEXT NOT NULL,
     changed_at TEXT NOT NULL
 );
-CREATE TABLE registrations (
+CREATE TABLE IF NOT EXISTS registrations (
     id INTEGER PRIMARY KEY,
     email TEXT NOT NULL,
     customer TEXT NOT NULL,
@@ -98,8 +99,8 @@ CREATE TABLE registrations (
     confirmed_at TEXT,
     decided_at TEXT
 );
-CREATE INDEX registrations_email ON registrations(email, status);
-CREATE TABLE web_tokens (
+CREATE INDEX IF NOT EXISTS registrations_email ON registrations(email, status);
+CREATE TABLE IF NOT EXISTS web_tokens (
     hash TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
     email TEXT NOT NULL,
@@ -108,29 +109,29 @@ CREATE TABLE web_tokens (
     expires_at TEXT NOT NULL,
     used_at TEXT
 );
-CREATE INDEX web_tokens_email ON web_tokens(email, kind);
-CREATE TABLE web_sessions (
+CREATE INDEX IF NOT EXISTS web_tokens_email ON web_tokens(email, kind);
+CREATE TABLE IF NOT EXISTS web_sessions (
     hash TEXT PRIMARY KEY,
     email TEXT NOT NULL,
     created_at TEXT NOT NULL,
     seen_at TEXT NOT NULL
 );
-CREATE INDEX web_sessions_email ON web_sessions(email);
-CREATE TABLE login_failures (
+CREATE INDEX IF NOT EXISTS web_sessions_email ON web_sessions(email);
+CREATE TABLE IF NOT EXISTS login_failures (
     id INTEGER PRIMARY KEY,
     email TEXT NOT NULL,
     ip TEXT NOT NULL,
     at TEXT NOT NULL
 );
-CREATE INDEX login_failures_email ON login_failures(email, at);
-CREATE INDEX login_failures_ip ON login_failures(ip, at);
-CREATE TABLE login_locks (
+CREATE INDEX IF NOT EXISTS login_failures_email ON login_failures(email, at);
+CREATE INDEX IF NOT EXISTS login_failures_ip ON login_failures(ip, at);
+CREATE TABLE IF NOT EXISTS login_locks (
     email TEXT PRIMARY KEY,
     until TEXT NOT NULL
 );
-CREATE INDEX tickets_customer_updated ON tickets(customer, updated_at);
-CREATE INDEX tickets_requester ON tickets(customer, requester);
-CREATE INDEX attachments_article_id ON attachments(article, id);
+CREATE INDEX IF NOT EXISTS tickets_customer_updated ON tickets(customer, updated_at);
+CREATE INDEX IF NOT EXISTS tickets_requester ON tickets(customer, requester);
+CREATE INDEX IF NOT EXISTS attachments_article_id ON attachments(article, id);
 """
 
 _SCHEMA = (
