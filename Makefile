@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test check bench clean
+.PHONY: run test check bench clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,28 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict ticketmail
 
-## test: set up, run the static checks and the whole test suite
-test: check
-	$(BIN)/pytest
+## chromium: the browser tests drive Debian's Chromium (Playwright never downloads one)
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else \
+	    echo "the browser tests need Debian's Chromium: run 'sudo apt-get install chromium', then make test"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+## test: set up, run the static checks and the whole test suite (browser tests included)
+test: check chromium
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pytest
 
 ## bench: the intake benchmark (not part of the tests)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+## bench-web: the portal's pages under 20 logged-in clients (not part of the tests)
+bench-web: $(STAMP)
+	$(BIN)/python bench/web.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

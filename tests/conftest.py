@@ -154,6 +154,8 @@ def write_config(
         "storage": {"data_dir": str(data_dir)},
         "relay": {"retry_initial_seconds": 0.2, "retry_max_seconds": 1.0, "poll_seconds": 0.2},
         "log": {"level": "info", "format": "json"},
+        # The portal only for tests marked `web` (see env_factory), on a port of its own.
+        "web": {"host": "127.0.0.1", "port": 0, "enabled": False},
     }
     if relay_port is not None:
         base["relay"].update({"transport": "smtp", "host": "127.0.0.1", "port": relay_port})
@@ -302,11 +304,18 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def env_factory(tmp_path: Path, clock: Clock) -> AsyncIterator[Callable[..., Any]]:
-    """Start the real daemon (port 0) from a config file; every one is stopped at the end."""
+async def env_factory(
+    tmp_path: Path, clock: Clock, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start the real daemon (port 0) from a config file; every one is stopped at the end.
+
+    Tests marked `web` get the portal too (web.enabled), on a port of its own."""
     started: list[Daemon] = []
+    web = request.node.get_closest_marker("web") is not None
 
     async def factory(sink: Sink | None = None, **sections: dict[str, Any]) -> Env:
+        if web:
+            sections["web"] = {"enabled": True, **sections.get("web", {})}
         path = write_config(
             tmp_path / f"config{len(started)}.toml",
             tmp_path / "var",

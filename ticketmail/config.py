@@ -26,6 +26,7 @@ __all__ = [
     "StorageConfig",
     "TemplatesConfig",
     "TicketsConfig",
+    "WebConfig",
     "load_config",
     "resolve_config_path",
 ]
@@ -36,6 +37,7 @@ ENV_SECRET = "TICKETMAIL_SECRET"  # noqa: S105 - signs the Message-IDs ticketmai
 MIN_SECRET_CHARS = 16
 MIB = 1024 * 1024
 MAX_WORKERS = 64
+DEFAULT_REGISTRATION_URL = "https://www.stueber.de/support/registrierung"
 
 # The choices of the keys that take one of a few words; `load_config` checks them.
 RelayTransport = Literal["file", "smtp"]
@@ -112,7 +114,8 @@ class TicketsConfig:
 class PolicyConfig:
     unknown_sender: UnknownSenderPolicy = "reject"
     no_contract: NoContractPolicy = "reply"
-    registration_url: str = "https://www.stueber.de/support/registrierung"
+    # Empty: `<web.base_url>/register` while the web is enabled, else the vendor's page.
+    registration_url: str = ""
     offer_address: str = "office@stueber.de"
     max_auto_replies_per_hour: int = 10
     max_auto_replies_per_ticket_per_hour: int = 5
@@ -134,6 +137,19 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebConfig:
+    """The customer portal (SPEC 8), served by the daemon beside the SMTP intake."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_url: str = "http://127.0.0.1:8080"
+    confirm_hours: float = 24.0
+    session_idle_hours: float = 12.0
+    ip_login_failures: int = 50
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     smtp: SmtpConfig = SmtpConfig()
     storage: StorageConfig = StorageConfig()
@@ -143,6 +159,7 @@ class Config:
     policy: PolicyConfig = PolicyConfig()
     templates: TemplatesConfig = TemplatesConfig()
     log: LogConfig = LogConfig()
+    web: WebConfig = WebConfig()
     source: str = "<built-in defaults>"
 
     @property
@@ -154,6 +171,15 @@ class Config:
         if self.templates.dir:
             return Path(self.templates.dir)
         return default_templates_dir()
+
+    @property
+    def registration_url(self) -> str:
+        """Where a refused sender is sent: `policy.registration_url`, else the portal's page."""
+        if self.policy.registration_url:
+            return self.policy.registration_url
+        if self.web.enabled:
+            return self.web.base_url.rstrip("/") + "/register"
+        return DEFAULT_REGISTRATION_URL
 
     @property
     def own_addresses(self) -> frozenset[str]:
@@ -351,5 +377,21 @@ def _check_semantics(config: Config) -> None:
             f"{src}: {ENV_SECRET}: must be at least {MIN_SECRET_CHARS} characters "
             f"(unset it to use a random secret kept in the data directory)"
         )
+    _check_web(config)
     if config.relay.transport == "smtp" and not config.relay.host:
         raise ConfigError(f"{src}: relay.host: needed when relay.transport = 'smtp'")
+
+
+def _check_web(config: Config) -> None:
+    src, web = config.source, config.web
+    if not 0 <= web.port <= 65535:
+        raise ConfigError(f"{src}: web.port: {web.port} is not a port number")
+    if not web.base_url.startswith(("http://", "https://")) or " " in web.base_url:
+        raise ConfigError(f"{src}: web.base_url: {web.base_url!r} must start with http(s)://")
+    for name, value in (
+        ("web.confirm_hours", web.confirm_hours),
+        ("web.session_idle_hours", web.session_idle_hours),
+        ("web.ip_login_failures", web.ip_login_failures),
+    ):
+        if value <= 0:
+            raise ConfigError(f"{src}: {name}: must be greater than 0, got {value}")

@@ -88,11 +88,20 @@ class Daemon:
         self._factory: ProtocolFactory | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._sessions: set[TicketSMTP] = set()
+        self._web: Any = None  # the portal's server (web.WebServer) and its reader
+        self._web_reader: Any = None
 
     @property
     def port(self) -> int:
         assert self._server is not None
         port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def web_port(self) -> int:
+        """The portal's port (tests run it on port 0)."""
+        assert self._web is not None
+        port: int = self._web.port
         return port
 
     @property
@@ -125,6 +134,16 @@ class Daemon:
         intake.on_queued = self.worker.wake
         self.handler = Handler(intake, cfg)
         self._factory = ProtocolFactory(self.handler, cfg, self._sessions)
+        if cfg.web.enabled:
+            from .web import start_web
+
+            try:
+                self._web, self._web_reader = await start_web(
+                    cfg, intake, clock=self.clock, on_queued=self.worker.wake
+                )
+            except BaseException:
+                await self._close_store()
+                raise
         loop = asyncio.get_running_loop()
         try:
             self._server = await loop.create_server(
@@ -134,6 +153,7 @@ class Daemon:
                 reuse_address=True,
             )
         except OSError:
+            await self._stop_web()
             await self._close_store()
             raise
         self._worker_task = asyncio.create_task(self.worker.run(), name="outbox-worker")
@@ -194,6 +214,7 @@ class Daemon:
             await asyncio.sleep(SHUTDOWN_POLL_SECONDS)
         self._cut_sessions()
         await self._wait_inflight(COMMIT_WAIT_SECONDS)
+        await self._stop_web()
         if self._worker_task is not None and not self._worker_task.done():
             remaining = max(deadline - loop.time(), 0.0)
             await asyncio.wait({self._worker_task}, timeout=remaining)
@@ -218,6 +239,7 @@ class Daemon:
         for task in self._inflight():
             task.cancel()
         await self._wait_inflight(CLOSE_WAIT_SECONDS)
+        await self._stop_web()
         await self._cancel_worker()
         await self._close_store()
         log.warning("daemon_stopped", forced=True)
@@ -250,6 +272,15 @@ class Daemon:
         if task.done() and not task.cancelled() and task.exception() is not None:
             log.error("outbox_worker_error", error=repr(task.exception()))
         self._worker_task = None
+
+    async def _stop_web(self) -> None:
+        """The portal stops taking requests; those under way finish (bounded)."""
+        server, self._web = self._web, None
+        if server is not None:
+            await server.stop()
+        reader, self._web_reader = self._web_reader, None
+        if reader is not None:
+            reader.close()
 
     async def _close_store(self) -> None:
         """Close the store, the intake's worker processes and its reading connections."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+import sqlite3
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,34 @@ from ticketmail.errors import UsageError
 from ticketmail.models import (
     Customer,
 )
+from ticketmail.storage import accounts
 from ticketmail.storage.store import CustomerRow, Store
+
+_DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
+
+
+def parse_domains(text: str) -> tuple[str, ...]:
+    """`--domains schule.example,schule-b.example`: mail domains, case-folded; empty: none."""
+    found: list[str] = []
+    for item in text.split(","):
+        domain = item.strip().casefold().removeprefix("@")
+        if not domain:
+            continue
+        if not _DOMAIN.fullmatch(domain):
+            raise UsageError(f"--domains: {item.strip()!r} is not a mail domain")
+        if domain not in found:
+            found.append(domain)
+    return tuple(found)
+
+
+async def save_domains(store: Store, customers: list[str], domains: tuple[str, ...]) -> None:
+    """Replace the domains of these customers (whose users need no approval, SPEC 8.2)."""
+
+    def write(conn: sqlite3.Connection) -> None:
+        for number in customers:
+            accounts.set_domains(conn, number, domains)
+
+    await store.write(write)
 
 
 def customer_json(c: Customer, users: int, today: date) -> dict[str, Any]:
@@ -67,9 +96,12 @@ def cmd_customer_add(config: Config, args: argparse.Namespace) -> int:
     )
     if not row.number or not row.name:
         raise UsageError("customer number and name must not be empty")
+    domains = parse_domains(args.domains) if args.domains is not None else None
 
     async def run(store: Store) -> int:
         await store.add_customers([row], now=now_utc())
+        if domains is not None:
+            await save_domains(store, [row.number], domains)
         print(f"customer {row.number} saved")
         return 0
 
@@ -104,13 +136,19 @@ def cmd_customer_list(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_customer_import(config: Config, args: argparse.Namespace) -> int:
     rows = parse_customer_csv(Path(args.file))
+    domains = parse_domains(args.domains) if args.domains is not None else None
 
     async def run(store: Store) -> int:
         await store.add_customers(rows, now=now_utc())
+        if domains is not None:
+            await save_domains(store, [r.number for r in rows], domains)
         print(f"{plural(len(rows), 'customer')} imported")
         return 0
 
     return asyncio.run(with_store(config, run))
+
+
+_DOMAINS_HELP = "mail domains whose users need no approval (empty: none)"
 
 
 def register(verbs: Verbs) -> None:
@@ -120,8 +158,10 @@ def register(verbs: Verbs) -> None:
     p.add_argument("name")
     p.add_argument("--support-until", metavar="YYYY-MM-DD")
     p.add_argument("--trial-until", metavar="YYYY-MM-DD")
+    p.add_argument("--domains", metavar="D1,D2", help=_DOMAINS_HELP)
     verbs.add(customer, "list", cmd_customer_list, "list customers", listing=True)
     p = verbs.add(
         customer, "import", cmd_customer_import, "import number,name,support_until,trial_until"
     )
     p.add_argument("file", metavar="FILE.csv")
+    p.add_argument("--domains", metavar="D1,D2", help=_DOMAINS_HELP + " (each imported one)")

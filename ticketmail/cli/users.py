@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
+import sys
 from pathlib import Path
 
 from ticketmail.cli._common import (
@@ -21,6 +23,7 @@ from ticketmail.cli._common import (
 )
 from ticketmail.config import Config
 from ticketmail.errors import NotFoundError, UsageError
+from ticketmail.storage import accounts
 from ticketmail.storage.store import Store, UserRow
 
 
@@ -113,6 +116,60 @@ def cmd_user_import(config: Config, args: argparse.Namespace) -> int:
     return asyncio.run(with_store(config, run))
 
 
+def cmd_user_approve(config: Config, args: argparse.Namespace) -> int:
+    email = parse_email(args.email)
+
+    async def run(store: Store) -> int:
+        now = now_utc()
+        reg = await store.write(lambda conn: accounts.approve_registration(conn, email, now=now))
+        print(f"user {email} approved for customer {reg.customer}")
+        return 0
+
+    return asyncio.run(with_store(config, run))
+
+
+def cmd_user_reject(config: Config, args: argparse.Namespace) -> int:
+    email = parse_email(args.email)
+
+    async def run(store: Store) -> int:
+        now = now_utc()
+        await store.write(lambda conn: accounts.reject_registration(conn, email, now=now))
+        print(f"registration of {email} rejected")
+        return 0
+
+    return asyncio.run(with_store(config, run))
+
+
+def cmd_user_passwd(config: Config, args: argparse.Namespace) -> int:
+    """The password is read from stdin (one line), never from the command line."""
+    from ticketmail.web.security import hash_password, password_problem
+
+    email = parse_email(args.email)
+    line = sys.stdin.readline()
+    password = line.removesuffix("\n").removesuffix("\r")
+    problem = password_problem(password, email)
+    if problem == "error.password_short":
+        raise UsageError("the password (read from stdin) must have at least 10 characters")
+    if problem is not None:
+        raise UsageError("the password must not be the mail address")
+    digest = hash_password(password)
+
+    async def run(store: Store) -> int:
+        now = now_utc()
+
+        def write(conn: sqlite3.Connection) -> None:
+            if accounts.identity_of(conn, email) is None:
+                raise NotFoundError(f"user {email} does not exist")
+            accounts.set_password(conn, email, digest, now=now)
+            accounts.end_sessions(conn, email)
+
+        await store.write(write)
+        print(f"password of {email} set")
+        return 0
+
+    return asyncio.run(with_store(config, run))
+
+
 def register(verbs: Verbs) -> None:
     user = verbs.group("user", "registered senders")
     p = verbs.add(user, "add", cmd_user_add, "add or update a user")
@@ -126,3 +183,9 @@ def register(verbs: Verbs) -> None:
     p.add_argument("email")
     p = verbs.add(user, "import", cmd_user_import, "import email,customer,name,lang (all or none)")
     p.add_argument("file", metavar="FILE.csv")
+    p = verbs.add(user, "approve", cmd_user_approve, "approve a pending registration")
+    p.add_argument("email")
+    p = verbs.add(user, "reject", cmd_user_reject, "reject a pending registration")
+    p.add_argument("email")
+    p = verbs.add(user, "passwd", cmd_user_passwd, "set a password, read from stdin")
+    p.add_argument("email")

@@ -34,6 +34,7 @@ from ticketmail.intake.route import RoutePolicy, agent_refusal, classify
 from ticketmail.mail.authres import verify_sender
 from ticketmail.mail.parse import ParsedMail, parse_mail
 from ticketmail.models import AttachmentView
+from ticketmail.storage.accounts import is_pending
 from ticketmail.storage.blobs import BlobStore
 from ticketmail.storage.store import DB_NAME, Sender, read_sender
 
@@ -131,6 +132,8 @@ class Admitter:
         agent = known.agent if known is not None and not silent else None
         # Refuse unregistered senders before anything touches the disk.
         unknown = known is None or known.user is None
+        if unknown and agent is None and not silent and is_pending(self._conn(), sender):
+            return Refused(mail, "pending_approval")  # SPEC 8.2: named in the refusal
         if (
             self.config.policy.unknown_sender == "reject"
             and agent is None
@@ -152,6 +155,10 @@ class Admitter:
         return Admitted(mail, raw_blob.sha256, files)
 
     def _sender(self, address: str, *, now: datetime) -> Sender:
+        return read_sender(self._conn(), address, now=now)
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's read-only connection."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
@@ -161,7 +168,7 @@ class Admitter:
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
-        return read_sender(conn, address, now=now)
+        return conn
 
     def close(self) -> None:
         with self._lock:

@@ -43,6 +43,7 @@ from ticketmail.smtp.replies import (
     REPLY_NO_CONTRACT,
     REPLY_NO_SENDER,
     REPLY_NOT_REGISTERED,
+    REPLY_PENDING_APPROVAL,
     REPLY_TICKET,
     REPLY_UNVERIFIED,
 )
@@ -361,7 +362,7 @@ class Intake:
     def _rejected(
         self, mail: ParsedMail, reason: str, user: User | None, *, detail: str = ""
     ) -> IntakeResult:
-        url = self.config.policy.registration_url
+        url = self.config.registration_url
         agent_replies = {
             "agent_no_tag": REPLY_AGENT_NO_TAG.format(tag=self.config.tickets.subject_tag),
             "agent_unknown_ticket": REPLY_AGENT_UNKNOWN_TICKET,
@@ -370,6 +371,8 @@ class Intake:
         }
         if reason in agent_replies:
             reply = agent_replies[reason]
+        elif reason == "pending_approval":
+            reply = REPLY_PENDING_APPROVAL.format(address=mail.from_addr)
         elif reason == "no_contract":
             reply = REPLY_NO_CONTRACT.format(
                 address=mail.from_addr, offer=self.config.policy.offer_address

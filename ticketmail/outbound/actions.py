@@ -90,7 +90,9 @@ class Desk:
         attachments: Sequence[str] = (),
     ) -> dict[str, Any]:
         cfg = self.config
+        web = cfg.web.base_url.rstrip("/") if cfg.web.enabled else ""
         return mail_context(
+            ticket_url=f"{web}/tickets/{ticket}" if web and ticket is not None else "",
             ticket=ticket,
             tag=format_tag(cfg.tickets.subject_tag, ticket) if ticket is not None else "",
             subject=subject,
@@ -152,6 +154,16 @@ class Desk:
             raw=out.raw,
             automatic=auto_submitted is not None,
         )
+
+    def account_mail(self, kind: str, /, *, user: User, link: str, now: datetime) -> OutboxRecord:
+        """A mail of the portal's about an account (`account_confirm`, `password_reset`,
+        `unknown_customer`): automatic, about no ticket; `link` is the one to follow."""
+        context = self._context(user, ticket=None, subject="")
+        context.update(link=link, customer_number=user.customer.number)
+        return self._outbox(
+            kind, user, ticket=None, context=context, in_reply_to=None, references=(),
+            auto_submitted="auto-generated", now=now,
+        )  # fmt: skip
 
     def acknowledgement(
         self,

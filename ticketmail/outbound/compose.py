@@ -22,6 +22,7 @@ from ticketmail.models import STATUSES
 __all__ = [
     "LANGUAGES",
     "TEMPLATE_NAMES",
+    "WEB_TEMPLATE_NAMES",
     "OutboundFile",
     "OutboundMail",
     "Templates",
@@ -40,6 +41,8 @@ TEMPLATE_NAMES = (
     "agent_reply",
     "no_contract",
 )
+# The portal's mails about an account (SPEC 8.2): no ticket, a link to follow.
+WEB_TEMPLATE_NAMES = ("account_confirm", "password_reset", "unknown_customer")
 # Every variable any template may use; every render gets all of them (see mail_context).
 _CONTEXT_KEYS = (
     "ticket",
@@ -58,6 +61,9 @@ _CONTEXT_KEYS = (
     "text",
     "agent_name",
     "attachments",
+    "link",
+    "ticket_url",
+    "customer_number",
 )
 
 
@@ -98,6 +104,9 @@ def mail_context(
     text: str = "",
     agent_name: str = "",
     attachments: Sequence[str] = (),
+    link: str = "",
+    ticket_url: str = "",
+    customer_number: str = "",
 ) -> dict[str, Any]:
     """The variables of every template, each one always present (templates may use any)."""
     return {
@@ -117,6 +126,9 @@ def mail_context(
         "text": text.strip("\n").rstrip(),
         "agent_name": agent_name,
         "attachments": list(attachments),
+        "link": link,
+        "ticket_url": ticket_url,
+        "customer_number": customer_number,
     }
 
 
@@ -139,6 +151,9 @@ def sample_context(**changes: Any) -> dict[str, Any]:
         "text": "Guten Tag Frau Müller,\n\nbitte starten Sie den Drucker neu.\n\nMax Berger",
         "agent_name": "Max Berger",
         "attachments": ["anleitung.pdf"],
+        "link": "http://127.0.0.1:8080/register/confirm/abc",
+        "ticket_url": "http://127.0.0.1:8080/tickets/100001",
+        "customer_number": "10042",
     }
     values.update(changes)
     return mail_context(**values)
@@ -184,7 +199,7 @@ class Templates:
         if not self.directory.is_dir():
             raise ConfigError(f"{self.directory}: templates directory not found")
         for lang in LANGUAGES:
-            for name in TEMPLATE_NAMES:
+            for name in (*TEMPLATE_NAMES, *WEB_TEMPLATE_NAMES):
                 self.render(name, lang=lang, context=sample_context())
             for status in STATUSES:  # the templates that speak of a status, with each one
                 for name in ("status_changed", "agent_reply"):

@@ -14,6 +14,7 @@ __all__ = [
     "REPLY_NOT_REGISTERED",
     "REPLY_NO_CONTRACT",
     "REPLY_NO_SENDER",
+    "REPLY_PENDING_APPROVAL",
     "REPLY_RECIPIENT_OK",
     "REPLY_TEMPORARY_FAILURE",
     "REPLY_TICKET",
@@ -30,6 +31,10 @@ REPLY_BAD_RECIPIENT = "550 5.1.1 <{address}>: no such recipient here"
 REPLY_NOT_REGISTERED = (
     "550 5.7.1 <{address}> is not registered for support; register at {url}"
     " / Absender nicht registriert, Registrierung unter {url}"
+)
+REPLY_PENDING_APPROVAL = (
+    "550 5.7.1 <{address}> is registered, but its approval by the support team is pending;"
+    " mail is accepted once approved / Registrierung wartet auf Freigabe durch den Support"
 )
 REPLY_NO_SENDER = (
     "550 5.7.1 The mail has no sender address in From:; register at {url}"

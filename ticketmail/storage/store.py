@@ -59,7 +59,7 @@ __all__ = [
 DB_NAME = "ticketmail.sqlite3"
 log = structlog.get_logger()
 T = TypeVar("T")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SAVEPOINT = "ticketmail"
 # Group commit: at most this many transactions share one COMMIT (one fsync of the WAL).
 MAX_BATCH = 32
@@ -72,7 +72,70 @@ DRAIN_TRIPS = 8
 CHECKPOINT_SECONDS = 0.25
 BACKSTOP_CHECKPOINT_PAGES = 10_000
 
-_SCHEMA = """
+# The customer portal (SPEC 8): mail domains that vouch for an institution's users, login
+# passwords (Argon2id), registrations, single-use tokens (stored hashed), server-side sessions
+# (ids stored hashed), failed logins; the institution's tickets by last activity.
+# IF NOT EXISTS: part of the whole schema of a new database and of the migration to 3.
+_WEB_SCHEMA = """
+CREATE TABLE IF NOT EXISTS customer_domains (
+    customer TEXT NOT NULL REFERENCES customers(number),
+    domain TEXT NOT NULL,
+    PRIMARY KEY (customer, domain)
+);
+CREATE TABLE IF NOT EXISTS passwords (
+    email TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    changed_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS registrations (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL,
+    customer TEXT NOT NULL,
+    name TEXT NOT NULL,
+    lang TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    confirmed_at TEXT,
+    decided_at TEXT
+);
+CREATE INDEX IF NOT EXISTS registrations_email ON registrations(email, status);
+CREATE TABLE IF NOT EXISTS web_tokens (
+    hash TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    email TEXT NOT NULL,
+    registration INTEGER REFERENCES registrations(id),
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    used_at TEXT
+);
+CREATE INDEX IF NOT EXISTS web_tokens_email ON web_tokens(email, kind);
+CREATE TABLE IF NOT EXISTS web_sessions (
+    hash TEXT PRIMARY KEY,
+    email TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    seen_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS web_sessions_email ON web_sessions(email);
+CREATE TABLE IF NOT EXISTS login_failures (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_failures_email ON login_failures(email, at);
+CREATE INDEX IF NOT EXISTS login_failures_ip ON login_failures(ip, at);
+CREATE TABLE IF NOT EXISTS login_locks (
+    email TEXT PRIMARY KEY,
+    until TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tickets_customer_updated ON tickets(customer, updated_at);
+CREATE INDEX IF NOT EXISTS tickets_requester ON tickets(customer, requester);
+CREATE INDEX IF NOT EXISTS attachments_article_id ON attachments(article, id);
+"""
+
+_SCHEMA = (
+    """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE customers (
     number TEXT PRIMARY KEY,
@@ -210,6 +273,8 @@ CREATE TABLE quarantine (
     resolved_at TEXT
 );
 """
+    + _WEB_SCHEMA
+)
 
 # What takes a database of version N to N + 1: _MIGRATIONS[N - 1]. A new database gets
 # _SCHEMA, which is always the latest version as a whole.
@@ -221,6 +286,8 @@ CREATE INDEX outbox_recipient ON outbox(recipient, automatic, created_at);
 DROP INDEX outbox_ticket;
 CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
 """,
+    # 2 -> 3: the customer portal's tables.
+    _WEB_SCHEMA,
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION - 1
 

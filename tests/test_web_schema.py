@@ -1,0 +1,47 @@
+"""The portal's tables come to an existing database by migration 2 -> 3, keeping its data."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ticketmail.storage import accounts
+from ticketmail.storage.store import SCHEMA_VERSION, CustomerRow, Store, UserRow
+
+NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+WEB_TABLES = ("customer_domains", "passwords", "registrations", "web_tokens", "web_sessions",
+              "login_failures", "login_locks")  # fmt: skip
+
+
+async def test_a_version_2_database_gets_the_portal_tables_and_keeps_its_data(
+    tmp_path: Path,
+) -> None:
+    """A database of version 2 (before the portal) opens as version 3 with its users kept
+    and the portal's tables usable."""
+    store = await Store.open(tmp_path)
+    try:
+        await store.add_customers([CustomerRow("10042", "Gymnasium")], now=NOW)
+        await store.add_users([UserRow("anna@schule.example", "10042")], now=NOW)
+    finally:
+        await store.close()
+    path = tmp_path / "ticketmail.sqlite3"
+    conn = sqlite3.connect(path)
+    with conn:
+        for table in WEB_TABLES:
+            conn.execute(f"DROP TABLE {table}")
+        conn.execute("PRAGMA user_version = 2")
+    conn.close()
+
+    store = await Store.open(tmp_path)
+    try:
+        assert [u.email for u in await store.list_users()] == ["anna@schule.example"]
+        await store.write(lambda c: accounts.set_domains(c, "10042", ("schule.example",)))
+        assert await store.write(lambda c: accounts.domains_of(c, "10042")) == ("schule.example",)
+    finally:
+        await store.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    finally:
+        conn.close()

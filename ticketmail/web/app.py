@@ -1,0 +1,114 @@
+"""The portal as an ASGI app: its routes, error pages, and the headers of every response."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ticketmail.storage import accounts
+from ticketmail.web.base import CsrfFailed, Web, page, visitor
+from ticketmail.web.people import ROUTES as PEOPLE
+from ticketmail.web.portal import ROUTES as PORTAL
+
+__all__ = ["SECURITY_HEADERS", "SecurityHeaders", "build_app"]
+
+log = structlog.get_logger()
+
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+        b"frame-ancestors 'none'; form-action 'self'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+)
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+class SecurityHeaders:
+    """SPEC 8.3's headers on every response, error pages included; pages are not cached."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = str(scope.get("path", "")).startswith("/static/")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {SECURITY_HEADERS[i][0] for i in range(len(SECURITY_HEADERS))}
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                headers.extend(SECURITY_HEADERS)
+                if not static:
+                    headers.append(_NO_STORE)
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+async def healthz(request: Request) -> Response:
+    web: Web = request.app.state.web
+    await web.reader(accounts.customer_of, "")
+    return PlainTextResponse("ok")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    who = await visitor(request)
+    if exc.status_code == 404:
+        return page(request, who, "message.html", status=404, title="error.not_found_title",
+                    text="error.not_found")  # fmt: skip
+    return page(request, who, "message.html", status=exc.status_code,
+                title="error.server_title", text="error.bad_request")  # fmt: skip
+
+
+async def _csrf_failed(request: Request, exc: Exception) -> Response:
+    who = await visitor(request)
+    return page(request, who, "message.html", status=403, title="error.forbidden_title",
+                text="error.csrf")  # fmt: skip
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.error("web_request_failed", path=request.url.path,
+              error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+    try:
+        who = await visitor(request)
+        return page(request, who, "message.html", status=500, title="error.server_title",
+                    text="error.server")  # fmt: skip
+    except Exception:
+        return PlainTextResponse("Error / Fehler", status_code=500)
+
+
+def build_app(web: Web) -> Any:
+    """The portal's ASGI app on the daemon's parts."""
+    static = Path(__file__).parent / "static"
+    app = Starlette(
+        routes=[
+            *PEOPLE,
+            *PORTAL,
+            Route("/healthz", healthz, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=static), name="static"),
+        ],
+        exception_handlers={
+            HTTPException: _http_error,
+            CsrfFailed: _csrf_failed,
+            Exception: _server_error,
+        },
+    )
+    app.state.web = web
+    return SecurityHeaders(app)

@@ -1,0 +1,210 @@
+"""What every page needs: the parts of the daemon, who is visiting, the language, the CSRF
+check of every POST, rendering a page and the cookies."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import jinja2
+import structlog
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from ticketmail.config import Config
+from ticketmail.mail.msgid import MessageIds
+from ticketmail.outbound.actions import Desk
+from ticketmail.outbound.compose import Templates
+from ticketmail.storage import accounts
+from ticketmail.storage.accounts import Identity
+from ticketmail.storage.blobs import BlobStore
+from ticketmail.storage.store import Store
+from ticketmail.web.i18n import LANGUAGES, Translate, negotiate, translator
+from ticketmail.web.reader import Reader
+from ticketmail.web.security import csrf_token, csrf_valid, hashed, new_secret
+
+__all__ = [
+    "ANON_COOKIE",
+    "LANG_COOKIE",
+    "SESSION_COOKIE",
+    "CsrfFailed",
+    "Visitor",
+    "Web",
+    "page",
+    "posted_form",
+    "redirect",
+    "route",
+    "visitor",
+]
+
+log = structlog.get_logger()
+
+SESSION_COOKIE = "tm_session"
+ANON_COOKIE = "tm_anon"  # before login: what the forms' CSRF tokens are bound to
+LANG_COOKIE = "tm_lang"
+SESSION_MAX_AGE = timedelta(days=30)  # SPEC 8.2: a session ends after 30 days in any case
+TOUCH_AFTER = timedelta(minutes=5)  # a session's last use is written at most this often
+
+
+@dataclass
+class Web:
+    """The daemon's parts the portal works with."""
+
+    config: Config
+    store: Store
+    blobs: BlobStore
+    mail_templates: Callable[[], Templates]  # the current ones (SIGHUP reloads them)
+    clock: Callable[[], datetime]
+    reader: Reader
+    ids: MessageIds
+    csrf_key: bytes = field(repr=False)
+    pages: jinja2.Environment
+    on_queued: Callable[[], None] | None = None
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.config.web.base_url.startswith("https://")
+
+    def link(self, path: str) -> str:
+        return self.config.web.base_url.rstrip("/") + path
+
+    def desk(self) -> Desk:
+        return Desk(self.config, self.mail_templates(), self.ids)
+
+    def queued(self) -> None:
+        if self.on_queued is not None:
+            self.on_queued()
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """One request's visitor: logged in (`me`) or not, the language, the CSRF basis."""
+
+    me: Identity | None
+    session_hash: str | None
+    lang: str
+    basis: str  # the cookie value CSRF tokens are bound to
+    new_anon: bool  # the basis is new: set it as a cookie with the response
+    csrf: str
+
+    @property
+    def t(self) -> Translate:
+        return translator(self.lang)
+
+
+class CsrfFailed(Exception):
+    """A POST without a valid csrf_token: answered 403, nothing changed."""
+
+
+def _session_identity(
+    conn: Any, session_hash: str, *, idle_since: datetime, born_since: datetime
+) -> tuple[Identity | None, datetime | None]:
+    found = accounts.session_email(conn, session_hash, idle_since=idle_since, born_since=born_since)
+    if found is None:
+        return None, None
+    return accounts.identity_of(conn, found[0]), found[1]
+
+
+async def visitor(request: Request) -> Visitor:
+    """Who is asking: the session cookie's user (its last use noted), the language."""
+    web: Web = request.app.state.web
+    now = web.clock()
+    me: Identity | None = None
+    session_hash: str | None = None
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        idle = timedelta(hours=web.config.web.session_idle_hours)
+        candidate = hashed(cookie)
+        me, seen = await web.reader(
+            _session_identity, candidate, idle_since=now - idle, born_since=now - SESSION_MAX_AGE
+        )
+        if me is not None:
+            session_hash = candidate
+            if seen is not None and now - seen > TOUCH_AFTER:
+                await web.store.write(lambda conn: accounts.touch_session(conn, candidate, now=now))
+    basis = cookie or request.cookies.get(ANON_COOKIE) or ""
+    new_anon = not basis
+    if new_anon:
+        basis, _ = new_secret()
+    return Visitor(
+        me=me,
+        session_hash=session_hash,
+        lang=_language(request, web, me),
+        basis=basis,
+        new_anon=new_anon,
+        csrf=csrf_token(web.csrf_key, basis),
+    )
+
+
+def _language(request: Request, web: Web, me: Identity | None) -> str:
+    asked = request.query_params.get("lang")
+    if asked in LANGUAGES:
+        return str(asked)
+    if me is not None and me.lang in LANGUAGES:
+        return str(me.lang)
+    chosen = request.cookies.get(LANG_COOKIE)
+    if chosen in LANGUAGES:
+        return str(chosen)
+    return negotiate(
+        request.headers.get("accept-language", ""),
+        default=web.config.templates.default_language,
+    )
+
+
+async def posted_form(request: Request, who: Visitor, *, max_files: int = 1) -> FormData:
+    """The POST's form, after its CSRF token is checked (raises CsrfFailed)."""
+    web: Web = request.app.state.web
+    form = await request.form(max_files=max_files, max_fields=50)
+    if who.new_anon or not csrf_valid(web.csrf_key, who.basis, form.get("csrf_token")):
+        await form.close()
+        log.info("web_csrf_refused", path=request.url.path)
+        raise CsrfFailed
+    return form
+
+
+def _finish(response: Response, request: Request, who: Visitor) -> Response:
+    web: Web = request.app.state.web
+    if who.new_anon:
+        response.set_cookie(
+            ANON_COOKIE, who.basis, httponly=True, samesite="lax", secure=web.secure_cookies
+        )
+    asked = request.query_params.get("lang")
+    if asked in LANGUAGES and who.me is None:
+        response.set_cookie(
+            LANG_COOKIE, str(asked), max_age=365 * 86400, httponly=True, samesite="lax",
+            secure=web.secure_cookies,
+        )  # fmt: skip
+    return response
+
+
+def page(
+    request: Request, who: Visitor, template: str, /, *, status: int = 200, **values: Any
+) -> Response:
+    """One page in the visitor's language, with their CSRF token for its forms."""
+    web: Web = request.app.state.web
+    html = web.pages.get_template(template).render(
+        t=who.t, lang=who.lang, me=who.me, csrf=who.csrf, path=request.url.path,
+        config=web.config, **values,
+    )  # fmt: skip
+    return _finish(HTMLResponse(html, status_code=status), request, who)
+
+
+def redirect(request: Request, who: Visitor, to: str) -> Response:
+    """After a POST (or to the login page): 303, so that a reload does not post again."""
+    return _finish(RedirectResponse(to, status_code=303), request, who)
+
+
+def route(path: str, endpoint: Callable[[Request], Awaitable[Response]], *methods: str) -> Route:
+    """A route whose request's form (its uploaded files) is closed after the response."""
+
+    async def closing(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        finally:
+            await request.close()
+
+    return Route(path, closing, methods=list(methods), name=endpoint.__name__)

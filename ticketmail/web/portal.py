@@ -1,0 +1,366 @@
+"""The portal's ticket pages: the institution's list, one ticket, new tickets, replies,
+close and reopen, and attachments (SPEC 8.1, 8.3)."""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import re
+import urllib.parse
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+from ticketmail.mail.parse import safe_filename
+from ticketmail.models import STATUSES, AttachmentView
+from ticketmail.storage import accounts
+from ticketmail.storage.accounts import Identity
+from ticketmail.web.actions import Posted, post_article, set_status
+from ticketmail.web.base import Visitor, Web, page, posted_form, redirect, route, visitor
+from ticketmail.web.render import INLINE_IMAGE_TYPES, human_size
+
+__all__ = ["MAX_FILES", "PAGE_SIZE", "ROUTES"]
+
+log = structlog.get_logger()
+
+PAGE_SIZE = 25
+MAX_FILES = 20  # SPEC 8.3: at most 20 files, smtp.max_message_bytes in all
+MAX_SUBJECT = 200
+MAX_BODY = 200_000
+# A body this much larger than the limit is not read into a form at all (multipart framing
+# and the text fields fit in the slack); what is sent is drained up to DRAIN_FACTOR times it.
+FORM_SLACK = 1024 * 1024
+DRAIN_FACTOR = 4
+_CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
+
+
+@dataclass(frozen=True, slots=True)
+class _Upload:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def _web(request: Request) -> Web:
+    web: Web = request.app.state.web
+    return web
+
+
+def _supported(web: Web, me: Identity) -> bool:
+    return me.customer.has_support(web.clock().date())
+
+
+def _gate(request: Request, who: Visitor) -> Response | None:
+    """Anonymous visitors go to the login page; pending accounts see only that."""
+    if who.me is None:
+        return redirect(request, who, "/login")
+    if who.me.pending:
+        return page(request, who, "pending.html", status=403)
+    return None
+
+
+def not_found(request: Request, who: Visitor) -> Response:
+    return page(request, who, "message.html", status=404, title="error.not_found_title",
+                text="error.not_found")  # fmt: skip
+
+
+def _limits(web: Web, who: Visitor) -> dict[str, str | int]:
+    return {"count": MAX_FILES, "size": human_size(web.config.smtp.max_message_bytes)}
+
+
+# --- the list -------------------------------------------------------------------------------
+
+
+async def tickets(request: Request) -> Response:
+    who = await visitor(request)
+    gate = _gate(request, who)
+    if gate is not None:
+        return gate
+    assert who.me is not None
+    web = _web(request)
+    query = request.query_params
+    status = query.get("status") if query.get("status") in STATUSES else None
+    q = (query.get("q") or "").strip()[:200]
+    mine = query.get("mine") == "1"
+    try:
+        number = max(1, min(int(query.get("page") or "1"), 100_000))
+    except ValueError:
+        number = 1
+    found, total = await web.reader(
+        accounts.list_tickets, who.me.customer.number, status=status, q=q,
+        requester=who.me.email if mine else None, limit=PAGE_SIZE,
+        offset=(number - 1) * PAGE_SIZE,
+    )  # fmt: skip
+    pages = max(1, -(-total // PAGE_SIZE))
+
+    def link(to_page: int) -> str:
+        params = {"status": status or "", "q": q, "mine": "1" if mine else "", "page": to_page}
+        return "/tickets?" + urllib.parse.urlencode({k: v for k, v in params.items() if v})
+
+    return page(
+        request, who, "tickets.html", tickets=found, total=total, page=number, pages=pages,
+        chosen=status or "", q=q, mine=mine, statuses=STATUSES,
+        previous_link=link(number - 1) if number > 1 else None,
+        next_link=link(number + 1) if number < pages else None,
+        supported=_supported(web, who.me),
+    )  # fmt: skip
+
+
+# --- one ticket -----------------------------------------------------------------------------
+
+
+async def show(request: Request) -> Response:
+    who = await visitor(request)
+    gate = _gate(request, who)
+    if gate is not None:
+        return gate
+    return await _show(request, who, status=200, error=None)
+
+
+async def _show(
+    request: Request, who: Visitor, *, status: int, error: str | None, body: str = ""
+) -> Response:
+    assert who.me is not None
+    web = _web(request)
+    number: int = request.path_params["number"]
+    found = await web.reader(accounts.ticket_page, who.me.customer.number, number)
+    if found is None:
+        return not_found(request, who)
+    now = web.clock()
+    closed_at = found.ticket.closed_at
+    reopen_days = web.config.tickets.reopen_days
+    reopenable = found.ticket.status == "closed" and (
+        closed_at is None or now < closed_at + timedelta(days=reopen_days)
+    )
+    return page(
+        request, who, "ticket.html", status=status, view=found, error=error, body=body,
+        reopenable=reopenable, reopen_days=reopen_days, inline_types=INLINE_IMAGE_TYPES,
+        supported=_supported(web, who.me), limits=_limits(web, who),
+    )  # fmt: skip
+
+
+async def download(request: Request) -> Response:
+    who = await visitor(request)
+    gate = _gate(request, who)
+    if gate is not None:
+        return gate if who.me is None else not_found(request, who)
+    assert who.me is not None
+    web = _web(request)
+    found = await web.reader(
+        accounts.attachment_of, who.me.customer.number, request.path_params["number"],
+        request.path_params["file"],
+    )  # fmt: skip
+    if found is None:
+        return not_found(request, who)
+    path = web.blobs.path_for(found.sha256)
+    if not await asyncio.to_thread(path.is_file):
+        log.error("web_blob_missing", sha256=found.sha256, attachment=found.id)
+        return not_found(request, who)
+    media = found.content_type if found.content_type in INLINE_IMAGE_TYPES else None
+    return FileResponse(
+        path,
+        media_type=media or "application/octet-stream",
+        headers={"Content-Disposition": content_disposition(found.filename)},
+    )
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with the original name (RFC 6266: an ASCII fallback and filename*)."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\;' else "_"
+                       for c in filename) or "file"  # fmt: skip
+    quoted = urllib.parse.quote(filename, safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quoted}"
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+async def _drain(request: Request) -> None:
+    """Read (and drop) an oversized upload, bounded, so that the browser sees the answer."""
+    web = _web(request)
+    cap = DRAIN_FACTOR * (web.config.smtp.max_message_bytes + FORM_SLACK)
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > cap:
+            break
+
+
+def _declared_too_big(request: Request) -> bool:
+    web = _web(request)
+    try:
+        length = int(request.headers.get("content-length", "0"))
+    except ValueError:
+        return False
+    return length > web.config.smtp.max_message_bytes + FORM_SLACK
+
+
+async def _read_uploads(form: FormData, limit: int) -> tuple[list[_Upload], str | None]:
+    """The form's files (empty file inputs skipped), or the catalogue key of why not."""
+    files = [f for f in form.getlist("attachments") if isinstance(f, UploadFile)]
+    uploads: list[_Upload] = []
+    total = 0
+    chosen = [f for f in files if f.filename or (f.size or 0) > 0]
+    if len(chosen) > MAX_FILES:
+        return [], "error.too_many_files"
+    for index, f in enumerate(chosen, start=1):
+        data = await f.read()
+        total += len(data)
+        if total > limit:
+            return [], "error.too_big"
+        name = safe_filename(f.filename or "", fallback=f"file-{index}.bin")
+        uploads.append(_Upload(name, _content_type(f.content_type, name), data))
+    return uploads, None
+
+
+def _content_type(declared: str | None, name: str) -> str:
+    value = (declared or "").split(";")[0].strip().lower()
+    if _CONTENT_TYPE.fullmatch(value) and value != "application/octet-stream":
+        return value
+    guessed, _ = mimetypes.guess_type(name, strict=False)
+    return guessed or "application/octet-stream"
+
+
+async def _store_files(web: Web, uploads: list[_Upload]) -> tuple[AttachmentView, ...]:
+    if not uploads:
+        return ()
+    blobs = await asyncio.to_thread(web.blobs.put_all, [u.data for u in uploads], defer_sync=True)
+    return tuple(
+        AttachmentView(u.filename, u.content_type, b.size, b.sha256, None)
+        for u, b in zip(uploads, blobs, strict=True)
+    )
+
+
+async def new_ticket(request: Request) -> Response:
+    who = await visitor(request)
+    gate = _gate(request, who)
+    if gate is not None:
+        return gate
+    assert who.me is not None
+    web = _web(request)
+    limits = _limits(web, who)
+    supported = _supported(web, who.me)
+    if request.method == "GET":
+        return page(request, who, "new.html", error=None, subject="", body="", limits=limits,
+                    supported=supported)  # fmt: skip
+    if _declared_too_big(request):
+        await _drain(request)
+        return page(request, who, "new.html", status=413, error="error.too_big", subject="",
+                    body="", limits=limits, supported=supported)  # fmt: skip
+    form = await posted_form(request, who, max_files=1000)
+    subject = " ".join(str(form.get("subject") or "").split())[:MAX_SUBJECT]
+    body = str(form.get("body") or "")[:MAX_BODY].replace("\r\n", "\n")
+    if not supported:
+        return page(request, who, "new.html", status=403, error=None, subject=subject,
+                    body=body, limits=limits, supported=False)  # fmt: skip
+    uploads, error = await _read_uploads(form, web.config.smtp.max_message_bytes)
+    if error is None and not subject:
+        error = "error.required"
+    if error is None and not body.strip() and not uploads:
+        error = "error.empty"
+    if error is not None:
+        status = 413 if error.startswith("error.too") else 400
+        return page(request, who, "new.html", status=status, error=error, subject=subject,
+                    body=body, limits=limits, supported=True)  # fmt: skip
+    posted = await _post(web, who.me, None, subject, body, uploads)
+    if posted.ticket is None:
+        return page(request, who, "new.html", status=403, error=None, subject=subject,
+                    body=body, limits=limits, supported=False)  # fmt: skip
+    return redirect(request, who, f"/tickets/{posted.ticket}")
+
+
+async def _post(
+    web: Web, me: Identity, number: int | None, subject: str, body: str, uploads: list[_Upload]
+) -> Posted:
+    files = await _store_files(web, uploads)
+    now = web.clock()
+    desk = web.desk()
+    posted = await web.store.write(
+        lambda conn: post_article(
+            conn, config=web.config, desk=desk, ids=web.ids, email=me.email, number=number,
+            subject=subject, body=body, files=files, now=now,
+        ),
+        flush=web.blobs.sync,
+    )  # fmt: skip
+    if posted.queued:
+        web.queued()
+    return posted
+
+
+async def reply(request: Request) -> Response:
+    who = await visitor(request)
+    gate = _gate(request, who)
+    if gate is not None:
+        return gate
+    assert who.me is not None
+    web = _web(request)
+    number: int = request.path_params["number"]
+    if _declared_too_big(request):
+        await _drain(request)
+        return await _show(request, who, status=413, error="error.too_big")
+    form = await posted_form(request, who, max_files=1000)
+    ref = await web.reader(accounts.ticket_page, who.me.customer.number, number)
+    if ref is None:
+        return not_found(request, who)
+    body = str(form.get("body") or "")[:MAX_BODY].replace("\r\n", "\n")
+    if not _supported(web, who.me):
+        return await _show(request, who, status=403, error=None)
+    uploads, error = await _read_uploads(form, web.config.smtp.max_message_bytes)
+    if error is None and not body.strip() and not uploads:
+        error = "error.empty"
+    if error is not None:
+        status = 413 if error.startswith("error.too") else 400
+        return await _show(request, who, status=status, error=error, body=body)
+    posted = await _post(web, who.me, number, ref.ticket.subject, body, uploads)
+    if posted.outcome == "not_found":
+        return not_found(request, who)
+    if posted.ticket is None:
+        return await _show(request, who, status=403, error=None)
+    return redirect(request, who, f"/tickets/{posted.ticket}")
+
+
+async def _status(request: Request, status: str) -> Response:
+    who = await visitor(request)
+    gate = _gate(request, who)
+    if gate is not None:
+        return gate
+    await posted_form(request, who)
+    assert who.me is not None
+    web = _web(request)
+    me = who.me
+    number: int = request.path_params["number"]
+    now = web.clock()
+    outcome = await web.store.write(
+        lambda conn: set_status(
+            conn, config=web.config, email=me.email, customer=me.customer.number,
+            number=number, status=status, now=now,
+        )
+    )  # fmt: skip
+    if outcome == "not_found":
+        return not_found(request, who)
+    if outcome == "too_late":
+        return await _show(request, who, status=409, error="ticket.reopen_too_late")
+    return redirect(request, who, f"/tickets/{number}")
+
+
+async def close(request: Request) -> Response:
+    return await _status(request, "closed")
+
+
+async def reopen(request: Request) -> Response:
+    return await _status(request, "open")
+
+
+ROUTES = [
+    route("/tickets", tickets, "GET"),
+    route("/tickets/new", new_ticket, "GET", "POST"),
+    route("/tickets/{number:int}", show, "GET"),
+    route("/tickets/{number:int}/reply", reply, "POST"),
+    route("/tickets/{number:int}/close", close, "POST"),
+    route("/tickets/{number:int}/reopen", reopen, "POST"),
+    route("/tickets/{number:int}/files/{file:int}", download, "GET"),
+]

@@ -1,0 +1,53 @@
+"""The portal put together from a running daemon's parts, and started."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from datetime import datetime
+
+from ticketmail.config import Config
+from ticketmail.intake.process import Intake
+from ticketmail.web.app import build_app
+from ticketmail.web.base import Web
+from ticketmail.web.reader import Reader
+from ticketmail.web.render import page_environment
+from ticketmail.web.server import WebServer
+
+__all__ = ["start_web"]
+
+
+async def start_web(
+    config: Config,
+    intake: Intake,
+    *,
+    clock: Callable[[], datetime],
+    on_queued: Callable[[], None] | None,
+) -> tuple[WebServer, Reader]:
+    """Bind `web.host`:`web.port` and serve the portal on the intake's store, blobs and
+    templates (the ones current at each request: SIGHUP reloads them)."""
+    ids = await intake.message_ids()
+    secret = config.mail.secret or await intake.store.message_id_secret()
+    key = hmac.new(secret.encode("utf-8"), b"ticketmail web csrf", hashlib.sha256).digest()
+    reader = Reader(intake.store.path)
+    web = Web(
+        config=config,
+        store=intake.store,
+        blobs=intake.blobs,
+        mail_templates=lambda: intake.templates,
+        clock=clock,
+        reader=reader,
+        ids=ids,
+        csrf_key=key,
+        pages=page_environment(),
+        on_queued=on_queued,
+    )
+    server = WebServer(build_app(web), host=config.web.host, port=config.web.port)
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop()
+        reader.close()
+        raise
+    return server, reader
