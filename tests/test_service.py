@@ -24,6 +24,7 @@ from conftest import (
     REPO,
     SUPPORT,
     Sink,
+    eventually_sync,
     free_port,
     make_mail,
     run_cli,
@@ -191,8 +192,8 @@ def _ready(service: Service) -> None:
 
 def _refuses_connections(port: int, *, seconds: float) -> bool:
     """True once a connect is refused (bounded); a session opened meanwhile gets only 421."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+
+    def refused() -> bool:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
                 assert not _reply(conn).startswith("220"), "a new session was greeted"
@@ -200,8 +201,15 @@ def _refuses_connections(port: int, *, seconds: float) -> bool:
             return True
         except ConnectionResetError:  # queued as the listener closed: not greeted either
             pass
-        time.sleep(0.05)
-    return False
+        return False
+
+    return eventually_sync(refused, seconds=seconds, what=f"connects to port {port} refused")
+
+
+def _event(service: Service, name: str) -> str:
+    """The daemon's first log line of event `name` (JSON lines), or ''."""
+    tag = f'"event": "{name}"'
+    return next((line for line in service.log_text().splitlines() if tag in line), "")
 
 
 def _listed(config: Path, noun: str) -> list[dict[str, object]]:
@@ -301,7 +309,13 @@ def test_second_sigterm_ends_at_once(service: Service) -> None:
         conn.sendall(raw[: len(raw) // 2])
         service.signal(signal.SIGTERM)
         service.notify.wait_for("STOPPING=1", seconds=STOP_SECONDS)
-        time.sleep(0.3)
+        # The daemon says it waits for the mail in DATA; it is still running then.
+        waiting = eventually_sync(
+            lambda: _event(service, "shutdown_waiting"),
+            seconds=STOP_SECONDS,
+            what="the daemon waiting for the mail in DATA",
+        )
+        assert '"mails": 1' in waiting, waiting
         assert service.proc.poll() is None, "the first SIGTERM did not wait for the mail in DATA"
         started = time.monotonic()
         service.signal(signal.SIGTERM)
@@ -340,7 +354,6 @@ def test_grace_over_cuts_an_unfinished_mail_and_keeps_the_finished(
     conn, raw = _open_data(service.port, "Nie fertig")
     try:
         conn.sendall(raw[: len(raw) // 2])  # and never the rest, nor the final dot
-        time.sleep(0.2)
         started = time.monotonic()
         service.signal(signal.SIGTERM)
         assert service.wait(seconds=grace + 10) == 0, service.log_text()
