@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -309,13 +310,15 @@ def test_second_sigterm_ends_at_once(service: Service) -> None:
         conn.sendall(raw[: len(raw) // 2])
         service.signal(signal.SIGTERM)
         service.notify.wait_for("STOPPING=1", seconds=STOP_SECONDS)
-        # The daemon says it waits for the mail in DATA; it is still running then.
+        # The daemon's first shutdown round ends with its word that it waits for the mail in
+        # DATA: by then that session has been told nothing and is open, the daemon running.
         waiting = eventually_sync(
             lambda: _event(service, "shutdown_waiting"),
             seconds=STOP_SECONDS,
             what="the daemon waiting for the mail in DATA",
         )
         assert '"mails": 1' in waiting, waiting
+        assert select.select([conn], [], [], 0)[0] == [], "the first SIGTERM cut the mail in DATA"
         assert service.proc.poll() is None, "the first SIGTERM did not wait for the mail in DATA"
         started = time.monotonic()
         service.signal(signal.SIGTERM)
@@ -327,6 +330,7 @@ def test_second_sigterm_ends_at_once(service: Service) -> None:
         conn.close()
     log = service.log_text()
     assert "daemon_stop_forced" in log
+    assert '"shutdown_grace_over"' not in log  # the first SIGTERM was still waiting
     assert "Traceback" not in log
     assert _tickets(service.config) == []
     db = sqlite3.connect(service.config.parent / "var" / DB_NAME)
