@@ -133,7 +133,8 @@ class TicketSMTP(FastPaths):
             transport.close()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if len(self._sessions) >= self._max_sessions:
+        # Called again after STARTTLS, with the TLS transport: that session already has a place.
+        if self not in self._sessions and len(self._sessions) >= self._max_sessions:
             self._over_limit = True
             assert isinstance(transport, asyncio.WriteTransport)
             transport.write(REPLY_TOO_MANY_SESSIONS.encode("ascii") + b"\r\n")
