@@ -1,20 +1,24 @@
-"""Shared test parts: a real SMTP sink, the real daemon on port 0, a CLI runner, a clock."""
+"""Shared test parts: a real SMTP sink, the real daemon on port 0, a CLI runner, a clock,
+and `eventually`, the one way the tests wait for something."""
 
 from __future__ import annotations
 
 import asyncio
 import email
 import email.policy
+import inspect
 import json
 import os
+import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiosmtplib
 import pytest
@@ -22,11 +26,63 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from ticketmail.config import Config, load_config
 from ticketmail.daemon import Daemon
-from ticketmail.storage.store import CustomerRow, UserRow
+from ticketmail.storage.store import DB_NAME, CustomerRow, UserRow
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
 SUPPORT = "support@stueber.de"
+
+T = TypeVar("T")
+
+
+# --- waiting for events, not for time -----------------------------------------------------------
+
+POLL_SECONDS = 0.05
+
+
+def _said(what: str | Callable[[], str]) -> str:
+    return what() if callable(what) else what
+
+
+async def eventually(
+    predicate: Callable[[], T | Awaitable[T]],
+    *,
+    seconds: float = 10.0,
+    what: str | Callable[[], str] = "the expected state",
+    every: float = POLL_SECONDS,
+) -> T:
+    """Wait until `predicate()` (a function or a coroutine function) returns something true;
+    return it. Asked every `every` seconds; bounded: after `seconds` an AssertionError names
+    `what` (a text, or a function that says what was seen instead)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return cast(T, result)
+        if loop.time() >= deadline:
+            raise AssertionError(f"{_said(what)}: not within {seconds} s")
+        await asyncio.sleep(every)
+
+
+def eventually_sync(
+    predicate: Callable[[], T],
+    *,
+    seconds: float = 10.0,
+    what: str | Callable[[], str] = "the expected state",
+    every: float = POLL_SECONDS,
+) -> T:
+    """`eventually` for tests without an event loop: the same bound, the same message."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{_said(what)}: not within {seconds} s")
+        time.sleep(every)
 
 
 # --- clock ------------------------------------------------------------------------------------
@@ -68,7 +124,6 @@ class Sink:
     received: list[Received] = field(default_factory=list)
     port: int = 0
     server: asyncio.Server | None = None
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
     answer: str | None = None  # e.g. "451 4.3.0 try later" to refuse every mail
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -76,7 +131,6 @@ class Sink:
             return self.answer
         content = envelope.original_content or b""
         self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), content))
-        self.arrived.set()
         return "250 2.0.0 Ok: queued"
 
     async def start(self, port: int = 0) -> None:
@@ -96,18 +150,11 @@ class Sink:
 
     async def wait_for(self, count: int, *, seconds: float = 10.0) -> list[Received]:
         """Wait (bounded) until at least `count` mails arrived; return them all."""
-        deadline = asyncio.get_running_loop().time() + seconds
-        while len(self.received) < count:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                raise AssertionError(
-                    f"sink got {len(self.received)} mails, expected {count} within {seconds}s"
-                )
-            self.arrived.clear()
-            try:
-                await asyncio.wait_for(self.arrived.wait(), timeout=min(remaining, 0.5))
-            except TimeoutError:
-                continue
+        await eventually(
+            lambda: len(self.received) >= count,
+            seconds=seconds,
+            what=lambda: f"sink got {len(self.received)} mails, expected {count}",
+        )
         return list(self.received)
 
 
@@ -224,6 +271,33 @@ class Env:
         result = await self.cli(*args, "--json")
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
+
+
+def queued_in_outbox(data_dir: Path) -> int:
+    """Outbox entries still waiting to go out, read from the database file (read-only)."""
+    db = sqlite3.connect(f"file:{data_dir / DB_NAME}?mode=ro", uri=True, timeout=10)
+    try:
+        (queued,) = db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'queued'").fetchone()
+    finally:
+        db.close()
+    return int(queued)
+
+
+async def all_mail_out(env: Env, count: int) -> list[Received]:
+    """The sink holds exactly `count` mails, and no more will come: nothing is left queued in
+    the outbox, and one more pass of the outbox worker finds nothing to send."""
+    sink, worker = env.sink, env.daemon.worker
+    assert sink is not None
+    assert worker is not None
+    await eventually(
+        lambda: queued_in_outbox(env.data_dir) == 0,
+        what=lambda: f"outbox still holds {queued_in_outbox(env.data_dir)} queued mails",
+    )
+    assert await worker.run_once() == 0, "a pass of the outbox worker still found mail to send"
+    assert len(sink.received) == count, [
+        (r.rcpt_tos, str(r.message["Subject"])) for r in sink.received
+    ]
+    return list(sink.received)
 
 
 async def smtp_send(

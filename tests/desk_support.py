@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import subprocess
 from email.message import EmailMessage
 from pathlib import Path
 
-from conftest import Env, Received, Sink, make_mail, run_cli
+from conftest import Env, Received, Sink, all_mail_out, make_mail, run_cli
 
 from ticketmail.mail.msgid import MessageIds
 
@@ -72,15 +71,9 @@ def references(received: Received) -> list[str]:
     return str(received.message.get("References", "")).split()
 
 
-async def settle(sink: Sink, count: int, *, seconds: float = 1.0) -> list[Received]:
-    """Wait for `count` mails, give the outbox a bounded moment more, check no more came."""
-    received = await sink.wait_for(count)
-    with contextlib.suppress(AssertionError):
-        await sink.wait_for(count + 1, seconds=seconds)
-    assert len(sink.received) == count, [
-        (r.rcpt_tos, str(r.message["Subject"])) for r in sink.received
-    ]
-    return received
+async def settle(env: Env, count: int) -> list[Received]:
+    """Wait until the outbox is done; the sink then holds exactly `count` mails (no more come)."""
+    return await all_mail_out(env, count)
 
 
 def write_text(path: Path, text: str) -> Path:

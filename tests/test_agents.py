@@ -22,7 +22,6 @@ from desk_support import (
     other_institution,
     references,
     settle,
-    the_sink,
 )
 
 from ticketmail.intake.route import (
@@ -160,7 +159,7 @@ async def test_agent_mail_reply_strips_history_and_forwards_attachment(env: Env)
     )
     mail.add_attachment(b"update", maintype="application", subtype="zip", filename="update.zip")
     assert await env.send(mail) == (250, "2.0.0 Ok: ticket 100001")
-    sent = (await settle(the_sink(env), 2))[1]
+    sent = (await settle(env, 2))[1]
     assert sent.rcpt_tos == [ANNA]
     assert "Bitte spielen Sie das Update ein." in body(sent)
     assert "Geheimes Zitat" not in body(sent)
@@ -185,7 +184,7 @@ async def test_agent_mail_with_only_a_status_line_notifies_like_a_status_change(
         250,
         "2.0.0 Ok: ticket 100001",
     )
-    sent = (await settle(the_sink(env), 2))[1]
+    sent = (await settle(env, 2))[1]
     assert sent.rcpt_tos == [ANNA]
     assert sent.message["Auto-Submitted"] == "auto-generated"
     assert "Statusänderung: abgeschlossen" in str(sent.message["Subject"])
@@ -206,7 +205,7 @@ async def test_agent_out_of_office_is_dropped_silently(env: Env) -> None:
     assert await env.send(ooo) == (250, "2.0.0 Ok")
     shown = await env.cli_json("ticket", "show", "100001")
     assert (shown["status"], len(shown["articles"])) == ("new", 1)
-    await settle(the_sink(env), 1)
+    await settle(env, 1)
 
 
 async def test_agent_mail_delivered_twice_is_sent_once(env: Env) -> None:
@@ -217,7 +216,7 @@ async def test_agent_mail_delivered_twice_is_sent_once(env: Env) -> None:
     first = await env.send(mail)
     second = await env.send(mail)
     assert first == second == (250, "2.0.0 Ok: ticket 100001")
-    await settle(the_sink(env), 2)
+    await settle(env, 2)
     assert len((await env.cli_json("ticket", "show", "100001"))["articles"]) == 2
 
 
@@ -230,7 +229,7 @@ async def test_agent_answers_any_institutions_ticket_but_customers_only_their_ow
     assert await env.send(carl) == (250, "2.0.0 Ok: ticket 100001")
     await add_agent(env)
     assert (await env.send(agent_mail(f"{TAG} Beamer", "Neue Lampe ist unterwegs.\n")))[0] == 250
-    sent = (await settle(the_sink(env), 2))[1]
+    sent = (await settle(env, 2))[1]
     assert sent.rcpt_tos == ["carl@real.example"]
     assert BEN not in sent.raw.decode()
     assert ANNA not in sent.raw.decode()

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SUPPORT, Env, Received, Sink, make_mail, write_config
+from conftest import (
+    SUPPORT,
+    Env,
+    Received,
+    Sink,
+    eventually,
+    make_mail,
+    queued_in_outbox,
+    write_config,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -155,16 +164,9 @@ AGENT = "max@stueber.de"
 
 async def _drain(env: Env) -> None:
     """Wait (bounded) until the outbox holds nothing queued: every mail is at the sink."""
-    for _ in range(200):
-        db = sqlite3.connect(f"file:{env.data_dir / DB_NAME}?mode=ro", uri=True)
-        try:
-            (queued,) = db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'queued'").fetchone()
-        finally:
-            db.close()
-        if queued == 0:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("outbox still holds queued mail after 10 s")
+    await eventually(
+        lambda: queued_in_outbox(env.data_dir) == 0, what="an outbox with nothing queued"
+    )
 
 
 async def _send_ok(env: Env, mail: EmailMessage) -> int:

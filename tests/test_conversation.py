@@ -100,7 +100,7 @@ async def test_whole_conversation_customer_agent_cli_mail_close_reopen(
     # 1. Anna opens a ticket: a German confirmation threaded under her mail.
     opened = make_mail(f"Anna Müller <{ANNA}>", "Drucker druckt nicht", message_id=M1)
     assert await env.send(opened) == (250, "2.0.0 Ok: ticket 100001")
-    [created] = await settle(sink, 1)
+    [created] = await settle(env, 1)
     c1 = assert_ours(created, to=ANNA)
     assert created.message["In-Reply-To"] == M1
     assert created.message["Auto-Submitted"] == "auto-replied"
@@ -111,7 +111,7 @@ async def test_whole_conversation_customer_agent_cli_mail_close_reopen(
     # Another institution's ticket, whose text must never travel to Anna.
     carl = make_mail(CARL, "Beamer flackert", CARL_SECRET + "\n", message_id="<beamer@real>")
     assert await env.send(carl) == (250, "2.0.0 Ok: ticket 100002")
-    to_carl = (await settle(sink, 2))[1]
+    to_carl = (await settle(env, 2))[1]
     # Carl's own confirmation: his ticket, his language, his thread, nothing of Anna's.
     assert to_carl.rcpt_tos == [CARL]
     msg = to_carl.message
@@ -144,7 +144,7 @@ async def test_whole_conversation_customer_agent_cli_mail_close_reopen(
     )
     assert result.returncode == 0, result.stderr
     assert f"agent_reply queued for {ANNA} (de)" in result.stdout
-    reply1 = (await settle(sink, 3))[2]
+    reply1 = (await settle(env, 3))[2]
     r1 = assert_ours(reply1, to=ANNA)
     assert reply1.message["In-Reply-To"] == M1
     assert references(reply1) == [M1]
@@ -179,7 +179,7 @@ async def test_whole_conversation_customer_agent_cli_mail_close_reopen(
     # Ben, her colleague, adds to the ticket (English speaker).
     ben = make_mail(BEN, f"Re: {TAG} Drucker druckt nicht", "Same here.\n", message_id=M3)
     assert await env.send(ben) == (250, "2.0.0 Ok: ticket 100001")
-    await settle(sink, 3)  # customers' own mails change the status silently
+    await settle(env, 3)  # customers' own mails change the status silently
 
     # 4. The agent answers by mail and closes the ticket; the mail quotes another ticket.
     agent_mail = make_mail(
@@ -194,7 +194,7 @@ async def test_whole_conversation_customer_agent_cli_mail_close_reopen(
         message_id="<max-1@stueber.de>",
     )
     assert await env.send(agent_mail) == (250, "2.0.0 Ok: ticket 100001")
-    mails = await settle(sink, 5)
+    mails = await settle(env, 5)
     by_recipient = {r.rcpt_tos[0]: r for r in mails[3:]}
     assert set(by_recipient) == {ANNA, BEN}
     for recipient, received in by_recipient.items():
@@ -224,7 +224,7 @@ async def test_whole_conversation_customer_agent_cli_mail_close_reopen(
         headers={"In-Reply-To": r2, "References": f"{M1} {M3} {r2}"},
     )
     assert await env.send(reopen) == (250, "2.0.0 Ok: ticket 100001")
-    reopened = (await settle(sink, 6))[5]
+    reopened = (await settle(env, 6))[5]
     assert_ours(reopened, to=ANNA)
     assert reopened.message["In-Reply-To"] == M5
     assert references(reopened) == [M1, M5]

@@ -32,7 +32,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from conftest import Sink, free_port, make_mail, smtp_send, write_config
+from conftest import Sink, eventually, free_port, make_mail, smtp_send, write_config
 
 from ticketmail.storage.store import DB_NAME, CustomerRow, Store, UserRow
 
@@ -109,32 +109,31 @@ class DaemonProcess:
         self.start_seconds.append(time.monotonic() - began)
 
     async def wait_accepting(self) -> None:
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"daemon exited on its own ({self.proc.returncode}):\n{self.tail()}"
-                )
-            try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection("127.0.0.1", self.port), timeout=2
-                )
-            except (OSError, TimeoutError):
-                await asyncio.sleep(0.05)
-                continue
-            try:
-                greeting = await asyncio.wait_for(reader.readline(), timeout=5)
-            except (OSError, TimeoutError):
-                greeting = b""
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
-            if greeting.startswith(b"220"):
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"daemon not accepting on {self.port} within {START_SECONDS}s")
+        await eventually(
+            self._greets, seconds=START_SECONDS, what=f"daemon accepting on {self.port}"
+        )
+
+    async def _greets(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(
+                f"daemon exited on its own ({self.proc.returncode}):\n{self.tail()}"
+            )
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", self.port), timeout=2
+            )
+        except (OSError, TimeoutError):
+            return False
+        try:
+            greeting = await asyncio.wait_for(reader.readline(), timeout=5)
+        except (OSError, TimeoutError):
+            greeting = b""
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        return greeting.startswith(b"220")
 
     async def kill(self) -> None:
         assert self.proc is not None
@@ -305,19 +304,18 @@ def _open_db(data_dir: Path) -> sqlite3.Connection:
 
 async def _drain(db_dir: Path, sink: Sink) -> None:
     """Wait (bounded) until no outbox entry is queued and the sink saw every one of them."""
-    deadline = time.monotonic() + DRAIN_SECONDS
-    while True:
+
+    def drained() -> bool:
         db = _open_db(db_dir)
         try:
             rows = db.execute("SELECT status, message_id FROM outbox").fetchall()
         finally:
             db.close()
         seen = {_message_id(r.raw) for r in sink.received}
-        if all(r["status"] != "queued" and r["message_id"] in seen for r in rows):
-            return
-        if time.monotonic() >= deadline:
-            return  # the checks below say what is missing
-        await asyncio.sleep(0.2)
+        return all(r["status"] != "queued" and r["message_id"] in seen for r in rows)
+
+    with contextlib.suppress(AssertionError):  # the checks below say what is missing
+        await eventually(drained, seconds=DRAIN_SECONDS, what="outbox drained", every=0.2)
 
 
 def _message_id(raw: bytes) -> str:

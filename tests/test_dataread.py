@@ -25,6 +25,8 @@ async def _session(port: int, writes: list[bytes], *, replies: int) -> list[str]
         for data in writes:
             writer.write(data)
             await writer.drain()
+            # Pacing, not a wait for an event: each write goes out as a TCP segment of its
+            # own, so the server gets the pieces apart, as from a real client's split writes.
             await asyncio.sleep(0.01)
         for _ in range(replies):
             line = await asyncio.wait_for(reader.readline(), 10)

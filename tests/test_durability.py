@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Env, accepts_connections, free_port, make_mail, write_config
+from conftest import Env, accepts_connections, eventually_sync, free_port, make_mail, write_config
 
 from ticketmail.storage.store import DB_NAME, Store
 
@@ -47,13 +47,15 @@ def test_serve_with_broken_config_exits_2_with_one_line_and_never_binds(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ, cwd=tmp_path,
     )  # fmt: skip
     started = time.monotonic()
-    bound_while_running = False
+    answered: list[bool] = []
+
+    def exited() -> bool:
+        # Probe the configured port while the process lives: it must never answer.
+        answered.append(accepts_connections(port))
+        return proc.poll() is not None
+
     try:
-        # Probe the configured port while the process lives (bounded): it must never answer.
-        while proc.poll() is None and time.monotonic() - started < EXIT_SECONDS:
-            if accepts_connections(port):
-                bound_while_running = True
-            time.sleep(0.02)
+        eventually_sync(exited, seconds=EXIT_SECONDS, what="serve exited", every=0.02)
         stdout, stderr = proc.communicate(timeout=5)
     finally:
         if proc.poll() is None:
@@ -68,7 +70,7 @@ def test_serve_with_broken_config_exits_2_with_one_line_and_never_binds(
     assert "Traceback" not in lines[0]
     assert b"daemon_started" not in stdout + stderr
     assert b"accepting" not in stdout + stderr
-    assert not bound_while_running, "the port answered while a broken config was being read"
+    assert not any(answered), "the port answered while a broken config was being read"
     assert not accepts_connections(port)
     assert not (data_dir / DB_NAME).exists(), "start-up went as far as opening the store"
 

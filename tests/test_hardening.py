@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -134,4 +135,26 @@ async def test_idle_session_is_told_421_and_closed(env_factory: Callable[..., An
         writer.close()
     assert reply.decode().startswith("421 4.4.2 ticketmail.test ")
     assert end == b""
+    assert 0.8 <= waited <= 5.0
+
+
+async def test_idle_time_counts_from_the_last_command(env_factory: Callable[..., Any]) -> None:
+    """Every command starts smtp.timeout_seconds anew: the 421 comes that long after the last."""
+    e: Env = await env_factory(None, smtp={"timeout_seconds": 1.0})
+    reader, writer = await asyncio.open_connection("127.0.0.1", e.port)
+    try:
+        assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"220")
+        # Quiet for 0.6 s of the 1 s (the idle time itself, nothing is awaited), then NOOP.
+        with contextlib.suppress(TimeoutError):
+            early = await asyncio.wait_for(reader.readline(), 0.6)
+            raise AssertionError(f"the server spoke while the client was quiet: {early!r}")
+        writer.write(b"NOOP\r\n")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.readline(), 10) == b"250 OK\r\n"
+        started = time.monotonic()
+        reply = await asyncio.wait_for(reader.readline(), 10)
+        waited = time.monotonic() - started
+    finally:
+        writer.close()
+    assert reply.decode().startswith("421 4.4.2 ticketmail.test ")
     assert 0.8 <= waited <= 5.0

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiosmtplib
 import pytest
-from conftest import SUPPORT, Env, Received, Sink, free_port, make_mail
+from conftest import SUPPORT, Env, Received, Sink, all_mail_out, eventually, free_port, make_mail
 
 from ticketmail.storage.store import DB_NAME
 
@@ -144,22 +144,16 @@ def blob_files(data_dir: Path) -> list[Path]:
 
 async def wait_outbox(env: Env, ready: Any, *, seconds: float = 10.0) -> list[dict[str, Any]]:
     """Poll `outbox list --json` (bounded) until `ready(entries)` holds; return the entries."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    entries: list[dict[str, Any]] = await env.cli_json("outbox", "list")
-    while not ready(entries):
-        if loop.time() >= deadline:
-            raise AssertionError(f"outbox did not reach the expected state: {entries}")
-        await asyncio.sleep(0.1)
-        entries = await env.cli_json("outbox", "list")
-    return entries
+    seen: list[dict[str, Any]] = []
 
+    async def ready_now() -> bool:
+        seen[:] = await env.cli_json("outbox", "list")
+        return bool(ready(seen))
 
-async def assert_sink_stays_at(sink: Sink, count: int, *, seconds: float = 1.0) -> None:
-    """Give the outbox worker a bounded moment, then check nothing more arrived."""
-    with contextlib.suppress(AssertionError):
-        await sink.wait_for(count + 1, seconds=seconds)
-    assert len(sink.received) == count, [r.message["Subject"] for r in sink.received]
+    await eventually(
+        ready_now, seconds=seconds, what=lambda: f"outbox did not reach the expected state: {seen}"
+    )
+    return seen
 
 
 def the_sink(env: Env) -> Sink:
@@ -357,7 +351,7 @@ async def test_colleague_reply_with_tag_extends_ticket_without_new_confirmation(
     outbox = await env.cli_json("outbox", "list")
     assert len(outbox) == 1, outbox
     assert outbox[0]["recipient"] == ANNA
-    await assert_sink_stays_at(the_sink(env), 1)
+    await all_mail_out(env, 1)
 
 
 # --- 4. institutions are separate ---------------------------------------------------------------
@@ -448,7 +442,7 @@ async def test_unregistered_sender_refused_at_data_and_nothing_kept(env: Env) ->
     assert await env.cli_json("ticket", "list") == []
     assert await env.cli_json("outbox", "list") == []
     assert blob_files(env.data_dir) == []
-    await assert_sink_stays_at(the_sink(env), 0, seconds=0.5)
+    await all_mail_out(env, 0)
 
 
 async def test_unregistered_sender_refused_at_end_of_data_not_before(env: Env) -> None:
@@ -478,7 +472,7 @@ async def test_unregistered_sender_refused_at_end_of_data_not_before(env: Env) -
     assert await env.cli_json("quarantine", "list") == []
     assert blob_files(env.data_dir) == []
     assert stored_messages(env.data_dir) == 0
-    await assert_sink_stays_at(the_sink(env), 0, seconds=0.5)
+    await all_mail_out(env, 0)
 
 
 async def test_registered_envelope_sender_does_not_vouch_for_unknown_from(env: Env) -> None:
@@ -558,7 +552,7 @@ async def test_no_contract_accepted_without_ticket_and_told_once(
     assert foreign not in body
     outbox = await env.cli_json("outbox", "list")
     assert [e["kind"] for e in outbox] == ["no_contract"]
-    await assert_sink_stays_at(the_sink(env), 1)
+    await all_mail_out(env, 1)
 
 
 # --- 8. automatic mail --------------------------------------------------------------------------
@@ -583,7 +577,7 @@ async def test_auto_reply_stored_on_ticket_flagged_automatic_without_answer(env:
     assert [a["automatic"] for a in shown["articles"]] == [False, True]
     outbox = await env.cli_json("outbox", "list")
     assert [e["kind"] for e in outbox] == ["ticket_created"]
-    await assert_sink_stays_at(the_sink(env), 1)
+    await all_mail_out(env, 1)
 
 
 # --- 9. duplicates ------------------------------------------------------------------------------
@@ -600,7 +594,7 @@ async def test_same_mail_delivered_twice_is_stored_once(env: Env) -> None:
     assert [(t["number"], t["articles"]) for t in tickets] == [("100001", 1)]
     assert len(await env.cli_json("outbox", "list")) == 1
     await the_sink(env).wait_for(1)
-    await assert_sink_stays_at(the_sink(env), 1)
+    await all_mail_out(env, 1)
 
 
 async def test_mta_retry_with_added_received_header_is_stored_once(env: Env) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import SUPPORT, Env, Sink, make_mail
+from conftest import SUPPORT, Env, Sink, all_mail_out, make_mail
 from structlog.testing import capture_logs
 
 
@@ -109,8 +107,7 @@ async def test_own_mail_is_never_a_ticket_nor_answered(env: Env) -> None:
         assert (code, text) == (250, "2.0.0 Ok")
     assert len(await env.cli_json("ticket", "list")) == 1
     assert len(await _outbox(env)) == 1
-    await asyncio.sleep(0.5)
-    assert len(env.sink.received) == 1
+    await all_mail_out(env, 1)
 
 
 async def test_german_out_of_office_is_stored_silently(env: Env) -> None:
@@ -159,13 +156,6 @@ OUT_OF_OFFICE = {
 }
 
 
-async def _quiet(sink: Sink, count: int, *, seconds: float = 1.0) -> None:
-    """Give the outbox worker a bounded moment, then check nothing more reached the sink."""
-    with contextlib.suppress(AssertionError):
-        await sink.wait_for(count + 1, seconds=seconds)
-    assert len(sink.received) == count, [r.message["Subject"] for r in sink.received]
-
-
 @pytest.mark.parametrize("client", sorted(OUT_OF_OFFICE))
 async def test_out_of_office_of_real_clients_is_stored_silently(
     client: str, env_factory: Callable[..., Any], sink: Sink
@@ -196,7 +186,7 @@ async def test_out_of_office_of_real_clients_is_stored_silently(
     assert shown["status"] == "answered"
     assert len(await e.cli_json("ticket", "list")) == 1
     assert len(await _outbox(e)) == 1
-    await _quiet(sink, 1)
+    await all_mail_out(e, 1)
 
 
 async def test_per_ticket_cap_suppresses_notices_and_logs_it(
@@ -228,7 +218,7 @@ async def test_per_ticket_cap_suppresses_notices_and_logs_it(
     ]
     assert len(await _outbox(e)) == 2
     await sink.wait_for(2)
-    await _quiet(sink, 2)
+    await all_mail_out(e, 2)
     assert len((await e.cli_json("ticket", "show", "100001"))["articles"]) == 4
 
     # A new hour: the ticket gets its notices again.

@@ -79,7 +79,7 @@ async def test_answer_to_a_status_notice_without_tag_lands_on_the_ticket(env: En
     """A customer's answer naming only a status notice (In-Reply-To) lands on its ticket."""
     await open_ticket(env)
     assert (await env.cli("ticket", "status", "100001", "answered")).returncode == 0
-    notice = (await settle(the_sink(env), 2))[1]
+    notice = (await settle(env, 2))[1]
     notice_id = str(notice.message["Message-ID"])
     assert (await signer(env)).verify(notice_id) == 100001
     answer = make_mail(ANNA, "AW: Statusänderung", "Danke!\n", headers={"In-Reply-To": notice_id})
@@ -163,5 +163,5 @@ async def test_daemon_and_cli_sign_with_the_configured_secret(
     confirmation = await open_ticket(env)
     assert IDS.verify(confirmation) == 100001
     assert (await env.cli("ticket", "status", "100001", "closed")).returncode == 0
-    notice = (await settle(sink, 2))[1]
+    notice = (await settle(env, 2))[1]
     assert IDS.verify(str(notice.message["Message-ID"])) == 100001

@@ -5,15 +5,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
-import time
 import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO, free_port
+from conftest import REPO, eventually_sync, free_port
 
 from ticketmail.config import Config, load_config
 from ticketmail.outbound.compose import LANGUAGES, TEMPLATE_NAMES
@@ -89,18 +89,21 @@ def test_installed_wheel_checks_config_and_serves(wheel: Path, tmp_path: Path) -
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        started = False
-        while time.monotonic() < deadline and proc.poll() is None:
-            import socket
+        greeting: list[bytes] = []
 
+        def answered_or_gone() -> bool:
+            if proc.poll() is not None:
+                return True  # gone: the assertion below says it never greeted
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-                    started = conn.recv(100).startswith(b"220")
-                    break
+                    greeting.append(conn.recv(100))
+                    return True
             except OSError:
-                time.sleep(0.1)
-        assert started, "ticketmail serve did not greet on its port"
+                return False
+
+        eventually_sync(answered_or_gone, seconds=30, what="serve answering", every=0.1)
+        assert greeting, "ticketmail serve did not greet on its port"
+        assert greeting[0].startswith(b"220"), "ticketmail serve did not greet on its port"
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

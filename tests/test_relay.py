@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from conftest import Clock, Env, Sink, make_mail
+from conftest import Clock, Env, Sink, all_mail_out, eventually, make_mail
 
 
 async def _outbox_when(
@@ -18,14 +18,16 @@ async def _outbox_when(
 ) -> list[dict[str, object]]:
     """Poll `outbox list` (bounded) until predicate(entries) holds."""
     assert callable(predicate)
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        entries: list[dict[str, object]] = await env.cli_json("outbox", "list")
-        if predicate(entries):
-            return entries
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"outbox never reached the expected state: {entries}")
-        await asyncio.sleep(0.2)
+    seen: list[dict[str, object]] = []
+
+    async def holds() -> bool:
+        seen[:] = await env.cli_json("outbox", "list")
+        return bool(predicate(seen))
+
+    await eventually(
+        holds, seconds=seconds, what=lambda: f"outbox never reached the expected state: {seen}"
+    )
+    return seen
 
 
 async def test_relay_5xx_fails_the_entry_at_once(env: Env) -> None:
@@ -136,10 +138,9 @@ async def test_relay_4xx_retries_back_off_exponentially_up_to_the_cap(
             assert entry["status"] == "queued"
             due = datetime.fromisoformat(str(entry["next_attempt_at"]))
             waits.append((due - sink.attempts_at[-1]).total_seconds())
-            # Two seconds before it is due nothing is attempted, woken or not.
+            # Two seconds before it is due a pass of the worker attempts nothing.
             clock.advance(seconds=(due - clock()).total_seconds() - 2)
-            e.daemon.worker.wake()
-            await asyncio.sleep(0.5)
+            assert await e.daemon.worker.run_once() == 0, "attempted before next_attempt_at"
             assert len(sink.attempts_at) == done, "attempted again before next_attempt_at"
             clock.advance(seconds=3)
             e.daemon.worker.wake()
@@ -172,10 +173,9 @@ async def test_relay_never_retries_sooner_than_a_sub_second_delay(env_factory: A
         sink.answer = "451 4.3.0 try again later"
         code, _ = await e.send(make_mail("anna@schule.example", "Kopierer"))
         assert code == 250
-        deadline = time.monotonic() + 10
-        while len(sink.attempts) < 4:
-            assert time.monotonic() < deadline, f"only {len(sink.attempts)} attempts in 10 s"
-            await asyncio.sleep(0.05)
+        await eventually(
+            lambda: len(sink.attempts) >= 4, what=lambda: f"only {len(sink.attempts)} attempts"
+        )
         intervals = [b - a for a, b in itertools.pairwise(sink.attempts[:4])]
         assert min(intervals) >= 0.28, intervals
     finally:
@@ -208,8 +208,7 @@ async def test_outbox_retry_all_requeues_every_failed_entry(env: Env) -> None:
     sent = await _outbox_when(env, lambda es: all(x["status"] == "sent" for x in es))
     assert len(sent) == 2
     assert all(x["sent_at"] for x in sent)
-    await asyncio.sleep(0.5)  # the worker's poll, twice: nothing is delivered a second time
-    assert len(env.sink.received) == 2
+    await all_mail_out(env, 2)  # nothing is delivered a second time
 
 
 @dataclass

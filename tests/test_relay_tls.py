@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
-from conftest import Env, Sink, free_port, make_mail, run_cli, write_config
+from conftest import Env, Sink, eventually, free_port, make_mail, run_cli, write_config
 
 USER, SECRET = "ticketmail", "s3cret-relay-pw"
 
@@ -103,11 +103,13 @@ async def test_relay_with_untrusted_certificate_is_retried_not_sent(
         await e.user("anna@schule.example", "10042")
         code, _ = await e.send(make_mail("anna@schule.example", "Drucker"))
         assert code == 250
-        for _ in range(50):
-            entries = await e.cli_json("outbox", "list")
-            if entries and entries[0]["attempts"] >= 1:
-                break
-            await asyncio.sleep(0.2)
+        entries: list[dict[str, Any]] = []
+
+        async def attempted() -> bool:
+            entries[:] = await e.cli_json("outbox", "list")
+            return bool(entries) and entries[0]["attempts"] >= 1
+
+        await eventually(attempted, what=lambda: f"no attempt in the outbox: {entries}")
         assert entries[0]["status"] == "queued"
         assert "CERTIFICATE_VERIFY_FAILED" in entries[0]["last_error"].upper().replace(" ", "_")
         assert sink.received == []

@@ -10,23 +10,12 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import trustme
-from conftest import SUPPORT, free_port, make_mail, run_cli, write_config
+from conftest import SUPPORT, eventually_sync, free_port, make_mail, run_cli, write_config
 
 from ticketmail.config import default_templates_dir
-
-
-def _wait(predicate: object, *, seconds: float, what: str) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not within {seconds}s")
 
 
 def _greets(port: int) -> bool:
@@ -80,7 +69,7 @@ def test_sighup_reloads_certificate_and_templates(tmp_path: Path) -> None:
             stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=tmp_path,
         )  # fmt: skip
     try:
-        _wait(lambda: _greets(port), seconds=30, what="daemon greeting")
+        eventually_sync(lambda: _greets(port), seconds=30, what="daemon greeting")
         assert _starttls_ok(port, old_ca)
         assert not _starttls_ok(port, new_ca)
 
@@ -88,7 +77,9 @@ def test_sighup_reloads_certificate_and_templates(tmp_path: Path) -> None:
         (templates / "en" / "ticket_created.txt.j2").write_text("no subject line\n", "utf-8")
         (tmp_path / "cert.pem").write_text("not a certificate", encoding="utf-8")
         proc.send_signal(signal.SIGHUP)
-        _wait(lambda: "tls_reload_failed" in log.read_text(), seconds=10, what="tls failure")
+        eventually_sync(
+            lambda: "tls_reload_failed" in log.read_text(), seconds=10, what="tls failure"
+        )
         assert "templates_reload_failed" in log.read_text()
         assert proc.poll() is None
         assert _starttls_ok(port, old_ca)
@@ -98,14 +89,14 @@ def test_sighup_reloads_certificate_and_templates(tmp_path: Path) -> None:
             "Subject: {{ tag }} Received: {{ subject }}\n\nWe have it.\n", encoding="utf-8"
         )
         proc.send_signal(signal.SIGHUP)
-        _wait(lambda: "tls_reloaded" in log.read_text(), seconds=10, what="tls reload")
+        eventually_sync(lambda: "tls_reloaded" in log.read_text(), seconds=10, what="tls reload")
         assert "templates_reloaded" in log.read_text()
         assert _starttls_ok(port, new_ca)
 
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
             smtp.send_message(make_mail("anna@schule.example", "Beamer"), to_addrs=[SUPPORT])
         sent = tmp_path / "var" / "sent"
-        _wait(lambda: any(sent.glob("*.eml")), seconds=10, what="confirmation")
+        eventually_sync(lambda: any(sent.glob("*.eml")), seconds=10, what="confirmation")
         (mail,) = sent.glob("*.eml")
         assert b"Subject: [Ticket#100001] Received: Beamer" in mail.read_bytes()
     finally:

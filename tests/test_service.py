@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -24,6 +25,7 @@ from conftest import (
     REPO,
     SUPPORT,
     Sink,
+    eventually_sync,
     free_port,
     make_mail,
     run_cli,
@@ -191,8 +193,8 @@ def _ready(service: Service) -> None:
 
 def _refuses_connections(port: int, *, seconds: float) -> bool:
     """True once a connect is refused (bounded); a session opened meanwhile gets only 421."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+
+    def refused() -> bool:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
                 assert not _reply(conn).startswith("220"), "a new session was greeted"
@@ -200,8 +202,15 @@ def _refuses_connections(port: int, *, seconds: float) -> bool:
             return True
         except ConnectionResetError:  # queued as the listener closed: not greeted either
             pass
-        time.sleep(0.05)
-    return False
+        return False
+
+    return eventually_sync(refused, seconds=seconds, what=f"connects to port {port} refused")
+
+
+def _event(service: Service, name: str) -> str:
+    """The daemon's first log line of event `name` (JSON lines), or ''."""
+    tag = f'"event": "{name}"'
+    return next((line for line in service.log_text().splitlines() if tag in line), "")
 
 
 def _listed(config: Path, noun: str) -> list[dict[str, object]]:
@@ -301,7 +310,15 @@ def test_second_sigterm_ends_at_once(service: Service) -> None:
         conn.sendall(raw[: len(raw) // 2])
         service.signal(signal.SIGTERM)
         service.notify.wait_for("STOPPING=1", seconds=STOP_SECONDS)
-        time.sleep(0.3)
+        # The daemon's first shutdown round ends with its word that it waits for the mail in
+        # DATA: by then that session has been told nothing and is open, the daemon running.
+        waiting = eventually_sync(
+            lambda: _event(service, "shutdown_waiting"),
+            seconds=STOP_SECONDS,
+            what="the daemon waiting for the mail in DATA",
+        )
+        assert '"mails": 1' in waiting, waiting
+        assert select.select([conn], [], [], 0)[0] == [], "the first SIGTERM cut the mail in DATA"
         assert service.proc.poll() is None, "the first SIGTERM did not wait for the mail in DATA"
         started = time.monotonic()
         service.signal(signal.SIGTERM)
@@ -313,6 +330,7 @@ def test_second_sigterm_ends_at_once(service: Service) -> None:
         conn.close()
     log = service.log_text()
     assert "daemon_stop_forced" in log
+    assert '"shutdown_grace_over"' not in log  # the first SIGTERM was still waiting
     assert "Traceback" not in log
     assert _tickets(service.config) == []
     db = sqlite3.connect(service.config.parent / "var" / DB_NAME)
@@ -340,7 +358,6 @@ def test_grace_over_cuts_an_unfinished_mail_and_keeps_the_finished(
     conn, raw = _open_data(service.port, "Nie fertig")
     try:
         conn.sendall(raw[: len(raw) // 2])  # and never the rest, nor the final dot
-        time.sleep(0.2)
         started = time.monotonic()
         service.signal(signal.SIGTERM)
         assert service.wait(seconds=grace + 10) == 0, service.log_text()

@@ -6,7 +6,7 @@ import asyncio
 
 import aiosmtplib
 from aiosmtpd.smtp import SMTP
-from conftest import SUPPORT, Env, make_mail
+from conftest import SUPPORT, Env, eventually, make_mail
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -79,14 +79,14 @@ async def test_sessions_over_the_limit_get_421(env_factory: object) -> None:
         w.close()
         await w.wait_closed()
     # Once the others are gone there is room again.
-    for _ in range(50):
+
+    async def greeted() -> bool:
         reader, writer = await asyncio.open_connection("127.0.0.1", e.port)
         first = await asyncio.wait_for(reader.readline(), 5)
         writer.close()
-        if first.startswith(b"220"):
-            break
-        await asyncio.sleep(0.05)
-    assert first.startswith(b"220")
+        return first.startswith(b"220")
+
+    await eventually(greeted, what="a new session greeted with 220 once the others closed")
 
 
 async def test_client_gone_during_processing_still_stores_the_mail_once(env: Env) -> None:
@@ -111,11 +111,9 @@ async def test_client_gone_during_processing_still_stores_the_mail_once(env: Env
     writer.write(raw + b".\r\n")
     await writer.drain()
     writer.transport.abort()  # gone before the reply arrives
-    for _ in range(100):
-        tickets = await env.cli_json("ticket", "list")
-        if tickets:
-            break
-        await asyncio.sleep(0.1)
+    tickets = await eventually(
+        lambda: env.cli_json("ticket", "list"), what="a ticket for the mail of the gone client"
+    )
     assert [t["subject"] for t in tickets] == ["Verbindung weg"]
     assert tickets[0]["articles"] == 1
     # The sender's MTA, never having seen 250, sends again: still one article.

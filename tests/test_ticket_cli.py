@@ -23,7 +23,6 @@ from desk_support import (
     open_ticket,
     references,
     settle,
-    the_sink,
     write_text,
 )
 
@@ -60,7 +59,7 @@ async def test_status_change_tells_requester_and_writers_each_in_their_language(
         f"status_changed queued for {ANNA} (de)",
         f"status_changed queued for {BEN} (en)",
     ]
-    mails = (await settle(the_sink(env), 3))[1:]
+    mails = (await settle(env, 3))[1:]
     by = {r.rcpt_tos[0]: r for r in mails}
     assert set(by) == {ANNA, BEN}
     for received in mails:
@@ -89,12 +88,12 @@ async def test_closing_sets_closed_at_so_a_reply_reopens_with_notice(env: Env) -
     """`ticket status N closed` closes; a reply within reopen_days reopens and says so."""
     await open_ticket(env)
     assert (await env.cli("ticket", "status", "100001", "closed")).returncode == 0
-    closed = (await settle(the_sink(env), 2))[1]
+    closed = (await settle(env, 2))[1]
     assert "innerhalb von 14 Tagen auf diese E-Mail" in " ".join(body(closed).split())
     env.clock.advance(days=13)
     reply = make_mail(ANNA, f"AW: {TAG} Drucker", "Geht wieder nicht.\n")
     assert await env.send(reply) == (250, "2.0.0 Ok: ticket 100001")
-    reopened = (await settle(the_sink(env), 3))[2]
+    reopened = (await settle(env, 3))[2]
     assert "Wieder geöffnet" in str(reopened.message["Subject"])
     assert (await show(env))["status"] == "open"
 
@@ -103,11 +102,11 @@ async def test_customer_own_mail_changing_status_notifies_nobody(env: Env) -> No
     """A customer's answer sets an answered ticket open again without any mail."""
     await open_ticket(env)
     assert (await env.cli("ticket", "status", "100001", "answered")).returncode == 0
-    await settle(the_sink(env), 2)
+    await settle(env, 2)
     answer = make_mail(BEN, f"AW: {TAG} Drucker", "Noch eine Frage.\n")
     assert await env.send(answer) == (250, "2.0.0 Ok: ticket 100001")
     assert (await show(env))["status"] == "open"
-    await settle(the_sink(env), 2)
+    await settle(env, 2)
 
 
 async def test_status_exit_statuses(env: Env) -> None:
@@ -137,7 +136,7 @@ async def test_status_notice_respects_rate_limit(env_factory: Any, sink: Any) ->
     assert result.returncode == 0, result.stderr
     assert f"status_changed not sent to {ANNA}: rate_limit_address" in result.stdout
     assert (await show(env))["status"] == "open"
-    await settle(sink, 1)
+    await settle(env, 1)
 
 
 # --- ticket reply --------------------------------------------------------------------------------
@@ -161,7 +160,7 @@ async def test_reply_from_file_stores_article_and_sends_attachment(
         "ticket 100001: status new → answered",
         f"agent_reply queued for {ANNA} (de)",
     ]
-    sent = (await settle(the_sink(env), 2))[1]
+    sent = (await settle(env, 2))[1]
     assert sent.rcpt_tos == [ANNA]
     assert str(sent.message["Subject"]) == f"{TAG} Drucker druckt nicht"
     assert sent.message["In-Reply-To"] == M1
@@ -189,7 +188,7 @@ async def test_reply_from_stdin_with_status_closed(env: Env) -> None:
         env, "Erledigt.\n", "ticket", "reply", "100001", "--agent", MAX, "-", "--status", "closed"
     )
     assert result.returncode == 0, result.stderr
-    sent = (await settle(the_sink(env), 2))[1]
+    sent = (await settle(env, 2))[1]
     assert body(sent).startswith("Erledigt.\n\n-- \nMax Berger, Stueber Support\n")
     assert "Wir haben das Ticket damit abgeschlossen" in body(sent)
     shown = await show(env)

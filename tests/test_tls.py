@@ -80,3 +80,26 @@ def test_certificate_without_key_is_a_configuration_error(tmp_path: Path) -> Non
     result = run_cli("--config", str(config), "check-config")
     assert result.returncode == 2
     assert "smtp.tls_key_file" in result.stderr
+
+
+async def test_starttls_of_the_last_free_session_is_not_refused(
+    env_factory: object, ca: trustme.CA, tmp_path: Path
+) -> None:
+    """A session that takes the last place under smtp.max_sessions can still start TLS."""
+    cert, key = server_files(ca, tmp_path)
+    e: Env = await env_factory(  # type: ignore[operator]
+        None, smtp={"tls_cert_file": str(cert), "tls_key_file": str(key), "max_sessions": 1}
+    )
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    client = aiosmtplib.SMTP(
+        hostname="127.0.0.1", port=e.port, start_tls=False, tls_context=client_context
+    )
+    await client.connect()
+    try:
+        await client.ehlo()
+        await client.starttls()
+        assert (await client.ehlo()).code == 250
+        assert (await client.noop()).code == 250
+    finally:
+        client.close()

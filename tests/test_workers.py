@@ -14,7 +14,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from conftest import Env, Sink, accepts_connections, free_port, make_mail, write_config
+from conftest import (
+    Env,
+    Sink,
+    accepts_connections,
+    eventually,
+    free_port,
+    make_mail,
+    write_config,
+)
 
 from ticketmail.daemon import Daemon
 from ticketmail.intake.admission import Envelope
@@ -33,17 +41,21 @@ def _alive(pid: int) -> bool:
 
 
 async def _gone(pid: int, *, seconds: float = 10.0) -> bool:
-    for _ in range(int(seconds / 0.05)):  # bounded
-        if not _alive(pid):
-            return True
-        await asyncio.sleep(0.05)
-    return False
+    """True once the process has ended; an AssertionError naming it after `seconds`."""
+    return await eventually(lambda: not _alive(pid), seconds=seconds, what=f"process {pid} ended")
 
 
 def _pids(daemon: Daemon) -> list[int]:
     assert daemon.intake is not None
     assert daemon.intake.pool is not None
     return daemon.intake.pool.pids()
+
+
+def _owed(env: Env) -> int:
+    """Mails handed to the worker processes and not yet answered."""
+    pool = env.daemon.intake.pool if env.daemon.intake is not None else None
+    assert pool is not None
+    return sum(len(worker.owed) for worker in pool._all)
 
 
 def _mail_with_png(sender: str, subject: str) -> bytes:
@@ -130,7 +142,11 @@ async def test_a_worker_outlives_ctrl_c_and_sigterm_aimed_at_it(
     for pid in pids:
         os.kill(pid, signal.SIGINT)
         os.kill(pid, signal.SIGTERM)
-    await asyncio.sleep(0.3)
+    # Each worker answers a mail after the signals (the least busy one takes the next mail):
+    # a worker the signals had killed could not have, and would have been replaced.
+    subjects = ["Nach SIGINT", "Nach SIGTERM"]
+    mails = [make_mail("anna@schule.example", s).as_bytes() for s in subjects]
+    assert await asyncio.gather(*(_admit(env, raw) for raw in mails)) == subjects
 
     assert all(map(_alive, pids))
     assert (await env.send(make_mail("anna@schule.example", "Nach Strg-C")))[0] == 250
@@ -166,12 +182,14 @@ async def test_workers_end_when_the_daemon_is_killed(tmp_path: Path) -> None:
         sys.executable, "-m", "ticketmail", "--config", str(config), "serve",
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    workers: list[int] = []
+
+    def started() -> bool:
+        workers[:] = [p for p in _children(proc.pid) if "worker_main" in _cmdline(p)]
+        return len(workers) == 2 and accepts_connections(port)
+
     try:
-        for _ in range(200):  # bounded: 20 s for start-up
-            workers = [p for p in _children(proc.pid) if "worker_main" in _cmdline(p)]
-            if len(workers) == 2 and accepts_connections(port):
-                break
-            await asyncio.sleep(0.1)
+        await eventually(started, seconds=20, what=lambda: f"2 workers and the port: {workers}")
         assert len(workers) == 2
     finally:
         proc.kill()
@@ -235,8 +253,8 @@ async def test_a_worker_killed_with_two_mails_on_it_loses_neither(
     [pid] = _pids(env.daemon)
     long = asyncio.create_task(_admit(env, _big_mail("Lang")))
     short = asyncio.create_task(_admit(env, make_mail("anna@schule.example", "Kurz").as_bytes()))
-    await asyncio.sleep(0.05)  # both sent: the first being parsed, the second in the socket
-    os.kill(pid, signal.SIGKILL)
+    await eventually(lambda: _owed(env) == 2, what="both mails handed to the worker")
+    os.kill(pid, signal.SIGKILL)  # on the first, the second waiting in its socket
     assert await asyncio.wait_for(asyncio.gather(long, short), timeout=60) == ["Lang", "Kurz"]
     assert await _gone(pid)
     assert _pids(env.daemon) != [pid]
@@ -250,7 +268,7 @@ async def test_an_answer_for_a_cancelled_mail_is_not_taken_for_the_next(
     env = await env_factory(sink, smtp={"workers": 1})
     pids = _pids(env.daemon)
     first = asyncio.create_task(_admit(env, _big_mail("Aufgegeben")))
-    await asyncio.sleep(0.05)
+    await eventually(lambda: _owed(env) == 1, what="the mail handed to the worker")
     first.cancel()
     next_mail = make_mail("anna@schule.example", "Danach").as_bytes()
     assert await asyncio.wait_for(_admit(env, next_mail), timeout=60) == "Danach"

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
-from conftest import Env, Received, Sink, make_mail
+from conftest import Env, Received, Sink, eventually, make_mail
 from desk_support import body
 
 from ticketmail.storage import accounts
@@ -111,14 +111,10 @@ def mails_to(sink: Sink, address: str) -> list[Received]:
 
 async def next_mail_to(sink: Sink, address: str, *, after: int) -> Received:
     """The first mail to `address` beyond the `after` ones it had (waits, bounded)."""
-    deadline = 100
-    while deadline:
-        got = mails_to(sink, address)
-        if len(got) > after:
-            return got[after]
-        await sink.wait_for(len(sink.received) + 1, seconds=10)
-        deadline -= 1
-    raise AssertionError(f"no mail to {address}")
+    got = await eventually(
+        lambda: mails_to(sink, address)[after:], what=f"mail {after + 1} to {address}"
+    )
+    return got[0]
 
 
 def text_of(response: httpx.Response) -> str:

@@ -200,12 +200,22 @@ class Daemon:
             self._server.close()
         if self.worker is not None:
             self.worker.stop()
+        waiting_told = False
         while True:
             for session in list(self._sessions):
                 if not _mail_under_way(session):
                     _close_session(session, reply=REPLY_SHUTTING_DOWN)
             if not self._sessions and not self._inflight():
                 break
+            mails = sum(map(_mail_under_way, self._sessions))
+            if not waiting_told and (mails or self._inflight()):
+                waiting_told = True
+                log.info(
+                    "shutdown_waiting",
+                    mails=mails,
+                    committing=len(self._inflight()),
+                    grace_seconds=grace,
+                )
             if loop.time() >= deadline:
                 log.warning(
                     "shutdown_grace_over", sessions=len(self._sessions), grace_seconds=grace

@@ -7,16 +7,19 @@ import functools
 import itertools
 import re
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
+from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Session, syntax
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from ticketmail.config import Config
 from ticketmail.errors import ConfigError
 from ticketmail.intake.process import Envelope, Intake
-from ticketmail.smtp._dataread import DataState, read_data
+from ticketmail.smtp._dataread import DataState
+from ticketmail.smtp._private import FastPaths
 from ticketmail.smtp.replies import (
     REPLY_BAD_RECIPIENT,
     REPLY_LINE_TOO_LONG,
@@ -39,23 +42,22 @@ REPLY_IDLE_TIMEOUT = "421 4.4.2 {hostname} Error: timeout exceeded, closing"
 _MAIL_DSN = re.compile(r"\s+(?:RET|ENVID)=\S*", re.IGNORECASE)
 _RCPT_DSN = re.compile(r"\s+(?:NOTIFY|ORCPT)=\S*", re.IGNORECASE)
 
+Verb = Callable[[str | None], Awaitable[None]]
+# The idle timer may fire this much early (the event loop runs a timer that is due within
+# its clock resolution); closer than this to the timeout is the timeout.
+_IDLE_SLACK_SECONDS = 0.001
+
 
 def _without_dsn(arg: str | None, pattern: re.Pattern[str]) -> str | None:
     return pattern.sub("", arg) if arg else arg
 
 
-# `<local@domain>` of plain dot-atoms: what nearly every MTA sends. Anything else (quoted
-# local parts, address literals, source routes, odd dots) goes to aiosmtpd's full parser.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_PLAIN_PATH = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
-
-
-class TicketSMTP(SMTP):
+class TicketSMTP(FastPaths):
     """aiosmtpd's SMTP with enhanced status codes on its own size replies and a session cap.
 
     `max_commands` bounds the commands of one connection in total, whichever they are (the
-    client gets `421 4.7.0` and the connection is closed); an idle connection is answered
-    `421 4.4.2` and closed after aiosmtpd's `timeout`.
+    client gets `421 4.7.0` and the connection is closed); a connection idle for `timeout`
+    seconds is answered `421 4.4.2` and closed.
     """
 
     # RFC 5321 allows 1000 bytes a line, but real clients send longer ones (Postfix takes
@@ -70,32 +72,40 @@ class TicketSMTP(SMTP):
         max_sessions: int,
         max_line_bytes: int | None = None,
         max_commands: int | None = None,
+        timeout: float = 300.0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(handler, **kwargs)
+        # Every verb counts against the budget: each smtp_* method of this session is wrapped
+        # before aiosmtpd looks them up on the instance (HELP still finds their help texts).
+        # aiosmtpd's `command_call_limit` counts each verb apart, so it cannot bound them all.
+        # The count is per connection: it survives STARTTLS, which starts a new SMTP session.
+        self._max_commands = max_commands
+        self._commands = 0
+        for name in dir(self):
+            if name.startswith("smtp_"):
+                setattr(self, name, self._counted(getattr(self, name)))
+        # aiosmtpd's own idle timer closes without a word; ours says 421 first (RFC 5321
+        # 4.5.3.2). Both count from the last command; aiosmtpd's, twice as long, never fires.
+        self._idle_seconds = timeout
+        self._idle: asyncio.TimerHandle | None = None
+        self._last_command = 0.0
+        super().__init__(handler, timeout=2 * timeout, **kwargs)
         if max_line_bytes is not None:
             self.line_length_limit = max_line_bytes
         self._sessions = sessions
         self._max_sessions = max_sessions
         self._over_limit = False
         self.session_id = next(_session_ids)
-        # Every command aiosmtpd dispatches goes through _counted (unknown ones it answers
-        # itself, and closes the connection after a few). The count is per connection: it
-        # survives STARTTLS, which starts a new SMTP session on the same connection.
-        self._max_commands = max_commands
-        self._commands = 0
-        self._smtp_methods = {
-            name: self._counted(method) for name, method in self._smtp_methods.items()
-        }
 
-    def _counted(self, method: Any) -> Any:
-        """`method` (an smtp_* verb), refused with 421 once the session used up its commands."""
+    def _counted(self, verb: Verb) -> Verb:
+        """`verb` (an smtp_* method), refused with 421 once the session used up its commands."""
 
-        @functools.wraps(method)  # keeps the HELP texts aiosmtpd reads from the method
+        @functools.wraps(verb)  # keeps the HELP texts aiosmtpd reads from the method
         async def counted(arg: str | None) -> None:
+            self._last_command = self.loop.time()
             self._commands += 1
             if self._max_commands is None or self._commands <= self._max_commands:
-                await method(arg)
+                await verb(arg)
                 return
             if self._commands == self._max_commands + 1:  # say it once, to what is pipelined
                 log.warning(
@@ -110,37 +120,26 @@ class TicketSMTP(SMTP):
 
         return counted
 
-    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        """aiosmtpd's MAIL/RCPT path parsing, without its RFC 5322 parser for plain paths.
-
-        That parser takes about a tenth of the CPU a mail costs; the result is the same,
-        except that a path the parser crashes on is a malformed address instead.
-        """
-        plain = _PLAIN_PATH.match(arg) if arg else None
-        if plain is None:
-            try:
-                result: tuple[str | None, str | None] = super()._getaddr(arg)
-            except (IndexError, ValueError):  # CPython's parser on e.g. `MAIL FROM:a@`
-                return None, None  # 553 5.1.3 malformed address, as for any unparsable path
-            return result
-        address = plain.group(1)
-        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
-            return None, None
-        return address, arg[plain.end() :].lstrip(" \t")
-
-    def _timeout_cb(self) -> None:
-        # aiosmtpd closes an idle connection without a word; RFC 5321 4.5.3.2 lets the
-        # server say why (421) first. The transport sends what it holds before closing.
-        if self.transport is not None and not self.transport.is_closing():
+    def _idle_check(self) -> None:
+        """Close the session `timeout` seconds after its last command (a timer per timeout,
+        not one per command: a command only notes its time)."""
+        left = self._last_command + self._idle_seconds - self.loop.time()
+        if left > _IDLE_SLACK_SECONDS:
+            self._idle = self.loop.call_later(left, self._idle_check)
+            return
+        # The transport sends what it holds before closing.
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
             log.info("session_closed", reason="idle_timeout", session=self.session_id)
-            assert isinstance(self.transport, asyncio.WriteTransport)
-            self.transport.write(
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(
                 REPLY_IDLE_TIMEOUT.format(hostname=self.hostname).encode("ascii") + b"\r\n"
             )
-        super()._timeout_cb()  # type: ignore[no-untyped-call]
+            transport.close()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if len(self._sessions) >= self._max_sessions:
+        # Called again after STARTTLS, with the TLS transport: that session already has a place.
+        if self not in self._sessions and len(self._sessions) >= self._max_sessions:
             self._over_limit = True
             assert isinstance(transport, asyncio.WriteTransport)
             transport.write(REPLY_TOO_MANY_SESSIONS.encode("ascii") + b"\r\n")
@@ -149,9 +148,15 @@ class TicketSMTP(SMTP):
             return
         self._sessions.add(self)
         super().connection_made(transport)
+        # The idle time counts from here (again after STARTTLS, from the TLS transport).
+        self._last_command = self.loop.time()
+        if self._idle is None:
+            self._idle = self.loop.call_later(self._idle_seconds, self._idle_check)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._sessions.discard(self)
+        if self._idle is not None:
+            self._idle.cancel()
         if self._over_limit:
             return
         super().connection_lost(exc)
@@ -173,8 +178,11 @@ class TicketSMTP(SMTP):
         await super().smtp_RCPT(_without_dsn(arg, _RCPT_DSN))
 
     @syntax("DATA")
-    async def smtp_DATA(self, arg: str) -> None:
-        """DATA as aiosmtpd does it, but the body read in chunks (see dataread)."""
+    async def smtp_DATA(self, arg: str | None) -> None:
+        """DATA as aiosmtpd does it, but the body read in chunks (see _dataread).
+
+        A client gone meanwhile cancels this; aiosmtpd then closes the connection.
+        """
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
         assert self.envelope is not None
@@ -185,48 +193,31 @@ class TicketSMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        try:
-            result = await read_data(
-                self._reader, size_limit=self.data_size_limit, line_limit=self.line_length_limit
-            )
-        except asyncio.CancelledError:
-            self._writer.close()
-            raise
-        if result.state is DataState.TOO_LONG:
-            await self.push(REPLY_LINE_TOO_LONG)
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
-            return
-        if result.state is DataState.TOO_MUCH:
-            await self.push(REPLY_TOO_BIG)
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
-            return
-        self.envelope.content = result.content
-        self.envelope.original_content = result.content
-        status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        result = await self.read_data_chunked()
+        if result.state is DataState.OK:
+            self.envelope.content = result.content
+            self.envelope.original_content = result.content
+            # The handler's hook as aiosmtpd calls it; the envelope stays until it answered
+            # (the daemon's shutdown sees a mail under way by it).
+            status = await self.event_handler.handle_DATA(self, self.session, self.envelope)
+        elif result.state is DataState.TOO_LONG:
+            status = REPLY_LINE_TOO_LONG
+        else:
+            status = REPLY_TOO_BIG
+        self.envelope = SmtpEnvelope()  # the next mail starts from MAIL
         await self.push(status)
 
-    async def push(self, status: str) -> None:  # type: ignore[override]
+    async def push(self, status: str | bytes) -> None:
         # aiosmtpd answers an over-size mail with its own text and no enhanced code.
-        if status.startswith("552 Error"):
-            status = REPLY_TOO_BIG
-        await super().push(status)
+        if isinstance(status, bytes):
+            await super().push(status)
+        else:
+            await super().push(REPLY_TOO_BIG if status.startswith("552 Error") else status)
 
 
-class TicketLMTP(TicketSMTP):
-    """LMTP (RFC 2033) for an MTA in front (Postfix `lmtp:`): LHLO, one reply per recipient."""
-
-    show_smtp_greeting = False
-
-    @syntax("LHLO hostname")
-    async def smtp_LHLO(self, arg: str) -> None:
-        await super().smtp_EHLO(arg)
-
-    async def smtp_HELO(self, arg: str) -> None:
-        await self.push('500 Error: command "HELO" not recognized')
-
-    async def smtp_EHLO(self, arg: str) -> None:
-        await self.push('500 Error: command "EHLO" not recognized')
+class TicketLMTP(TicketSMTP, LMTP):
+    """LMTP (RFC 2033) for an MTA in front (Postfix `lmtp:`): aiosmtpd's LMTP (LHLO instead of
+    HELO and EHLO) with ticketmail's front; DATA gets one reply per accepted recipient."""
 
 
 class Handler:
