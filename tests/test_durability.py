@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from conftest import Env, accepts_connections, free_port, make_mail, write_config
 
-from ticketmail.storage.store import DB_NAME, Store
+from ticketmail.storage.paths import DB_NAME
+from ticketmail.storage.store import Store
 
 ANNA = "anna@schule.example"
 EXIT_SECONDS = 30.0  # a config error must stop `serve` well within this

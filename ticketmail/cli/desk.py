@@ -177,7 +177,7 @@ def cmd_ticket_reply(config: Config, args: argparse.Namespace) -> int:
         if agent is None:
             raise NotFoundError(f"agent {agent_address} is not registered (ticketmail agent add)")
         desk = await _desk(config, store)
-        blobs = BlobStore(config.data_dir / "blobs")
+        blobs = BlobStore(config.paths.blobs)
         stored = await asyncio.to_thread(blobs.put_all, [f.data for f in files])
         views = tuple(
             AttachmentView(f.filename, f.content_type, blob.size, blob.sha256, None)

@@ -294,7 +294,7 @@ def _probe_relay(config: Config) -> str:
 
     relay = config.relay
     if relay.transport == "file":
-        sent = config.data_dir / "sent"
+        sent = config.paths.sent
         try:
             sent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=sent, prefix=".probe-"):
@@ -608,9 +608,7 @@ def cmd_quarantine_show(config: Config, args: argparse.Namespace) -> int:
     async def run(store: Store) -> int:
         entry = await store.get_quarantine(wanted)
         try:
-            raw = await asyncio.to_thread(
-                BlobStore(config.data_dir / "blobs").get, entry.raw_sha256
-            )
+            raw = await asyncio.to_thread(BlobStore(config.paths.blobs).get, entry.raw_sha256)
         except OSError as exc:
             raise TicketmailError(
                 f"quarantine entry {entry.id}: cannot read the raw mail {entry.raw_sha256}: "
@@ -654,18 +652,19 @@ def cmd_outbox_retry(config: Config, args: argparse.Namespace) -> int:
 def cmd_backup(config: Config, args: argparse.Namespace) -> int:
     """The database (online backup) first, then the blobs: every blob it names is older."""
     from ticketmail.storage.blobs import BlobStore
-    from ticketmail.storage.store import DB_NAME, backup_database
+    from ticketmail.storage.paths import DataPaths
+    from ticketmail.storage.store import backup_database
 
     dest = Path(args.dest)
-    source_db = config.data_dir / DB_NAME
-    if not source_db.is_file():
-        raise NotFoundError(f"no database at {source_db} (storage.data_dir)")
+    source, copy = config.paths, DataPaths(dest)
+    if not source.database.is_file():
+        raise NotFoundError(f"no database at {source.database} (storage.data_dir)")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise RefusedError(f"{dest} exists and is not an empty directory")
     try:
         dest.mkdir(parents=True, exist_ok=True)
-        backup_database(source_db, dest / DB_NAME)
-        copied = BlobStore(config.data_dir / "blobs").copy_to(BlobStore(dest / "blobs"))
+        backup_database(source.database, copy.database)
+        copied = BlobStore(source.blobs).copy_to(BlobStore(copy.blobs))
     except OSError as exc:
         raise TicketmailError(f"backup to {dest} failed: {exc.strerror or exc}") from None
     print(f"backup written to {dest}: database and {plural(copied, 'file')}")
@@ -716,7 +715,7 @@ def cmd_held_release(config: Config, args: argparse.Namespace) -> int:
             entry = await store.get_held(wanted)
             if entry.status != "held":
                 raise RefusedError(f"held entry {entry.id} was already {entry.status}")
-            raw = BlobStore(config.data_dir / "blobs").get(entry.raw_sha256)
+            raw = BlobStore(config.paths.blobs).get(entry.raw_sha256)
             env = Envelope(entry.envelope_from, entry.envelope_to)
             result = await intake.handle(raw, env, sender_vouched=True)
             async with store.transaction() as tx:
@@ -759,7 +758,7 @@ def cmd_quarantine_retry(config: Config, args: argparse.Namespace) -> int:
 
     async def run() -> int:
         store, intake = await open_parts(config)
-        blobs = BlobStore(config.data_dir / "blobs")
+        blobs = BlobStore(config.paths.blobs)
         failures = 0
         try:
             if wanted is None:

@@ -34,7 +34,7 @@ from ticketmail.mail.authres import verify_sender
 from ticketmail.mail.parse import ParsedMail, parse_mail
 from ticketmail.models import AttachmentView
 from ticketmail.storage.blobs import BlobStore
-from ticketmail.storage.store import DB_NAME, Sender, read_sender
+from ticketmail.storage.store import Sender, read_sender
 
 __all__ = [
     "Admission",
@@ -240,9 +240,7 @@ def worker_main(fd: int) -> None:  # pragma: no cover - in the worker
 
 def _serve(sock: socket.socket, config: Config) -> None:  # pragma: no cover - in the worker
     """A worker process: answer admission requests until the daemon closes the socket."""
-    admitter = Admitter(
-        config, db_path=config.data_dir / DB_NAME, blobs=BlobStore(config.data_dir / "blobs")
-    )
+    admitter = Admitter(config, db_path=config.paths.database, blobs=BlobStore(config.paths.blobs))
     try:
         _send_frame(sock, READY)
         while True:

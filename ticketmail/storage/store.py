@@ -34,6 +34,7 @@ from ticketmail.models import (
     TicketView,
     User,
 )
+from ticketmail.storage.paths import DB_NAME
 
 __all__ = [
     "DB_NAME",
@@ -56,7 +57,6 @@ __all__ = [
     "read_sender",
 ]
 
-DB_NAME = "ticketmail.sqlite3"
 log = structlog.get_logger()
 T = TypeVar("T")
 SCHEMA_VERSION = 2
