@@ -1,4 +1,4 @@
-"""Every SQL statement of ticketmail: schema, migrations, reads and atomic writes (SQLite, WAL)."""
+"""The store: reads and atomic writes (SQLite, WAL); schema in _schema, its values in records."""
 
 from __future__ import annotations
 
@@ -34,7 +34,23 @@ from ticketmail.models import (
     TicketView,
     User,
 )
+from ticketmail.storage._rows import day, iso, iso_precise, moment, ticket_ref_of, user_of
+from ticketmail.storage._schema import migrate
 from ticketmail.storage.paths import DB_NAME
+from ticketmail.storage.records import (
+    ArticleRecord,
+    CustomerRow,
+    MailFacts,
+    MessageRecord,
+    NewTicket,
+    OutboxDue,
+    OutboxRecord,
+    Recorded,
+    Reference,
+    Sender,
+    Thread,
+    UserRow,
+)
 
 __all__ = [
     "DB_NAME",
@@ -59,7 +75,6 @@ __all__ = [
 
 log = structlog.get_logger()
 T = TypeVar("T")
-SCHEMA_VERSION = 2
 _SAVEPOINT = "ticketmail"
 # Group commit: at most this many transactions share one COMMIT (one fsync of the WAL).
 MAX_BATCH = 32
@@ -72,306 +87,8 @@ DRAIN_TRIPS = 8
 CHECKPOINT_SECONDS = 0.25
 BACKSTOP_CHECKPOINT_PAGES = 10_000
 
-_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE customers (
-    number TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    support_until TEXT,
-    trial_until TEXT,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE users (
-    email TEXT PRIMARY KEY,
-    customer TEXT NOT NULL REFERENCES customers(number),
-    name TEXT NOT NULL DEFAULT '',
-    lang TEXT,
-    created_at TEXT NOT NULL
-);
-CREATE INDEX users_customer ON users(customer);
-CREATE TABLE agents (
-    email TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE tickets (
-    number INTEGER PRIMARY KEY,
-    customer TEXT NOT NULL REFERENCES customers(number),
-    requester TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    status TEXT NOT NULL,
-    automatic INTEGER NOT NULL DEFAULT 0,
-    previous_number INTEGER,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    closed_at TEXT
-);
-CREATE INDEX tickets_customer ON tickets(customer, status);
-CREATE INDEX tickets_updated ON tickets(updated_at);
-CREATE TABLE messages (
-    id INTEGER PRIMARY KEY,
-    received_at TEXT NOT NULL,
-    envelope_from TEXT NOT NULL,
-    envelope_to TEXT NOT NULL,
-    header_from TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    raw_sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    outcome TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    ticket INTEGER,
-    reply TEXT NOT NULL
-);
-CREATE UNIQUE INDEX messages_dedup ON messages(message_id, header_from);
-CREATE TABLE articles (
-    id INTEGER PRIMARY KEY,
-    ticket INTEGER NOT NULL REFERENCES tickets(number),
-    message INTEGER REFERENCES messages(id),
-    direction TEXT NOT NULL,
-    automatic INTEGER NOT NULL,
-    sender TEXT NOT NULL,
-    to_json TEXT NOT NULL,
-    cc_json TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    date TEXT,
-    message_id TEXT NOT NULL,
-    in_reply_to TEXT NOT NULL,
-    references_json TEXT NOT NULL,
-    body_text TEXT NOT NULL,
-    reply_text TEXT NOT NULL,
-    raw_sha256 TEXT,
-    note TEXT,
-    flags_json TEXT NOT NULL DEFAULT '[]',
-    created_at TEXT NOT NULL
-);
-CREATE INDEX articles_ticket ON articles(ticket);
-CREATE INDEX articles_message_id ON articles(message_id);
-CREATE TABLE attachments (
-    id INTEGER PRIMARY KEY,
-    article INTEGER NOT NULL REFERENCES articles(id),
-    filename TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    content_id TEXT
-);
-CREATE INDEX attachments_article ON attachments(article);
-CREATE TABLE outbox (
-    id INTEGER PRIMARY KEY,
-    created_at TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    ticket INTEGER,
-    recipient TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    raw BLOB NOT NULL,
-    automatic INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    queued_at TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at TEXT,
-    last_error TEXT NOT NULL DEFAULT '',
-    sent_at TEXT
-);
-CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
-CREATE INDEX outbox_message_id ON outbox(message_id);
-CREATE INDEX outbox_recipient ON outbox(recipient, automatic, created_at);
-CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
-CREATE TABLE suppressions (
-    address TEXT PRIMARY KEY,
-    until TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE held (
-    id INTEGER PRIMARY KEY,
-    received_at TEXT NOT NULL,
-    envelope_from TEXT NOT NULL,
-    envelope_to TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    raw_sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    status TEXT NOT NULL,
-    outcome TEXT NOT NULL DEFAULT '',
-    resolved_at TEXT
-);
-CREATE TABLE quarantine (
-    id INTEGER PRIMARY KEY,
-    received_at TEXT NOT NULL,
-    envelope_from TEXT NOT NULL,
-    envelope_to TEXT NOT NULL,
-    raw_sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    error TEXT NOT NULL,
-    status TEXT NOT NULL,
-    outcome TEXT NOT NULL DEFAULT '',
-    resolved_at TEXT
-);
-"""
-
-# What takes a database of version N to N + 1: _MIGRATIONS[N - 1]. A new database gets
-# _SCHEMA, which is always the latest version as a whole.
-_MIGRATIONS = [
-    # 1 -> 2: the auto-reply counts (per address, per ticket) read the index alone.
-    """
-DROP INDEX outbox_recipient;
-CREATE INDEX outbox_recipient ON outbox(recipient, automatic, created_at);
-DROP INDEX outbox_ticket;
-CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
-""",
-]
-assert len(_MIGRATIONS) == SCHEMA_VERSION - 1
-
-
 Params = Sequence[Any] | Mapping[str, Any]  # positional ? or named :name parameters
 
-
-def iso(moment: datetime) -> str:
-    """Timestamps are stored as ISO 8601 UTC strings, which sort like the instants."""
-    return moment.isoformat(timespec="seconds")
-
-
-def iso_precise(moment: datetime) -> str:
-    """With microseconds, for retry times under a second; sorts right beside `iso` ones."""
-    return moment.isoformat(timespec="microseconds")
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _d(value: str | None) -> date | None:
-    return date.fromisoformat(value) if value else None
-
-
-@dataclass(frozen=True, slots=True)
-class CustomerRow:
-    number: str
-    name: str
-    support_until: date | None = None
-    trial_until: date | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class UserRow:
-    email: str
-    customer: str
-    name: str = ""
-    lang: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ArticleRecord:
-    direction: str
-    automatic: bool
-    sender: str
-    to: tuple[str, ...]
-    cc: tuple[str, ...]
-    subject: str
-    date: datetime | None
-    message_id: str
-    in_reply_to: tuple[str, ...]
-    references: tuple[str, ...]
-    body_text: str
-    reply_text: str
-    raw_sha256: str | None
-    attachments: tuple[AttachmentView, ...]
-    note: str | None = None
-    flags: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Sender:
-    """A mail's sender as the store knows them: user, agent, and automatic mail sent to them."""
-
-    user: User | None
-    agent: Agent | None
-    recent_auto_replies: int  # automatic mails to the address in the window asked for
-    suppressed: bool  # blocked after a permanent bounce
-
-
-@dataclass(frozen=True, slots=True)
-class Thread:
-    """The Message-IDs a ticket's mails thread under: its first mail and its latest one."""
-
-    root: str | None
-    latest: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxDue:
-    id: int
-    queued_at: datetime
-    sender: str
-    recipient: str
-    raw: bytes
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRecord:
-    kind: str
-    ticket: int | None
-    recipient: str
-    sender: str
-    message_id: str
-    subject: str
-    raw: bytes
-    automatic: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """What `record_mail` wrote: the message's row id and its notice's outbox entry."""
-
-    message: int
-    outbox: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class MessageRecord:
-    """An accepted mail as the `messages` table keeps it (the raw bytes are a blob)."""
-
-    envelope_from: str
-    envelope_to: tuple[str, ...]
-    header_from: str
-    message_id: str
-    raw_sha256: str
-    size: int
-    outcome: str
-    reason: str
-    ticket: int | None
-    reply: str
-
-
-@dataclass(frozen=True, slots=True)
-class NewTicket:
-    number: int
-    customer: str
-    requester: str
-    subject: str
-    automatic: bool
-    previous_number: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class MailFacts:
-    """What the database knows about an incoming mail, read in one trip."""
-
-    previous: tuple[str, int | None] | None  # (reply, ticket) of the same mail accepted before
-    sent_by_us: bool  # ticketmail sent a mail with this Message-ID
-    sender: Sender | None
-    tagged: tuple[TicketRef, ...]  # the tickets the subject tags, in order
-    referenced: tuple[TicketRef, ...]  # the tickets In-Reply-To/References name, in order
-    next_number: int = 0  # the number a new ticket would get now (0 for a duplicate)
-
-
-# A reference a mail makes, as intake classified it: ("number", n) names ticket n (a genuine
-# ID of ours), ("sent", id) counts only if we sent a mail with that ID, ("any", id) names the
-# ticket that holds or sent a mail with that ID.
-Reference = tuple[str, int | str]
 
 # The next ticket number: above the last one handed out and above every ticket there is.
 _SQL_NEXT_NUMBER = (
@@ -420,21 +137,12 @@ def read_sender(conn: sqlite3.Connection, email: str, *, now: datetime) -> Sende
     )
 
 
-def _user_of(row: sqlite3.Row) -> User:
-    """A user from a row of u.email, u.name, u.lang and c.number, c.name AS cname, c.support_until,
-    c.trial_until."""
-    customer = Customer(
-        row["number"], row["cname"], _d(row["support_until"]), _d(row["trial_until"])
-    )
-    return User(row["email"], row["name"], row["lang"], customer)
-
-
 def _sender_of(row: sqlite3.Row) -> Sender:
     user = None
     if row["email"] is not None and row["number"] is not None:
-        user = _user_of(row)
+        user = user_of(row)
     agent = (
-        Agent(row["aemail"], row["aname"], _dt(row["acreated"]))
+        Agent(row["aemail"], row["aname"], moment(row["acreated"]))
         if row["aemail"] is not None
         else None
     )
@@ -444,20 +152,6 @@ def _sender_of(row: sqlite3.Row) -> Sender:
 def _seen_of(row: sqlite3.Row) -> tuple[tuple[str, int | None] | None, bool]:
     previous = (str(row["reply"]), row["ticket"]) if row["reply"] is not None else None
     return previous, bool(row["own"])
-
-
-def _ticket_ref_of(row: sqlite3.Row | None) -> TicketRef | None:
-    if row is None:
-        return None
-    return TicketRef(
-        number=row["number"],
-        customer=row["customer"],
-        status=row["status"],
-        closed_at=_dt(row["closed_at"]),
-        requester=row["requester"],
-        subject=row["subject"],
-        recent_auto_replies=row["recent"],
-    )
 
 
 def _insert_ticket(conn: sqlite3.Connection, ticket: NewTicket, *, now: datetime) -> None:
@@ -634,7 +328,7 @@ class Step:
 
         def ticket(number: int) -> TicketRef | None:
             row = conn.execute(_SQL_TICKET_REF, {"n": number, "since": iso(since)}).fetchone()
-            return _ticket_ref_of(row)
+            return ticket_ref_of(row)
 
         def ticket_of_message(mid: str) -> TicketRef | None:
             row = conn.execute(_SQL_TICKET_OF_MESSAGE, {"m": mid}).fetchone()
@@ -899,13 +593,13 @@ class Transaction:
             "WHERE u.email = ?",
             (email.casefold(),),
         )
-        return _user_of(row) if row is not None else None
+        return user_of(row) if row is not None else None
 
     async def get_agent(self, email: str) -> Agent | None:
         row = await self._one(
             "SELECT email, name, created_at FROM agents WHERE email = ?", (email.casefold(),)
         )
-        return Agent(row["email"], row["name"], _dt(row["created_at"])) if row else None
+        return Agent(row["email"], row["name"], moment(row["created_at"])) if row else None
 
     async def ticket_ref(self, number: int, *, since: datetime) -> TicketRef | None:
         """What routing and the support team's actions need to know about one ticket."""
@@ -929,7 +623,7 @@ class Transaction:
             "ORDER BY is_requester DESC, first_article, u.email",
             (ticket,),
         )
-        return [_user_of(r) for r in rows]
+        return [user_of(r) for r in rows]
 
     async def thread_of(self, ticket: int) -> Thread:
         """The ticket's first inbound Message-ID and the latest one a person wrote."""
@@ -961,7 +655,7 @@ class Transaction:
         return found
 
     async def _ticket_ref(self, number: int, *, since: datetime) -> TicketRef | None:
-        return _ticket_ref_of(await self._one(_SQL_TICKET_REF, {"n": number, "since": iso(since)}))
+        return ticket_ref_of(await self._one(_SQL_TICKET_REF, {"n": number, "since": iso(since)}))
 
     async def is_own_message_id(self, message_id: str) -> bool:
         """ticketmail sent a mail with this Message-ID (whatever secret signed it)."""
@@ -1161,23 +855,8 @@ class Store:
         await self._db.close()
 
     async def _migrate(self) -> None:
-        async with self._db.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        version = int(row[0]) if row else 0
-        if version >= SCHEMA_VERSION:
-            return
-        async with self.transaction():
-            async with self._db.execute("PRAGMA user_version") as cur:
-                row = await cur.fetchone()
-            if row and int(row[0]) >= SCHEMA_VERSION:
-                return
-            found = int(row[0]) if row else 0
-            steps = [_SCHEMA] if found == 0 else _MIGRATIONS[found - 1 :]
-            for script in steps:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        await self._db.execute(statement)
-            await self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        """The schema brought up to date, before anything else uses the connection."""
+        await self._trip(migrate)
 
     @asynccontextmanager
     async def transaction(self, *, lazy: bool = False) -> AsyncIterator[Transaction]:
@@ -1449,7 +1128,7 @@ class Store:
 
     async def list_agents(self) -> list[Agent]:
         rows = await self._all("SELECT email, name, created_at FROM agents ORDER BY email")
-        return [Agent(r["email"], r["name"], _dt(r["created_at"])) for r in rows]
+        return [Agent(r["email"], r["name"], moment(r["created_at"])) for r in rows]
 
     async def add_customers(self, rows: Sequence[CustomerRow], *, now: datetime) -> None:
         """Insert or update customers, all or none."""
@@ -1477,7 +1156,7 @@ class Store:
         )
         return [
             (
-                Customer(r["number"], r["name"], _d(r["support_until"]), _d(r["trial_until"])),
+                Customer(r["number"], r["name"], day(r["support_until"]), day(r["trial_until"])),
                 r["users"],
             )
             for r in rows
@@ -1521,7 +1200,7 @@ class Store:
             sql += " WHERE u.customer = ?"
             params = (customer,)
         rows = await self._all(sql + " ORDER BY u.customer, u.email", params)
-        return [_user_of(r) for r in rows]
+        return [user_of(r) for r in rows]
 
     # --- tickets ------------------------------------------------------------------------------
 
@@ -1553,8 +1232,8 @@ class Store:
 
     @staticmethod
     def _summary(r: sqlite3.Row) -> TicketSummary:
-        created = _dt(r["created_at"])
-        updated = _dt(r["updated_at"])
+        created = moment(r["created_at"])
+        updated = moment(r["updated_at"])
         assert created is not None
         assert updated is not None
         return TicketSummary(
@@ -1592,7 +1271,7 @@ class Store:
                     to=tuple(json.loads(a["to_json"])),
                     cc=tuple(json.loads(a["cc_json"])),
                     subject=a["subject"],
-                    date=_dt(a["date"]),
+                    date=moment(a["date"]),
                     message_id=a["message_id"],
                     body_text=a["body_text"],
                     reply_text=a["reply_text"],
@@ -1645,7 +1324,7 @@ class Store:
     async def next_outbox_due(self) -> datetime | None:
         rows = await self._read("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'queued'")
         row = rows[0] if rows else None
-        return _dt(row[0]) if row else None
+        return moment(row[0]) if row else None
 
     async def get_outbox(self, entry: int) -> OutboxEntry:
         row = await self._one("SELECT * FROM outbox WHERE id = ?", (entry,))
@@ -1708,7 +1387,7 @@ class Store:
 
     @staticmethod
     def _outbox(r: sqlite3.Row) -> OutboxEntry:
-        created = _dt(r["created_at"])
+        created = moment(r["created_at"])
         assert created is not None
         return OutboxEntry(
             id=r["id"],
@@ -1721,9 +1400,9 @@ class Store:
             subject=r["subject"],
             status=r["status"],
             attempts=r["attempts"],
-            next_attempt_at=_dt(r["next_attempt_at"]),
+            next_attempt_at=moment(r["next_attempt_at"]),
             last_error=r["last_error"],
-            sent_at=_dt(r["sent_at"]),
+            sent_at=moment(r["sent_at"]),
         )
 
     # --- held (unverified senders) --------------------------------------------------------------
@@ -1740,7 +1419,7 @@ class Store:
 
     @staticmethod
     def _held(r: sqlite3.Row) -> HeldEntry:
-        received = _dt(r["received_at"])
+        received = moment(r["received_at"])
         assert received is not None
         return HeldEntry(
             id=r["id"],
@@ -1769,7 +1448,7 @@ class Store:
 
     @staticmethod
     def _quarantine(r: sqlite3.Row) -> QuarantineEntry:
-        received = _dt(r["received_at"])
+        received = moment(r["received_at"])
         assert received is not None
         return QuarantineEntry(
             id=r["id"],
