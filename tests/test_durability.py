@@ -78,9 +78,9 @@ def test_serve_with_broken_config_exits_2_with_one_line_and_never_binds(
 
 
 async def _pragma(store: Store, name: str) -> object:
-    row = await store._one(f"PRAGMA {name}")
-    assert row is not None
-    return row[0]
+    """A setting of the writer's connection, read in a job on it."""
+    value: object = await store.write(lambda conn: conn.execute(f"PRAGMA {name}").fetchone()[0])
+    return value
 
 
 async def test_database_is_in_wal_mode_after_a_mail_was_accepted(env: Env) -> None:

@@ -651,20 +651,17 @@ def cmd_outbox_retry(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_backup(config: Config, args: argparse.Namespace) -> int:
     """The database (online backup) first, then the blobs: every blob it names is older."""
-    from ticketmail.storage.blobs import BlobStore
+    from ticketmail.storage.backup import backup
     from ticketmail.storage.paths import DataPaths
-    from ticketmail.storage.store import backup_database
 
     dest = Path(args.dest)
-    source, copy = config.paths, DataPaths(dest)
-    if not source.database.is_file():
-        raise NotFoundError(f"no database at {source.database} (storage.data_dir)")
+    source_db = config.paths.database
+    if not source_db.is_file():
+        raise NotFoundError(f"no database at {source_db} (storage.data_dir)")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise RefusedError(f"{dest} exists and is not an empty directory")
     try:
-        dest.mkdir(parents=True, exist_ok=True)
-        backup_database(source.database, copy.database)
-        copied = BlobStore(source.blobs).copy_to(BlobStore(copy.blobs))
+        copied = backup(config.paths, DataPaths(dest))
     except OSError as exc:
         raise TicketmailError(f"backup to {dest} failed: {exc.strerror or exc}") from None
     print(f"backup written to {dest}: database and {plural(copied, 'file')}")
@@ -718,9 +715,8 @@ def cmd_held_release(config: Config, args: argparse.Namespace) -> int:
             raw = BlobStore(config.paths.blobs).get(entry.raw_sha256)
             env = Envelope(entry.envelope_from, entry.envelope_to)
             result = await intake.handle(raw, env, sender_vouched=True)
-            async with store.transaction() as tx:
-                await tx.resolve_held(entry.id, status="released", outcome=result.outcome,
-                                      now=now_utc())  # fmt: skip
+            await store.resolve_held(entry.id, status="released", outcome=result.outcome,
+                                     now=now_utc())  # fmt: skip
         finally:
             intake.admitter.close()
             await store.close()
@@ -738,8 +734,7 @@ def cmd_held_drop(config: Config, args: argparse.Namespace) -> int:
         entry = await store.get_held(wanted)
         if entry.status != "held":
             raise RefusedError(f"held entry {entry.id} was already {entry.status}")
-        async with store.transaction() as tx:
-            await tx.resolve_held(entry.id, status="dropped", outcome="dropped", now=now_utc())
+        await store.resolve_held(entry.id, status="dropped", outcome="dropped", now=now_utc())
         print(f"held {wanted}: dropped (the raw mail stays on disk)")
         return 0
 
@@ -776,12 +771,10 @@ def cmd_quarantine_retry(config: Config, args: argparse.Namespace) -> int:
                 except Exception as exc:
                     failures += 1
                     error = f"{type(exc).__name__}: {exc}"
-                    async with store.transaction() as tx:
-                        await tx.note_quarantine_error(entry.id, error)
+                    await store.note_quarantine_error(entry.id, error)
                     print(f"quarantine {entry.id}: still failing: {error}")
                     continue
-                async with store.transaction() as tx:
-                    await tx.resolve_quarantine(entry.id, outcome=result.outcome, now=now_utc())
+                await store.resolve_quarantine(entry.id, outcome=result.outcome, now=now_utc())
                 where = f", ticket {result.ticket}" if result.ticket is not None else ""
                 print(f"quarantine {entry.id}: {result.outcome}{where}")
         finally:

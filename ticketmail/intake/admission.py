@@ -1,6 +1,6 @@
 """The first half of intake, away from the event loop: parse, check the sender, write the files.
 
-None of it needs the write lock or the event loop, and most of it is CPU (parsing) and
+None of it needs the database writer or the event loop, and most of it is CPU (parsing) and
 writing the blobs. `Admitter.admit` runs on a worker thread of the daemon, or, with
 `smtp.workers` > 0, in one of that many worker processes (`AdmissionPool`), so that parsing
 uses a core of its own instead of sharing the event loop's GIL.
@@ -34,7 +34,8 @@ from ticketmail.mail.authres import verify_sender
 from ticketmail.mail.parse import ParsedMail, parse_mail
 from ticketmail.models import AttachmentView
 from ticketmail.storage.blobs import BlobStore
-from ticketmail.storage.store import Sender, read_sender
+from ticketmail.storage.mails import read_sender
+from ticketmail.storage.records import Sender
 
 __all__ = [
     "Admission",
