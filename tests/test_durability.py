@@ -100,7 +100,7 @@ async def test_database_is_in_wal_mode_after_a_mail_was_accepted(env: Env) -> No
 
 
 async def test_store_connections_run_with_synchronous_full(env: Env) -> None:
-    """The daemon's store connection, and one opened as the CLI does, use synchronous=FULL (2)."""
+    """The daemon's writer connection, and one opened as the CLI does, use synchronous=FULL (2)."""
     assert env.daemon.store is not None
     assert await _pragma(env.daemon.store, "synchronous") == 2
     assert await _pragma(env.daemon.store, "journal_mode") == "wal"

@@ -1,7 +1,7 @@
 """The Store: one data directory's database as the rest of ticketmail uses it.
 
-Its reads and one-job writes live with their SQL, by concern: `people` (customers, users,
-agents), `tickets`, `outbox`, `queues` (held and quarantined mails). A write of several
+Its reads and one-job writes live with their SQL, by concern: `_people` (customers, users,
+agents), `tickets`, `outbox`, `_queues` (held and quarantined mails). A write of several
 parts (a mail, a support team's action) is one `write(fn)` job whose `fn` calls the SQL
 functions of those modules (and of `mails`) on the writer's connection.
 """
@@ -15,11 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from ticketmail.storage._people import People
+from ticketmail.storage._queues import Queues
 from ticketmail.storage.database import Database
 from ticketmail.storage.outbox import Outbox
 from ticketmail.storage.paths import DataPaths
-from ticketmail.storage.people import People
-from ticketmail.storage.queues import Queues
 from ticketmail.storage.records import CustomerRow, UserRow
 from ticketmail.storage.tickets import Tickets
 
