@@ -8,6 +8,7 @@ import contextvars
 import itertools
 import sqlite3
 import struct
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -122,10 +123,23 @@ def _insert(message: MessageRecord, *, fail: bool = False) -> Callable[[sqlite3.
     return run
 
 
-async def _write(store: Store, name: str, *, fail: bool = False) -> tuple[str, bool]:
-    """One job, asked for in a context of its own; (its answer, committed on return)."""
+def _work() -> None:
+    """A caller's own work before it asks (a mail's parsing, say), on the event loop: longer
+    than the GIL's switch interval, so the writer thread could run meanwhile."""
+    end = time.perf_counter() + 2 * sys.getswitchinterval()
+    while time.perf_counter() < end:
+        pass
+
+
+async def _write(
+    store: Store, name: str, *, fail: bool = False, work: bool = False
+) -> tuple[str, bool]:
+    """One job, asked for in a context of its own (`work`: after working a while); (its
+    answer, committed on return)."""
     REQUEST.set(name)
     message = _message(None)
+    if work:
+        _work()
     answer = await store.write(_insert(message, fail=fail))
     return answer, _committed(store.path, message.message_id)
 
@@ -140,13 +154,14 @@ async def _traced(store: Store) -> list[str]:
 async def test_jobs_queued_together_share_one_commit_and_each_is_durable_on_return(
     tmp_path: Path,
 ) -> None:
-    """Twenty jobs asked for at once: one COMMIT, each answer given only when its row can be
-    read from another connection, each run in the context it was asked in."""
+    """Twenty jobs asked for in the same turn of the event loop (each caller working a while
+    first): one COMMIT, each answer given only when its row can be read from another
+    connection, each run in the context it was asked in."""
     store = await Store.open(tmp_path / "var")
     try:
         statements = await _traced(store)
         before, counted = statements.count("COMMIT"), store.commits
-        results = await asyncio.gather(*(_write(store, f"r{i}") for i in range(20)))
+        results = await asyncio.gather(*(_write(store, f"r{i}", work=True) for i in range(20)))
         assert statements.count("COMMIT") - before == 1
         assert store.commits - counted == 1
         for i, (answer, visible) in enumerate(results):

@@ -5,9 +5,11 @@ queued (up to MAX_BATCH) as one trip: first the flushes the jobs name (each once
 BEGIN IMMEDIATE, each job in a SAVEPOINT of its own (a failing job undoes only itself), then
 one COMMIT, one fsync of the WAL, for all of them. Each caller resumes once that COMMIT is
 done. Jobs queued while a trip runs go in the next trip right after it, on the thread,
-without waiting for the event loop; a job queued while the thread is idle is handed over
-when the event loop comes round, so that everything queued in the same turn of the loop
-shares one COMMIT.
+without waiting for the event loop. Jobs queued while the thread is idle are handed over
+once the event loop has gone a whole turn without queueing another job or telling a
+COMMIT (at most HAND_OVER_TURNS turns): the callers a COMMIT wakes queue their next jobs
+first, so that one trip carries them all (callers out of step come together again instead
+of splitting into small trips, each with its own flush and fsync).
 
 A caller cancelled while its job waits in the queue takes the job out: it never runs. Once
 the thread has taken it, it runs whole and is committed (or fails whole) like the others of
@@ -37,6 +39,8 @@ T = TypeVar("T")
 
 # Group commit: at most this many jobs share one COMMIT (one fsync of the WAL).
 MAX_BATCH = 32
+# An idle thread waits at most this many turns of the event loop for more jobs.
+HAND_OVER_TURNS = 3
 _SAVEPOINT = "job"
 
 Outcome = tuple[bool, Any]  # (True, the job's result) or (False, its exception)
@@ -122,7 +126,9 @@ class Writer:
         self._jobs: deque[_Job] = deque()
         self._handed = False
         self._closing = False
-        self._kick_due = False  # event loop only: a hand-over is scheduled
+        # Event loop only: a hand-over is scheduled; jobs queued and COMMITs told so far.
+        self._kick_due = False
+        self._stir = 0
         self._ended: asyncio.Future[None] = loop.create_future()
         self._thread = threading.Thread(target=self._run, name="ticketmail-writer", daemon=True)
         self.commits = 0  # COMMITs done (read by the checkpoints, tests and the benchmark)
@@ -141,9 +147,10 @@ class Writer:
             if self._closing:
                 raise TicketmailError("the database is closed")
             self._jobs.append(job)
+        self._stir += 1
         if not self._kick_due:
             self._kick_due = True
-            self._loop.call_soon(self._hand_over)
+            self._loop.call_soon(self._hand_over, self._stir, 1)
         try:
             result: T = await job.future
         except asyncio.CancelledError:
@@ -152,8 +159,12 @@ class Writer:
             raise
         return result
 
-    def _hand_over(self) -> None:
-        """On the event loop, once everything queued in this turn of it is queued."""
+    def _hand_over(self, seen: int, turns: int) -> None:
+        """On the event loop: the queue to the thread, once a turn of the loop went by
+        without a job queued or a COMMIT told (or after HAND_OVER_TURNS turns)."""
+        if self._stir != seen and turns < HAND_OVER_TURNS:
+            self._loop.call_soon(self._hand_over, self._stir, turns + 1)
+            return
         self._kick_due = False
         with self._cond:
             self._handed = True
@@ -205,7 +216,12 @@ class Writer:
     def _tell(self, jobs: list[_Job], outcomes: list[Outcome]) -> None:
         if jobs:
             with contextlib.suppress(RuntimeError):  # the event loop is closed
-                self._loop.call_soon_threadsafe(_settle, jobs, outcomes)
+                self._loop.call_soon_threadsafe(self._settle, jobs, outcomes)
+
+    def _settle(self, jobs: list[_Job], outcomes: list[Outcome]) -> None:
+        """On the event loop: tell the callers (who may queue more: a hand-over waits)."""
+        _settle(jobs, outcomes)
+        self._stir += 1
 
     async def close(self) -> None:
         """Run what is queued, then stop the thread (it closes the connection)."""
