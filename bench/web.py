@@ -30,7 +30,8 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ticketmail.storage.store import DB_NAME, Store  # noqa: E402
+from ticketmail.storage.paths import DB_NAME  # noqa: E402
+from ticketmail.storage.store import Store  # noqa: E402
 from ticketmail.web.security import hash_password  # noqa: E402
 
 PASSWORD = "bench-password-0123"  # noqa: S105 - the benchmark users' password

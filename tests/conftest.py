@@ -26,7 +26,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from ticketmail.config import Config, load_config
 from ticketmail.daemon import Daemon
-from ticketmail.storage.store import DB_NAME, CustomerRow, UserRow
+from ticketmail.storage.paths import DB_NAME
+from ticketmail.storage.store import CustomerRow, UserRow
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"

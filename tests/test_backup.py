@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import Env, make_mail, run_cli, write_config
 
-from ticketmail.storage.store import DB_NAME
+from ticketmail.storage.paths import DB_NAME
 
 
 def _mail_with_file(subject: str, payload: bytes) -> EmailMessage:

@@ -31,7 +31,8 @@ from hypothesis import strategies as st
 
 from ticketmail.config import load_config
 from ticketmail.daemon import Daemon
-from ticketmail.storage.store import DB_NAME, CustomerRow, UserRow
+from ticketmail.storage.paths import DB_NAME
+from ticketmail.storage.store import CustomerRow, UserRow
 
 WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL"} | {
     f"{p}{n}" for p in ("COM", "LPT") for n in "123456789"

@@ -13,7 +13,7 @@ import pytest
 from conftest import CORPUS, Env
 
 from ticketmail.mail.parse import parse_mail
-from ticketmail.storage.store import DB_NAME
+from ticketmail.storage.paths import DB_NAME
 
 MAX_SECONDS_PER_MAIL = 2.0
 # CPython's own test mails (msg_*.txt of Lib/test/test_email/data), vendored beside this file

@@ -34,7 +34,8 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from conftest import Sink, eventually, free_port, make_mail, smtp_send, write_config
 
-from ticketmail.storage.store import DB_NAME, CustomerRow, Store, UserRow
+from ticketmail.storage.paths import DB_NAME
+from ticketmail.storage.store import CustomerRow, Store, UserRow
 
 SENDERS = 8
 KILLS = 22

@@ -8,7 +8,7 @@ import sqlite3
 
 from conftest import SUPPORT, Env
 
-from ticketmail.storage.store import DB_NAME
+from ticketmail.storage.paths import DB_NAME
 
 HEAD = (
     b"From: anna@schule.example\r\nTo: support@stueber.de\r\nSubject: Punkte\r\n"

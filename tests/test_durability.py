@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from conftest import Env, accepts_connections, eventually_sync, free_port, make_mail, write_config
 
-from ticketmail.storage.store import DB_NAME, Store
+from ticketmail.storage.paths import DB_NAME
+from ticketmail.storage.store import Store
 
 ANNA = "anna@schule.example"
 EXIT_SECONDS = 30.0  # a config error must stop `serve` well within this
@@ -79,9 +80,9 @@ def test_serve_with_broken_config_exits_2_with_one_line_and_never_binds(
 
 
 async def _pragma(store: Store, name: str) -> object:
-    row = await store._one(f"PRAGMA {name}")
-    assert row is not None
-    return row[0]
+    """A setting of the writer's connection, read in a job on it."""
+    value: object = await store.write(lambda conn: conn.execute(f"PRAGMA {name}").fetchone()[0])
+    return value
 
 
 async def test_database_is_in_wal_mode_after_a_mail_was_accepted(env: Env) -> None:
@@ -101,7 +102,7 @@ async def test_database_is_in_wal_mode_after_a_mail_was_accepted(env: Env) -> No
 
 
 async def test_store_connections_run_with_synchronous_full(env: Env) -> None:
-    """The daemon's store connection, and one opened as the CLI does, use synchronous=FULL (2)."""
+    """The daemon's writer connection, and one opened as the CLI does, use synchronous=FULL (2)."""
     assert env.daemon.store is not None
     assert await _pragma(env.daemon.store, "synchronous") == 2
     assert await _pragma(env.daemon.store, "journal_mode") == "wal"

@@ -19,7 +19,7 @@ import aiosmtplib
 import pytest
 from conftest import SUPPORT, Env, Received, Sink, all_mail_out, eventually, free_port, make_mail
 
-from ticketmail.storage.store import DB_NAME
+from ticketmail.storage.paths import DB_NAME
 
 ANNA = "anna@schule.example"
 BEN = "ben@schule.example"

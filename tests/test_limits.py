@@ -14,7 +14,7 @@ import pytest
 from conftest import Env
 
 from ticketmail.mail.parse import FLAGS, MAX_DEPTH, MAX_PARTS, ParsedMail, parse_mail
-from ticketmail.storage.store import DB_NAME
+from ticketmail.storage.paths import DB_NAME
 
 MAX_SECONDS = 2.0
 ANNA = "anna@schule.example"

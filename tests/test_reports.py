@@ -15,7 +15,7 @@ from ticketmail.intake.process import route_policy
 from ticketmail.intake.route import Classification, classify
 from ticketmail.mail.bounce import read_bounce
 from ticketmail.mail.parse import parse_mail
-from ticketmail.storage.store import DB_NAME
+from ticketmail.storage.paths import DB_NAME
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
 OURS = "<conf-100001.1@support.stueber.de>"

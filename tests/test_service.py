@@ -34,7 +34,7 @@ from conftest import (
 )
 
 from ticketmail._sdnotify import watchdog_interval
-from ticketmail.storage.store import DB_NAME
+from ticketmail.storage.paths import DB_NAME
 
 SENDER = "anna@schule.example"
 WATCHDOG_USEC = 2_000_000  # pings every second (half the timeout)

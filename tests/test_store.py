@@ -1,4 +1,5 @@
-"""The store's own rules, on a real SQLite file: ticket numbers, group commit, migrations."""
+"""The store's own rules, on a real SQLite file: ticket numbers, the writer's group commit and
+its jobs (flushes, failures, cancellation, close), the read-only reads, checkpoints, migrations."""
 
 from __future__ import annotations
 
@@ -7,48 +8,29 @@ import contextvars
 import itertools
 import sqlite3
 import struct
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ticketmail.storage.store import CustomerRow, MessageRecord, NewTicket, Step, Store, Transaction
+from ticketmail.errors import TicketmailError
+from ticketmail.storage.mails import mail_facts, record_mail
+from ticketmail.storage.paths import DB_NAME
+from ticketmail.storage.records import MessageRecord, NewTicket
+from ticketmail.storage.store import CustomerRow, Store
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+WAIT_SECONDS = 10.0  # the bound of every wait for the writer thread
 _ids = itertools.count(1)
 
 
 class Rollback(Exception):
     pass
-
-
-async def _facts_number(tx: Transaction, first_number: int) -> int:
-    message_id = f"<{next(_ids)}@schule.example>"
-    facts = await tx.call(
-        lambda conn: Step(conn).mail_facts(
-            message_id=message_id, header_from="anna@schule.example", numbers=(),
-            references=(), since=NOW, now=NOW, first_number=first_number,
-        )
-    )  # fmt: skip
-    return facts.next_number
-
-
-async def _record_ticket(tx: Transaction, number: int) -> None:
-    ticket = NewTicket(number, "10042", "anna@schule.example", "Drucker", False, None)
-    message = _message(number)
-    await tx.call(lambda conn: Step(conn).record_mail(message, new_ticket=ticket, now=NOW))
-
-
-async def _open_ticket(store: Store, first_number: int) -> int:
-    """A new ticket the way intake opens one: the number read with the mail's facts, the
-    ticket written with the mail's record, in one transaction."""
-    async with store.transaction() as tx:
-        number = await _facts_number(tx, first_number)
-        await _record_ticket(tx, number)
-    return number
 
 
 def _message(ticket: int | None) -> MessageRecord:
@@ -60,12 +42,29 @@ def _message(ticket: int | None) -> MessageRecord:
     )  # fmt: skip
 
 
-async def _allocate_then_fail(store: Store, first_number: int, *, expected: int) -> None:
-    async with store.transaction() as tx:
-        number = await _facts_number(tx, first_number)
-        assert number == expected
-        await _record_ticket(tx, number)
-        raise Rollback
+def _next_number(conn: sqlite3.Connection, first_number: int) -> int:
+    facts = mail_facts(
+        conn, message_id=f"<{next(_ids)}@schule.example>", header_from="anna@schule.example",
+        numbers=(), references=(), since=NOW, now=NOW, first_number=first_number,
+    )  # fmt: skip
+    return facts.next_number
+
+
+def _open_ticket_job(
+    first_number: int, *, fail: bool = False
+) -> Callable[[sqlite3.Connection], int]:
+    """A new ticket the way intake opens one: the number read with the mail's facts, the
+    ticket written with the mail's record, in one job; `fail`: an error after both."""
+
+    def job(conn: sqlite3.Connection) -> int:
+        number = _next_number(conn, first_number)
+        ticket = NewTicket(number, "10042", "anna@schule.example", "Drucker", False, None)
+        record_mail(conn, _message(number), new_ticket=ticket, now=NOW)
+        if fail:
+            raise Rollback
+        return number
+
+    return job
 
 
 async def test_ticket_numbers_start_at_first_number_and_are_never_reused(tmp_path: Path) -> None:
@@ -73,16 +72,15 @@ async def test_ticket_numbers_start_at_first_number_and_are_never_reused(tmp_pat
     store = await Store.open(tmp_path / "var")
     try:
         await store.add_customers([CustomerRow("10042", "Gymnasium", None, None)], now=NOW)
-        assert await _open_ticket(store, 500) == 500
-        assert await _open_ticket(store, 500) == 501
-        async with store.transaction() as tx:  # only read: not handed out
-            assert await _facts_number(tx, 500) == 502
-        assert await _open_ticket(store, 500) == 502
+        assert await store.write(_open_ticket_job(500)) == 500
+        assert await store.write(_open_ticket_job(500)) == 501
+        assert await store.write(lambda conn: _next_number(conn, 500)) == 502  # only read
+        assert await store.write(_open_ticket_job(500)) == 502
         with pytest.raises(Rollback):  # rolled back: never handed out
-            await _allocate_then_fail(store, 500, expected=503)
-        assert await _open_ticket(store, 500) == 503
-        assert await _open_ticket(store, 1000) == 1000  # a higher first_number wins
-        assert await _open_ticket(store, 500) == 1001  # a lower one never goes back
+            await store.write(_open_ticket_job(500, fail=True))
+        assert await store.write(_open_ticket_job(500)) == 503
+        assert await store.write(_open_ticket_job(1000)) == 1000  # a higher first_number wins
+        assert await store.write(_open_ticket_job(500)) == 1001  # a lower one never goes back
     finally:
         await store.close()
 
@@ -110,84 +108,14 @@ def _messages(path: Path) -> int:
     return int(count)
 
 
-async def _record(store: Store, *, fail: bool = False) -> tuple[str, bool]:
-    """One transaction writing one message row; (its Message-ID, committed on return)."""
-    message = _message(None)
-    async with store.transaction(lazy=True) as tx:
-        await tx.call(lambda conn: Step(conn).record_mail(message, now=NOW))
-        if fail:
-            raise Rollback
-    return message.message_id, _committed(store.path, message.message_id)
-
-
-async def test_concurrent_transactions_share_one_commit_and_each_is_durable_on_return(
-    tmp_path: Path,
-) -> None:
-    """Twenty transactions waiting for each other: one COMMIT for all, and none returns
-    before its work can be read from another connection."""
-    store = await Store.open(tmp_path / "var")
-    try:
-        before = store.commits
-        results = await asyncio.gather(*(_record(store) for _ in range(20)))
-        assert all(visible for _, visible in results)
-        assert store.commits - before == 1
-        alone = await _record(store)  # nobody waiting: committed at once, on its own
-        assert alone[1]
-        assert store.commits - before == 2
-    finally:
-        await store.close()
-
-
-async def _held_open(store: Store, release: asyncio.Event) -> asyncio.Task[bool]:
-    """A task inside a transaction that has written a row and waits for `release` to end
-    it; the task's result: the row was committed when the transaction returned."""
-    inside = asyncio.Event()
-    message = _message(None)
-
-    async def transaction() -> bool:
-        async with store.transaction(lazy=True) as tx:
-            await tx.call(lambda conn: Step(conn).record_mail(message, now=NOW))
-            inside.set()
-            await release.wait()
-        return _committed(store.path, message.message_id)
-
-    task = asyncio.create_task(transaction())
-    await asyncio.wait_for(inside.wait(), timeout=5)
-    return task
-
-
-async def test_a_batch_left_open_for_a_task_that_is_then_cancelled_is_still_committed(
-    tmp_path: Path,
-) -> None:
-    """A ends while B waits for the lock, so A leaves the COMMIT to B; B is cancelled before
-    it gets the lock. A must still return, committed (nobody else ever comes)."""
-    store = await Store.open(tmp_path / "var")
-    try:
-        release = asyncio.Event()
-        task_a = await _held_open(store, release)
-        task_b = asyncio.create_task(_record(store))
-        for _ in range(5):  # B queues for the lock
-            await asyncio.sleep(0)
-        release.set()
-        await asyncio.sleep(0)  # A ends its block, sees B waiting, hands the lock over
-        task_b.cancel()  # ... and B goes before it ever runs with it
-        assert await asyncio.wait_for(task_a, timeout=5)
-        with pytest.raises(asyncio.CancelledError):
-            await task_b
-    finally:
-        await store.close()
-
-
-# --- writes queued for one trip -----------------------------------------------------------------
-
 REQUEST = contextvars.ContextVar("request", default="none")
 
 
 def _insert(message: MessageRecord, *, fail: bool = False) -> Callable[[sqlite3.Connection], str]:
-    """A write for `Store.write`: the message row, then (fail) an error after it."""
+    """A job: the message row, then (fail) an error after it; its answer names the context."""
 
     def run(conn: sqlite3.Connection) -> str:
-        Step(conn).record_mail(message, now=NOW)
+        record_mail(conn, message, now=NOW)
         if fail:
             raise Rollback
         return f"{message.message_id} in {REQUEST.get()}"
@@ -195,48 +123,65 @@ def _insert(message: MessageRecord, *, fail: bool = False) -> Callable[[sqlite3.
     return run
 
 
-async def _write(store: Store, name: str, *, fail: bool = False) -> tuple[str, bool]:
-    """One queued write, asked for in a context of its own; (its answer, committed then)."""
+def _work() -> None:
+    """A caller's own work before it asks (a mail's parsing, say), on the event loop: longer
+    than the GIL's switch interval, so the writer thread could run meanwhile."""
+    end = time.perf_counter() + 2 * sys.getswitchinterval()
+    while time.perf_counter() < end:
+        pass
+
+
+async def _write(
+    store: Store, name: str, *, fail: bool = False, work: bool = False
+) -> tuple[str, bool]:
+    """One job, asked for in a context of its own (`work`: after working a while); (its
+    answer, committed on return)."""
     REQUEST.set(name)
     message = _message(None)
+    if work:
+        _work()
     answer = await store.write(_insert(message, fail=fail))
     return answer, _committed(store.path, message.message_id)
 
 
-async def test_writes_queued_together_share_one_commit_and_each_is_durable_on_return(
+async def _traced(store: Store) -> list[str]:
+    """Every statement the writer's connection runs from now on, as SQLite reports it."""
+    statements: list[str] = []
+    await store.write(lambda conn: conn.set_trace_callback(statements.append))
+    return statements
+
+
+async def test_jobs_queued_together_share_one_commit_and_each_is_durable_on_return(
     tmp_path: Path,
 ) -> None:
-    """Twenty writes asked for at once: one trip, one COMMIT, each answer given only when its
-    row can be read from another connection, each run in the context it was asked in."""
+    """Twenty jobs asked for in the same turn of the event loop (each caller working a while
+    first): one COMMIT, each answer given only when its row can be read from another
+    connection, each run in the context it was asked in."""
     store = await Store.open(tmp_path / "var")
     try:
-        before = store.commits
-        results = await asyncio.gather(*(_write(store, f"r{i}") for i in range(20)))
-        assert store.commits - before == 1
+        statements = await _traced(store)
+        before, counted = statements.count("COMMIT"), store.commits
+        results = await asyncio.gather(*(_write(store, f"r{i}", work=True) for i in range(20)))
+        assert statements.count("COMMIT") - before == 1
+        assert store.commits - counted == 1
         for i, (answer, visible) in enumerate(results):
             assert visible
             assert answer.endswith(f" in r{i}")
-        assert (await _write(store, "alone"))[1]
-        assert store.commits - before == 2
+        assert (await _write(store, "alone"))[1]  # nobody else: committed at once, on its own
+        assert statements.count("COMMIT") - before == 2
+        assert store.commits - counted == 2
     finally:
         await store.close()
 
 
-async def _in_transaction(store: Store, name: str, *, fail: bool = False) -> tuple[str, bool]:
-    return await _record(store, fail=fail)
-
-
-@pytest.mark.parametrize("way", [_in_transaction, _write], ids=["transaction", "write"])
-async def test_a_failing_transaction_among_others_undoes_only_its_own_work(
-    tmp_path: Path, way: Callable[..., Awaitable[tuple[str, bool]]]
-) -> None:
-    """Three at once, the middle one fails: its exception, its row gone; the others'
-    rows committed on return, all with one COMMIT."""
+async def test_a_failing_job_among_others_undoes_only_its_own_work(tmp_path: Path) -> None:
+    """Three at once, the middle one fails: its exception, its row gone; the others' rows
+    committed on return, all with one COMMIT."""
     store = await Store.open(tmp_path / "var")
     try:
         before = store.commits
         results = await asyncio.gather(
-            way(store, "a"), way(store, "b", fail=True), way(store, "c"),
+            _write(store, "a"), _write(store, "b", fail=True), _write(store, "c"),
             return_exceptions=True,
         )  # fmt: skip
         assert isinstance(results[1], Rollback)
@@ -247,12 +192,12 @@ async def test_a_failing_transaction_among_others_undoes_only_its_own_work(
         await store.close()
 
 
-async def test_a_flush_runs_once_per_trip_and_a_failed_one_stops_its_writes(
+async def test_a_flush_runs_once_per_trip_and_a_failed_one_stops_its_jobs(
     tmp_path: Path,
 ) -> None:
-    """Writes that name a flush (the blobs' sync): it runs once for all of them, before the
-    transaction. When it raises OSError, those writes raise it and write nothing; a write
-    of the same trip that names no flush still commits."""
+    """Jobs that name a flush (the blobs' sync): it runs once for all of them, before the
+    transaction. When it raises OSError, those jobs raise it and write nothing; a job of
+    the same trip that names no flush still commits."""
     store = await Store.open(tmp_path / "var")
     try:
         calls: list[str] = []
@@ -277,36 +222,8 @@ async def test_a_flush_runs_once_per_trip_and_a_failed_one_stops_its_writes(
         await store.close()
 
 
-async def test_a_write_queued_behind_a_transaction_commits_it_too(tmp_path: Path) -> None:
-    """A transaction that ends while a write waits leaves its COMMIT to the write's trip:
-    both return committed, after one COMMIT."""
-    store = await Store.open(tmp_path / "var")
-    try:
-        before = store.commits
-        release = asyncio.Event()
-        task = await _held_open(store, release)
-        queued = asyncio.create_task(_write(store, "w"))
-        for _ in range(5):  # the write's trip waits for the transaction's lock
-            await asyncio.sleep(0)
-        release.set()
-        assert await asyncio.wait_for(task, timeout=5)
-        assert (await asyncio.wait_for(queued, timeout=5))[1]
-        assert store.commits - before == 1
-    finally:
-        await store.close()
-
-
-async def _until(flag: threading.Event) -> None:
-    """Wait (bounded) on the event loop for `flag`, set on another thread."""
-    for _ in range(500):
-        if flag.is_set():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the database thread never got there")
-
-
 class _Held:
-    """A write that, once started, keeps the database thread until `release` is set."""
+    """A job that writes its row, then keeps the writer thread until `release` is set."""
 
     def __init__(self, message: MessageRecord, log: list[str]) -> None:
         self.message = message
@@ -315,12 +232,32 @@ class _Held:
         self.release = threading.Event()
 
     def __call__(self, conn: sqlite3.Connection) -> str:
-        Step(conn).record_mail(self.message, now=NOW)
+        record_mail(conn, self.message, now=NOW)
         self.started.set()
-        if not self.release.wait(10):
+        if not self.release.wait(WAIT_SECONDS):
             raise AssertionError("never released")
-        self.log.append("first write")
-        return "first"
+        self.log.append("held")
+        return "held"
+
+
+async def _holding(store: Store, held: _Held) -> asyncio.Task[str]:
+    """The held job's task, once the writer thread runs it."""
+    task = asyncio.create_task(store.write(held))
+    assert await asyncio.to_thread(held.started.wait, WAIT_SECONDS), "the job never started"
+    return task
+
+
+async def _queued(store: Store, job: Callable[[sqlite3.Connection], Any]) -> asyncio.Task[Any]:
+    """A task whose job is in the writer's queue when this returns."""
+    asked = asyncio.Event()
+
+    async def write() -> Any:
+        asked.set()
+        return await store.write(job)  # queued before this first awaits
+
+    task = asyncio.create_task(write())
+    await asked.wait()
+    return task
 
 
 def _appears_while_blocked(path: Path, message_id: str) -> bool:
@@ -334,54 +271,135 @@ def _appears_while_blocked(path: Path, message_id: str) -> bool:
     return False
 
 
-async def test_writes_queued_during_a_trip_are_committed_next_without_the_event_loop(
+async def test_jobs_queued_during_a_trip_are_committed_next_without_the_event_loop(
     tmp_path: Path,
 ) -> None:
-    """A write queued while a trip runs goes to disk right after that trip's COMMIT, on the
-    database thread: it does not wait for the event loop (blocked here) to come round."""
+    """A job queued while a trip runs goes to disk right after that trip's COMMIT, on the
+    writer thread: it does not wait for the event loop (blocked here) to come round."""
     store = await Store.open(tmp_path / "var")
     try:
         before = store.commits
         held, second = _Held(_message(None), []), _message(None)
-        one = asyncio.create_task(store.write(held))
-        await _until(held.started)
-        two = asyncio.create_task(store.write(_insert(second)))
-        await asyncio.sleep(0)  # queued, while the first trip still runs
+        one = await _holding(store, held)
+        two = await _queued(store, _insert(second))
         held.release.set()
         assert _appears_while_blocked(store.path, second.message_id)
-        assert await one == "first"
+        assert await one == "held"
         assert (await two).startswith(second.message_id)
         assert store.commits - before == 2
     finally:
         await store.close()
 
 
-async def test_a_transaction_waiting_for_the_lock_goes_before_later_writes(
-    tmp_path: Path,
-) -> None:
-    """Writes run trip after trip only while nobody else waits: a transaction that asked for
-    the lock during a trip gets it before a write queued after it."""
+async def test_jobs_run_in_the_order_they_were_queued(tmp_path: Path) -> None:
+    """Jobs queued while the writer is busy run after it, in the order they were asked for."""
     store = await Store.open(tmp_path / "var")
     try:
         order: list[str] = []
         held = _Held(_message(None), order)
-        one = asyncio.create_task(store.write(held))
-        await _until(held.started)
-
-        async def transaction() -> None:
-            async with store.transaction() as tx:
-                await tx.call(lambda conn: order.append("transaction"))
-
-        waiting = asyncio.create_task(transaction())
-        for _ in range(5):  # the transaction queues for the lock
-            await asyncio.sleep(0)
-        two = asyncio.create_task(store.write(lambda conn: order.append("second write")))
-        await asyncio.sleep(0)  # queued behind the transaction
+        first = await _holding(store, held)
+        later = [await _queued(store, lambda conn, n=n: order.append(n)) for n in "abcd"]
         held.release.set()
-        await asyncio.wait_for(asyncio.gather(one, waiting, two), timeout=10)
-        assert order == ["first write", "transaction", "second write"]
+        await asyncio.wait_for(asyncio.gather(first, *later), timeout=WAIT_SECONDS)
+        assert order == ["held", "a", "b", "c", "d"]
     finally:
         await store.close()
+
+
+# --- cancellation -------------------------------------------------------------------------------
+
+
+async def test_a_job_whose_caller_is_cancelled_while_it_waits_never_runs(tmp_path: Path) -> None:
+    """Cancelled while still queued: the job is taken back and never runs; the jobs around
+    it are not disturbed."""
+    store = await Store.open(tmp_path / "var")
+    try:
+        ran: list[str] = []
+        held, dropped = _Held(_message(None), ran), _message(None)
+
+        def job(conn: sqlite3.Connection) -> None:
+            ran.append("dropped")
+            record_mail(conn, dropped, now=NOW)
+
+        first = await _holding(store, held)
+        waiting = await _queued(store, job)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        held.release.set()
+        assert await first == "held"
+        assert (await _write(store, "after"))[1]  # a trip after the one it would have been in
+        assert ran == ["held"]
+        assert not _committed(store.path, dropped.message_id)
+        assert _messages(store.path) == 2
+    finally:
+        await store.close()
+
+
+async def test_a_job_whose_caller_is_cancelled_while_it_runs_is_committed_whole(
+    tmp_path: Path,
+) -> None:
+    """Cancelled once the writer has taken it: the job still runs to its end and both of its
+    rows are committed, never one without the other."""
+    store = await Store.open(tmp_path / "var")
+    try:
+        started, release = threading.Event(), threading.Event()
+        rows = (_message(None), _message(None))
+
+        def job(conn: sqlite3.Connection) -> None:
+            record_mail(conn, rows[0], now=NOW)
+            started.set()
+            if not release.wait(WAIT_SECONDS):
+                raise AssertionError("never released")
+            record_mail(conn, rows[1], now=NOW)
+
+        task = asyncio.create_task(store.write(job))
+        assert await asyncio.to_thread(started.wait, WAIT_SECONDS)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        release.set()
+        await store.write(lambda conn: None)  # runs after the cancelled job's trip
+        assert [_committed(store.path, m.message_id) for m in rows] == [True, True]
+    finally:
+        await store.close()
+
+
+async def test_closing_commits_what_was_queued_and_refuses_later_jobs(tmp_path: Path) -> None:
+    """`close` waits for the jobs queued before it (each committed and answered); a job
+    asked for after it is refused with a clear error."""
+    store = await Store.open(tmp_path / "var")
+    held, queued = _Held(_message(None), []), _message(None)
+    first = await _holding(store, held)
+    second = await _queued(store, _insert(queued))
+    closing = asyncio.create_task(store.close())
+    held.release.set()
+    await asyncio.wait_for(closing, timeout=WAIT_SECONDS)
+    assert await first == "held"
+    assert (await second).startswith(queued.message_id)
+    assert _committed(store.path, queued.message_id)
+    with pytest.raises(TicketmailError, match="closed"):
+        await store.write(lambda conn: None)
+
+
+# --- reads --------------------------------------------------------------------------------------
+
+
+async def test_reads_see_committed_data_on_connections_that_cannot_write(tmp_path: Path) -> None:
+    """A read after a job returns sees its row; a statement that writes, sent down the read
+    path, is refused by SQLite (the connection is read-only) and changes nothing."""
+    store = await Store.open(tmp_path / "var")
+    try:
+        await store.add_customers([CustomerRow("10042", "Gymnasium", None, None)], now=NOW)
+        assert [c.number for c, _ in await store.list_customers()] == ["10042"]
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            await store.db.fetchall("DELETE FROM customers")
+        assert [c.number for c, _ in await store.list_customers()] == ["10042"]
+    finally:
+        await store.close()
+
+
+# --- checkpoints --------------------------------------------------------------------------------
 
 
 def _wal_frames(path: Path) -> tuple[int, int]:
@@ -406,14 +424,16 @@ async def test_the_daemons_store_copies_the_wal_into_the_database_in_the_backgro
             await _write(store, f"w{i}")
         frames, copied = _wal_frames(store.path)
         assert frames > copied  # nothing has checkpointed them yet
-        for _ in range(40):  # bounded: 4 s, against CHECKPOINT_SECONDS of 0.25
-            await asyncio.sleep(0.1)
+        deadline = time.monotonic() + 4  # against CHECKPOINT_SECONDS of 0.25
+        while copied < frames and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
             frames, copied = _wal_frames(store.path)
-            if copied == frames:
-                break
         assert copied == frames > 0
     finally:
         await store.close()
+
+
+# --- migrations ---------------------------------------------------------------------------------
 
 
 def _make_version_1(path: Path) -> None:
@@ -437,13 +457,15 @@ def _index_columns(path: Path, index: str) -> list[str]:
 
 
 async def test_a_version_1_database_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
+    """Opening a version 1 database brings it to version 2 (the count indexes cover
+    `automatic`), its tickets kept and its numbering going on."""
     store = await Store.open(tmp_path)
     try:
         await store.add_customers([CustomerRow("10042", "Gymnasium", None, None)], now=NOW)
-        number = await _open_ticket(store, 100001)
+        number = await store.write(_open_ticket_job(100001))
     finally:
         await store.close()
-    path = tmp_path / "ticketmail.sqlite3"
+    path = tmp_path / DB_NAME
     _make_version_1(path)
     assert _index_columns(path, "outbox_recipient") == ["recipient", "created_at"]
 
@@ -470,6 +492,6 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_data(tmp_path: Pat
     assert _index_columns(path, "outbox_ticket") == ["ticket", "automatic", "created_at"]
     store = await Store.open(tmp_path)
     try:
-        assert await _open_ticket(store, 100001) == number + 1
+        assert await store.write(_open_ticket_job(100001)) == number + 1
     finally:
         await store.close()

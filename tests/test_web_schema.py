@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ticketmail.storage import accounts
-from ticketmail.storage.store import SCHEMA_VERSION, CustomerRow, Store, UserRow
+from ticketmail.storage._schema import SCHEMA_VERSION
+from ticketmail.storage.store import CustomerRow, Store, UserRow
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 WEB_TABLES = ("customer_domains", "passwords", "registrations", "web_tokens", "web_sessions",

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from dotenv import dotenv_values
 
 from ticketmail.errors import ConfigError
+from ticketmail.storage.paths import DataPaths
 
 __all__ = [
     "Config",
@@ -165,6 +166,11 @@ class Config:
     @property
     def data_dir(self) -> Path:
         return Path(self.storage.data_dir)
+
+    @property
+    def paths(self) -> DataPaths:
+        """Where the database, the blobs and the file relay's mails are under data_dir."""
+        return DataPaths(self.data_dir)
 
     @property
     def templates_dir(self) -> Path:

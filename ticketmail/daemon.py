@@ -45,7 +45,7 @@ def utcnow() -> datetime:
 def make_transport(config: Config) -> Transport:
     if config.relay.transport == "smtp":
         return SmtpTransport(config.relay, hostname=config.smtp.hostname)
-    return FileTransport(config.data_dir / "sent")
+    return FileTransport(config.paths.sent)
 
 
 async def open_parts(
@@ -55,7 +55,7 @@ async def open_parts(
     templates = Templates(config.templates_dir)
     templates.check()
     store = await Store.open(config.data_dir)
-    intake = Intake(config, store, BlobStore(config.data_dir / "blobs"), templates, clock=clock)
+    intake = Intake(config, store, BlobStore(config.paths.blobs), templates, clock=clock)
     return store, intake
 
 

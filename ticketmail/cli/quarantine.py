@@ -104,9 +104,7 @@ def cmd_quarantine_show(config: Config, args: argparse.Namespace) -> int:
     async def run(store: Store) -> int:
         entry = await store.get_quarantine(wanted)
         try:
-            raw = await asyncio.to_thread(
-                BlobStore(config.data_dir / "blobs").get, entry.raw_sha256
-            )
+            raw = await asyncio.to_thread(BlobStore(config.paths.blobs).get, entry.raw_sha256)
         except OSError as exc:
             raise TicketmailError(
                 f"quarantine entry {entry.id}: cannot read the raw mail {entry.raw_sha256}: "

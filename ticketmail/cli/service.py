@@ -84,7 +84,7 @@ def _probe_relay(config: Config) -> str:
 
     relay = config.relay
     if relay.transport == "file":
-        sent = config.data_dir / "sent"
+        sent = config.paths.sent
         try:
             sent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=sent, prefix=".probe-"):
@@ -104,19 +104,17 @@ def _probe_relay(config: Config) -> str:
 
 def cmd_backup(config: Config, args: argparse.Namespace) -> int:
     """The database (online backup) first, then the blobs: every blob it names is older."""
-    from ticketmail.storage.blobs import BlobStore
-    from ticketmail.storage.store import DB_NAME, backup_database
+    from ticketmail.storage.backup import backup
+    from ticketmail.storage.paths import DataPaths
 
     dest = Path(args.dest)
-    source_db = config.data_dir / DB_NAME
+    source_db = config.paths.database
     if not source_db.is_file():
         raise NotFoundError(f"no database at {source_db} (storage.data_dir)")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise RefusedError(f"{dest} exists and is not an empty directory")
     try:
-        dest.mkdir(parents=True, exist_ok=True)
-        backup_database(source_db, dest / DB_NAME)
-        copied = BlobStore(config.data_dir / "blobs").copy_to(BlobStore(dest / "blobs"))
+        copied = backup(config.paths, DataPaths(dest))
     except OSError as exc:
         raise TicketmailError(f"backup to {dest} failed: {exc.strerror or exc}") from None
     print(f"backup written to {dest}: database and {plural(copied, 'file')}")

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import mimetypes
+import sqlite3
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +38,7 @@ from ticketmail.outbound.actions import Desk, DeskResult, Origin, message_ids
 from ticketmail.outbound.compose import OutboundFile, Templates
 from ticketmail.storage.blobs import BlobStore
 from ticketmail.storage.store import Store
+from ticketmail.storage.tickets import ticket_ref
 
 RECENT = timedelta(hours=1)  # the window the rate limits count in
 
@@ -187,17 +189,22 @@ def cmd_ticket_status(config: Config, args: argparse.Namespace) -> int:
     async def run(store: Store) -> int:
         desk = await _desk(config, store)
         now = now_utc()
-        async with store.transaction() as tx:
-            ticket = await tx.ticket_ref(number, since=now - RECENT)
+
+        def change(conn: sqlite3.Connection) -> DeskResult | None:
+            ticket = ticket_ref(conn, number, since=now - RECENT)
             if ticket is None:
                 raise NotFoundError(f"ticket {number} does not exist")
             if ticket.status == args.status:
-                print(f"ticket {number} is already {args.status}: nothing changed, nothing sent")
-                return 0
+                return None
             origin = Origin(actor=config.mail.from_address)
-            result = await desk.change_status(
-                tx, ticket, status=args.status, note=note, origin=origin, now=now
+            return desk.change_status(
+                conn, ticket, status=args.status, note=note, origin=origin, now=now
             )
+
+        result = await store.write(change)
+        if result is None:
+            print(f"ticket {number} is already {args.status}: nothing changed, nothing sent")
+            return 0
         _report(result, "status_changed")
         return 0
 
@@ -251,26 +258,30 @@ def cmd_ticket_reply(config: Config, args: argparse.Namespace) -> int:
         if agent is None:
             raise NotFoundError(f"agent {agent_address} is not registered (ticketmail agent add)")
         desk = await _desk(config, store)
-        blobs = BlobStore(config.data_dir / "blobs")
+        blobs = BlobStore(config.paths.blobs)
         stored = await asyncio.to_thread(blobs.put_all, [f.data for f in files])
         views = tuple(
             AttachmentView(f.filename, f.content_type, blob.size, blob.sha256, None)
             for f, blob in zip(files, stored, strict=True)
         )
         now = now_utc()
-        async with store.transaction() as tx:
-            ticket = await tx.ticket_ref(number, since=now - RECENT)
+
+        def reply(conn: sqlite3.Connection) -> DeskResult:
+            ticket = ticket_ref(conn, number, since=now - RECENT)
             if ticket is None:
                 raise NotFoundError(f"ticket {number} does not exist")
             origin = Origin(actor=agent.email, agent_name=agent.name, attachments=views)
-            result = await desk.reply(
-                tx, ticket, text=text, files=files, status=args.status, origin=origin, now=now
+            result = desk.reply(
+                conn, ticket, text=text, files=files, status=args.status, origin=origin, now=now
             )
             if not result.sent:  # raising here rolls the whole reply back
                 raise RefusedError(
                     f"ticket {number}: nobody to send the reply to "
                     f"({ticket.requester} is no longer a registered user of the institution)"
                 )
+            return result
+
+        result = await store.write(reply)
         _report(result, "agent_reply")
         return 0
 

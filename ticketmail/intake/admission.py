@@ -1,6 +1,6 @@
 """The first half of intake, away from the event loop: parse, check the sender, write the files.
 
-None of it needs the write lock or the event loop, and most of it is CPU (parsing) and
+None of it needs the database writer or the event loop, and most of it is CPU (parsing) and
 writing the blobs. `Admitter.admit` runs on a worker thread of the daemon, or, with
 `smtp.workers` > 0, in one of that many worker processes (`AdmissionPool`), so that parsing
 uses a core of its own instead of sharing the event loop's GIL.
@@ -36,7 +36,8 @@ from ticketmail.mail.parse import ParsedMail, parse_mail
 from ticketmail.models import AttachmentView
 from ticketmail.storage.accounts import is_pending
 from ticketmail.storage.blobs import BlobStore
-from ticketmail.storage.store import DB_NAME, Sender, read_sender
+from ticketmail.storage.mails import read_sender
+from ticketmail.storage.records import Sender
 
 __all__ = [
     "Admission",
@@ -248,9 +249,7 @@ def worker_main(fd: int) -> None:  # pragma: no cover - in the worker
 
 def _serve(sock: socket.socket, config: Config) -> None:  # pragma: no cover - in the worker
     """A worker process: answer admission requests until the daemon closes the socket."""
-    admitter = Admitter(
-        config, db_path=config.data_dir / DB_NAME, blobs=BlobStore(config.data_dir / "blobs")
-    )
+    admitter = Admitter(config, db_path=config.paths.database, blobs=BlobStore(config.paths.blobs))
     try:
         _send_frame(sock, READY)
         while True:

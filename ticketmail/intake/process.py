@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,17 +49,18 @@ from ticketmail.smtp.replies import (
     REPLY_UNVERIFIED,
 )
 from ticketmail.storage.blobs import BlobStore
-from ticketmail.storage.store import (
+from ticketmail.storage.mails import mail_facts, record_mail
+from ticketmail.storage.outbox import mark_bounced, suppress
+from ticketmail.storage.records import (
     ArticleRecord,
     MailFacts,
     MessageRecord,
     NewTicket,
     OutboxRecord,
     Reference,
-    Step,
-    Store,
-    Transaction,
 )
+from ticketmail.storage.store import Store
+from ticketmail.storage.tickets import thread_of
 
 __all__ = ["Envelope", "Intake", "IntakeResult", "route_policy"]
 
@@ -187,8 +189,8 @@ class Intake:
         return self._ids
 
     def _desk(self) -> Desk:
-        """Inside a transaction: the signer was read before it (reading may write the secret)."""
-        assert self._ids is not None, "message_ids() must be awaited before the transaction"
+        """Inside a write job: the signer was read before it (reading may write the secret)."""
+        assert self._ids is not None, "message_ids() must be awaited before the write job"
         return Desk(self.config, self.templates, self._ids)
 
     async def process(self, raw: bytes, envelope: Envelope) -> IntakeResult:
@@ -208,15 +210,14 @@ class Intake:
 
     async def quarantine(self, raw: bytes, envelope: Envelope, *, error: str) -> int:
         blob = await asyncio.to_thread(self.blobs.put, raw)
-        async with self.store.transaction() as tx:
-            entry = await tx.add_quarantine(
-                envelope_from=envelope.mail_from,
-                envelope_to=envelope.rcpt_tos,
-                raw_sha256=blob.sha256,
-                size=blob.size,
-                error=error,
-                now=self.clock(),
-            )
+        entry = await self.store.add_quarantine(
+            envelope_from=envelope.mail_from,
+            envelope_to=envelope.rcpt_tos,
+            raw_sha256=blob.sha256,
+            size=blob.size,
+            error=error,
+            now=self.clock(),
+        )
         log.error("mail_quarantined", entry=entry, sha256=blob.sha256)
         return entry
 
@@ -227,7 +228,7 @@ class Intake:
 
         `sender_vouched`: an admin released the mail, so the sender check is skipped.
         """
-        await self.message_ids()  # read before any transaction: `_known` and the desk use it
+        await self.message_ids()  # read before the write job: `_known` and the desk use it
         now = self.clock()
         if self.pool is not None:
             admitted = await self.pool.admit(raw, envelope, sender_vouched=sender_vouched, now=now)
@@ -242,16 +243,12 @@ class Intake:
         mail, raw_blob, files = admitted.mail, admitted.raw_sha256, admitted.files
         now = self.clock()
         kept = _Kept(mail, envelope, raw, (raw_blob, len(raw)), files)
-        # Most mails: decided and stored in one trip to the database thread, committed
-        # together with the mails that arrived meanwhile; the trip first makes their blobs
-        # (written by the admission, not yet fsync'd) durable, with one syncfs for all.
-        stored = await self.store.write(
-            lambda conn: self._store(Step(conn), kept, now), flush=self.blobs.sync
+        # Decided and stored in one job on the writer thread, committed together with the
+        # mails that arrived meanwhile; the trip first makes their blobs (written by the
+        # admission, not yet fsync'd) durable, with one syncfs for all.
+        result, decision = await self.store.write(
+            lambda conn: self._store(conn, kept, now), flush=self.blobs.sync
         )
-        if stored is None:  # an agent's reply: it reads the ticket's people, so async
-            async with self.store.transaction(lazy=True) as tx:
-                stored = await self._store_agent_reply(tx, kept, now)
-        result, decision = stored
         if decision is not None:
             log.info(
                 "mail_accepted",
@@ -269,11 +266,12 @@ class Intake:
             )
         return result
 
-    def _known(self, step: Step, kept: _Kept, now: datetime) -> MailFacts:
+    def _known(self, conn: sqlite3.Connection, kept: _Kept, now: datetime) -> MailFacts:
         """What the database knows of the mail: seen before? its sender, its tickets."""
         assert self._ids is not None
         mail = kept.mail
-        return step.mail_facts(
+        return mail_facts(
+            conn,
             message_id=mail.message_id,
             header_from=mail.from_addr,
             numbers=find_ticket_numbers(mail.subject, self.config.tickets.subject_tag)[:10],
@@ -303,38 +301,18 @@ class Intake:
         return _Decided(decision, facts, known.next_number)
 
     def _store(
-        self, step: Step, kept: _Kept, now: datetime
-    ) -> tuple[IntakeResult, Decision | None] | None:
-        """On the database thread: decide and store the mail; None (nothing written) for an
-        agent's reply, which `_store_agent_reply` handles."""
-        decided = self._decide(kept, self._known(step, kept, now), now)
-        if isinstance(decided, IntakeResult):
-            return decided, None
-        if decided.decision.action is Action.AGENT_REPLY:
-            return None
-        return self._store_decided(step, kept, decided, now), decided.decision
-
-    def _store_decided(
-        self, step: Step, kept: _Kept, decided: _Decided, now: datetime
-    ) -> IntakeResult:
-        if decided.decision.reason == "bounce":
-            self._record_bounce(step, kept.raw, kept.mail, now)
-        return self._apply(step, kept, decided, now)
-
-    async def _store_agent_reply(
-        self, tx: Transaction, kept: _Kept, now: datetime
+        self, conn: sqlite3.Connection, kept: _Kept, now: datetime
     ) -> tuple[IntakeResult, Decision | None]:
-        """`_store` for an agent's reply (and for any mail, should the sender have stopped
-        being an agent since `_store` looked)."""
-        known = await tx.call(lambda conn: self._known(Step(conn), kept, now))
-        decided = self._decide(kept, known, now)
+        """On the writer thread: decide and store the mail."""
+        decided = self._decide(kept, self._known(conn, kept, now), now)
         if isinstance(decided, IntakeResult):
             return decided, None
         decision = decided.decision
         if decision.action is Action.AGENT_REPLY:
-            return await self._agent_reply(tx, kept, decision, decided.facts.agent, now), decision
-        result = await tx.call(lambda conn: self._store_decided(Step(conn), kept, decided, now))
-        return result, decision
+            return self._agent_reply(conn, kept, decision, decided.facts.agent, now), decision
+        if decision.reason == "bounce":
+            self._record_bounce(conn, kept.raw, kept.mail, now)
+        return self._apply(conn, kept, decided, now), decision
 
     async def _unverified(
         self, raw: bytes, mail: ParsedMail, envelope: Envelope, reason: str
@@ -345,16 +323,15 @@ class Intake:
                      sender=mail.from_addr, message_id=mail.message_id)  # fmt: skip
             return IntakeResult(REPLY_UNVERIFIED.format(address=mail.from_addr), "rejected")
         blob = await asyncio.to_thread(self.blobs.put, raw)
-        async with self.store.transaction() as tx:
-            entry = await tx.add_held(
-                envelope_from=envelope.mail_from,
-                envelope_to=envelope.rcpt_tos,
-                sender=mail.from_addr,
-                raw_sha256=blob.sha256,
-                size=blob.size,
-                reason=reason,
-                now=self.clock(),
-            )
+        entry = await self.store.add_held(
+            envelope_from=envelope.mail_from,
+            envelope_to=envelope.rcpt_tos,
+            sender=mail.from_addr,
+            raw_sha256=blob.sha256,
+            size=blob.size,
+            reason=reason,
+            now=self.clock(),
+        )
         log.warning("mail_held", entry=entry, reason=reason, sender=mail.from_addr,
                     message_id=mail.message_id)  # fmt: skip
         return IntakeResult(REPLY_HELD.format(entry=f"H{entry}"), "held")
@@ -390,7 +367,9 @@ class Intake:
         )
         return IntakeResult(reply, "rejected")
 
-    def _record_bounce(self, step: Step, raw: bytes, mail: ParsedMail, now: datetime) -> None:
+    def _record_bounce(
+        self, conn: sqlite3.Connection, raw: bytes, mail: ParsedMail, now: datetime
+    ) -> None:
         """Mark the outbox entries a bounce names; block the address after a permanent one."""
         report = read_bounce(raw, mail)
         if report.delayed:  # a delay warning: the relay is still trying
@@ -399,18 +378,20 @@ class Intake:
         if not report.failed:  # a report of a delivery (a mail service's notification)
             log.info("delivery_notice", reason=report.reason, named=len(report.message_ids))
             return
-        bounced = step.mark_bounced(report.message_ids, reason=report.reason)
+        bounced = mark_bounced(conn, report.message_ids, reason=report.reason)
         block = timedelta(days=self.config.policy.bounce_block_days)
         blocked: list[str] = []
         if report.permanent and block:
             for _, recipient in bounced:
-                step.suppress(recipient, until=now + block, reason=report.reason, now=now)
+                suppress(conn, recipient, until=now + block, reason=report.reason, now=now)
                 blocked.append(recipient)
         log.info("bounce_recorded", status=report.status, permanent=report.permanent,
                  outbox=[entry for entry, _ in bounced], blocked=blocked,
                  named=len(report.message_ids))  # fmt: skip
 
-    def _apply(self, step: Step, kept: _Kept, decided: _Decided, now: datetime) -> IntakeResult:
+    def _apply(
+        self, conn: sqlite3.Connection, kept: _Kept, decided: _Decided, now: datetime
+    ) -> IntakeResult:
         """Store the mail as decided (any action but an agent's reply), with its notice."""
         mail, decision, user = kept.mail, decided.decision, decided.facts.sender
         raw_sha256 = kept.raw_blob[0]
@@ -474,14 +455,20 @@ class Intake:
             if decision.action is Action.NEW_TICKET or ticket is None:
                 root = mail.message_id or None
             else:
-                root = step.thread_of(ticket).root
+                root = thread_of(conn, ticket).root
             notice = desk.acknowledgement(
                 decision.notice, user=user, ticket=ticket, subject=subject,
                 answering=mail.message_id, root=root, previous=decision.previous_ticket,
                 now=now,
             )  # fmt: skip
-        recorded = step.record_mail(
-            message, new_ticket=new_ticket, touch=touch, article=article, notice=notice, now=now
+        recorded = record_mail(
+            conn,
+            message,
+            new_ticket=new_ticket,
+            touch=touch,
+            article=article,
+            notice=notice,
+            now=now,
         )
         queued = 0
         if notice is not None and user is not None:
@@ -497,9 +484,9 @@ class Intake:
             )
         return IntakeResult(reply, outcome, ticket, queued)
 
-    async def _agent_reply(
+    def _agent_reply(
         self,
-        tx: Transaction,
+        conn: sqlite3.Connection,
         kept: _Kept,
         decision: Decision,
         agent: Agent | None,
@@ -514,7 +501,7 @@ class Intake:
         message = _message_record(
             kept, "agent_reply", decision.reason, ticket=ticket.number, reply=reply
         )
-        recorded = await tx.call(lambda conn: Step(conn).record_mail(message, now=now))
+        recorded = record_mail(conn, message, now=now)
         origin = Origin(
             actor=agent.email,
             agent_name=agent.name,
@@ -526,13 +513,13 @@ class Intake:
         desk = self._desk()
         outgoing = tuple(OutboundFile(a.filename, a.content_type, a.data) for a in mail.attachments)
         if decision.text.strip() or outgoing:
-            result = await desk.reply(
-                tx, ticket, text=decision.text, files=outgoing, status=decision.new_status,
+            result = desk.reply(
+                conn, ticket, text=decision.text, files=outgoing, status=decision.new_status,
                 origin=origin, now=now,
             )  # fmt: skip
         else:  # only a #status line: a status change, told like one from the CLI
-            result = await desk.change_status(
-                tx, ticket, status=decision.new_status, note="", origin=origin, now=now
+            result = desk.change_status(
+                conn, ticket, status=decision.new_status, note="", origin=origin, now=now
             )
         if not result.sent:
             log.warning("agent_reply_unsent", ticket=ticket.number, agent=agent.email,

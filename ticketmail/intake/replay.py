@@ -41,10 +41,9 @@ async def release_held(intake: Intake, entry_id: int) -> Replayed:
     raw = await asyncio.to_thread(intake.blobs.get, entry.raw_sha256)
     envelope = Envelope(entry.envelope_from, entry.envelope_to)
     result = await intake.handle(raw, envelope, sender_vouched=True)
-    async with store.transaction() as tx:
-        await tx.resolve_held(
-            entry.id, status="released", outcome=result.outcome, now=intake.clock()
-        )
+    await store.resolve_held(
+        entry.id, status="released", outcome=result.outcome, now=intake.clock()
+    )
     log.info("held_released", entry=entry.id, outcome=result.outcome, ticket=result.ticket)
     return Replayed(entry.id, result.outcome, result.ticket)
 
@@ -55,8 +54,7 @@ async def drop_held(intake: Intake, entry_id: int) -> None:
     entry = await store.get_held(entry_id)
     if entry.status != "held":
         raise RefusedError(f"held entry {entry.id} was already {entry.status}")
-    async with store.transaction() as tx:
-        await tx.resolve_held(entry.id, status="dropped", outcome="dropped", now=intake.clock())
+    await store.resolve_held(entry.id, status="dropped", outcome="dropped", now=intake.clock())
     log.info("held_dropped", entry=entry.id)
 
 
@@ -80,11 +78,9 @@ async def retry_quarantined(intake: Intake, entry: QuarantineEntry) -> Replayed:
         result = await intake.handle(raw, envelope)
     except Exception as exc:  # the mail stays in the quarantine with the new error
         error = f"{type(exc).__name__}: {exc}"
-        async with store.transaction() as tx:
-            await tx.note_quarantine_error(entry.id, error)
+        await store.note_quarantine_error(entry.id, error)
         log.warning("quarantine_retry_failed", entry=entry.id, error=error)
         return Replayed(entry.id, None, error=error)
-    async with store.transaction() as tx:
-        await tx.resolve_quarantine(entry.id, outcome=result.outcome, now=intake.clock())
+    await store.resolve_quarantine(entry.id, outcome=result.outcome, now=intake.clock())
     log.info("quarantine_retried", entry=entry.id, outcome=result.outcome, ticket=result.ticket)
     return Replayed(entry.id, result.outcome, result.ticket)

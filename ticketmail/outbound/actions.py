@@ -1,11 +1,13 @@
 """Every mail ticketmail sends: answers to customers' mails, agents' replies, status notices.
 
-Runs inside the caller's transaction (intake, or the CLI for the support team's actions): a
-ticket's change, its article and every mail it sends are committed together or not at all.
+Runs inside the caller's write job (intake, or the CLI for the support team's actions), on
+the writer's connection: a ticket's change, its article and every mail it sends are
+committed together or not at all.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,7 +26,15 @@ from ticketmail.outbound.compose import (
     mail_context,
     thread_references,
 )
-from ticketmail.storage.store import ArticleRecord, OutboxRecord, Store, Thread, Transaction
+from ticketmail.storage.outbox import (
+    auto_replies_about,
+    auto_replies_to,
+    insert_outbox,
+    is_suppressed,
+)
+from ticketmail.storage.records import ArticleRecord, OutboxRecord, Thread
+from ticketmail.storage.store import Store
+from ticketmail.storage.tickets import insert_article, participants, thread_of, touch_ticket
 
 __all__ = ["Desk", "DeskResult", "Origin", "Sent", "message_ids"]
 
@@ -180,7 +190,7 @@ class Desk:
     ) -> OutboxRecord:
         """The automatic answer to a customer's mail (`ticket_created`, `ticket_reopened`,
         ...), threaded under that mail (`answering`); `root`: the ticket's first mail. The
-        caller queues it with the mail (`Transaction.record_mail`) and logs it (`queued`)."""
+        caller queues it with the mail (`mails.record_mail`) and logs it (`queued`)."""
         context = self._context(user, ticket=ticket, subject=subject, previous=previous)
         return self._outbox(
             kind, user, ticket=ticket, context=context, in_reply_to=answering,
@@ -216,9 +226,9 @@ class Desk:
             auto_submitted=auto_submitted, files=files, now=now,
         )  # fmt: skip
 
-    async def reply(
+    def reply(
         self,
-        tx: Transaction,
+        conn: sqlite3.Connection,
         ticket: TicketRef,
         /,
         *,
@@ -232,8 +242,8 @@ class Desk:
 
         Not rate-limited and not marked automatic: an agent chose to send it.
         """
-        users = await tx.participants(ticket.number)
-        thread = await tx.thread_of(ticket.number)
+        users = participants(conn, ticket.number)
+        thread = thread_of(conn, ticket.number)
         names = [f.filename for f in files]
         sent: list[Sent] = []
         subject = ticket.subject
@@ -242,12 +252,12 @@ class Desk:
                 "agent_reply", ticket, user, thread, auto_submitted=None, files=files, now=now,
                 status=status, text=text, agent_name=origin.agent_name, attachments=names,
             )  # fmt: skip
-            entry = await tx.enqueue(record, now=now)
+            entry = insert_outbox(conn, record, now=now)
             sent.append(Sent(user.email, _lang(self.config, user), entry, record.message_id))
             subject = record.subject if len(sent) == 1 else subject
-        await tx.touch_ticket(ticket.number, status=status, now=now)
-        article = await self._article(
-            tx, ticket, thread, origin, sent, subject=subject, sent_text=text,
+        touch_ticket(conn, ticket.number, status=status, now=now)
+        article = self._article(
+            conn, ticket, thread, origin, sent, subject=subject, sent_text=text,
             status=status, automatic=False, now=now,
         )  # fmt: skip
         log.info("agent_reply_queued", ticket=ticket.number, agent=origin.actor,
@@ -255,9 +265,9 @@ class Desk:
                  old_status=ticket.status, files=len(files))  # fmt: skip
         return DeskResult(ticket.number, ticket.status, status, article, tuple(sent))
 
-    async def change_status(
+    def change_status(
         self,
-        tx: Transaction,
+        conn: sqlite3.Connection,
         ticket: TicketRef,
         /,
         *,
@@ -269,16 +279,16 @@ class Desk:
         """Set a ticket's status and tell each participant (`status_changed`, rate-limited)."""
         cfg = self.config
         since = now - timedelta(hours=1)
-        users = await tx.participants(ticket.number)
-        thread = await tx.thread_of(ticket.number)
+        users = participants(conn, ticket.number)
+        thread = thread_of(conn, ticket.number)
         sent: list[Sent] = []
         suppressed: list[tuple[str, str]] = []
         subject = ticket.subject
         for user in users:
             reason = auto_mail_allowed(
-                suppressed=await tx.is_suppressed(user.email, now=now),
-                to_address=await tx.auto_replies_to(user.email, since=since),
-                for_ticket=await tx.auto_replies_about(ticket.number, since=since),
+                suppressed=is_suppressed(conn, user.email, now=now),
+                to_address=auto_replies_to(conn, user.email, since=since),
+                for_ticket=auto_replies_about(conn, ticket.number, since=since),
                 max_per_address=cfg.policy.max_auto_replies_per_hour,
                 max_per_ticket=cfg.policy.max_auto_replies_per_ticket_per_hour,
             )
@@ -291,12 +301,12 @@ class Desk:
                 "status_changed", ticket, user, thread, auto_submitted="auto-generated",
                 now=now, status=status, note=note,
             )  # fmt: skip
-            entry = await tx.enqueue(record, now=now)
+            entry = insert_outbox(conn, record, now=now)
             sent.append(Sent(user.email, _lang(cfg, user), entry, record.message_id))
             subject = record.subject if len(sent) == 1 else subject
-        await tx.touch_ticket(ticket.number, status=status, now=now)
-        article = await self._article(
-            tx, ticket, thread, origin, sent, subject=subject, sent_text=note,
+        touch_ticket(conn, ticket.number, status=status, now=now)
+        article = self._article(
+            conn, ticket, thread, origin, sent, subject=subject, sent_text=note,
             status=status, automatic=True, now=now,
         )  # fmt: skip
         log.info("status_changed", ticket=ticket.number, by=origin.actor, status=status,
@@ -306,9 +316,9 @@ class Desk:
             ticket.number, ticket.status, status, article, tuple(sent), tuple(suppressed)
         )
 
-    async def _article(
+    def _article(
         self,
-        tx: Transaction,
+        conn: sqlite3.Connection,
         ticket: TicketRef,
         thread: Thread,
         origin: Origin,
@@ -322,7 +332,8 @@ class Desk:
     ) -> int:
         """The outbound article: what was sent, to whom, and the whole text as written."""
         note = f"status {ticket.status} → {status}" if status != ticket.status else None
-        return await tx.add_article(
+        return insert_article(
+            conn,
             ticket.number,
             ArticleRecord(
                 direction="out",

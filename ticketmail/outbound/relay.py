@@ -16,7 +16,8 @@ import structlog
 from ticketmail.config import RelayConfig
 from ticketmail.errors import ConfigError, TicketmailError
 from ticketmail.storage.blobs import write_file_durably
-from ticketmail.storage.store import OutboxDue, Store
+from ticketmail.storage.records import OutboxDue
+from ticketmail.storage.store import Store
 
 __all__ = [
     "FileTransport",

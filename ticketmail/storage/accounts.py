@@ -15,20 +15,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from ticketmail.errors import NotFoundError, RefusedError
-from ticketmail.models import Customer, TicketRef
-from ticketmail.storage.store import (
-    _SQL_NEXT_NUMBER,
-    _SQL_TICKET_REF,
-    ArticleRecord,
-    NewTicket,
-    OutboxRecord,
-    _insert_article,
-    _insert_outbox,
-    _insert_ticket,
-    _ticket_ref_of,
-    _touch_ticket,
-    iso,
-)
+from ticketmail.models import Customer
+from ticketmail.storage._rows import iso
+from ticketmail.storage.mails import next_ticket_number
+from ticketmail.storage.outbox import insert_outbox
+from ticketmail.storage.records import ArticleRecord, NewTicket, OutboxRecord
+from ticketmail.storage.tickets import insert_article, insert_ticket, ticket_ref, touch_ticket
 
 __all__ = [
     "LOCK_MINUTES",
@@ -537,7 +529,7 @@ def auto_mail_state(
 
 
 def enqueue(conn: sqlite3.Connection, record: OutboxRecord, *, now: datetime) -> int:
-    return _insert_outbox(conn, record, now=now)
+    return insert_outbox(conn, record, now=now)
 
 
 # --- tickets ---------------------------------------------------------------------------------
@@ -660,16 +652,6 @@ def attachment_of(
     )
 
 
-def ticket_ref(conn: sqlite3.Connection, number: int, *, since: datetime) -> TicketRef | None:
-    row = conn.execute(_SQL_TICKET_REF, {"n": number, "since": iso(since)}).fetchone()
-    return _ticket_ref_of(row)
-
-
-def next_ticket_number(conn: sqlite3.Connection, *, first_number: int) -> int:
-    (number,) = conn.execute(_SQL_NEXT_NUMBER, {"first": first_number}).fetchone()
-    return int(number)
-
-
 def web_article(
     *,
     sender: str,
@@ -717,15 +699,15 @@ def open_web_ticket(
     """A new ticket (`ticket`) or activity on ticket `number` (with a new `status`), its
     article and the notice about it; the notice's outbox entry."""
     if ticket is not None:
-        _insert_ticket(conn, ticket, now=now)
+        insert_ticket(conn, ticket, now=now)
     else:
-        _touch_ticket(conn, number, status=status, now=now)
-    _insert_article(conn, number, article, message=None, now=now)
-    return _insert_outbox(conn, notice, now=now) if notice is not None else None
+        touch_ticket(conn, number, status=status, now=now)
+    insert_article(conn, number, article, message=None, now=now)
+    return insert_outbox(conn, notice, now=now) if notice is not None else None
 
 
 def set_ticket_status(
     conn: sqlite3.Connection, number: int, status: str, *, article: ArticleRecord, now: datetime
 ) -> None:
-    _touch_ticket(conn, number, status=status, now=now)
-    _insert_article(conn, number, article, message=None, now=now)
+    touch_ticket(conn, number, status=status, now=now)
+    insert_article(conn, number, article, message=None, now=now)

@@ -18,7 +18,9 @@ from ticketmail.mail.parse import ParsedMail
 from ticketmail.models import AttachmentView, Customer, User
 from ticketmail.outbound.actions import Desk
 from ticketmail.storage import accounts
-from ticketmail.storage.store import NewTicket, OutboxRecord, Step
+from ticketmail.storage.mails import mail_facts
+from ticketmail.storage.records import NewTicket, OutboxRecord
+from ticketmail.storage.tickets import thread_of
 
 __all__ = ["Posted", "account_mail", "post_article", "set_status"]
 
@@ -63,7 +65,8 @@ def post_article(
     """A new ticket (`number` None) or a reply to ticket `number` of the writer's
     institution, with the same numbering, article and confirmation as a mail."""
     probe = ids.new(None)  # a Message-ID nobody has sent: the duplicate check finds nothing
-    facts = Step(conn).mail_facts(
+    facts = mail_facts(
+        conn,
         message_id=probe, header_from=email, numbers=(number,) if number is not None else (),
         references=(), since=now - timedelta(hours=1), now=now,
         first_number=config.tickets.first_number,
@@ -115,7 +118,7 @@ def post_article(
     )  # fmt: skip
     notice: OutboxRecord | None = None
     if decision.notice is not None:
-        root = message_id if new_ticket is not None else Step(conn).thread_of(ticket).root
+        root = message_id if new_ticket is not None else thread_of(conn, ticket).root
         notice = desk.acknowledgement(
             decision.notice, user=user, ticket=ticket, subject=subject, answering=message_id,
             root=root or message_id, previous=decision.previous_ticket, now=now,

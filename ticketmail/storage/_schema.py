@@ -1,0 +1,258 @@
+"""The database's schema and its migrations, applied on the writer's connection at open."""
+
+from __future__ import annotations
+
+import sqlite3
+
+__all__ = ["SCHEMA_VERSION", "migrate"]
+
+SCHEMA_VERSION = 3
+
+# The customer portal (SPEC 8): mail domains that vouch for an institution's users, login
+# passwords (Argon2id), registrations, single-use tokens (stored hashed), server-side sessions
+# (ids stored hashed), failed logins; the institution's tickets by last activity.
+# IF NOT EXISTS: part of the whole schema of a new database and of the migration to 3.
+WEB_SCHEMA = """
+CREATE TABLE IF NOT EXISTS customer_domains (
+    customer TEXT NOT NULL REFERENCES customers(number),
+    domain TEXT NOT NULL,
+    PRIMARY KEY (customer, domain)
+);
+CREATE TABLE IF NOT EXISTS passwords (
+    email TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    changed_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS registrations (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL,
+    customer TEXT NOT NULL,
+    name TEXT NOT NULL,
+    lang TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    confirmed_at TEXT,
+    decided_at TEXT
+);
+CREATE INDEX IF NOT EXISTS registrations_email ON registrations(email, status);
+CREATE TABLE IF NOT EXISTS web_tokens (
+    hash TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    email TEXT NOT NULL,
+    registration INTEGER REFERENCES registrations(id),
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    used_at TEXT
+);
+CREATE INDEX IF NOT EXISTS web_tokens_email ON web_tokens(email, kind);
+CREATE TABLE IF NOT EXISTS web_sessions (
+    hash TEXT PRIMARY KEY,
+    email TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    seen_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS web_sessions_email ON web_sessions(email);
+CREATE TABLE IF NOT EXISTS login_failures (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_failures_email ON login_failures(email, at);
+CREATE INDEX IF NOT EXISTS login_failures_ip ON login_failures(ip, at);
+CREATE TABLE IF NOT EXISTS login_locks (
+    email TEXT PRIMARY KEY,
+    until TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tickets_customer_updated ON tickets(customer, updated_at);
+CREATE INDEX IF NOT EXISTS tickets_requester ON tickets(customer, requester);
+CREATE INDEX IF NOT EXISTS attachments_article_id ON attachments(article, id);
+"""
+
+SCHEMA = (
+    """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE customers (
+    number TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    support_until TEXT,
+    trial_until TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE users (
+    email TEXT PRIMARY KEY,
+    customer TEXT NOT NULL REFERENCES customers(number),
+    name TEXT NOT NULL DEFAULT '',
+    lang TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX users_customer ON users(customer);
+CREATE TABLE agents (
+    email TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE tickets (
+    number INTEGER PRIMARY KEY,
+    customer TEXT NOT NULL REFERENCES customers(number),
+    requester TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    status TEXT NOT NULL,
+    automatic INTEGER NOT NULL DEFAULT 0,
+    previous_number INTEGER,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    closed_at TEXT
+);
+CREATE INDEX tickets_customer ON tickets(customer, status);
+CREATE INDEX tickets_updated ON tickets(updated_at);
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    envelope_from TEXT NOT NULL,
+    envelope_to TEXT NOT NULL,
+    header_from TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    raw_sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    ticket INTEGER,
+    reply TEXT NOT NULL
+);
+CREATE UNIQUE INDEX messages_dedup ON messages(message_id, header_from);
+CREATE TABLE articles (
+    id INTEGER PRIMARY KEY,
+    ticket INTEGER NOT NULL REFERENCES tickets(number),
+    message INTEGER REFERENCES messages(id),
+    direction TEXT NOT NULL,
+    automatic INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    to_json TEXT NOT NULL,
+    cc_json TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    date TEXT,
+    message_id TEXT NOT NULL,
+    in_reply_to TEXT NOT NULL,
+    references_json TEXT NOT NULL,
+    body_text TEXT NOT NULL,
+    reply_text TEXT NOT NULL,
+    raw_sha256 TEXT,
+    note TEXT,
+    flags_json TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT NOT NULL
+);
+CREATE INDEX articles_ticket ON articles(ticket);
+CREATE INDEX articles_message_id ON articles(message_id);
+CREATE TABLE attachments (
+    id INTEGER PRIMARY KEY,
+    article INTEGER NOT NULL REFERENCES articles(id),
+    filename TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    content_id TEXT
+);
+CREATE INDEX attachments_article ON attachments(article);
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ticket INTEGER,
+    recipient TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    raw BLOB NOT NULL,
+    automatic INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    queued_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,
+    last_error TEXT NOT NULL DEFAULT '',
+    sent_at TEXT
+);
+CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+CREATE INDEX outbox_message_id ON outbox(message_id);
+CREATE INDEX outbox_recipient ON outbox(recipient, automatic, created_at);
+CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
+CREATE TABLE suppressions (
+    address TEXT PRIMARY KEY,
+    until TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE held (
+    id INTEGER PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    envelope_from TEXT NOT NULL,
+    envelope_to TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    raw_sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    status TEXT NOT NULL,
+    outcome TEXT NOT NULL DEFAULT '',
+    resolved_at TEXT
+);
+CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    envelope_from TEXT NOT NULL,
+    envelope_to TEXT NOT NULL,
+    raw_sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    status TEXT NOT NULL,
+    outcome TEXT NOT NULL DEFAULT '',
+    resolved_at TEXT
+);
+"""
+    + WEB_SCHEMA
+)
+
+# What takes a database of version N to N + 1: MIGRATIONS[N - 1]. A new database gets
+# SCHEMA, which is always the latest version as a whole.
+MIGRATIONS = [
+    # 1 -> 2: the auto-reply counts (per address, per ticket) read the index alone.
+    """
+DROP INDEX outbox_recipient;
+CREATE INDEX outbox_recipient ON outbox(recipient, automatic, created_at);
+DROP INDEX outbox_ticket;
+CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
+""",
+    # 2 -> 3: the customer portal's tables.
+    WEB_SCHEMA,
+]
+assert len(MIGRATIONS) == SCHEMA_VERSION - 1
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the database to SCHEMA_VERSION in one transaction (a new one gets SCHEMA).
+
+    Another process may migrate at the same time: the version is read again once this
+    connection holds the write lock.
+    """
+    if _version(conn) >= SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = _version(conn)
+        if found < SCHEMA_VERSION:
+            steps = [SCHEMA] if found == 0 else MIGRATIONS[found - 1 :]
+            for script in steps:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

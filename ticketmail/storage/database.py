@@ -1,0 +1,218 @@
+"""The database of one data directory: every write a job on one writer thread, reads on aiosqlite.
+
+Writes: `Database.write(fn)` queues `fn(conn)` for the writer thread (see `_writer`), which
+owns a plain `sqlite3` connection (WAL, synchronous=FULL: a COMMIT returns only once the
+WAL is fsync'd) and commits the jobs queued meanwhile together. Reads: a few read-only
+aiosqlite connections (`mode=ro`), handed out one caller at a time; they see committed data
+only, and never wait for a COMMIT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiosqlite
+import structlog
+
+from ticketmail.storage._schema import migrate
+from ticketmail.storage._writer import Writer
+
+__all__ = ["BACKSTOP_CHECKPOINT_PAGES", "CHECKPOINT_SECONDS", "READERS", "Database", "Params"]
+
+log = structlog.get_logger()
+T = TypeVar("T")
+
+Params = Sequence[Any] | Mapping[str, Any]  # positional ? or named :name parameters
+
+BUSY_TIMEOUT_MS = 10_000
+# Read-only connections at most (one read at a time on each).
+READERS = 2
+# With checkpoints in the background (the daemon): how often one runs while there are new
+# commits, and the WAL size (pages) at which a COMMIT checkpoints itself should they lag.
+CHECKPOINT_SECONDS = 0.25
+BACKSTOP_CHECKPOINT_PAGES = 10_000
+
+
+def _open_writer(path: Path) -> sqlite3.Connection:
+    """The writer's connection, the schema brought up to date on it."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a COMMIT returns only after the WAL is fsync'd; 250 means on disk.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _uri(path: Path, *, read_only: bool) -> str:
+    return f"file:{quote(str(path.resolve()))}{'?mode=ro' if read_only else ''}"
+
+
+async def _connect(path: Path, *, read_only: bool) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(_uri(path, read_only=read_only), uri=True, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+class _Readers:
+    """Up to READERS read-only connections, opened when first needed, one caller at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._idle: asyncio.LifoQueue[aiosqlite.Connection] = asyncio.LifoQueue()
+        self._all: list[aiosqlite.Connection] = []
+        self._opening = 0
+
+    async def take(self) -> aiosqlite.Connection:
+        if self._idle.empty() and len(self._all) + self._opening < READERS:
+            self._opening += 1
+            opening = asyncio.ensure_future(self._open())
+            try:
+                return await asyncio.shield(opening)
+            except asyncio.CancelledError:  # it still opens: for the next reader
+                opening.add_done_callback(self._keep)
+                raise
+        return await self._idle.get()
+
+    async def _open(self) -> aiosqlite.Connection:
+        try:
+            conn = await _connect(self._path, read_only=True)
+        finally:
+            self._opening -= 1
+        self._all.append(conn)
+        return conn
+
+    def _keep(self, opening: asyncio.Future[aiosqlite.Connection]) -> None:
+        if not opening.cancelled() and opening.exception() is None:
+            self.give_back(opening.result())
+
+    def give_back(self, conn: aiosqlite.Connection) -> None:
+        self._idle.put_nowait(conn)
+
+    async def close(self) -> None:
+        conns, self._all = self._all, []
+        for conn in conns:
+            await conn.close()
+
+
+class Database:
+    """One SQLite file: `write` jobs on the writer thread, `fetchall`/`reading` for reads."""
+
+    def __init__(self, path: Path, writer: Writer) -> None:
+        self.path = path
+        self._writer = writer
+        self._readers = _Readers(path)
+        self._checkpoints: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        """Open (or create) the database at `path` and migrate it; start its writer thread."""
+        conn = await asyncio.to_thread(_open_writer, path)
+        writer = Writer(conn, asyncio.get_running_loop())
+        writer.start()
+        return cls(path, writer)
+
+    @property
+    def commits(self) -> int:
+        """COMMITs done by the writer since open (read by tests and the benchmark)."""
+        return self._writer.commits
+
+    async def write(
+        self, fn: Callable[[sqlite3.Connection], T], /, *, flush: Callable[[], None] | None = None
+    ) -> T:
+        """`fn(connection)` as a job on the writer thread, in a transaction (a SAVEPOINT of
+        its own in the trip's); returns its result once committed (fsync'd), or raises its
+        exception (its work undone, the rest of the trip kept).
+
+        `fn` runs in the context it was queued in; it must not touch the Database (it would
+        wait for itself). `flush` (say `BlobStore.sync`) runs on the writer thread before the
+        trip's transaction, once for all the jobs that name it; when it raises, those jobs
+        do not run and raise it. A caller cancelled before the thread took its job takes it
+        back (it never runs); after that, the job runs whole and is committed regardless.
+        """
+        return await self._writer.write(fn, flush=flush)
+
+    # --- reads ---------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A read-only connection for several reads in a row (no one else's meanwhile)."""
+        conn = await self._readers.take()
+        try:
+            yield conn
+        finally:
+            self._readers.give_back(conn)
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        """The rows of one query, on a read-only connection: committed data only."""
+        async with self.reading() as conn:
+            return list(await conn.execute_fetchall(sql, params))
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    # --- checkpoints ---------------------------------------------------------------------
+
+    async def start_checkpoints(self) -> None:
+        """Copy the WAL into the database on a connection and thread of their own, every
+        CHECKPOINT_SECONDS while there are new commits, instead of inside the COMMIT that
+        crosses SQLite's 1,000 pages (which then took several milliseconds, with its
+        trip's jobs waiting). A checkpoint copies each page once, however often the WAL
+        holds it. Should they fall behind, a COMMIT still checkpoints at
+        BACKSTOP_CHECKPOINT_PAGES. For the daemon; a CLI command keeps SQLite's default.
+        """
+        if self._checkpoints is not None:
+            return
+        await self.write(_backstop)
+        conn = await _connect(self.path, read_only=False)
+        self._checkpoints = asyncio.create_task(self._checkpoint(conn), name="db-checkpoint")
+
+    async def _checkpoint(self, conn: aiosqlite.Connection) -> None:
+        try:
+            done = self.commits
+            while True:
+                await asyncio.sleep(CHECKPOINT_SECONDS)
+                if self.commits == done:
+                    continue
+                done = self.commits
+                try:  # PASSIVE: never waits for the writer or a reader, never blocks one
+                    await conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:  # the next COMMIT or the next round tries again
+                    log.warning("checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            await asyncio.shield(conn.close())
+
+    async def close(self) -> None:
+        """Stop the checkpoints; the jobs queued before still go to disk; close everything."""
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoints
+            self._checkpoints = None
+        await self._readers.close()
+        # The writer's goes last: the last connection to close copies the WAL into the
+        # database and removes it (a read-only one could not).
+        await self._writer.close()
+
+
+def _backstop(conn: sqlite3.Connection) -> None:
+    conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")

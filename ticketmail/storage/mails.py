@@ -1,0 +1,182 @@
+"""The intake's SQL: what the database knows of an incoming mail, and recording the mail.
+
+`mail_facts` and `record_mail` run in one job on the writer's connection, so a new
+ticket's number read with the facts is the one the record writes. `read_sender` is the
+admission's read, on a connection of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+
+from ticketmail.models import Agent, TicketRef
+from ticketmail.storage._rows import iso, moment, ticket_ref_of, user_of
+from ticketmail.storage.outbox import insert_outbox
+from ticketmail.storage.records import (
+    ArticleRecord,
+    MailFacts,
+    MessageRecord,
+    NewTicket,
+    OutboxRecord,
+    Recorded,
+    Reference,
+    Sender,
+)
+from ticketmail.storage.tickets import SQL_TICKET_REF, insert_article, insert_ticket, touch_ticket
+
+__all__ = ["mail_facts", "next_ticket_number", "read_sender", "record_mail"]
+
+# The next ticket number: above the last one handed out and above every ticket there is.
+_SQL_NEXT_NUMBER = (
+    "SELECT MAX(:first, COALESCE((SELECT CAST(value AS INTEGER) FROM meta "
+    "WHERE key = 'last_ticket_number'), :first - 1) + 1, "
+    "COALESCE((SELECT MAX(number) FROM tickets), 0) + 1)"
+)
+_SQL_SENDER = (
+    "SELECT u.email, u.name, u.lang, c.number, c.name AS cname, c.support_until, "
+    "c.trial_until, a.email AS aemail, a.name AS aname, a.created_at AS acreated, "
+    "(SELECT COUNT(*) FROM outbox WHERE recipient = :r AND created_at >= :since "
+    " AND automatic = 1) AS auto_replies, "
+    "EXISTS(SELECT 1 FROM suppressions WHERE address = :r AND until > :now) AS blocked "
+    "FROM (SELECT 1) LEFT JOIN users u ON u.email = :a "
+    "LEFT JOIN customers c ON c.number = u.customer "
+    "LEFT JOIN agents a ON a.email = :a"
+)
+_SQL_SEEN = (
+    "SELECT m.reply, m.ticket, "
+    "EXISTS(SELECT 1 FROM outbox WHERE message_id = :m) AS own "
+    "FROM (SELECT 1) LEFT JOIN (SELECT reply, ticket FROM messages "
+    " WHERE message_id = :m AND header_from = :f LIMIT 1) m"
+)
+_SQL_TICKET_OF_MESSAGE = (
+    "SELECT ticket FROM articles WHERE message_id = :m "
+    "UNION ALL SELECT ticket FROM outbox WHERE message_id = :m AND ticket IS NOT NULL "
+    "LIMIT 1"
+)
+_SQL_SENT = "SELECT 1 FROM outbox WHERE message_id = ? LIMIT 1"
+
+
+def next_ticket_number(conn: sqlite3.Connection, *, first_number: int) -> int:
+    """The number a new ticket gets now (`tickets.first_number` at least)."""
+    (number,) = conn.execute(_SQL_NEXT_NUMBER, {"first": first_number}).fetchone()
+    return int(number)
+
+
+def _sender_params(email: str, *, since: datetime, now: datetime) -> dict[str, str]:
+    return {"a": email.casefold(), "r": email, "since": iso(since), "now": iso(now)}
+
+
+def _sender_of(row: sqlite3.Row) -> Sender:
+    user = user_of(row) if row["email"] is not None and row["number"] is not None else None
+    agent = (
+        Agent(row["aemail"], row["aname"], moment(row["acreated"]))
+        if row["aemail"] is not None
+        else None
+    )
+    return Sender(user, agent, int(row["auto_replies"]), bool(row["blocked"]))
+
+
+def read_sender(conn: sqlite3.Connection, email: str, *, now: datetime) -> Sender:
+    """Blocking, on the caller's own connection: a mail's sender as the pre-check needs it
+    (registration, agent, suppression; no auto-reply count)."""
+    return _sender_of(
+        conn.execute(_SQL_SENDER, _sender_params(email, since=now, now=now)).fetchone()
+    )
+
+
+def mail_facts(
+    conn: sqlite3.Connection,
+    *,
+    message_id: str,
+    header_from: str,
+    numbers: Sequence[int],
+    references: Sequence[Reference],
+    since: datetime,
+    now: datetime,
+    first_number: int,
+) -> MailFacts:
+    """The duplicate check, then the sender, the tickets a mail names and the number a
+    new ticket would get (`tickets.first_number` at least)."""
+    seen = conn.execute(_SQL_SEEN, {"m": message_id, "f": header_from}).fetchone()
+    previous = (str(seen["reply"]), seen["ticket"]) if seen["reply"] is not None else None
+    sent_by_us = bool(seen["own"])
+    if previous is not None:
+        return MailFacts(previous, sent_by_us, None, (), ())
+    sender = None
+    if header_from:
+        params = _sender_params(header_from, since=since, now=now)
+        sender = _sender_of(conn.execute(_SQL_SENDER, params).fetchone())
+
+    def ticket(number: int) -> TicketRef | None:
+        row = conn.execute(SQL_TICKET_REF, {"n": number, "since": iso(since)}).fetchone()
+        return ticket_ref_of(row)
+
+    def ticket_of_message(mid: str) -> TicketRef | None:
+        row = conn.execute(_SQL_TICKET_OF_MESSAGE, {"m": mid}).fetchone()
+        return ticket(row[0]) if row is not None else None
+
+    tagged = tuple(ref for ref in map(ticket, numbers) if ref is not None)
+    referenced: list[TicketRef] = []
+    for kind, value in references:
+        if kind == "number":
+            ref = ticket(int(value))
+        elif kind == "sent" and conn.execute(_SQL_SENT, (value,)).fetchone() is None:
+            ref = None
+        else:
+            ref = ticket_of_message(str(value))
+        if ref is not None and ref not in referenced:
+            referenced.append(ref)
+    (next_number,) = conn.execute(_SQL_NEXT_NUMBER, {"first": first_number}).fetchone()
+    return MailFacts(None, sent_by_us, sender, tagged, tuple(referenced), int(next_number))
+
+
+def _insert_message(conn: sqlite3.Connection, record: MessageRecord, *, now: datetime) -> int:
+    cur = conn.execute(
+        "INSERT INTO messages(received_at, envelope_from, envelope_to, header_from, "
+        "message_id, raw_sha256, size, outcome, reason, ticket, reply) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            iso(now),
+            record.envelope_from,
+            json.dumps(list(record.envelope_to)),
+            record.header_from,
+            record.message_id,
+            record.raw_sha256,
+            record.size,
+            record.outcome,
+            record.reason,
+            record.ticket,
+            record.reply,
+        ),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def record_mail(
+    conn: sqlite3.Connection,
+    message: MessageRecord,
+    *,
+    new_ticket: NewTicket | None = None,
+    touch: tuple[int, str | None] | None = None,
+    article: ArticleRecord | None = None,
+    notice: OutboxRecord | None = None,
+    now: datetime,
+) -> Recorded:
+    """A mail's ticket change (new, or touched with an optional status), its message row,
+    its article and the notice queued for it.
+
+    A new ticket's number is the `next_number` of this job's `mail_facts`."""
+    if new_ticket is not None:
+        insert_ticket(conn, new_ticket, now=now)
+    if touch is not None:
+        touch_ticket(conn, touch[0], status=touch[1], now=now)
+    entry = _insert_message(conn, message, now=now)
+    if article is not None:
+        assert message.ticket is not None
+        insert_article(conn, message.ticket, article, message=entry, now=now)
+    outbox = insert_outbox(conn, notice, now=now) if notice is not None else None
+    return Recorded(entry, outbox)

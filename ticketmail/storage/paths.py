@@ -1,0 +1,32 @@
+"""The data directory's layout, defined once: the database, the blobs, the file relay's mails."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DB_NAME", "DataPaths"]
+
+DB_NAME = "ticketmail.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class DataPaths:
+    """Where each part of one data directory (`storage.data_dir`, or a backup) lives."""
+
+    root: Path
+
+    @property
+    def database(self) -> Path:
+        """The SQLite database (its `-wal` and `-shm` files lie beside it)."""
+        return self.root / DB_NAME
+
+    @property
+    def blobs(self) -> Path:
+        """Raw mails and attachments, content-addressed (`BlobStore`)."""
+        return self.root / "blobs"
+
+    @property
+    def sent(self) -> Path:
+        """Where `relay.transport = "file"` writes every outgoing mail as a `.eml` file."""
+        return self.root / "sent"
