@@ -59,7 +59,7 @@ __all__ = [
 DB_NAME = "ticketmail.sqlite3"
 log = structlog.get_logger()
 T = TypeVar("T")
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SAVEPOINT = "ticketmail"
 # Group commit: at most this many transactions share one COMMIT (one fsync of the WAL).
 MAX_BATCH = 32
@@ -132,6 +132,36 @@ CREATE TABLE IF NOT EXISTS login_locks (
 CREATE INDEX IF NOT EXISTS tickets_customer_updated ON tickets(customer, updated_at);
 CREATE INDEX IF NOT EXISTS tickets_requester ON tickets(customer, requester);
 CREATE INDEX IF NOT EXISTS attachments_article_id ON attachments(article, id);
+"""
+
+# The support desk (SPEC 9): a ticket's owner, an agent's language and notification choice,
+# internal notes (articles with direction 'note'), and full-text search over every article
+# (FTS5, an external-content index kept in step by triggers; the migration fills it).
+_DESK_SCHEMA = """
+ALTER TABLE tickets ADD COLUMN owner TEXT;
+CREATE INDEX tickets_owner ON tickets(owner, updated_at);
+CREATE INDEX tickets_status_updated ON tickets(status, updated_at);
+ALTER TABLE agents ADD COLUMN lang TEXT;
+ALTER TABLE agents ADD COLUMN notify INTEGER NOT NULL DEFAULT 1;
+CREATE VIRTUAL TABLE article_search USING fts5(
+    subject, sender, to_json, body_text,
+    content='articles', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER articles_search_insert AFTER INSERT ON articles BEGIN
+    INSERT INTO article_search(rowid, subject, sender, to_json, body_text)
+    VALUES (new.id, new.subject, new.sender, new.to_json, new.body_text);
+END;
+CREATE TRIGGER articles_search_delete AFTER DELETE ON articles BEGIN
+    INSERT INTO article_search(article_search, rowid, subject, sender, to_json, body_text)
+    VALUES ('delete', old.id, old.subject, old.sender, old.to_json, old.body_text);
+END;
+CREATE TRIGGER articles_search_update AFTER UPDATE ON articles BEGIN
+    INSERT INTO article_search(article_search, rowid, subject, sender, to_json, body_text)
+    VALUES ('delete', old.id, old.subject, old.sender, old.to_json, old.body_text);
+    INSERT INTO article_search(rowid, subject, sender, to_json, body_text)
+    VALUES (new.id, new.subject, new.sender, new.to_json, new.body_text);
+END;
+INSERT INTO article_search(article_search) VALUES ('rebuild');
 """
 
 _SCHEMA = (
@@ -274,6 +304,7 @@ CREATE TABLE quarantine (
 );
 """
     + _WEB_SCHEMA
+    + _DESK_SCHEMA
 )
 
 # What takes a database of version N to N + 1: _MIGRATIONS[N - 1]. A new database gets
@@ -288,6 +319,8 @@ CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
 """,
     # 2 -> 3: the customer portal's tables.
     _WEB_SCHEMA,
+    # 3 -> 4: the support desk: owners, agents' settings, notes, full-text search.
+    _DESK_SCHEMA,
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION - 1
 
