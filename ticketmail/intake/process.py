@@ -491,9 +491,11 @@ class Intake:
             and user is not None
             and not decision.automatic
         ):
-            queued += customer_wrote(step.conn, new=new_ticket is not None, ticket=ticket, user=user,
-                                     text=mail.reply_text, config=self.config,
-                                     templates=self.templates, ids=desk.ids, now=now)  # fmt: skip
+            queued += customer_wrote(
+                step.conn, new=new_ticket is not None, ticket=ticket, user=user,
+                text=mail.reply_text, config=self.config, templates=self.templates,
+                ids=desk.ids, now=now,
+            )  # fmt: skip
         if notice is not None and user is not None:
             assert recorded.outbox is not None
             desk.queued(notice, recorded.outbox, user)

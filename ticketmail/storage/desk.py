@@ -343,7 +343,7 @@ def ticket_page(conn: sqlite3.Connection, number: int) -> DeskTicketPage | None:
             has_raw=a["raw_sha256"] is not None,
             flags=tuple(json.loads(a["flags_json"])),
             attachments=tuple(files.get(a["id"], ())),
-        )  # fmt: skip
+        )
         for a in conn.execute(
             "SELECT id, direction, automatic, sender, to_json, cc_json, subject, date, "
             "message_id, in_reply_to, body_text, note, raw_sha256, flags_json FROM articles "
@@ -417,7 +417,7 @@ def pending_registrations(conn: sqlite3.Connection) -> tuple[PendingRegistration
             r["cname"],
             _dt(r["created_at"]),
             _dt(r["confirmed_at"]) if r["confirmed_at"] else None,
-        )  # fmt: skip
+        )
         for r in conn.execute(
             "SELECT r.id, r.email, r.name, r.lang, r.customer, c.name AS cname, r.created_at, "
             "r.confirmed_at FROM registrations r LEFT JOIN customers c ON c.number = r.customer "
