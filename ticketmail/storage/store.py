@@ -1274,9 +1274,13 @@ class Store:
             found = int(row[0]) if row else 0
             steps = [_SCHEMA] if found == 0 else _MIGRATIONS[found - 1 :]
             for script in steps:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        await self._db.execute(statement)
+                statement = ""
+                for piece in script.split(";"):  # a trigger's body holds ';' of its own
+                    statement += piece + ";"
+                    if sqlite3.complete_statement(statement):
+                        if statement.strip(" \n;"):
+                            await self._db.execute(statement)
+                        statement = ""
             await self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @asynccontextmanager
