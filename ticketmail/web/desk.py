@@ -348,9 +348,9 @@ async def _decide(request: Request, decision: str) -> Response:
         else:
             reg = accounts.reject_registration(conn, email, now=now)
         account_mail(
-            conn, f"registration_{decision.removesuffix('e')}ed", config=web.config, desk=desk, email=reg.email,
-            name=reg.name, lang=reg.lang, customer=reg.customer, link=web.link("/login"),
-            now=now,
+            conn, f"registration_{decision.removesuffix('e')}ed", config=web.config, desk=desk,
+            email=reg.email, name=reg.name, lang=reg.lang, customer=reg.customer,
+            link=web.link("/login"), now=now,
         )  # fmt: skip
         return email
 
