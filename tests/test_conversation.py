@@ -22,6 +22,8 @@ from desk_support import (
     write_text,
 )
 
+from ticketmail.storage import desk as desk_db
+
 TAG = "[Ticket#100001]"
 M1 = "<drucker-1@schule.example>"  # Anna opens the ticket
 M2 = "<drucker-2@schule.example>"  # Anna answers the agent, the tag dropped from the subject
@@ -96,6 +98,10 @@ async def test_whole_conversation_customer_agent_cli_mail_close_reopen(
     ids = await signer(env)
     await other_institution(env)
     await add_agent(env)
+    # Max has switched the desk's notifications off: this conversation counts the mails
+    # customers get (the notifications are tested in test_desk.py).
+    assert env.daemon.store is not None
+    await env.daemon.store.write(lambda c: desk_db.set_agent_settings(c, MAX, notify=False))
 
     # 1. Anna opens a ticket: a German confirmation threaded under her mail.
     opened = make_mail(f"Anna Müller <{ANNA}>", "Drucker druckt nicht", message_id=M1)

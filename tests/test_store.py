@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from desk_schema import undo_desk_schema
 
 from ticketmail.errors import TicketmailError
 from ticketmail.storage.mails import mail_facts, record_mail
@@ -440,6 +441,7 @@ def _make_version_1(path: Path) -> None:
     """Turn a new database back into what version 1 had: the outbox's count indexes
     without `automatic`."""
     with sqlite3.connect(path) as conn:
+        undo_desk_schema(conn)
         conn.executescript(
             "DROP INDEX outbox_recipient; CREATE INDEX outbox_recipient "
             "ON outbox(recipient, created_at); DROP INDEX outbox_ticket; "
@@ -474,7 +476,7 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_data(tmp_path: Pat
 
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3  # the latest version
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4  # the latest version
         assert conn.execute("SELECT number FROM tickets").fetchall() == [(number,)]
         # The auto-reply count per address is answered from the index alone.
         plan = " ".join(

@@ -6,6 +6,8 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+from desk_schema import undo_desk_schema
+
 from ticketmail.storage import accounts
 from ticketmail.storage._schema import SCHEMA_VERSION
 from ticketmail.storage.store import CustomerRow, Store, UserRow
@@ -29,6 +31,7 @@ async def test_a_version_2_database_gets_the_portal_tables_and_keeps_its_data(
     path = tmp_path / "ticketmail.sqlite3"
     conn = sqlite3.connect(path)
     with conn:
+        undo_desk_schema(conn)
         for table in WEB_TABLES:
             conn.execute(f"DROP TABLE {table}")
         conn.execute("PRAGMA user_version = 2")
@@ -43,6 +46,6 @@ async def test_a_version_2_database_gets_the_portal_tables_and_keeps_its_data(
         await store.close()
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     finally:
         conn.close()

@@ -151,6 +151,14 @@ class WebConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DeskConfig:
+    """The support desk (SPEC 9)."""
+
+    # Who hears of tickets without an owner; empty: every agent.
+    notify_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     smtp: SmtpConfig = SmtpConfig()
     storage: StorageConfig = StorageConfig()
@@ -161,6 +169,7 @@ class Config:
     templates: TemplatesConfig = TemplatesConfig()
     log: LogConfig = LogConfig()
     web: WebConfig = WebConfig()
+    desk: DeskConfig = DeskConfig()
     source: str = "<built-in defaults>"
 
     @property

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
+import sys
 from typing import Any
 
 from ticketmail.cli._common import (
@@ -16,10 +18,12 @@ from ticketmail.cli._common import (
     with_store,
 )
 from ticketmail.config import Config
-from ticketmail.errors import RefusedError, UsageError
+from ticketmail.errors import NotFoundError, RefusedError, UsageError
 from ticketmail.models import (
     Agent,
 )
+from ticketmail.storage import accounts
+from ticketmail.storage import desk as desk_db
 from ticketmail.storage.store import Store
 
 
@@ -37,6 +41,9 @@ def cmd_agent_add(config: Config, args: argparse.Namespace) -> int:
 
     async def run(store: Store) -> int:
         new = await store.add_agent(email, name, now=now_utc())
+        if args.lang is not None:
+            lang = args.lang
+            await store.write(lambda conn: desk_db.set_agent_settings(conn, email, lang=lang))
         print(f"agent {email} {'added' if new else 'renamed'}")
         return 0
 
@@ -69,11 +76,44 @@ def cmd_agent_remove(config: Config, args: argparse.Namespace) -> int:
     return asyncio.run(with_store(config, run))
 
 
+def cmd_agent_passwd(config: Config, args: argparse.Namespace) -> int:
+    """The desk's login password, read from stdin (one line), never from the command line."""
+    from ticketmail.web.security import hash_password, password_problem
+
+    email = parse_email(args.email)
+    line = sys.stdin.readline()
+    password = line.removesuffix("\n").removesuffix("\r")
+    problem = password_problem(password, email)
+    if problem == "error.password_short":
+        raise UsageError("the password (read from stdin) must have at least 10 characters")
+    if problem is not None:
+        raise UsageError("the password must not be the mail address")
+    digest = hash_password(password)
+
+    async def run(store: Store) -> int:
+        now = now_utc()
+
+        def write(conn: sqlite3.Connection) -> None:
+            if desk_db.agent_of(conn, email) is None:
+                raise NotFoundError(f"agent {email} does not exist")
+            accounts.set_password(conn, email, digest, now=now)
+            accounts.end_sessions(conn, email)
+
+        await store.write(write)
+        print(f"password of agent {email} set")
+        return 0
+
+    return asyncio.run(with_store(config, run))
+
+
 def register(verbs: Verbs) -> None:
     agent = verbs.group("agent", "the support team")
     p = verbs.add(agent, "add", cmd_agent_add, "add an agent or change their name")
     p.add_argument("email")
     p.add_argument("--name", required=True)
+    p.add_argument("--lang", choices=("de", "en"), help="the language of their notifications")
     verbs.add(agent, "list", cmd_agent_list, "list agents", listing=True)
     p = verbs.add(agent, "remove", cmd_agent_remove, "remove an agent")
+    p.add_argument("email")
+    p = verbs.add(agent, "passwd", cmd_agent_passwd, "set the desk password, read from stdin")
     p.add_argument("email")

@@ -33,6 +33,7 @@ from ticketmail.mail.msgid import MessageIds
 from ticketmail.mail.parse import ParsedMail
 from ticketmail.models import Agent, AttachmentView, User
 from ticketmail.outbound.actions import Desk, Origin, message_ids
+from ticketmail.outbound.agents import customer_wrote
 from ticketmail.outbound.compose import OutboundFile, Templates
 from ticketmail.smtp.replies import (
     REPLY_ACCEPTED,
@@ -471,10 +472,21 @@ class Intake:
             now=now,
         )
         queued = 0
+        if (
+            article is not None
+            and ticket is not None
+            and user is not None
+            and not decision.automatic
+        ):
+            queued += customer_wrote(
+                conn, new=new_ticket is not None, ticket=ticket, user=user,
+                text=mail.reply_text, config=self.config, templates=self.templates,
+                ids=desk.ids, now=now,
+            )  # fmt: skip
         if notice is not None and user is not None:
             assert recorded.outbox is not None
             desk.queued(notice, recorded.outbox, user)
-            queued = 1
+            queued += 1
         elif decision.suppressed is not None:
             log.info(
                 "notice_suppressed",

@@ -20,6 +20,7 @@ from ticketmail.errors import ConfigError
 from ticketmail.models import STATUSES
 
 __all__ = [
+    "AGENT_TEMPLATE_NAMES",
     "LANGUAGES",
     "TEMPLATE_NAMES",
     "WEB_TEMPLATE_NAMES",
@@ -42,7 +43,15 @@ TEMPLATE_NAMES = (
     "no_contract",
 )
 # The portal's mails about an account (SPEC 8.2): no ticket, a link to follow.
-WEB_TEMPLATE_NAMES = ("account_confirm", "password_reset", "unknown_customer")
+WEB_TEMPLATE_NAMES = (
+    "account_confirm",
+    "password_reset",
+    "unknown_customer",
+    "registration_approved",
+    "registration_rejected",
+)
+# The desk's notifications to agents (SPEC 9).
+AGENT_TEMPLATE_NAMES = ("agent_new_ticket", "agent_follow_up")
 # Every variable any template may use; every render gets all of them (see mail_context).
 _CONTEXT_KEYS = (
     "ticket",
@@ -199,7 +208,7 @@ class Templates:
         if not self.directory.is_dir():
             raise ConfigError(f"{self.directory}: templates directory not found")
         for lang in LANGUAGES:
-            for name in (*TEMPLATE_NAMES, *WEB_TEMPLATE_NAMES):
+            for name in (*TEMPLATE_NAMES, *WEB_TEMPLATE_NAMES, *AGENT_TEMPLATE_NAMES):
                 self.render(name, lang=lang, context=sample_context())
             for status in STATUSES:  # the templates that speak of a status, with each one
                 for name in ("status_changed", "agent_reply"):

@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # The customer portal (SPEC 8): mail domains that vouch for an institution's users, login
 # passwords (Argon2id), registrations, single-use tokens (stored hashed), server-side sessions
@@ -68,6 +68,36 @@ CREATE TABLE IF NOT EXISTS login_locks (
 CREATE INDEX IF NOT EXISTS tickets_customer_updated ON tickets(customer, updated_at);
 CREATE INDEX IF NOT EXISTS tickets_requester ON tickets(customer, requester);
 CREATE INDEX IF NOT EXISTS attachments_article_id ON attachments(article, id);
+"""
+
+# The support desk (SPEC 9): a ticket's owner, an agent's language and notification choice,
+# internal notes (articles with direction 'note'), and full-text search over every article
+# (FTS5, an external-content index kept in step by triggers; the migration fills it).
+DESK_SCHEMA = """
+ALTER TABLE tickets ADD COLUMN owner TEXT;
+CREATE INDEX tickets_owner ON tickets(owner, updated_at);
+CREATE INDEX tickets_status_updated ON tickets(status, updated_at);
+ALTER TABLE agents ADD COLUMN lang TEXT;
+ALTER TABLE agents ADD COLUMN notify INTEGER NOT NULL DEFAULT 1;
+CREATE VIRTUAL TABLE article_search USING fts5(
+    subject, sender, to_json, body_text,
+    content='articles', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER articles_search_insert AFTER INSERT ON articles BEGIN
+    INSERT INTO article_search(rowid, subject, sender, to_json, body_text)
+    VALUES (new.id, new.subject, new.sender, new.to_json, new.body_text);
+END;
+CREATE TRIGGER articles_search_delete AFTER DELETE ON articles BEGIN
+    INSERT INTO article_search(article_search, rowid, subject, sender, to_json, body_text)
+    VALUES ('delete', old.id, old.subject, old.sender, old.to_json, old.body_text);
+END;
+CREATE TRIGGER articles_search_update AFTER UPDATE ON articles BEGIN
+    INSERT INTO article_search(article_search, rowid, subject, sender, to_json, body_text)
+    VALUES ('delete', old.id, old.subject, old.sender, old.to_json, old.body_text);
+    INSERT INTO article_search(rowid, subject, sender, to_json, body_text)
+    VALUES (new.id, new.subject, new.sender, new.to_json, new.body_text);
+END;
+INSERT INTO article_search(article_search) VALUES ('rebuild');
 """
 
 SCHEMA = (
@@ -210,6 +240,7 @@ CREATE TABLE quarantine (
 );
 """
     + WEB_SCHEMA
+    + DESK_SCHEMA
 )
 
 # What takes a database of version N to N + 1: MIGRATIONS[N - 1]. A new database gets
@@ -224,6 +255,8 @@ CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
 """,
     # 2 -> 3: the customer portal's tables.
     WEB_SCHEMA,
+    # 3 -> 4: the support desk: owners, agents' settings, notes, full-text search.
+    DESK_SCHEMA,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1
 
@@ -247,9 +280,13 @@ def migrate(conn: sqlite3.Connection) -> None:
         if found < SCHEMA_VERSION:
             steps = [SCHEMA] if found == 0 else MIGRATIONS[found - 1 :]
             for script in steps:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                statement = ""
+                for piece in script.split(";"):  # a trigger's body holds ';' of its own
+                    statement += piece + ";"
+                    if sqlite3.complete_statement(statement):
+                        if statement.strip(" \n;"):
+                            conn.execute(statement)
+                        statement = ""
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         if conn.in_transaction:

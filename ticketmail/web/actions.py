@@ -17,6 +17,7 @@ from ticketmail.mail.msgid import MessageIds
 from ticketmail.mail.parse import ParsedMail
 from ticketmail.models import AttachmentView, Customer, User
 from ticketmail.outbound.actions import Desk
+from ticketmail.outbound.agents import customer_wrote
 from ticketmail.storage import accounts
 from ticketmail.storage.mails import mail_facts
 from ticketmail.storage.records import NewTicket, OutboxRecord
@@ -126,6 +127,10 @@ def post_article(
     entry = accounts.open_web_ticket(
         conn, new_ticket, number=ticket, status=status, article=article, notice=notice, now=now
     )
+    told = customer_wrote(
+        conn, new=new_ticket is not None, ticket=ticket, user=user, text=body, config=config,
+        templates=desk.templates, ids=ids, now=now,
+    )  # fmt: skip
     log.info("web_article_stored", outcome=outcome, ticket=ticket, sender=user.email,
              attachments=len(files), previous=decision.previous_ticket)  # fmt: skip
     if notice is not None and entry is not None:
@@ -133,7 +138,7 @@ def post_article(
     elif decision.suppressed is not None:
         log.info("notice_suppressed", reason=decision.suppressed, recipient=user.email,
                  ticket=ticket)  # fmt: skip
-    return Posted(outcome, ticket, entry is not None)
+    return Posted(outcome, ticket, entry is not None or told > 0)
 
 
 def set_status(

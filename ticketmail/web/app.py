@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ticketmail.storage import accounts
 from ticketmail.web.base import CsrfFailed, Web, page, visitor
+from ticketmail.web.desk import ROUTES as DESK
 from ticketmail.web.people import ROUTES as PEOPLE
 from ticketmail.web.portal import ROUTES as PORTAL
 
@@ -101,6 +102,7 @@ def build_app(web: Web) -> Any:
         routes=[
             *PEOPLE,
             *PORTAL,
+            *DESK,
             Route("/healthz", healthz, methods=["GET"]),
             Mount("/static", StaticFiles(directory=static), name="static"),
         ],

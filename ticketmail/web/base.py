@@ -20,8 +20,10 @@ from ticketmail.mail.msgid import MessageIds
 from ticketmail.outbound.actions import Desk
 from ticketmail.outbound.compose import Templates
 from ticketmail.storage import accounts
+from ticketmail.storage import desk as desk_db
 from ticketmail.storage.accounts import Identity
 from ticketmail.storage.blobs import BlobStore
+from ticketmail.storage.desk import DeskAgent
 from ticketmail.storage.store import Store
 from ticketmail.web.i18n import LANGUAGES, Translate, negotiate, translator
 from ticketmail.web.reader import Reader
@@ -90,6 +92,7 @@ class Visitor:
     basis: str  # the cookie value CSRF tokens are bound to
     new_anon: bool  # the basis is new: set it as a cookie with the response
     csrf: str
+    agent: DeskAgent | None = None  # an agent of the support desk (then `me` is None)
 
     @property
     def t(self) -> Translate:
@@ -102,11 +105,12 @@ class CsrfFailed(Exception):
 
 def _session_identity(
     conn: Any, session_hash: str, *, idle_since: datetime, born_since: datetime
-) -> tuple[Identity | None, datetime | None]:
+) -> tuple[Identity | None, DeskAgent | None, datetime | None]:
     found = accounts.session_email(conn, session_hash, idle_since=idle_since, born_since=born_since)
     if found is None:
-        return None, None
-    return accounts.identity_of(conn, found[0]), found[1]
+        return None, None, None
+    me = accounts.identity_of(conn, found[0])
+    return me, desk_db.agent_of(conn, found[0]) if me is None else None, found[1]
 
 
 async def visitor(request: Request) -> Visitor:
@@ -114,15 +118,16 @@ async def visitor(request: Request) -> Visitor:
     web: Web = request.app.state.web
     now = web.clock()
     me: Identity | None = None
+    agent: DeskAgent | None = None
     session_hash: str | None = None
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         idle = timedelta(hours=web.config.web.session_idle_hours)
         candidate = hashed(cookie)
-        me, seen = await web.reader(
+        me, agent, seen = await web.reader(
             _session_identity, candidate, idle_since=now - idle, born_since=now - SESSION_MAX_AGE
         )
-        if me is not None:
+        if me is not None or agent is not None:
             session_hash = candidate
             if seen is not None and now - seen > TOUCH_AFTER:
                 await web.store.write(lambda conn: accounts.touch_session(conn, candidate, now=now))
@@ -133,19 +138,20 @@ async def visitor(request: Request) -> Visitor:
     return Visitor(
         me=me,
         session_hash=session_hash,
-        lang=_language(request, web, me),
+        lang=_language(request, web, me.lang if me else agent.lang if agent else None),
         basis=basis,
         new_anon=new_anon,
         csrf=csrf_token(web.csrf_key, basis),
+        agent=agent,
     )
 
 
-def _language(request: Request, web: Web, me: Identity | None) -> str:
+def _language(request: Request, web: Web, own: str | None) -> str:
     asked = request.query_params.get("lang")
     if asked in LANGUAGES:
         return str(asked)
-    if me is not None and me.lang in LANGUAGES:
-        return str(me.lang)
+    if own in LANGUAGES:
+        return str(own)
     chosen = request.cookies.get(LANG_COOKIE)
     if chosen in LANGUAGES:
         return str(chosen)
@@ -173,7 +179,7 @@ def _finish(response: Response, request: Request, who: Visitor) -> Response:
             ANON_COOKIE, who.basis, httponly=True, samesite="lax", secure=web.secure_cookies
         )
     asked = request.query_params.get("lang")
-    if asked in LANGUAGES and who.me is None:
+    if asked in LANGUAGES and who.me is None and who.agent is None:
         response.set_cookie(
             LANG_COOKIE, str(asked), max_age=365 * 86400, httponly=True, samesite="lax",
             secure=web.secure_cookies,
@@ -187,7 +193,7 @@ def page(
     """One page in the visitor's language, with their CSRF token for its forms."""
     web: Web = request.app.state.web
     html = web.pages.get_template(template).render(
-        t=who.t, lang=who.lang, me=who.me, csrf=who.csrf, path=request.url.path,
+        t=who.t, lang=who.lang, me=who.me, agent=who.agent, csrf=who.csrf, path=request.url.path,
         config=web.config, **values,
     )  # fmt: skip
     return _finish(HTMLResponse(html, status_code=status), request, who)

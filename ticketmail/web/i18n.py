@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from ticketmail.web.desk_texts import DESK_TEXTS
+
 __all__ = ["CATALOGUES", "LANGUAGES", "Translate", "negotiate", "translator"]
 
 LANGUAGES = ("de", "en")
@@ -223,6 +225,9 @@ _TEXTS: dict[str, tuple[str, str]] = {
     ),
     "back": ("Zurück", "Back"),
 }
+
+
+_TEXTS.update(DESK_TEXTS)
 
 
 def _catalogue(index: int) -> dict[str, str]:

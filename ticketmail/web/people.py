@@ -14,6 +14,7 @@ from starlette.responses import Response
 from ticketmail.cli._common import parse_email
 from ticketmail.errors import UsageError
 from ticketmail.storage import accounts
+from ticketmail.storage import desk as desk_db
 from ticketmail.web.actions import account_mail
 from ticketmail.web.base import (
     SESSION_COOKIE,
@@ -66,7 +67,8 @@ def _client_ip(request: Request) -> str:
 
 async def home(request: Request) -> Response:
     who = await visitor(request)
-    return redirect(request, who, "/tickets" if who.me is not None else "/login")
+    landing = "/desk" if who.agent else "/tickets" if who.me is not None else "/login"
+    return redirect(request, who, landing)
 
 
 # --- registration ---------------------------------------------------------------------------
@@ -185,8 +187,8 @@ def _invalid_link(request: Request, who: Visitor) -> Response:
 async def login(request: Request) -> Response:
     who = await visitor(request)
     if request.method == "GET":
-        if who.me is not None:
-            return redirect(request, who, "/tickets")
+        if who.me is not None or who.agent is not None:
+            return redirect(request, who, "/desk" if who.agent else "/tickets")
         return page(request, who, "login.html", email="", error=None)
     form = await posted_form(request, who)
     web = _web(request)
@@ -201,7 +203,7 @@ async def login(request: Request) -> Response:
     if blocked is not None:
         log.info("web_login_refused", reason=f"{blocked}_locked", email=email, ip=ip)
         return page(request, who, "login.html", status=429, email=email, error="login.locked")
-    record = await web.reader(accounts.login_record, email)
+    record, agent = await web.reader(desk_db.login_record, email)
     ok = await asyncio.to_thread(
         verify_password, record.password_hash if record else None, password
     )
@@ -219,7 +221,7 @@ async def login(request: Request) -> Response:
 
     await web.store.write(write)
     log.info("web_login", email=email, pending=record.pending)
-    response = redirect(request, who, "/tickets")
+    response = redirect(request, who, "/desk" if agent else "/tickets")
     response.set_cookie(
         SESSION_COOKIE, session, max_age=int(SESSION_MAX_AGE.total_seconds()), httponly=True,
         samesite="lax", secure=web.secure_cookies,

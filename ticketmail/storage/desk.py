@@ -1,0 +1,506 @@
+"""Every SQL statement of the support desk (SPEC 9): the queue with its full-text search,
+a ticket as an agent sees it, owners, internal notes, agents' settings, pending
+registrations, institutions, and the figures `/metrics` reports.
+
+Plain functions on a `sqlite3.Connection`: writes run inside `store.write(fn)`, reads on the
+web's read-only connections.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from ticketmail.errors import NotFoundError
+from ticketmail.models import Customer
+from ticketmail.storage import accounts
+from ticketmail.storage._rows import iso
+from ticketmail.storage.accounts import LoginRecord
+from ticketmail.storage.records import ArticleRecord
+from ticketmail.storage.tickets import insert_article, touch_ticket
+
+__all__ = [
+    "DeskAgent",
+    "DeskArticle",
+    "DeskFile",
+    "DeskTicket",
+    "DeskTicketPage",
+    "Figures",
+    "Institution",
+    "PendingRegistration",
+    "Queue",
+    "add_note",
+    "agent_of",
+    "agents_to_notify",
+    "figures",
+    "institution",
+    "institutions",
+    "list_agents",
+    "login_record",
+    "match_expression",
+    "notifications_about",
+    "pending_registrations",
+    "queue",
+    "raw_of",
+    "registration_email",
+    "set_agent_settings",
+    "set_owner",
+    "ticket_page",
+    "update_institution",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DeskAgent:
+    email: str
+    name: str
+    lang: str | None
+    notify: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeskTicket:
+    number: int
+    subject: str
+    status: str
+    customer: str
+    customer_name: str
+    requester: str
+    owner: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    tickets: tuple[DeskTicket, ...]
+    total: int
+    counts: tuple[tuple[str, int], ...]  # per status, under the other filters
+
+
+@dataclass(frozen=True, slots=True)
+class DeskFile:
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeskArticle:
+    id: int
+    direction: str  # in, out, note
+    automatic: bool
+    sender: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+    date: datetime | None
+    message_id: str
+    in_reply_to: str
+    body_text: str
+    note: str | None
+    has_raw: bool
+    flags: tuple[str, ...]
+    attachments: tuple[DeskFile, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeskTicketPage:
+    ticket: DeskTicket
+    customer: Customer
+    previous_number: int | None
+    articles: tuple[DeskArticle, ...]
+    others: tuple[DeskTicket, ...]  # the institution's other tickets, newest first
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRegistration:
+    id: int
+    email: str
+    name: str
+    lang: str
+    customer: str
+    customer_name: str | None
+    created_at: datetime
+    confirmed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Institution:
+    customer: Customer
+    domains: tuple[str, ...]
+    users: tuple[tuple[str, str, str | None], ...]  # (email, name, lang)
+    tickets: int
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """What `/metrics` reads from the database at a scrape."""
+
+    outbox_queued: int
+    outbox_oldest: datetime | None
+    quarantine: int
+    held: int
+    tickets: tuple[tuple[str, int], ...]
+
+
+def _dt(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+_TICKET_COLUMNS = (
+    "t.number, t.subject, t.status, t.customer, c.name AS cname, t.requester, t.owner, "
+    "t.created_at, t.updated_at"
+)
+
+
+def _ticket(row: sqlite3.Row) -> DeskTicket:
+    return DeskTicket(
+        row["number"], row["subject"], row["status"], row["customer"], row["cname"],
+        row["requester"], row["owner"], _dt(row["created_at"]), _dt(row["updated_at"]),
+    )  # fmt: skip
+
+
+# --- agents ------------------------------------------------------------------------------------
+
+
+def agent_of(conn: sqlite3.Connection, email: str) -> DeskAgent | None:
+    row = conn.execute(
+        "SELECT email, name, lang, notify FROM agents WHERE email = ?", (email,)
+    ).fetchone()
+    return DeskAgent(row[0], row[1], row[2], bool(row[3])) if row is not None else None
+
+
+def list_agents(conn: sqlite3.Connection) -> tuple[DeskAgent, ...]:
+    rows = conn.execute("SELECT email, name, lang, notify FROM agents ORDER BY name, email")
+    return tuple(DeskAgent(r[0], r[1], r[2], bool(r[3])) for r in rows)
+
+
+def login_record(conn: sqlite3.Connection, email: str) -> tuple[LoginRecord | None, bool]:
+    """(the password a login is checked against, whether the address is an agent's)."""
+    if agent_of(conn, email) is not None:
+        row = conn.execute("SELECT hash FROM passwords WHERE email = ?", (email,)).fetchone()
+        return (LoginRecord(email, row[0], pending=False) if row else None), True
+    return accounts.login_record(conn, email), False
+
+
+def set_agent_settings(
+    conn: sqlite3.Connection, email: str, *, lang: str | None = None, notify: bool | None = None
+) -> None:
+    """An agent's language and whether notifications reach them (None: unchanged)."""
+    if agent_of(conn, email) is None:
+        raise NotFoundError(f"agent {email} does not exist")
+    if lang is not None:
+        conn.execute("UPDATE agents SET lang = ? WHERE email = ?", (lang, email))
+    if notify is not None:
+        conn.execute("UPDATE agents SET notify = ? WHERE email = ?", (int(notify), email))
+
+
+def agents_to_notify(
+    conn: sqlite3.Connection, ticket: int, *, notify_to: tuple[str, ...]
+) -> tuple[DeskAgent, ...]:
+    """Who hears of a ticket's news: its owner, else `notify_to` (or every agent); only
+    agents who have not switched notifications off."""
+    row = conn.execute("SELECT owner FROM tickets WHERE number = ?", (ticket,)).fetchone()
+    owner = row[0] if row is not None else None
+    if owner:
+        found = agent_of(conn, owner)
+        chosen: tuple[DeskAgent, ...] = (found,) if found is not None else ()
+    elif notify_to:
+        wanted = {a.casefold() for a in notify_to}
+        chosen = tuple(a for a in list_agents(conn) if a.email in wanted)
+    else:
+        chosen = list_agents(conn)
+    return tuple(a for a in chosen if a.notify)
+
+
+def notifications_about(
+    conn: sqlite3.Connection, ticket: int, recipient: str, *, since: datetime
+) -> int:
+    """Notifications of this ticket to this agent since then (the per-ticket rate limit)."""
+    (count,) = conn.execute(
+        "SELECT COUNT(*) FROM outbox WHERE ticket = ? AND recipient = ? AND created_at >= ? "
+        "AND kind IN ('agent_new_ticket', 'agent_follow_up')",
+        (ticket, recipient, iso(since)),
+    ).fetchone()
+    return int(count)
+
+
+# --- the queue ---------------------------------------------------------------------------------
+
+_WORD = re.compile(r"\w[\w@.+-]*", re.UNICODE)
+
+
+def match_expression(q: str) -> str:
+    """An FTS5 query from what an agent typed: every word must occur (each one quoted, so
+    no word is taken for an operator); an address is a phrase of its parts."""
+    words = _WORD.findall(q)[:12]
+    return " AND ".join('"' + w.replace('"', "") + '"' for w in words)
+
+
+def queue(
+    conn: sqlite3.Connection,
+    *,
+    status: str | None,
+    customer: str | None,
+    owner: str | None,  # an address, or "" for tickets without one
+    q: str,
+    limit: int,
+    offset: int,
+) -> Queue:
+    """All tickets under the filters, newest activity first, one page of them, how many in
+    all and per status. `q` finds a ticket number, or a word or address in any article."""
+    where: list[str] = []
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    if customer:
+        where.append("t.customer = :c")
+        params["c"] = customer
+    if owner is not None:
+        where.append("t.owner = :o" if owner else "t.owner IS NULL")
+        params["o"] = owner
+    if q.strip():
+        match = match_expression(q)
+        number = q.strip().lstrip("#")
+        params["qn"] = int(number) if number.isdigit() and len(number) < 12 else -1
+        params["qa"] = q.strip().casefold()
+        found = ["t.number = :qn", "t.requester = :qa"]
+        if match:
+            params["m"] = match
+            found.append(
+                "t.number IN (SELECT a.ticket FROM article_search s "
+                "JOIN articles a ON a.id = s.rowid WHERE article_search MATCH :m)"
+            )
+        where.append("(" + " OR ".join(found) + ")")
+    base = " AND ".join(where) or "1"
+    counts = tuple(
+        (r[0], int(r[1]))
+        for r in conn.execute(
+            f"SELECT t.status, COUNT(*) FROM tickets t WHERE {base} GROUP BY t.status",  # noqa: S608 - fixed fragments
+            params,
+        )
+    )
+    clause = base
+    if status is not None:
+        clause = f"{base} AND t.status = :s"
+        params["s"] = status
+    total = sum(n for s, n in counts if status is None or s == status)
+    rows = conn.execute(
+        f"SELECT {_TICKET_COLUMNS} FROM tickets t JOIN customers c ON c.number = t.customer "  # noqa: S608 - fixed fragments
+        f"WHERE {clause} ORDER BY t.updated_at DESC, t.number DESC LIMIT :limit OFFSET :offset",
+        params,
+    ).fetchall()
+    return Queue(tuple(_ticket(r) for r in rows), total, counts)
+
+
+# --- one ticket --------------------------------------------------------------------------------
+
+
+def ticket_page(conn: sqlite3.Connection, number: int) -> DeskTicketPage | None:
+    """A ticket with every article (automatic ones and notes too), oldest first, its
+    institution and the institution's other tickets."""
+    row = conn.execute(
+        f"SELECT {_TICKET_COLUMNS}, t.previous_number, c.support_until, c.trial_until "  # noqa: S608 - fixed fragments
+        "FROM tickets t JOIN customers c ON c.number = t.customer WHERE t.number = ?",
+        (number,),
+    ).fetchone()
+    if row is None:
+        return None
+    ticket = _ticket(row)
+    customer = Customer(
+        ticket.customer, row["cname"], _day(row["support_until"]), _day(row["trial_until"])
+    )
+    files: dict[int, list[DeskFile]] = {}
+    for f in conn.execute(
+        "SELECT f.id, f.article, f.filename, f.content_type, f.size, f.sha256 FROM articles a "
+        "JOIN attachments f ON f.article = a.id WHERE a.ticket = ? ORDER BY f.id",
+        (number,),
+    ):
+        files.setdefault(f["article"], []).append(
+            DeskFile(f["id"], f["filename"], f["content_type"], f["size"], f["sha256"])
+        )
+    articles = tuple(
+        DeskArticle(
+            id=a["id"],
+            direction=a["direction"],
+            automatic=bool(a["automatic"]),
+            sender=a["sender"],
+            to=tuple(json.loads(a["to_json"])),
+            cc=tuple(json.loads(a["cc_json"])),
+            subject=a["subject"],
+            date=_dt(a["date"]) if a["date"] else None,
+            message_id=a["message_id"],
+            in_reply_to=a["in_reply_to"],
+            body_text=a["body_text"],
+            note=a["note"],
+            has_raw=a["raw_sha256"] is not None,
+            flags=tuple(json.loads(a["flags_json"])),
+            attachments=tuple(files.get(a["id"], ())),
+        )
+        for a in conn.execute(
+            "SELECT id, direction, automatic, sender, to_json, cc_json, subject, date, "
+            "message_id, in_reply_to, body_text, note, raw_sha256, flags_json FROM articles "
+            "WHERE ticket = ? ORDER BY id",
+            (number,),
+        )
+    )
+    others = tuple(
+        _ticket(r)
+        for r in conn.execute(
+            f"SELECT {_TICKET_COLUMNS} FROM tickets t JOIN customers c ON c.number = t.customer "  # noqa: S608 - fixed fragments
+            "WHERE t.customer = ? AND t.number != ? ORDER BY t.updated_at DESC LIMIT 20",
+            (ticket.customer, number),
+        )
+    )
+    return DeskTicketPage(ticket, customer, row["previous_number"], articles, others)
+
+
+def raw_of(conn: sqlite3.Connection, number: int, article: int) -> str | None:
+    """The SHA-256 of an article's raw message (None: no such article, or none kept)."""
+    row = conn.execute(
+        "SELECT raw_sha256 FROM articles WHERE id = ? AND ticket = ?", (article, number)
+    ).fetchone()
+    return row[0] if row is not None and row[0] else None
+
+
+def attachment(conn: sqlite3.Connection, number: int, file: int) -> DeskFile | None:
+    row = conn.execute(
+        "SELECT f.id, f.filename, f.content_type, f.size, f.sha256 FROM attachments f "
+        "JOIN articles a ON a.id = f.article WHERE f.id = ? AND a.ticket = ?",
+        (file, number),
+    ).fetchone()
+    return DeskFile(row[0], row[1], row[2], row[3], row[4]) if row is not None else None
+
+
+def set_owner(conn: sqlite3.Connection, number: int, owner: str | None) -> bool:
+    """The ticket's owner (an agent), or none; False when there is no such ticket."""
+    if owner is not None and agent_of(conn, owner) is None:
+        raise NotFoundError(f"agent {owner} does not exist")
+    cur = conn.execute("UPDATE tickets SET owner = ? WHERE number = ?", (owner, number))
+    return cur.rowcount > 0
+
+
+def add_note(
+    conn: sqlite3.Connection, number: int, *, agent: str, body: str, now: datetime
+) -> int | None:
+    """An internal note (direction 'note'): never mailed, never shown to customers."""
+    row = conn.execute("SELECT subject FROM tickets WHERE number = ?", (number,)).fetchone()
+    if row is None:
+        return None
+    record = ArticleRecord(
+        direction="note", automatic=False, sender=agent, to=(), cc=(), subject=row[0],
+        date=now, message_id="", in_reply_to=(), references=(), body_text=body,
+        reply_text=body, raw_sha256=None, attachments=(), flags=("web",),
+    )  # fmt: skip
+    touch_ticket(conn, number, status=None, now=now)
+    return insert_article(conn, number, record, message=None, now=now)
+
+
+# --- registrations and institutions --------------------------------------------------------
+
+
+def pending_registrations(conn: sqlite3.Connection) -> tuple[PendingRegistration, ...]:
+    return tuple(
+        PendingRegistration(
+            r["id"],
+            r["email"],
+            r["name"],
+            r["lang"],
+            r["customer"],
+            r["cname"],
+            _dt(r["created_at"]),
+            _dt(r["confirmed_at"]) if r["confirmed_at"] else None,
+        )
+        for r in conn.execute(
+            "SELECT r.id, r.email, r.name, r.lang, r.customer, c.name AS cname, r.created_at, "
+            "r.confirmed_at FROM registrations r LEFT JOIN customers c ON c.number = r.customer "
+            "WHERE r.status = 'pending' ORDER BY r.id"
+        )
+    )
+
+
+def registration_email(conn: sqlite3.Connection, registration: int) -> str | None:
+    row = conn.execute(
+        "SELECT email FROM registrations WHERE id = ? AND status = 'pending'", (registration,)
+    ).fetchone()
+    return row[0] if row is not None else None
+
+
+def institutions(conn: sqlite3.Connection) -> tuple[tuple[Customer, int, int], ...]:
+    """Every institution with its number of users and of open (not closed) tickets."""
+    return tuple(
+        (
+            Customer(r[0], r[1], _day(r[2]), _day(r[3])),
+            int(r[4]),
+            int(r[5]),
+        )
+        for r in conn.execute(
+            "SELECT c.number, c.name, c.support_until, c.trial_until, "
+            "(SELECT COUNT(*) FROM users u WHERE u.customer = c.number), "
+            "(SELECT COUNT(*) FROM tickets t WHERE t.customer = c.number "
+            " AND t.status != 'closed') FROM customers c ORDER BY c.number"
+        )
+    )
+
+
+def institution(conn: sqlite3.Connection, number: str) -> Institution | None:
+    customer = accounts.customer_of(conn, number)
+    if customer is None:
+        return None
+    users = tuple(
+        (r[0], r[1], r[2])
+        for r in conn.execute(
+            "SELECT email, name, lang FROM users WHERE customer = ? ORDER BY email", (number,)
+        )
+    )
+    (tickets,) = conn.execute(
+        "SELECT COUNT(*) FROM tickets WHERE customer = ?", (number,)
+    ).fetchone()
+    return Institution(customer, accounts.domains_of(conn, number), users, int(tickets))
+
+
+def update_institution(
+    conn: sqlite3.Connection,
+    number: str,
+    *,
+    support_until: date | None,
+    trial_until: date | None,
+    domains: tuple[str, ...],
+) -> None:
+    """Contract and trial dates and mail domains, as `customer add ... --domains` sets them."""
+    cur = conn.execute(
+        "UPDATE customers SET support_until = ?, trial_until = ? WHERE number = ?",
+        (
+            support_until.isoformat() if support_until else None,
+            trial_until.isoformat() if trial_until else None,
+            number,
+        ),
+    )
+    if cur.rowcount == 0:
+        raise NotFoundError(f"customer {number} does not exist")
+    accounts.set_domains(conn, number, domains)
+
+
+# --- figures for /metrics ------------------------------------------------------------------
+
+
+def figures(conn: sqlite3.Connection) -> Figures:
+    queued, oldest = conn.execute(
+        "SELECT COUNT(*), MIN(queued_at) FROM outbox WHERE status = 'queued'"
+    ).fetchone()
+    (quarantine,) = conn.execute("SELECT COUNT(*) FROM quarantine WHERE status = 'held'").fetchone()
+    (held,) = conn.execute("SELECT COUNT(*) FROM held WHERE status = 'held'").fetchone()
+    tickets = tuple(
+        (r[0], int(r[1])) for r in conn.execute("SELECT status, COUNT(*) FROM tickets GROUP BY 1")
+    )
+    return Figures(int(queued), _dt(oldest) if oldest else None, int(quarantine), int(held),
+                   tickets)  # fmt: skip

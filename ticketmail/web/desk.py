@@ -1,0 +1,473 @@
+"""The support desk's pages (SPEC 9): the queue, a ticket with its answer, note, status and
+owner forms, raw messages and files, pending registrations, institutions, the agent's own
+settings. Only agents reach them; a customer gets 404 on every /desk path."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import urllib.parse
+from collections.abc import Callable
+from datetime import timedelta
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+from ticketmail.cli._common import parse_day
+from ticketmail.cli.customers import parse_domains
+from ticketmail.errors import NotFoundError, TicketmailError, UsageError
+from ticketmail.models import STATUSES, TicketRef
+from ticketmail.outbound.actions import DeskResult, Origin
+from ticketmail.outbound.compose import OutboundFile
+from ticketmail.storage import accounts
+from ticketmail.storage import desk as desk_db
+from ticketmail.storage.desk import DeskAgent
+from ticketmail.storage.tickets import ticket_ref
+from ticketmail.web.actions import account_mail
+from ticketmail.web.base import Visitor, Web, page, posted_form, redirect, route, visitor
+from ticketmail.web.i18n import LANGUAGES
+from ticketmail.web.portal import (
+    MAX_BODY,
+    _declared_too_big,
+    _drain,
+    _read_uploads,
+    _store_files,
+    content_disposition,
+)
+from ticketmail.web.render import INLINE_IMAGE_TYPES
+
+__all__ = ["PAGE_SIZE", "ROUTES"]
+
+log = structlog.get_logger()
+
+PAGE_SIZE = 50
+RECENT = timedelta(hours=1)  # the window the rate limits count in
+REPLY_STATUSES = ("open", "answered", "closed")
+
+
+def _web(request: Request) -> Web:
+    web: Web = request.app.state.web
+    return web
+
+
+def _not_found(request: Request, who: Visitor) -> Response:
+    return page(request, who, "message.html", status=404, title="error.not_found_title",
+                text="error.not_found")  # fmt: skip
+
+
+async def _agent(request: Request) -> tuple[Visitor, DeskAgent | None, Response | None]:
+    """The visiting agent; anyone else is sent to log in (anonymous) or gets 404."""
+    who = await visitor(request)
+    if who.agent is not None:
+        return who, who.agent, None
+    if who.me is None:
+        return who, None, redirect(request, who, "/login")
+    return who, None, _not_found(request, who)
+
+
+def agent_page(
+    request: Request, who: Visitor, template: str, /, *, status: int = 200, **values: object
+) -> Response:
+    return page(request, who, template, status=status, statuses=STATUSES, **values)
+
+
+# --- the queue ---------------------------------------------------------------------------------
+
+
+async def queue(request: Request) -> Response:
+    who, agent, refused = await _agent(request)
+    if refused is not None or agent is None:
+        return refused or _not_found(request, who)
+    web = _web(request)
+    query = request.query_params
+    status = query.get("status") if query.get("status") in STATUSES else None
+    customer = (query.get("customer") or "").strip()[:40]
+    assignee = (query.get("assignee") or "").strip().casefold()[:320]
+    owner = {"": None, "me": agent.email, "none": ""}.get(assignee, assignee)
+    q = (query.get("q") or "").strip()[:200]
+    try:
+        number = max(1, min(int(query.get("page") or "1"), 100_000))
+    except ValueError:
+        number = 1
+    found = await web.reader(
+        desk_db.queue, status=status, customer=customer or None, owner=owner, q=q,
+        limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE,
+    )  # fmt: skip
+    pages = max(1, -(-found.total // PAGE_SIZE))
+
+    def link(**changes: object) -> str:
+        params: dict[str, object] = {"status": status or "", "customer": customer,
+                                     "assignee": assignee, "q": q, "page": number}  # fmt: skip
+        params.update(changes)
+        return "/desk?" + urllib.parse.urlencode({k: v for k, v in params.items() if v})
+
+    return agent_page(
+        request, who, "desk_queue.html", queue=found, page=number, pages=pages,
+        chosen=status or "", customer=customer, assignee=assignee, q=q,
+        counts=dict(found.counts), link=link,
+        previous_link=link(page=number - 1) if number > 1 else None,
+        next_link=link(page=number + 1) if number < pages else None,
+    )  # fmt: skip
+
+
+# --- one ticket --------------------------------------------------------------------------------
+
+
+async def show(request: Request) -> Response:
+    who, agent, refused = await _agent(request)
+    if refused is not None or agent is None:
+        return refused or _not_found(request, who)
+    return await _show(request, who, status=200, error=None)
+
+
+async def _show(
+    request: Request, who: Visitor, *, status: int, error: str | None, body: str = ""
+) -> Response:
+    web = _web(request)
+    number: int = request.path_params["number"]
+    found = await web.reader(desk_db.ticket_page, number)
+    if found is None:
+        return _not_found(request, who)
+    agents = await web.reader(desk_db.list_agents)
+    return agent_page(
+        request, who, "desk_ticket.html", status=status, view=found, error=error, body=body,
+        agents=agents, today=web.clock().date(), inline_types=INLINE_IMAGE_TYPES,
+        reply_statuses=REPLY_STATUSES,
+    )  # fmt: skip
+
+
+async def raw(request: Request) -> Response:
+    who, agent, refused = await _agent(request)
+    if refused is not None or agent is None:
+        return refused or _not_found(request, who)
+    web = _web(request)
+    number: int = request.path_params["number"]
+    article: int = request.path_params["article"]
+    sha256 = await web.reader(desk_db.raw_of, number, article)
+    if sha256 is None:
+        return _not_found(request, who)
+    path = web.blobs.path_for(sha256)
+    if not await asyncio.to_thread(path.is_file):
+        log.error("web_blob_missing", sha256=sha256, article=article)
+        return _not_found(request, who)
+    name = f"ticket-{number}-article-{article}.eml"
+    return FileResponse(path, media_type="message/rfc822",
+                        headers={"Content-Disposition": content_disposition(name)})  # fmt: skip
+
+
+async def download(request: Request) -> Response:
+    who, agent, refused = await _agent(request)
+    if refused is not None or agent is None:
+        return refused or _not_found(request, who)
+    web = _web(request)
+    found = await web.reader(
+        desk_db.attachment, request.path_params["number"], request.path_params["file"]
+    )
+    if found is None:
+        return _not_found(request, who)
+    path = web.blobs.path_for(found.sha256)
+    if not await asyncio.to_thread(path.is_file):
+        log.error("web_blob_missing", sha256=found.sha256, attachment=found.id)
+        return _not_found(request, who)
+    media = found.content_type if found.content_type in INLINE_IMAGE_TYPES else None
+    disposition = content_disposition(found.filename)
+    return FileResponse(path, media_type=media or "application/octet-stream",
+                        headers={"Content-Disposition": disposition})  # fmt: skip
+
+
+class _NobodyToTell(TicketmailError):
+    """An answer nobody would receive: rolled back."""
+
+
+async def _desk_action(
+    web: Web, number: int, act: Callable[[sqlite3.Connection, TicketRef], DeskResult]
+) -> DeskResult | None:
+    """Run an answer or status change of the Desk on ticket `number` (None: no such ticket),
+    the way `ticket reply` and `ticket status` do: the ticket, its article and its mails in
+    one write job."""
+    now = web.clock()
+
+    def job(conn: sqlite3.Connection) -> DeskResult | None:
+        ticket = ticket_ref(conn, number, since=now - RECENT)
+        return None if ticket is None else act(conn, ticket)
+
+    return await web.store.write(job)
+
+
+async def reply(request: Request) -> Response:
+    who, agent, refused = await _agent(request)
+    if refused is not None or agent is None:
+        return refused or _not_found(request, who)
+    web = _web(request)
+    number: int = request.path_params["number"]
+    if _declared_too_big(request):
+        await _drain(request)
+        return await _show(request, who, status=413, error="error.too_big")
+    form = await posted_form(request, who, max_files=1000)
+    text = str(form.get("body") or "")[:MAX_BODY].replace("\r\n", "\n").strip("\n")
+    status = str(form.get("status") or "answered")
+    if status not in REPLY_STATUSES:
+        status = "answered"
+    uploads, error = await _read_uploads(form, web.config.smtp.max_message_bytes)
+    if error is None and not text.strip():
+        error = "error.required"
+    if error is not None:
+        code = 413 if error.startswith("error.too") else 400
+        return await _show(request, who, status=code, error=error, body=text)
+    views = await _store_files(web, uploads)
+    files = tuple(OutboundFile(u.filename, u.content_type, u.data) for u in uploads)
+    origin = Origin(actor=agent.email, agent_name=agent.name, attachments=views)
+    desk = web.desk()
+    now = web.clock()
+
+    def act(conn: sqlite3.Connection, ticket: TicketRef) -> DeskResult:
+        result = desk.reply(conn, ticket, text=text + "\n", files=files, status=status,
+                            origin=origin, now=now)  # fmt: skip
+        if not result.sent:
+            raise _NobodyToTell
+        return result
+
+    try:
+        result = await _desk_action(web, number, act)
+    except _NobodyToTell:
+        return await _show(request, who, status=409, error="desk.nobody", body=text)
+    if result is None:
+        return _not_found(request, who)
+    web.queued()
+    log.info("desk_reply", ticket=number, agent=agent.email, status=status, files=len(files))
+    return redirect(request, who, f"/desk/tickets/{number}")
+
+
+async def change_status(request: Request) -> Response:
+    who, agent, refused = await _agent(request)
+    if refused is not None or agent is None:
+        return refused or _not_found(request, who)
+    web = _web(request)
+    number: int = request.path_params["number"]
+    form = await posted_form(request, who)
+    status = str(form.get("status") or "")
+    note = str(form.get("note") or "")[:MAX_BODY].replace("\r\n", "\n").strip()
+    if status not in STATUSES:
+        return await _show(request, who, status=400, error="error.required")
+    origin = Origin(actor=agent.email, agent_name=agent.name)
+    desk = web.desk()
+    now = web.clock()
+    unchanged = False
+
+    def act(conn: sqlite3.Connection, ticket: TicketRef) -> DeskResult:
+        nonlocal unchanged
+        unchanged = ticket.status == status
+        return desk.change_status(conn, ticket, status=status, note=note, origin=origin,
+                                  now=now)  # fmt: skip
+
+    found = await web.reader(desk_db.ticket_page, number)
+    if found is None:
+        return _not_found(request, who)
+    if found.ticket.status == status and not note:
+        return redirect(request, who, f"/desk/tickets/{number}")
+    result = await _desk_action(web, number, act)
+    if result is None:
+        return _not_found(request, who)
+    web.queued()
+    log.info("desk_status", ticket=number, agent=agent.email, status=status, unchanged=unchanged)
+    return redirect(request, who, f"/desk/tickets/{number}")
+
+
+async def note(request: Request) -> Response:
+    who, agent, refused = await _agent(request)
+    if refused is not None or agent is None:
+        return refused or _not_found(request, who)
+    web = _web(request)
+    number: int = request.path_params["number"]
+    form = await posted_form(request, who)
+    text = str(form.get("body") or "")[:MAX_BODY].replace("\r\n", "\n").strip("\n")
+    if not text.strip():
+        return await _show(request, who, status=400, error="error.required")
+    now = web.clock()
+    email = agent.email
+    article = await web.store.write(
+        lambda conn: desk_db.add_note(conn, number, agent=email, body=text, now=now)
+    )
+    if article is None:
+        return _not_found(request, who)
+    log.info("desk_note", ticket=number, agent=email, article=article)
+    return redirect(request, who, f"/desk/tickets/{number}")
+
+
+async def assign(request: Request) -> Response:
+    who, agent, refused = await _agent(request)
+    if refused is not None or agent is None:
+        return refused or _not_found(request, who)
+    web = _web(request)
+    number: int = request.path_params["number"]
+    form = await posted_form(request, who)
+    chosen = str(form.get("agent") or "").strip().casefold() or None
+
+    def write(conn: sqlite3.Connection) -> bool | None:
+        try:
+            return desk_db.set_owner(conn, number, chosen)
+        except NotFoundError:
+            return None
+
+    done = await web.store.write(write)
+    if done is None:
+        return await _show(request, who, status=400, error="desk.no_such_agent")
+    if not done:
+        return _not_found(request, who)
+    log.info("desk_assign", ticket=number, agent=agent.email, owner=chosen)
+    return redirect(request, who, f"/desk/tickets/{number}")
+
+
+# --- registrations -----------------------------------------------------------------------------
+
+
+async def registrations(request: Request) -> Response:
+    who, agent, refused = await _agent(request)
+    if refused is not None or agent is None:
+        return refused or _not_found(request, who)
+    found = await _web(request).reader(desk_db.pending_registrations)
+    return agent_page(request, who, "desk_registrations.html", pending=found)
+
+
+async def _decide(request: Request, decision: str) -> Response:
+    who, agent, refused = await _agent(request)
+    if refused is not None or agent is None:
+        return refused or _not_found(request, who)
+    web = _web(request)
+    await posted_form(request, who)
+    registration: int = request.path_params["id"]
+    now = web.clock()
+    desk = web.desk()
+
+    def write(conn: sqlite3.Connection) -> str | None:
+        email = desk_db.registration_email(conn, registration)
+        if email is None:
+            return None
+        if decision == "approve":
+            reg = accounts.approve_registration(conn, email, now=now)
+        else:
+            reg = accounts.reject_registration(conn, email, now=now)
+        account_mail(
+            conn, f"registration_{decision.removesuffix('e')}ed", config=web.config, desk=desk,
+            email=reg.email, name=reg.name, lang=reg.lang, customer=reg.customer,
+            link=web.link("/login"), now=now,
+        )  # fmt: skip
+        return email
+
+    email = await web.store.write(write)
+    if email is None:
+        return _not_found(request, who)
+    web.queued()
+    log.info("desk_registration", decision=decision, email=email, agent=agent.email)
+    return redirect(request, who, "/desk/registrations")
+
+
+async def approve(request: Request) -> Response:
+    return await _decide(request, "approve")
+
+
+async def reject(request: Request) -> Response:
+    return await _decide(request, "reject")
+
+
+# --- institutions ------------------------------------------------------------------------------
+
+
+async def customers(request: Request) -> Response:
+    who, agent, refused = await _agent(request)
+    if refused is not None or agent is None:
+        return refused or _not_found(request, who)
+    web = _web(request)
+    found = await web.reader(desk_db.institutions)
+    return agent_page(request, who, "desk_customers.html", institutions=found,
+                      today=web.clock().date())  # fmt: skip
+
+
+async def customer(request: Request) -> Response:
+    who, agent, refused = await _agent(request)
+    if refused is not None or agent is None:
+        return refused or _not_found(request, who)
+    web = _web(request)
+    number: str = request.path_params["number"]
+    error: str | None = None
+    status = 200
+    if request.method == "POST":
+        form = await posted_form(request, who)
+        try:
+            support = parse_day(str(form.get("support_until") or ""), what="support_until")
+            trial = parse_day(str(form.get("trial_until") or ""), what="trial_until")
+            domains = parse_domains(str(form.get("domains") or ""))
+        except UsageError as exc:
+            error, status = str(exc), 400
+        else:
+
+            def write(conn: sqlite3.Connection) -> bool:
+                try:
+                    desk_db.update_institution(
+                        conn, number, support_until=support, trial_until=trial, domains=domains
+                    )
+                except NotFoundError:
+                    return False
+                return True
+
+            if not await web.store.write(write):
+                return _not_found(request, who)
+            log.info("desk_customer_saved", customer=number, agent=agent.email,
+                     support_until=str(support), trial_until=str(trial))  # fmt: skip
+            return redirect(request, who, f"/desk/customers/{number}")
+    found = await web.reader(desk_db.institution, number)
+    if found is None:
+        return _not_found(request, who)
+    tickets = await web.reader(
+        desk_db.queue, status=None, customer=number, owner=None, q="", limit=20, offset=0
+    )
+    return agent_page(request, who, "desk_customer.html", status=status, found=found,
+                      tickets=tickets, error=error, today=web.clock().date())  # fmt: skip
+
+
+# --- the agent's own settings ------------------------------------------------------------------
+
+
+async def settings(request: Request) -> Response:
+    who, agent, refused = await _agent(request)
+    if refused is not None or agent is None:
+        return refused or _not_found(request, who)
+    web = _web(request)
+    if request.method == "GET":
+        return agent_page(request, who, "desk_settings.html", saved=False)
+    form = await posted_form(request, who)
+    lang = str(form.get("language") or "")
+    notify = form.get("notify") == "1"
+    if lang not in LANGUAGES:
+        lang = who.lang
+    email = agent.email
+    await web.store.write(
+        lambda conn: desk_db.set_agent_settings(conn, email, lang=lang, notify=notify)
+    )
+    log.info("desk_settings_saved", agent=email, lang=lang, notify=notify)
+    return redirect(request, who, "/desk/settings")
+
+
+async def nowhere(request: Request) -> Response:
+    who, _, refused = await _agent(request)
+    return refused or _not_found(request, who)
+
+
+ROUTES = [
+    route("/desk", queue, "GET"),
+    route("/desk/tickets/{number:int}", show, "GET"),
+    route("/desk/tickets/{number:int}/reply", reply, "POST"),
+    route("/desk/tickets/{number:int}/note", note, "POST"),
+    route("/desk/tickets/{number:int}/status", change_status, "POST"),
+    route("/desk/tickets/{number:int}/assign", assign, "POST"),
+    route("/desk/tickets/{number:int}/raw/{article:int}", raw, "GET"),
+    route("/desk/tickets/{number:int}/files/{file:int}", download, "GET"),
+    route("/desk/registrations", registrations, "GET"),
+    route("/desk/registrations/{id:int}/approve", approve, "POST"),
+    route("/desk/registrations/{id:int}/reject", reject, "POST"),
+    route("/desk/customers", customers, "GET"),
+    route("/desk/customers/{number}", customer, "GET", "POST"),
+    route("/desk/settings", settings, "GET", "POST"),
+    route("/desk/{rest:path}", nowhere, "GET", "POST"),
+]
