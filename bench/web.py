@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -151,14 +152,23 @@ async def measure(clients: list[httpx.AsyncClient], paths: list[str], requests: 
     return latencies
 
 
-def summary(name: str, values: list[float]) -> dict[str, float | str | int]:
+def summary(name: str, values: list[float]) -> dict[str, object]:
     values = sorted(values)
     p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
     return {"page": name, "requests": len(values), "p50_ms": round(statistics.median(values), 1),
             "p99_ms": round(p99, 1), "max_ms": round(values[-1], 1)}  # fmt: skip
 
 
-async def run(args: argparse.Namespace, web_port: int, bare_port: int) -> list[dict[str, object]]:
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, in seconds (Linux /proc)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(
+    args: argparse.Namespace, web_port: int, bare_port: int, servers: dict[str, int]
+) -> list[dict[str, object]]:
     base = f"http://127.0.0.1:{web_port}"
     institutions = args.institutions
     users = [f"u{i}@s{i}.example" for i in range(args.clients)]
@@ -166,18 +176,30 @@ async def run(args: argparse.Namespace, web_port: int, bare_port: int) -> list[d
     bare = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{bare_port}") for _ in users]
     big = 100001 + (args.tickets - institutions)
     results = []
-    for name, group, paths in (
-        ("bare Starlette page", bare, ["/"] * len(users)),
-        ("/tickets (first page)", clients, ["/tickets"] * len(users)),
-        ("/tickets/N (50 articles)", clients[:1] * len(users), [f"/tickets/{big}"] * len(users)),
-        (
+    pages = {
+        "bare": ("bare Starlette page", bare, ["/"] * len(users)),
+        "list": ("/tickets (first page)", clients, ["/tickets"] * len(users)),
+        "ticket": (
+            "/tickets/N (50 articles)",
+            clients[:1] * len(users),
+            [f"/tickets/{big}"] * len(users),
+        ),
+        "search": (
             "/tickets?q=",
             clients,
             [f"/tickets?q={WORDS[i % len(WORDS)]}" for i in range(len(users))],
         ),
-    ):
+    }
+    for name, group, paths in (pages[p] for p in args.pages.split(",")):
         await measure(group, paths, 3)  # warm up
-        results.append(summary(name, await measure(group, paths, args.requests)))
+        pid = servers["bare" if group is bare else "daemon"]
+        server_cpu, client_cpu = cpu_seconds(pid), time.process_time()
+        row = summary(name, await measure(group, paths, args.requests))
+        # CPU per request: of the server answering, and of this client process asking.
+        count = int(row["requests"])
+        row["server_cpu_ms"] = round((cpu_seconds(pid) - server_cpu) * 1000 / count, 2)
+        row["client_cpu_ms"] = round((time.process_time() - client_cpu) * 1000 / count, 2)
+        results.append(row)
     for c in clients + bare:
         await c.aclose()
     return results
@@ -190,6 +212,8 @@ def main() -> None:
     parser.add_argument("--institutions", type=int, default=500)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=40, help="per client and page")
+    parser.add_argument("--pages", default="bare,list,ticket,search", help="which, in order")
+    parser.add_argument("--profile", metavar="FILE", help="sample the daemon with py-spy (raw)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tm-bench-web-") as tmp:
         data_dir = Path(tmp) / "var"
@@ -217,7 +241,15 @@ def main() -> None:
         try:
             wait_for(web_port)
             wait_for(bare_port)
-            results = asyncio.run(run(args, web_port, bare_port))
+            spy = None
+            if args.profile:  # py-spy (pip install py-spy) samples the daemon while measured
+                spy_args = ["py-spy", "record", "--format", "raw", "--threads", "-o", args.profile]
+                spy = subprocess.Popen([*spy_args, "--pid", str(daemon.pid)])
+            servers = {"daemon": daemon.pid, "bare": bare.pid}
+            results = asyncio.run(run(args, web_port, bare_port, servers))
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=60)
         finally:
             daemon.terminate()
             bare.terminate()
