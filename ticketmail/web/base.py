@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import jinja2
 import structlog
@@ -39,9 +39,11 @@ __all__ = [
     "redirect",
     "route",
     "visitor",
+    "visitor_reading",
 ]
 
 log = structlog.get_logger()
+T = TypeVar("T")
 
 SESSION_COOKIE = "tm_session"
 ANON_COOKIE = "tm_anon"  # before login: what the forms' CSRF tokens are bound to
@@ -101,27 +103,52 @@ class CsrfFailed(Exception):
 
 
 def _session_identity(
-    conn: Any, session_hash: str, *, idle_since: datetime, born_since: datetime
-) -> tuple[Identity | None, datetime | None]:
+    conn: Any,
+    session_hash: str,
+    read: Callable[[Any, Identity], T] | None,
+    *,
+    idle_since: datetime,
+    born_since: datetime,
+) -> tuple[Identity | None, datetime | None, T | None]:
     found = accounts.session_email(conn, session_hash, idle_since=idle_since, born_since=born_since)
     if found is None:
-        return None, None
-    return accounts.identity_of(conn, found[0]), found[1]
+        return None, None, None
+    me = accounts.identity_of(conn, found[0])
+    if me is None or me.pending or read is None:
+        return me, found[1], None
+    return me, found[1], read(conn, me)
 
 
 async def visitor(request: Request) -> Visitor:
     """Who is asking: the session cookie's user (its last use noted), the language."""
+    who, _ = await _visit(request, None)
+    return who
+
+
+async def visitor_reading(
+    request: Request, read: Callable[[Any, Identity], T]
+) -> tuple[Visitor, T | None]:
+    """`visitor` and the page's read in one trip to a reader thread: `read(conn, me)` runs
+    right after the session is found, for an active (not pending) user only; else None."""
+    return await _visit(request, read)
+
+
+async def _visit(
+    request: Request, read: Callable[[Any, Identity], T] | None
+) -> tuple[Visitor, T | None]:
     web: Web = request.app.state.web
     now = web.clock()
     me: Identity | None = None
     session_hash: str | None = None
+    result: T | None = None
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         idle = timedelta(hours=web.config.web.session_idle_hours)
         candidate = hashed(cookie)
-        me, seen = await web.reader(
-            _session_identity, candidate, idle_since=now - idle, born_since=now - SESSION_MAX_AGE
-        )
+        me, seen, result = await web.reader(
+            _session_identity, candidate, read, idle_since=now - idle,
+            born_since=now - SESSION_MAX_AGE,
+        )  # fmt: skip
         if me is not None:
             session_hash = candidate
             if seen is not None and now - seen > TOUCH_AFTER:
@@ -130,7 +157,7 @@ async def visitor(request: Request) -> Visitor:
     new_anon = not basis
     if new_anon:
         basis, _ = new_secret()
-    return Visitor(
+    who = Visitor(
         me=me,
         session_hash=session_hash,
         lang=_language(request, web, me),
@@ -138,6 +165,7 @@ async def visitor(request: Request) -> Visitor:
         new_anon=new_anon,
         csrf=csrf_token(web.csrf_key, basis),
     )
+    return who, result
 
 
 def _language(request: Request, web: Web, me: Identity | None) -> str:
