@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 from datetime import UTC, datetime
 
 import jinja2
@@ -11,6 +13,7 @@ import pytest
 from ticketmail.storage.accounts import WebArticle, WebAttachment, WebTicket
 from ticketmail.web.i18n import translator
 from ticketmail.web.render import page_environment
+from ticketmail.web.server import WebServer
 
 AT = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
 TICKET = WebTicket(100001, "Drucker", "open", "anna@schule.example", AT, AT, None)
@@ -78,3 +81,17 @@ def test_rows_beyond_the_kept_number_are_still_right(env: jinja2.Environment) ->
             made = row(env, ticket)
             assert f"Betreff {i}<" in made
             assert f"/tickets/{ticket.number}" in made
+
+
+async def test_portal_connections_send_without_waiting_for_acks() -> None:
+    """The portal's listening socket has TCP_NODELAY, which its connections inherit: a body
+    never waits (Nagle) for the ACK of its headers."""
+    server = WebServer(object(), host="127.0.0.1", port=0)
+    try:
+        listening = socket.socket(fileno=os.dup(server.fileno()))
+        try:
+            assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        finally:
+            listening.close()
+    finally:
+        await server.stop()
