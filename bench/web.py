@@ -2,10 +2,18 @@
 400,000 articles across 500 institutions, beside a bare Starlette page in the same run.
 
     .venv/bin/python bench/web.py [--tickets 100000] [--clients 20] [--requests 40]
+        [--intake-mails 1500] [--intake-rounds 2] [--views-per-second 50] [--wait-quiet 30]
 
 Measures, per page, the latency of each request (client side, over real HTTP on 127.0.0.1):
 the first page of /tickets, a ticket page with 50 articles, /tickets?q=, and a bare
-Starlette page served by uvicorn in a process of its own. Prints p50, p99 and max.
+Starlette page served by uvicorn in a process of its own. Prints p50, p99 and max, and the
+CPU per request of the server and of this client.
+
+Then the SMTP intake's 10k/8 workload (bench/load.py: 8 connections, 10 KB mails, the
+senders registered through the CLI, confirmations relayed to bench/sink.py) against the same
+daemon, alone and while a separate process asks for 50 pages a second (the three pages in
+turn, paced, not waiting for answers), rounds alternating; prints mails/s of each, the ratio,
+the replies other than 250, the page views' latency, and the daemon's RSS (now and peak).
 Not part of the tests.
 """
 
@@ -14,8 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import random
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -24,11 +34,17 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import procs  # noqa: E402
+from load import LoadResult, TicketPool, make_senders, run_load  # noqa: E402
+from stack import NO_RATE_LIMIT, ticketmail_cli  # noqa: E402
 
 from ticketmail.storage.paths import DB_NAME  # noqa: E402
 from ticketmail.storage.store import Store  # noqa: E402
@@ -152,14 +168,23 @@ async def measure(clients: list[httpx.AsyncClient], paths: list[str], requests: 
     return latencies
 
 
-def summary(name: str, values: list[float]) -> dict[str, float | str | int]:
+def summary(name: str, values: list[float]) -> dict[str, object]:
     values = sorted(values)
     p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
     return {"page": name, "requests": len(values), "p50_ms": round(statistics.median(values), 1),
             "p99_ms": round(p99, 1), "max_ms": round(values[-1], 1)}  # fmt: skip
 
 
-async def run(args: argparse.Namespace, web_port: int, bare_port: int) -> list[dict[str, object]]:
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, in seconds (Linux /proc)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(
+    args: argparse.Namespace, web_port: int, bare_port: int, servers: dict[str, int]
+) -> list[dict[str, object]]:
     base = f"http://127.0.0.1:{web_port}"
     institutions = args.institutions
     users = [f"u{i}@s{i}.example" for i in range(args.clients)]
@@ -167,21 +192,163 @@ async def run(args: argparse.Namespace, web_port: int, bare_port: int) -> list[d
     bare = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{bare_port}") for _ in users]
     big = 100001 + (args.tickets - institutions)
     results = []
-    for name, group, paths in (
-        ("bare Starlette page", bare, ["/"] * len(users)),
-        ("/tickets (first page)", clients, ["/tickets"] * len(users)),
-        ("/tickets/N (50 articles)", clients[:1] * len(users), [f"/tickets/{big}"] * len(users)),
-        (
+    pages = {
+        "bare": ("bare Starlette page", bare, ["/"] * len(users)),
+        "list": ("/tickets (first page)", clients, ["/tickets"] * len(users)),
+        "ticket": (
+            "/tickets/N (50 articles)",
+            clients[:1] * len(users),
+            [f"/tickets/{big}"] * len(users),
+        ),
+        "search": (
             "/tickets?q=",
             clients,
             [f"/tickets?q={WORDS[i % len(WORDS)]}" for i in range(len(users))],
         ),
-    ):
+    }
+    for name, group, paths in (pages[p] for p in args.pages.split(",")):
         await measure(group, paths, 3)  # warm up
-        results.append(summary(name, await measure(group, paths, args.requests)))
+        pid = servers["bare" if group is bare else "daemon"]
+        server_cpu, client_cpu = cpu_seconds(pid), time.process_time()
+        row = summary(name, await measure(group, paths, args.requests))
+        # CPU per request: of the server answering, and of this client process asking.
+        count = int(row["requests"])
+        row["server_cpu_ms"] = round((cpu_seconds(pid) - server_cpu) * 1000 / count, 2)
+        row["client_cpu_ms"] = round((time.process_time() - client_cpu) * 1000 / count, 2)
+        results.append(row)
     for c in clients + bare:
         await c.aclose()
     return results
+
+
+# --- the intake with and without page views -------------------------------------------------
+
+
+def page_paths(args: argparse.Namespace) -> list[tuple[int, str]]:
+    """(client, path): the three pages in turn; the 50-article ticket is user 0's."""
+    big = 100001 + (args.tickets - args.institutions)
+    found: list[tuple[int, str]] = []
+    for i in range(args.clients):
+        found += [(i, "/tickets"), (0, f"/tickets/{big}"), (i, f"/tickets?q={WORDS[i % 16]}")]
+    return found
+
+
+def views(
+    base: str, users: list[str], paths: list[tuple[int, str]], rate: float, out: Any, stop: Any
+) -> None:
+    """In a process of its own: log in, say so, then ask for `rate` pages a second (paced,
+    not waiting for the answers) until `stop` is set; send back latencies and failures."""
+
+    async def go() -> dict[str, object]:
+        clients = [await login(base, u) for u in users]
+        out.put("ready")
+        latencies: list[float] = []
+        failures: list[str] = []
+
+        async def one(client: httpx.AsyncClient, path: str) -> None:
+            start = time.perf_counter()
+            try:
+                response = await client.get(path)
+                if response.status_code != 200:
+                    failures.append(f"{path}: {response.status_code}")
+            except httpx.HTTPError as exc:
+                failures.append(f"{path}: {exc!r}")
+            latencies.append((time.perf_counter() - start) * 1000)
+
+        tasks: set[asyncio.Task[None]] = set()
+        start = time.monotonic()
+        sent = 0
+        while not stop.is_set():
+            due = start + sent / rate
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            who, path = paths[sent % len(paths)]
+            task = asyncio.create_task(one(clients[who], path))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            sent += 1
+        seconds = time.monotonic() - start
+        if tasks:
+            await asyncio.wait(tasks, timeout=30)
+        for c in clients:
+            await c.aclose()
+        return {"views": len(latencies), "per_second": round(len(latencies) / seconds, 1),
+                **summary("page views", latencies), "failures": failures[:5]}  # fmt: skip
+
+    out.put(asyncio.run(go()))
+
+
+def register(config: Path) -> None:
+    """The intake's senders: users of five institutions, through the CLI as in bench/run.py."""
+    users = config.parent / "senders.csv"
+    users.write_text(
+        "email,customer,name,lang\n"
+        + "".join(f"{s.address},{s.customer},{s.name},de\n" for s in make_senders(8, customers=5)),
+        encoding="utf-8",
+    )
+    ticketmail_cli(config, "user", "import", str(users))
+
+
+def intake(
+    args: argparse.Namespace, base: str, smtp_port: int, daemon: int, relay: int
+) -> dict[str, object]:
+    senders = make_senders(8, customers=5)
+    pool = TicketPool()
+    users = [f"u{i}@s{i}.example" for i in range(args.clients)]
+    alone: list[LoadResult] = []
+    beside: list[LoadResult] = []
+    seen_views: list[object] = []
+    run_id = f"web-{os.getpid()}-{time.time_ns()}"
+    asyncio.run(run_load(smtp_port, size="10k", mails=40, senders=senders, pool=pool,
+                         tag=f"{run_id}-warm"))  # fmt: skip
+    mp = multiprocessing.get_context("fork")
+    for round_ in range(args.intake_rounds):
+        for with_views in (False, True):
+            procs.wait_idle([daemon, relay], seconds=60)
+            if args.wait_quiet > 0:
+                procs.wait_quiet(seconds=args.wait_quiet)
+            out, stop = mp.Queue(), mp.Event()
+            child = None
+            if with_views:
+                child = mp.Process(
+                    target=views,
+                    args=(base, users, page_paths(args), args.views_per_second, out, stop),
+                )
+                child.start()
+                if out.get(timeout=60) != "ready":
+                    raise SystemExit("the page views did not start")
+                time.sleep(1.0)  # the views run steadily before the mail starts
+            result = asyncio.run(
+                run_load(smtp_port, size="10k", mails=args.intake_mails, senders=senders,
+                         pool=pool, tag=f"{run_id}-{round_}-{with_views}")
+            )  # fmt: skip
+            (beside if with_views else alone).append(result)
+            if child is not None:
+                stop.set()
+                seen_views.append(out.get(timeout=60))
+                child.join(timeout=30)
+            what = "with" if with_views else "without"
+            print(f"# intake round {round_ + 1} {what} page views: {result.rate:.1f} mails/s "
+                  f"{dict(result.codes)}", file=sys.stderr)  # fmt: skip
+
+    def rate(results: list[LoadResult]) -> float:
+        return sum(r.answered for r in results) / sum(r.seconds for r in results)
+
+    codes: dict[int, int] = {}
+    for r in alone + beside:
+        for code, n in r.codes.items():
+            codes[code] = codes.get(code, 0) + n
+    return {
+        "intake": "10k/8",
+        "mails_per_second_alone": round(rate(alone), 1),
+        "mails_per_second_with_views": round(rate(beside), 1),
+        "ratio": round(rate(beside) / rate(alone), 3),
+        "rounds": [
+            [round(a.rate, 1), round(b.rate, 1)] for a, b in zip(alone, beside, strict=True)
+        ],
+        "replies": {str(k): v for k, v in sorted(codes.items())},
+        "errors": sum(sum(r.errors.values()) for r in alone + beside),
+        "page_views": seen_views,
+    }
 
 
 def main() -> None:
@@ -191,6 +358,13 @@ def main() -> None:
     parser.add_argument("--institutions", type=int, default=500)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=40, help="per client and page")
+    parser.add_argument("--pages", default="bare,list,ticket,search", help="which, in order")
+    parser.add_argument("--profile", metavar="FILE", help="sample the daemon with py-spy (raw)")
+    parser.add_argument("--intake-mails", type=int, default=1500, help="per run, 0: no intake")
+    parser.add_argument("--intake-rounds", type=int, default=2)
+    parser.add_argument("--views-per-second", type=float, default=50.0)
+    quiet = "wait (at most this long) for a quiet machine before a part"
+    parser.add_argument("--wait-quiet", type=float, default=30.0, help=quiet)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tm-bench-web-") as tmp:
         data_dir = Path(tmp) / "var"
@@ -198,15 +372,25 @@ def main() -> None:
         populate(data_dir, tickets=args.tickets, institutions=args.institutions,
                  articles=args.articles)  # fmt: skip
         print(f"# populated in {time.monotonic() - started:.1f} s", file=sys.stderr)
-        web_port, bare_port = free_port(), free_port()
+        web_port, bare_port, smtp_port, relay_port = (free_port() for _ in range(4))
         config = Path(tmp) / "config.toml"
         config.write_text(
-            f'[smtp]\nport = 0\nworkers = 0\n[storage]\ndata_dir = "{data_dir}"\n'
+            f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\n'
+            f'hostname = "ticketmail.bench.example"\n[storage]\ndata_dir = "{data_dir}"\n'
+            f'[relay]\ntransport = "smtp"\nhost = "127.0.0.1"\nport = {relay_port}\n'
+            f"[policy]\nmax_auto_replies_per_hour = {NO_RATE_LIMIT}\n"
+            f"max_auto_replies_per_ticket_per_hour = {NO_RATE_LIMIT}\n"
             f'[web]\nport = {web_port}\n[log]\nlevel = "warning"\n',
             encoding="utf-8",
         )
+        register(config)
         (Path(tmp) / "bare.py").write_text(BARE_APP, encoding="utf-8")
         env = {**os.environ, "PYTHONPATH": tmp}
+        relay = procs.start(
+            "relay sink", [sys.executable, str(REPO / "bench" / "sink.py"), "--port",
+                           str(relay_port)], port=relay_port, log_path=Path(tmp) / "relay.log",
+            env=dict(os.environ), cwd=Path(tmp),
+        )  # fmt: skip
         daemon = subprocess.Popen(
             [sys.executable, "-m", "ticketmail", "--config", str(config), "serve"],
             stdout=subprocess.DEVNULL, cwd=REPO,
@@ -215,15 +399,37 @@ def main() -> None:
             [sys.executable, "-m", "uvicorn", "bare:app", "--port", str(bare_port),
              "--log-level", "warning", "--no-access-log"], env=env,
         )  # fmt: skip
+        intake_row: dict[str, object] | None = None
         try:
+            relay.wait_port(seconds=30)
             wait_for(web_port)
             wait_for(bare_port)
-            results = asyncio.run(run(args, web_port, bare_port))
+            if args.wait_quiet > 0:
+                procs.wait_quiet(seconds=args.wait_quiet)
+            spy = None
+            if args.profile:  # py-spy (pip install py-spy) samples the daemon while measured
+                spy_args = ["py-spy", "record", "--format", "raw", "--threads", "-o", args.profile]
+                spy = subprocess.Popen([*spy_args, "--pid", str(daemon.pid)])
+            servers = {"daemon": daemon.pid, "bare": bare.pid}
+            results = asyncio.run(run(args, web_port, bare_port, servers))
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=60)
+            if args.intake_mails > 0:
+                base = f"http://127.0.0.1:{web_port}"
+                intake_row = intake(args, base, smtp_port, daemon.pid, relay.pid)
+            rss = {"rss_mib": round(procs.rss_kib(daemon.pid) / 1024, 1),
+                   "peak_rss_mib": round(procs.peak_rss_kib(daemon.pid) / 1024, 1),
+                   "processes": len(procs.family(daemon.pid))}  # fmt: skip
         finally:
             daemon.terminate()
             bare.terminate()
             daemon.wait(timeout=30)
             bare.wait(timeout=30)
+            relay.stop()
+    if intake_row is not None:
+        results.append(intake_row)
+    results.append({"daemon": "ticketmail serve, its worker processes included", **rss})
     for row in results:
         print(json.dumps(row))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import jinja2
 import structlog
@@ -41,9 +41,11 @@ __all__ = [
     "redirect",
     "route",
     "visitor",
+    "visitor_reading",
 ]
 
 log = structlog.get_logger()
+T = TypeVar("T")
 
 SESSION_COOKIE = "tm_session"
 ANON_COOKIE = "tm_anon"  # before login: what the forms' CSRF tokens are bound to
@@ -104,29 +106,55 @@ class CsrfFailed(Exception):
 
 
 def _session_identity(
-    conn: Any, session_hash: str, *, idle_since: datetime, born_since: datetime
-) -> tuple[Identity | None, DeskAgent | None, datetime | None]:
+    conn: Any,
+    session_hash: str,
+    read: Callable[[Any, Identity], T] | None,
+    *,
+    idle_since: datetime,
+    born_since: datetime,
+) -> tuple[Identity | None, DeskAgent | None, datetime | None, T | None]:
     found = accounts.session_email(conn, session_hash, idle_since=idle_since, born_since=born_since)
     if found is None:
-        return None, None, None
+        return None, None, None, None
     me = accounts.identity_of(conn, found[0])
-    return me, desk_db.agent_of(conn, found[0]) if me is None else None, found[1]
+    if me is None:  # an agent of the desk, or nobody any more
+        return None, desk_db.agent_of(conn, found[0]), found[1], None
+    if me.pending or read is None:
+        return me, None, found[1], None
+    return me, None, found[1], read(conn, me)
 
 
 async def visitor(request: Request) -> Visitor:
     """Who is asking: the session cookie's user (its last use noted), the language."""
+    who, _ = await _visit(request, None)
+    return who
+
+
+async def visitor_reading(
+    request: Request, read: Callable[[Any, Identity], T]
+) -> tuple[Visitor, T | None]:
+    """`visitor` and the page's read in one trip to a reader thread: `read(conn, me)` runs
+    right after the session is found, for an active (not pending) user only; else None."""
+    return await _visit(request, read)
+
+
+async def _visit(
+    request: Request, read: Callable[[Any, Identity], T] | None
+) -> tuple[Visitor, T | None]:
     web: Web = request.app.state.web
     now = web.clock()
     me: Identity | None = None
     agent: DeskAgent | None = None
     session_hash: str | None = None
+    result: T | None = None
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         idle = timedelta(hours=web.config.web.session_idle_hours)
         candidate = hashed(cookie)
-        me, agent, seen = await web.reader(
-            _session_identity, candidate, idle_since=now - idle, born_since=now - SESSION_MAX_AGE
-        )
+        me, agent, seen, result = await web.reader(
+            _session_identity, candidate, read, idle_since=now - idle,
+            born_since=now - SESSION_MAX_AGE,
+        )  # fmt: skip
         if me is not None or agent is not None:
             session_hash = candidate
             if seen is not None and now - seen > TOUCH_AFTER:
@@ -135,7 +163,7 @@ async def visitor(request: Request) -> Visitor:
     new_anon = not basis
     if new_anon:
         basis, _ = new_secret()
-    return Visitor(
+    who = Visitor(
         me=me,
         session_hash=session_hash,
         lang=_language(request, web, me.lang if me else agent.lang if agent else None),
@@ -144,6 +172,7 @@ async def visitor(request: Request) -> Visitor:
         csrf=csrf_token(web.csrf_key, basis),
         agent=agent,
     )
+    return who, result
 
 
 def _language(request: Request, web: Web, own: str | None) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import re
+import sqlite3
 import urllib.parse
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,9 +19,18 @@ from starlette.responses import FileResponse, Response
 from ticketmail.mail.parse import safe_filename
 from ticketmail.models import STATUSES, AttachmentView
 from ticketmail.storage import accounts
-from ticketmail.storage.accounts import Identity
+from ticketmail.storage.accounts import Identity, WebTicket, WebTicketPage
 from ticketmail.web.actions import Posted, post_article, set_status
-from ticketmail.web.base import Visitor, Web, page, posted_form, redirect, route, visitor
+from ticketmail.web.base import (
+    Visitor,
+    Web,
+    page,
+    posted_form,
+    redirect,
+    route,
+    visitor,
+    visitor_reading,
+)
 from ticketmail.web.render import INLINE_IMAGE_TYPES, human_size
 
 __all__ = ["MAX_FILES", "PAGE_SIZE", "ROUTES"]
@@ -76,12 +86,6 @@ def _limits(web: Web, who: Visitor) -> dict[str, str | int]:
 
 
 async def tickets(request: Request) -> Response:
-    who = await visitor(request)
-    gate = _gate(request, who)
-    if gate is not None:
-        return gate
-    assert who.me is not None
-    web = _web(request)
     query = request.query_params
     status = query.get("status") if query.get("status") in STATUSES else None
     q = (query.get("q") or "").strip()[:200]
@@ -90,11 +94,21 @@ async def tickets(request: Request) -> Response:
         number = max(1, min(int(query.get("page") or "1"), 100_000))
     except ValueError:
         number = 1
-    found, total = await web.reader(
-        accounts.list_tickets, who.me.customer.number, status=status, q=q,
-        requester=who.me.email if mine else None, limit=PAGE_SIZE,
-        offset=(number - 1) * PAGE_SIZE,
-    )  # fmt: skip
+
+    def read(conn: sqlite3.Connection, me: Identity) -> tuple[list[WebTicket], int]:
+        return accounts.list_tickets(
+            conn, me.customer.number, status=status, q=q, requester=me.email if mine else None,
+            limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE,
+        )  # fmt: skip
+
+    who, listed = await visitor_reading(request, read)
+    gate = _gate(request, who)
+    if gate is not None:
+        return gate
+    assert who.me is not None
+    assert listed is not None
+    web = _web(request)
+    found, total = listed
     pages = max(1, -(-total // PAGE_SIZE))
 
     def link(to_page: int) -> str:
@@ -114,20 +128,33 @@ async def tickets(request: Request) -> Response:
 
 
 async def show(request: Request) -> Response:
-    who = await visitor(request)
+    number: int = request.path_params["number"]
+    who, found = await visitor_reading(
+        request, lambda conn, me: accounts.ticket_page(conn, me.customer.number, number)
+    )
     gate = _gate(request, who)
     if gate is not None:
         return gate
-    return await _show(request, who, status=200, error=None)
+    if found is None:
+        return not_found(request, who)
+    return await _show(request, who, status=200, error=None, found=found)
 
 
 async def _show(
-    request: Request, who: Visitor, *, status: int, error: str | None, body: str = ""
+    request: Request,
+    who: Visitor,
+    *,
+    status: int,
+    error: str | None,
+    body: str = "",
+    found: WebTicketPage | None = None,
 ) -> Response:
+    """The ticket page; `found`: the ticket as read with the visitor (else read here)."""
     assert who.me is not None
     web = _web(request)
-    number: int = request.path_params["number"]
-    found = await web.reader(accounts.ticket_page, who.me.customer.number, number)
+    if found is None:
+        number: int = request.path_params["number"]
+        found = await web.reader(accounts.ticket_page, who.me.customer.number, number)
     if found is None:
         return not_found(request, who)
     now = web.clock()

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import jinja2
 from markupsafe import Markup, escape
+
+from ticketmail.storage.accounts import WebArticle, WebTicket
+from ticketmail.web.i18n import translator
 
 __all__ = ["INLINE_IMAGE_TYPES", "human_size", "page_environment", "text_html"]
 
@@ -15,6 +20,10 @@ __all__ = ["INLINE_IMAGE_TYPES", "human_size", "page_environment", "text_html"]
 INLINE_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 _URL = re.compile(r"\bhttps?://[^\s<>\"'`]+", re.IGNORECASE)
 _TRAILING = ".,;:!?)]}'\""
+# Parts of pages kept, made: articles (about 2-6 KB each with the article they were made
+# from) and rows of the ticket list (about 1 KB each).
+ARTICLES_KEPT = 4096
+ROWS_KEPT = 8192
 
 
 def text_html(text: str) -> Markup:
@@ -46,16 +55,63 @@ def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def page_environment() -> jinja2.Environment:
-    """One environment for every page: autoescape on, undefined variables fail loudly."""
+class _Kept:
+    """Parts of pages (a template's output), made once per language and kept by key; a
+    kept part is used only while the value read now equals the one it was made from, so a
+    changed article or ticket (or an author's new name) is made anew."""
+
+    def __init__(self, env: jinja2.Environment, template: str, kept: int) -> None:
+        self._env = env
+        self._template = template
+        self._kept = kept
+        self._made: OrderedDict[tuple[Any, ...], tuple[object, Markup]] = OrderedDict()
+
+    def get(self, key: tuple[Any, ...], value: object, lang: str, **values: Any) -> Markup:
+        found = self._made.get(key)
+        if found is not None and found[0] == value:
+            self._made.move_to_end(key)
+            return found[1]
+        made = self._env.get_template(self._template).render(t=translator(lang), **values)
+        html = Markup(made)  # noqa: S704 - an autoescaped template's output
+        self._made[key] = (value, html)
+        if len(self._made) > self._kept:
+            self._made.popitem(last=False)
+        return html
+
+
+def page_environment(
+    *, articles_kept: int = ARTICLES_KEPT, rows_kept: int = ROWS_KEPT
+) -> jinja2.Environment:
+    """One environment for every page: autoescape on, undefined variables fail loudly;
+    templates compiled once (no check for changed files per page); articles and the list's
+    rows made once and kept (`article_html`, `ticket_row`)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,
     )
     env.filters["text_html"] = text_html
     env.filters["size"] = human_size
     env.filters["when"] = _when
+    articles = _Kept(env, "article.html", articles_kept)
+    rows = _Kept(env, "ticket_row.html", rows_kept)
+
+    @jinja2.pass_context
+    def article_html(context: Any, ticket: WebTicket, article: WebArticle) -> Markup:
+        """An article of a ticket page (its files' links name the ticket)."""
+        lang = str(context["lang"])
+        return articles.get((lang, ticket.number, article.id), article, lang, ticket=ticket,
+                            article=article, inline_types=INLINE_IMAGE_TYPES)  # fmt: skip
+
+    @jinja2.pass_context
+    def ticket_row(context: Any, ticket: WebTicket) -> Markup:
+        """A ticket's row in the list."""
+        lang = str(context["lang"])
+        return rows.get((lang, ticket.number), ticket, lang, ticket=ticket)
+
+    env.globals["article_html"] = article_html
+    env.globals["ticket_row"] = ticket_row
     return env

@@ -41,6 +41,10 @@ class WebServer:
             raise TicketmailError(
                 f"cannot listen on web {host}:{port}: {exc.strerror or exc}"
             ) from None
+        # Accepted connections inherit TCP_NODELAY from this socket. asyncio sets it only on
+        # sockets made with proto IPPROTO_TCP, which create_server's are not (proto 0): without
+        # it a response's body waits for the ACK of its headers (Nagle), up to 40 ms.
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock.setblocking(False)
         self._server = _Server(
             uvicorn.Config(
@@ -49,6 +53,10 @@ class WebServer:
             )
         )  # fmt: skip
         self._task: asyncio.Task[None] | None = None
+
+    def fileno(self) -> int:
+        """The listening socket's descriptor."""
+        return self._sock.fileno()
 
     @property
     def port(self) -> int:

@@ -1,0 +1,97 @@
+"""The portal's kept page parts (render.py): made once, made anew when what they show changes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from datetime import UTC, datetime
+
+import jinja2
+import pytest
+
+from ticketmail.storage.accounts import WebArticle, WebAttachment, WebTicket
+from ticketmail.web.i18n import translator
+from ticketmail.web.render import page_environment
+from ticketmail.web.server import WebServer
+
+AT = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
+TICKET = WebTicket(100001, "Drucker", "open", "anna@schule.example", AT, AT, None)
+ARTICLE = WebArticle(
+    7, "in", "anna@schule.example", "Anna", AT, "Der Drucker <druckt> nicht.",
+    "Der Drucker <druckt> nicht.", None,
+    (WebAttachment(3, "foto.png", "image/png", 2048, "ab" * 32),),
+)  # fmt: skip
+
+
+@pytest.fixture
+def env() -> jinja2.Environment:
+    return page_environment(articles_kept=2, rows_kept=2)
+
+
+def row(env: jinja2.Environment, ticket: WebTicket, lang: str = "de") -> str:
+    template = env.from_string("{{ ticket_row(ticket) }}")
+    return template.render(lang=lang, t=translator(lang), ticket=ticket)
+
+
+def article(env: jinja2.Environment, value: WebArticle, lang: str = "de") -> str:
+    template = env.from_string("{{ article_html(ticket, article) }}")
+    return template.render(lang=lang, t=translator(lang), ticket=TICKET, article=value)
+
+
+def test_kept_row_is_made_anew_when_the_ticket_changes(env: jinja2.Environment) -> None:
+    """A list row shows the ticket as read now: a kept row never hides a new status or subject."""
+    first = row(env, TICKET)
+    assert "status-open" in first
+    assert row(env, TICKET) == first
+    changed = row(env, dataclasses.replace(TICKET, subject="Drucker kaputt", status="closed"))
+    assert "status-closed" in changed
+    assert "Drucker kaputt" in changed
+    assert "status-open" not in changed
+
+
+def test_kept_parts_follow_the_language(env: jinja2.Environment) -> None:
+    """The same ticket and article in German and in English: each page in its own language."""
+    assert "in Bearbeitung" in row(env, TICKET, "de")
+    assert "in progress" in row(env, TICKET, "en")
+    assert "herunterladen" in article(env, ARTICLE, "de")
+    assert "download" in article(env, ARTICLE, "en")
+    assert "in Bearbeitung" in row(env, TICKET, "de")
+
+
+def test_kept_article_is_escaped_and_made_anew_for_a_renamed_author(
+    env: jinja2.Environment,
+) -> None:
+    """An article's text stays escaped, and an author's new name shows at once."""
+    first = article(env, ARTICLE)
+    assert "&lt;druckt&gt;" in first
+    assert "<druckt>" not in first
+    assert "/tickets/100001/files/3" in first
+    assert article(env, ARTICLE) == first
+    renamed = article(env, dataclasses.replace(ARTICLE, author_name="Anna Berg"))
+    assert "Anna Berg" in renamed
+
+
+def test_rows_beyond_the_kept_number_are_still_right(env: jinja2.Environment) -> None:
+    """More tickets than rows kept: every row, made again after being dropped, shows its ticket."""
+    tickets = [dataclasses.replace(TICKET, number=100001 + i, subject=f"Betreff {i}")
+               for i in range(5)]  # fmt: skip
+    for _ in range(2):
+        for i, ticket in enumerate(tickets):
+            made = row(env, ticket)
+            assert f"Betreff {i}<" in made
+            assert f"/tickets/{ticket.number}" in made
+
+
+async def test_portal_connections_send_without_waiting_for_acks() -> None:
+    """The portal's listening socket has TCP_NODELAY, which its connections inherit: a body
+    never waits (Nagle) for the ACK of its headers."""
+    server = WebServer(object(), host="127.0.0.1", port=0)
+    try:
+        listening = socket.socket(fileno=os.dup(server.fileno()))
+        try:
+            assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        finally:
+            listening.close()
+    finally:
+        await server.stop()
