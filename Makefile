@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test check bench clean chromium
+.PHONY: run test check bench bench-web bench-desk clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench: $(STAMP)
 ## bench-web: the portal's pages under 20 logged-in clients (not part of the tests)
 bench-web: $(STAMP)
 	$(BIN)/python bench/web.py
+
+## bench-desk: the desk's queue and search under 10 logged-in agents (not part of the tests)
+bench-desk: $(STAMP)
+	$(BIN)/python bench/desk.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

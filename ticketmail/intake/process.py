@@ -31,6 +31,7 @@ from ticketmail.intake.route import (
 from ticketmail.mail.bounce import read_bounce
 from ticketmail.mail.msgid import MessageIds
 from ticketmail.mail.parse import ParsedMail
+from ticketmail.metrics import Metrics
 from ticketmail.models import Agent, AttachmentView, User
 from ticketmail.outbound.actions import Desk, Origin, message_ids
 from ticketmail.outbound.agents import customer_wrote
@@ -182,6 +183,7 @@ class Intake:
         self.pool: AdmissionPool | None = None  # worker processes, when the daemon has them
         self.on_queued = on_queued
         self._ids: MessageIds | None = None
+        self.metrics = Metrics()  # what /metrics reports: the web shares it
 
     async def message_ids(self) -> MessageIds:
         """The Message-ID signer (its secret may live in the database: read once)."""
@@ -204,7 +206,8 @@ class Intake:
         except Exception as exc:
             log.error("intake_failed", error=f"{type(exc).__name__}: {exc}", size=len(raw))
             entry = await self.quarantine(raw, envelope, error=f"{type(exc).__name__}: {exc}")
-            return IntakeResult(REPLY_HELD.format(entry=entry), "quarantined")
+            result = IntakeResult(REPLY_HELD.format(entry=entry), "quarantined")
+        self.metrics.mail(result.outcome)  # every mail's outcome, counted here only
         if result.queued and self.on_queued is not None:
             self.on_queued()
         return result

@@ -273,14 +273,16 @@ def queue(
         number = q.strip().lstrip("#")
         params["qn"] = int(number) if number.isdigit() and len(number) < 12 else -1
         params["qa"] = q.strip().casefold()
-        found = ["t.number = :qn", "t.requester = :qa"]
+        # One IN over a union, not three ORed terms: SQLite then starts from the matching
+        # tickets instead of testing each of the table's rows against each term.
+        found = ["SELECT :qn", "SELECT number FROM tickets WHERE requester = :qa"]
         if match:
             params["m"] = match
             found.append(
-                "t.number IN (SELECT a.ticket FROM article_search s "
-                "JOIN articles a ON a.id = s.rowid WHERE article_search MATCH :m)"
+                "SELECT a.ticket FROM article_search s "
+                "JOIN articles a ON a.id = s.rowid WHERE article_search MATCH :m"
             )
-        where.append("(" + " OR ".join(found) + ")")
+        where.append("t.number IN (" + " UNION ALL ".join(found) + ")")
     base = " AND ".join(where) or "1"
     counts = tuple(
         (r[0], int(r[1]))

@@ -14,9 +14,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ticketmail.metrics import Metrics
 from ticketmail.storage import accounts
 from ticketmail.web.base import CsrfFailed, Web, page, visitor
 from ticketmail.web.desk import ROUTES as DESK
+from ticketmail.web.metrics import RequestMetrics, metrics
 from ticketmail.web.people import ROUTES as PEOPLE
 from ticketmail.web.portal import ROUTES as PORTAL
 
@@ -95,8 +97,9 @@ async def _server_error(request: Request, exc: Exception) -> Response:
         return PlainTextResponse("Error / Fehler", status_code=500)
 
 
-def build_app(web: Web) -> Any:
-    """The portal's ASGI app on the daemon's parts."""
+def build_app(web: Web, counted: Metrics | None = None) -> Any:
+    """The portal's ASGI app on the daemon's parts; `counted`: the daemon's metrics (the
+    intake counts its mails there), else the app's own."""
     static = Path(__file__).parent / "static"
     app = Starlette(
         routes=[
@@ -104,6 +107,7 @@ def build_app(web: Web) -> Any:
             *PORTAL,
             *DESK,
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             Mount("/static", StaticFiles(directory=static), name="static"),
         ],
         exception_handlers={
@@ -113,4 +117,5 @@ def build_app(web: Web) -> Any:
         },
     )
     app.state.web = web
-    return SecurityHeaders(app)
+    app.state.metrics = counted = counted or Metrics()
+    return SecurityHeaders(RequestMetrics(app, counted))

@@ -43,7 +43,7 @@ async def start_web(
         pages=page_environment(),
         on_queued=on_queued,
     )
-    server = WebServer(build_app(web), host=config.web.host, port=config.web.port)
+    server = WebServer(build_app(web, intake.metrics), host=config.web.host, port=config.web.port)
     try:
         await server.start()
     except BaseException:
