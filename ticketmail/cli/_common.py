@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import io
 import json
 import re
+import sqlite3
+import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -34,6 +37,7 @@ __all__ = [
     "print_json",
     "print_table",
     "read_csv",
+    "set_password_from_stdin",
     "with_intake",
     "with_store",
 ]
@@ -218,3 +222,37 @@ class Verbs:
     @property
     def top(self) -> Any:
         return self._nouns
+
+
+def set_password_from_stdin(
+    config: Config, email: str, *, exists: Callable[[sqlite3.Connection, str], object], who: str
+) -> int:
+    """`user passwd` and `agent passwd`: one line from stdin (never argv), checked as the
+    portal checks it, stored as an Argon2id hash; the account's sessions end. `exists(conn,
+    email)` says whether `email` is such an account (`who`: the word for it)."""
+    from ticketmail.storage import accounts
+    from ticketmail.web.security import hash_password, password_problem
+
+    line = sys.stdin.readline()
+    password = line.removesuffix("\n").removesuffix("\r")
+    problem = password_problem(password, email)
+    if problem == "error.password_short":
+        raise UsageError("the password (read from stdin) must have at least 10 characters")
+    if problem is not None:
+        raise UsageError("the password must not be the mail address")
+    digest = hash_password(password)
+
+    async def run(store: Store) -> int:
+        now = now_utc()
+
+        def write(conn: sqlite3.Connection) -> None:
+            if not exists(conn, email):
+                raise NotFoundError(f"{who} {email} does not exist")
+            accounts.set_password(conn, email, digest, now=now)
+            accounts.end_sessions(conn, email)
+
+        await store.write(write)
+        print(f"password of {who} {email} set")
+        return 0
+
+    return asyncio.run(with_store(config, run))

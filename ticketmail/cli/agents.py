@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
-import sys
 from typing import Any
 
 from ticketmail.cli._common import (
@@ -15,14 +13,14 @@ from ticketmail.cli._common import (
     parse_email,
     print_json,
     print_table,
+    set_password_from_stdin,
     with_store,
 )
 from ticketmail.config import Config
-from ticketmail.errors import NotFoundError, RefusedError, UsageError
+from ticketmail.errors import RefusedError, UsageError
 from ticketmail.models import (
     Agent,
 )
-from ticketmail.storage import accounts
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage.store import Store
 
@@ -78,32 +76,9 @@ def cmd_agent_remove(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_agent_passwd(config: Config, args: argparse.Namespace) -> int:
     """The desk's login password, read from stdin (one line), never from the command line."""
-    from ticketmail.web.security import hash_password, password_problem
-
-    email = parse_email(args.email)
-    line = sys.stdin.readline()
-    password = line.removesuffix("\n").removesuffix("\r")
-    problem = password_problem(password, email)
-    if problem == "error.password_short":
-        raise UsageError("the password (read from stdin) must have at least 10 characters")
-    if problem is not None:
-        raise UsageError("the password must not be the mail address")
-    digest = hash_password(password)
-
-    async def run(store: Store) -> int:
-        now = now_utc()
-
-        def write(conn: sqlite3.Connection) -> None:
-            if desk_db.agent_of(conn, email) is None:
-                raise NotFoundError(f"agent {email} does not exist")
-            accounts.set_password(conn, email, digest, now=now)
-            accounts.end_sessions(conn, email)
-
-        await store.write(write)
-        print(f"password of agent {email} set")
-        return 0
-
-    return asyncio.run(with_store(config, run))
+    return set_password_from_stdin(
+        config, parse_email(args.email), exists=desk_db.agent_of, who="agent"
+    )
 
 
 def register(verbs: Verbs) -> None:

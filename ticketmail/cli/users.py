@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
-import sys
 from pathlib import Path
 
 from ticketmail.cli._common import (
@@ -19,6 +17,7 @@ from ticketmail.cli._common import (
     print_json,
     print_table,
     read_csv,
+    set_password_from_stdin,
     with_store,
 )
 from ticketmail.config import Config
@@ -141,33 +140,10 @@ def cmd_user_reject(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_user_passwd(config: Config, args: argparse.Namespace) -> int:
-    """The password is read from stdin (one line), never from the command line."""
-    from ticketmail.web.security import hash_password, password_problem
-
-    email = parse_email(args.email)
-    line = sys.stdin.readline()
-    password = line.removesuffix("\n").removesuffix("\r")
-    problem = password_problem(password, email)
-    if problem == "error.password_short":
-        raise UsageError("the password (read from stdin) must have at least 10 characters")
-    if problem is not None:
-        raise UsageError("the password must not be the mail address")
-    digest = hash_password(password)
-
-    async def run(store: Store) -> int:
-        now = now_utc()
-
-        def write(conn: sqlite3.Connection) -> None:
-            if accounts.identity_of(conn, email) is None:
-                raise NotFoundError(f"user {email} does not exist")
-            accounts.set_password(conn, email, digest, now=now)
-            accounts.end_sessions(conn, email)
-
-        await store.write(write)
-        print(f"password of {email} set")
-        return 0
-
-    return asyncio.run(with_store(config, run))
+    """The portal password, read from stdin (one line), never from the command line."""
+    return set_password_from_stdin(
+        config, parse_email(args.email), exists=accounts.identity_of, who="user"
+    )
 
 
 def register(verbs: Verbs) -> None:
