@@ -5,6 +5,11 @@ from __future__ import annotations
 import sqlite3
 
 UNDO_DESK = """
+DROP TRIGGER tickets_tally_insert;
+DROP TRIGGER tickets_tally_delete;
+DROP TRIGGER tickets_tally_update;
+DROP TABLE ticket_tally;
+DROP INDEX tickets_requester_any;
 DROP TRIGGER articles_search_insert;
 DROP TRIGGER articles_search_delete;
 DROP TRIGGER articles_search_update;

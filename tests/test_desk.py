@@ -12,6 +12,8 @@ from conftest import SUPPORT, Env, make_mail
 from desk_support import attachments, body, cli_stdin, settle
 from web_support import ANNA, PASSWORD, Client, logged_in, mails_to, next_mail_to, text_of
 
+from ticketmail.storage import desk as desk_db
+
 pytestmark = pytest.mark.web  # the daemon serves the portal and the desk
 
 MAX = "max@stueber.de"
@@ -139,6 +141,23 @@ async def test_the_queue_filters_and_searches_every_article(env_factory, sink) -
                       form_page="/desk/tickets/100002")  # fmt: skip
     assert queued_numbers(await client.get("/desk?status=closed")) == [100002]
     assert queued_numbers(await client.get("/desk?status=new")) == [100001]
+
+
+async def test_a_search_in_too_many_articles_says_so(env_factory, sink, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A word in more articles than a search reads: the page lists the tickets of the newest
+    and tells the agent how to narrow the search; an institution's search is whole."""
+    monkeypatch.setattr(desk_db, "SEARCH_BOUND", 1)
+    env = await web_env(env_factory, sink)
+    await first_ticket(env, "Der Toner ist leer.\n")
+    other = make_mail("carl@real.example", "Toner", "Auch bei uns ist der Toner leer.\n")
+    assert (await env.send(other))[1] == "2.0.0 Ok: ticket 100002"
+    client = await agent_client(env)
+    page = await client.get("/desk?q=toner")
+    assert queued_numbers(page) == [100002]
+    assert "More than 1 articles contain these words" in text_of(page)
+    page = await client.get("/desk?q=toner&customer=10042")
+    assert queued_numbers(page) == [100001]
+    assert "More than" not in text_of(page)
 
 
 async def test_an_answer_from_the_desk_reaches_the_customer(env_factory, sink) -> None:  # type: ignore[no-untyped-def]

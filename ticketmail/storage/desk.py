@@ -80,6 +80,9 @@ class Queue:
     tickets: tuple[DeskTicket, ...]
     total: int
     counts: tuple[tuple[str, int], ...]  # per status, under the other filters
+    # The search's words are in more than SEARCH_BOUND articles: only the tickets of the
+    # newest SEARCH_BOUND of them are counted and listed (within an institution, all are).
+    bounded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +243,11 @@ def notifications_about(
 
 _WORD = re.compile(r"\w[\w@.+-]*", re.UNICODE)
 
+# A search reads at most this many matching articles, newest first. A word in nearly every
+# article would otherwise join hundreds of thousands of articles to their tickets (seconds
+# per page); an agent narrows such a search by another word or an institution instead.
+SEARCH_BOUND = 2000
+
 
 def match_expression(q: str) -> str:
     """An FTS5 query from what an agent typed: every word must occur (each one quoted, so
@@ -259,9 +267,11 @@ def queue(
     offset: int,
 ) -> Queue:
     """All tickets under the filters, newest activity first, one page of them, how many in
-    all and per status. `q` finds a ticket number, or a word or address in any article."""
+    all and per status. `q` finds a ticket number, an address, or words in any article
+    (of the newest SEARCH_BOUND articles with them, unless an institution is chosen)."""
     where: list[str] = []
     params: dict[str, Any] = {"limit": limit, "offset": offset}
+    bounded = False
     if customer:
         where.append("t.customer = :c")
         params["c"] = customer
@@ -273,35 +283,57 @@ def queue(
         number = q.strip().lstrip("#")
         params["qn"] = int(number) if number.isdigit() and len(number) < 12 else -1
         params["qa"] = q.strip().casefold()
-        # One IN over a union, not three ORed terms: SQLite then starts from the matching
-        # tickets instead of testing each of the table's rows against each term.
+        # A union, not three ORed terms: SQLite then starts from the matching tickets
+        # instead of testing each of the table's rows against each term.
         found = ["SELECT :qn", "SELECT number FROM tickets WHERE requester = :qa"]
         if match:
             params["m"] = match
-            found.append(
-                "SELECT a.ticket FROM article_search s "
-                "JOIN articles a ON a.id = s.rowid WHERE article_search MATCH :m"
-            )
-        where.append("t.number IN (" + " UNION ALL ".join(found) + ")")
+            params["bound"] = SEARCH_BOUND
+            (hits,) = conn.execute(
+                "SELECT COUNT(*) FROM (SELECT rowid FROM article_search "
+                "WHERE article_search MATCH :m ORDER BY rowid DESC LIMIT :bound + 1)",
+                params,
+            ).fetchone()
+            if hits > SEARCH_BOUND and customer:  # all of one institution's articles
+                found.append(
+                    "SELECT a.ticket FROM tickets i JOIN articles a ON a.ticket = i.number "
+                    "WHERE i.customer = :c AND EXISTS (SELECT 1 FROM article_search s "
+                    "WHERE article_search MATCH :m AND s.rowid = a.id)"
+                )
+            else:  # the newest matching articles (all of them, unless there are too many)
+                bounded = hits > SEARCH_BOUND
+                found.append(
+                    "SELECT ticket FROM (SELECT a.ticket FROM article_search s "
+                    "JOIN articles a ON a.id = s.rowid WHERE article_search MATCH :m "
+                    "ORDER BY s.rowid DESC LIMIT :bound)"
+                )
+        # Found once, then counted and paged: the search is not run twice.
+        numbers = [r[0] for r in conn.execute(" UNION ".join(found), params)]
+        params["found"] = json.dumps(numbers)
+        where.append("t.number IN (SELECT value FROM json_each(:found))")
     base = " AND ".join(where) or "1"
-    counts = tuple(
-        (r[0], int(r[1]))
-        for r in conn.execute(
-            f"SELECT t.status, COUNT(*) FROM tickets t WHERE {base} GROUP BY t.status",  # noqa: S608 - fixed fragments
-            params,
-        )
-    )
+    if customer or q.strip():  # a few tickets (an institution's, a search's): count them
+        tally = f"SELECT t.status, COUNT(*) FROM tickets t WHERE {base} GROUP BY t.status"  # noqa: S608 - fixed fragments
+    else:  # every ticket, or an owner's: the counts the triggers keep (SCHEMA 5)
+        mine = "" if owner is None else "WHERE owner = :tally_owner "
+        params["tally_owner"] = owner
+        tally = f"SELECT status, SUM(n) FROM ticket_tally {mine}GROUP BY status HAVING SUM(n) > 0"  # noqa: S608 - fixed fragments
+    counts = tuple((r[0], int(r[1])) for r in conn.execute(tally, params))
     clause = base
     if status is not None:
         clause = f"{base} AND t.status = :s"
         params["s"] = status
     total = sum(n for s, n in counts if status is None or s == status)
+    # The page's numbers first, then their rows: the institution's name is looked up for
+    # the page's tickets only, not for every ticket a search found.
     rows = conn.execute(
-        f"SELECT {_TICKET_COLUMNS} FROM tickets t JOIN customers c ON c.number = t.customer "  # noqa: S608 - fixed fragments
-        f"WHERE {clause} ORDER BY t.updated_at DESC, t.number DESC LIMIT :limit OFFSET :offset",
+        f"SELECT {_TICKET_COLUMNS} FROM (SELECT t.number FROM tickets t WHERE {clause} "  # noqa: S608 - fixed fragments
+        "ORDER BY t.updated_at DESC, t.number DESC LIMIT :limit OFFSET :offset) p "
+        "JOIN tickets t ON t.number = p.number JOIN customers c ON c.number = t.customer "
+        "ORDER BY t.updated_at DESC, t.number DESC",
         params,
     ).fetchall()
-    return Queue(tuple(_ticket(r) for r in rows), total, counts)
+    return Queue(tuple(_ticket(r) for r in rows), total, counts, bounded)
 
 
 # --- one ticket --------------------------------------------------------------------------------

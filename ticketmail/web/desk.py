@@ -105,7 +105,7 @@ async def queue(request: Request) -> Response:
     return agent_page(
         request, who, "desk_queue.html", queue=found, page=number, pages=pages,
         chosen=status or "", customer=customer, assignee=assignee, q=q,
-        counts=dict(found.counts), link=link,
+        counts=dict(found.counts), link=link, search_bound=desk_db.SEARCH_BOUND,
         previous_link=link(page=number - 1) if number > 1 else None,
         next_link=link(page=number + 1) if number < pages else None,
     )  # fmt: skip

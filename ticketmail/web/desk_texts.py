@@ -21,6 +21,12 @@ DESK_TEXTS: dict[str, tuple[str, str]] = {
         "Nummer, Adresse, Betreff oder Text",
         "Number, address, subject or text",
     ),
+    "desk.search_bounded": (
+        "Mehr als {n} Artikel enthalten diese Wörter; gezählt und gezeigt sind die Tickets "
+        "der neuesten {n}. Ein weiteres Wort oder eine Einrichtung grenzt die Suche ein.",
+        "More than {n} articles contain these words; counted and shown are the tickets of the "
+        "newest {n}. Another word or an institution narrows the search.",
+    ),
     "desk.articles": ("Verlauf", "History"),
     "desk.raw": ("Originalnachricht", "Raw message"),
     "desk.automatic": ("automatisch", "automatic"),
