@@ -3,7 +3,8 @@ tickets, 400,000 articles, 500 institutions), beside a bare Starlette page in th
 
     .venv/bin/python bench/desk.py [--tickets 100000] [--agents 10] [--requests 40]
 
-Measures, per page, the latency of each request (client side, over real HTTP on 127.0.0.1):
+Measures, per page, the latency of each request (client side, over real HTTP on 127.0.0.1,
+through bench/rawhttp.py's lean client unless --client httpx):
 the queue's first page (/desk), /desk?q=word (a word of bench/web.py's, in almost every
 article),
 /desk?q=rare (a word in one article) and a bare Starlette page served by uvicorn in a process
@@ -23,8 +24,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+from rawhttp import RawClient
 from web import (
     BARE_APP,
     PASSWORD,
@@ -34,6 +37,7 @@ from web import (
     login,
     measure,
     populate,
+    raw_login,
     summary,
     wait_for,
 )
@@ -68,8 +72,14 @@ def add_agents(data_dir: Path, count: int) -> list[str]:
 async def run(args: argparse.Namespace, emails: list[str], web_port: int,
               bare_port: int) -> list[dict[str, object]]:  # fmt: skip
     base = f"http://127.0.0.1:{web_port}"
-    clients = [await login(base, e) for e in emails]
-    bare = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{bare_port}") for _ in emails]
+    clients: list[Any]
+    bare: list[Any]
+    if args.client == "raw":
+        clients = [await raw_login("127.0.0.1", web_port, e) for e in emails]
+        bare = [RawClient("127.0.0.1", bare_port) for _ in emails]
+    else:
+        clients = [await login(base, e) for e in emails]
+        bare = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{bare_port}") for _ in emails]
     results = []
     for name, group, paths, requests in (
         ("bare Starlette page", bare, ["/"] * len(emails), args.requests),
@@ -96,9 +106,11 @@ def main() -> None:
     parser.add_argument(
         "--common-requests",
         type=int,
-        default=5,
-        help="per agent for the common word (about 1 s each: see README)",
+        default=40,
+        help="per agent for the common word (a word in 98 %% of the articles)",
     )
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
+                        help="raw: bench/rawhttp.py's lean client (default), or httpx")  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tm-bench-desk-") as tmp:
         data_dir = Path(tmp) / "var"

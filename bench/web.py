@@ -4,7 +4,8 @@
     .venv/bin/python bench/web.py [--tickets 100000] [--clients 20] [--requests 40]
         [--intake-mails 1500] [--intake-rounds 2] [--views-per-second 50] [--wait-quiet 30]
 
-Measures, per page, the latency of each request (client side, over real HTTP on 127.0.0.1):
+Measures, per page, the latency of each request (client side, over real HTTP on 127.0.0.1,
+through bench/rawhttp.py's lean client unless --client httpx):
 the first page of /tickets, a ticket page with 50 articles, /tickets?q=, and a bare
 Starlette page served by uvicorn in a process of its own. Prints p50, p99 and max, and the
 CPU per request of the server and of this client.
@@ -44,6 +45,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import procs  # noqa: E402
 from load import LoadResult, TicketPool, make_senders, run_load  # noqa: E402
+from rawhttp import RawClient  # noqa: E402
 from stack import NO_RATE_LIMIT, ticketmail_cli  # noqa: E402
 
 from ticketmail.storage.paths import DB_NAME  # noqa: E402
@@ -153,11 +155,19 @@ async def login(base: str, email: str) -> httpx.AsyncClient:
     return client
 
 
-async def measure(clients: list[httpx.AsyncClient], paths: list[str], requests: int) -> list[float]:
+async def raw_login(host: str, port: int, email: str) -> RawClient:
+    """A lean client (bench/rawhttp.py) with the session cookie of a login through httpx."""
+    client = await login(f"http://{host}:{port}", email)
+    cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+    await client.aclose()
+    return RawClient(host, port, cookie)
+
+
+async def measure(clients: list[Any], paths: list[str], requests: int) -> list[float]:
     """Every client asks for its path `requests` times, all clients at once."""
     latencies: list[float] = []
 
-    async def one(client: httpx.AsyncClient, path: str) -> None:
+    async def one(client: Any, path: str) -> None:  # an httpx.AsyncClient or a RawClient
         for _ in range(requests):
             start = time.perf_counter()
             response = await client.get(path)
@@ -188,18 +198,21 @@ async def run(
     base = f"http://127.0.0.1:{web_port}"
     institutions = args.institutions
     users = [f"u{i}@s{i}.example" for i in range(args.clients)]
-    clients = [await login(base, u) for u in users]
-    bare = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{bare_port}") for _ in users]
+    clients: list[Any]
+    if args.client == "raw":  # one connection each; user 0's 20 for its ticket
+        clients = [await raw_login("127.0.0.1", web_port, u) for u in users]
+        owners = [RawClient("127.0.0.1", web_port, clients[0].cookie) for _ in users]
+        bare: list[Any] = [RawClient("127.0.0.1", bare_port) for _ in users]
+    else:  # httpx, as a browser-like client: user 0's one client asks 20 times at once
+        clients = [await login(base, u) for u in users]
+        owners = clients[:1] * len(users)
+        bare = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{bare_port}") for _ in users]
     big = 100001 + (args.tickets - institutions)
     results = []
     pages = {
         "bare": ("bare Starlette page", bare, ["/"] * len(users)),
         "list": ("/tickets (first page)", clients, ["/tickets"] * len(users)),
-        "ticket": (
-            "/tickets/N (50 articles)",
-            clients[:1] * len(users),
-            [f"/tickets/{big}"] * len(users),
-        ),
+        "ticket": ("/tickets/N (50 articles)", owners, [f"/tickets/{big}"] * len(users)),
         "search": (
             "/tickets?q=",
             clients,
@@ -216,7 +229,7 @@ async def run(
         row["server_cpu_ms"] = round((cpu_seconds(pid) - server_cpu) * 1000 / count, 2)
         row["client_cpu_ms"] = round((time.process_time() - client_cpu) * 1000 / count, 2)
         results.append(row)
-    for c in clients + bare:
+    for c in {id(c): c for c in clients + owners + bare}.values():
         await c.aclose()
     return results
 
@@ -359,6 +372,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=40, help="per client and page")
     parser.add_argument("--pages", default="bare,list,ticket,search", help="which, in order")
+    parser.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="raw: bench/rawhttp.py, a lean keep-alive client (default); httpx costs this "
+        "process more CPU a request than the pages cost the server (see bench/README.md)",
+    )
     parser.add_argument("--profile", metavar="FILE", help="sample the daemon with py-spy (raw)")
     parser.add_argument("--intake-mails", type=int, default=1500, help="per run, 0: no intake")
     parser.add_argument("--intake-rounds", type=int, default=2)
