@@ -123,6 +123,16 @@ async def test_ticket_list_shows_the_institution_with_filters_search_mine_and_pa
     by_subject = await client.get("/tickets", params={"q": "Frage 03"})
     assert "Frage 03" in by_subject.text
     assert "Frage 04" not in by_subject.text
+    # A search is counted and paged like the list: 27 matches, 25 and then 2.
+    found1 = await client.get("/tickets", params={"q": "zur Sache"})
+    assert "27 Tickets" in found1.text
+    found2 = await client.get("/tickets", params={"q": "zur Sache", "page": "2"})
+    assert "27 Tickets" in found2.text
+    assert len(listed(found1)) == 25
+    assert set(listed(found1)) | set(listed(found2)) == set(range(100001, 100028))
+    beyond = await client.get("/tickets", params={"q": "zur Sache", "page": "9"})
+    assert beyond.status_code == 200
+    assert listed(beyond) == []
     only_mine = await client.get("/tickets", params={"mine": "1"})
     assert f"/tickets/{mine}" in only_mine.text
     assert "Frage" not in text_of(only_mine)

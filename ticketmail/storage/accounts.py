@@ -8,6 +8,7 @@ Tokens and session ids arrive hashed; passwords arrive as Argon2id hashes.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -581,20 +582,25 @@ def list_tickets(
             "AND a.direction IN ('in', 'out') AND a.body_text LIKE :q ESCAPE '\\'))"
         )
     clause = " AND ".join(where)
-    # A search: the page and the count of all in one pass, so the articles are read once
-    # (a page past the end has no row to carry the count: it is counted on its own). Else
-    # the count from the index and the page from the newest, each on its own.
     columns = "t.number, t.subject, t.status, t.requester, t.created_at, t.updated_at, t.closed_at"
-    if q:
-        columns += ", COUNT(*) OVER () AS total"
-    order = "ORDER BY t.updated_at DESC, t.number DESC LIMIT :limit OFFSET :offset"
-    select = f"SELECT {columns} FROM tickets t WHERE {clause} {order}"  # noqa: S608 - fixed fragments
-    rows = conn.execute(select, params).fetchall()
-    if q and rows:
-        total = rows[0]["total"]
-    else:
+    order = "ORDER BY t.updated_at DESC, t.number DESC"
+    if q:  # a search reads the articles once: every match's number, then the page's rows
+        found = [
+            r[0]
+            for r in conn.execute(f"SELECT t.number FROM tickets t WHERE {clause} {order}", params)  # noqa: S608 - fixed fragments
+        ]
+        total = len(found)
+        page = json.dumps(found[offset : offset + limit])
+        chosen = "t.number IN (SELECT value FROM json_each(?))"
+        select = f"SELECT {columns} FROM tickets t WHERE {chosen} {order}"  # noqa: S608 - fixed fragments
+        rows = conn.execute(select, (page,)).fetchall()
+    else:  # the count from the index, the page from the newest
         count = f"SELECT COUNT(*) FROM tickets t WHERE {clause}"  # noqa: S608 - fixed fragments
         (total,) = conn.execute(count, params).fetchone()
+        select = (
+            f"SELECT {columns} FROM tickets t WHERE {clause} {order} LIMIT :limit OFFSET :offset"  # noqa: S608 - fixed fragments
+        )
+        rows = conn.execute(select, params).fetchall()
     return [_web_ticket(r) for r in rows], int(total)
 
 
