@@ -285,7 +285,7 @@ def queue(
         params["qa"] = q.strip().casefold()
         # A union, not three ORed terms: SQLite then starts from the matching tickets
         # instead of testing each of the table's rows against each term.
-        found = ["SELECT :qn", "SELECT number FROM tickets WHERE requester = :qa"]
+        found = ["SELECT :qn AS n", "SELECT number FROM tickets WHERE requester = :qa"]
         if match:
             params["m"] = match
             params["bound"] = SEARCH_BOUND
@@ -308,8 +308,13 @@ def queue(
                     "ORDER BY s.rowid DESC LIMIT :bound)"
                 )
         # Found once, then counted and paged: the search is not run twice.
-        numbers = [r[0] for r in conn.execute(" UNION ".join(found), params)]
-        params["found"] = json.dumps(numbers)
+        # As one row (a JSON array), not a row per ticket: each row would hand the GIL back
+        # and forth with the event loop.
+        union = " UNION ".join(found)
+        (params["found"],) = conn.execute(
+            f"SELECT json_group_array(n) FROM ({union})",  # noqa: S608 - fixed fragments
+            params,
+        ).fetchone()
         where.append("t.number IN (SELECT value FROM json_each(:found))")
     base = " AND ".join(where) or "1"
     if customer or q.strip():  # a few tickets (an institution's, a search's): count them
