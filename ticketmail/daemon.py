@@ -120,6 +120,7 @@ class Daemon:
         self.store = store
         self.intake = intake
         await store.start_checkpoints()
+        store.start_search_index()
         swept = await asyncio.to_thread(intake.blobs.sweep_temporary)
         if swept:
             log.info("temporary_files_removed", count=swept)

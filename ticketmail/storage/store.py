@@ -21,6 +21,7 @@ from ticketmail.storage.database import Database
 from ticketmail.storage.outbox import Outbox
 from ticketmail.storage.paths import DataPaths
 from ticketmail.storage.records import CustomerRow, UserRow
+from ticketmail.storage.search import SearchIndexer, catch_up
 from ticketmail.storage.tickets import Tickets
 
 __all__ = ["CustomerRow", "Store", "UserRow"]
@@ -36,6 +37,7 @@ class Store(People, Tickets, Outbox, Queues):
     def __init__(self, db: Database, paths: DataPaths) -> None:
         self.db = db
         self.paths = paths
+        self._indexer = SearchIndexer(db)
 
     @classmethod
     async def open(cls, data_dir: Path) -> Store:
@@ -64,8 +66,17 @@ class Store(People, Tickets, Outbox, Queues):
         """The daemon's WAL checkpoints in the background (see `Database.start_checkpoints`)."""
         await self.db.start_checkpoints()
 
+    def start_search_index(self) -> None:
+        """The daemon's full-text indexing in the background (see `storage.search`)."""
+        self._indexer.start()
+
+    async def catch_up_search(self) -> None:
+        """Index every article still waiting, before a search (see `storage.search`)."""
+        await catch_up(self.db)
+
     async def close(self) -> None:
         """Close the database; jobs queued before still go to disk."""
+        await self._indexer.stop()
         await self.db.close()
 
     async def message_id_secret(self) -> str:

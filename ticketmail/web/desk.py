@@ -90,6 +90,8 @@ async def queue(request: Request) -> Response:
         number = max(1, min(int(query.get("page") or "1"), 100_000))
     except ValueError:
         number = 1
+    if q:  # the articles stored a moment ago are searched too
+        await web.store.catch_up_search()
     found = await web.reader(
         desk_db.queue, status=status, customer=customer or None, owner=owner, q=q,
         limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE,

@@ -1,0 +1,147 @@
+"""The desk's full-text index outside the intake's transactions (storage/search.py): a new
+article waits in the backlog, the daemon indexes it in the background, a desk search first
+indexes whatever still waits; whatever happens to the articles meanwhile, the index ends up
+exactly theirs."""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import eventually, make_mail
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_desk import agent_client, first_ticket, queued_numbers, web_env
+
+from ticketmail.storage import search
+from ticketmail.storage._schema import migrate
+from ticketmail.storage.paths import DB_NAME
+
+pytestmark = pytest.mark.web
+
+NOW = "2026-11-22T10:00:00+00:00"
+
+
+def _waiting(data_dir: Path) -> int:
+    conn = sqlite3.connect(f"file:{data_dir / DB_NAME}?mode=ro", uri=True, timeout=10)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM search_backlog").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _found(conn: sqlite3.Connection, word: str) -> list[int]:
+    return [r[0] for r in conn.execute(
+        "SELECT rowid FROM article_search WHERE article_search MATCH ? ORDER BY rowid",
+        (f'"{word}"',),
+    )]  # fmt: skip
+
+
+# Each article's text is a word of its own ("wortN"), so what the index finds is checkable.
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("insert"), st.integers(0, 30)),
+        st.tuples(st.just("change"), st.integers(0, 30)),  # its text (an indexed column)
+        st.tuples(st.just("note"), st.integers(0, 30)),  # a column not indexed
+        st.tuples(st.just("delete"), st.integers(0, 30)),
+        st.tuples(st.just("index"), st.integers(0, 0)),  # a batch, as the indexer would
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=_OPS, batch=st.integers(1, 4))
+def test_the_index_ends_up_exactly_the_articles_whatever_happens(
+    ops: list[tuple[str, int]], batch: int
+) -> None:
+    """Articles stored, changed, deleted, some indexed between, others while waiting: once
+    the backlog is indexed, the index passes FTS5's integrity check against the articles,
+    each article's word finds exactly it, and a deleted or replaced word finds nothing."""
+    with tempfile.TemporaryDirectory() as tmp:
+        conn = sqlite3.connect(Path(tmp) / DB_NAME, isolation_level=None)
+        try:
+            migrate(conn)
+            conn.execute(
+                "INSERT INTO customers(number, name, created_at) VALUES ('10042', 'G', ?)", (NOW,)
+            )
+            conn.execute(
+                "INSERT INTO tickets(number, customer, requester, subject, status, created_at, "
+                "updated_at) VALUES (100001, '10042', 'a@b.example', 'x', 'new', ?, ?)",
+                (NOW, NOW),
+            )
+            words: dict[int, str] = {}  # article id -> its word now
+            gone: set[str] = set()
+            counter = 0
+            original = search.INDEX_BATCH_ARTICLES
+            search.INDEX_BATCH_ARTICLES = batch
+            try:
+                for op, n in ops:
+                    ids = sorted(words)
+                    if op == "insert":
+                        counter += 1
+                        word = f"wort{counter}"
+                        cur = conn.execute(
+                            "INSERT INTO articles(ticket, direction, automatic, sender, to_json, "
+                            "cc_json, subject, message_id, in_reply_to, references_json, "
+                            "body_text, reply_text, created_at) VALUES (100001, 'in', 0, "
+                            "'a@b.example', '[]', '[]', 'x', '', '', '[]', ?, ?, ?)",
+                            (word, word, NOW),
+                        )
+                        assert cur.lastrowid is not None
+                        words[cur.lastrowid] = word
+                    elif op == "index":
+                        search.index_some(conn)
+                    elif ids:
+                        article = ids[n % len(ids)]
+                        if op == "change":
+                            counter += 1
+                            gone.add(words[article])
+                            words[article] = f"wort{counter}"
+                            conn.execute("UPDATE articles SET body_text = ? WHERE id = ?",
+                                         (words[article], article))  # fmt: skip
+                        elif op == "note":
+                            conn.execute("UPDATE articles SET note = 'n' WHERE id = ?", (article,))
+                        else:
+                            conn.execute("DELETE FROM articles WHERE id = ?", (article,))
+                            gone.add(words.pop(article))
+                while search.index_some(conn):
+                    pass
+            finally:
+                search.INDEX_BATCH_ARTICLES = original
+            conn.execute("INSERT INTO article_search(article_search) VALUES ('integrity-check')")
+            for article, word in words.items():
+                assert _found(conn, word) == [article]
+            for word in gone - set(words.values()):
+                assert _found(conn, word) == []
+            assert search.waiting(conn) == 0
+        finally:
+            conn.close()
+
+
+async def test_the_daemon_indexes_new_articles_by_itself(env_factory, sink) -> None:  # type: ignore[no-untyped-def]
+    """A mail's articles (the customer's and the confirmation) wait only until the writer
+    is quiet: the backlog empties with no search asking for it."""
+    env = await web_env(env_factory, sink)
+    await first_ticket(env)
+    await eventually(
+        lambda: _waiting(env.data_dir) == 0,
+        what=lambda: f"{_waiting(env.data_dir)} articles still wait to be indexed",
+    )
+
+
+async def test_a_desk_search_indexes_what_still_waits(env_factory, sink, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """With the background indexer held back, a word of a mail that just came is found all
+    the same: the search indexes the backlog first."""
+    monkeypatch.setattr(search, "INDEX_PAUSE", 3600.0)
+    env = await web_env(env_factory, sink)
+    await first_ticket(env, "Fehlercode Zylinderkopfdichtung 42.\n")
+    other = make_mail("carl@real.example", "Beamer flackert", "Der Beamer flackert.\n")
+    assert (await env.send(other))[1] == "2.0.0 Ok: ticket 100002"
+    assert _waiting(env.data_dir) > 0  # nobody indexed them yet
+    client = await agent_client(env)
+    assert queued_numbers(await client.get("/desk?q=zylinderkopfdichtung")) == [100001]
+    assert queued_numbers(await client.get("/desk?q=beamer")) == [100002]
+    assert _waiting(env.data_dir) == 0

@@ -1,0 +1,125 @@
+"""The desk's full-text index kept up with the articles, outside the intake's transactions.
+
+A new article waits in `search_backlog` (a trigger puts it there, SCHEMA 5). `index_some`
+indexes the oldest waiting articles, a batch at a time, each batch one write job: at most
+INDEX_BATCH_ARTICLES articles and about INDEX_BATCH_CHARS of text, so a job never holds the
+writer long. `SearchIndexer` runs it in the daemon: whenever the writer was quiet for a look
+(no COMMIT but its own since the last), else one batch every TRICKLE_LOOKS looks while mail
+keeps coming, so that a long storm does not leave everything to the end; while idle it
+reads the backlog's size now and then, for articles a CLI command stored. `catch_up` empties
+the backlog before a search, so the desk finds what was stored a moment ago.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+
+import structlog
+
+from ticketmail.errors import TicketmailError
+from ticketmail.storage.database import Database
+
+__all__ = ["SearchIndexer", "catch_up", "index_some", "waiting"]
+
+log = structlog.get_logger()
+
+INDEX_BATCH_ARTICLES = 200
+INDEX_BATCH_CHARS = 512 * 1024  # ~30 ms of tokenizing on the writer thread
+INDEX_PAUSE = 0.25  # seconds between the indexer's looks
+TRICKLE_LOOKS = 4  # while the writer is busy: one batch every this many looks
+OTHERS_LOOKS = 20  # while idle, every this many looks: articles another process stored?
+
+
+def waiting(conn: sqlite3.Connection) -> int:
+    """How many articles wait to be indexed."""
+    (count,) = conn.execute("SELECT COUNT(*) FROM search_backlog").fetchone()
+    return int(count)
+
+
+def index_some(conn: sqlite3.Connection) -> int:
+    """Index the oldest waiting articles (a batch); how many still wait. A job."""
+    rows = conn.execute(
+        "SELECT b.article, a.id, a.subject, a.sender, a.to_json, a.body_text "
+        "FROM search_backlog b LEFT JOIN articles a ON a.id = b.article "
+        "ORDER BY b.article LIMIT ?",
+        (INDEX_BATCH_ARTICLES,),
+    ).fetchall()
+    batch: list[tuple[int, str, str, str, str]] = []
+    done: list[tuple[int]] = []
+    size = 0
+    for waiting_id, article, subject, sender, to_json, body in rows:
+        done.append((waiting_id,))
+        if article is not None:  # gone meanwhile (the delete trigger takes it out anyway)
+            batch.append((article, subject, sender, to_json, body))
+            size += len(subject) + len(body or "")
+        if size >= INDEX_BATCH_CHARS:
+            break
+    conn.executemany(
+        "INSERT INTO article_search(rowid, subject, sender, to_json, body_text) "
+        "VALUES (?, ?, ?, ?, ?)",
+        batch,
+    )
+    conn.executemany("DELETE FROM search_backlog WHERE article = ?", done)
+    return waiting(conn)
+
+
+async def catch_up(db: Database) -> int:
+    """Index every article waiting now (batch by batch, other writes in between); how many
+    batches that took. Articles stored meanwhile are indexed too, as far as the batches
+    reach: at most one batch more than were waiting at the start."""
+    rounds = 0
+    row = await db.fetchone("SELECT COUNT(*) FROM search_backlog")  # a read: no COMMIT
+    left = int(row[0]) if row is not None else 0
+    limit = left + 1  # each batch indexes at least one article
+    while left and rounds < limit:
+        left = await db.write(index_some)
+        rounds += 1
+    return rounds
+
+
+class SearchIndexer:
+    """The daemon's task indexing the backlog in the background (see the module)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="search-index")
+
+    async def _run(self) -> None:
+        left = 1  # not known yet: look once
+        mine = seen = -1  # the COMMIT count after our last batch; at the last look
+        looks = 0
+        while True:
+            await asyncio.sleep(INDEX_PAUSE)
+            looks += 1
+            now = self._db.commits
+            if now == mine and not left:  # nothing committed here since it was emptied
+                if looks % OTHERS_LOOKS:
+                    continue
+                row = await self._db.fetchone("SELECT COUNT(*) FROM search_backlog")
+                if row is None or not row[0]:  # nor by another process (the CLI)
+                    continue
+            busy = now != seen
+            seen = now
+            if busy and looks % TRICKLE_LOOKS:
+                continue
+            try:
+                left = await self._db.write(index_some)
+            except (sqlite3.Error, TicketmailError) as exc:  # the next look tries again
+                log.warning("search_index_failed", error=f"{type(exc).__name__}: {exc}")
+                continue
+            mine = seen = self._db.commits
+            if not left:
+                log.debug("search_index_caught_up")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
