@@ -5,9 +5,10 @@ settings. Only agents reach them; a customer gets 404 on every /desk path."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import structlog
@@ -66,6 +67,23 @@ async def _agent(request: Request) -> tuple[Visitor, DeskAgent | None, Response 
     return who, None, _not_found(request, who)
 
 
+AgentEndpoint = Callable[[Request, Visitor, DeskAgent], Awaitable[Response]]
+
+
+def agents_only(endpoint: AgentEndpoint) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint, called with the visiting agent; anyone else is sent to log in
+    (anonymous) or gets 404, before the endpoint reads anything."""
+
+    @functools.wraps(endpoint)
+    async def guarded(request: Request) -> Response:
+        who, agent, refused = await _agent(request)
+        if refused is not None or agent is None:
+            return refused or _not_found(request, who)
+        return await endpoint(request, who, agent)
+
+    return guarded
+
+
 def agent_page(
     request: Request, who: Visitor, template: str, /, *, status: int = 200, **values: object
 ) -> Response:
@@ -75,10 +93,8 @@ def agent_page(
 # --- the queue ---------------------------------------------------------------------------------
 
 
-async def queue(request: Request) -> Response:
-    who, agent, refused = await _agent(request)
-    if refused is not None or agent is None:
-        return refused or _not_found(request, who)
+@agents_only
+async def queue(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     web = _web(request)
     query = request.query_params
     status = query.get("status") if query.get("status") in STATUSES else None
@@ -116,10 +132,8 @@ async def queue(request: Request) -> Response:
 # --- one ticket --------------------------------------------------------------------------------
 
 
-async def show(request: Request) -> Response:
-    who, agent, refused = await _agent(request)
-    if refused is not None or agent is None:
-        return refused or _not_found(request, who)
+@agents_only
+async def show(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     return await _show(request, who, status=200, error=None)
 
 
@@ -139,10 +153,8 @@ async def _show(
     )  # fmt: skip
 
 
-async def raw(request: Request) -> Response:
-    who, agent, refused = await _agent(request)
-    if refused is not None or agent is None:
-        return refused or _not_found(request, who)
+@agents_only
+async def raw(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     web = _web(request)
     number: int = request.path_params["number"]
     article: int = request.path_params["article"]
@@ -158,10 +170,8 @@ async def raw(request: Request) -> Response:
                         headers={"Content-Disposition": content_disposition(name)})  # fmt: skip
 
 
-async def download(request: Request) -> Response:
-    who, agent, refused = await _agent(request)
-    if refused is not None or agent is None:
-        return refused or _not_found(request, who)
+@agents_only
+async def download(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     web = _web(request)
     found = await web.reader(
         desk_db.attachment, request.path_params["number"], request.path_params["file"]
@@ -197,10 +207,8 @@ async def _desk_action(
     return await web.store.write(job)
 
 
-async def reply(request: Request) -> Response:
-    who, agent, refused = await _agent(request)
-    if refused is not None or agent is None:
-        return refused or _not_found(request, who)
+@agents_only
+async def reply(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     web = _web(request)
     number: int = request.path_params["number"]
     if _declared_too_big(request):
@@ -241,10 +249,8 @@ async def reply(request: Request) -> Response:
     return redirect(request, who, f"/desk/tickets/{number}")
 
 
-async def change_status(request: Request) -> Response:
-    who, agent, refused = await _agent(request)
-    if refused is not None or agent is None:
-        return refused or _not_found(request, who)
+@agents_only
+async def change_status(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     web = _web(request)
     number: int = request.path_params["number"]
     form = await posted_form(request, who)
@@ -276,10 +282,8 @@ async def change_status(request: Request) -> Response:
     return redirect(request, who, f"/desk/tickets/{number}")
 
 
-async def note(request: Request) -> Response:
-    who, agent, refused = await _agent(request)
-    if refused is not None or agent is None:
-        return refused or _not_found(request, who)
+@agents_only
+async def note(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     web = _web(request)
     number: int = request.path_params["number"]
     form = await posted_form(request, who)
@@ -297,10 +301,8 @@ async def note(request: Request) -> Response:
     return redirect(request, who, f"/desk/tickets/{number}")
 
 
-async def assign(request: Request) -> Response:
-    who, agent, refused = await _agent(request)
-    if refused is not None or agent is None:
-        return refused or _not_found(request, who)
+@agents_only
+async def assign(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     web = _web(request)
     number: int = request.path_params["number"]
     form = await posted_form(request, who)
@@ -324,18 +326,13 @@ async def assign(request: Request) -> Response:
 # --- registrations -----------------------------------------------------------------------------
 
 
-async def registrations(request: Request) -> Response:
-    who, agent, refused = await _agent(request)
-    if refused is not None or agent is None:
-        return refused or _not_found(request, who)
+@agents_only
+async def registrations(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     found = await _web(request).reader(desk_db.pending_registrations)
     return agent_page(request, who, "desk_registrations.html", pending=found)
 
 
-async def _decide(request: Request, decision: str) -> Response:
-    who, agent, refused = await _agent(request)
-    if refused is not None or agent is None:
-        return refused or _not_found(request, who)
+async def _decide(request: Request, who: Visitor, agent: DeskAgent, decision: str) -> Response:
     web = _web(request)
     await posted_form(request, who)
     registration: int = request.path_params["id"]
@@ -365,31 +362,29 @@ async def _decide(request: Request, decision: str) -> Response:
     return redirect(request, who, "/desk/registrations")
 
 
-async def approve(request: Request) -> Response:
-    return await _decide(request, "approve")
+@agents_only
+async def approve(request: Request, who: Visitor, agent: DeskAgent) -> Response:
+    return await _decide(request, who, agent, "approve")
 
 
-async def reject(request: Request) -> Response:
-    return await _decide(request, "reject")
+@agents_only
+async def reject(request: Request, who: Visitor, agent: DeskAgent) -> Response:
+    return await _decide(request, who, agent, "reject")
 
 
 # --- institutions ------------------------------------------------------------------------------
 
 
-async def customers(request: Request) -> Response:
-    who, agent, refused = await _agent(request)
-    if refused is not None or agent is None:
-        return refused or _not_found(request, who)
+@agents_only
+async def customers(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     web = _web(request)
     found = await web.reader(desk_db.institutions)
     return agent_page(request, who, "desk_customers.html", institutions=found,
                       today=web.clock().date())  # fmt: skip
 
 
-async def customer(request: Request) -> Response:
-    who, agent, refused = await _agent(request)
-    if refused is not None or agent is None:
-        return refused or _not_found(request, who)
+@agents_only
+async def customer(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     web = _web(request)
     number: str = request.path_params["number"]
     error: str | None = None
@@ -431,10 +426,8 @@ async def customer(request: Request) -> Response:
 # --- the agent's own settings ------------------------------------------------------------------
 
 
-async def settings(request: Request) -> Response:
-    who, agent, refused = await _agent(request)
-    if refused is not None or agent is None:
-        return refused or _not_found(request, who)
+@agents_only
+async def settings(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     web = _web(request)
     if request.method == "GET":
         return agent_page(request, who, "desk_settings.html", saved=False)
