@@ -136,6 +136,7 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "tickets.requester": ("Von", "From"),
     "tickets.activity": ("Letzte Aktivität", "Last activity"),
     "tickets.count": ("{total} Tickets", "{total} tickets"),
+    "tickets.count_one": ("1 Ticket", "1 ticket"),
     "tickets.page": ("Seite {page} von {pages}", "Page {page} of {pages}"),
     "tickets.previous": ("Zurück", "Previous"),
     "tickets.next": ("Weiter", "Next"),
