@@ -53,8 +53,11 @@ async def test_agent_logs_in_to_the_desk_and_customers_get_404(env_factory, sink
     env = await web_env(env_factory, sink)
     await first_ticket(env)
     client = await agent_client(env)
-    assert (await client.get("/desk")).status_code == 200
+    desk = await client.get("/desk")
+    assert desk.status_code == 200
+    assert '<a class="brand" href="/desk">Support desk</a>' in desk.text  # the agent's home
     anna = await logged_in(env, ANNA)
+    assert '<a class="brand" href="/">Support-Portal</a>' in (await anna.get("/tickets")).text
     for path in ("/desk", "/desk/tickets/100001", "/desk/customers", "/desk/registrations",
                  "/desk/anything"):  # fmt: skip
         assert (await anna.get(path)).status_code == 404, path
