@@ -1,11 +1,17 @@
 """Take a new database back to before the desk (schema 3), or to before schema 5, for the
-migration tests."""
+migration tests; and store an article the way the tests of those schemas need."""
 
 from __future__ import annotations
 
 import sqlite3
 
-UNDO_DESK = """
+from ticketmail.storage._schema import DESK_SCHEMA
+
+NOW = "2026-11-22T10:00:00+00:00"
+
+# What schema 5 added: the kept counts, the requester index, the index's backlog and the
+# article triggers that feed it.
+DROP_5 = """
 DROP TRIGGER tickets_tally_insert;
 DROP TRIGGER tickets_tally_delete;
 DROP TRIGGER tickets_tally_update;
@@ -15,6 +21,11 @@ DROP TABLE search_backlog;
 DROP TRIGGER articles_search_insert;
 DROP TRIGGER articles_search_delete;
 DROP TRIGGER articles_search_update;
+"""
+
+UNDO_DESK = (
+    DROP_5
+    + """
 DROP TABLE article_search;
 DROP INDEX tickets_owner;
 DROP INDEX tickets_status_updated;
@@ -22,39 +33,17 @@ ALTER TABLE tickets DROP COLUMN owner;
 ALTER TABLE agents DROP COLUMN lang;
 ALTER TABLE agents DROP COLUMN notify;
 """
+)
 
+# Schema 4's article triggers (indexing inside the article's own transaction), as the desk's
+# schema wrote them.
+_FIRST = DESK_SCHEMA.index("CREATE TRIGGER articles_search_insert")
+V4_TRIGGERS = DESK_SCHEMA[_FIRST : DESK_SCHEMA.index("INSERT INTO article_search(article_search)")]
 
 INDEX_BACKLOG = """
 INSERT INTO article_search(rowid, subject, sender, to_json, body_text)
 SELECT a.id, a.subject, a.sender, a.to_json, a.body_text FROM search_backlog b
 JOIN articles a ON a.id = b.article;
-"""
-# Schema 5 back to 4: no kept counts, no backlog, articles indexed by their insert trigger.
-UNDO_5 = """
-DROP TRIGGER tickets_tally_insert;
-DROP TRIGGER tickets_tally_delete;
-DROP TRIGGER tickets_tally_update;
-DROP TABLE ticket_tally;
-DROP INDEX tickets_requester_any;
-DROP TABLE search_backlog;
-DROP TRIGGER articles_search_insert;
-DROP TRIGGER articles_search_delete;
-DROP TRIGGER articles_search_update;
-CREATE TRIGGER articles_search_insert AFTER INSERT ON articles BEGIN
-    INSERT INTO article_search(rowid, subject, sender, to_json, body_text)
-    VALUES (new.id, new.subject, new.sender, new.to_json, new.body_text);
-END;
-CREATE TRIGGER articles_search_delete AFTER DELETE ON articles BEGIN
-    INSERT INTO article_search(article_search, rowid, subject, sender, to_json, body_text)
-    VALUES ('delete', old.id, old.subject, old.sender, old.to_json, old.body_text);
-END;
-CREATE TRIGGER articles_search_update AFTER UPDATE ON articles BEGIN
-    INSERT INTO article_search(article_search, rowid, subject, sender, to_json, body_text)
-    VALUES ('delete', old.id, old.subject, old.sender, old.to_json, old.body_text);
-    INSERT INTO article_search(rowid, subject, sender, to_json, body_text)
-    VALUES (new.id, new.subject, new.sender, new.to_json, new.body_text);
-END;
-PRAGMA user_version = 4;
 """
 
 
@@ -64,4 +53,16 @@ def undo_desk_schema(conn: sqlite3.Connection) -> None:
 
 def undo_schema_5(conn: sqlite3.Connection) -> None:
     """A new database's schema 5 back to what version 4 had (its backlog indexed first)."""
-    conn.executescript(INDEX_BACKLOG + UNDO_5)
+    conn.executescript(INDEX_BACKLOG + DROP_5 + V4_TRIGGERS + "PRAGMA user_version = 4;")
+
+
+def insert_article(
+    conn: sqlite3.Connection, ticket: int, text: str, subject: str = "Frage"
+) -> None:
+    """A customer's article on `ticket`, straight into the table (its triggers fire)."""
+    conn.execute(
+        "INSERT INTO articles(ticket, direction, automatic, sender, to_json, cc_json, subject, "
+        "message_id, in_reply_to, references_json, body_text, reply_text, created_at) "
+        "VALUES (?, 'in', 0, 'anna@schule.example', '[]', '[]', ?, '', '', '[]', ?, ?, ?)",
+        (ticket, subject, text, text, NOW),
+    )

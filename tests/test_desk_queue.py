@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from desk_schema import undo_desk_schema, undo_schema_5
+from desk_schema import insert_article, undo_desk_schema, undo_schema_5
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -46,15 +46,6 @@ def _ticket(conn: sqlite3.Connection, number: int, customer: str = "10042") -> N
         "INSERT INTO tickets(number, customer, requester, subject, status, created_at, "
         "updated_at) VALUES (?, ?, 'anna@schule.example', 'Frage', 'new', ?, ?)",
         (number, customer, NOW, f"2026-11-22T10:{number % 60:02d}:00+00:00"),
-    )
-
-
-def _article(conn: sqlite3.Connection, ticket: int, text: str) -> None:
-    conn.execute(
-        "INSERT INTO articles(ticket, direction, automatic, sender, to_json, cc_json, subject, "
-        "message_id, in_reply_to, references_json, body_text, reply_text, created_at) "
-        "VALUES (?, 'in', 0, 'anna@schule.example', '[]', '[]', 'Frage', '', '', '[]', ?, ?, ?)",
-        (ticket, text, text, NOW),
     )
 
 
@@ -150,8 +141,8 @@ def test_a_search_in_too_many_articles_reads_the_newest(
     for i in range(6):
         _ticket(conn, 100001 + i, customer="10042" if i % 2 == 0 else "20001")
     for i in range(6):  # oldest article first: ticket 100006's is the newest
-        _article(conn, 100001 + i, f"Der Toner ist leer, Nummer {i}.")
-    _article(conn, 100002, "Papierstau im Fach zwei.")
+        insert_article(conn, 100001 + i, f"Der Toner ist leer, Nummer {i}.")
+    insert_article(conn, 100002, "Papierstau im Fach zwei.")
 
     found = _queue(conn, q="toner")
     assert found.bounded

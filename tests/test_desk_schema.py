@@ -7,7 +7,7 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from desk_schema import undo_desk_schema
+from desk_schema import insert_article, undo_desk_schema
 
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage._schema import SCHEMA_VERSION
@@ -17,12 +17,7 @@ NOW = "2026-11-22T10:00:00+00:00"
 
 
 def _article(conn: sqlite3.Connection, ticket: int, text: str) -> None:
-    conn.execute(
-        "INSERT INTO articles(ticket, direction, automatic, sender, to_json, cc_json, subject, "
-        "message_id, in_reply_to, references_json, body_text, reply_text, created_at) "
-        "VALUES (?, 'in', 0, 'anna@schule.example', '[]', '[]', 'Drucker', '', '', '[]', ?, ?, ?)",
-        (ticket, text, text, NOW),
-    )
+    insert_article(conn, ticket, text, subject="Drucker")
 
 
 async def test_a_version_3_database_gets_its_articles_searchable(tmp_path: Path) -> None:
