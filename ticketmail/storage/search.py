@@ -27,7 +27,7 @@ __all__ = ["SearchIndexer", "catch_up", "index_some", "waiting"]
 log = structlog.get_logger()
 
 INDEX_BATCH_ARTICLES = 200
-INDEX_BATCH_CHARS = 512 * 1024  # ~30 ms of tokenizing on the writer thread
+INDEX_BATCH_CHARS = 512 * 1024  # ~16 ms of tokenizing on the writer thread
 INDEX_PAUSE = 0.25  # seconds between the indexer's looks
 BATCH_GAP = 0.02  # seconds after a batch, while the writer is quiet and articles wait
 TRICKLE_LOOKS = 4  # while the writer is busy: one batch every this many looks
