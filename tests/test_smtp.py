@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import aiosmtplib
 from aiosmtpd.smtp import SMTP
@@ -10,6 +11,7 @@ from conftest import SUPPORT, Env, eventually, make_mail
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ticketmail.daemon import REPLY_SHUTTING_DOWN
 from ticketmail.smtp.replies import REPLY_TOO_MANY_SESSIONS
 from ticketmail.smtp.server import TicketSMTP
 
@@ -87,6 +89,26 @@ async def test_sessions_over_the_limit_get_421(env_factory: object) -> None:
         return first.startswith(b"220")
 
     await eventually(greeted, what="a new session greeted with 220 once the others closed")
+
+
+async def test_a_connection_accepted_as_the_daemon_stops_gets_421(env: Env) -> None:
+    """A connection the listener accepted just before it closed, its session made only after
+    the stop began, is answered 421 4.3.2 and closed: no mail starts that the stop would not
+    wait for (it would meet the worker processes closing)."""
+    factory = env.daemon.protocol_factory
+    assert factory is not None
+    session = factory()  # made as the connection was accepted, before the stop
+    ours, theirs = socket.socketpair()
+    stopping = asyncio.create_task(env.daemon.stop(grace=5))
+    await eventually(lambda: factory.refusing is not None, what="the stop to begin")
+    loop = asyncio.get_running_loop()
+    await loop.connect_accepted_socket(lambda: session, ours)
+    reader, writer = await asyncio.open_connection(sock=theirs)
+    line = await asyncio.wait_for(reader.readline(), 5)
+    assert line.decode().rstrip() == REPLY_SHUTTING_DOWN
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+    await stopping
 
 
 async def test_client_gone_during_processing_still_stores_the_mail_once(env: Env) -> None:

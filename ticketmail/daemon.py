@@ -197,8 +197,7 @@ class Daemon:
             grace = self.config.smtp.shutdown_grace_seconds
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        if self._server is not None:
-            self._server.close()
+        self._refuse_new_sessions()
         if self.worker is not None:
             self.worker.stop()
         waiting_told = False
@@ -242,8 +241,7 @@ class Daemon:
         Safe at any instant for the same reason kill -9 is: a mail is committed whole or not
         at all, and only a committed mail was answered 250.
         """
-        if self._server is not None:
-            self._server.close()
+        self._refuse_new_sessions()
         if self.worker is not None:
             self.worker.stop()
         self._cut_sessions()
@@ -254,6 +252,20 @@ class Daemon:
         await self._cancel_worker()
         await self._close_store()
         log.warning("daemon_stopped", forced=True)
+
+    def _refuse_new_sessions(self) -> None:
+        """Close the listener; a connection it accepted just before (its session not made
+        yet) is answered 421 and closed, so no mail starts after the wait for those under way.
+        """
+        if self._factory is not None:
+            self._factory.refusing = REPLY_SHUTTING_DOWN
+        if self._server is not None:
+            self._server.close()
+
+    @property
+    def protocol_factory(self) -> ProtocolFactory | None:
+        """The SMTP sessions' factory (for tests that hand it an accepted socket)."""
+        return self._factory
 
     def _inflight(self) -> set[asyncio.Task[Any]]:
         return set(self.handler.inflight) if self.handler is not None else set()

@@ -73,6 +73,7 @@ class TicketSMTP(FastPaths):
         max_line_bytes: int | None = None,
         max_commands: int | None = None,
         timeout: float = 300.0,
+        refuse: Callable[[], str | None] | None = None,
         **kwargs: Any,
     ) -> None:
         # Every verb counts against the budget: each smtp_* method of this session is wrapped
@@ -95,6 +96,9 @@ class TicketSMTP(FastPaths):
         self._sessions = sessions
         self._max_sessions = max_sessions
         self._over_limit = False
+        # Asked when the connection is made: the reply a new session gets at once instead
+        # (the daemon is stopping), or None.
+        self._refuse = refuse
         self.session_id = next(_session_ids)
 
     def _counted(self, verb: Verb) -> Verb:
@@ -139,19 +143,29 @@ class TicketSMTP(FastPaths):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Called again after STARTTLS, with the TLS transport: that session already has a place.
-        if self not in self._sessions and len(self._sessions) >= self._max_sessions:
-            self._over_limit = True
-            assert isinstance(transport, asyncio.WriteTransport)
-            transport.write(REPLY_TOO_MANY_SESSIONS.encode("ascii") + b"\r\n")
-            transport.close()
-            log.warning("session_refused", reason="too_many_sessions", limit=self._max_sessions)
-            return
+        if self not in self._sessions:
+            refusal = self._refuse() if self._refuse is not None else None
+            if refusal is not None:  # accepted just before the listener closed
+                self._refused(transport, refusal)
+                log.info("session_refused", reason="shutting_down")
+                return
+            if len(self._sessions) >= self._max_sessions:
+                self._refused(transport, REPLY_TOO_MANY_SESSIONS)
+                log.warning("session_refused", reason="too_many_sessions", limit=self._max_sessions)
+                return
         self._sessions.add(self)
         super().connection_made(transport)
         # The idle time counts from here (again after STARTTLS, from the TLS transport).
         self._last_command = self.loop.time()
         if self._idle is None:
             self._idle = self.loop.call_later(self._idle_seconds, self._idle_check)
+
+    def _refused(self, transport: asyncio.BaseTransport, reply: str) -> None:
+        """The one reply, then closed: this session never starts."""
+        self._over_limit = True
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(reply.encode("ascii") + b"\r\n")
+        transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._sessions.discard(self)
@@ -322,6 +336,9 @@ class ProtocolFactory:
         self.sessions = sessions
         self.context = tls_context(config)
         self.protocol = TicketLMTP if config.smtp.lmtp else TicketSMTP
+        # Set when the daemon stops: a connection the listener accepted just before it closed
+        # gets this reply and is closed, instead of a session nobody waits for.
+        self.refusing: str | None = None
 
     def reload_tls(self) -> None:
         """Load the certificate files again; on error keep the old one (ConfigError raised)."""
@@ -343,4 +360,8 @@ class ProtocolFactory:
             require_starttls=False,
             max_commands=smtp.max_commands,
             max_line_bytes=smtp.max_line_bytes,
+            refuse=self._refusal,
         )
+
+    def _refusal(self) -> str | None:
+        return self.refusing
