@@ -34,9 +34,12 @@ TRICKLE_LOOKS = 4  # while the writer is busy: one batch every this many looks
 OTHERS_LOOKS = 20  # while idle, every this many looks: articles another process stored?
 
 
+_WAITING = "SELECT COUNT(*) FROM search_backlog"
+
+
 def waiting(conn: sqlite3.Connection) -> int:
     """How many articles wait to be indexed."""
-    (count,) = conn.execute("SELECT COUNT(*) FROM search_backlog").fetchone()
+    (count,) = conn.execute(_WAITING).fetchone()
     return int(count)
 
 
@@ -72,7 +75,7 @@ async def catch_up(db: Database) -> int:
     batches that took. Articles stored meanwhile are indexed too, as far as the batches
     reach: at most one batch more than were waiting at the start."""
     rounds = 0
-    row = await db.fetchone("SELECT COUNT(*) FROM search_backlog")  # a read: no COMMIT
+    row = await db.fetchone(_WAITING)  # a read: no COMMIT
     left = int(row[0]) if row is not None else 0
     limit = left + 1  # each batch indexes at least one article
     while left and rounds < limit:
@@ -105,7 +108,7 @@ class SearchIndexer:
             if now == mine and not left:  # nothing committed here since it was emptied
                 if looks % OTHERS_LOOKS:
                     continue
-                row = await self._db.fetchone("SELECT COUNT(*) FROM search_backlog")
+                row = await self._db.fetchone(_WAITING)
                 if row is None or not row[0]:  # nor by another process (the CLI)
                     continue
             busy = now != seen
