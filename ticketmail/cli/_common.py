@@ -7,11 +7,10 @@ import asyncio
 import csv
 import io
 import json
-import re
 import sqlite3
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ if TYPE_CHECKING:
     from ticketmail.intake.process import Intake
 
 from ticketmail.errors import NotFoundError, UsageError
+from ticketmail.inputs import parse_day, parse_email
 from ticketmail.storage.store import Store
 
 __all__ = [
@@ -43,9 +43,6 @@ __all__ = [
 ]
 
 LANGS = ("de", "en")
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # only this one of ISO 8601's forms
-# local@domain.tld: no spaces, brackets, quotes or second @; dot-separated non-empty labels.
-_ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"\\]+@[^@\s<>()\[\],;:\"\\.]+(\.[^@\s<>()\[\],;:\"\\.]+)+")
 
 
 def now_utc() -> datetime:
@@ -54,25 +51,6 @@ def now_utc() -> datetime:
 
 def iso_or_none(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="seconds") if moment else None
-
-
-def parse_day(text: str, *, what: str) -> date | None:
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        if not _DATE.fullmatch(text):
-            raise ValueError(text)
-        return date.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{what}: {text!r} is not a date (YYYY-MM-DD)") from None
-
-
-def parse_email(text: str, *, what: str = "email") -> str:
-    value = text.strip()
-    if not _ADDRESS.fullmatch(value) or not value.isprintable():
-        raise UsageError(f"{what}: {text!r} is not a mail address")
-    return value.casefold()
 
 
 def parse_number(text: str, *, what: str) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sqlite3
 from datetime import date
 from pathlib import Path
@@ -13,7 +12,6 @@ from typing import Any
 from ticketmail.cli._common import (
     Verbs,
     now_utc,
-    parse_day,
     plural,
     print_json,
     print_table,
@@ -22,27 +20,12 @@ from ticketmail.cli._common import (
 )
 from ticketmail.config import Config
 from ticketmail.errors import UsageError
+from ticketmail.inputs import parse_day, parse_domains
 from ticketmail.models import (
     Customer,
 )
 from ticketmail.storage import accounts
 from ticketmail.storage.store import CustomerRow, Store
-
-_DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
-
-
-def parse_domains(text: str) -> tuple[str, ...]:
-    """`--domains schule.example,schule-b.example`: mail domains, case-folded; empty: none."""
-    found: list[str] = []
-    for item in text.split(","):
-        domain = item.strip().casefold().removeprefix("@")
-        if not domain:
-            continue
-        if not _DOMAIN.fullmatch(domain):
-            raise UsageError(f"--domains: {item.strip()!r} is not a mail domain")
-        if domain not in found:
-            found.append(domain)
-    return tuple(found)
 
 
 async def save_domains(store: Store, customers: list[str], domains: tuple[str, ...]) -> None:

@@ -14,6 +14,7 @@ from ticketmail.mail.parse import ParsedMail
 from ticketmail.mail.quoted import extract_reply
 from ticketmail.mail.reports import recognise_report
 from ticketmail.models import STATUSES, Agent, TicketRef, User
+from ticketmail.rules import auto_mail_allowed, format_tag
 
 __all__ = [
     "Action",
@@ -163,11 +164,6 @@ def _tag_pattern(tag: str) -> re.Pattern[str]:
     return re.compile(r"\[\s*" + re.escape(tag) + r"\s*#\s*([0-9]{1,12})\s*\]", re.IGNORECASE)
 
 
-def format_tag(tag: str, number: int) -> str:
-    """The subject tag of one ticket, as find_ticket_numbers reads it back."""
-    return f"[{tag}#{number}]"
-
-
 def find_ticket_numbers(subject: str, tag: str) -> tuple[int, ...]:
     """Ticket numbers tagged in a subject, in order of appearance, without repeats."""
     numbers: list[int] = []
@@ -275,28 +271,6 @@ def classify(
         automatic=bool(signals or bounce_signals or loop_signals),
         reasons=tuple(loop_signals + bounce_signals + signals),
     )
-
-
-def auto_mail_allowed(
-    *,
-    suppressed: bool,
-    to_address: int,
-    for_ticket: int | None,
-    max_per_address: int,
-    max_per_ticket: int,
-) -> str | None:
-    """None when an automatic mail may go out, else the reason it is suppressed.
-
-    `to_address` and `for_ticket`: automatic mails sent in the last hour to the recipient
-    and about the ticket (None: no ticket); `suppressed`: the address bounced recently.
-    """
-    if suppressed:
-        return "bounce_block"
-    if to_address >= max_per_address:
-        return "rate_limit_address"
-    if for_ticket is not None and for_ticket >= max_per_ticket:
-        return "rate_limit_ticket"
-    return None
 
 
 def _may_auto_reply(facts: Facts, policy: RoutePolicy, ticket: TicketRef | None) -> str | None:

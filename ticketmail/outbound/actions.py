@@ -16,7 +16,6 @@ from typing import Any
 import structlog
 
 from ticketmail.config import Config
-from ticketmail.intake.route import auto_mail_allowed, format_tag
 from ticketmail.mail.msgid import MessageIds
 from ticketmail.models import AttachmentView, TicketRef, User
 from ticketmail.outbound.compose import (
@@ -26,6 +25,7 @@ from ticketmail.outbound.compose import (
     mail_context,
     thread_references,
 )
+from ticketmail.rules import auto_mail_allowed, format_tag
 from ticketmail.storage.outbox import (
     auto_replies_about,
     auto_replies_to,

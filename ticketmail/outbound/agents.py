@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 import structlog
 
 from ticketmail.config import Config
-from ticketmail.intake.route import auto_mail_allowed, format_tag
 from ticketmail.mail.msgid import MessageIds
 from ticketmail.models import User
 from ticketmail.outbound.compose import Templates, build_mail, mail_context
+from ticketmail.rules import auto_mail_allowed, format_tag
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage.accounts import enqueue
 from ticketmail.storage.records import OutboxRecord

@@ -12,12 +12,13 @@ import structlog
 
 from ticketmail.config import Config
 from ticketmail.intake.admission import route_policy
-from ticketmail.intake.route import Action, Classification, Facts, auto_mail_allowed, decide
+from ticketmail.intake.route import Action, Classification, Facts, decide
 from ticketmail.mail.msgid import MessageIds
 from ticketmail.mail.parse import ParsedMail
 from ticketmail.models import AttachmentView, Customer, User
 from ticketmail.outbound.actions import Desk
 from ticketmail.outbound.agents import customer_wrote
+from ticketmail.rules import auto_mail_allowed
 from ticketmail.storage import accounts
 from ticketmail.storage.mails import mail_facts
 from ticketmail.storage.records import NewTicket, OutboxRecord

@@ -15,9 +15,8 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
-from ticketmail.cli._common import parse_day
-from ticketmail.cli.customers import parse_domains
 from ticketmail.errors import NotFoundError, TicketmailError, UsageError
+from ticketmail.inputs import parse_day, parse_domains
 from ticketmail.models import STATUSES, TicketRef
 from ticketmail.outbound.actions import DeskResult, Origin
 from ticketmail.outbound.compose import OutboundFile

@@ -11,8 +11,8 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ticketmail.cli._common import parse_email
 from ticketmail.errors import UsageError
+from ticketmail.inputs import parse_email
 from ticketmail.storage import accounts
 from ticketmail.storage import desk as desk_db
 from ticketmail.web.actions import account_mail
