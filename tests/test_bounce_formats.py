@@ -161,6 +161,34 @@ def test_forwarded_bounce_with_own_words_stays_a_conversation() -> None:
     assert not cls.automatic
 
 
+_SENDMAIL_TEXT = (
+    "The original message was received at Sun, 22 Nov 2026 09:09:58 +0100\n"
+    "   ----- The following addresses had permanent fatal errors -----\n<eltern@x.example>\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        ("[Fwd: Returned mail: see transcript for details]",  # Netscape, old Mozilla
+         "-------- Original Message --------\nSubject: Returned mail\n"
+         "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example>\n\n" + _SENDMAIL_TEXT),
+        ("FW: Undeliverable: Elternabend",  # Outlook: [mailto:...], no bounce phrase
+         "\n-----Original Message-----\nFrom: Mail Delivery System "
+         "[mailto:MAILER-DAEMON@mx.example]\nSent: Sunday\nSubject: Undeliverable\n\nsorry\n"),
+        ("WG: Unzustellbar: Elternabend",  # iPhone: a mobile signature, the bounce quoted
+         "\n\nVon meinem iPhone gesendet\n\nBegin forwarded message:\n\n"
+         "> From: postmaster@mx.example\n> Subject: Unzustellbar\n"),
+        ("Fwd: Returned mail: see transcript for details", _SENDMAIL_TEXT),  # no separator
+    ],
+)  # fmt: skip
+def test_forwarded_bounce_in_other_clients_forms(subject: str, body: str) -> None:
+    """A bounce forwarded unchanged is recognised in other clients' forward forms too."""
+    cls = _classify(_mail("anna@schule.example", subject, body))
+    assert cls.bounce, cls.reasons
+    assert "forwarded-bounce" in cls.reasons
+
+
 def test_forwarded_mail_that_is_no_bounce_is_a_conversation() -> None:
     """A forwarded mail with a bounce-like subject but a person's mail inside is no bounce."""
     raw = _mail(
@@ -182,10 +210,24 @@ def test_fml_loop_alert_known_by_its_headers_from_any_sender() -> None:
     assert "list-manager-error" in cls.reasons
 
 
-def test_loop_alert_subject_from_a_person_is_no_bounce() -> None:
-    """A person's own mail titled "Loop alert" (a network loop) is a conversation."""
-    cls = _classify(_mail("anna@schule.example", "Loop Alert: Switch im Keller"))
-    assert not cls.automatic
+def test_fml_loop_alert_with_list_tag_known_by_its_message_id() -> None:
+    """fml's Loop Alert behind the list's tag, from a plain address, known by fml's Message-ID."""
+    raw = _mail(
+        "elena@fml.example.org",
+        "[elena:01234] Loop Alert: dup'ed message-id received",
+        "Loop Alert: dup'ed message-id received\n",
+    ).replace(b"<m1@example.org>", b"<202611221900.FMLAAB01234.elena@fml.example.org>")
+    cls = _classify(raw)
+    assert cls.bounce
+    assert "list-manager-error" in cls.reasons
+
+
+@pytest.mark.parametrize("subject", ["Loop Alert: Switch im Keller", "Security alert: Phishing"])
+def test_alert_subject_from_a_person_is_no_bounce(subject: str) -> None:
+    """A person's own "Loop alert" or "Security alert", headers of a mail pasted, is a
+    conversation (fml's notices are known by fml's marks)."""
+    body = "Hallo,\ndiese Mail kreist:\n\nReceived: from mx.example\nMessage-ID: <x@y>\n"
+    assert not _classify(_mail("anna@schule.example", subject, body)).automatic
 
 
 @pytest.mark.parametrize(
@@ -203,6 +245,31 @@ def test_automatic_complaint_is_a_bounce(sender: str, subject: str, headers: str
     cls = _classify(_mail(sender, subject, "A recipient reported your message.\n", headers))
     assert cls.bounce
     assert "complaint" in cls.reasons
+
+
+def test_automatic_complaint_with_neutral_subject_quoting_the_mail() -> None:
+    """An Auto-Submitted report that calls itself a complaint in its text beside the quoted
+    headers of the reported mail is a complaint."""
+    body = (
+        "A user of our service has filed a complaint about the message below.\n\n"
+        "Received: from mail.stueber.de\nMessage-ID: <conf-100001.1@support.stueber.de>\n"
+    )
+    raw = _mail("postmaster-desk@provider.example", "Notification", body,
+                "Auto-Submitted: auto-replied\n")  # fmt: skip
+    assert "complaint" in _classify(raw).reasons
+
+
+def test_arf_fields_written_as_text_are_a_feedback_report() -> None:
+    """An ARF report whose fields stand in the text (no feedback-report part) is a complaint."""
+    body = (
+        "This is an email abuse report.\n\nFeedback-Type: abuse\nUser-Agent: ReportGen/1.0\n"
+        "Version: 1\nOriginal-Rcpt-To: <anna@schule.example>\n"
+    )
+    raw = _mail("reports@provider.example", "Abuse report", body)
+    cls = _classify(raw)
+    assert cls.bounce
+    assert "feedback-report" in cls.reasons
+    assert read_bounce(raw, parse_mail(raw)).recipients == ("anna@schule.example",)
 
 
 def test_complaint_words_without_auto_submitted_are_a_person() -> None:

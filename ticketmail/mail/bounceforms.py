@@ -9,7 +9,6 @@ write plain text (OpenSMTPD, sendmail, qmail, Exim), and the same forwarded by a
 from __future__ import annotations
 
 import re
-from email.utils import parseaddr
 
 from ticketmail.mail.parse import ParsedMail, parse_mail
 
@@ -66,7 +65,8 @@ _BOUNCE_SUBJECT = re.compile(
 # Phrases of delivery software's notices (and the DSN fields some write as plain text): a
 # person asking about a bounce quotes them, a person's own words hardly ever hold them.
 _BOUNCE_TEXT = re.compile(
-    r"this is the mail system at host|this is the mailer-daemon|"
+    r"this is the mail system at host|this is the mailer-daemon|this is the qmail-send program|"
+    r"the original message was received at|"
     r"i'm (?:afraid|sorry)[^\n]{0,40} (?:wasn't|was not|couldn't|could not) (?:able to )?deliver|"
     r"following addresses? had (?:permanent )?fatal errors|transcript of session follows|"
     r"created automatically by mail delivery software|"
@@ -76,23 +76,30 @@ _BOUNCE_TEXT = re.compile(
     r"an error has occurred while attempting to deliver|"
     r"your message (?:did not reach|wasn't delivered|was not delivered|could not be)|"
     r"no valid recipients for this mm|unable to deliver (?:your |the )?message|"
+    r"delivery has failed to these recipients|couldn't be delivered to|"
+    r"konnte nicht zugestellt werden|zustellung an folgende empfänger|"
     r"^[>\s]*(?:final-recipient|diagnostic-code)\s*:|^[>\s]*action\s*:\s*failed|"
     r"^[>\s]*status\s*:\s*5\.\d{1,3}\.\d{1,3}|"
     r"(?:送信|配信|配送)(?:でき|出来)ませんでした|(?:送信|配信|配送)に失敗しました|"
     r"届けることができませんでした|宛先不明|宛先(?:の)?(?:メール)?アドレスが見つかりません",
     re.IGNORECASE | re.MULTILINE,
 )
-# Forward prefixes of mail clients (Fwd, Fw, German WG, French TR, Nordic VS, ENC/RV, I).
-_FORWARD_PREFIX = re.compile(r"^\s*(?:(?:fwd?|wg|tr|vs|enc|rv|i)\s*:\s*)+", re.IGNORECASE)
+# Forward prefixes of mail clients (Fwd, Fw, German WG, French TR, Nordic VS, ENC/RV, I),
+# also Netscape's and old Mozilla's "[Fwd: subject]".
+_FORWARD_PREFIX = re.compile(r"^\s*\[?\s*(?:(?:fwd?|wg|tr|vs|enc|rv|i)\s*:\s*)+", re.IGNORECASE)
 # Where a client's forwarded text begins: its separator or header block, or the bounce.
 _FORWARD_START = re.compile(
     r"^\s*(?:begin forwarded message|[-_=*]{2,}|>|"
     r"(?:from|von|de|subject|betreff|date|datum)\s*:)",
     re.IGNORECASE,
 )
-# A forwarded header block's sender line: `From: Mail Delivery Subsystem <MAILER-DAEMON@x>`.
+# A forwarded header block's sender line naming delivery software, in any client's form:
+# `From: Mail Delivery Subsystem <MAILER-DAEMON@x>`, `Von: ... [mailto:postmaster@x]`.
 _FORWARDED_FROM = re.compile(
-    r"^[>\s*]*(?:from|von|de)\s*:\*?[ \t]*([^\n]{1,300})$", re.IGNORECASE | re.MULTILINE
+    r"^[>\s*]*(?:from|von|de)\s*:[^\n]{0,200}?(?:"
+    r"(?<![\w.-])(?:mailer[-_.]?daemon|mail[-_.]?daemon|post[-_.]?master)@|"
+    r"mailer[-_. ]daemon\b|mail[-_. ]delivery[-_. ](?:subsystem|system|service)\b)",
+    re.IGNORECASE | re.MULTILINE,
 )
 _TEXT_LOOKED_AT = 8000
 _ENCLOSED = frozenset({"message/rfc822", "text/rfc822-headers"})
@@ -153,10 +160,7 @@ def forwarded_bounce(mail: ParsedMail) -> bool:
         return False
     if _own_words(mail.reply_text):
         return False
-    if _bounce_text(mail) or any(
-        _BOUNCE_LOCAL.match(local_part(addr)) or _BOUNCE_NAME.match(name)
-        for name, addr in map(parseaddr, _FORWARDED_FROM.findall(mail.body_text[:_TEXT_LOOKED_AT]))
-    ):
+    if _bounce_text(mail) or _FORWARDED_FROM.search(mail.body_text[:_TEXT_LOOKED_AT]):
         return True
     return any(
         a.content_type == "message/rfc822" and _on_its_face(parse_mail(a.data[:_INNER_BYTES]))

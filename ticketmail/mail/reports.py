@@ -64,14 +64,26 @@ _LIST_ERROR = re.compile(
     r"メンバーではありません|会員ではありません|エラー",
     re.IGNORECASE,
 )
-# fml's notices to whoever sent a mail it will not distribute: a loop, a security check.
+# fml's notices about a mail it will not distribute: a loop, a security check; fml may put
+# the list's tag before them ("[elena:01234] Loop Alert: ...").
 _LIST_SYSTEM_ERROR = re.compile(
-    r"^\s*(?:fml\s+)?(?:loop alert|loop back warning|warning: unix from loop|security alert|"
-    r"fml system error)",
+    r"^\s*(?:\[[^\]\n]{0,80}\]\s*)?(?:fml\s+)?(?:loop alert|loop back warning|"
+    r"warning: unix from loop|security alert|fml system error)",
     re.IGNORECASE,
 )
-# An enclosed mail's header lines in a text body (fml quotes the looping mail so).
-_HEADER_BLOCK = re.compile(r"^(?:message-id|received|x-ml-name|return-path)\s*:", re.I | re.M)
+# fml's own marks where its headers are missing: its Message-ID form, its name in the text.
+_FML_MESSAGE_ID = re.compile(r"^<\d+\.FML[A-Z]*\d*\.", re.IGNORECASE)
+_FML_TEXT = re.compile(r"\bfml\b", re.IGNORECASE)
+# An enclosed mail's header lines in a text body (a complaint quotes the reported mail so).
+_HEADER_BLOCK = re.compile(r"^(?:message-id|received|return-path)\s*:", re.I | re.M)
+# An ARF report (RFC 5965) written as plain text: its Feedback-Type and one more of its fields.
+_ARF_TEXT = re.compile(r"^feedback-type\s*:\s*[\w-]+\s*$", re.I | re.M)
+_ARF_FIELDS = re.compile(
+    r"^(?:user-agent|version|original-mail-from|original-rcpt-to|arrival-date|source-ip|"
+    r"reported-domain)\s*:",
+    re.I | re.M,
+)
+_REPLY_OR_FORWARD = re.compile(r"^\s*\[?\s*(?:re|aw|fwd?|wg|tr|vs|sv)\s*:", re.IGNORECASE)
 # What an automatic complaint calls itself, in its subject or its first lines.
 _COMPLAINT_WORDS = re.compile(
     r"\b(?:complaints?|abuse|(?:spam|junk|phishing)[- ]?(?:reports?|complaints?|notifications?)|"
@@ -100,7 +112,7 @@ def recognise_report(mail: ParsedMail) -> Report | None:
     local, domain = _local_domain(mail.from_addr)
     types = {a.content_type for a in mail.attachments}
     ctype = " ".join(mail.header("content-type"))
-    if "message/feedback-report" in types or _ARF.search(ctype):
+    if "message/feedback-report" in types or _ARF.search(ctype) or _arf_as_text(mail):
         return Report("feedback-report", bounce=True)
     encloses = "message/rfc822" in types or "text/rfc822-headers" in types
     if encloses and _COMPLAINT_LOCAL.match(local):
@@ -114,9 +126,11 @@ def recognise_report(mail: ParsedMail) -> Report | None:
         return Report("forwarded-bounce", bounce=True)
     if _automatic_complaint(mail, local, encloses):
         return Report("complaint", bounce=True)
-    listed = _LIST_LOCAL.match(local) is not None or any(mail.header(h) for h in _LIST_HEADERS)
     if _LIST_SYSTEM_ERROR.match(mail.subject) and (
-        listed or encloses or _HEADER_BLOCK.search(mail.body_text[:_TEXT_LOOKED_AT])
+        _LIST_LOCAL.match(local)
+        or any(mail.header(h) for h in _LIST_HEADERS)
+        or _FML_MESSAGE_ID.match(mail.message_id)
+        or _FML_TEXT.search(mail.body_text[:_TEXT_LOOKED_AT])
     ):
         return Report("list-manager-error", bounce=True)
     if _LIST_LOCAL.match(local):
@@ -133,10 +147,24 @@ def recognise_report(mail: ParsedMail) -> Report | None:
 
 def _automatic_complaint(mail: ParsedMail, local: str, encloses: bool) -> bool:
     """A complaint marked automatic (Auto-Submitted other than "no"): from a complaints
-    address, or calling itself one in its subject, or in its text beside the enclosed mail."""
+    address, or calling itself one in its subject, or in its text beside the reported mail
+    (enclosed, or its header lines quoted)."""
     dsn = mail.content_type == "multipart/report" or mail.has_delivery_status
     if not auto_submitted(mail) or dsn or bounce_sender(mail) is not None:
         return False  # a DSN that names spam as the reason of a refusal is a bounce
     if _COMPLAINT_LOCAL.match(local) or _COMPLAINT_WORDS.search(mail.subject):
         return True
-    return encloses and _COMPLAINT_WORDS.search(mail.body_text[:_TEXT_LOOKED_AT]) is not None
+    text = mail.body_text[:_TEXT_LOOKED_AT]
+    quotes = encloses or _HEADER_BLOCK.search(text) is not None
+    return quotes and _COMPLAINT_WORDS.search(text) is not None
+
+
+def _arf_as_text(mail: ParsedMail) -> bool:
+    """A feedback report whose fields stand in the text, not in a message/feedback-report
+    part (no person's reply or forward: one who asks about a report writes a conversation)."""
+    text = mail.body_text[:_TEXT_LOOKED_AT]
+    return (
+        _ARF_TEXT.search(text) is not None
+        and _ARF_FIELDS.search(text) is not None
+        and not _REPLY_OR_FORWARD.match(mail.subject)
+    )
