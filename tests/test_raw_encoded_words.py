@@ -75,6 +75,16 @@ def test_file_names_with_raw_bytes_in_q_word() -> None:
     assert names == ["Prüfungsplan.pdf", "Schüler ä 1.png"]
 
 
+def test_forwarded_mail_named_after_its_subject_with_raw_bytes() -> None:
+    """An attached mail is named after its subject, the raw byte read in the word's charset."""
+    files = (
+        b"--=_OE5\nContent-Type: message/rfc822\n\nFrom: ben@schule.example\n"
+        b"Subject: " + SUBJECT + b"\n\nText\n"
+    )
+    names = [a.filename for a in parse_mail(_mail(files=files)).attachments]
+    assert names == ["Prüfung morgen.eml"]
+
+
 def test_raw_bytes_in_b_word_are_read_as_text() -> None:
     """Raw 8-bit bytes in a B word (no base64 holds them): no exception, the text as written
     in the named charset."""

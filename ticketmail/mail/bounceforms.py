@@ -54,7 +54,9 @@ _BOUNCE_SUBJECT = re.compile(
     r"^\s*(?:"
     r"undeliver(?:able|ed)\b|non[- ]?deliver(?:y|able)\b|returned mail\b|"
     r"mail delivery (?:failed|failure|system|problem)\b|"
-    r"(?:message |mail )?delivery (?:status notification|failure|failed|notification|problem)|"
+    r"(?:message |mail )?delivery (?:status notification|failure|failed)|"
+    r"(?:message |mail )delivery (?:notification|problem)|"
+    r"delivery notification:\s*delivery has failed|"
     r"failure notice\b|mail system error\b|could not (?:be )?deliver|unable to deliver|"
     r"warning: could not send message|returned to sender\b|message not delivered\b|"
     r"unzustellbar|nicht zustellbar|non remis|onbestelbaar|no se puede entregar|"
@@ -133,8 +135,7 @@ def bounce_by_form(mail: ParsedMail) -> bool:
     mailbox, or with the mail it reports enclosed, or in the words of delivery software."""
     if not _BOUNCE_SUBJECT.match(mail.subject):
         return False
-    local = local_part(mail.from_addr)
-    if _SYSTEM_LOCAL.match(local) or is_noreply(mail.from_addr):
+    if _SYSTEM_LOCAL.match(local_part(mail.from_addr)) or is_noreply(mail.from_addr):
         return True
     encloses = any(a.content_type in _ENCLOSED for a in mail.attachments)
     return encloses or _bounce_text(mail)
