@@ -238,6 +238,8 @@ def test_alert_subject_from_a_person_is_no_bounce(subject: str) -> None:
          "Auto-Submitted: auto-replied\n"),
         ("desk@provider.example", "Beschwerde über unerwünschte Werbung",
          "Auto-Submitted: auto-replied\n"),
+        ("1234567@reports.spamcop.example", "[SpamCop (http://spamcop.example) id:77]Drucker",
+         "Auto-Submitted: auto-generated\n"),
     ],
 )  # fmt: skip
 def test_automatic_complaint_is_a_bounce(sender: str, subject: str, headers: str) -> None:

@@ -88,7 +88,7 @@ _REPLY_OR_FORWARD = re.compile(r"^\s*\[?\s*(?:re|aw|fwd?|wg|tr|vs|sv)\s*:", re.I
 _COMPLAINT_WORDS = re.compile(
     r"\b(?:complaints?|abuse|(?:spam|junk|phishing)[- ]?(?:reports?|complaints?|notifications?)|"
     r"reported (?:it )?as (?:spam|junk)|unsolicited|feedback[- ]report|beschwerde|missbrauch|"
-    r"spam-?meldung)\b|迷惑メール|苦情",
+    r"spam-?meldung|spamcop)\b|迷惑メール|苦情",
     re.IGNORECASE,
 )
 _TEXT_LOOKED_AT = 4000
