@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from ticketmail.mail.bounceforms import bounce_sender, is_noreply
 from ticketmail.mail.parse import ParsedMail
 from ticketmail.mail.quoted import extract_reply
-from ticketmail.mail.reports import recognise_report
+from ticketmail.mail.reports import auto_submitted, recognise_report
 from ticketmail.models import STATUSES, Agent, TicketRef, User
 from ticketmail.rules import auto_mail_allowed, format_tag
 
@@ -127,21 +128,6 @@ _CHALLENGE_AGENT = re.compile(r"^\s*tmda\b", re.IGNORECASE)  # X-Delivery-Agent:
 _NULL_FROM = re.compile(r'^\s*(?:"[^"]*"|[^"<>@]*)\s*<\s*>\s*$')
 _SUPPRESS_VALUES = frozenset({"all", "autoreply", "oof", "dr"})
 _PRECEDENCE_VALUES = frozenset({"bulk", "junk", "list", "auto_reply"})
-# Senders of delivery reports only: mailer-daemon, postmaster (Verizon's post_master, older
-# MTAs' postoffice), Exchange's system mailbox.
-_BOUNCE_LOCAL = re.compile(
-    r"^(?:mailer[-_.]?daemon|mail[-_.]?daemon|post[-_.]?master|post[-_.]?office|"
-    r"microsoftexchange[0-9a-f]*)$",
-    re.I,
-)
-# noreply in its spellings (no-reply, no_reply, no.reply, do-not-reply, donotreply,
-# dont-reply, ne-pas-repondre, ...), also after a prefix ("jira-noreply", "info.noreply").
-_NOREPLY_LOCAL = re.compile(
-    r"^(?:[^@]*[._+-])?(?:no[-_.]?reply|no[-_.]?replies|do[-_.]?not[-_.]?reply|"
-    r"don'?t[-_.]?reply|do[-_.]?not[-_.]?respond|no[-_.]?response|ne[-_.]?pas[-_.]?repondre|"
-    r"nicht[-_.]?antworten|bounces?|notifications?)(?:[+._-].*)?$",
-    re.I,
-)
 _STATUS_LINE = re.compile(r"#status\b[ \t]*(\S*)[ \t]*", re.IGNORECASE)
 # German words an agent may write instead of the status names.
 _STATUS_WORDS: dict[str, str] = {
@@ -205,16 +191,12 @@ def _keyword(value: str) -> str:
     return re.split(r"[;(\s]", value.strip(), maxsplit=1)[0].lower()
 
 
-def _local_part(address: str) -> str:
-    return address.rsplit("@", 1)[0] if "@" in address else address
-
-
 def classify(
     mail: ParsedMail, *, envelope_from: str, policy: RoutePolicy, own_message_id: bool
 ) -> Classification:
     """Which loop-guard signals a mail carries; bounce and own loop are the strongest."""
     signals: list[str] = []
-    if any(_keyword(v) not in ("", "no") for v in mail.header("auto-submitted")):
+    if auto_submitted(mail):
         signals.append("auto-submitted")
     for name in ("precedence", "x-precedence"):
         if any(_keyword(v) in _PRECEDENCE_VALUES for v in mail.header(name)):
@@ -232,7 +214,7 @@ def classify(
     foreign_loop = [v for v in mail.header("x-loop") if policy.loop_token not in v.casefold()]
     if foreign_loop:
         signals.append("x-loop")
-    if _NOREPLY_LOCAL.match(_local_part(mail.from_addr)):
+    if is_noreply(mail.from_addr):
         signals.append("noreply-sender")
     if _OOF_SUBJECT.match(mail.subject):
         signals.append("out-of-office-subject")
@@ -247,8 +229,9 @@ def classify(
         bounce_signals.append("multipart/report")
     if mail.has_delivery_status:
         bounce_signals.append("delivery-status")
-    if _BOUNCE_LOCAL.match(_local_part(mail.from_addr)):
-        bounce_signals.append("mailer-daemon-sender")
+    sender = bounce_sender(mail)
+    if sender is not None:
+        bounce_signals.append(sender)
     if any(_NULL_FROM.match(v) for v in mail.header("from")):
         bounce_signals.append("null-from")
     if envelope_from == "" and not signals:

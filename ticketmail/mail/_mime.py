@@ -16,6 +16,7 @@ from ticketmail.mail.charsets import (
     decode_header_value,
     decode_labelled,
     decode_undeclared,
+    escape_raw_words,
 )
 
 __all__ = [
@@ -66,9 +67,12 @@ def raw_items(msg: Message) -> list[tuple[str, str]]:
 
 
 def clean(value: str, hint: CharsetHint | None = None) -> str:
-    """Text without the surrogate escapes BytesParser leaves for undecodable bytes: UTF-8,
-    else the charset the mail declares, else a guess, else windows-1252 (decode_undeclared);
-    ISO-2022 escape sequences decoded."""
+    """Text without the surrogate escapes BytesParser leaves for undecodable bytes: inside an
+    encoded word Q-encoded for the word's charset; elsewhere UTF-8, else the charset the mail
+    declares, else a guess, else windows-1252 (decode_undeclared); ISO-2022 escapes decoded."""
+    if value.isascii() and "\x1b" not in value:
+        return value
+    value = escape_raw_words(value)  # raw bytes inside an encoded word: in the word's charset
     if value.isascii() and "\x1b" not in value:
         return value
     try:

@@ -18,6 +18,7 @@ __all__ = [
     "decode_header_value",
     "decode_labelled",
     "decode_undeclared",
+    "escape_raw_words",
     "header_bytes",
 ]
 
@@ -220,18 +221,59 @@ def _decode_raw_text(text: str, hint: CharsetHint | None) -> str:
     return decode_undeclared(data, hint)
 
 
-def _word_bytes(encoding: str, payload: str) -> bytes | None:
+# An encoded word holding raw 8-bit bytes, which the parser leaves as surrogate escapes: old
+# Outlook Express and Netscape versions wrote `=?iso-8859-1?Q?Pr<0xFC>fung?=`, the byte
+# unencoded.
+_RAW_IN_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*[\udc80-\udcff][^?]*)\?=")
+_Q_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!*+-/")
+
+
+def escape_raw_words(value: str) -> str:
+    """A raw header value whose encoded words hold raw 8-bit bytes, those bytes Q-encoded, so
+    that the words decode in the charset they name rather than with the rest of the header.
+    A B word with raw bytes is no base64: its text is taken as it stands (best effort)."""
+    if "=?" not in value:
+        return value
+    return _RAW_IN_WORD.sub(_escaped_word, value)
+
+
+def _escaped_word(match: re.Match[str]) -> str:
+    charset, encoding, payload = match.groups()
+    try:
+        data = payload.encode("ascii", errors="surrogateescape")
+    except UnicodeEncodeError:  # characters beyond bytes: nothing raw to rescue
+        return match.group(0)
+    if encoding in "qQ":
+        text = "".join(f"={b:02X}" if b >= 0x80 else chr(b) for b in data)
+    else:
+        text = "".join(chr(b) if b in _Q_SAFE else f"={b:02X}" for b in data)
+    return f"=?{charset}?Q?{text}?="
+
+
+def _literal_bytes(payload: str, codec: str | None) -> bytes:
+    """The bytes of a word's text that is not ASCII: raw bytes (surrogate escapes) as they
+    were, characters already decoded in the charset the word names (else UTF-8)."""
+    try:
+        return payload.encode(codec or "utf-8", errors="surrogateescape")
+    except (UnicodeEncodeError, LookupError):
+        return payload.encode("utf-8", errors="surrogateescape")
+
+
+def _word_bytes(encoding: str, payload: str, codec: str | None = None) -> bytes | None:
+    raw = not payload.isascii()
+    data = _literal_bytes(payload, codec) if raw else payload.encode("ascii")
     if encoding in "bB":
-        cleaned = re.sub(r"[^A-Za-z0-9+/]", "", payload)
-        cleaned += "=" * (-len(cleaned) % 4)
+        if raw:
+            return data  # base64 holds no 8-bit bytes: the text as it stands
+        cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+        cleaned += b"=" * (-len(cleaned) % 4)
         try:
             return base64.b64decode(cleaned)
         except (binascii.Error, ValueError):
             return None
-    data = payload.replace("_", " ")
     try:
-        return binascii.a2b_qp(data.encode("ascii", errors="surrogateescape"), header=True)
-    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return binascii.a2b_qp(data, header=True)  # header: "_" is a space
+    except (binascii.Error, ValueError):
         return None
 
 
@@ -263,7 +305,7 @@ def decode_header_value(raw: str, *, hint: CharsetHint | None = None) -> str:
         if between and not (last_was_word and between.isspace()):
             flush()
             out.append(_decode_raw_text(between, hint))
-        data = _word_bytes(match.group(2), match.group(3))
+        data = _word_bytes(match.group(2), match.group(3), codec_for(match.group(1)))
         if data is None:
             flush()
             out.append(match.group(0))
