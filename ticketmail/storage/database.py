@@ -224,9 +224,14 @@ class Database:
 
 
 async def _close_reader(conn: aiosqlite.Connection) -> None:
-    try:
-        await asyncio.wait_for(conn.close(), READER_CLOSE_SECONDS)
-    except Exception as exc:
+    """Close one reader, waiting READER_CLOSE_SECONDS at most: a close that is still queued
+    behind a read (aiosqlite runs both on the connection's thread) goes on alone."""
+    closing = asyncio.ensure_future(conn.close())
+    done, _ = await asyncio.wait({closing}, timeout=READER_CLOSE_SECONDS)
+    if not done:
+        log.error("reader_close_failed", error=f"not closed within {READER_CLOSE_SECONDS} s")
+    elif closing.exception() is not None:
+        exc = closing.exception()
         log.error("reader_close_failed", error=f"{type(exc).__name__}: {exc}")
 
 
