@@ -7,13 +7,18 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import Env, eventually
+from conftest import Env, eventually, write_config
 from structlog.testing import capture_logs
 from web_support import PASSWORD, Client
+
+from ticketmail.config import load_config
+from ticketmail.errors import ConfigError
+from ticketmail.web.connections import ConnectionCaps, Trusted
 
 pytestmark = pytest.mark.web  # the daemon serves the portal
 
@@ -183,3 +188,28 @@ async def test_forwarded_host_is_never_used(env_factory: Any) -> None:
             response = await proxy.get(path, headers={"Host": "evil.example"})
             assert "evil.example" not in response.headers.get("location", ""), path
             assert "evil.example" not in response.text, path
+
+
+def test_an_ipv6_client_is_one_source_per_64() -> None:
+    """An IPv6 client has a /64 of addresses: the per-source cap counts the /64, so a new
+    address per connection does not get round it; an IPv4-mapped address counts as IPv4."""
+    caps = ConnectionCaps(total=100, per_source=2, proxies=Trusted(["127.0.0.1"]))
+    assert caps.take("2001:db8:1:2::1") is None
+    assert caps.take("2001:db8:1:2::ffff") is None
+    assert caps.take("2001:db8:1:2:abcd::3") == "per_source"
+    assert caps.take("2001:db8:1:3::1") is None  # another network
+    assert caps.take("::ffff:192.0.2.1") is None
+    assert caps.take("192.0.2.1") is None
+    assert caps.take("192.0.2.1") == "per_source"
+    caps.give_back("2001:db8:1:2::ffff")
+    assert caps.take("2001:db8:1:2::7") is None
+
+
+def test_forwarded_allow_ips_must_be_addresses_or_networks(tmp_path: Path) -> None:
+    """A typo in web.forwarded_allow_ips is a config error, not a proxy trusted by name."""
+    path = write_config(
+        tmp_path / "config.toml", tmp_path / "var", None,
+        web={"forwarded_allow_ips": ["127.0.0.1", "10.0.0.0/33"]},
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"web.forwarded_allow_ips: '10.0.0.0/33'"):
+        load_config(path, environ={})

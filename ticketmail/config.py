@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import tomllib
@@ -419,3 +420,11 @@ def _check_web(config: Config) -> None:
     ):
         if value <= 0:
             raise ConfigError(f"{src}: {name}: must be greater than 0, got {value}")
+    for entry in web.forwarded_allow_ips:
+        try:
+            if entry.strip() != "*":
+                ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{src}: web.forwarded_allow_ips: {entry!r} is not an address, a network or *"
+            ) from None

@@ -334,8 +334,9 @@ async def _watchdog(daemon: Daemon, notifier: Notifier, interval: float) -> None
         await asyncio.sleep(interval)
 
 
-def raise_descriptor_limit() -> None:
-    """The soft limit of open descriptors up to the hard one (systemd: LimitNOFILE)."""
+def raise_descriptor_limit(config: Config) -> None:
+    """The soft limit of open descriptors up to the hard one (systemd: LimitNOFILE); a word
+    when the web's connections could take half of them."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = hard
     if hard == resource.RLIM_INFINITY:  # the kernel's nr_open caps it
@@ -345,8 +346,15 @@ def raise_descriptor_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     except (OSError, ValueError) as exc:
         log.warning("descriptor_limit_not_raised", soft=soft, hard=hard, error=str(exc))
-        return
-    log.info("descriptor_limit", soft_before=soft, soft=wanted, hard=hard)
+        wanted = soft
+    else:
+        log.info("descriptor_limit", soft_before=soft, soft=wanted, hard=hard)
+    limited = wanted != resource.RLIM_INFINITY
+    if config.web.enabled and limited and config.web.max_connections * 2 > wanted:
+        log.warning(
+            "web_max_connections_high", max_connections=config.web.max_connections,
+            descriptors=wanted,
+        )  # fmt: skip
 
 
 def _exit_after(seconds: float) -> threading.Timer:
@@ -365,7 +373,7 @@ def _exit_after(seconds: float) -> threading.Timer:
 
 async def serve(config: Config) -> int:
     """Run until SIGTERM or SIGINT; a second one ends it at once. Tell systemd what happens."""
-    raise_descriptor_limit()
+    raise_descriptor_limit(config)
     notifier = Notifier()  # its socket opened now, while descriptors are free
     daemon = Daemon(config)
     loop = asyncio.get_running_loop()

@@ -5,29 +5,20 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-__all__ = ["ConnectionCaps", "Trusted"]
+__all__ = ["ConnectionCaps", "Trusted", "source_of"]
 
 
 class Trusted:
-    """The peers whose X-Forwarded-For is believed (web.forwarded_allow_ips): addresses,
-    networks, or "*" for every peer."""
+    """The peers whose X-Forwarded-For is believed (web.forwarded_allow_ips, checked by the
+    config): addresses, networks, or "*" for every peer."""
 
     def __init__(self, entries: Iterable[str]) -> None:
-        self.everyone = False
-        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        self.names: set[str] = set()
-        for entry in entries:
-            entry = entry.strip()
-            if entry == "*":
-                self.everyone = True
-                continue
-            try:
-                self.networks.append(ipaddress.ip_network(entry, strict=False))
-            except ValueError:
-                self.names.add(entry)
+        stripped = [entry.strip() for entry in entries]
+        self.everyone = "*" in stripped
+        self.networks = [ipaddress.ip_network(e, strict=False) for e in stripped if e != "*"]
 
     def __contains__(self, host: str) -> bool:
-        if self.everyone or host in self.names:
+        if self.everyone:
             return True
         try:
             address = ipaddress.ip_address(host)
@@ -51,17 +42,33 @@ class ConnectionCaps:
     def take(self, host: str) -> str | None:
         if self.open >= self.total:
             return "total"
-        mine = self.by_source.get(host, 0)
-        if host not in self.proxies and mine >= self.per_source:
+        source = source_of(host)
+        mine = self.by_source.get(source, 0)
+        if mine >= self.per_source and host not in self.proxies:
             return "per_source"
         self.open += 1
-        self.by_source[host] = mine + 1
+        self.by_source[source] = mine + 1
         return None
 
     def give_back(self, host: str) -> None:
         self.open -= 1
-        left = self.by_source.get(host, 0) - 1
+        source = source_of(host)
+        left = self.by_source.get(source, 0) - 1
         if left > 0:
-            self.by_source[host] = left
+            self.by_source[source] = left
         else:
-            self.by_source.pop(host, None)
+            self.by_source.pop(source, None)
+
+
+def source_of(host: str) -> str:
+    """What counts as one source: an IPv4 address (also IPv4-mapped), an IPv6 /64 (one
+    client's network: it has addresses enough to take a new one for every connection)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return host
