@@ -29,7 +29,7 @@ STOP_SECONDS = 45.0  # the unit's TimeoutStopSec
 FLOOD = 1_100
 PARTIAL = b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n"  # the headers never end
 PER_SOURCE = 50  # web.max_connections_per_ip's default
-MAX_CPU_SHARE = 0.5  # of one core, over the flood's window
+MAX_CPU_SHARE = 0.2  # of one core over the window (measured: 1-3 %; a busy loop: 50-100 %)
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def test_a_flood_of_silent_connections_leaves_mail_and_the_portal_to_others(
 ) -> None:
     """1,100 web connections from one source that never finish their headers, the daemon at
     1,024 descriptors: a mail from elsewhere gets 250 within 5 s, /login answers within 2 s,
-    the daemon stays below half a core, and SIGTERM ends it within TimeoutStopSec."""
+    the daemon stays below a fifth of a core, and SIGTERM ends it within TimeoutStopSec."""
     service = start_service(web={}, nofile=(1024, 1024))
     _ready(service)
     assert _limits(service.proc.pid) == (1024, 1024)
