@@ -4,6 +4,7 @@ and client addresses from a trusted proxy only."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -87,6 +88,25 @@ async def test_header_timeout_closes_a_silent_connection(env_factory: Any) -> No
         writer.write(b"a=b&c")
         status = await asyncio.wait_for(reader.readline(), 5)
         assert status.startswith(b"HTTP/1.1 "), status
+    finally:
+        writer.close()
+
+
+async def test_an_idle_kept_alive_connection_is_closed(env_factory: Any) -> None:
+    """After a response, a kept-alive connection that sends nothing more is closed after the
+    keep-alive time (5 s), before the header timeout (10 s) would."""
+    env: Env = await env_factory(None)
+    reader, writer = await asyncio.open_connection("127.0.0.1", env.daemon.web_port)
+    try:
+        writer.write(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200 "), head[:80]
+        length = re.search(rb"(?i)content-length: (\d+)", head)
+        assert length is not None, head
+        await reader.readexactly(int(length.group(1)))
+        started = time.monotonic()
+        assert await closed_within(reader, 9.0), "an idle kept-alive connection stayed open"
+        assert 4.0 < time.monotonic() - started < 8.0
     finally:
         writer.close()
 
