@@ -14,7 +14,7 @@ import uvicorn.protocols.http.h11_impl
 from conftest import REPO
 
 from ticketmail.ratelog import RateLog
-from ticketmail.web._uvicorn import PRIVATE_NAMES, WebProtocol, web_protocol
+from ticketmail.web._uvicorn import PRIVATE_NAMES, WebProtocol
 
 PACKAGE = REPO / "ticketmail"
 PRIVATE_MODULE = PACKAGE / "web" / "_uvicorn.py"
@@ -86,7 +86,7 @@ async def test_h11_protocol_is_built_and_driven_as_web_protocol_expects() -> Non
     if state is None or not isinstance(getattr(state, "connections", None), set):
         raise _fail("Server.server_state", "it has no set of connections")
     server.config.load()
-    protocol = web_protocol(server, header_seconds=30, on_close=lambda: None, rate_log=RateLog())
+    protocol = WebProtocol(server, header_seconds=30, on_close=lambda: None, rate_log=RateLog())
     ours, theirs = socket.socketpair()
     loop = asyncio.get_running_loop()
     try:
@@ -112,6 +112,13 @@ async def test_h11_protocol_is_built_and_driven_as_web_protocol_expects() -> Non
         theirs.close()
         await asyncio.sleep(0.05)
     assert protocol not in state.connections
+
+
+def test_serve_still_captures_signals_through_the_method_server_overrides() -> None:
+    """uvicorn.Server.serve installs its signal handlers in capture_signals(), which
+    _uvicorn.Server replaces (the daemon owns SIGTERM and SIGHUP)."""
+    if "self.capture_signals()" not in inspect.getsource(uvicorn.Server.serve):
+        raise _fail("Server.serve", "it no longer installs its signal handlers in capture_signals")
 
 
 @pytest.mark.parametrize("name", ["connection_made", "data_received", "on_response_complete"])

@@ -5,7 +5,7 @@ uvicorn has no timeout for a request's headers. Its `http=` setting takes a prot
 `WebProtocol` is uvicorn's h11 protocol with a timer that runs while the client has not sent
 a request's complete headers (from the connection's start, and again from the end of each
 response while the connection is kept alive). The daemon accepts the connections itself
-(ticketmail.listen) and builds each one's protocol with `web_protocol`, so uvicorn's server
+(ticketmail.listen) and builds each one's `WebProtocol` itself, so uvicorn's server
 runs without a socket of its own: it keeps the Date header current and shuts the
 connections down (they join its `server_state`).
 """
@@ -23,11 +23,13 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ticketmail.ratelog import RateLog
 
-__all__ = ["PRIVATE_NAMES", "Server", "WebProtocol", "web_protocol"]
+__all__ = ["PRIVATE_NAMES", "Server", "WebProtocol"]
 
 # uvicorn's names used here that its documentation does not promise (the pin's comment in
 # pyproject.toml names them too).
-PRIVATE_NAMES = ("H11Protocol", "conn", "on_response_complete", "server_state")
+PRIVATE_NAMES = (
+    "H11Protocol", "capture_signals", "conn", "on_response_complete", "server_state",
+)  # fmt: skip
 
 
 class Server(uvicorn.Server):
@@ -111,11 +113,3 @@ class WebProtocol(H11Protocol):
             peer=peer[0] if peer else "unknown", seconds=self.header_seconds,
         )  # fmt: skip
         transport.close()
-
-
-def web_protocol(
-    server: uvicorn.Server, *, header_seconds: float, on_close: Callable[[], None],
-    rate_log: RateLog,
-) -> WebProtocol:  # fmt: skip
-    """A connection's protocol for `server` (whose `serve(sockets=[])` runs)."""
-    return WebProtocol(server, header_seconds=header_seconds, on_close=on_close, rate_log=rate_log)

@@ -19,7 +19,7 @@ from ticketmail.config import WebConfig
 from ticketmail.errors import TicketmailError
 from ticketmail.listen import BACKLOG, Listener
 from ticketmail.ratelog import RateLog
-from ticketmail.web._uvicorn import Server, WebProtocol, web_protocol
+from ticketmail.web._uvicorn import Server, WebProtocol
 from ticketmail.web.connections import ConnectionCaps, Trusted
 
 __all__ = ["WebServer"]
@@ -103,7 +103,7 @@ class WebServer:
                 limit=self._caps.total if refused == "total" else self._caps.per_source,
             )  # fmt: skip
             return None
-        return web_protocol(
+        return WebProtocol(
             self._server,
             header_seconds=self._header_seconds,
             on_close=lambda: self._caps.give_back(host),
