@@ -14,10 +14,9 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -26,76 +25,18 @@ from conftest import (
     SUPPORT,
     Sink,
     eventually_sync,
-    free_port,
     make_mail,
     run_cli,
     smtp_send,
-    write_config,
 )
+from service_support import SENDER, STOP_SECONDS, Service, Services, StartService
 
 from ticketmail._sdnotify import watchdog_interval
 from ticketmail.storage.paths import DB_NAME
 
-SENDER = "anna@schule.example"
 WATCHDOG_USEC = 2_000_000  # pings every second (half the timeout)
 START_SECONDS = 30.0
-STOP_SECONDS = 15.0  # well below the daemon's 30 s shutdown grace
 UNIT = REPO / "systemd" / "ticketmail.service"
-
-
-class NotifySocket:
-    """The datagram socket systemd would listen on ($NOTIFY_SOCKET), opened by the test."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.messages: list[str] = []
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def wait_for(self, line: str, *, seconds: float, count: int = 1) -> list[str]:
-        """Read datagrams (bounded) until `count` of them carried `line`; return all read."""
-        deadline = time.monotonic() + seconds
-        seen = sum(line in m.splitlines() for m in self.messages)
-        while seen < count:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(
-                    f"{count} x {line!r} not received within {seconds}s; got {self.messages}"
-                )
-            self.sock.settimeout(remaining)
-            try:
-                message = self.sock.recv(4096).decode("utf-8")
-            except TimeoutError:
-                continue
-            self.messages.append(message)
-            seen += line in message.splitlines()
-        return list(self.messages)
-
-
-@dataclass
-class Service:
-    """`ticketmail serve` in a subprocess, as systemd would run it."""
-
-    proc: subprocess.Popen[bytes]
-    port: int
-    config: Path
-    log: Path
-    notify: NotifySocket
-
-    def signal(self, sig: signal.Signals) -> None:
-        self.proc.send_signal(sig)
-
-    def wait(self, seconds: float = STOP_SECONDS) -> int:
-        return self.proc.wait(timeout=seconds)
-
-    def log_text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-
-StartService = Callable[..., Service]
 
 
 @pytest.fixture
@@ -104,39 +45,9 @@ def start_service(tmp_path: Path) -> Iterator[StartService]:
 
     `start_service(relay_port=None, **sections)`: config sections as write_config takes them.
     """
-    started: list[Service] = []
-
-    def start(relay_port: int | None = None, **sections: dict[str, Any]) -> Service:
-        assert not started, "one daemon per test"
-        port = free_port()
-        smtp = {"port": port, **sections.pop("smtp", {})}
-        path = tmp_path / "config.toml"
-        config = write_config(path, tmp_path / "var", relay_port, smtp=smtp, **sections)
-        for args in (
-            ("customer", "add", "10042", "Gymnasium Musterstadt", "--support-until", "2099-12-31"),
-            ("user", "add", SENDER, "--customer", "10042", "--name", "Anna Müller"),
-        ):
-            result = run_cli("--config", str(config), *args)
-            assert result.returncode == 0, result.stderr
-        notify = NotifySocket(tmp_path / "notify.sock")
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("TICKETMAIL_")}
-        environ.pop("WATCHDOG_PID", None)
-        environ.update({"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(WATCHDOG_USEC)})
-        log = tmp_path / "daemon.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "ticketmail", "--config", str(config), "serve"],
-                stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=tmp_path,
-            )  # fmt: skip
-        started.append(Service(proc, port, config, log, notify))
-        return started[-1]
-
-    yield start
-    for service in started:
-        if service.proc.poll() is None:
-            service.proc.kill()
-            service.proc.wait(timeout=10)
-        service.notify.close()
+    services = Services(tmp_path, watchdog_usec=WATCHDOG_USEC)
+    yield services.start
+    services.close()
 
 
 @pytest.fixture
@@ -465,6 +376,8 @@ def test_unit_has_the_hardening_the_issue_asks_for() -> None:
     assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     # systemd must not kill the daemon before its 30 s shutdown grace is over.
     assert unit["TimeoutStopSec"] == ["45s"]
+    # The descriptors the daemon raises its soft limit to (SPEC 8.4): far above the web's cap.
+    assert unit.get("LimitNOFILE") == ["65536"], f"LimitNOFILE=65536 missing in {UNIT.name}"
 
 
 def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import jinja2
 import pytest
 
+from ticketmail.config import WebConfig
 from ticketmail.storage.accounts import WebArticle, WebAttachment, WebTicket
 from ticketmail.web.i18n import translator
 from ticketmail.web.render import page_environment
@@ -86,7 +87,7 @@ def test_rows_beyond_the_kept_number_are_still_right(env: jinja2.Environment) ->
 async def test_portal_connections_send_without_waiting_for_acks() -> None:
     """The portal's listening socket has TCP_NODELAY, which its connections inherit: a body
     never waits (Nagle) for the ACK of its headers."""
-    server = WebServer(object(), host="127.0.0.1", port=0)
+    server = WebServer(object(), WebConfig(host="127.0.0.1", port=0))
     try:
         listening = socket.socket(fileno=os.dup(server.fileno()))
         try:

@@ -5,23 +5,43 @@ from __future__ import annotations
 import os
 import socket
 
-__all__ = ["notify", "watchdog_interval"]
+__all__ = ["Notifier", "watchdog_interval"]
 
 
-def notify(message: str) -> bool:
-    """Send one notification to $NOTIFY_SOCKET; False when not run under systemd."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+class Notifier:
+    """$NOTIFY_SOCKET, connected once at start and kept: a WATCHDOG=1 still goes out when
+    the process has no descriptor left to open a socket with."""
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = None
+        address = os.environ.get("NOTIFY_SOCKET")
+        if not address:
+            return
+        if address.startswith("@"):
+            address = "\0" + address[1:]
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
             sock.connect(address)
-            sock.sendall(message.encode("utf-8"))
-    except OSError:
-        return False
-    return True
+        except OSError:
+            sock.close()
+            return
+        sock.setblocking(False)  # a full queue at systemd's end loses a message, never waits
+        self._sock = sock
+
+    def notify(self, message: str) -> bool:
+        """Send one notification; False when not run under systemd (or it was not taken)."""
+        if self._sock is None:
+            return False
+        try:
+            self._sock.send(message.encode("utf-8"))
+        except OSError:
+            return False
+        return True
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
 def watchdog_interval() -> float | None:

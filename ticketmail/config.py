@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import tomllib
@@ -148,6 +149,12 @@ class WebConfig:
     confirm_hours: float = 24.0
     session_idle_hours: float = 12.0
     ip_login_failures: int = 50
+    # One client cannot take the web away (SPEC 8.4): request headers within this time, open
+    # connections capped in total and per source, client addresses from these proxies only.
+    header_timeout_seconds: float = 10.0
+    max_connections: int = 400
+    max_connections_per_ip: int = 50
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,6 +414,17 @@ def _check_web(config: Config) -> None:
         ("web.confirm_hours", web.confirm_hours),
         ("web.session_idle_hours", web.session_idle_hours),
         ("web.ip_login_failures", web.ip_login_failures),
+        ("web.header_timeout_seconds", web.header_timeout_seconds),
+        ("web.max_connections", web.max_connections),
+        ("web.max_connections_per_ip", web.max_connections_per_ip),
     ):
         if value <= 0:
             raise ConfigError(f"{src}: {name}: must be greater than 0, got {value}")
+    for entry in web.forwarded_allow_ips:
+        try:
+            if entry.strip() != "*":
+                ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{src}: web.forwarded_allow_ips: {entry!r} is not an address, a network or *"
+            ) from None

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import resource
 import signal
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
-from ticketmail._sdnotify import notify, watchdog_interval
+from ticketmail._sdnotify import Notifier, watchdog_interval
 from ticketmail.config import Config
 from ticketmail.errors import ConfigError
 from ticketmail.intake.admission import AdmissionPool
 from ticketmail.intake.process import Intake
+from ticketmail.listen import Listener, listen
 from ticketmail.outbound.compose import Templates
 from ticketmail.outbound.relay import FileTransport, OutboxWorker, SmtpTransport, Transport
 from ticketmail.smtp.server import Handler, ProtocolFactory, TicketSMTP
@@ -33,6 +37,10 @@ log = structlog.get_logger()
 COMMIT_WAIT_SECONDS = 5.0
 # How long closing the database may take at a forced stop.
 CLOSE_WAIT_SECONDS = 5.0
+# After SIGTERM the process ends within the shutdown grace plus this, whatever hangs: the
+# last resort is os._exit (systemd's TimeoutStopSec=45s is above 30 s + 10 s).
+HARD_EXIT_MARGIN_SECONDS = 10.0
+EXIT_OVERDUE = 70  # EX_SOFTWARE
 SHUTDOWN_POLL_SECONDS = 0.05
 # Said to idle sessions when the daemon stops (RFC 5321 4.2.2: 421 closes the channel).
 REPLY_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
@@ -84,7 +92,7 @@ class Daemon:
         self.intake: Intake | None = None
         self.worker: OutboxWorker | None = None
         self.handler: Handler | None = None
-        self._server: asyncio.Server | None = None
+        self._server: Listener | None = None
         self._factory: ProtocolFactory | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._sessions: set[TicketSMTP] = set()
@@ -145,14 +153,9 @@ class Daemon:
             except BaseException:
                 await self._close_store()
                 raise
-        loop = asyncio.get_running_loop()
         try:
-            self._server = await loop.create_server(
-                self._factory,
-                host=cfg.smtp.host,
-                port=cfg.smtp.port,
-                reuse_address=True,
-            )
+            # Accepting pauses when descriptors run out, instead of asyncio's busy loop.
+            self._server = await listen(cfg.smtp.host, cfg.smtp.port, self._factory, name="smtp")
         except OSError:
             await self._stop_web()
             await self._close_store()
@@ -303,7 +306,7 @@ class Daemon:
             await server.stop()
         reader, self._web_reader = self._web_reader, None
         if reader is not None:
-            reader.close()
+            await reader.close()
 
     async def _close_store(self) -> None:
         """Close the store, the intake's worker processes and its reading connections."""
@@ -321,18 +324,57 @@ class Daemon:
                 log.error("store_close_failed", error=f"{type(exc).__name__}: {exc}")
 
 
-async def _watchdog(daemon: Daemon, interval: float) -> None:
+async def _watchdog(daemon: Daemon, notifier: Notifier, interval: float) -> None:
     """Ping systemd every `interval` while the daemon is healthy; silence means restart me."""
     while True:
         if daemon.healthy:
-            notify("WATCHDOG=1")
+            notifier.notify("WATCHDOG=1")
         else:
             log.error("watchdog_withheld", reason="server or outbox worker not running")
         await asyncio.sleep(interval)
 
 
+def raise_descriptor_limit(config: Config) -> None:
+    """The soft limit of open descriptors up to the hard one (systemd: LimitNOFILE); a word
+    when the web's connections could take half of them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard
+    if hard == resource.RLIM_INFINITY:  # the kernel's nr_open caps it
+        wanted = max(soft, 1 << 20) if soft != resource.RLIM_INFINITY else soft
+    try:
+        if wanted != soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (OSError, ValueError) as exc:
+        log.warning("descriptor_limit_not_raised", soft=soft, hard=hard, error=str(exc))
+        wanted = soft
+    else:
+        log.info("descriptor_limit", soft_before=soft, soft=wanted, hard=hard)
+    limited = wanted != resource.RLIM_INFINITY
+    if config.web.enabled and limited and config.web.max_connections * 2 > wanted:
+        log.warning(
+            "web_max_connections_high", max_connections=config.web.max_connections,
+            descriptors=wanted,
+        )  # fmt: skip
+
+
+def _exit_after(seconds: float) -> threading.Timer:
+    """The last resort of a stop: end the process after `seconds`, whatever still runs."""
+
+    def overdue() -> None:
+        log.error("daemon_stop_overdue", seconds=seconds)
+        os._exit(EXIT_OVERDUE)
+
+    timer = threading.Timer(seconds, overdue)
+    timer.name = "ticketmail-stop-deadline"
+    timer.daemon = True  # never what keeps the process alive
+    timer.start()
+    return timer
+
+
 async def serve(config: Config) -> int:
     """Run until SIGTERM or SIGINT; a second one ends it at once. Tell systemd what happens."""
+    raise_descriptor_limit(config)
+    notifier = Notifier()  # its socket opened now, while descriptors are free
     daemon = Daemon(config)
     loop = asyncio.get_running_loop()
     first, second = asyncio.Event(), asyncio.Event()
@@ -343,22 +385,23 @@ async def serve(config: Config) -> int:
             second.set()
             return
         log.info("daemon_stopping", signal=signum.name)
+        _exit_after(config.smtp.shutdown_grace_seconds + HARD_EXIT_MARGIN_SECONDS)
         first.set()
 
     # Before start: a SIGTERM while starting stops the daemon cleanly once it has started.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    loop.add_signal_handler(signal.SIGHUP, _on_hangup, daemon)
+    loop.add_signal_handler(signal.SIGHUP, _on_hangup, daemon, notifier)
     pinger: asyncio.Task[None] | None = None
     try:
         await daemon.start()
         if not first.is_set():
-            notify(f"READY=1\nSTATUS=accepting mail on {config.smtp.host}:{daemon.port}")
+            notifier.notify(f"READY=1\nSTATUS=accepting mail on {config.smtp.host}:{daemon.port}")
         interval = watchdog_interval()
         if interval:
-            pinger = asyncio.create_task(_watchdog(daemon, interval), name="watchdog")
+            pinger = asyncio.create_task(_watchdog(daemon, notifier, interval), name="watchdog")
         await first.wait()
-        notify("STOPPING=1\nSTATUS=stopping: finishing mails under way")
+        notifier.notify("STOPPING=1\nSTATUS=stopping: finishing mails under way")
         stopping = asyncio.create_task(daemon.stop(), name="stop")
         forced = asyncio.create_task(second.wait(), name="second-signal")
         await asyncio.wait({stopping, forced}, return_when=asyncio.FIRST_COMPLETED)
@@ -377,12 +420,13 @@ async def serve(config: Config) -> int:
                 await pinger
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        notifier.close()
     return 0
 
 
-def _on_hangup(daemon: Daemon) -> None:
+def _on_hangup(daemon: Daemon, notifier: Notifier) -> None:
     if daemon.handler is None:  # still starting: what it loads now is current anyway
         return
-    notify("RELOADING=1")
+    notifier.notify("RELOADING=1")
     daemon.reload()
-    notify("READY=1")
+    notifier.notify("READY=1")

@@ -10,7 +10,6 @@ only, and never wait for a COMMIT.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -32,6 +31,8 @@ T = TypeVar("T")
 Params = Sequence[Any] | Mapping[str, Any]  # positional ? or named :name parameters
 
 BUSY_TIMEOUT_MS = 10_000
+# How long closing one read-only connection may take.
+READER_CLOSE_SECONDS = 5.0
 # Read-only connections at most (one read at a time on each).
 READERS = 2
 # With checkpoints in the background (the daemon): how often one runs while there are new
@@ -108,9 +109,10 @@ class _Readers:
         self._idle.put_nowait(conn)
 
     async def close(self) -> None:
+        """Close each (bounded); one that fails is logged and the others still close."""
         conns, self._all = self._all, []
         for conn in conns:
-            await conn.close()
+            await _close_reader(conn)
 
 
 class Database:
@@ -202,16 +204,35 @@ class Database:
             await asyncio.shield(conn.close())
 
     async def close(self) -> None:
-        """Stop the checkpoints; the jobs queued before still go to disk; close everything."""
-        if self._checkpoints is not None:
-            self._checkpoints.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpoints
-            self._checkpoints = None
-        await self._readers.close()
-        # The writer's goes last: the last connection to close copies the WAL into the
-        # database and removes it (a read-only one could not).
-        await self._writer.close()
+        """Stop the checkpoints; the jobs queued before still go to disk; close everything.
+        The writer closes even when closing a reader or the checkpoints' connection failed."""
+        try:
+            if self._checkpoints is not None:
+                checkpoints, self._checkpoints = self._checkpoints, None
+                checkpoints.cancel()
+                try:
+                    await asyncio.wait_for(checkpoints, READER_CLOSE_SECONDS)
+                except asyncio.CancelledError:
+                    pass
+                except Exception as exc:
+                    log.error("reader_close_failed", error=f"{type(exc).__name__}: {exc}")
+            await self._readers.close()
+        finally:
+            # The writer's goes last: the last connection to close copies the WAL into the
+            # database and removes it (a read-only one could not).
+            await self._writer.close()
+
+
+async def _close_reader(conn: aiosqlite.Connection) -> None:
+    """Close one reader, waiting READER_CLOSE_SECONDS at most: a close that is still queued
+    behind a read (aiosqlite runs both on the connection's thread) goes on alone."""
+    closing = asyncio.ensure_future(conn.close())
+    done, _ = await asyncio.wait({closing}, timeout=READER_CLOSE_SECONDS)
+    if not done:
+        log.error("reader_close_failed", error=f"not closed within {READER_CLOSE_SECONDS} s")
+    elif closing.exception() is not None:
+        exc = closing.exception()
+        log.error("reader_close_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def _backstop(conn: sqlite3.Connection) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import os
@@ -13,7 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
 __all__ = ["Reader"]
+
+log = structlog.get_logger()
 
 T = TypeVar("T")
 
@@ -23,6 +28,8 @@ T = TypeVar("T")
 # executor's count on 2 cores, gave a 50-article ticket page 56 ms at p99 under 20 clients;
 # 2 threads gave 33 ms, bench/README.md).
 READER_THREADS = max(2, min(4, os.cpu_count() or 2))
+# How long closing waits for the reads under way.
+CLOSE_SECONDS = 5.0
 
 
 class Reader:
@@ -53,9 +60,32 @@ class Reader:
                 self._connections.append(conn)
         return fn(conn, *args, **kwargs)
 
-    def close(self) -> None:
-        self._threads.shutdown(wait=True)
+    async def close(self, seconds: float = CLOSE_SECONDS) -> None:
+        """No new reads; those under way finish (up to `seconds`, then they are left to the
+        process's end), then the connections are closed. Never blocks the event loop."""
+        loop = asyncio.get_running_loop()
+        joined: asyncio.Future[None] = loop.create_future()
+
+        def join() -> None:
+            self._threads.shutdown(wait=True, cancel_futures=True)
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(_set_done, joined)
+
+        threading.Thread(target=join, name="ticketmail-reader-join", daemon=True).start()
+        try:
+            await asyncio.wait_for(asyncio.shield(joined), seconds)
+        except TimeoutError:
+            log.error("web_reader_close_late", seconds=seconds)
+            return
         with self._lock:
             connections, self._connections = self._connections, []
         for conn in connections:
-            conn.close()
+            try:
+                conn.close()
+            except sqlite3.Error as exc:
+                log.error("web_reader_close_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -43,11 +43,11 @@ async def start_web(
         pages=page_environment(),
         on_queued=on_queued,
     )
-    server = WebServer(build_app(web, intake.metrics), host=config.web.host, port=config.web.port)
+    server = WebServer(build_app(web, intake.metrics), config.web)
     try:
         await server.start()
     except BaseException:
         await server.stop()
-        reader.close()
+        await reader.close()
         raise
     return server, reader
