@@ -148,6 +148,8 @@ class WebConfig:
     confirm_hours: float = 24.0
     session_idle_hours: float = 12.0
     ip_login_failures: int = 50
+    address_login_failures: int = 30
+    ip_mail_requests: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,6 +409,8 @@ def _check_web(config: Config) -> None:
         ("web.confirm_hours", web.confirm_hours),
         ("web.session_idle_hours", web.session_idle_hours),
         ("web.ip_login_failures", web.ip_login_failures),
+        ("web.address_login_failures", web.address_login_failures),
+        ("web.ip_mail_requests", web.ip_mail_requests),
     ):
         if value <= 0:
             raise ConfigError(f"{src}: {name}: must be greater than 0, got {value}")

@@ -79,8 +79,12 @@ _TEXTS: dict[str, tuple[str, str]] = {
     ),
     "confirm.title": ("Registrierung bestätigen", "Confirm your registration"),
     "confirm.text": (
-        "Bestätigen Sie Ihre Registrierung mit dieser Schaltfläche.",
-        "Confirm your registration with this button.",
+        "Bestätigen Sie Ihre Registrierung mit dem Passwort, das Sie bei der Registrierung gewählt haben.",
+        "Confirm your registration with the password you chose when you registered.",
+    ),
+    "confirm.wrong_password": (
+        "Das Passwort stimmt nicht mit dem der Registrierung überein; nichts wurde bestätigt.",
+        "The password is not the one chosen at registration; nothing was confirmed.",
     ),
     "confirm.submit": ("Registrierung bestätigen", "Confirm registration"),
     "confirm.active": (
