@@ -57,7 +57,7 @@ async def _timed_post(http: httpx.AsyncClient, path: str, form: dict[str, str]) 
 
 def _summary(name: str, values: list[float]) -> str:
     q1, median, q3 = statistics.quantiles(values, n=4)
-    return f"{name:<34} median {median:7.1f} ms  (quartiles {q1:.1f} – {q3:.1f}, n={len(values)})"
+    return f"{name:<34} median {median:7.1f} ms  (quartiles {q1:.1f} to {q3:.1f}, n={len(values)})"
 
 
 async def main(requests: int) -> None:
@@ -80,8 +80,10 @@ async def main(requests: int) -> None:
             ) as http:
                 await _timed_post(http, "/password/forgot", {"email": known[-1]})  # warm up
                 for i in range(requests):
-                    for name, address in (("forgot, address with an account", known[i]),
-                                          ("forgot, address without one", f"x{i}@elsewhere.example")):  # fmt: skip
+                    for name, address in (
+                        ("forgot, address with an account", known[i]),
+                        ("forgot, address without one", f"x{i}@elsewhere.example"),
+                    ):
                         ms = await _timed_post(http, "/password/forgot", {"email": address})
                         results.setdefault(name, []).append(ms)
                     for name, address, customer in (

@@ -168,7 +168,9 @@ async def test_an_address_takes_at_most_its_daily_failures_from_strangers(
         stranger = Client(env, source=f"127.0.0.{10 + round_}")
         assert await fail(stranger, ANNA, 4) == [401] * 4
         env.clock.advance(minutes=16)
-    assert (await Client(env, source="127.0.0.12").login(ANNA)).status_code == 429
+    refused = await Client(env, source="127.0.0.12").login(ANNA)
+    assert refused.status_code == 429
+    assert "heute" in refused.text  # not "in 15 minutes"
     env.clock.advance(hours=12)
     assert (await Client(env, source="127.0.0.12").login(ANNA)).status_code == 429
     assert (await anna.login(ANNA)).status_code == 303

@@ -29,6 +29,7 @@ __all__ = [
     "device_cookie_name",
     "failed",
     "gate",
+    "locked_text",
     "remember",
     "source_of",
     "succeeded",
@@ -104,6 +105,11 @@ async def gate(
         log.info("web_login_refused", where=where, reason=blocked, email=email, source=source,
                  device=device is not None)  # fmt: skip
     return Attempt(email, source, device), blocked
+
+
+def locked_text(blocked: str) -> str:
+    """The page's line for a refused attempt (the catalogue key)."""
+    return "login.locked_day" if blocked == "address_day" else "login.locked"
 
 
 async def failed(web: Web, attempt: Attempt, *, now: datetime, where: str) -> None:

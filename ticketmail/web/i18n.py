@@ -61,6 +61,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "Zu viele Fehlversuche. Bitte versuchen Sie es in {minutes} Minuten erneut oder setzen Sie Ihr Passwort zurück.",
         "Too many failed attempts. Please try again in {minutes} minutes, or reset your password.",
     ),
+    "login.locked_day": (
+        "Zu viele Fehlversuche für diese Adresse heute. Bitte setzen Sie Ihr Passwort zurück oder melden Sie sich in einem Browser an, in dem Sie schon angemeldet waren.",
+        "Too many failed attempts at this address today. Please reset your password, or log in from a browser you logged in with before.",
+    ),
     "login.forgot": (
         "Passwort vergessen oder noch keines?",
         "Forgot your password, or have none yet?",

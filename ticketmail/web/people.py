@@ -203,7 +203,7 @@ async def confirm(request: Request) -> Response:
         return _invalid_link(request, who)
     attempt, blocked = await guard.gate(request, web, reg.email, now=now, where="confirm")
     if blocked is not None:
-        return page(request, who, "confirm.html", status=429, error="login.locked")
+        return page(request, who, "confirm.html", status=429, error=guard.locked_text(blocked))
     if not await asyncio.to_thread(verify_password, reg.password_hash, _password(form)):
         await guard.failed(web, attempt, now=now, where="confirm")
         return page(request, who, "confirm.html", status=401, error="confirm.wrong_password")
@@ -250,7 +250,8 @@ async def login(request: Request) -> Response:
     now = web.clock()
     attempt, blocked = await guard.gate(request, web, email, now=now, where="login")
     if blocked is not None:
-        return page(request, who, "login.html", status=429, email=email, error="login.locked")
+        return page(request, who, "login.html", status=429, email=email,
+                    error=guard.locked_text(blocked))  # fmt: skip
     record, agent = await web.reader(desk_db.login_record, email)
     ok = await asyncio.to_thread(
         verify_password, record.password_hash if record else None, password
@@ -393,7 +394,8 @@ async def _change_password(
     now = web.clock()
     attempt, blocked = await guard.gate(request, web, me.email, now=now, where="account")
     if blocked is not None:
-        return page(request, who, "account.html", status=429, notice=None, error="login.locked")
+        return page(request, who, "account.html", status=429, notice=None,
+                    error=guard.locked_text(blocked))  # fmt: skip
     current, new = _password(form, "current_password"), _password(form)
     record = await web.reader(accounts.login_record, me.email)
     ok = await asyncio.to_thread(verify_password, record.password_hash if record else None, current)
