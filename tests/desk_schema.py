@@ -1,5 +1,5 @@
-"""Take a new database back to before the desk (schema 3), or to before schema 5, for the
-migration tests; and store an article the way the tests of those schemas need."""
+"""Take a new database back to before the desk (schema 3), or to before schema 5 or 6, for
+the migration tests; and store an article the way the tests of those schemas need."""
 
 from __future__ import annotations
 
@@ -8,6 +8,17 @@ import sqlite3
 from ticketmail.storage._schema import DESK_SCHEMA
 
 NOW = "2026-11-22T10:00:00+00:00"
+
+# What schema 6 added: the login limits' device column and cleared mark, the locks per
+# device (back to one per address), the mail requests.
+DROP_6 = """
+DROP TABLE mail_requests;
+DROP INDEX login_failures_device;
+ALTER TABLE login_failures DROP COLUMN device;
+ALTER TABLE login_failures DROP COLUMN cleared;
+DROP TABLE login_locks;
+CREATE TABLE login_locks (email TEXT PRIMARY KEY, until TEXT NOT NULL);
+"""
 
 # What schema 5 added: the kept counts, the requester index, the index's backlog and the
 # article triggers that feed it.
@@ -24,7 +35,8 @@ DROP TRIGGER articles_search_update;
 """
 
 UNDO_DESK = (
-    DROP_5
+    DROP_6
+    + DROP_5
     + """
 DROP TABLE article_search;
 DROP INDEX tickets_owner;
@@ -51,9 +63,14 @@ def undo_desk_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(UNDO_DESK)
 
 
+def undo_schema_6(conn: sqlite3.Connection) -> None:
+    """A new database's schema 6 back to what version 5 had."""
+    conn.executescript(DROP_6 + "PRAGMA user_version = 5;")
+
+
 def undo_schema_5(conn: sqlite3.Connection) -> None:
-    """A new database's schema 5 back to what version 4 had (its backlog indexed first)."""
-    conn.executescript(INDEX_BACKLOG + DROP_5 + V4_TRIGGERS + "PRAGMA user_version = 4;")
+    """A new database's schema 6 back to what version 4 had (its backlog indexed first)."""
+    conn.executescript(DROP_6 + INDEX_BACKLOG + DROP_5 + V4_TRIGGERS + "PRAGMA user_version = 4;")
 
 
 def insert_article(

@@ -118,6 +118,7 @@ async def test_register_confirm_approve_open_reply_logout_in_chromium(
     link = re.search(r"http://127\.0\.0\.1:8080(/register/confirm/\S+)", mail.message.get_content())
     assert link
     await page.goto(link.group(1))
+    await page.get_by_label("Passwort").fill(PASSWORD)  # the one chosen at registration
     await page.get_by_role("button", name="Registrierung bestätigen").click()
     assert "bestätigt" in await page.inner_text("main")
     result = await env.cli("user", "approve", EVE)

@@ -242,7 +242,7 @@ async def test_registrations_are_approved_or_rejected_in_the_desk(env_factory, s
         confirm = await next_mail_to(sink, email, after=0)
         path = re.search(r"http://127\.0\.0\.1:8080(/register/confirm/\S+)", body(confirm))
         assert path is not None
-        await visitor.post(path.group(1), {}, form_page=path.group(1))
+        await visitor.post(path.group(1), {"password": PASSWORD}, form_page=path.group(1))
         page = await client.get("/desk/registrations")
         found = re.search(rf'id="registration-(\d+)">\s*<td[^>]*>{re.escape(email)}', page.text)
         assert found, page.text

@@ -1,14 +1,15 @@
-"""The portal's tables come to an existing database by migration 2 -> 3, keeping its data."""
+"""The portal's tables come to an existing database by migration 2 -> 3 (its limits by
+5 -> 6), keeping its data."""
 
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from desk_schema import undo_desk_schema
+from desk_schema import undo_desk_schema, undo_schema_6
 
-from ticketmail.storage import accounts
+from ticketmail.storage import accounts, logins
 from ticketmail.storage._schema import SCHEMA_VERSION
 from ticketmail.storage.store import CustomerRow, Store, UserRow
 
@@ -46,6 +47,40 @@ async def test_a_version_2_database_gets_the_portal_tables_and_keeps_its_data(
         await store.close()
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     finally:
         conn.close()
+
+
+async def test_a_version_5_database_keeps_its_login_locks_and_failures(tmp_path: Path) -> None:
+    """Migration 5 -> 6 keeps a lock as the lock for browsers without a device cookie, and
+    the failures as counting for their address and source."""
+    store = await Store.open(tmp_path)
+    await store.close()
+    path = tmp_path / "ticketmail.sqlite3"
+    conn = sqlite3.connect(path)
+    with conn:
+        undo_schema_6(conn)
+        conn.execute(
+            "INSERT INTO login_locks(email, until) VALUES ('anna@schule.example', ?)",
+            ((NOW + timedelta(minutes=10)).isoformat(timespec="seconds"),),
+        )
+        conn.executemany(
+            "INSERT INTO login_failures(email, ip, at) VALUES (?, '192.0.2.1', ?)",
+            [("ben@schule.example", NOW.isoformat(timespec="seconds"))] * 3,
+        )
+    conn.close()
+
+    store = await Store.open(tmp_path)
+    try:
+        limits = logins.LoginLimits(address_per_day=3, source_per_window=3)
+
+        def blocked(conn: sqlite3.Connection, email: str) -> str | None:
+            return logins.login_blocked(
+                conn, email, source="192.0.2.9", device=None, now=NOW, limits=limits
+            )
+
+        assert await store.write(lambda c: blocked(c, "anna@schule.example")) == "address"
+        assert await store.write(lambda c: blocked(c, "ben@schule.example")) == "address_day"
+    finally:
+        await store.close()

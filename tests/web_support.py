@@ -27,7 +27,8 @@ TIMEOUT = httpx.Timeout(20.0)
 class Client:
     """One browser's worth of cookies against the daemon's portal, over real HTTP."""
 
-    def __init__(self, env: Env, *, lang: str = "de") -> None:
+    def __init__(self, env: Env, *, lang: str = "de", source: str | None = None) -> None:
+        """`source`: the local address to connect from (127.0.0.2, ...), a source of its own."""
         self.env = env
         self.http = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{env.daemon.web_port}",
@@ -35,7 +36,9 @@ class Client:
             timeout=TIMEOUT,
             headers={"Accept-Language": lang},
             # No connection outlives its request: a test never has to close a client.
-            limits=httpx.Limits(max_keepalive_connections=0),
+            transport=httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(max_keepalive_connections=0), local_address=source
+            ),
         )
         self.csrf = ""
 

@@ -149,6 +149,8 @@ class WebConfig:
     confirm_hours: float = 24.0
     session_idle_hours: float = 12.0
     ip_login_failures: int = 50
+    address_login_failures: int = 30
+    ip_mail_requests: int = 20
     # One client cannot take the web away (SPEC 8.4): request headers within this time, open
     # connections capped in total and per source, client addresses from these proxies only.
     header_timeout_seconds: float = 10.0
@@ -414,6 +416,8 @@ def _check_web(config: Config) -> None:
         ("web.confirm_hours", web.confirm_hours),
         ("web.session_idle_hours", web.session_idle_hours),
         ("web.ip_login_failures", web.ip_login_failures),
+        ("web.address_login_failures", web.address_login_failures),
+        ("web.ip_mail_requests", web.ip_mail_requests),
         ("web.header_timeout_seconds", web.header_timeout_seconds),
         ("web.max_connections", web.max_connections),
         ("web.max_connections_per_ip", web.max_connections_per_ip),

@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # The customer portal (SPEC 8): mail domains that vouch for an institution's users, login
 # passwords (Argon2id), registrations, single-use tokens (stored hashed), server-side sessions
@@ -154,6 +154,36 @@ ON articles BEGIN
 END;
 """
 
+# The portal's login and mail limits (SPEC 8.2): a failed login names the browser's device
+# cookie (`device`, a hash of its nonce; NULL for a browser without one) and is `cleared`,
+# not deleted, when a reset lifts the address's locks (a source's count never goes down);
+# a lock belongs to an address and a device ('' for every browser without a device cookie);
+# every request for a reset or confirmation mail is kept for an hour's counts. The locks of
+# version 5 are kept as locks for browsers without a device cookie.
+LIMITS_SCHEMA = """
+ALTER TABLE login_failures ADD COLUMN device TEXT;
+ALTER TABLE login_failures ADD COLUMN cleared INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX login_failures_device ON login_failures(email, device, at);
+CREATE TABLE login_locks_6 (
+    email TEXT NOT NULL,
+    device TEXT NOT NULL,
+    until TEXT NOT NULL,
+    PRIMARY KEY (email, device)
+) WITHOUT ROWID;
+INSERT INTO login_locks_6(email, device, until) SELECT email, '', until FROM login_locks;
+DROP TABLE login_locks;
+ALTER TABLE login_locks_6 RENAME TO login_locks;
+CREATE TABLE mail_requests (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL,
+    source TEXT NOT NULL,
+    at TEXT NOT NULL,
+    granted INTEGER NOT NULL
+);
+CREATE INDEX mail_requests_email ON mail_requests(email, granted, at);
+CREATE INDEX mail_requests_source ON mail_requests(source, at);
+"""
+
 SCHEMA = (
     """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -296,6 +326,7 @@ CREATE TABLE quarantine (
     + WEB_SCHEMA
     + DESK_SCHEMA
     + QUEUE_SCHEMA
+    + LIMITS_SCHEMA
 )
 
 # What takes a database of version N to N + 1: MIGRATIONS[N - 1]. A new database gets
@@ -314,6 +345,8 @@ CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
     DESK_SCHEMA,
     # 4 -> 5: the desk's counts per status and owner; articles indexed after their commit.
     QUEUE_SCHEMA,
+    # 5 -> 6: login limits per device cookie, address and source; mail requests counted.
+    LIMITS_SCHEMA,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1
 

@@ -1,5 +1,5 @@
 """Every SQL statement of the customer portal: accounts, registrations, tokens, sessions,
-login failures, institutions' mail domains, and the tickets a customer may see.
+institutions' mail domains, and the tickets a customer may see (login limits: `logins`).
 
 Plain functions on a `sqlite3.Connection`: the writes run inside `Store.write(fn)` (their own
 transaction, on the database thread), the reads on any connection (the portal's readers).
@@ -18,14 +18,13 @@ from typing import Any
 from ticketmail.errors import NotFoundError, RefusedError
 from ticketmail.models import Customer
 from ticketmail.storage._rows import iso
+from ticketmail.storage.logins import lift_locks
 from ticketmail.storage.mails import next_ticket_number
 from ticketmail.storage.outbox import insert_outbox
 from ticketmail.storage.records import ArticleRecord, NewTicket, OutboxRecord
 from ticketmail.storage.tickets import insert_article, insert_ticket, ticket_ref, touch_ticket
 
 __all__ = [
-    "LOCK_MINUTES",
-    "MAX_ADDRESS_FAILURES",
     "Identity",
     "LoginRecord",
     "Registration",
@@ -39,7 +38,6 @@ __all__ = [
     "approve_registration",
     "attachment_of",
     "auto_mail_state",
-    "clear_login_failures",
     "confirm_registration",
     "create_session",
     "customer_of",
@@ -51,12 +49,11 @@ __all__ = [
     "is_pending",
     "issue_token",
     "list_tickets",
-    "login_blocked",
     "login_record",
     "next_ticket_number",
     "open_web_ticket",
     "peek_token",
-    "record_login_failure",
+    "registration_of",
     "reject_registration",
     "session_email",
     "set_domains",
@@ -70,12 +67,6 @@ __all__ = [
     "web_article",
 ]
 
-# SPEC 8.2: five failures for one address within 15 minutes lock it for 15 minutes.
-MAX_ADDRESS_FAILURES = 5
-LOCK_MINUTES = 15
-FAILURE_WINDOW = timedelta(minutes=LOCK_MINUTES)
-# Failed logins are kept this long (the windows look back 15 minutes).
-FAILURES_KEPT = timedelta(days=1)
 # Articles a customer sees (written in every query below as it stands here): written by a
 # person (a.automatic = 0), to or from the customer (a.direction IN ('in', 'out')).
 
@@ -227,12 +218,9 @@ def add_registration(
     password_hash: str,
     now: datetime,
 ) -> int:
-    """A new unconfirmed registration; older unconfirmed ones of the address are void."""
-    conn.execute(
-        "UPDATE registrations SET status = 'superseded', decided_at = ? "
-        "WHERE email = ? AND status = 'unconfirmed'",
-        (iso(now), email),
-    )
+    """A new unconfirmed registration. Older unconfirmed ones of the address stay valid
+    (a stranger's registration must not void the owner's): each has its own link and
+    password, and the first confirmed makes the others void."""
     cur = conn.execute(
         "INSERT INTO registrations(email, customer, name, lang, password_hash, status, "
         "created_at) VALUES (?, ?, ?, ?, ?, 'unconfirmed', ?)",
@@ -252,10 +240,9 @@ def issue_token(
     now: datetime,
     expires: datetime,
 ) -> None:
-    """A single-use token; the address's older unused ones of the same kind are void."""
-    conn.execute(
-        "DELETE FROM web_tokens WHERE email = ? AND kind = ? AND used_at IS NULL", (email, kind)
-    )
+    """A single-use token. The address's other tokens stay valid: a request nobody logged in
+    made never voids a link already mailed (using one, or a new password, voids them)."""
+    conn.execute("DELETE FROM web_tokens WHERE expires_at < ?", (iso(now - timedelta(days=1)),))
     conn.execute(
         "INSERT INTO web_tokens(hash, kind, email, registration, created_at, expires_at) "
         "VALUES (?, ?, ?, ?, ?, ?)",
@@ -278,27 +265,49 @@ def peek_token(
 def take_token(
     conn: sqlite3.Connection, token_hash: str, *, kind: str, now: datetime
 ) -> Token | None:
-    """The token when valid, used up by this call."""
+    """The token when valid, used up by this call; a reset link used voids the address's
+    other reset links."""
     token = peek_token(conn, token_hash, kind=kind, now=now)
     if token is not None:
         conn.execute("UPDATE web_tokens SET used_at = ? WHERE hash = ?", (iso(now), token_hash))
+        if kind == "reset":
+            _void_resets(conn, token.email)
     return token
 
 
+def _void_resets(conn: sqlite3.Connection, email: str) -> None:
+    conn.execute(
+        "DELETE FROM web_tokens WHERE email = ? AND kind = 'reset' AND used_at IS NULL", (email,)
+    )
+
+
+def registration_of(conn: sqlite3.Connection, registration: int) -> Registration | None:
+    """An unconfirmed registration whose address has no account yet, else None (a
+    confirmation never changes an existing account)."""
+    row = conn.execute(
+        "SELECT * FROM registrations WHERE id = ? AND status = 'unconfirmed'", (registration,)
+    ).fetchone()
+    if row is None or account_exists(conn, row["email"]) is not None:
+        return None
+    return _registration(row)
+
+
 def _activate(conn: sqlite3.Connection, reg: Registration, *, now: datetime) -> None:
-    """The registration becomes a user of its institution, with its password."""
+    """The registration becomes a user of its institution, with its password; a user of
+    the address made meanwhile (`user add`) keeps their own password."""
     if conn.execute("SELECT 1 FROM agents WHERE email = ?", (reg.email,)).fetchone():
         raise RefusedError(f"{reg.email} is an agent's address, not a customer's")
-    conn.execute(
+    cur = conn.execute(
         "INSERT INTO users(email, customer, name, lang, created_at) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT(email) DO NOTHING",
         (reg.email, reg.customer, reg.name, reg.lang, iso(now)),
     )
-    conn.execute(
-        "INSERT INTO passwords(email, hash, changed_at) VALUES (?, ?, ?) "
-        "ON CONFLICT(email) DO UPDATE SET hash = excluded.hash, changed_at = excluded.changed_at",
-        (reg.email, reg.password_hash, iso(now)),
-    )
+    if cur.rowcount:
+        conn.execute(
+            "INSERT INTO passwords(email, hash, changed_at) VALUES (?, ?, ?) ON CONFLICT(email) "
+            "DO UPDATE SET hash = excluded.hash, changed_at = excluded.changed_at",
+            (reg.email, reg.password_hash, iso(now)),
+        )
     conn.execute(
         "UPDATE registrations SET status = 'approved', decided_at = ? WHERE id = ?",
         (iso(now), reg.id),
@@ -306,13 +315,18 @@ def _activate(conn: sqlite3.Connection, reg: Registration, *, now: datetime) -> 
 
 
 def confirm_registration(conn: sqlite3.Connection, registration: int, *, now: datetime) -> str:
-    """A confirmed registration: 'active' when its domain vouches for it (or the address
-    has become a user meanwhile), else 'pending' until an agent approves it; 'void' when it
-    was superseded or decided meanwhile."""
-    row = conn.execute("SELECT * FROM registrations WHERE id = ?", (registration,)).fetchone()
-    if row is None or row["status"] != "unconfirmed":
+    """A confirmed registration: 'active' when its domain vouches for it, else 'pending'
+    until an agent approves it; 'void' when it was decided meanwhile or its address has
+    become an account (a user, an agent, a pending one): then nothing changes. The
+    address's other unconfirmed registrations are void from now on."""
+    reg = registration_of(conn, registration)
+    if reg is None:
         return "void"
-    reg = _registration(row)
+    conn.execute(
+        "UPDATE registrations SET status = 'superseded', decided_at = ? "
+        "WHERE email = ? AND status = 'unconfirmed' AND id != ?",
+        (iso(now), reg.email, reg.id),
+    )
     conn.execute(
         "UPDATE registrations SET confirmed_at = ?, status = 'pending' WHERE id = ?",
         (iso(now), reg.id),
@@ -325,11 +339,6 @@ def confirm_registration(conn: sqlite3.Connection, registration: int, *, now: da
     if vouched is not None:
         _activate(conn, reg, now=now)
         return "active"
-    conn.execute(
-        "UPDATE registrations SET status = 'superseded', decided_at = ? "
-        "WHERE email = ? AND status = 'pending' AND id != ?",
-        (iso(now), reg.email, reg.id),
-    )
     return "pending"
 
 
@@ -387,8 +396,8 @@ def login_record(conn: sqlite3.Connection, email: str) -> LoginRecord | None:
 def set_password(
     conn: sqlite3.Connection, email: str, password_hash: str, *, now: datetime
 ) -> bool:
-    """Set a user's (or pending account's) password; lifts the address's login lock.
-    False when the address has no account a password belongs to."""
+    """Set a user's (or pending account's) password; lifts every lock on the address and
+    voids its reset links. False when the address has no account a password belongs to."""
     known = conn.execute(
         "SELECT 1 FROM users WHERE email = :e UNION ALL SELECT 1 FROM agents WHERE email = :e",
         {"e": email},
@@ -406,51 +415,9 @@ def set_password(
         conn.execute(
             "UPDATE registrations SET password_hash = ? WHERE id = ?", (password_hash, reg.id)
         )
-    conn.execute("DELETE FROM login_failures WHERE email = ?", (email,))
-    conn.execute("DELETE FROM login_locks WHERE email = ?", (email,))
+    lift_locks(conn, email)
+    _void_resets(conn, email)
     return True
-
-
-def login_blocked(
-    conn: sqlite3.Connection, email: str, ip: str, *, now: datetime, ip_limit: int
-) -> str | None:
-    """'address' while the address is locked, 'ip' while the IP address is over its limit."""
-    lock = conn.execute(
-        "SELECT 1 FROM login_locks WHERE email = ? AND until > ?", (email, iso(now))
-    ).fetchone()
-    if lock is not None:
-        return "address"
-    (count,) = conn.execute(
-        "SELECT COUNT(*) FROM login_failures WHERE ip = ? AND at > ?",
-        (ip, iso(now - FAILURE_WINDOW)),
-    ).fetchone()
-    return "ip" if count >= ip_limit else None
-
-
-def record_login_failure(conn: sqlite3.Connection, email: str, ip: str, *, now: datetime) -> bool:
-    """Count a failed login; True when the address is locked by it."""
-    conn.execute("DELETE FROM login_failures WHERE at < ?", (iso(now - FAILURES_KEPT),))
-    conn.execute(
-        "INSERT INTO login_failures(email, ip, at) VALUES (?, ?, ?)", (email, ip, iso(now))
-    )
-    (count,) = conn.execute(
-        "SELECT COUNT(*) FROM login_failures WHERE email = ? AND at > ?",
-        (email, iso(now - FAILURE_WINDOW)),
-    ).fetchone()
-    if count < MAX_ADDRESS_FAILURES:
-        return False
-    conn.execute(
-        "INSERT INTO login_locks(email, until) VALUES (?, ?) "
-        "ON CONFLICT(email) DO UPDATE SET until = excluded.until",
-        (email, iso(now + FAILURE_WINDOW)),
-    )
-    conn.execute("DELETE FROM login_failures WHERE email = ?", (email,))
-    return True
-
-
-def clear_login_failures(conn: sqlite3.Connection, email: str) -> None:
-    """A successful login: the address's count starts again."""
-    conn.execute("DELETE FROM login_failures WHERE email = ?", (email,))
 
 
 def create_session(

@@ -189,19 +189,23 @@ def account_mail(
     customer: str,
     link: str,
     now: datetime,
+    send: bool = True,
 ) -> bool:
     """Queue a mail about an account (rate-limited like every automatic mail); True when
-    queued."""
+    queued. With `send` false the mail is composed and not queued (the same work, for a
+    page that must take the same time whether or not it mails)."""
     blocked, recent = accounts.auto_mail_state(conn, email, since=now - timedelta(hours=1), now=now)
     reason = auto_mail_allowed(
         suppressed=blocked, to_address=recent, for_ticket=None,
         max_per_address=config.policy.max_auto_replies_per_hour, max_per_ticket=0,
     )  # fmt: skip
+    user = User(email, name, lang, Customer(customer, "", None, None))
+    record = desk.account_mail(kind, user=user, link=link, now=now)
+    if not send:
+        return False
     if reason is not None:
         log.info("notice_suppressed", kind=kind, reason=reason, recipient=email)
         return False
-    user = User(email, name, lang, Customer(customer, "", None, None))
-    record = desk.account_mail(kind, user=user, link=link, now=now)
     entry = accounts.enqueue(conn, record, now=now)
     log.info("notice_queued", kind=kind, outbox=entry, recipient=email, lang=lang)
     return True

@@ -61,6 +61,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "Zu viele Fehlversuche. Bitte versuchen Sie es in {minutes} Minuten erneut oder setzen Sie Ihr Passwort zurück.",
         "Too many failed attempts. Please try again in {minutes} minutes, or reset your password.",
     ),
+    "login.locked_day": (
+        "Zu viele Fehlversuche für diese Adresse heute. Bitte setzen Sie Ihr Passwort zurück oder melden Sie sich in einem Browser an, in dem Sie schon angemeldet waren.",
+        "Too many failed attempts at this address today. Please reset your password, or log in from a browser you logged in with before.",
+    ),
     "login.forgot": (
         "Passwort vergessen oder noch keines?",
         "Forgot your password, or have none yet?",
@@ -79,8 +83,12 @@ _TEXTS: dict[str, tuple[str, str]] = {
     ),
     "confirm.title": ("Registrierung bestätigen", "Confirm your registration"),
     "confirm.text": (
-        "Bestätigen Sie Ihre Registrierung mit dieser Schaltfläche.",
-        "Confirm your registration with this button.",
+        "Bestätigen Sie Ihre Registrierung mit dem Passwort, das Sie bei der Registrierung gewählt haben.",
+        "Confirm your registration with the password you chose when you registered.",
+    ),
+    "confirm.wrong_password": (
+        "Das Passwort stimmt nicht mit dem der Registrierung überein; nichts wurde bestätigt.",
+        "The password is not the one chosen at registration; nothing was confirmed.",
     ),
     "confirm.submit": ("Registrierung bestätigen", "Confirm registration"),
     "confirm.active": (

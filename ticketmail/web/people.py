@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from starlette.datastructures import FormData
@@ -13,8 +13,11 @@ from starlette.responses import Response
 
 from ticketmail.errors import UsageError
 from ticketmail.inputs import parse_email
-from ticketmail.storage import accounts
+from ticketmail.outbound.actions import Desk
+from ticketmail.storage import accounts, logins
 from ticketmail.storage import desk as desk_db
+from ticketmail.storage.accounts import Registration
+from ticketmail.web import guard
 from ticketmail.web.actions import account_mail
 from ticketmail.web.base import (
     SESSION_COOKIE,
@@ -61,8 +64,35 @@ def _address(text: str) -> str | None:
         return None
 
 
-def _client_ip(request: Request) -> str:
-    return request.client.host if request.client is not None else "unknown"
+def _password(form: FormData, name: str = "password") -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _reset_mail(
+    conn: sqlite3.Connection,
+    web: Web,
+    email: str,
+    existing: tuple[str, str | None] | None,
+    *,
+    desk: Desk,
+    lang: str,
+    token: tuple[str, str],
+    now: datetime,
+) -> bool:
+    """A password link for `email`, queued when the address has an account (`existing`:
+    its name and language). Without one the same work is done (a token stored, the mail
+    composed) and nothing is queued, so that the page takes the same time either way."""
+    accounts.issue_token(
+        conn, token[1], kind="reset", email=email, registration=None, now=now,
+        expires=now + timedelta(hours=RESET_HOURS),
+    )  # fmt: skip
+    name, own = existing if existing is not None else ("", None)
+    return account_mail(
+        conn, "password_reset", config=web.config, desk=desk, email=email, name=name,
+        lang=own or lang, customer="", link=web.link(f"/password/reset/{token[0]}"), now=now,
+        send=existing is not None,
+    )  # fmt: skip
 
 
 async def home(request: Request) -> Response:
@@ -85,8 +115,7 @@ async def register(request: Request) -> Response:
         "customer_number": _text(form, "customer_number", 40),
         "language": _text(form, "language", 5),
     }
-    password = form.get("password")
-    password = password if isinstance(password, str) else ""
+    password = _password(form)
     errors: dict[str, str] = {}
     email = _address(values["email"])
     if email is None:
@@ -104,42 +133,39 @@ async def register(request: Request) -> Response:
     web = _web(request)
     password_hash = await asyncio.to_thread(hash_password, password)
     now = web.clock()
-    token, token_hash = new_secret()
+    token = new_secret()
     desk = web.desk()
     cfg = web.config
+    source = guard.source_of(request)
+    lang = values["language"]
 
     def write(conn: sqlite3.Connection) -> str:
+        if not logins.mail_request(
+            conn, email, source=source, per_source=cfg.web.ip_mail_requests, now=now
+        ):
+            return "limited"
         existing = accounts.account_exists(conn, email)
         if existing is not None:
-            accounts.issue_token(
-                conn, token_hash, kind="reset", email=email, registration=None, now=now,
-                expires=now + timedelta(hours=RESET_HOURS),
-            )  # fmt: skip
-            account_mail(
-                conn, "password_reset", config=cfg, desk=desk, email=email,
-                name=existing[0], lang=existing[1] or values["language"], customer="",
-                link=web.link(f"/password/reset/{token}"), now=now,
-            )  # fmt: skip
+            _reset_mail(conn, web, email, existing, desk=desk, lang=lang, token=token, now=now)
             return "existing"
+        # The address is not confirmed: its mail carries nothing the visitor typed.
         if accounts.customer_of(conn, values["customer_number"]) is None:
             account_mail(
-                conn, "unknown_customer", config=cfg, desk=desk, email=email,
-                name=values["name"], lang=values["language"],
-                customer=values["customer_number"], link=web.link("/register"), now=now,
+                conn, "unknown_customer", config=cfg, desk=desk, email=email, name="",
+                lang=lang, customer="", link=web.link("/register"), now=now,
             )  # fmt: skip
             return "unknown_customer"
         registration = accounts.add_registration(
             conn, email=email, customer=values["customer_number"], name=values["name"],
-            lang=values["language"], password_hash=password_hash, now=now,
+            lang=lang, password_hash=password_hash, now=now,
         )  # fmt: skip
         accounts.issue_token(
-            conn, token_hash, kind="confirm", email=email, registration=registration, now=now,
+            conn, token[1], kind="confirm", email=email, registration=registration, now=now,
             expires=now + timedelta(hours=cfg.web.confirm_hours),
         )  # fmt: skip
         account_mail(
-            conn, "account_confirm", config=cfg, desk=desk, email=email, name=values["name"],
-            lang=values["language"], customer=values["customer_number"],
-            link=web.link(f"/register/confirm/{token}"), now=now,
+            conn, "account_confirm", config=cfg, desk=desk, email=email, name="", lang=lang,
+            customer="", link=web.link(f"/register/confirm/{token[0]}"), now=now,
         )  # fmt: skip
         return "registered"
 
@@ -150,30 +176,57 @@ async def register(request: Request) -> Response:
                 text="register.check_mail_text")  # fmt: skip
 
 
+def _open_registration(
+    conn: sqlite3.Connection, token_hash: str, *, now: datetime
+) -> Registration | None:
+    """The registration a valid confirmation link is for, while it may still be confirmed."""
+    token = accounts.peek_token(conn, token_hash, kind="confirm", now=now)
+    if token is None or token.registration is None:
+        return None
+    return accounts.registration_of(conn, token.registration)
+
+
 async def confirm(request: Request) -> Response:
+    """The link's page asks for the password chosen at registration: only that confirms
+    (a stranger who registered someone's address cannot have its owner activate it)."""
     who = await visitor(request)
     web = _web(request)
     token_hash = hashed(request.path_params["token"])
-    if request.method == "GET":  # a mail scanner may open the link: nothing changes
-        token = await web.reader(accounts.peek_token, token_hash, kind="confirm", now=web.clock())
-        if token is None:
-            return _invalid_link(request, who)
-        return page(request, who, "confirm.html")
-    await posted_form(request, who)
     now = web.clock()
+    reg = await web.reader(_open_registration, token_hash, now=now)
+    if request.method == "GET":  # a mail scanner may open the link: nothing changes
+        if reg is None:
+            return _invalid_link(request, who)
+        return page(request, who, "confirm.html", error=None)
+    form = await posted_form(request, who)
+    if reg is None:
+        return _invalid_link(request, who)
+    attempt, blocked = await guard.gate(request, web, reg.email, now=now, where="confirm")
+    if blocked is not None:
+        return page(request, who, "confirm.html", status=429, error=guard.locked_text(blocked))
+    if not await asyncio.to_thread(verify_password, reg.password_hash, _password(form)):
+        await guard.failed(web, attempt, now=now, where="confirm")
+        return page(request, who, "confirm.html", status=401, error="confirm.wrong_password")
+    registration = reg
 
-    def write(conn: sqlite3.Connection) -> str:
+    def write(conn: sqlite3.Connection) -> tuple[str, bytes | None]:
         token = accounts.take_token(conn, token_hash, kind="confirm", now=now)
-        if token is None or token.registration is None:
-            return "void"
-        return accounts.confirm_registration(conn, token.registration, now=now)
+        if token is None or token.registration != registration.id:
+            return "void", None
+        outcome = accounts.confirm_registration(conn, registration.id, now=now)
+        if outcome == "void":
+            return outcome, None
+        return outcome, guard.succeeded(conn, registration.email, device=attempt.device)
 
-    outcome = await web.store.write(write)
+    outcome, key = await web.store.write(write)
     log.info("web_registration_confirmed", outcome=outcome)
-    if outcome == "void":
+    if key is None:
         return _invalid_link(request, who)
     text = "confirm.active" if outcome == "active" else "confirm.pending"
-    return page(request, who, "message.html", title="confirm.title", text=text, login_link=True)
+    response = page(request, who, "message.html", title="confirm.title", text=text,
+                    login_link=True)  # fmt: skip
+    guard.remember(response, web, registration.email, key, now=now)
+    return response
 
 
 def _invalid_link(request: Request, who: Visitor) -> Response:
@@ -193,39 +246,33 @@ async def login(request: Request) -> Response:
     form = await posted_form(request, who)
     web = _web(request)
     email = _text(form, "email", 320).casefold()
-    password = form.get("password")
-    password = password if isinstance(password, str) else ""
-    ip = _client_ip(request)
+    password = _password(form)
     now = web.clock()
-    blocked = await web.reader(
-        accounts.login_blocked, email, ip, now=now, ip_limit=web.config.web.ip_login_failures
-    )
+    attempt, blocked = await guard.gate(request, web, email, now=now, where="login")
     if blocked is not None:
-        log.info("web_login_refused", reason=f"{blocked}_locked", email=email, ip=ip)
-        return page(request, who, "login.html", status=429, email=email, error="login.locked")
+        return page(request, who, "login.html", status=429, email=email,
+                    error=guard.locked_text(blocked))  # fmt: skip
     record, agent = await web.reader(desk_db.login_record, email)
     ok = await asyncio.to_thread(
         verify_password, record.password_hash if record else None, password
     )
     if record is None or not ok:
-        locked = await web.store.write(
-            lambda conn: accounts.record_login_failure(conn, email, ip, now=now)
-        )
-        log.info("web_login_failed", email=email, ip=ip, locked=locked)
+        await guard.failed(web, attempt, now=now, where="login")
         return page(request, who, "login.html", status=401, email=email, error="login.failed")
     session, session_hash = new_secret()
 
-    def write(conn: sqlite3.Connection) -> None:
+    def write(conn: sqlite3.Connection) -> bytes:
         accounts.create_session(conn, session_hash, email, now=now)
-        accounts.clear_login_failures(conn, email)
+        return guard.succeeded(conn, email, device=attempt.device)
 
-    await web.store.write(write)
+    key = await web.store.write(write)
     log.info("web_login", email=email, pending=record.pending)
     response = redirect(request, who, "/desk" if agent else "/tickets")
     response.set_cookie(
         SESSION_COOKIE, session, max_age=int(SESSION_MAX_AGE.total_seconds()), httponly=True,
         samesite="lax", secure=web.secure_cookies,
     )  # fmt: skip
+    guard.remember(response, web, email, key, now=now)
     return response
 
 
@@ -239,7 +286,7 @@ async def logout(request: Request) -> Response:
         log.info("web_logout", email=who.me.email if who.me else None)
     response = redirect(request, who, "/login")
     response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="lax", secure=web.secure_cookies)
-    return response
+    return response  # the device cookie stays (SPEC 8.2)
 
 
 # --- passwords --------------------------------------------------------------------------------
@@ -254,26 +301,23 @@ async def forgot(request: Request) -> Response:
     email = _address(_text(form, "email", 320))
     if email is not None:
         now = web.clock()
-        token, token_hash = new_secret()
+        token = new_secret()
         desk = web.desk()
+        source = guard.source_of(request)
+        per_source = web.config.web.ip_mail_requests
 
-        def write(conn: sqlite3.Connection) -> bool:
+        def write(conn: sqlite3.Connection) -> str:
+            if not logins.mail_request(conn, email, source=source, per_source=per_source, now=now):
+                return "limited"
             existing = accounts.account_exists(conn, email)
-            if existing is None:
-                return False
-            accounts.issue_token(
-                conn, token_hash, kind="reset", email=email, registration=None, now=now,
-                expires=now + timedelta(hours=RESET_HOURS),
-            )  # fmt: skip
-            return account_mail(
-                conn, "password_reset", config=web.config, desk=desk, email=email,
-                name=existing[0], lang=existing[1] or who.lang, customer="",
-                link=web.link(f"/password/reset/{token}"), now=now,
-            )  # fmt: skip
+            sent = _reset_mail(
+                conn, web, email, existing, desk=desk, lang=who.lang, token=token, now=now
+            )
+            return "sent" if sent else "no_account" if existing is None else "suppressed"
 
-        sent = await web.store.write(write)
+        outcome = await web.store.write(write)
         web.queued()
-        log.info("web_password_link", email=email, sent=sent)
+        log.info("web_password_link", email=email, outcome=outcome, source=source)
     return page(request, who, "message.html", title="forgot.title", text="forgot.sent")
 
 
@@ -289,26 +333,27 @@ async def reset(request: Request) -> Response:
     if request.method == "GET":
         return page(request, who, "reset.html", error=None)
     form = await posted_form(request, who)
-    password = form.get("password")
-    password = password if isinstance(password, str) else ""
+    password = _password(form)
     problem = password_problem(password, token.email)
     if problem is not None:
         return page(request, who, "reset.html", status=400, error=problem)
     password_hash = await asyncio.to_thread(hash_password, password)
     now = web.clock()
 
-    def write(conn: sqlite3.Connection) -> bool:
+    def write(conn: sqlite3.Connection) -> bytes | None:
         taken = accounts.take_token(conn, token_hash, kind="reset", now=now)
         if taken is None or not accounts.set_password(conn, taken.email, password_hash, now=now):
-            return False
+            return None
         accounts.end_sessions(conn, taken.email)
-        return True
+        return guard.succeeded(conn, taken.email)
 
-    if not await web.store.write(write):
+    key = await web.store.write(write)
+    if key is None:
         return _invalid_link(request, who)
     log.info("web_password_reset", email=token.email)
     response = page(request, who, "message.html", title="reset.title", text="reset.done",
                     login_link=True)  # fmt: skip
+    guard.remember(response, web, token.email, key, now=now)
     return response
 
 
@@ -327,32 +372,8 @@ async def account(request: Request) -> Response:
     form = await posted_form(request, who)
     web = _web(request)
     me = who.me
-    now = web.clock()
     if "password" in form:
-        current = form.get("current_password")
-        new = form.get("password")
-        current = current if isinstance(current, str) else ""
-        new = new if isinstance(new, str) else ""
-        record = await web.reader(accounts.login_record, me.email)
-        ok = await asyncio.to_thread(
-            verify_password, record.password_hash if record else None, current
-        )
-        if not ok:
-            return page(request, who, "account.html", status=400, notice=None,
-                        error="account.wrong_password")  # fmt: skip
-        problem = password_problem(new, me.email)
-        if problem is not None:
-            return page(request, who, "account.html", status=400, notice=None, error=problem)
-        password_hash = await asyncio.to_thread(hash_password, new)
-        keep = who.session_hash
-
-        def change(conn: sqlite3.Connection) -> None:
-            accounts.set_password(conn, me.email, password_hash, now=now)
-            accounts.end_sessions(conn, me.email, keep=keep)
-
-        await web.store.write(change)
-        log.info("web_password_changed", email=me.email)
-        return page(request, who, "account.html", notice="account.password_saved", error=None)
+        return await _change_password(request, who, me, form)
     name = _text(form, "name", MAX_NAME)
     lang = _text(form, "language", 5)
     if lang not in LANGUAGES:
@@ -362,6 +383,39 @@ async def account(request: Request) -> Response:
     )
     log.info("web_account_saved", email=me.email, lang=lang)
     return redirect(request, who, "/account?saved=1")
+
+
+async def _change_password(
+    request: Request, who: Visitor, me: accounts.Identity, form: FormData
+) -> Response:
+    """A new password, given the current one; a wrong one counts as a failed login of this
+    browser (SPEC 8.2), so guesses here are limited like guesses at /login."""
+    web = _web(request)
+    now = web.clock()
+    attempt, blocked = await guard.gate(request, web, me.email, now=now, where="account")
+    if blocked is not None:
+        return page(request, who, "account.html", status=429, notice=None,
+                    error=guard.locked_text(blocked))  # fmt: skip
+    current, new = _password(form, "current_password"), _password(form)
+    record = await web.reader(accounts.login_record, me.email)
+    ok = await asyncio.to_thread(verify_password, record.password_hash if record else None, current)
+    if not ok:
+        await guard.failed(web, attempt, now=now, where="account")
+        return page(request, who, "account.html", status=400, notice=None,
+                    error="account.wrong_password")  # fmt: skip
+    problem = password_problem(new, me.email)
+    if problem is not None:
+        return page(request, who, "account.html", status=400, notice=None, error=problem)
+    password_hash = await asyncio.to_thread(hash_password, new)
+    keep = who.session_hash
+
+    def change(conn: sqlite3.Connection) -> None:
+        accounts.set_password(conn, me.email, password_hash, now=now)
+        accounts.end_sessions(conn, me.email, keep=keep)
+
+    await web.store.write(change)
+    log.info("web_password_changed", email=me.email)
+    return page(request, who, "account.html", notice="account.password_saved", error=None)
 
 
 ROUTES = [

@@ -1,4 +1,5 @@
-"""The portal's secrets: Argon2id password hashes, single-use tokens, session ids, CSRF tokens."""
+"""The portal's secrets: Argon2id password hashes, single-use tokens, session ids, CSRF tokens,
+device cookies."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ __all__ = [
     "MIN_PASSWORD_CHARS",
     "csrf_token",
     "csrf_valid",
+    "device_cookie",
+    "device_of",
     "hash_password",
     "hashed",
     "new_secret",
@@ -67,3 +70,33 @@ def csrf_valid(key: bytes, basis: str | None, token: object) -> bool:
     if not basis or not isinstance(token, str):
         return False
     return hmac.compare_digest(csrf_token(key, basis), token)
+
+
+def _device_mac(key: bytes, email: str, issued: int, nonce: str) -> str:
+    message = f"device\0{email}\0{issued}\0{nonce}".encode("utf-8", "surrogateescape")
+    return hmac.new(key, message, "sha256").hexdigest()
+
+
+def device_cookie(key: bytes, email: str, *, now: float) -> str:
+    """A new device cookie's value for `email` (SPEC 8.2): when it was issued, a random
+    nonce, and their HMAC with the address under the database's key."""
+    issued = int(now)
+    nonce = secrets.token_urlsafe(16)
+    return f"{issued}.{nonce}.{_device_mac(key, email, issued, nonce)}"
+
+
+def device_of(key: bytes, email: str, value: str, *, now: float, max_age: float) -> str | None:
+    """The device (the hash of its nonce) a cookie names, when it is one of ours for this
+    very address and younger than `max_age` seconds; else None."""
+    issued_text, _, rest = value.partition(".")
+    nonce, _, mac = rest.partition(".")
+    if not (issued_text.isascii() and issued_text.isdigit() and len(issued_text) < 16):
+        return None
+    if not nonce or not mac:
+        return None
+    issued = int(issued_text)
+    if not now - max_age < issued <= now + 60:
+        return None
+    if not hmac.compare_digest(_device_mac(key, email, issued, nonce), mac):
+        return None
+    return hashed(nonce)
