@@ -194,9 +194,9 @@ async def test_client_address_comes_from_a_trusted_proxy_only(env_factory: Any) 
     await env.customer("10042", "Gymnasium Musterstadt")
     await env.user("anna@schule.example", "10042")
     via_proxy = await _failed_login(env, "127.0.0.14", **{"X-Forwarded-For": "198.51.100.7"})
-    assert via_proxy["ip"] == "198.51.100.7"
+    assert via_proxy["source"] == "198.51.100.7"
     spoofed = await _failed_login(env, "127.0.0.15", **{"X-Forwarded-For": "198.51.100.8"})
-    assert spoofed["ip"] == "127.0.0.15"
+    assert spoofed["source"] == "127.0.0.15"
 
 
 async def test_forwarded_host_is_never_used(env_factory: Any) -> None:
