@@ -148,6 +148,10 @@ class WebConfig:
     confirm_hours: float = 24.0
     session_idle_hours: float = 12.0
     ip_login_failures: int = 50
+    # SPEC 8.4: a request body that sends nothing for this long, or less than body_min_rate
+    # bytes a second on average once this long has passed, is ended (408, connection closed).
+    body_idle_seconds: float = 10.0
+    body_min_rate: float = 1024.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,6 +411,8 @@ def _check_web(config: Config) -> None:
         ("web.confirm_hours", web.confirm_hours),
         ("web.session_idle_hours", web.session_idle_hours),
         ("web.ip_login_failures", web.ip_login_failures),
+        ("web.body_idle_seconds", web.body_idle_seconds),
+        ("web.body_min_rate", web.body_min_rate),
     ):
         if value <= 0:
             raise ConfigError(f"{src}: {name}: must be greater than 0, got {value}")
