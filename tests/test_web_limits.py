@@ -174,6 +174,7 @@ async def push(port: int, head: bytes, first: bytes, *, total: int, chunked: boo
             writer.write(head)
             piece = first
             while written < total and not reading.done():
+                piece = piece[: total - written]
                 data = b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece
                 writer.write(data)
                 await writer.drain()
@@ -382,3 +383,23 @@ async def test_refused_forms_come_back_with_the_typed_text(env_factory: Any) -> 
     assert stale.status_code == 403
     assert 'value="Zweiter"' in stale.text
     assert len((await env.cli_json("ticket", "show", str(number)))["articles"]) == 1
+
+
+async def test_a_refused_body_is_drained_so_the_client_sees_the_answer(env: Env) -> None:
+    """Past the limit, up to DRAIN_BYTES more are read and dropped before the connection
+    closes: a client that sends its whole (3 MiB) form gets it all in, then the full 413."""
+    client = Client(env)
+    await client.get("/register")
+    cookie = "; ".join(f"{k}={v}" for k, v in client.http.cookies.items())
+    total = 3 * MIB
+    pushed = await push(
+        env.daemon.web_port,
+        request_head("/register", cookie=cookie, content_type="application/x-www-form-urlencoded",
+                     length=total),
+        b"email=a%40b.example&name=", total=total, chunked=False,
+    )  # fmt: skip
+    assert pushed.written == total
+    assert pushed.status == 413
+    length = pushed.header("content-length")
+    assert length is not None
+    assert len(pushed.response.split(b"\r\n\r\n", 1)[1]) == int(length)

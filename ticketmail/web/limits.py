@@ -208,7 +208,9 @@ class BodyLimits:
             if body.refusal is not None:
                 raise body.refusal
             if body.declared is not None and body.declared > body.limit:
-                if not expect:  # with Expect: 100-continue the body is never asked for
+                # With Expect: 100-continue the body is never asked for; the anonymous forms
+                # are not shown again, so nothing of theirs is read.
+                if not expect and body.max_files > 0:
                     await self._keep_fields(body, receive)
                 raise self._refuse(body, "too_big")
             message = await self._timed(body, receive)
