@@ -403,3 +403,16 @@ async def test_a_refused_body_is_drained_so_the_client_sees_the_answer(env: Env)
     length = pushed.header("content-length")
     assert length is not None
     assert len(pushed.response.split(b"\r\n\r\n", 1)[1]) == int(length)
+
+
+async def test_a_client_gone_mid_body_is_no_server_error(daemon: Daemon) -> None:
+    """A client that leaves while sending its form is logged as gone, not as a failure."""
+    cookie, token = await session(daemon.web_port, "/login", login=False)
+    _, writer = await asyncio.open_connection("127.0.0.1", daemon.web_port)
+    writer.write(request_head("/login", cookie=cookie, length=5000,
+                              content_type="application/x-www-form-urlencoded")
+                 + f"csrf_token={token}&email=".encode())  # fmt: skip
+    await writer.drain()
+    writer.close()
+    await eventually(lambda: "web_client_gone" in daemon.log.read_text(), what="web_client_gone")
+    assert "web_request_failed" not in daemon.log.read_text()

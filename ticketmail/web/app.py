@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -118,6 +118,12 @@ async def _body_too_slow(request: Request, exc: Exception) -> Response:
                 text="error.too_slow")  # fmt: skip
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client went away while sending its body: nobody reads an answer; no error."""
+    log.info("web_client_gone", path=request.url.path)
+    return PlainTextResponse("", status_code=400)
+
+
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.error("web_request_failed", path=request.url.path,
               error=f"{type(exc).__name__}: {exc}")  # fmt: skip
@@ -147,6 +153,7 @@ def build_app(web: Web, counted: Metrics | None = None) -> Any:
             CsrfFailed: _csrf_failed,
             BodyRefused: _body_refused,
             BodyTooSlow: _body_too_slow,
+            ClientDisconnect: _client_gone,
             Exception: _server_error,
         },
     )
