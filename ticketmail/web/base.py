@@ -55,6 +55,8 @@ ANON_COOKIE = "tm_anon"  # before login: what the forms' CSRF tokens are bound t
 LANG_COOKIE = "tm_lang"
 SESSION_MAX_AGE = timedelta(days=30)  # SPEC 8.2: a session ends after 30 days in any case
 MAX_NUMBER = 2**63 - 1  # SPEC 8.4: a number in a path past SQLite's integers is 404
+# Never kept to show a refused form again: the token, and passwords.
+_UNKEPT = frozenset({"csrf_token", "password", "current_password"})
 TOUCH_AFTER = timedelta(minutes=5)  # a session's last use is written at most this often
 
 
@@ -217,7 +219,7 @@ async def posted_form(request: Request, who: Visitor, *, max_files: int = 1) -> 
     web: Web = request.app.state.web
     form = await request.form(max_files=max_files, max_fields=50)
     if who.new_anon or not csrf_valid(web.csrf_key, who.basis, form.get("csrf_token")):
-        typed = {k: v for k, v in form.multi_items() if isinstance(v, str) and k != "csrf_token"}
+        typed = {k: v for k, v in form.multi_items() if isinstance(v, str) and k not in _UNKEPT}
         await form.close()
         log.info("web_csrf_refused", path=request.url.path)
         raise CsrfFailed(typed)
