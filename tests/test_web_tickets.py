@@ -321,6 +321,29 @@ async def test_institution_without_contract_reads_but_sees_the_offer(env: Env) -
     assert len((await show(env, number))["articles"]) == 1
 
 
+async def test_lapsed_contract_cannot_close_or_reopen(env: Env) -> None:
+    """Under a lapsed contract close and reopen are 403 with the offer; nothing changes."""
+    client = await logged_in(env, ANNA)
+    open_one = await open_ticket(client, "Offen", "Bleibt offen.")
+    closed_one = await open_ticket(client, "Zu", "Wird geschlossen.")
+    await client.get(f"/tickets/{closed_one}")
+    assert (await client.post(f"/tickets/{closed_one}/close", {})).status_code == 303
+    assert env.daemon.store is not None
+    expired = env.clock().date() - timedelta(days=1)
+    await env.daemon.store.add_customers(
+        [CustomerRow("10042", "Gymnasium Musterstadt", expired, None)], now=env.clock()
+    )
+    before = [await show(env, n) for n in (open_one, closed_one)]
+    for path in (f"/tickets/{open_one}/close", f"/tickets/{closed_one}/reopen"):
+        await client.get(path.rsplit("/", 1)[0])
+        refused = await client.post(path, {})
+        assert refused.status_code == 403, path
+        assert 'id="offer"' in refused.text
+        assert "office@stueber.de" in refused.text
+    assert [await show(env, n) for n in (open_one, closed_one)] == before
+    assert [s["status"] for s in before] == ["new", "closed"]
+
+
 async def test_uploads_over_the_limits_get_a_message_and_store_nothing(env_factory: Any) -> None:
     """More than smtp.max_message_bytes in all, or more than 20 files: a clear message in
     the page, no ticket, no article, no blob."""

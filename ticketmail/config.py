@@ -157,6 +157,10 @@ class WebConfig:
     max_connections: int = 400
     max_connections_per_ip: int = 50
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
+    # SPEC 8.4: a request body that sends nothing for this long, or less than body_min_rate
+    # bytes a second on average once this long has passed, is ended (408, connection closed).
+    body_idle_seconds: float = 10.0
+    body_min_rate: float = 1024.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,6 +425,8 @@ def _check_web(config: Config) -> None:
         ("web.header_timeout_seconds", web.header_timeout_seconds),
         ("web.max_connections", web.max_connections),
         ("web.max_connections_per_ip", web.max_connections_per_ip),
+        ("web.body_idle_seconds", web.body_idle_seconds),
+        ("web.body_min_rate", web.body_min_rate),
     ):
         if value <= 0:
             raise ConfigError(f"{src}: {name}: must be greater than 0, got {value}")

@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -16,11 +16,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ticketmail.metrics import Metrics
 from ticketmail.storage import accounts
-from ticketmail.web.base import CsrfFailed, Web, page, visitor
+from ticketmail.web.base import CsrfFailed, Refusal, Web, page, visitor
 from ticketmail.web.desk import ROUTES as DESK
+from ticketmail.web.desk import refused as desk_refused
+from ticketmail.web.limits import FORM_SLACK, BodyLimits, BodyRefused, BodyRules, BodyTooSlow
 from ticketmail.web.metrics import RequestMetrics, metrics
 from ticketmail.web.people import ROUTES as PEOPLE
 from ticketmail.web.portal import ROUTES as PORTAL
+from ticketmail.web.portal import refused as portal_refused
 
 __all__ = ["SECURITY_HEADERS", "SecurityHeaders", "build_app"]
 
@@ -80,10 +83,45 @@ async def _http_error(request: Request, exc: Exception) -> Response:
                 title="error.server_title", text="error.bad_request")  # fmt: skip
 
 
-async def _csrf_failed(request: Request, exc: Exception) -> Response:
+# The line of a refused form shown again (SPEC 8.4), and of the page when it is no such form.
+_FORM_LINE = {"too_big": "error.too_big", "too_many_files": "error.too_many_files",
+              "no_files": "error.no_files"}  # fmt: skip
+_PAGE_LINE = {"error.too_big": "error.body_too_big", "error.too_many_files": "error.body_too_big",
+              "error.csrf_kept": "error.csrf"}  # fmt: skip
+
+
+async def _refused(request: Request, refusal: Refusal) -> Response:
+    """The refused form again with what was typed into it, else a page saying why."""
     who = await visitor(request)
-    return page(request, who, "message.html", status=403, title="error.forbidden_title",
-                text="error.csrf")  # fmt: skip
+    for form in (portal_refused, desk_refused):
+        shown = await form(request, who, refusal)
+        if shown is not None:
+            return shown
+    title = "error.forbidden_title" if refusal.status == 403 else "error.server_title"
+    return page(request, who, "message.html", status=refusal.status, title=title,
+                text=_PAGE_LINE.get(refusal.error, refusal.error))  # fmt: skip
+
+
+async def _csrf_failed(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CsrfFailed)
+    return await _refused(request, Refusal(403, "error.csrf_kept", exc.fields))
+
+
+async def _body_refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BodyRefused)
+    return await _refused(request, Refusal(413, _FORM_LINE[exc.reason], exc.fields))
+
+
+async def _body_too_slow(request: Request, exc: Exception) -> Response:
+    who = await visitor(request)
+    return page(request, who, "message.html", status=408, title="error.server_title",
+                text="error.too_slow")  # fmt: skip
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client went away while sending its body: nobody reads an answer; no error."""
+    log.info("web_client_gone", path=request.url.path)
+    return PlainTextResponse("", status_code=400)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
@@ -113,9 +151,19 @@ def build_app(web: Web, counted: Metrics | None = None) -> Any:
         exception_handlers={
             HTTPException: _http_error,
             CsrfFailed: _csrf_failed,
+            BodyRefused: _body_refused,
+            BodyTooSlow: _body_too_slow,
+            ClientDisconnect: _client_gone,
             Exception: _server_error,
         },
     )
+    # A path with a trailing slash is not redirected: Starlette would build that Location
+    # from the request's Host header (SPEC 8.4); it is 404 like any unknown path.
+    app.router.redirect_slashes = False
     app.state.web = web
     app.state.metrics = counted = counted or Metrics()
-    return SecurityHeaders(RequestMetrics(app, counted))
+    rules = BodyRules(
+        signed_in=web.config.smtp.max_message_bytes + FORM_SLACK,
+        idle_seconds=web.config.web.body_idle_seconds, min_rate=web.config.web.body_min_rate,
+    )  # fmt: skip
+    return SecurityHeaders(RequestMetrics(BodyLimits(app, rules), counted))

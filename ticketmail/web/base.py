@@ -3,7 +3,7 @@ check of every POST, rendering a page and the cookies."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import jinja2
 import structlog
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -34,8 +35,10 @@ __all__ = [
     "LANG_COOKIE",
     "SESSION_COOKIE",
     "CsrfFailed",
+    "Refusal",
     "Visitor",
     "Web",
+    "local_path",
     "page",
     "posted_form",
     "redirect",
@@ -51,6 +54,9 @@ SESSION_COOKIE = "tm_session"
 ANON_COOKIE = "tm_anon"  # before login: what the forms' CSRF tokens are bound to
 LANG_COOKIE = "tm_lang"
 SESSION_MAX_AGE = timedelta(days=30)  # SPEC 8.2: a session ends after 30 days in any case
+MAX_NUMBER = 2**63 - 1  # SPEC 8.4: a number in a path past SQLite's integers is 404
+# Never kept to show a refused form again: the token, and passwords.
+_UNKEPT = frozenset({"csrf_token", "password", "current_password"})
 TOUCH_AFTER = timedelta(minutes=5)  # a session's last use is written at most this often
 
 
@@ -102,7 +108,25 @@ class Visitor:
 
 
 class CsrfFailed(Exception):
-    """A POST without a valid csrf_token: answered 403, nothing changed."""
+    """A POST without a valid csrf_token: answered 403, nothing changed; `fields`: the text
+    fields it carried (a form page shows them again)."""
+
+    def __init__(self, fields: Mapping[str, str] | None = None) -> None:
+        super().__init__("csrf")
+        self.fields: Mapping[str, str] = fields or {}
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A form refused before its handler ran to the end (SPEC 8.4): the status, the
+    catalogue key of the one line saying why, and the text fields typed into it."""
+
+    status: int
+    error: str
+    fields: Mapping[str, str]
+
+    def text(self, name: str) -> str:
+        return str(self.fields.get(name) or "")
 
 
 def _session_identity(
@@ -195,9 +219,10 @@ async def posted_form(request: Request, who: Visitor, *, max_files: int = 1) -> 
     web: Web = request.app.state.web
     form = await request.form(max_files=max_files, max_fields=50)
     if who.new_anon or not csrf_valid(web.csrf_key, who.basis, form.get("csrf_token")):
+        typed = {k: v for k, v in form.multi_items() if isinstance(v, str) and k not in _UNKEPT}
         await form.close()
         log.info("web_csrf_refused", path=request.url.path)
-        raise CsrfFailed
+        raise CsrfFailed(typed)
     return form
 
 
@@ -222,21 +247,35 @@ def page(
     """One page in the visitor's language, with their CSRF token for its forms."""
     web: Web = request.app.state.web
     html = web.pages.get_template(template).render(
-        t=who.t, lang=who.lang, me=who.me, agent=who.agent, csrf=who.csrf, path=request.url.path,
-        config=web.config, **values,
+        t=who.t, lang=who.lang, me=who.me, agent=who.agent, csrf=who.csrf,
+        path=local_path(request.url.path), config=web.config, **values,
     )  # fmt: skip
     return _finish(HTMLResponse(html, status_code=status), request, who)
 
 
+def local_path(path: str) -> str:
+    """A request's path as a link on this site: never `//host/…` (or `/\\host/…`, which
+    browsers read alike), which a browser would take for another host (SPEC 8.4)."""
+    return "/" + path.lstrip("/\\")
+
+
 def redirect(request: Request, who: Visitor, to: str) -> Response:
-    """After a POST (or to the login page): 303, so that a reload does not post again."""
-    return _finish(RedirectResponse(to, status_code=303), request, who)
+    """After a POST (or to the login page): 303, so that a reload does not post again. The
+    Location is a path on this site, never built from the request's Host or X-Forwarded-*
+    headers (SPEC 8.4)."""
+    return _finish(RedirectResponse(local_path(to), status_code=303), request, who)
 
 
 def route(path: str, endpoint: Callable[[Request], Awaitable[Response]], *methods: str) -> Route:
-    """A route whose request's form (its uploaded files) is closed after the response."""
+    """A route whose request's form (its uploaded files) is closed after the response. HEAD
+    (Starlette adds it to every GET route) runs the GET branch of the handler, never the POST
+    one; uvicorn drops the body of the answer (SPEC 8.4)."""
 
     async def closing(request: Request) -> Response:
+        if any(isinstance(v, int) and v > MAX_NUMBER for v in request.path_params.values()):
+            raise HTTPException(404)  # past what the database holds: missing, not an error
+        if request.method == "HEAD":  # the handler sees GET; the scope answered stays HEAD
+            request = Request({**request.scope, "method": "GET"}, request.receive)
         try:
             return await endpoint(request)
         finally:

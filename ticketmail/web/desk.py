@@ -25,19 +25,26 @@ from ticketmail.storage import desk as desk_db
 from ticketmail.storage.desk import DeskAgent
 from ticketmail.storage.tickets import ticket_ref
 from ticketmail.web.actions import account_mail
-from ticketmail.web.base import Visitor, Web, page, posted_form, redirect, route, visitor
+from ticketmail.web.base import (
+    Refusal,
+    Visitor,
+    Web,
+    page,
+    posted_form,
+    redirect,
+    route,
+    visitor,
+)
 from ticketmail.web.i18n import LANGUAGES
 from ticketmail.web.portal import (
     MAX_BODY,
-    _declared_too_big,
-    _drain,
     _read_uploads,
     _store_files,
     content_disposition,
 )
 from ticketmail.web.render import INLINE_IMAGE_TYPES
 
-__all__ = ["PAGE_SIZE", "ROUTES"]
+__all__ = ["PAGE_SIZE", "ROUTES", "refused"]
 
 log = structlog.get_logger()
 
@@ -210,11 +217,8 @@ async def _desk_action(
 async def reply(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     web = _web(request)
     number: int = request.path_params["number"]
-    if _declared_too_big(request):
-        await _drain(request)
-        return await _show(request, who, status=413, error="error.too_big")
     form = await posted_form(request, who, max_files=1000)
-    text = str(form.get("body") or "")[:MAX_BODY].replace("\r\n", "\n").strip("\n")
+    text = _typed(str(form.get("body") or ""))
     status = str(form.get("status") or "answered")
     if status not in REPLY_STATUSES:
         status = "answered"
@@ -246,6 +250,21 @@ async def reply(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     web.queued()
     log.info("desk_reply", ticket=number, agent=agent.email, status=status, files=len(files))
     return redirect(request, who, f"/desk/tickets/{number}")
+
+
+def _typed(text: str) -> str:
+    return text[:MAX_BODY].replace("\r\n", "\n").strip("\n")
+
+
+async def refused(request: Request, who: Visitor, refusal: Refusal) -> Response | None:
+    """The answer form of a desk ticket refused for its size, its files or an expired token,
+    shown again with the text typed into it (SPEC 8.4); None for other paths."""
+    if who.agent is None or "number" not in request.path_params:
+        return None
+    if not request.url.path.endswith("/reply"):
+        return None
+    return await _show(request, who, status=refusal.status, error=refusal.error,
+                       body=_typed(refusal.text("body")))  # fmt: skip
 
 
 @agents_only
@@ -286,7 +305,7 @@ async def note(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     web = _web(request)
     number: int = request.path_params["number"]
     form = await posted_form(request, who)
-    text = str(form.get("body") or "")[:MAX_BODY].replace("\r\n", "\n").strip("\n")
+    text = _typed(str(form.get("body") or ""))
     if not text.strip():
         return await _show(request, who, status=400, error="error.required")
     now = web.clock()

@@ -201,12 +201,33 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "Please choose Deutsch or English.",
     ),
     "error.too_many_files": (
-        "Höchstens {count} Dateien je Nachricht. Es wurde nichts gespeichert.",
-        "At most {count} files per message. Nothing was saved.",
+        "Höchstens {count} Dateien je Nachricht. Es wurde nichts gespeichert; "
+        "bitte wählen Sie die Dateien neu.",
+        "At most {count} files per message. Nothing was saved; please choose the files again.",
     ),
     "error.too_big": (
-        "Die Dateien sind zusammen größer als {size}. Es wurde nichts gespeichert.",
-        "The files are larger than {size} in all. Nothing was saved.",
+        "Die Dateien sind zusammen größer als {size}. Es wurde nichts gespeichert; "
+        "bitte wählen Sie die Dateien neu.",
+        "The files are larger than {size} in all. Nothing was saved; please choose the files "
+        "again.",
+    ),
+    "error.no_files": (
+        "Dieses Formular nimmt keine Dateien an. Es wurde nichts gespeichert.",
+        "This form takes no files. Nothing was saved.",
+    ),
+    "error.body_too_big": (
+        "Die Anfrage war zu groß. Es wurde nichts gespeichert.",
+        "The request was too large. Nothing was saved.",
+    ),
+    "error.too_slow": (
+        "Die Anfrage kam zu langsam an und wurde abgebrochen. Es wurde nichts gespeichert.",
+        "The request arrived too slowly and was ended. Nothing was saved.",
+    ),
+    "error.csrf_kept": (
+        "Das Formular war abgelaufen; es wurde nichts gespeichert. Ihr Text ist noch da: bitte "
+        "senden Sie ihn erneut (Dateien bitte neu wählen).",
+        "The form had expired; nothing was saved. Your text is still here: please send it "
+        "again (choose any files again).",
     ),
     "error.empty": (
         "Bitte schreiben Sie eine Nachricht oder hängen Sie eine Datei an.",

@@ -22,6 +22,7 @@ from ticketmail.storage import accounts
 from ticketmail.storage.accounts import Identity, WebTicket, WebTicketPage
 from ticketmail.web.actions import Posted, post_article, set_status
 from ticketmail.web.base import (
+    Refusal,
     Visitor,
     Web,
     page,
@@ -31,20 +32,16 @@ from ticketmail.web.base import (
     visitor,
     visitor_reading,
 )
+from ticketmail.web.limits import MAX_FILES
 from ticketmail.web.render import INLINE_IMAGE_TYPES, human_size
 
-__all__ = ["MAX_FILES", "PAGE_SIZE", "ROUTES"]
+__all__ = ["MAX_FILES", "PAGE_SIZE", "ROUTES", "refused"]
 
 log = structlog.get_logger()
 
 PAGE_SIZE = 25
-MAX_FILES = 20  # SPEC 8.3: at most 20 files, smtp.max_message_bytes in all
 MAX_SUBJECT = 200
 MAX_BODY = 200_000
-# A body this much larger than the limit is not read into a form at all (multipart framing
-# and the text fields fit in the slack); what is sent is drained up to DRAIN_FACTOR times it.
-FORM_SLACK = 1024 * 1024
-DRAIN_FACTOR = 4
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
 
 
@@ -206,26 +203,6 @@ def content_disposition(filename: str) -> str:
 # --- writing --------------------------------------------------------------------------------
 
 
-async def _drain(request: Request) -> None:
-    """Read (and drop) an oversized upload, bounded, so that the browser sees the answer."""
-    web = _web(request)
-    cap = DRAIN_FACTOR * (web.config.smtp.max_message_bytes + FORM_SLACK)
-    seen = 0
-    async for chunk in request.stream():
-        seen += len(chunk)
-        if seen > cap:
-            break
-
-
-def _declared_too_big(request: Request) -> bool:
-    web = _web(request)
-    try:
-        length = int(request.headers.get("content-length", "0"))
-    except ValueError:
-        return False
-    return length > web.config.smtp.max_message_bytes + FORM_SLACK
-
-
 async def _read_uploads(form: FormData, limit: int) -> tuple[list[_Upload], str | None]:
     """The form's files (empty file inputs skipped), or the catalogue key of why not."""
     files = [f for f in form.getlist("attachments") if isinstance(f, UploadFile)]
@@ -274,13 +251,9 @@ async def new_ticket(request: Request) -> Response:
     if request.method == "GET":
         return page(request, who, "new.html", error=None, subject="", body="", limits=limits,
                     supported=supported)  # fmt: skip
-    if _declared_too_big(request):
-        await _drain(request)
-        return page(request, who, "new.html", status=413, error="error.too_big", subject="",
-                    body="", limits=limits, supported=supported)  # fmt: skip
     form = await posted_form(request, who, max_files=1000)
-    subject = " ".join(str(form.get("subject") or "").split())[:MAX_SUBJECT]
-    body = str(form.get("body") or "")[:MAX_BODY].replace("\r\n", "\n")
+    subject = _subject(str(form.get("subject") or ""))
+    body = _text(str(form.get("body") or ""))
     if not supported:
         return page(request, who, "new.html", status=403, error=None, subject=subject,
                     body=body, limits=limits, supported=False)  # fmt: skip
@@ -326,14 +299,11 @@ async def reply(request: Request) -> Response:
     assert who.me is not None
     web = _web(request)
     number: int = request.path_params["number"]
-    if _declared_too_big(request):
-        await _drain(request)
-        return await _show(request, who, status=413, error="error.too_big")
     form = await posted_form(request, who, max_files=1000)
     ref = await web.reader(accounts.ticket_page, who.me.customer.number, number)
     if ref is None:
         return not_found(request, who)
-    body = str(form.get("body") or "")[:MAX_BODY].replace("\r\n", "\n")
+    body = _text(str(form.get("body") or ""))
     if not _supported(web, who.me):
         return await _show(request, who, status=403, error=None)
     uploads, error = await _read_uploads(form, web.config.smtp.max_message_bytes)
@@ -359,6 +329,9 @@ async def _status(request: Request, status: str) -> Response:
     assert who.me is not None
     web = _web(request)
     me = who.me
+    if not _supported(web, me):  # SPEC 8.4: under a lapsed contract every write is refused
+        log.info("web_write_refused", reason="no_contract", by=me.email, status=status)
+        return await _show(request, who, status=403, error=None)
     number: int = request.path_params["number"]
     now = web.clock()
     outcome = await web.store.write(
@@ -372,6 +345,32 @@ async def _status(request: Request, status: str) -> Response:
     if outcome == "too_late":
         return await _show(request, who, status=409, error="ticket.reopen_too_late")
     return redirect(request, who, f"/tickets/{number}")
+
+
+def _subject(typed: str) -> str:
+    return " ".join(typed.split())[:MAX_SUBJECT]
+
+
+def _text(typed: str) -> str:
+    return typed[:MAX_BODY].replace("\r\n", "\n")
+
+
+async def refused(request: Request, who: Visitor, refusal: Refusal) -> Response | None:
+    """A new-ticket or reply form refused for its size, its files or an expired token, shown
+    again with the text typed into it and the line saying why (SPEC 8.4); None for others."""
+    if who.me is None or who.me.pending:
+        return None
+    web = _web(request)
+    body = _text(refusal.text("body"))
+    if request.url.path == "/tickets/new":
+        return page(
+            request, who, "new.html", status=refusal.status, error=refusal.error,
+            subject=_subject(refusal.text("subject")), body=body, limits=_limits(web, who),
+            supported=_supported(web, who.me),
+        )  # fmt: skip
+    if request.url.path.endswith("/reply") and "number" in request.path_params:
+        return await _show(request, who, status=refusal.status, error=refusal.error, body=body)
+    return None
 
 
 async def close(request: Request) -> Response:
