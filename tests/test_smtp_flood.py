@@ -7,15 +7,27 @@ import contextlib
 import email.policy
 import json
 import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SUPPORT, Env, eventually, make_mail
+from conftest import (
+    SUPPORT,
+    Env,
+    accepts_connections,
+    eventually,
+    free_port,
+    make_mail,
+    write_config,
+)
 from structlog.testing import capture_logs
 
 from ticketmail.smtp.limits import source_of
@@ -484,3 +496,128 @@ async def test_lmtp_answers_each_accepted_rcpt_but_keeps_the_recipient_once(
     finally:
         client.close()
     assert envelope_tos(e.data_dir) == [[SUPPORT]]
+
+
+# --- memory of the whole daemon, measured from outside -----------------------------------------
+
+MB = 1_000_000
+
+
+def rss_bytes(pid: int) -> int:
+    """VmRSS of `pid` and of its children (the admission workers), from /proc."""
+    pids = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:  # the parent's pid follows the state
+                pids.append(int(stat.parent.name))
+    total = 0
+    for each in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+async def _hold_open(client: Client, size: int) -> None:
+    """Start a mail and send `size` bytes of its DATA in 1 MB writes, without the end."""
+    await client.start_mail()
+    line = b"D" * 998 + b"\r\n"
+    piece = line * (MB // len(line))
+    for _ in range(size // len(piece)):
+        await client.send(piece)
+
+
+@dataclass
+class Served:
+    """`ticketmail serve` as a process of its own (with its two admission workers)."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def rss(self) -> int:
+        return rss_bytes(self.process.pid)
+
+    async def rss_back_to(self, start: int) -> int:
+        """The RSS, once it is back near `start` (within 60 MB; bounded wait)."""
+        await eventually(
+            lambda: self.rss < start + 60 * MB,
+            what=lambda: f"RSS {self.rss / MB:.0f} MB, {start / MB:.0f} MB at the start",
+        )
+        return self.rss
+
+
+def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TICKETMAIL_")}
+    environ.pop("NOTIFY_SOCKET", None)
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ticketmail", "--config", str(config), "serve"],
+            stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=config.parent,
+        )  # fmt: skip
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    """The daemon as shipped (smtp.workers = 2, every limit at its default), its workers up."""
+    port = free_port()
+    config = write_config(
+        tmp_path / "config.toml", tmp_path / "var", None, smtp={"port": port, "workers": 2}
+    )
+    daemon = Served(port, _spawn(config, tmp_path / "daemon.log"))
+    try:
+        await eventually(lambda: accepts_connections(port), what="the daemon listening")
+        await eventually(lambda: daemon.rss > 3 * 20 * MB, what="its workers started")
+        yield daemon
+    finally:
+        daemon.process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(daemon.process.wait, 20)
+        except subprocess.TimeoutExpired:
+            daemon.process.kill()
+            await asyncio.to_thread(daemon.process.wait, 10)
+
+
+async def test_forty_sources_of_24_mb_each_stay_under_500_mb_and_it_is_given_back(
+    served: Served,
+) -> None:
+    """40 sessions holding 24 MB of DATA each: daemon and workers under 500 MB RSS, and after."""
+    start = served.rss
+    clients = [await Client.connect(served.port, f"127.0.0.{10 + i}") for i in range(40)]
+    try:
+        peak = start
+        sending = asyncio.gather(*(_hold_open(c, 24 * MB) for c in clients))
+        while not sending.done():
+            peak = max(peak, served.rss)
+            await asyncio.wait([sending], timeout=0.1)
+        await sending
+        await asyncio.sleep(0.5)  # not waiting for an event: the last writes still under way
+        peak = max(peak, served.rss)
+    finally:
+        for c in clients:
+            c.close()
+    after = await served.rss_back_to(start)
+    print(f"RSS MB: start {start / MB:.0f}, peak {peak / MB:.0f}, after {after / MB:.0f}")
+    assert peak < 500 * MB
+
+
+async def test_after_a_large_mail_memory_is_given_back(served: Served) -> None:
+    """A 24 MB mail read, parsed (in a worker) and answered: RSS back near the start after."""
+    start = served.rss
+    client = await Client.connect(served.port)
+    try:
+        await client.start_mail()
+        await client.send(wire(big_mail(24 * MB, "whole")) + b".\r\n")
+        peak = start
+        answer = asyncio.create_task(client.reply(60))
+        while not answer.done():
+            peak = max(peak, served.rss)
+            await asyncio.wait([answer], timeout=0.05)
+        assert (await answer).startswith("550 5.7.1")  # Anna is not registered here
+    finally:
+        client.close()
+    after = await served.rss_back_to(start)
+    print(f"RSS MB: start {start / MB:.0f}, peak {peak / MB:.0f}, after {after / MB:.0f}")
+    assert peak < 500 * MB

@@ -70,7 +70,7 @@ class SmtpConfig:
     data_max_seconds: float = 600.0
     data_min_bytes_per_second: int = 256
     spool_threshold_bytes: int = MIB
-    memory_budget_bytes: int = 256 * MIB
+    memory_budget_bytes: int = 128 * MIB
     shutdown_grace_seconds: float = 30.0
     tls_cert_file: str = ""
     tls_key_file: str = ""

@@ -19,6 +19,7 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from ticketmail.config import Config
 from ticketmail.errors import ConfigError
 from ticketmail.intake.process import Envelope, Intake
+from ticketmail.memory import LARGE_BYTES
 from ticketmail.smtp._dataread import DataState
 from ticketmail.smtp._private import FastPaths
 from ticketmail.smtp.limits import Clocks, Sources, source_of
@@ -36,7 +37,7 @@ from ticketmail.smtp.replies import (
     REPLY_TOO_MANY_FROM_SOURCE,
     REPLY_TOO_MANY_SESSIONS,
 )
-from ticketmail.smtp.spool import MemoryBudget, Spool, give_back_memory
+from ticketmail.smtp.spool import MemoryBudget, MemoryTrim, Spool
 
 __all__ = ["Handler", "ProtocolFactory", "TicketLMTP", "TicketSMTP", "tls_context"]
 
@@ -89,6 +90,7 @@ class TicketSMTP(FastPaths):
         budget: MemoryBudget,
         spool_dir: Path,
         spool_threshold: int,
+        trim: MemoryTrim,
         refuse: Callable[[], str | None] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -126,6 +128,7 @@ class TicketSMTP(FastPaths):
         self._budget = budget
         self._spool_dir = spool_dir
         self._spool_threshold = spool_threshold
+        self._trim = trim
         self._over_limit = False
         # Asked when the connection is made: the reply a new session gets at once instead
         # (the daemon is stopping), or None.
@@ -283,6 +286,8 @@ class TicketSMTP(FastPaths):
         if self._clock is not None:
             self._clock.cancel()
         self._data_clock(start=False)
+        if self._bytes_in > LARGE_BYTES:  # its read buffer was large
+            self._trim.soon()
         if self._over_limit:
             return
         super().connection_lost(exc)
@@ -351,16 +356,15 @@ class TicketSMTP(FastPaths):
             self._progress_at = self.loop.time()  # a mail ended: the idle time starts again
         self.envelope = SmtpEnvelope()  # the next mail starts from MAIL
         await self.push(status)
-        if size > self._spool_threshold:
-            give_back_memory()  # what a large mail took, back to the system
+        if size > LARGE_BYTES:
+            self._trim.soon()  # what a large mail took, back to the system
         if self._close_after_data:
             self._close(REPLY_SESSION_TOO_LONG, "session_max")
 
     async def _deliver(self, spool: Spool) -> str:
         """The received mail to the handler, once the memory budget has room for it."""
         assert self.envelope is not None
-        size = spool.size
-        await self._budget.processing(size)
+        cost = await self._budget.processing(spool.size)
         try:
             content = spool.read()
             spool.close()
@@ -370,7 +374,7 @@ class TicketSMTP(FastPaths):
             # (the daemon's shutdown sees a mail under way by it).
             status: str = await self.event_handler.handle_DATA(self, self.session, self.envelope)
         finally:
-            self._budget.processed(size)
+            self._budget.processed(cost)
             self.envelope.content = self.envelope.original_content = None
         return status
 
@@ -498,6 +502,7 @@ class ProtocolFactory:
         self.sessions = sessions
         self.sources = Sources(config.smtp.max_sessions_per_ip)
         self.budget = MemoryBudget(config.smtp.memory_budget_bytes)
+        self.trim = MemoryTrim()
         self.clocks = Clocks.of(config.smtp)
         config.paths.spool.mkdir(parents=True, exist_ok=True)
         self.context = tls_context(config)
@@ -526,6 +531,7 @@ class ProtocolFactory:
             budget=self.budget,
             spool_dir=self.config.paths.spool,
             spool_threshold=smtp.spool_threshold_bytes,
+            trim=self.trim,
             tls_context=self.context,
             require_starttls=False,
             max_commands=smtp.max_commands,

@@ -8,29 +8,36 @@ made durable by intake's blob store, as before.
 
 `MemoryBudget` counts what all sessions hold in memory together (`smtp.memory_budget_bytes`):
 the in-memory part of every mail being received, and every mail while intake processes it
-(read back whole then, and handed to a worker). Over the budget, new MAIL and DATA get
-`452 4.3.1`; a received mail waits for room before processing unless it is the only one.
+(read back whole then, and handed to a worker; counted at a multiple of its size). Over the
+budget, new MAIL and DATA get `452 4.3.1` and mails being received go to their files; a
+received mail waits for room before it is read back, unless no other is being processed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import tempfile
 from pathlib import Path
 from typing import IO
 
-__all__ = ["MemoryBudget", "Spool", "give_back_memory"]
+from ticketmail.memory import give_back
+
+__all__ = ["MemoryBudget", "MemoryTrim", "Spool"]
 
 
 class MemoryBudget:
     """Bytes of mail held in memory by every session together, against a limit."""
 
+    # What a mail being processed costs the daemon, in multiples of its size: read back
+    # whole, pickled for the worker, in the transport's buffer (measured with a 24 MB mail:
+    # the daemon grew by 88 MB). The worker's share (about 9 times the mail while the mail
+    # package parses it) is bounded by the number of workers, one mail each at a time.
+    PROCESSING_FACTOR = 4
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.held = 0
-        self._processing = 0  # mails being processed (their bytes are in `held`)
+        self._processing = 0  # mails being processed (their cost is in `held`)
         self._freed = asyncio.Event()
 
     @property
@@ -44,18 +51,21 @@ class MemoryBudget:
         self.held -= size
         self._freed.set()
 
-    async def processing(self, size: int) -> None:
-        """Hold `size` bytes for a mail to be processed: at once when they fit or no other
-        mail is being processed (so one always goes on), else once others gave room."""
-        while self._processing and self.held + size > self.limit:
+    async def processing(self, size: int) -> int:
+        """Hold the cost of processing a mail of `size` bytes: at once when it fits or no
+        other mail is being processed (so one always goes on), else once others gave room.
+        Returns the cost, for `processed`."""
+        cost = size * self.PROCESSING_FACTOR
+        while self._processing and self.held + cost > self.limit:
             self._freed.clear()
             await self._freed.wait()
-        self.held += size
+        self.held += cost
         self._processing += 1
+        return cost
 
-    def processed(self, size: int) -> None:
+    def processed(self, cost: int) -> None:
         self._processing -= 1
-        self.give(size)
+        self.give(cost)
 
 
 class Spool:
@@ -112,18 +122,19 @@ class Spool:
         self.size = 0
 
 
-_libc: ctypes.CDLL | None = None
+class MemoryTrim:
+    """`memory.give_back` shortly after large sessions or mails ended, at most once a `delay`
+    (a full collection takes about 20 ms)."""
 
+    def __init__(self, delay: float = 1.0) -> None:
+        self.delay = delay
+        self._pending: asyncio.TimerHandle | None = None
 
-def give_back_memory() -> None:
-    """Return freed heap memory to the system (glibc keeps freed memory of large objects in
-    its arenas otherwise; without glibc this does nothing)."""
-    global _libc
-    if _libc is None:
-        name = ctypes.util.find_library("c")
-        if name is None:
-            return
-        _libc = ctypes.CDLL(name)
-    trim = getattr(_libc, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
+    def soon(self) -> None:
+        """Give back shortly (once for all the large frees until then)."""
+        if self._pending is None:
+            self._pending = asyncio.get_running_loop().call_later(self.delay, self._run)
+
+    def _run(self) -> None:
+        self._pending = None
+        give_back()
