@@ -333,6 +333,7 @@ async def test_slow_steady_upload_past_the_old_fixed_timeout_gets_250(
         reply = await client.reply(20)
         assert time.monotonic() - started > 5.0
         assert reply.startswith("250 2.0.0 Ok: ticket"), reply
+        assert await client.command("NOOP") == "250 OK"  # and the session goes on
     finally:
         client.close()
 

@@ -215,12 +215,12 @@ class TicketSMTP(FastPaths):
         super().data_received(data)
 
     def _data_clock(self, *, start: bool) -> None:
-        """DATA's clocks on (RFC 5321 4.5.3.2: a block every `data_block` seconds, the whole
-        within `data_total`, here with `data_min_bytes` in each block) or off."""
+        """DATA's clocks while its body is read, on (RFC 5321 4.5.3.2: a block every
+        `data_block` seconds, the whole within `data_total`, here with `data_min_bytes` in
+        each block) or off."""
         if self._data_timer is not None:
             self._data_timer.cancel()
             self._data_timer = None
-        self._in_data = start
         if start:
             self._data_started = self.loop.time()
             self._window_bytes = self._bytes_in
@@ -339,6 +339,7 @@ class TicketSMTP(FastPaths):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         spool = Spool(self._spool_dir, threshold=self._spool_threshold, budget=self._budget)
+        self._in_data = True  # until answered: the idle clocks wait, the lifetime lets it end
         self._data_clock(start=True)
         try:
             state = await self.read_data_chunked(spool.write)
@@ -353,7 +354,9 @@ class TicketSMTP(FastPaths):
         finally:
             spool.close()
             self._data_clock(start=False)
-            self._progress_at = self.loop.time()  # a mail ended: the idle time starts again
+            self._in_data = False
+            # A mail ended: the idle clocks start again.
+            self._progress_at = self._last_command = self.loop.time()
         self.envelope = SmtpEnvelope()  # the next mail starts from MAIL
         await self.push(status)
         if size > LARGE_BYTES:
