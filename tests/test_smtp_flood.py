@@ -622,3 +622,33 @@ async def test_after_a_large_mail_memory_is_given_back(served: Served) -> None:
     after = await served.rss_back_to(start)
     print(f"RSS MB: start {start / MB:.0f}, peak {peak / MB:.0f}, after {after / MB:.0f}")
     assert peak < 500 * MB
+
+
+async def test_refusals_log_the_peer(env_factory: Callable[..., Any]) -> None:
+    """An unknown recipient, an over-size mail and a too-slow DATA are logged with the peer."""
+    e: Env = await env_factory(None, smtp={
+        "max_message_bytes": 1000, "data_block_seconds": 0.5, "data_min_bytes_per_second": 10,
+    })  # fmt: skip
+    client = await Client.connect(e.port, "127.0.0.9")
+    try:
+        with capture_logs() as events:
+            await client.greeted()
+            assert (await client.command(f"MAIL FROM:<{ANNA}>")).startswith("250")
+            assert (await client.command("RCPT TO:<nobody@stueber.de>")).startswith("550 5.1.1")
+            assert (await client.command(f"RCPT TO:<{SUPPORT}>")).startswith("250")
+            assert (await client.command("DATA")).startswith("354")
+            await client.send(b"x" * 500 + b"\r\n" + b"y" * 998 + b"\r\n.\r\n")
+            assert (await client.reply()).startswith("552 5.3.4")
+            assert (await client.command(f"MAIL FROM:<{ANNA}>")).startswith("250")
+            assert (await client.command(f"RCPT TO:<{SUPPORT}>")).startswith("250")
+            assert (await client.command("DATA")).startswith("354")
+            assert await client.reply() == REPLY_DATA_TOO_SLOW
+    finally:
+        client.close()
+    said = [(x["event"], x.get("reason"), x["peer"].split(":")[0]) for x in events
+            if x["event"] in ("recipient_refused", "mail_refused", "session_closed")]  # fmt: skip
+    assert said == [
+        ("recipient_refused", None, "127.0.0.9"),
+        ("mail_refused", "too_big", "127.0.0.9"),
+        ("session_closed", "data_too_slow", "127.0.0.9"),
+    ]

@@ -347,10 +347,11 @@ class TicketSMTP(FastPaths):
             size = spool.size
             if state is DataState.OK:
                 status = await self._deliver(spool)
-            elif state is DataState.TOO_LONG:
-                status = REPLY_LINE_TOO_LONG
             else:
-                status = REPLY_TOO_BIG
+                too_long = state is DataState.TOO_LONG
+                status = REPLY_LINE_TOO_LONG if too_long else REPLY_TOO_BIG
+                log.info("mail_refused", reason="line_too_long" if too_long else "too_big",
+                         session=self.session_id, peer=self.peer)  # fmt: skip
         finally:
             spool.close()
             self._data_clock(start=False)
