@@ -136,9 +136,9 @@ def envelope_tos(data_dir: Path) -> list[list[str]]:
         db.close()
 
 
-async def with_anna(factory: Callable[..., Any], sink: Any, **smtp: Any) -> Env:
-    """A daemon with these smtp keys, relaying to `sink`, Anna registered with a contract."""
-    e: Env = await factory(sink, smtp=smtp)
+async def with_anna(factory: Callable[..., Any], **smtp: Any) -> Env:
+    """A daemon with these smtp keys (its mail to files), Anna registered with a contract."""
+    e: Env = await factory(None, smtp=smtp)
     await e.customer("10042", "Gymnasium Musterstadt")
     await e.user(ANNA, "10042")
     return e
@@ -247,10 +247,10 @@ async def test_idle_limit_before_mail_is_not_extended(
 
 
 async def test_each_mail_delivered_starts_the_idle_limit_anew(
-    env_factory: Callable[..., Any], sink: Any
+    env_factory: Callable[..., Any],
 ) -> None:
     """A session that delivers mail is not idle: four mails 0.5 s apart under a 1 s limit."""
-    e = await with_anna(env_factory, sink, idle_seconds=1.0)
+    e = await with_anna(env_factory, idle_seconds=1.0)
     client = await Client.connect(e.port)
     try:
         await client.greeted()
@@ -283,10 +283,10 @@ async def test_session_lifetime_ends_a_session(env_factory: Callable[..., Any]) 
 
 
 async def test_mail_in_data_at_the_lifetime_finishes_then_the_session_ends(
-    env_factory: Callable[..., Any], sink: Any
+    env_factory: Callable[..., Any],
 ) -> None:
     """DATA under way when the lifetime ends may finish: its 250, then 421 and closed."""
-    e = await with_anna(env_factory, sink, session_max_seconds=1.0)
+    e = await with_anna(env_factory, session_max_seconds=1.0)
     client = await Client.connect(e.port)
     try:
         await client.start_mail()
@@ -309,12 +309,11 @@ async def test_mail_in_data_at_the_lifetime_finishes_then_the_session_ends(
 
 
 async def test_slow_steady_upload_past_the_old_fixed_timeout_gets_250(
-    env_factory: Callable[..., Any], sink: Any
+    env_factory: Callable[..., Any],
 ) -> None:
     """2 MB sent steadily over longer than smtp.timeout_seconds (once a fixed cut) gets 250."""
     e = await with_anna(
         env_factory,
-        sink,
         timeout_seconds=4.0,
         data_block_seconds=2.0,
         data_max_seconds=20.0,
@@ -441,10 +440,10 @@ def _spool_files(spool: Path) -> list[str]:
 
 
 async def test_a_mail_past_the_threshold_is_spooled_to_disk_and_arrives_whole(
-    env_factory: Callable[..., Any], sink: Any
+    env_factory: Callable[..., Any],
 ) -> None:
     """Past smtp.spool_threshold_bytes a mail lies in a file under spool/, not in memory."""
-    e = await with_anna(env_factory, sink, spool_threshold_bytes=100_000)
+    e = await with_anna(env_factory, spool_threshold_bytes=100_000)
     spool = e.data_dir / "spool"
     message = big_mail(2_000_000, "spooled")
     data = wire(message)
@@ -483,10 +482,10 @@ async def test_duplicate_recipients_are_kept_once(env: Env) -> None:
 
 
 async def test_lmtp_answers_each_accepted_rcpt_but_keeps_the_recipient_once(
-    env_factory: Callable[..., Any], sink: Any
+    env_factory: Callable[..., Any],
 ) -> None:
     """LMTP: one DATA reply per accepted RCPT (RFC 2033), the envelope names a recipient once."""
-    e = await with_anna(env_factory, sink, lmtp=True)
+    e = await with_anna(env_factory, lmtp=True)
     client = await Client.connect(e.port)
     try:
         await client.start_mail(SUPPORT, SUPPORT.upper(), helo="LHLO mta.test")
