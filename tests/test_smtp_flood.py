@@ -428,6 +428,31 @@ async def test_past_the_memory_budget_mail_and_data_get_452(
             c.close()
 
 
+async def test_received_mails_wait_for_room_in_the_budget(env_factory: Callable[..., Any]) -> None:
+    """Mails whose processing does not fit the budget together are processed one by one."""
+    e = await with_anna(env_factory, memory_budget_bytes=1_000_000, spool_threshold_bytes=50_000)
+    budget = factory_of(e).budget
+    data = [wire(big_mail(300_000, f"in turn {i}")) for i in range(3)]
+    clients = [await Client.connect(e.port, f"127.0.0.{20 + i}") for i in range(3)]
+    try:
+        for client, body in zip(clients, data, strict=True):
+            await client.start_mail()
+            await client.send(body)  # all of it but the end: spooled, nothing held in memory
+        answers = [asyncio.create_task(c.reply(30)) for c in clients]
+        for client in clients:
+            client.writer.write(b".\r\n")
+        peak = 0
+        while not all(a.done() for a in answers):  # bounded by the replies' timeout
+            peak = max(peak, budget.held)
+            await asyncio.sleep(0.001)
+        assert all(a.result().startswith("250 2.0.0 Ok: ticket") for a in answers)
+    finally:
+        for client in clients:
+            client.close()
+    costs = [len(body) * budget.PROCESSING_FACTOR for body in data]
+    assert min(costs) <= peak <= max(costs)  # one mail's processing at a time, never two
+
+
 def _spool_files(spool: Path) -> list[str]:
     """This process's open files under `spool` (unnamed temporary files show as deleted)."""
     found = []
