@@ -61,9 +61,17 @@ class SmtpConfig:
     recipients: tuple[str, ...] = ("support@stueber.de",)
     max_message_bytes: int = 25 * MIB
     max_sessions: int = 100
+    max_sessions_per_ip: int = 10
     max_commands: int = 10000
     max_line_bytes: int = 1024 * 1024
     timeout_seconds: float = 300.0
+    idle_seconds: float = 60.0
+    session_max_seconds: float = 900.0
+    data_block_seconds: float = 180.0
+    data_max_seconds: float = 600.0
+    data_min_bytes_per_second: int = 256
+    spool_threshold_bytes: int = MIB
+    memory_budget_bytes: int = 128 * MIB
     shutdown_grace_seconds: float = 30.0
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -378,6 +386,13 @@ def _check_semantics(config: Config) -> None:
     positive("smtp.max_commands", config.smtp.max_commands)
     positive("smtp.max_line_bytes", config.smtp.max_line_bytes)
     positive("smtp.timeout_seconds", config.smtp.timeout_seconds)
+    positive("smtp.max_sessions_per_ip", config.smtp.max_sessions_per_ip)
+    positive("smtp.idle_seconds", config.smtp.idle_seconds)
+    positive("smtp.session_max_seconds", config.smtp.session_max_seconds)
+    positive("smtp.data_block_seconds", config.smtp.data_block_seconds)
+    positive("smtp.data_max_seconds", config.smtp.data_max_seconds)
+    positive("smtp.spool_threshold_bytes", config.smtp.spool_threshold_bytes)
+    positive("smtp.memory_budget_bytes", config.smtp.memory_budget_bytes)
     positive("smtp.shutdown_grace_seconds", config.smtp.shutdown_grace_seconds)
     positive("relay.timeout_seconds", config.relay.timeout_seconds)
     positive("relay.max_age_hours", config.relay.max_age_hours)

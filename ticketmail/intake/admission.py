@@ -33,6 +33,7 @@ from ticketmail.errors import TicketmailError
 from ticketmail.intake.route import RoutePolicy, agent_refusal, classify
 from ticketmail.mail.authres import verify_sender
 from ticketmail.mail.parse import ParsedMail, parse_mail
+from ticketmail.memory import LARGE_BYTES, give_back
 from ticketmail.models import AttachmentView
 from ticketmail.storage.accounts import is_pending
 from ticketmail.storage.blobs import BlobStore
@@ -263,6 +264,9 @@ def _serve(sock: socket.socket, config: Config) -> None:  # pragma: no cover - i
             except Exception as exc:
                 result = _Failed(f"{type(exc).__name__}: {exc}")
             _send_frame(sock, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+            if len(body) > LARGE_BYTES:  # the mail, its parts and the answer: give it back
+                del body, raw, result
+                give_back()
     except ConnectionError:
         return  # the daemon is gone (killed): nobody is waiting for an answer
     finally:
@@ -401,12 +405,14 @@ class AdmissionPool:
     async def admit(
         self, raw: bytes, envelope: Envelope, *, sender_vouched: bool, now: datetime
     ) -> Admission:
-        frame = _frame(pickle.dumps((raw, envelope, sender_vouched, now), pickle.HIGHEST_PROTOCOL))
+        body = pickle.dumps((raw, envelope, sender_vouched, now), pickle.HIGHEST_PROTOCOL)
         for attempt in (1, 2):
             worker = await self._worker(alone=attempt == 2)
             answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
             worker.owed.append(answer)
-            worker.writer.write(frame)
+            # The frame in two writes: a large mail is not copied once more to join them.
+            worker.writer.write(_FRAME.pack(len(body)))
+            worker.writer.write(body)
             try:
                 await worker.writer.drain()
                 reply = await answer

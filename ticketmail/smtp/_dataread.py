@@ -5,16 +5,17 @@ of awaits. Here the stream is searched for `.<CRLF>` with StreamReader's C-level
 a hit counts as the end only where it stands at the start of a line after a CRLF. So the
 protections stay: only <CRLF>.<CRLF> ends the data (a bare LF before or after the dot does
 not — the SMTP smuggling fix), over-size data is drained and refused, over-long lines are
-refused, and dot-stuffing is undone in one pass.
+refused, and dot-stuffing is undone piece by piece. The body goes to a writer as it arrives
+(smtp/spool.py), so a large mail is never held whole here.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Callable
 from enum import Enum
 
-__all__ = ["DataResult", "DataState", "read_data"]
+__all__ = ["DataState", "read_data"]
 
 _DOT_CRLF = b".\r\n"
 
@@ -23,12 +24,6 @@ class DataState(Enum):
     OK = "ok"
     TOO_MUCH = "too_much"
     TOO_LONG = "too_long"
-
-
-@dataclass(frozen=True, slots=True)
-class DataResult:
-    state: DataState
-    content: bytes  # dot-stuffing undone; empty unless state is OK
 
 
 def _longest_line(chunk: bytes, carry: int, *, limit: int) -> tuple[int, int]:
@@ -49,15 +44,30 @@ def _longest_line(chunk: bytes, carry: int, *, limit: int) -> tuple[int, int]:
     return longest, len(lines[-1])
 
 
+def _unstuffed(body: bytes, tail: bytes) -> bytes:
+    """`body` with the first dot of every line that starts with one removed; `tail` is what
+    came before it (its last two bytes, a CRLF at the start of the data)."""
+    if b"." not in body:
+        return body
+    return (tail + body).replace(b"\r\n.", b"\r\n")[len(tail) :]
+
+
 async def read_data(
-    reader: asyncio.StreamReader, *, size_limit: int | None, line_limit: int
-) -> DataResult:
-    """Read up to and including the terminating <CRLF>.<CRLF> (or a first line of ".")."""
-    chunks: list[bytes] = []
+    reader: asyncio.StreamReader,
+    write: Callable[[bytes], None],
+    *,
+    size_limit: int | None,
+    line_limit: int,
+) -> DataState:
+    """Read up to and including the terminating <CRLF>.<CRLF> (or a first line of ".").
+
+    The body goes to `write` piece by piece, dot-stuffing undone; once the state is no
+    longer OK nothing more is written (the caller drops what it got).
+    """
     total = 0
     state = DataState.OK
     carry = 0  # length of the unfinished line at the end of what was read so far
-    tail = b""  # the last two bytes read so far
+    tail = b"\r\n"  # the last two bytes read so far (the data starts at a line start)
     while True:
         try:
             chunk = await reader.readuntil(_DOT_CRLF)
@@ -68,29 +78,17 @@ async def read_data(
             raise ConnectionResetError("connection closed during DATA") from exc
         # The dot ends the data only at a line start: right after a CRLF, or first of all.
         dot_at = len(chunk) - 3
-        is_end = chunk.endswith(_DOT_CRLF) and (
-            (tail + chunk[:dot_at])[-2:] == b"\r\n" or (total == 0 and dot_at == 0)
-        )
+        is_end = chunk.endswith(_DOT_CRLF) and (tail + chunk[:dot_at])[-2:] == b"\r\n"
         body = chunk[:dot_at] if is_end else chunk
         total += len(body)
-        tail = (tail + body)[-2:]
         if state is DataState.OK:
             longest, carry = _longest_line(body, carry, limit=line_limit)
             if max(longest, carry) > line_limit:
                 state = DataState.TOO_LONG
             elif size_limit and total > size_limit:
                 state = DataState.TOO_MUCH
-            if state is DataState.OK:
-                chunks.append(body)
             else:
-                chunks.clear()  # keep draining, hold nothing
+                write(_unstuffed(body, tail))
+        tail = (tail + body)[-2:]
         if is_end:
-            break
-    if state is not DataState.OK:
-        return DataResult(state, b"")
-    data = b"".join(chunks)
-    # Undo dot-stuffing: the first dot of every line that starts with one goes.
-    data = data.replace(b"\r\n.", b"\r\n")
-    if data.startswith(b"."):
-        data = data[1:]
-    return DataResult(DataState.OK, data)
+            return state

@@ -16,10 +16,11 @@ one of them or another module of ticketmail starts using one.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from aiosmtpd.smtp import SMTP
 
-from ticketmail.smtp._dataread import DataResult, read_data
+from ticketmail.smtp._dataread import DataState, read_data
 
 __all__ = ["PRIVATE_NAMES", "FastPaths"]
 
@@ -34,10 +35,10 @@ _PLAIN_PATH = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0
 class FastPaths(SMTP):
     """aiosmtpd's SMTP with the DATA body read in chunks and plain paths parsed by a regex."""
 
-    async def read_data_chunked(self) -> DataResult:
-        """The DATA body up to <CRLF>.<CRLF>, read from the connection's own stream."""
+    async def read_data_chunked(self, write: Callable[[bytes], None]) -> DataState:
+        """The DATA body up to <CRLF>.<CRLF>, read from the connection's own stream, to `write`."""
         return await read_data(
-            self._reader, size_limit=self.data_size_limit, line_limit=self.line_length_limit
+            self._reader, write, size_limit=self.data_size_limit, line_limit=self.line_length_limit
         )
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:

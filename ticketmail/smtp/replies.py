@@ -9,16 +9,22 @@ __all__ = [
     "REPLY_AGENT_NO_TAG",
     "REPLY_AGENT_UNKNOWN_TICKET",
     "REPLY_BAD_RECIPIENT",
+    "REPLY_DATA_TOO_LONG",
+    "REPLY_DATA_TOO_SLOW",
     "REPLY_HELD",
+    "REPLY_IDLE_BEFORE_MAIL",
     "REPLY_LINE_TOO_LONG",
     "REPLY_NOT_REGISTERED",
     "REPLY_NO_CONTRACT",
+    "REPLY_NO_MEMORY",
     "REPLY_NO_SENDER",
     "REPLY_PENDING_APPROVAL",
     "REPLY_RECIPIENT_OK",
+    "REPLY_SESSION_TOO_LONG",
     "REPLY_TEMPORARY_FAILURE",
     "REPLY_TICKET",
     "REPLY_TOO_BIG",
+    "REPLY_TOO_MANY_FROM_SOURCE",
     "REPLY_TOO_MANY_SESSIONS",
     "REPLY_UNVERIFIED",
 ]
@@ -71,3 +77,12 @@ REPLY_LINE_TOO_LONG = "500 5.5.2 Line too long"
 REPLY_TOO_BIG = "552 5.3.4 Message too big for this system"
 REPLY_TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please try again later"
 REPLY_TOO_MANY_SESSIONS = "421 4.7.0 Too many connections, try again later"
+
+REPLY_TOO_MANY_FROM_SOURCE = "421 4.7.0 Too many connections from your address, try again later"
+# A session's clocks (RFC 5321 4.5.3.2): each one ends the session.
+REPLY_IDLE_BEFORE_MAIL = "421 4.4.2 No mail within the time allowed, closing"
+REPLY_SESSION_TOO_LONG = "421 4.4.2 Session lasted too long, closing"
+REPLY_DATA_TOO_SLOW = "421 4.4.2 Data arrives too slowly, closing"
+REPLY_DATA_TOO_LONG = "421 4.4.2 Data took too long, closing"
+# Past smtp.memory_budget_bytes: the sender keeps the mail and tries again later.
+REPLY_NO_MEMORY = "452 4.3.1 Insufficient system storage, try again later"

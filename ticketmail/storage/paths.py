@@ -27,6 +27,11 @@ class DataPaths:
         return self.root / "blobs"
 
     @property
+    def spool(self) -> Path:
+        """Mails being received over smtp.spool_threshold_bytes (unnamed temporary files)."""
+        return self.root / "spool"
+
+    @property
     def sent(self) -> Path:
         """Where `relay.transport = "file"` writes every outgoing mail as a `.eml` file."""
         return self.root / "sent"
