@@ -83,7 +83,10 @@ def test_installed_wheel_checks_config_and_serves(wheel: Path, tmp_path: Path) -
 
     port = free_port()
     config = tmp_path / "config.toml"
-    config.write_text(f'[smtp]\nport = {port}\n[log]\nformat = "json"\n', encoding="utf-8")
+    config.write_text(
+        f'[smtp]\nport = {port}\n[web]\nport = {free_port()}\n[log]\nformat = "json"\n',
+        encoding="utf-8",
+    )  # the web on a free port too: 8080 may be taken on a developer's machine
     proc = subprocess.Popen(
         [*base, "--config", str(config), "serve"], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
