@@ -41,6 +41,7 @@ async def test_a_version_3_database_gets_its_articles_searchable(tmp_path: Path)
 
     store = await Store.open(tmp_path)
     try:
+        await store.catch_up_search()  # schema 6 indexes every article again, in the background
         found = await store.write(
             lambda c: desk_db.queue(
                 c, status=None, customer=None, owner=None, q="toner", limit=10, offset=0
@@ -65,6 +66,6 @@ async def test_a_version_3_database_gets_its_articles_searchable(tmp_path: Path)
         await store.close()
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     finally:
         conn.close()

@@ -148,6 +148,8 @@ class WebConfig:
     confirm_hours: float = 24.0
     session_idle_hours: float = 12.0
     ip_login_failures: int = 50
+    # Database time one search of the portal or the desk gets, in milliseconds (SPEC 8.4).
+    search_ms: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +374,7 @@ def _check_semantics(config: Config) -> None:
     positive("relay.retry_max_seconds", config.relay.retry_max_seconds)
     positive("relay.poll_seconds", config.relay.poll_seconds)
     positive("tickets.first_number", config.tickets.first_number)
+    positive("web.search_ms", config.web.search_ms)
     if config.tickets.reopen_days < 0:
         raise ConfigError(f"{src}: tickets.reopen_days: must not be negative")
     tag = config.tickets.subject_tag

@@ -70,9 +70,10 @@ class Store(People, Tickets, Outbox, Queues):
         """The daemon's full-text indexing in the background (see `storage.search`)."""
         self._indexer.start()
 
-    async def catch_up_search(self) -> None:
-        """Index every article still waiting, before a search (see `storage.search`)."""
-        await catch_up(self.db)
+    async def catch_up_search(self, *, until: float | None = None) -> int:
+        """Index the articles still waiting, before a search, batches starting until `until`
+        (time.monotonic); how many still wait (see `storage.search`)."""
+        return await catch_up(self.db, until=until)
 
     async def close(self) -> None:
         """Close the database; jobs queued before still go to disk."""
