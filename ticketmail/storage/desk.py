@@ -257,18 +257,16 @@ def _article_terms(terms: Terms, params: dict[str, Any]) -> tuple[str, str]:
     )
     params["gm"] = terms.grams_match("{subject people body}")
     params["wm"] = terms.words_match("{subject sender to_json body_text}")
-    if terms.grams:
-        table, match, also = (
-            "article_grams",
-            ":gm",
-            [words.format("p.rowid")] if terms.words else [],
-        )
-    else:
-        table, match, also = "article_search", ":wm", []
+    table, match, also = "article_search", ":wm", ""
+    if terms.grams:  # the short words' matches read once, not looked up for each row
+        table, match = "article_grams", ":gm"
+        if terms.words:
+            also = (
+                "AND p.rowid IN (SELECT rowid FROM article_search WHERE article_search MATCH :wm) "
+            )
     newest = (
-        f"SELECT p.rowid FROM {table} p WHERE {table} MATCH {match} "  # noqa: S608 - fixed fragments
-        + "".join(f"AND {c} " for c in also)
-        + "ORDER BY p.rowid DESC LIMIT :bound"
+        f"SELECT p.rowid FROM {table} p WHERE {table} MATCH {match} {also}"  # noqa: S608 - fixed fragments
+        "ORDER BY p.rowid DESC LIMIT :bound"
     )
     holds = [grams.format("a.id")] if terms.grams else []
     holds += [words.format("a.id")] if terms.words else []

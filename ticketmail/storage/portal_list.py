@@ -17,12 +17,9 @@ from typing import Any
 
 from ticketmail.storage.fulltext import Budget, Terms, terms_of
 
-__all__ = ["PROBE_BOUND", "TicketList", "WebTicket", "list_tickets", "search_tickets"]
+__all__ = ["FIRST_RANGE", "TicketList", "WebTicket", "list_tickets", "search_tickets"]
 
-# Fewer matching articles than this in the whole index: the search starts from them (a
-# join each); more: from the institution's tickets, newest first, a chunk at a time.
-PROBE_BOUND = 2000
-FIRST_CHUNK = 64  # tickets in the first chunk; each next chunk is twice as many
+FIRST_RANGE = 4096  # article ids the first range of a search reads; each next one twice
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,94 +97,51 @@ def list_tickets(
     return [_web_ticket(r) for r in rows], int(total)
 
 
-def _article_matches(terms: Terms) -> tuple[str, dict[str, str]]:
-    """SQL true for an article `a` the customer sees that holds every term."""
+def _article_matches(terms: Terms) -> tuple[str, str, dict[str, str]]:
+    """(the index a search reads, SQL true for an article `a` the customer sees that holds
+    the terms that index does not check, the parameters: :m for the index's MATCH)."""
     parts = ["a.automatic = 0", "a.direction IN ('in', 'out')"]
-    params: dict[str, str] = {}
-    if terms.grams:
-        params["gm"] = terms.grams_match("{subject body}")
-        parts.append(
-            "EXISTS (SELECT 1 FROM article_grams g WHERE article_grams MATCH :gm "
-            "AND g.rowid = a.id)"
-        )
+    words = terms.words_match("{subject body_text}")
+    if not terms.grams:
+        return "article_search", " AND ".join(parts), {"m": words}
     if terms.words:
-        params["wm"] = terms.words_match("{subject body_text}")
-        parts.append(
-            "EXISTS (SELECT 1 FROM article_search w WHERE article_search MATCH :wm "
-            "AND w.rowid = a.id)"
+        parts.append(  # the short words' matches in the range, once (not a lookup a row)
+            "a.id IN (SELECT rowid FROM article_search WHERE article_search MATCH :wm "
+            "AND rowid BETWEEN :low AND :high)"
         )
-    return " AND ".join(parts), params
-
-
-def _probe(conn: sqlite3.Connection, terms: Terms, budget: Budget) -> list[int] | None:
-    """The matching articles in the whole index when they are few (ids), else None."""
-    if terms.grams:
-        table, match = "article_grams", terms.grams_match("{subject body}")
-    else:
-        table, match = "article_search", terms.words_match("{subject body_text}")
-    row = budget.one(
-        conn,
-        f"SELECT json_group_array(rowid) FROM (SELECT rowid FROM {table} "  # noqa: S608 - fixed fragments
-        f"WHERE {table} MATCH :m LIMIT :bound)",
-        {"m": match, "bound": PROBE_BOUND + 1},
+    return (
+        "article_grams",
+        " AND ".join(parts),
+        {"m": terms.grams_match("{subject body}"), "wm": words},
     )
-    if row is None:
-        return None
-    ids: list[int] = json.loads(str(row[0]))
-    return ids if len(ids) <= PROBE_BOUND else None
 
 
 def _matching(
     conn: sqlite3.Connection, terms: Terms, clause: str, params: dict[str, Any], budget: Budget
 ) -> list[tuple[str, int]]:
     """(activity, number) of the institution's tickets (under `clause`) with a matching
-    article, as far as the budget reaches."""
-    article, more = _article_matches(terms)
-    params = {**params, **more}
-    # A share of the budget for the probe: an expensive pattern then still gets a look at
-    # the newest tickets.
-    probe = Budget(min(budget.deadline, budget.deadline - budget.left() * 2 / 3))
-    ids = _probe(conn, terms, probe)
+    article, as far as the budget reaches. The index is read by ranges of article ids,
+    newest first, each twice the one before: a range cut short is lost, the ranges before
+    it are kept, so what a search cut short shows is the tickets of the newest matches."""
+    table, article, more = _article_matches(terms)
+    (top,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM articles").fetchone()
     found: list[tuple[str, int]] = []
-    if ids is not None:  # few in the whole index: from them to their tickets
+    size = FIRST_RANGE
+    high = int(top)
+    while high > 0:
+        low = max(1, high - size + 1)
         row = budget.one(
             conn,
             "SELECT json_group_array(json_array(t.updated_at, t.number)) FROM tickets t "  # noqa: S608 - fixed fragments
-            f"WHERE {clause} AND t.number IN (SELECT a.ticket FROM articles a "
-            f"WHERE a.id IN (SELECT value FROM json_each(:ids)) AND {article})",
-            {**params, "ids": json.dumps(ids)},
-        )
-        if row is not None:
-            found = [(str(u), int(n)) for u, n in json.loads(str(row[0]))]
-        return found
-    # Many: the institution's tickets newest first, a chunk at a time, each article looked
-    # up in the index; a chunk cut short is lost, the chunks before it are kept.
-    size = FIRST_CHUNK
-    after: tuple[str, int] | None = None
-    while not budget.cut:
-        keyset = "" if after is None else " AND (t.updated_at, t.number) < (:au, :an)"
-        chunk = budget.one(
-            conn,
-            "SELECT json_group_array(json_array(updated_at, number)) FROM (SELECT "  # noqa: S608 - fixed fragments
-            f"t.updated_at, t.number FROM tickets t WHERE {clause}{keyset} {_ORDER} LIMIT :k)",
-            {**params, "k": size, "au": after[0] if after else "", "an": after[1] if after else 0},
-        )
-        if chunk is None:
-            break
-        pairs = [(str(u), int(n)) for u, n in json.loads(str(chunk[0]))]
-        if not pairs:
-            break
-        row = budget.one(
-            conn,
-            "SELECT json_group_array(c.value) FROM json_each(:chunk) c WHERE EXISTS "  # noqa: S608 - fixed fragments
-            f"(SELECT 1 FROM articles a WHERE a.ticket = c.value AND {article})",
-            {**params, "chunk": json.dumps([n for _, n in pairs])},
+            f"WHERE {clause} AND t.number IN (SELECT a.ticket FROM {table} p "
+            f"JOIN articles a ON a.id = p.rowid WHERE {table} MATCH :m "
+            f"AND p.rowid BETWEEN :low AND :high AND {article})",
+            {**params, **more, "low": low, "high": high},
         )
         if row is None:
             break
-        hits = set(json.loads(str(row[0])))
-        found += [p for p in pairs if p[1] in hits]
-        after = pairs[-1]
+        found += [(str(u), int(n)) for u, n in json.loads(str(row[0]))]
+        high = low - 1
         size *= 2
     return found
 
