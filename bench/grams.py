@@ -276,7 +276,8 @@ def sizes(layout: str, n: int) -> dict[str, Any]:
         import pysqlite3 as sqlite3  # type: ignore[import-not-found]
     else:
         import sqlite3
-    from ticketmail.storage.fulltext import gram_columns
+    if layout in ("A1", "A2"):
+        from ticketmail.storage.fulltext import gram_columns
 
     path = Path(tempfile.mkdtemp()) / "grams.db"
     conn = sqlite3.connect(path, isolation_level=None)
