@@ -20,7 +20,7 @@ from ticketmail.models import Customer
 from ticketmail.storage import accounts
 from ticketmail.storage._rows import iso
 from ticketmail.storage.accounts import LoginRecord
-from ticketmail.storage.fulltext import Budget, Terms, terms_of
+from ticketmail.storage.fulltext import Budget, Terms, by_ranges, terms_of
 from ticketmail.storage.records import ArticleRecord
 from ticketmail.storage.tickets import insert_article, touch_ticket
 
@@ -248,29 +248,18 @@ def notifications_about(
 SEARCH_BOUND = 2000
 
 
-def _article_terms(terms: Terms, params: dict[str, Any]) -> tuple[str, str]:
-    """(the newest articles holding every term, as a query of rowids with a LIMIT :bound;
-    SQL true for an article `a` that holds every term); their parameters go into `params`."""
-    grams = "EXISTS (SELECT 1 FROM article_grams g WHERE article_grams MATCH :gm AND g.rowid = {})"
-    words = (
-        "EXISTS (SELECT 1 FROM article_search w WHERE article_search MATCH :wm AND w.rowid = {})"
-    )
-    params["gm"] = terms.grams_match("{subject people body}")
+def _index_terms(terms: Terms, params: dict[str, Any]) -> tuple[str, str]:
+    """(the index a search reads, SQL true for its row `p` when it holds every term); their
+    parameters go into `params`, the index's MATCH as :m."""
+    params["m"] = terms.grams_match("{subject people body}")
     params["wm"] = terms.words_match("{subject sender to_json body_text}")
-    table, match, also = "article_search", ":wm", ""
-    if terms.grams:  # the short words' matches read once, not looked up for each row
-        table, match = "article_grams", ":gm"
-        if terms.words:
-            also = (
-                "AND p.rowid IN (SELECT rowid FROM article_search WHERE article_search MATCH :wm) "
-            )
-    newest = (
-        f"SELECT p.rowid FROM {table} p WHERE {table} MATCH {match} {also}"  # noqa: S608 - fixed fragments
-        "ORDER BY p.rowid DESC LIMIT :bound"
-    )
-    holds = [grams.format("a.id")] if terms.grams else []
-    holds += [words.format("a.id")] if terms.words else []
-    return newest, " AND ".join(holds)
+    if not terms.grams:
+        params["m"] = params["wm"]
+        return "article_search", "article_search MATCH :m"
+    holds = "article_grams MATCH :m"
+    if terms.words:  # the short words' matches read once, not looked up for each row
+        holds += " AND p.rowid IN (SELECT rowid FROM article_search WHERE article_search MATCH :wm)"
+    return "article_grams", holds
 
 
 def _found(
@@ -292,32 +281,33 @@ def _found(
     terms = terms_of(q)
     if not terms:
         return found, False
-    newest, article = _article_terms(terms, params)
-    params["bound"] = SEARCH_BOUND
-    params["bound1"] = SEARCH_BOUND + 1
-    counted = budget.one(
-        conn,
-        f"SELECT COUNT(*) FROM ({newest.replace(':bound', ':bound1')})",  # noqa: S608 - fixed fragments
-        params,
-    )
+    table, holds = _index_terms(terms, params)
+    newest = f"SELECT p.rowid FROM {table} p WHERE {holds} ORDER BY p.rowid DESC LIMIT :bound"  # noqa: S608 - fixed fragments
+    params["bound"] = SEARCH_BOUND + 1
+    counted = budget.one(conn, f"SELECT COUNT(*) FROM ({newest})", params)  # noqa: S608 - fixed fragments
     if counted is None:
         return found, False
     hits = int(str(counted[0]))
-    bounded = False
-    if hits > SEARCH_BOUND and customer:  # all of one institution's articles
-        words = (
-            "SELECT a.ticket FROM tickets i JOIN articles a ON a.ticket = i.number "  # noqa: S608 - fixed fragments
-            f"WHERE i.customer = :c AND {article}"
+    params["bound"] = SEARCH_BOUND
+    if hits > SEARCH_BOUND and customer:  # all of one institution's: by ranges, newest first
+        select = (
+            f"SELECT json_group_array(DISTINCT a.ticket) FROM {table} p "  # noqa: S608 - fixed fragments
+            "JOIN articles a ON a.id = p.rowid JOIN tickets i ON i.number = a.ticket "
+            f"WHERE {holds} AND p.rowid BETWEEN :low AND :high AND i.customer = :c"
         )
-    else:  # the newest matching articles (all of them, unless there are too many)
-        bounded = hits > SEARCH_BOUND
-        words = f"SELECT a.ticket FROM articles a WHERE a.id IN ({newest})"  # noqa: S608 - fixed fragments
-    # As one row (a JSON array), not a row per ticket: each row would hand the GIL back
-    # and forth with the event loop.
-    row = budget.one(conn, f"SELECT json_group_array(DISTINCT ticket) FROM ({words})", params)  # noqa: S608 - fixed fragments
+        return found + by_ranges(conn, select, params, budget), False
+    # The newest matching articles (all of them, unless there are too many), as one row (a
+    # JSON array), not a row per ticket: each row would hand the GIL back and forth with
+    # the event loop.
+    row = budget.one(
+        conn,
+        "SELECT json_group_array(DISTINCT a.ticket) FROM articles a "  # noqa: S608 - fixed fragments
+        f"WHERE a.id IN ({newest})",
+        params,
+    )
     if row is not None:
         found += json.loads(str(row[0]))
-    return found, bounded
+    return found, hits > SEARCH_BOUND
 
 
 def queue(

@@ -14,6 +14,7 @@ raises `sqlite3.OperationalError`, and the caller keeps what the earlier ones fo
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
@@ -21,6 +22,7 @@ import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "GRAMS_TEXT_CHARS",
@@ -28,6 +30,7 @@ __all__ = [
     "MAX_TERMS",
     "Budget",
     "Terms",
+    "by_ranges",
     "fold",
     "gram_columns",
     "terms_of",
@@ -39,6 +42,7 @@ MAX_TERMS = 12
 # whole words in the unicode61 index): indexing is ~5 MB/s, so one huge mail costs the
 # writer at most ~50 ms.
 GRAMS_TEXT_CHARS = 256 * 1024
+FIRST_RANGE = 4096  # article ids the first range of `by_ranges` reads; each next one twice
 # How many SQLite VM steps between two looks at the clock (~0.5 ms of work).
 PROGRESS_STEPS = 5000
 
@@ -131,3 +135,25 @@ class Budget:
                     raise
                 return None
         return tuple(row) if row is not None else None
+
+
+def by_ranges(
+    conn: sqlite3.Connection, select: str, params: dict[str, Any], budget: Budget
+) -> list[Any]:
+    """`select` (one row: a JSON array; `:low` and `:high` bound the article ids it reads)
+    over ranges of article ids, newest first, each twice the one before; the arrays' items
+    together, as far as the budget reaches. A range cut short is lost, the ranges before it
+    are kept: a search cut short has what the newest articles matched."""
+    (top,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM articles").fetchone()
+    found: list[Any] = []
+    size = FIRST_RANGE
+    high = int(top)
+    while high > 0:
+        low = max(1, high - size + 1)
+        row = budget.one(conn, select, {**params, "low": low, "high": high})
+        if row is None:
+            break
+        found += json.loads(str(row[0]))
+        high = low - 1
+        size *= 2
+    return found

@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ticketmail.storage.fulltext import Budget, Terms, terms_of
+from ticketmail.storage.fulltext import Budget, Terms, by_ranges, terms_of
 
-__all__ = ["FIRST_RANGE", "TicketList", "WebTicket", "list_tickets", "search_tickets"]
-
-FIRST_RANGE = 4096  # article ids the first range of a search reads; each next one twice
+__all__ = ["TicketList", "WebTicket", "list_tickets", "search_tickets"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,30 +118,16 @@ def _matching(
     conn: sqlite3.Connection, terms: Terms, clause: str, params: dict[str, Any], budget: Budget
 ) -> list[tuple[str, int]]:
     """(activity, number) of the institution's tickets (under `clause`) with a matching
-    article, as far as the budget reaches. The index is read by ranges of article ids,
-    newest first, each twice the one before: a range cut short is lost, the ranges before
-    it are kept, so what a search cut short shows is the tickets of the newest matches."""
+    article, as far as the budget reaches: the index read by ranges of article ids, newest
+    first (`by_ranges`)."""
     table, article, more = _article_matches(terms)
-    (top,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM articles").fetchone()
-    found: list[tuple[str, int]] = []
-    size = FIRST_RANGE
-    high = int(top)
-    while high > 0:
-        low = max(1, high - size + 1)
-        row = budget.one(
-            conn,
-            "SELECT json_group_array(json_array(t.updated_at, t.number)) FROM tickets t "  # noqa: S608 - fixed fragments
-            f"WHERE {clause} AND t.number IN (SELECT a.ticket FROM {table} p "
-            f"JOIN articles a ON a.id = p.rowid WHERE {table} MATCH :m "
-            f"AND p.rowid BETWEEN :low AND :high AND {article})",
-            {**params, **more, "low": low, "high": high},
-        )
-        if row is None:
-            break
-        found += [(str(u), int(n)) for u, n in json.loads(str(row[0]))]
-        high = low - 1
-        size *= 2
-    return found
+    select = (
+        "SELECT json_group_array(json_array(t.updated_at, t.number)) FROM tickets t "  # noqa: S608 - fixed fragments
+        f"WHERE {clause} AND t.number IN (SELECT a.ticket FROM {table} p "
+        f"JOIN articles a ON a.id = p.rowid WHERE {table} MATCH :m "
+        f"AND p.rowid BETWEEN :low AND :high AND {article})"
+    )
+    return [(str(u), int(n)) for u, n in by_ranges(conn, select, {**params, **more}, budget)]
 
 
 def search_tickets(
