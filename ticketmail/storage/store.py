@@ -38,6 +38,7 @@ class Store(People, Tickets, Outbox, Queues):
         self.db = db
         self.paths = paths
         self._indexer = SearchIndexer(db)
+        self._catching_up = asyncio.Lock()
 
     @classmethod
     async def open(cls, data_dir: Path) -> Store:
@@ -72,8 +73,12 @@ class Store(People, Tickets, Outbox, Queues):
 
     async def catch_up_search(self, *, until: float | None = None) -> int:
         """Index the articles still waiting, before a search, batches starting until `until`
-        (time.monotonic); how many still wait (see `storage.search`)."""
-        return await catch_up(self.db, until=until)
+        (time.monotonic); how many still wait (see `storage.search`). One search at a time
+        does it: searches at once never take the writer from the mail in turns."""
+        if self._catching_up.locked():
+            return await catch_up(self.db, until=0.0)  # only counts
+        async with self._catching_up:
+            return await catch_up(self.db, until=until)
 
     async def close(self) -> None:
         """Close the database; jobs queued before still go to disk."""
