@@ -168,6 +168,18 @@ async def test_q_is_cut_at_200_characters(env_factory, sink) -> None:  # type: i
     assert queued_numbers(await agent.get("/desk", params={"q": q})) == [report]
 
 
+async def test_odd_search_input_answers_a_page(env_factory, sink) -> None:  # type: ignore[no-untyped-def]
+    """Digits that are not ASCII, FTS5 operators, quotes and lone marks are searched as
+    text: a page, never a 500."""
+    env = await _search_env(env_factory, sink)
+    anna = await logged_in(env, ANNA)
+    agent = await agent_client(env)
+    for odd in ("²", "١٢", "_", '"', "*", "AND", "NEAR(", "a\u0301", "#", "\u0000x"):
+        for client, path in ((anna, "/tickets"), (agent, "/desk")):
+            response = await client.get(path, params={"q": odd})
+            assert response.status_code == 200, (odd, path)
+
+
 async def test_a_customer_never_finds_notes_or_other_institutions(env_factory, sink) -> None:  # type: ignore[no-untyped-def]
     """A customer's search finds neither an agent's internal note nor another institution's
     ticket holding the word; the desk finds both."""

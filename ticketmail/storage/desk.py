@@ -269,7 +269,7 @@ def _found(
     address, words in any article (of the newest SEARCH_BOUND articles with them, unless an
     institution is chosen); whether the words' matches were bounded."""
     number = q.strip().lstrip("#")
-    params["qn"] = int(number) if number.isdigit() and len(number) < 12 else -1
+    params["qn"] = int(number) if number.isascii() and number.isdigit() and len(number) < 12 else -1
     params["qa"] = q.strip().casefold()
     row = budget.one(
         conn,

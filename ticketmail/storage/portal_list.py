@@ -148,7 +148,7 @@ def search_tickets(
     clause, params = _filters(customer, status, requester)
     found: dict[int, str] = {}
     number = q.strip().lstrip("#")
-    if number.isdigit() and len(number) < 12:
+    if number.isascii() and number.isdigit() and len(number) < 12:
         row = budget.one(
             conn,
             f"SELECT t.updated_at FROM tickets t WHERE {clause} AND t.number = :n",  # noqa: S608 - fixed fragments
