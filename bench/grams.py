@@ -279,7 +279,7 @@ def sizes(layout: str, n: int) -> dict[str, Any]:
     if layout in ("A1", "A2"):
         from ticketmail.storage.fulltext import gram_columns
 
-    path = Path(tempfile.mkdtemp()) / "grams.db"
+    path = _scratch() / "grams.db"
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(
@@ -352,7 +352,7 @@ def queries(n: int) -> None:
     from ticketmail.storage._schema import migrate
     from ticketmail.storage.search import index_some
 
-    path = Path(tempfile.mkdtemp()) / "grams.db"
+    path = _scratch() / "grams.db"
     conn = sqlite3.connect(path, isolation_level=None)
     conn.row_factory = sqlite3.Row
     migrate(conn)
@@ -433,6 +433,16 @@ def queries(n: int) -> None:
                     f"{name:6} q={q[:24]!r:27} budget {budget:>4} s: {min(times) * 1000:8.1f} "
                     f"ms, {found.total:6} found, cut {found.cut}"
                 )
+
+
+def _scratch() -> Path:
+    """A temporary directory for one database, removed when the run ends."""
+    folder = tempfile.TemporaryDirectory(prefix="ticketmail-grams-")
+    _SCRATCH.append(folder)
+    return Path(folder.name)
+
+
+_SCRATCH: list[tempfile.TemporaryDirectory[str]] = []
 
 
 def main() -> None:
