@@ -49,6 +49,7 @@ from rawhttp import RawClient  # noqa: E402
 from stack import NO_RATE_LIMIT, ticketmail_cli  # noqa: E402
 
 from ticketmail.storage.paths import DB_NAME  # noqa: E402
+from ticketmail.storage.search import index_some  # noqa: E402
 from ticketmail.storage.store import Store  # noqa: E402
 from ticketmail.web.security import hash_password  # noqa: E402
 
@@ -115,10 +116,11 @@ def populate(data_dir: Path, *, tickets: int, institutions: int, articles: int) 
             [(t, "u0@s0.example", f"{text} {i}", f"{text} {i}", now.isoformat())
              for i, t in enumerate(plan)],
         )  # fmt: skip
-        # Indexed at once, as a migration would: not left to the daemon's indexer, which
-        # would otherwise work through 400,000 articles while the pages are measured.
-        conn.execute("INSERT INTO article_search(article_search) VALUES ('rebuild')")
-        conn.execute("DELETE FROM search_backlog")
+        # Indexed at once (both indexes, as the indexer does): not left to the daemon's
+        # indexer, which would otherwise work through 400,000 articles while the pages are
+        # measured.
+        while index_some(conn):
+            pass
     conn.execute("ANALYZE")
     conn.close()
 

@@ -1,13 +1,22 @@
-"""Take a new database back to before the desk (schema 3), or to before schema 5 or 6, for
+"""Take a new database back to before the desk (schema 3), or to before schema 5, 6 or 7, for
 the migration tests; and store an article the way the tests of those schemas need."""
 
 from __future__ import annotations
 
 import sqlite3
 
-from ticketmail.storage._schema import DESK_SCHEMA
+from ticketmail.storage._schema import DESK_SCHEMA, QUEUE_SCHEMA
 
 NOW = "2026-11-22T10:00:00+00:00"
+
+# What schema 7 added: the trigram index, the stale texts, and its article triggers (back to
+# schema 6's).
+UNDO_7 = """
+DROP TABLE article_grams;
+DROP TABLE search_stale;
+DROP TRIGGER articles_search_delete;
+DROP TRIGGER articles_search_update;
+""" + QUEUE_SCHEMA[QUEUE_SCHEMA.index("CREATE TRIGGER articles_search_delete") :]
 
 # What schema 6 added: the login limits' device column and cleared mark, the locks per
 # device (back to one per address), the mail requests.
@@ -35,7 +44,8 @@ DROP TRIGGER articles_search_update;
 """
 
 UNDO_DESK = (
-    DROP_6
+    UNDO_7
+    + DROP_6
     + DROP_5
     + """
 DROP TABLE article_search;
@@ -64,13 +74,24 @@ def undo_desk_schema(conn: sqlite3.Connection) -> None:
 
 
 def undo_schema_6(conn: sqlite3.Connection) -> None:
-    """A new database's schema 6 back to what version 5 had."""
-    conn.executescript(DROP_6 + "PRAGMA user_version = 5;")
+    """A new database's schema back to what version 5 had (its backlog indexed first)."""
+    conn.executescript(
+        INDEX_BACKLOG + "DELETE FROM search_backlog;" + UNDO_7 + DROP_6 + "PRAGMA user_version = 5;"  # noqa: S608 - fixed fragments
+    )
 
 
 def undo_schema_5(conn: sqlite3.Connection) -> None:
-    """A new database's schema 6 back to what version 4 had (its backlog indexed first)."""
-    conn.executescript(DROP_6 + INDEX_BACKLOG + DROP_5 + V4_TRIGGERS + "PRAGMA user_version = 4;")
+    """A new database's schema back to what version 4 had (its backlog indexed first)."""
+    conn.executescript(
+        INDEX_BACKLOG + UNDO_7 + DROP_6 + DROP_5 + V4_TRIGGERS + "PRAGMA user_version = 4;"
+    )
+
+
+def undo_schema_7(conn: sqlite3.Connection) -> None:
+    """A new database's schema 7 back to what version 6 had (its backlog indexed first)."""
+    conn.executescript(
+        INDEX_BACKLOG + "DELETE FROM search_backlog;" + UNDO_7 + "PRAGMA user_version = 6;"  # noqa: S608 - fixed fragments
+    )
 
 
 def insert_article(

@@ -1,15 +1,18 @@
-"""The desk's schema comes to an existing database by migration 3 -> 4 (-> 5): the full-text
-index is filled with the articles already there, and kept in step with new ones."""
+"""The desk's schema comes to an existing database by migration 3 -> 4 (-> 5 -> 6 -> 7): the
+full-text indexes are filled with the articles already there, and kept in step with new
+ones."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from desk_schema import insert_article, undo_desk_schema
+from desk_schema import insert_article, undo_desk_schema, undo_schema_7
 
 from ticketmail.storage import desk as desk_db
+from ticketmail.storage import portal_list
 from ticketmail.storage._schema import SCHEMA_VERSION
 from ticketmail.storage.store import CustomerRow, Store
 
@@ -41,6 +44,7 @@ async def test_a_version_3_database_gets_its_articles_searchable(tmp_path: Path)
 
     store = await Store.open(tmp_path)
     try:
+        await store.catch_up_search()  # schema 6 indexes every article again, in the background
         found = await store.write(
             lambda c: desk_db.queue(
                 c, status=None, customer=None, owner=None, q="toner", limit=10, offset=0
@@ -65,6 +69,44 @@ async def test_a_version_3_database_gets_its_articles_searchable(tmp_path: Path)
         await store.close()
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
     finally:
         conn.close()
+
+
+async def test_a_version_6_database_finds_parts_of_words_of_its_articles(tmp_path: Path) -> None:
+    """Articles stored before the trigram index (schema 5) are found by parts of words in
+    the portal and the desk once the migration's backlog is indexed."""
+    store = await Store.open(tmp_path)
+    await store.add_customers([CustomerRow("10042", "Gymnasium")], now=datetime.now(UTC))
+    await store.close()
+    path = tmp_path / "ticketmail.sqlite3"
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(
+            "INSERT INTO tickets(number, customer, requester, subject, status, created_at, "
+            "updated_at) VALUES (100001, '10042', 'anna@schule.example', 'Zeugnis', 'new', ?, ?)",
+            (NOW, NOW),
+        )
+        _article(conn, 100001, "Die Zeugnisvorlage für die Schüler fehlt.")
+    undo_schema_7(conn)
+    conn.close()
+
+    store = await Store.open(tmp_path)
+    try:
+        assert await store.catch_up_search() == 0
+        found = await store.write(
+            lambda c: desk_db.queue(
+                c, status=None, customer=None, owner=None, q="nisvorl", limit=10, offset=0
+            )
+        )
+        assert [t.number for t in found.tickets] == [100001]
+        listed = await store.write(
+            lambda c: portal_list.search_tickets(
+                c, "10042", q="Schuler", status=None, requester=None, limit=10, offset=0,
+                deadline=math.inf,
+            )
+        )  # fmt: skip
+        assert [t.number for t in listed.tickets] == [100001]
+    finally:
+        await store.close()

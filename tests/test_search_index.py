@@ -39,6 +39,13 @@ def _found(conn: sqlite3.Connection, word: str) -> list[int]:
     )]  # fmt: skip
 
 
+def _found_part(conn: sqlite3.Connection, part: str) -> list[int]:
+    return [r[0] for r in conn.execute(
+        "SELECT rowid FROM article_grams WHERE article_grams MATCH ? ORDER BY rowid",
+        (f'"{part}"',),
+    )]  # fmt: skip
+
+
 # Each article's text is a word of its own ("wortN"), so what the index finds is checkable.
 _OPS = st.lists(
     st.one_of(
@@ -59,7 +66,8 @@ def test_the_index_ends_up_exactly_the_articles_whatever_happens(
 ) -> None:
     """Articles stored, changed, deleted, some indexed between, others while waiting: once
     the backlog is indexed, the index passes FTS5's integrity check against the articles,
-    each article's word finds exactly it, and a deleted or replaced word finds nothing."""
+    each article's word finds exactly it, and a deleted or replaced word finds nothing; in
+    the trigram index too (a part of the word, folded), old texts taken out."""
     with tempfile.TemporaryDirectory() as tmp:
         conn = sqlite3.connect(Path(tmp) / DB_NAME, isolation_level=None)
         try:
@@ -82,7 +90,7 @@ def test_the_index_ends_up_exactly_the_articles_whatever_happens(
                     ids = sorted(words)
                     if op == "insert":
                         counter += 1
-                        word = f"wort{counter}"
+                        word = f"Wört{counter}x"
                         cur = conn.execute(
                             "INSERT INTO articles(ticket, direction, automatic, sender, to_json, "
                             "cc_json, subject, message_id, in_reply_to, references_json, "
@@ -99,7 +107,7 @@ def test_the_index_ends_up_exactly_the_articles_whatever_happens(
                         if op == "change":
                             counter += 1
                             gone.add(words[article])
-                            words[article] = f"wort{counter}"
+                            words[article] = f"Wört{counter}x"
                             conn.execute("UPDATE articles SET body_text = ? WHERE id = ?",
                                          (words[article], article))  # fmt: skip
                         elif op == "note":
@@ -112,10 +120,14 @@ def test_the_index_ends_up_exactly_the_articles_whatever_happens(
             finally:
                 search.INDEX_BATCH_ARTICLES = original
             conn.execute("INSERT INTO article_search(article_search) VALUES ('integrity-check')")
+            conn.execute("INSERT INTO article_grams(article_grams) VALUES ('integrity-check')")
             for article, word in words.items():
                 assert _found(conn, word) == [article]
+                assert _found_part(conn, word.casefold().replace("ö", "o")[1:]) == [article]
             for word in gone - set(words.values()):
                 assert _found(conn, word) == []
+                assert _found_part(conn, word.casefold().replace("ö", "o")[1:]) == []
+            assert conn.execute("SELECT COUNT(*) FROM search_stale").fetchone()[0] == 0
             assert search.waiting(conn) == 0
         finally:
             conn.close()

@@ -476,7 +476,7 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_data(tmp_path: Pat
 
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 6  # the latest version
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 7  # the latest version
         assert conn.execute("SELECT number FROM tickets").fetchall() == [(number,)]
         # The auto-reply count per address is answered from the index alone.
         plan = " ".join(

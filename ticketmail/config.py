@@ -169,6 +169,8 @@ class WebConfig:
     # bytes a second on average once this long has passed, is ended (408, connection closed).
     body_idle_seconds: float = 10.0
     body_min_rate: float = 1024.0
+    # Database time one search of the portal or the desk gets, in milliseconds (SPEC 8.4).
+    search_ms: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,6 +402,7 @@ def _check_semantics(config: Config) -> None:
     positive("relay.retry_max_seconds", config.relay.retry_max_seconds)
     positive("relay.poll_seconds", config.relay.poll_seconds)
     positive("tickets.first_number", config.tickets.first_number)
+    positive("web.search_ms", config.web.search_ms)
     if config.tickets.reopen_days < 0:
         raise ConfigError(f"{src}: tickets.reopen_days: must not be negative")
     tag = config.tickets.subject_tag

@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # The customer portal (SPEC 8): mail domains that vouch for an institution's users, login
 # passwords (Argon2id), registrations, single-use tokens (stored hashed), server-side sessions
@@ -184,6 +184,51 @@ CREATE INDEX mail_requests_email ON mail_requests(email, granted, at);
 CREATE INDEX mail_requests_source ON mail_requests(source, at);
 """
 
+# Parts of words (SPEC 8.4): a trigram index over a folded copy of each article's text
+# (storage/fulltext.py: SQLite before 3.45 cannot fold diacritics in a trigram index), kept
+# contentless, so the text is not stored twice. The indexer (storage/search.py) fills it
+# with the unicode61 index from the same backlog. A contentless index forgets an article
+# only when given the text it indexed: the triggers keep an indexed article's old text in
+# search_stale when it changes or goes, and the indexer takes it out. The migration empties
+# the unicode61 index and puts every article in the backlog: the daemon's indexer fills both
+# in the background (a search meanwhile says it was cut short).
+GRAMS_SCHEMA = """
+CREATE VIRTUAL TABLE article_grams USING fts5(
+    subject, people, body, content='', tokenize='trigram'
+);
+CREATE TABLE search_stale (
+    id INTEGER PRIMARY KEY,
+    article INTEGER NOT NULL,
+    subject TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    to_json TEXT NOT NULL,
+    body_text TEXT NOT NULL
+);
+DROP TRIGGER articles_search_delete;
+DROP TRIGGER articles_search_update;
+CREATE TRIGGER articles_search_delete AFTER DELETE ON articles BEGIN
+    INSERT INTO article_search(article_search, rowid, subject, sender, to_json, body_text)
+    SELECT 'delete', old.id, old.subject, old.sender, old.to_json, old.body_text
+    WHERE NOT EXISTS (SELECT 1 FROM search_backlog WHERE article = old.id);
+    INSERT INTO search_stale(article, subject, sender, to_json, body_text)
+    SELECT old.id, old.subject, old.sender, old.to_json, old.body_text
+    WHERE NOT EXISTS (SELECT 1 FROM search_backlog WHERE article = old.id);
+    DELETE FROM search_backlog WHERE article = old.id;
+END;
+CREATE TRIGGER articles_search_update AFTER UPDATE OF subject, sender, to_json, body_text
+ON articles BEGIN
+    INSERT INTO article_search(article_search, rowid, subject, sender, to_json, body_text)
+    SELECT 'delete', old.id, old.subject, old.sender, old.to_json, old.body_text
+    WHERE NOT EXISTS (SELECT 1 FROM search_backlog WHERE article = old.id);
+    INSERT INTO search_stale(article, subject, sender, to_json, body_text)
+    SELECT old.id, old.subject, old.sender, old.to_json, old.body_text
+    WHERE NOT EXISTS (SELECT 1 FROM search_backlog WHERE article = old.id);
+    INSERT OR IGNORE INTO search_backlog(article) VALUES (new.id);
+END;
+INSERT INTO article_search(article_search) VALUES ('delete-all');
+INSERT OR IGNORE INTO search_backlog(article) SELECT id FROM articles;
+"""
+
 SCHEMA = (
     """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -327,6 +372,7 @@ CREATE TABLE quarantine (
     + DESK_SCHEMA
     + QUEUE_SCHEMA
     + LIMITS_SCHEMA
+    + GRAMS_SCHEMA
 )
 
 # What takes a database of version N to N + 1: MIGRATIONS[N - 1]. A new database gets
@@ -347,6 +393,8 @@ CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
     QUEUE_SCHEMA,
     # 5 -> 6: login limits per device cookie, address and source; mail requests counted.
     LIMITS_SCHEMA,
+    # 6 -> 7: parts of words: the trigram index, filled in the background.
+    GRAMS_SCHEMA,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1
 

@@ -8,7 +8,6 @@ Tokens and session ids arrive hashed; passwords arrive as Argon2id hashes.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from ticketmail.storage._rows import iso
 from ticketmail.storage.logins import lift_locks
 from ticketmail.storage.mails import next_ticket_number
 from ticketmail.storage.outbox import insert_outbox
+from ticketmail.storage.portal_list import WebTicket, _web_ticket
 from ticketmail.storage.records import ArticleRecord, NewTicket, OutboxRecord
 from ticketmail.storage.tickets import insert_article, insert_ticket, ticket_ref, touch_ticket
 
@@ -48,7 +48,6 @@ __all__ = [
     "identity_of",
     "is_pending",
     "issue_token",
-    "list_tickets",
     "login_record",
     "next_ticket_number",
     "open_web_ticket",
@@ -105,17 +104,6 @@ class Identity:
     lang: str | None
     customer: Customer
     pending: bool
-
-
-@dataclass(frozen=True, slots=True)
-class WebTicket:
-    number: int
-    subject: str
-    status: str
-    requester: str
-    created_at: datetime
-    updated_at: datetime
-    closed_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,77 +489,6 @@ def enqueue(conn: sqlite3.Connection, record: OutboxRecord, *, now: datetime) ->
 
 
 # --- tickets ---------------------------------------------------------------------------------
-
-
-def _web_ticket(row: sqlite3.Row) -> WebTicket:
-    return WebTicket(
-        number=row["number"],
-        subject=row["subject"],
-        status=row["status"],
-        requester=row["requester"],
-        created_at=_dt(row["created_at"]),
-        updated_at=_dt(row["updated_at"]),
-        closed_at=_dt(row["closed_at"]) if row["closed_at"] else None,
-    )
-
-
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def list_tickets(
-    conn: sqlite3.Connection,
-    customer: str,
-    *,
-    status: str | None,
-    q: str,
-    requester: str | None,
-    limit: int,
-    offset: int,
-) -> tuple[list[WebTicket], int]:
-    """An institution's tickets, newest activity first, one page of them and how many in
-    all. `q` finds the number, or text in the subject or in an article the customer sees."""
-    where = ["t.customer = :c"]
-    params: dict[str, Any] = {"c": customer, "limit": limit, "offset": offset}
-    if status is not None:
-        where.append("t.status = :s")
-        params["s"] = status
-    if requester is not None:
-        where.append("t.requester = :r")
-        params["r"] = requester
-    if q:
-        params["q"] = _like(q)
-        params["qn"] = q.strip().lstrip("#")
-        where.append(
-            "(CAST(t.number AS TEXT) = :qn OR t.subject LIKE :q ESCAPE '\\' OR EXISTS "
-            "(SELECT 1 FROM articles a WHERE a.ticket = t.number AND a.automatic = 0 "
-            "AND a.direction IN ('in', 'out') AND a.body_text LIKE :q ESCAPE '\\'))"
-        )
-    clause = " AND ".join(where)
-    columns = "t.number, t.subject, t.status, t.requester, t.created_at, t.updated_at, t.closed_at"
-    order = "ORDER BY t.updated_at DESC, t.number DESC"
-    if q:  # a search reads the articles once: every match's number, then the page's rows
-        # As one row (a JSON array of [activity, number]): a row per match would hand the
-        # GIL back and forth with the event loop for each, which under load costs more than
-        # the search. An aggregate promises no order: sorted here, newest first.
-        pairs = "json_group_array(json_array(t.updated_at, t.number))"
-        matches = f"SELECT {pairs} FROM tickets t WHERE {clause}"  # noqa: S608 - fixed fragments
-        found = [n for _, n in sorted(json.loads(conn.execute(matches, params).fetchone()[0]),
-                                      reverse=True)]  # fmt: skip
-        total = len(found)
-        page = json.dumps(found[offset : offset + limit])
-        chosen = "t.number IN (SELECT value FROM json_each(?))"
-        select = f"SELECT {columns} FROM tickets t WHERE {chosen} {order}"  # noqa: S608 - fixed fragments
-        rows = conn.execute(select, (page,)).fetchall()
-    else:  # the count from the index, the page from the newest
-        count = f"SELECT COUNT(*) FROM tickets t WHERE {clause}"  # noqa: S608 - fixed fragments
-        (total,) = conn.execute(count, params).fetchone()
-        select = (
-            f"SELECT {columns} FROM tickets t WHERE {clause} {order} LIMIT :limit OFFSET :offset"  # noqa: S608 - fixed fragments
-        )
-        rows = conn.execute(select, params).fetchall()
-    return [_web_ticket(r) for r in rows], int(total)
 
 
 def ticket_page(conn: sqlite3.Connection, customer: str, number: int) -> WebTicketPage | None:

@@ -9,7 +9,7 @@ web's read-only connections.
 from __future__ import annotations
 
 import json
-import re
+import math
 import sqlite3
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -20,6 +20,7 @@ from ticketmail.models import Customer
 from ticketmail.storage import accounts
 from ticketmail.storage._rows import iso
 from ticketmail.storage.accounts import LoginRecord
+from ticketmail.storage.fulltext import Budget, Terms, by_ranges, terms_of
 from ticketmail.storage.records import ArticleRecord
 from ticketmail.storage.tickets import insert_article, touch_ticket
 
@@ -41,7 +42,6 @@ __all__ = [
     "institutions",
     "list_agents",
     "login_record",
-    "match_expression",
     "notifications_about",
     "pending_registrations",
     "queue",
@@ -83,6 +83,7 @@ class Queue:
     # The search's words are in more than SEARCH_BOUND articles: only the tickets of the
     # newest SEARCH_BOUND of them are counted and listed (within an institution, all are).
     bounded: bool = False
+    cut: bool = False  # the search's time ran out: what it found until then
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,19 +242,72 @@ def notifications_about(
 
 # --- the queue ---------------------------------------------------------------------------------
 
-_WORD = re.compile(r"\w[\w@.+-]*", re.UNICODE)
-
 # A search reads at most this many matching articles, newest first. A word in nearly every
 # article would otherwise join hundreds of thousands of articles to their tickets (seconds
 # per page); an agent narrows such a search by another word or an institution instead.
 SEARCH_BOUND = 2000
 
 
-def match_expression(q: str) -> str:
-    """An FTS5 query from what an agent typed: every word must occur (each one quoted, so
-    no word is taken for an operator); an address is a phrase of its parts."""
-    words = _WORD.findall(q)[:12]
-    return " AND ".join('"' + w.replace('"', "") + '"' for w in words)
+def _index_terms(terms: Terms, params: dict[str, Any]) -> tuple[str, str]:
+    """(the index a search reads, SQL true for its row `p` when it holds every term); their
+    parameters go into `params`, the index's MATCH as :m."""
+    params["m"] = terms.grams_match("{subject people body}")
+    params["wm"] = terms.words_match("{subject sender to_json body_text}")
+    if not terms.grams:
+        params["m"] = params["wm"]
+        return "article_search", "article_search MATCH :m"
+    holds = "article_grams MATCH :m"
+    if terms.words:  # the short words' matches read once, not looked up for each row
+        holds += " AND p.rowid IN (SELECT rowid FROM article_search WHERE article_search MATCH :wm)"
+    return "article_grams", holds
+
+
+def _found(
+    conn: sqlite3.Connection, q: str, customer: str | None, params: dict[str, Any], budget: Budget
+) -> tuple[list[int], bool]:
+    """The tickets `q` finds, as far as the budget reaches: a ticket number, a requester's
+    address, words in any article (of the newest SEARCH_BOUND articles with them, unless an
+    institution is chosen); whether the words' matches were bounded."""
+    number = q.strip().lstrip("#")
+    params["qn"] = int(number) if number.isascii() and number.isdigit() and len(number) < 12 else -1
+    params["qa"] = q.strip().casefold()
+    row = budget.one(
+        conn,
+        "SELECT json_group_array(n) FROM (SELECT :qn AS n UNION "
+        "SELECT number FROM tickets WHERE requester = :qa)",
+        params,
+    )
+    found: list[int] = json.loads(str(row[0])) if row is not None else []
+    terms = terms_of(q)
+    if not terms:
+        return found, False
+    table, holds = _index_terms(terms, params)
+    newest = f"SELECT p.rowid FROM {table} p WHERE {holds} ORDER BY p.rowid DESC LIMIT :bound"  # noqa: S608 - fixed fragments
+    params["bound"] = SEARCH_BOUND + 1
+    counted = budget.one(conn, f"SELECT COUNT(*) FROM ({newest})", params)  # noqa: S608 - fixed fragments
+    if counted is None:
+        return found, False
+    hits = int(str(counted[0]))
+    params["bound"] = SEARCH_BOUND
+    if hits > SEARCH_BOUND and customer:  # all of one institution's: by ranges, newest first
+        select = (
+            f"SELECT json_group_array(DISTINCT a.ticket) FROM {table} p "  # noqa: S608 - fixed fragments
+            "JOIN articles a ON a.id = p.rowid JOIN tickets i ON i.number = a.ticket "
+            f"WHERE {holds} AND p.rowid BETWEEN :low AND :high AND i.customer = :c"
+        )
+        return found + by_ranges(conn, select, params, budget), False
+    # The newest matching articles (all of them, unless there are too many), as one row (a
+    # JSON array), not a row per ticket: each row would hand the GIL back and forth with
+    # the event loop.
+    row = budget.one(
+        conn,
+        "SELECT json_group_array(DISTINCT a.ticket) FROM articles a "  # noqa: S608 - fixed fragments
+        f"WHERE a.id IN ({newest})",
+        params,
+    )
+    if row is not None:
+        found += json.loads(str(row[0]))
+    return found, hits > SEARCH_BOUND
 
 
 def queue(
@@ -265,13 +319,15 @@ def queue(
     q: str,
     limit: int,
     offset: int,
+    deadline: float = math.inf,
 ) -> Queue:
     """All tickets under the filters, newest activity first, one page of them, how many in
-    all and per status. `q` finds a ticket number, an address, or words in any article
-    (of the newest SEARCH_BOUND articles with them, unless an institution is chosen)."""
+    all and per status. `q` finds a ticket number, an address, or words in any article,
+    parts of words too (of the newest SEARCH_BOUND articles with them, unless an
+    institution is chosen), as far as `deadline` (time.monotonic) lets it."""
     where: list[str] = []
     params: dict[str, Any] = {"limit": limit, "offset": offset}
-    bounded = False
+    bounded = cut = False
     if customer:
         where.append("t.customer = :c")
         params["c"] = customer
@@ -279,42 +335,10 @@ def queue(
         where.append("t.owner = :o" if owner else "t.owner IS NULL")
         params["o"] = owner
     if q.strip():
-        match = match_expression(q)
-        number = q.strip().lstrip("#")
-        params["qn"] = int(number) if number.isdigit() and len(number) < 12 else -1
-        params["qa"] = q.strip().casefold()
-        # A union, not three ORed terms: SQLite then starts from the matching tickets
-        # instead of testing each of the table's rows against each term.
-        found = ["SELECT :qn AS n", "SELECT number FROM tickets WHERE requester = :qa"]
-        if match:
-            params["m"] = match
-            params["bound"] = SEARCH_BOUND
-            (hits,) = conn.execute(
-                "SELECT COUNT(*) FROM (SELECT rowid FROM article_search "
-                "WHERE article_search MATCH :m ORDER BY rowid DESC LIMIT :bound + 1)",
-                params,
-            ).fetchone()
-            if hits > SEARCH_BOUND and customer:  # all of one institution's articles
-                found.append(
-                    "SELECT a.ticket FROM tickets i JOIN articles a ON a.ticket = i.number "
-                    "WHERE i.customer = :c AND EXISTS (SELECT 1 FROM article_search s "
-                    "WHERE article_search MATCH :m AND s.rowid = a.id)"
-                )
-            else:  # the newest matching articles (all of them, unless there are too many)
-                bounded = hits > SEARCH_BOUND
-                found.append(
-                    "SELECT ticket FROM (SELECT a.ticket FROM article_search s "
-                    "JOIN articles a ON a.id = s.rowid WHERE article_search MATCH :m "
-                    "ORDER BY s.rowid DESC LIMIT :bound)"
-                )
-        # Found once, then counted and paged: the search is not run twice.
-        # As one row (a JSON array), not a row per ticket: each row would hand the GIL back
-        # and forth with the event loop.
-        union = " UNION ".join(found)
-        (params["found"],) = conn.execute(
-            f"SELECT json_group_array(n) FROM ({union})",  # noqa: S608 - fixed fragments
-            params,
-        ).fetchone()
+        budget = Budget(deadline)
+        found, bounded = _found(conn, q, customer, params, budget)
+        cut = budget.cut
+        params["found"] = json.dumps(found)
         where.append("t.number IN (SELECT value FROM json_each(:found))")
     base = " AND ".join(where) or "1"
     if customer or q.strip():  # a few tickets (an institution's, a search's): count them
@@ -338,7 +362,7 @@ def queue(
         "ORDER BY t.updated_at DESC, t.number DESC",
         params,
     ).fetchall()
-    return Queue(tuple(_ticket(r) for r in rows), total, counts, bounded)
+    return Queue(tuple(_ticket(r) for r in rows), total, counts, bounded, cut)
 
 
 # --- one ticket --------------------------------------------------------------------------------

@@ -1,14 +1,16 @@
-"""The desk's full-text index kept up with the articles, outside the intake's transactions.
+"""The search indexes kept up with the articles, outside the intake's transactions.
 
 A new article waits in `search_backlog` (a trigger puts it there, SCHEMA 5). `index_some`
-indexes the oldest waiting articles, a batch at a time, each batch one write job: at most
+indexes the oldest waiting articles in both indexes (unicode61 `article_search`, trigram
+`article_grams`, SCHEMA 6), a batch at a time, each batch one write job: at most
 INDEX_BATCH_ARTICLES articles and about INDEX_BATCH_CHARS of text, so a job never holds the
-writer long (16 ms for 512 KB). `SearchIndexer` runs it in the daemon: whenever the writer
-was quiet for a look (no COMMIT but its own since the last), batch after batch BATCH_GAP
-apart while it stays quiet; else one batch every TRICKLE_LOOKS looks while mail keeps
-coming, so that a long storm does not leave everything to the end; while idle it
-reads the backlog's size now and then, for articles a CLI command stored. `catch_up` empties
-the backlog before a search, so the desk finds what was stored a moment ago.
+writer long (~20 ms for 96 KB: the trigram index costs ~10 times the unicode61 one).
+`SearchIndexer` runs it in the daemon: whenever the writer was quiet for a look (no COMMIT
+but its own since the last), batch after batch BATCH_GAP apart while it stays quiet; else
+one batch every TRICKLE_LOOKS looks while mail keeps coming, so that a long storm does not
+leave everything to the end; while idle it reads the backlog's size now and then, for
+articles a CLI command stored. `catch_up` indexes the backlog before a search (within a
+share of the search's time), so a search finds what was stored a moment ago.
 """
 
 from __future__ import annotations
@@ -16,18 +18,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 
 import structlog
 
 from ticketmail.errors import TicketmailError
 from ticketmail.storage.database import Database
+from ticketmail.storage.fulltext import GRAMS_TEXT_CHARS, gram_columns
 
 __all__ = ["SearchIndexer", "catch_up", "index_some", "waiting"]
 
 log = structlog.get_logger()
 
 INDEX_BATCH_ARTICLES = 200
-INDEX_BATCH_CHARS = 512 * 1024  # ~16 ms of tokenizing on the writer thread
+INDEX_BATCH_CHARS = 96 * 1024  # ~20 ms of tokenizing (both indexes) on the writer thread
 INDEX_PAUSE = 0.25  # seconds between the indexer's looks
 BATCH_GAP = 0.02  # seconds after a batch, while the writer is quiet and articles wait
 TRICKLE_LOOKS = 4  # while the writer is busy: one batch every this many looks
@@ -43,8 +47,28 @@ def waiting(conn: sqlite3.Connection) -> int:
     return int(count)
 
 
+def _forget_stale(conn: sqlite3.Connection) -> bool:
+    """Take the old text of changed or deleted articles out of the trigram index (SCHEMA 6);
+    whether all of it is out."""
+    rows = conn.execute(
+        "SELECT id, article, subject, sender, to_json, body_text FROM search_stale "
+        "ORDER BY id LIMIT ?",
+        (INDEX_BATCH_ARTICLES,),
+    ).fetchall()
+    conn.executemany(
+        "INSERT INTO article_grams(article_grams, rowid, subject, people, body) "
+        "VALUES ('delete', ?, ?, ?, ?)",
+        [(r[1], *gram_columns(r[2], r[3], r[4], r[5])) for r in rows],
+    )
+    conn.executemany("DELETE FROM search_stale WHERE id = ?", [(r[0],) for r in rows])
+    return len(rows) < INDEX_BATCH_ARTICLES
+
+
 def index_some(conn: sqlite3.Connection) -> int:
-    """Index the oldest waiting articles (a batch); how many still wait. A job."""
+    """Index the oldest waiting articles (a batch) in both indexes; how many still wait.
+    A job."""
+    if not _forget_stale(conn):  # an article's old text goes before its new text comes
+        return waiting(conn) + 1
     rows = conn.execute(
         "SELECT b.article, a.id, a.subject, a.sender, a.to_json, a.body_text "
         "FROM search_backlog b LEFT JOIN articles a ON a.id = b.article "
@@ -58,7 +82,7 @@ def index_some(conn: sqlite3.Connection) -> int:
         done.append((waiting_id,))
         if article is not None:  # gone meanwhile (the delete trigger takes it out anyway)
             batch.append((article, subject, sender, to_json, body))
-            size += len(subject) + len(body or "")
+            size += len(subject) + min(len(body or ""), GRAMS_TEXT_CHARS)
         if size >= INDEX_BATCH_CHARS:
             break
     conn.executemany(
@@ -66,22 +90,29 @@ def index_some(conn: sqlite3.Connection) -> int:
         "VALUES (?, ?, ?, ?, ?)",
         batch,
     )
+    conn.executemany(
+        "INSERT INTO article_grams(rowid, subject, people, body) VALUES (?, ?, ?, ?)",
+        [(a, *gram_columns(subject, sender, to, body)) for a, subject, sender, to, body in batch],
+    )
     conn.executemany("DELETE FROM search_backlog WHERE article = ?", done)
     return waiting(conn)
 
 
-async def catch_up(db: Database) -> int:
+async def catch_up(db: Database, *, until: float | None = None) -> int:
     """Index every article waiting now (batch by batch, other writes in between); how many
-    batches that took. Articles stored meanwhile are indexed too, as far as the batches
-    reach: at most one batch more than were waiting at the start."""
+    still wait. Articles stored meanwhile are indexed too, as far as the batches reach: at
+    most one batch more than were waiting at the start. With `until` (time.monotonic), no
+    batch starts after it (a search's share of its budget)."""
     rounds = 0
     row = await db.fetchone(_WAITING)  # a read: no COMMIT
     left = int(row[0]) if row is not None else 0
     limit = left + 1  # each batch indexes at least one article
     while left and rounds < limit:
+        if until is not None and time.monotonic() >= until:
+            break
         left = await db.write(index_some)
         rounds += 1
-    return rounds
+    return left
 
 
 class SearchIndexer:

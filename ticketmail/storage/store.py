@@ -38,6 +38,7 @@ class Store(People, Tickets, Outbox, Queues):
         self.db = db
         self.paths = paths
         self._indexer = SearchIndexer(db)
+        self._catching_up = asyncio.Lock()
 
     @classmethod
     async def open(cls, data_dir: Path) -> Store:
@@ -70,9 +71,14 @@ class Store(People, Tickets, Outbox, Queues):
         """The daemon's full-text indexing in the background (see `storage.search`)."""
         self._indexer.start()
 
-    async def catch_up_search(self) -> None:
-        """Index every article still waiting, before a search (see `storage.search`)."""
-        await catch_up(self.db)
+    async def catch_up_search(self, *, until: float | None = None) -> int:
+        """Index the articles still waiting, before a search, batches starting until `until`
+        (time.monotonic); how many still wait (see `storage.search`). One search at a time
+        does it: searches at once never take the writer from the mail in turns."""
+        if self._catching_up.locked():
+            return await catch_up(self.db, until=0.0)  # only counts
+        async with self._catching_up:
+            return await catch_up(self.db, until=until)
 
     async def close(self) -> None:
         """Close the database; jobs queued before still go to disk."""

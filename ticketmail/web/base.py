@@ -3,6 +3,7 @@ check of every POST, rendering a page and the cookies."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -43,6 +44,7 @@ __all__ = [
     "posted_form",
     "redirect",
     "route",
+    "search_deadline",
     "visitor",
     "visitor_reading",
 ]
@@ -197,6 +199,16 @@ async def _visit(
         agent=agent,
     )
     return who, result
+
+
+async def search_deadline(web: Web) -> tuple[float, bool]:
+    """(the deadline of a search asked for now: web.search_ms from now, in time.monotonic;
+    whether every article is in the index). The articles still waiting for the index are
+    indexed first, batches starting within the first half of that time (SPEC 8.4)."""
+    budget = web.config.web.search_ms / 1000
+    start = time.monotonic()
+    left = await web.store.catch_up_search(until=start + budget / 2)
+    return start + budget, not left
 
 
 def _language(request: Request, web: Web, own: str | None) -> str:

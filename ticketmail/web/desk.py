@@ -9,6 +9,7 @@ import functools
 import sqlite3
 import urllib.parse
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 
 import structlog
@@ -23,6 +24,7 @@ from ticketmail.outbound.compose import OutboundFile
 from ticketmail.storage import accounts
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage.desk import DeskAgent
+from ticketmail.storage.fulltext import MAX_QUERY
 from ticketmail.storage.tickets import ticket_ref
 from ticketmail.web.actions import account_mail
 from ticketmail.web.base import (
@@ -33,6 +35,7 @@ from ticketmail.web.base import (
     posted_form,
     redirect,
     route,
+    search_deadline,
     visitor,
 )
 from ticketmail.web.i18n import LANGUAGES
@@ -107,17 +110,25 @@ async def queue(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     customer = (query.get("customer") or "").strip()[:40]
     assignee = (query.get("assignee") or "").strip().casefold()[:320]
     owner = {"": None, "me": agent.email, "none": ""}.get(assignee, assignee)
-    q = (query.get("q") or "").strip()[:200]
+    q = (query.get("q") or "")[:MAX_QUERY].strip()
     try:
         number = max(1, min(int(query.get("page") or "1"), 100_000))
     except ValueError:
         number = 1
-    if q:  # the articles stored a moment ago are searched too
-        await web.store.catch_up_search()
-    found = await web.reader(
-        desk_db.queue, status=status, customer=customer or None, owner=owner, q=q,
-        limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE,
-    )  # fmt: skip
+    if q:  # the articles stored a moment ago are searched too; on a search thread
+        deadline, indexed = await search_deadline(web)
+        found = await web.reader.search(
+            desk_db.queue, status=status, customer=customer or None, owner=owner, q=q,
+            limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE, deadline=deadline,
+        )  # fmt: skip
+        if found.cut or not indexed:
+            log.info("desk_search_cut", indexed=indexed, found=found.total)
+        found = replace(found, cut=found.cut or not indexed)
+    else:
+        found = await web.reader(
+            desk_db.queue, status=status, customer=customer or None, owner=owner, q=q,
+            limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE,
+        )  # fmt: skip
     pages = max(1, -(-found.total // PAGE_SIZE))
 
     def link(**changes: object) -> str:

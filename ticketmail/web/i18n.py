@@ -43,6 +43,12 @@ _TEXTS: dict[str, tuple[str, str]] = {
     ),
     "field.status": ("Status", "Status"),
     "field.search": ("Suche", "Search"),
+    "search.cut": (
+        "Die Suche wurde nach der vorgesehenen Zeit abgebrochen; gezeigt wird, was bis dahin "
+        "gefunden war. Ein genauerer Suchbegriff hilft.",
+        "The search was cut short after its allotted time; shown is what it had found by "
+        "then. A more specific term helps.",
+    ),
     "field.mine": ("Nur meine", "Only mine"),
     "lang.de": ("Deutsch", "Deutsch"),
     "lang.en": ("English", "English"),

@@ -8,7 +8,7 @@ import mimetypes
 import re
 import sqlite3
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import structlog
@@ -18,8 +18,10 @@ from starlette.responses import FileResponse, Response
 
 from ticketmail.mail.parse import safe_filename
 from ticketmail.models import STATUSES, AttachmentView
-from ticketmail.storage import accounts
-from ticketmail.storage.accounts import Identity, WebTicket, WebTicketPage
+from ticketmail.storage import accounts, portal_list
+from ticketmail.storage.accounts import Identity, WebTicketPage
+from ticketmail.storage.fulltext import MAX_QUERY
+from ticketmail.storage.portal_list import TicketList
 from ticketmail.web.actions import Posted, post_article, set_status
 from ticketmail.web.base import (
     Refusal,
@@ -29,6 +31,7 @@ from ticketmail.web.base import (
     posted_form,
     redirect,
     route,
+    search_deadline,
     visitor,
     visitor_reading,
 )
@@ -85,36 +88,50 @@ def _limits(web: Web, who: Visitor) -> dict[str, str | int]:
 async def tickets(request: Request) -> Response:
     query = request.query_params
     status = query.get("status") if query.get("status") in STATUSES else None
-    q = (query.get("q") or "").strip()[:200]
+    q = (query.get("q") or "")[:MAX_QUERY].strip()
     mine = query.get("mine") == "1"
     try:
         number = max(1, min(int(query.get("page") or "1"), 100_000))
     except ValueError:
         number = 1
+    web = _web(request)
+    if q:  # the session on a reader, the search on a search thread (web/reader.py)
+        who = await visitor(request)
+        listed = None
+        if who.me is not None and not who.me.pending:
+            deadline, indexed = await search_deadline(web)
+            listed = await web.reader.search(
+                portal_list.search_tickets, who.me.customer.number, q=q, status=status,
+                requester=who.me.email if mine else None, limit=PAGE_SIZE,
+                offset=(number - 1) * PAGE_SIZE, deadline=deadline,
+            )  # fmt: skip
+            if listed.cut or not indexed:
+                log.info("web_search_cut", indexed=indexed, found=listed.total)
+            listed = replace(listed, cut=listed.cut or not indexed)
+    else:
 
-    def read(conn: sqlite3.Connection, me: Identity) -> tuple[list[WebTicket], int]:
-        return accounts.list_tickets(
-            conn, me.customer.number, status=status, q=q, requester=me.email if mine else None,
-            limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE,
-        )  # fmt: skip
+        def read(conn: sqlite3.Connection, me: Identity) -> TicketList:
+            found, total = portal_list.list_tickets(
+                conn, me.customer.number, status=status, requester=me.email if mine else None,
+                limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE,
+            )  # fmt: skip
+            return TicketList(tuple(found), total)
 
-    who, listed = await visitor_reading(request, read)
+        who, listed = await visitor_reading(request, read)
     gate = _gate(request, who)
     if gate is not None:
         return gate
     assert who.me is not None
     assert listed is not None
-    web = _web(request)
-    found, total = listed
-    pages = max(1, -(-total // PAGE_SIZE))
+    pages = max(1, -(-listed.total // PAGE_SIZE))
 
     def link(to_page: int) -> str:
         params = {"status": status or "", "q": q, "mine": "1" if mine else "", "page": to_page}
         return "/tickets?" + urllib.parse.urlencode({k: v for k, v in params.items() if v})
 
     return page(
-        request, who, "tickets.html", tickets=found, total=total, page=number, pages=pages,
-        chosen=status or "", q=q, mine=mine, statuses=STATUSES,
+        request, who, "tickets.html", tickets=listed.tickets, total=listed.total, page=number,
+        pages=pages, chosen=status or "", q=q, mine=mine, statuses=STATUSES, cut=listed.cut,
         previous_link=link(number - 1) if number > 1 else None,
         next_link=link(number + 1) if number < pages else None,
         supported=_supported(web, who.me),

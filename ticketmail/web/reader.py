@@ -1,4 +1,5 @@
-"""Reads of the portal: blocking `accounts` functions on read-only connections, in threads."""
+"""Reads of the web's pages: blocking storage functions on read-only connections, in
+threads; searches on threads of their own (SPEC 8.4)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,12 @@ T = TypeVar("T")
 READER_THREADS = max(2, min(4, os.cpu_count() or 2))
 # How long closing waits for the reads under way.
 CLOSE_SECONDS = 5.0
+# Threads for searches, apart from the readers: a search stops at its deadline, but four
+# heavy ones at once would otherwise hold every reader and every page would wait behind
+# them (SPEC 8.4). One core fewer than the readers, so that page views and mail intake keep
+# a core; searches queue for these (their deadline counts from the request, so a search
+# that waited long gets little time and says so).
+SEARCH_THREADS = max(1, READER_THREADS - 1)
 
 
 class Reader:
@@ -42,11 +49,21 @@ class Reader:
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._threads = ThreadPoolExecutor(READER_THREADS, "ticketmail-reader")
+        self._searches = ThreadPoolExecutor(SEARCH_THREADS, "ticketmail-search")
 
     async def __call__(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return await self._on(self._threads, fn, args, kwargs)
+
+    async def search(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """As a call, on a search thread (a connection of its own): never on a reader."""
+        return await self._on(self._searches, fn, args, kwargs)
+
+    async def _on(
+        self, pool: ThreadPoolExecutor, fn: Callable[..., T], args: Any, kwargs: Any
+    ) -> T:
         loop = asyncio.get_running_loop()
         call = functools.partial(self._run, fn, args, kwargs)  # in the caller's log context
-        return await loop.run_in_executor(self._threads, contextvars.copy_context().run, call)
+        return await loop.run_in_executor(pool, contextvars.copy_context().run, call)
 
     def _run(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -68,6 +85,7 @@ class Reader:
 
         def join() -> None:
             self._threads.shutdown(wait=True, cancel_futures=True)
+            self._searches.shutdown(wait=True, cancel_futures=True)
             with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
                 loop.call_soon_threadsafe(_set_done, joined)
 

@@ -1,0 +1,159 @@
+"""What a search typed, made into index queries, and a search's time budget (SPEC 8.4).
+
+Two FTS5 indexes serve the portal and the desk. `article_grams` (trigram tokenizer) holds a
+folded copy of each article's text (`fold`: no diacritics, case folded), so a term of three
+characters or more finds any text containing it, inside words too (`Zeugnis` finds
+`Zeugnisvorlage`, `Schuler` finds `Schüler`). SQLite's trigram tokenizer cannot fold
+diacritics before 3.45 (Python's bundled SQLite is older), hence the folded copy. It cannot
+find a term of one or two characters either: such a term (`PC`, `12`) is looked up as a word
+in `article_search` (unicode61, diacritics removed), as before.
+
+`Budget` ends a search's SQL at its deadline (a progress handler): a statement cut short
+raises `sqlite3.OperationalError`, and the caller keeps what the earlier ones found.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "GRAMS_TEXT_CHARS",
+    "MAX_QUERY",
+    "MAX_TERMS",
+    "Budget",
+    "Terms",
+    "by_ranges",
+    "fold",
+    "gram_columns",
+    "terms_of",
+]
+
+MAX_QUERY = 200  # SPEC 8.4: what a search reads of `q`
+MAX_TERMS = 12
+# The trigram index takes at most this much of one article's text (the rest is found by
+# whole words in the unicode61 index): indexing is ~5 MB/s, so one huge mail costs the
+# writer at most ~50 ms.
+GRAMS_TEXT_CHARS = 256 * 1024
+FIRST_RANGE = 4096  # article ids the first range of `by_ranges` reads; each next one twice
+# How many SQLite VM steps between two looks at the clock (~0.5 ms of work).
+PROGRESS_STEPS = 5000
+
+_WORD = re.compile(r"\w[\w@.+-]*", re.UNICODE)
+_MARKS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+
+
+def fold(text: str, /) -> str:
+    """Text as the trigram index holds it: compatibility-decomposed, without combining
+    marks, case folded (`Schüler` → `schuler`, `Straße` → `strasse`)."""
+    if text.isascii():
+        return text.lower()
+    return _MARKS.sub("", unicodedata.normalize("NFKD", text)).casefold()
+
+
+def gram_columns(subject: str, sender: str, to_json: str, body: str) -> tuple[str, str, str]:
+    """An article's (subject, people, body) as `article_grams` indexes them."""
+    return fold(subject), fold(f"{sender} {to_json}"), fold(body[:GRAMS_TEXT_CHARS])
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """A search's words: `grams` (folded, three characters or more) must each occur in the
+    trigram index, `words` (shorter) each as a word in the unicode61 index."""
+
+    grams: tuple[str, ...]
+    words: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.grams or self.words)
+
+    def grams_match(self, columns: str) -> str:
+        """The trigram index's MATCH expression over `columns` (an FTS5 column filter)."""
+        return " AND ".join(f'{columns} : "{g}"' for g in self.grams)
+
+    def words_match(self, columns: str) -> str:
+        return " AND ".join(f'{columns} : "{w}"' for w in self.words)
+
+
+def terms_of(q: str, /) -> Terms:
+    """The words of what was typed (the first MAX_TERMS of its first MAX_QUERY characters);
+    quotes dropped, so no word is taken for an FTS5 operator."""
+    grams: list[str] = []
+    words: list[str] = []
+    for word in _WORD.findall(q[:MAX_QUERY])[:MAX_TERMS]:
+        folded = fold(word).replace('"', "")
+        if len(folded) >= 3:
+            grams.append(folded)
+        elif folded:
+            words.append(folded)
+    return Terms(tuple(dict.fromkeys(grams)), tuple(dict.fromkeys(words)))
+
+
+class Budget:
+    """A search's time: SQL run under `limit(conn)` ends once `deadline` (time.monotonic)
+    has passed; `cut` says it did."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.cut = False
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def _over(self) -> int:
+        if time.monotonic() >= self.deadline:
+            self.cut = True
+            return 1
+        return 0
+
+    @contextmanager
+    def limit(self, conn: sqlite3.Connection) -> Iterator[None]:
+        conn.set_progress_handler(self._over, PROGRESS_STEPS)
+        try:
+            yield
+        finally:
+            conn.set_progress_handler(None, 0)
+
+    def one(self, conn: sqlite3.Connection, sql: str, params: object) -> tuple[object, ...] | None:
+        """One row of `sql` within the budget; None when it was cut short (or already
+        over)."""
+        if self.cut or self.left() <= 0:
+            self.cut = True
+            return None
+        with self.limit(conn):
+            try:
+                row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+            except sqlite3.OperationalError:
+                if not self.cut:  # not ours: a real error
+                    raise
+                return None
+        return tuple(row) if row is not None else None
+
+
+def by_ranges(
+    conn: sqlite3.Connection, select: str, params: dict[str, Any], budget: Budget
+) -> list[Any]:
+    """`select` (one row: a JSON array; `:low` and `:high` bound the article ids it reads)
+    over ranges of article ids, newest first, each twice the one before; the arrays' items
+    together, as far as the budget reaches. A range cut short is lost, the ranges before it
+    are kept: a search cut short has what the newest articles matched."""
+    (top,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM articles").fetchone()
+    found: list[Any] = []
+    size = FIRST_RANGE
+    high = int(top)
+    while high > 0:
+        low = max(1, high - size + 1)
+        row = budget.one(conn, select, {**params, "low": low, "high": high})
+        if row is None:
+            break
+        found += json.loads(str(row[0]))
+        high = low - 1
+        size *= 2
+    return found
