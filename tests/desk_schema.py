@@ -9,6 +9,11 @@ from ticketmail.storage._schema import DESK_SCHEMA
 
 NOW = "2026-11-22T10:00:00+00:00"
 
+# What schema 7 added: the desk's text modules.
+DROP_TEXTS = """
+DROP TABLE text_modules;
+"""
+
 # What schema 6 added: the login limits' device column and cleared mark, the locks per
 # device (back to one per address), the mail requests.
 DROP_6 = """
@@ -35,7 +40,8 @@ DROP TRIGGER articles_search_update;
 """
 
 UNDO_DESK = (
-    DROP_6
+    DROP_TEXTS
+    + DROP_6
     + DROP_5
     + """
 DROP TABLE article_search;
@@ -64,13 +70,15 @@ def undo_desk_schema(conn: sqlite3.Connection) -> None:
 
 
 def undo_schema_6(conn: sqlite3.Connection) -> None:
-    """A new database's schema 6 back to what version 5 had."""
-    conn.executescript(DROP_6 + "PRAGMA user_version = 5;")
+    """A new database's schema back to what version 5 had."""
+    conn.executescript(DROP_TEXTS + DROP_6 + "PRAGMA user_version = 5;")
 
 
 def undo_schema_5(conn: sqlite3.Connection) -> None:
-    """A new database's schema 6 back to what version 4 had (its backlog indexed first)."""
-    conn.executescript(DROP_6 + INDEX_BACKLOG + DROP_5 + V4_TRIGGERS + "PRAGMA user_version = 4;")
+    """A new database's schema back to what version 4 had (its backlog indexed first)."""
+    conn.executescript(
+        DROP_TEXTS + DROP_6 + INDEX_BACKLOG + DROP_5 + V4_TRIGGERS + "PRAGMA user_version = 4;"
+    )
 
 
 def insert_article(

@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # The customer portal (SPEC 8): mail domains that vouch for an institution's users, login
 # passwords (Argon2id), registrations, single-use tokens (stored hashed), server-side sessions
@@ -184,6 +184,22 @@ CREATE INDEX mail_requests_email ON mail_requests(email, granted, at);
 CREATE INDEX mail_requests_source ON mail_requests(source, at);
 """
 
+# The desk's text modules (SPEC 9.1): canned answers per language, with who wrote and last
+# changed them. Their placeholders are checked when saved and filled in by plain substitution.
+TEXTS_SCHEMA = """
+CREATE TABLE text_modules (
+    id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL,
+    lang TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX text_modules_lang ON text_modules(lang, title);
+"""
+
 SCHEMA = (
     """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -327,6 +343,7 @@ CREATE TABLE quarantine (
     + DESK_SCHEMA
     + QUEUE_SCHEMA
     + LIMITS_SCHEMA
+    + TEXTS_SCHEMA
 )
 
 # What takes a database of version N to N + 1: MIGRATIONS[N - 1]. A new database gets
@@ -347,6 +364,8 @@ CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
     QUEUE_SCHEMA,
     # 5 -> 6: login limits per device cookie, address and source; mail requests counted.
     LIMITS_SCHEMA,
+    # 6 -> 7: the desk's text modules.
+    TEXTS_SCHEMA,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1
 
