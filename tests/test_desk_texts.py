@@ -158,6 +158,8 @@ async def test_add_edit_delete_answer_with_a_line_in_the_pages_language(env_fact
     assert saved.status_code == 303
     assert saved.headers["location"] == f"/desk/texts?done=saved#text-{module}"
     assert "Der Textbaustein wurde gespeichert." in (await mia.get(saved.headers["location"])).text
+    too_long = await mia.post("/desk/texts", {"title": "T", "lang": "de", "body": "x" * 20_001})
+    assert "Der Text ist länger als 20.000 Zeichen. Nichts wurde gespeichert." in too_long.text
     (changed,) = await stored(env)
     assert (changed.title, changed.lang, changed.body) == ("Greeting", "en", "Kind regards")
     assert (changed.created_by, changed.updated_by) == (MIA, MIA)
@@ -166,7 +168,7 @@ async def test_add_edit_delete_answer_with_a_line_in_the_pages_language(env_fact
     longest = "x" * 20_000
     for fields, line, code in (
         ({"title": " ", "lang": "de", "body": "Text"}, "Please fill in this field.", 400),
-        ({"title": "T", "lang": "de", "body": "\n \n"}, "Please fill in this field.", 400),
+        ({"title": "T", "lang": "de", "body": " \t "}, "Please fill in this field.", 400),
         ({"title": "T", "lang": "fr", "body": "Texte"}, "Please choose German or English.", 400),
         ({"title": "T", "lang": "de", "body": longest + "y"}, "longer than 20,000", 413),
     ):

@@ -35,6 +35,7 @@ log = structlog.get_logger()
 
 MAX_TEXT = 20_000  # characters of a module's body
 MAX_TITLE = 200  # characters of its title
+_KEPT = 200_000  # characters of a refused field shown again (as the answer form keeps)
 _DONE = {"added": "desk.texts_added", "saved": "desk.texts_saved",
          "deleted": "desk.texts_deleted"}  # fmt: skip
 
@@ -65,13 +66,18 @@ def _web(request: Request) -> Web:
 
 
 def _draft(module: int | None, form: dict[str, str]) -> Draft:
-    return Draft(module, form.get("title", "")[: MAX_TITLE * 2].strip(),
-                 form.get("lang", ""), form.get("body", "")[: MAX_TEXT + 1_000])  # fmt: skip
+    """The typed fields (cut where no module could be that long: a refused one comes back
+    with its text): the title on one line, the body's lines ending in LF, no blank lines
+    around it."""
+    title = " ".join(form.get("title", "")[:_KEPT].split())
+    body = form.get("body", "")[:_KEPT].replace("\r\n", "\n").strip("\n")
+    return Draft(module, title, form.get("lang", ""), body)
 
 
-def _problem(draft: Draft) -> tuple[str, dict[str, object]] | None:
-    """The one line (catalogue key and fields) saying why a draft cannot be saved."""
-    body = draft.body.replace("\r\n", "\n")
+def _problem(draft: Draft, lang: str) -> tuple[str, dict[str, object]] | None:
+    """The one line (catalogue key and fields, for a page in `lang`) saying why a draft
+    cannot be saved."""
+    body = draft.body
     if not draft.title or not body.strip():
         return "error.required", {}
     if draft.lang not in LANGUAGES:
@@ -79,12 +85,16 @@ def _problem(draft: Draft) -> tuple[str, dict[str, object]] | None:
     if len(draft.title) > MAX_TITLE:
         return "desk.texts_title_too_long", {"count": MAX_TITLE}
     if len(body) > MAX_TEXT:
-        return "desk.texts_too_long", {"count": f"{MAX_TEXT:,}"}
+        return "desk.texts_too_long", {"count": _thousands(MAX_TEXT, lang)}
     named = foreign(body)
     if named:
         allowed = ", ".join("{{ " + p + " }}" for p in PLACEHOLDERS)
         return "desk.texts_placeholder", {"found": ", ".join(named), "allowed": allowed}
     return None
+
+
+def _thousands(number: int, lang: str) -> str:
+    return f"{number:,}".replace(",", "." if lang == "de" else ",")
 
 
 def _text_fields(form: FormData) -> dict[str, str]:
@@ -129,14 +139,13 @@ async def _refuse(
 async def add(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     web = _web(request)
     draft = _draft(None, _text_fields(await posted_form(request, who)))
-    problem = _problem(draft)
+    problem = _problem(draft, who.lang)
     if problem is not None:
         return await _refuse(request, who, draft, problem)
     now = web.clock()
-    body = draft.body.replace("\r\n", "\n")
     module = await web.store.write(
         lambda conn: texts_db.add_text(
-            conn, title=draft.title, lang=draft.lang, body=body, agent=agent.email, now=now
+            conn, title=draft.title, lang=draft.lang, body=draft.body, agent=agent.email, now=now
         )
     )
     log.info("desk_text_added", text=module, lang=draft.lang, agent=agent.email)
@@ -149,15 +158,14 @@ async def edit(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     draft = _draft(module, _text_fields(await posted_form(request, who)))
     if await web.reader(texts_db.text_module, module) is None:
         return _not_found(request, who)
-    problem = _problem(draft)
+    problem = _problem(draft, who.lang)
     if problem is not None:
         return await _refuse(request, who, draft, problem)
     now = web.clock()
-    body = draft.body.replace("\r\n", "\n")
 
     def write(conn: sqlite3.Connection) -> bool:
-        return texts_db.update_text(conn, module, title=draft.title, lang=draft.lang, body=body,
-                                    agent=agent.email, now=now)  # fmt: skip
+        return texts_db.update_text(conn, module, title=draft.title, lang=draft.lang,
+                                    body=draft.body, agent=agent.email, now=now)  # fmt: skip
 
     if not await web.store.write(write):
         return _not_found(request, who)
