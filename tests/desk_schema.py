@@ -1,4 +1,4 @@
-"""Take a new database back to before the desk (schema 3), or to before schema 5, 6 or 7, for
+"""Take a new database back to before the desk (schema 3), or to before schema 5, 6, 7 or 8, for
 the migration tests; and store an article the way the tests of those schemas need."""
 
 from __future__ import annotations
@@ -8,6 +8,11 @@ import sqlite3
 from ticketmail.storage._schema import DESK_SCHEMA, QUEUE_SCHEMA
 
 NOW = "2026-11-22T10:00:00+00:00"
+
+# What schema 8 added: the desk's text modules.
+DROP_TEXTS = """
+DROP TABLE text_modules;
+"""
 
 # What schema 7 added: the trigram index, the stale texts, and its article triggers (back to
 # schema 6's).
@@ -44,7 +49,8 @@ DROP TRIGGER articles_search_update;
 """
 
 UNDO_DESK = (
-    UNDO_7
+    DROP_TEXTS
+    + UNDO_7
     + DROP_6
     + DROP_5
     + """
@@ -76,21 +82,24 @@ def undo_desk_schema(conn: sqlite3.Connection) -> None:
 def undo_schema_6(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 5 had (its backlog indexed first)."""
     conn.executescript(
-        INDEX_BACKLOG + "DELETE FROM search_backlog;" + UNDO_7 + DROP_6 + "PRAGMA user_version = 5;"  # noqa: S608 - fixed fragments
+        INDEX_BACKLOG + "DELETE FROM search_backlog;" + DROP_TEXTS + UNDO_7 + DROP_6  # noqa: S608 - fixed fragments
+        + "PRAGMA user_version = 5;"
     )
 
 
 def undo_schema_5(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 4 had (its backlog indexed first)."""
     conn.executescript(
-        INDEX_BACKLOG + UNDO_7 + DROP_6 + DROP_5 + V4_TRIGGERS + "PRAGMA user_version = 4;"
+        INDEX_BACKLOG + DROP_TEXTS + UNDO_7 + DROP_6 + DROP_5 + V4_TRIGGERS
+        + "PRAGMA user_version = 4;"
     )
 
 
 def undo_schema_7(conn: sqlite3.Connection) -> None:
-    """A new database's schema 7 back to what version 6 had (its backlog indexed first)."""
+    """A new database's schema back to what version 6 had (its backlog indexed first)."""
     conn.executescript(
-        INDEX_BACKLOG + "DELETE FROM search_backlog;" + UNDO_7 + "PRAGMA user_version = 6;"  # noqa: S608 - fixed fragments
+        INDEX_BACKLOG + "DELETE FROM search_backlog;" + DROP_TEXTS + UNDO_7  # noqa: S608 - fixed fragments
+        + "PRAGMA user_version = 6;"
     )
 
 

@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # The customer portal (SPEC 8): mail domains that vouch for an institution's users, login
 # passwords (Argon2id), registrations, single-use tokens (stored hashed), server-side sessions
@@ -229,6 +229,22 @@ INSERT INTO article_search(article_search) VALUES ('delete-all');
 INSERT OR IGNORE INTO search_backlog(article) SELECT id FROM articles;
 """
 
+# The desk's text modules (SPEC 9.1): canned answers per language, with who wrote and last
+# changed them. Their placeholders are checked when saved and filled in by plain substitution.
+TEXTS_SCHEMA = """
+CREATE TABLE text_modules (
+    id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL,
+    lang TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX text_modules_lang ON text_modules(lang, title);
+"""
+
 SCHEMA = (
     """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -373,6 +389,7 @@ CREATE TABLE quarantine (
     + QUEUE_SCHEMA
     + LIMITS_SCHEMA
     + GRAMS_SCHEMA
+    + TEXTS_SCHEMA
 )
 
 # What takes a database of version N to N + 1: MIGRATIONS[N - 1]. A new database gets
@@ -395,6 +412,8 @@ CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
     LIMITS_SCHEMA,
     # 6 -> 7: parts of words: the trigram index, filled in the background.
     GRAMS_SCHEMA,
+    # 7 -> 8: the desk's text modules.
+    TEXTS_SCHEMA,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1
 

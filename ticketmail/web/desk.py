@@ -26,6 +26,7 @@ from ticketmail.storage import desk as desk_db
 from ticketmail.storage.desk import DeskAgent
 from ticketmail.storage.fulltext import MAX_QUERY
 from ticketmail.storage.tickets import ticket_ref
+from ticketmail.web import textmodules
 from ticketmail.web.actions import account_mail
 from ticketmail.web.base import (
     Refusal,
@@ -163,8 +164,11 @@ async def _show(
     if found is None:
         return _not_found(request, who)
     agents = await web.reader(desk_db.list_agents)
+    # The answer form's text modules; on a GET with ?text=, the chosen one filled in.
+    texts = await textmodules.answer_form(request, who, found.ticket)
     return agent_page(
-        request, who, "desk_ticket.html", status=status, view=found, error=error, body=body,
+        request, who, "desk_ticket.html", status=status, view=found, error=error or texts.error,
+        body=body if texts.filled is None else texts.filled, texts=texts.offered,
         agents=agents, today=web.clock().date(), inline_types=INLINE_IMAGE_TYPES,
         reply_statuses=REPLY_STATUSES,
     )  # fmt: skip
@@ -493,5 +497,8 @@ ROUTES = [
     route("/desk/customers", customers, "GET"),
     route("/desk/customers/{number}", customer, "GET", "POST"),
     route("/desk/settings", settings, "GET", "POST"),
+    route("/desk/texts", agents_only(textmodules.listing), "GET", "POST"),
+    route("/desk/texts/{id:int}", agents_only(textmodules.edit), "POST"),
+    route("/desk/texts/{id:int}/delete", agents_only(textmodules.delete), "POST"),
     route("/desk/{rest:path}", nowhere, "GET", "POST"),
 ]

@@ -79,3 +79,45 @@ DESK_TEXTS: dict[str, tuple[str, str]] = {
     "desk.direction.out": ("Support", "Support"),
     "desk.direction.note": ("Notiz", "Note"),
 }
+# --- text modules (SPEC 9.1, issue 23) ---------------------------------------------------------
+DESK_TEXTS.update(
+    {
+        "desk.texts": ("Textbausteine", "Text modules"),
+        "desk.texts_hint": (
+            "Vorlagen für Antworten, je Sprache. Erlaubte Platzhalter:",
+            "Canned answers, per language. Allowed placeholders:",
+        ),
+        "desk.texts_none": ("Noch keine Textbausteine.", "No text modules yet."),
+        "desk.texts_new": ("Neuer Textbaustein", "New text module"),
+        "desk.texts_title": ("Titel", "Title"),
+        "desk.texts_body": ("Text", "Text"),
+        "desk.texts_add": ("Textbaustein anlegen", "Add text module"),
+        "desk.texts_delete": ("Löschen", "Delete"),
+        "desk.texts_changed": ("Zuletzt geändert von {who}", "Last changed by {who}"),
+        "desk.texts_added": ("Der Textbaustein wurde angelegt.", "The text module was added."),
+        "desk.texts_saved": ("Der Textbaustein wurde gespeichert.", "The text module was saved."),
+        "desk.texts_deleted": ("Der Textbaustein wurde gelöscht.", "The text module was deleted."),
+        "desk.texts_bad_lang": (
+            "Bitte wählen Sie Deutsch oder Englisch. Nichts wurde gespeichert.",
+            "Please choose German or English. Nothing was saved.",
+        ),
+        "desk.texts_title_too_long": (
+            "Der Titel ist länger als {count} Zeichen. Nichts wurde gespeichert.",
+            "The title is longer than {count} characters. Nothing was saved.",
+        ),
+        "desk.texts_too_long": (
+            "Der Text ist länger als {count} Zeichen. Nichts wurde gespeichert.",
+            "The text is longer than {count} characters. Nothing was saved.",
+        ),
+        "desk.texts_placeholder": (
+            "Nicht erlaubt: {found}. Erlaubt sind nur {allowed}. Nichts wurde gespeichert.",
+            "Not allowed: {found}. The only placeholders are {allowed}. Nothing was saved.",
+        ),
+        "desk.texts_choose": ("Textbaustein", "Text module"),
+        "desk.texts_insert": ("In die Antwort übernehmen", "Put into the answer"),
+        "desk.texts_gone": (
+            "Diesen Textbaustein gibt es nicht (mehr).",
+            "There is no such text module (any more).",
+        ),
+    }
+)
