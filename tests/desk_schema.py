@@ -82,7 +82,11 @@ def undo_desk_schema(conn: sqlite3.Connection) -> None:
 def undo_schema_6(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 5 had (its backlog indexed first)."""
     conn.executescript(
-        INDEX_BACKLOG + "DELETE FROM search_backlog;" + DROP_TEXTS + UNDO_7 + DROP_6  # noqa: S608 - fixed fragments
+        INDEX_BACKLOG
+        + "DELETE FROM search_backlog;"
+        + DROP_TEXTS
+        + UNDO_7
+        + DROP_6  # noqa: S608 - fixed fragments
         + "PRAGMA user_version = 5;"
     )
 
@@ -90,7 +94,12 @@ def undo_schema_6(conn: sqlite3.Connection) -> None:
 def undo_schema_5(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 4 had (its backlog indexed first)."""
     conn.executescript(
-        INDEX_BACKLOG + DROP_TEXTS + UNDO_7 + DROP_6 + DROP_5 + V4_TRIGGERS
+        INDEX_BACKLOG
+        + DROP_TEXTS
+        + UNDO_7
+        + DROP_6
+        + DROP_5
+        + V4_TRIGGERS
         + "PRAGMA user_version = 4;"
     )
 
@@ -98,7 +107,10 @@ def undo_schema_5(conn: sqlite3.Connection) -> None:
 def undo_schema_7(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 6 had (its backlog indexed first)."""
     conn.executescript(
-        INDEX_BACKLOG + "DELETE FROM search_backlog;" + DROP_TEXTS + UNDO_7  # noqa: S608 - fixed fragments
+        INDEX_BACKLOG
+        + "DELETE FROM search_backlog;"
+        + DROP_TEXTS
+        + UNDO_7  # noqa: S608 - fixed fragments
         + "PRAGMA user_version = 6;"
     )
 
