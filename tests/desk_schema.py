@@ -74,6 +74,8 @@ SELECT a.id, a.subject, a.sender, a.to_json, a.body_text FROM search_backlog b
 JOIN articles a ON a.id = b.article;
 """
 
+CLEAR_BACKLOG = "DELETE FROM search_backlog;"
+
 
 def undo_desk_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(UNDO_DESK)
@@ -82,12 +84,7 @@ def undo_desk_schema(conn: sqlite3.Connection) -> None:
 def undo_schema_6(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 5 had (its backlog indexed first)."""
     conn.executescript(
-        INDEX_BACKLOG
-        + "DELETE FROM search_backlog;"
-        + DROP_TEXTS
-        + UNDO_7
-        + DROP_6  # noqa: S608 - fixed fragments
-        + "PRAGMA user_version = 5;"
+        INDEX_BACKLOG + CLEAR_BACKLOG + DROP_TEXTS + UNDO_7 + DROP_6 + "PRAGMA user_version = 5;"
     )
 
 
@@ -107,11 +104,7 @@ def undo_schema_5(conn: sqlite3.Connection) -> None:
 def undo_schema_7(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 6 had (its backlog indexed first)."""
     conn.executescript(
-        INDEX_BACKLOG
-        + "DELETE FROM search_backlog;"
-        + DROP_TEXTS
-        + UNDO_7  # noqa: S608 - fixed fragments
-        + "PRAGMA user_version = 6;"
+        INDEX_BACKLOG + CLEAR_BACKLOG + DROP_TEXTS + UNDO_7 + "PRAGMA user_version = 6;"
     )
 
 
