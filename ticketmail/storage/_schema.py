@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # The customer portal (SPEC 8): mail domains that vouch for an institution's users, login
 # passwords (Argon2id), registrations, single-use tokens (stored hashed), server-side sessions
@@ -184,6 +184,20 @@ CREATE INDEX mail_requests_email ON mail_requests(email, granted, at);
 CREATE INDEX mail_requests_source ON mail_requests(source, at);
 """
 
+# Phone numbers and channels (SPEC 9.1): a user's phone number ('' for none), also asked at
+# registration; how a ticket came in: 'mail', 'web', 'phone' or 'other' (the last two: taken
+# by an agent in the desk). Tickets already there: 'web' when their first article was written
+# in the portal (no message, flagged web), else 'mail'.
+PHONE_SCHEMA = """
+ALTER TABLE users ADD COLUMN phone TEXT NOT NULL DEFAULT '';
+ALTER TABLE registrations ADD COLUMN phone TEXT NOT NULL DEFAULT '';
+ALTER TABLE tickets ADD COLUMN channel TEXT NOT NULL DEFAULT 'mail';
+UPDATE tickets SET channel = 'web' WHERE (
+    SELECT a.message IS NULL AND a.flags_json LIKE '%"web"%' FROM articles a
+    WHERE a.ticket = tickets.number ORDER BY a.id LIMIT 1
+);
+"""
+
 SCHEMA = (
     """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -327,6 +341,7 @@ CREATE TABLE quarantine (
     + DESK_SCHEMA
     + QUEUE_SCHEMA
     + LIMITS_SCHEMA
+    + PHONE_SCHEMA
 )
 
 # What takes a database of version N to N + 1: MIGRATIONS[N - 1]. A new database gets
@@ -347,6 +362,8 @@ CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
     QUEUE_SCHEMA,
     # 5 -> 6: login limits per device cookie, address and source; mail requests counted.
     LIMITS_SCHEMA,
+    # 6 -> 7: phone numbers of users and registrations; the channel a ticket came by.
+    PHONE_SCHEMA,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1
 
