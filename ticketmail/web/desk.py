@@ -20,7 +20,7 @@ from ticketmail.inputs import parse_day, parse_domains
 from ticketmail.models import STATUSES, TicketRef
 from ticketmail.outbound.actions import DeskResult, Origin
 from ticketmail.outbound.compose import OutboundFile
-from ticketmail.storage import accounts
+from ticketmail.storage import accounts, callers
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage.desk import DeskAgent
 from ticketmail.storage.tickets import ticket_ref
@@ -152,10 +152,11 @@ async def _show(
     if found is None:
         return _not_found(request, who)
     agents = await web.reader(desk_db.list_agents)
+    requester = await web.reader(callers.requester_of, number)
     return agent_page(
         request, who, "desk_ticket.html", status=status, view=found, error=error, body=body,
         agents=agents, today=web.clock().date(), inline_types=INLINE_IMAGE_TYPES,
-        reply_statuses=REPLY_STATUSES,
+        reply_statuses=REPLY_STATUSES, requester=requester,
     )  # fmt: skip
 
 
