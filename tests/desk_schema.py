@@ -1,4 +1,5 @@
-"""Take a new database back to before the desk (schema 3), or to before schema 5, 6, 7 or 8, for
+"""Take a new database back to before the desk (schema 3), or to before schema 5, 6, 7, 8 or 9,
+for
 the migration tests; and store an article the way the tests of those schemas need."""
 
 from __future__ import annotations
@@ -8,6 +9,13 @@ import sqlite3
 from ticketmail.storage._schema import DESK_SCHEMA, QUEUE_SCHEMA
 
 NOW = "2026-11-22T10:00:00+00:00"
+
+# What schema 9 added: users' and registrations' phone numbers, tickets' channels.
+DROP_PHONE = """
+ALTER TABLE users DROP COLUMN phone;
+ALTER TABLE registrations DROP COLUMN phone;
+ALTER TABLE tickets DROP COLUMN channel;
+"""
 
 # What schema 8 added: the desk's text modules.
 DROP_TEXTS = """
@@ -49,7 +57,8 @@ DROP TRIGGER articles_search_update;
 """
 
 UNDO_DESK = (
-    DROP_TEXTS
+    DROP_PHONE
+    + DROP_TEXTS
     + UNDO_7
     + DROP_6
     + DROP_5
@@ -84,7 +93,13 @@ def undo_desk_schema(conn: sqlite3.Connection) -> None:
 def undo_schema_6(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 5 had (its backlog indexed first)."""
     conn.executescript(
-        INDEX_BACKLOG + CLEAR_BACKLOG + DROP_TEXTS + UNDO_7 + DROP_6 + "PRAGMA user_version = 5;"
+        INDEX_BACKLOG
+        + CLEAR_BACKLOG
+        + DROP_PHONE
+        + DROP_TEXTS
+        + UNDO_7
+        + DROP_6
+        + "PRAGMA user_version = 5;"
     )
 
 
@@ -92,6 +107,7 @@ def undo_schema_5(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 4 had (its backlog indexed first)."""
     conn.executescript(
         INDEX_BACKLOG
+        + DROP_PHONE
         + DROP_TEXTS
         + UNDO_7
         + DROP_6
@@ -104,7 +120,12 @@ def undo_schema_5(conn: sqlite3.Connection) -> None:
 def undo_schema_7(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 6 had (its backlog indexed first)."""
     conn.executescript(
-        INDEX_BACKLOG + CLEAR_BACKLOG + DROP_TEXTS + UNDO_7 + "PRAGMA user_version = 6;"
+        INDEX_BACKLOG
+        + CLEAR_BACKLOG
+        + DROP_PHONE
+        + DROP_TEXTS
+        + UNDO_7
+        + "PRAGMA user_version = 6;"
     )
 
 
@@ -118,3 +139,13 @@ def insert_article(
         "VALUES (?, 'in', 0, 'anna@schule.example', '[]', '[]', ?, '', '', '[]', ?, ?, ?)",
         (ticket, subject, text, text, NOW),
     )
+
+
+def undo_schema_8(conn: sqlite3.Connection) -> None:
+    """A new database's schema back to what version 7 had (before the text modules)."""
+    conn.executescript(DROP_PHONE + DROP_TEXTS + "PRAGMA user_version = 7;")
+
+
+def undo_schema_9(conn: sqlite3.Connection) -> None:
+    """A new database's schema back to what version 8 had (before the phone numbers)."""
+    conn.executescript(DROP_PHONE + "PRAGMA user_version = 8;")

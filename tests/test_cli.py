@@ -216,9 +216,21 @@ def test_user_add_and_list(customers: Cli) -> None:
     ok(tm("user", "add", "ben@bach.example", "--customer", "20001", "--lang", "en"))
     ok(tm("user", "add", "carl@schule.example", "--customer", "10042"))
     assert as_json(tm, "user", "list") == [
-        {"email": "anna@schule.example", "name": "Anna Müller", "lang": "de", "customer": "10042"},
-        {"email": "carl@schule.example", "name": "", "lang": None, "customer": "10042"},
-        {"email": "ben@bach.example", "name": "", "lang": "en", "customer": "20001"},
+        {
+            "email": "anna@schule.example",
+            "name": "Anna Müller",
+            "lang": "de",
+            "customer": "10042",
+            "phone": "",
+        },
+        {
+            "email": "carl@schule.example",
+            "name": "",
+            "lang": None,
+            "customer": "10042",
+            "phone": "",
+        },
+        {"email": "ben@bach.example", "name": "", "lang": "en", "customer": "20001", "phone": ""},
     ]
     only = as_json(tm, "user", "list", "--customer", "20001")
     assert [u["email"] for u in only] == ["ben@bach.example"]
@@ -270,9 +282,21 @@ def test_user_import(customers: Cli, tmp_path: Path) -> None:
     )
     assert "3 users imported" in ok(customers("user", "import", str(path))).stdout
     assert as_json(customers, "user", "list") == [
-        {"email": "anna@schule.example", "name": "Anna Müller", "lang": "de", "customer": "10042"},
-        {"email": "carl@schule.example", "name": "Meyer, Carl", "lang": None, "customer": "10042"},
-        {"email": "ben@bach.example", "name": "", "lang": "en", "customer": "20001"},
+        {
+            "email": "anna@schule.example",
+            "name": "Anna Müller",
+            "lang": "de",
+            "customer": "10042",
+            "phone": "",
+        },
+        {
+            "email": "carl@schule.example",
+            "name": "Meyer, Carl",
+            "lang": None,
+            "customer": "10042",
+            "phone": "",
+        },
+        {"email": "ben@bach.example", "name": "", "lang": "en", "customer": "20001", "phone": ""},
     ]
     one = write(tmp_path, "one.csv", USER_HEADER + "dora@bach.example,20001,,\n")
     assert ok(customers("user", "import", str(one))).stdout == "1 user imported\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Env, make_mail
-from desk_schema import DROP_TEXTS
+from desk_schema import undo_schema_8
 from desk_support import cli_stdin
 from web_support import ANNA, BEN, PASSWORD, Client, logged_in, text_of
 
@@ -256,7 +256,7 @@ async def test_a_version_before_the_text_modules_gets_them(tmp_path: Path) -> No
     await store.close()
     conn = sqlite3.connect(tmp_path / DB_NAME)
     with conn:
-        conn.executescript(DROP_TEXTS + f"PRAGMA user_version = {SCHEMA_VERSION - 1};")
+        undo_schema_8(conn)
     conn.close()
     store = await Store.open(tmp_path)
     try:

@@ -477,7 +477,7 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_data(tmp_path: Pat
 
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION  # the latest
         assert conn.execute("SELECT number FROM tickets").fetchall() == [(number,)]
         # The auto-reply count per address is answered from the index alone.
         plan = " ".join(

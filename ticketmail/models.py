@@ -45,6 +45,7 @@ class User:
     name: str
     lang: str | None
     customer: Customer
+    phone: str = ""  # as written ('' for none), for the team to call (SPEC 9.1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,8 +106,11 @@ async def with_store(config: Config, action: Callable[[Store], Coroutine[Any, An
         await store.close()
 
 
-def read_csv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    """Rows of a CSV file with exactly `columns` (any order), each with its line number."""
+def read_csv(
+    path: Path, columns: tuple[str, ...], *, optional: tuple[str, ...] = ()
+) -> list[tuple[int, dict[str, str]]]:
+    """Rows of a CSV file with exactly `columns` (any order) and any of `optional` (read as
+    '' where the file has not that column), each with its line number."""
     try:
         text = path.read_bytes().decode("utf-8-sig")  # bytes: keep a CR inside a cell
     except FileNotFoundError:
@@ -124,9 +127,12 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, 
         raise UsageError(f"{path}: empty file, expected a header row") from None
     except csv.Error as exc:
         raise UsageError(f"{path} line 1: {exc}") from None
-    if sorted(header) != sorted(columns):
+    extra = [h for h in header if h in optional]
+    twice = len(set(extra)) < len(extra)
+    if twice or sorted(h for h in header if h not in optional) != sorted(columns):
+        also = f" (and optionally {','.join(optional)})" if optional else ""
         raise UsageError(
-            f"{path} line 1: header must name the columns {','.join(columns)}, "
+            f"{path} line 1: header must name the columns {','.join(columns)}{also}, "
             f"got {','.join(header)}"
         )
     rows: list[tuple[int, dict[str, str]]] = []
@@ -144,7 +150,9 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, 
             raise UsageError(
                 f"{path} line {line}: expected {len(header)} fields, got {len(values)}"
             )
-        rows.append((line, {h: v.strip() for h, v in zip(header, values, strict=True)}))
+        row = dict.fromkeys(optional, "")
+        row.update({h: v.strip() for h, v in zip(header, values, strict=True)})
+        rows.append((line, row))
     return rows
 
 

@@ -22,6 +22,7 @@ from ticketmail.cli._common import (
 )
 from ticketmail.config import Config
 from ticketmail.errors import NotFoundError, UsageError
+from ticketmail.inputs import parse_phone
 from ticketmail.storage import accounts
 from ticketmail.storage.store import Store, UserRow
 
@@ -29,7 +30,7 @@ from ticketmail.storage.store import Store, UserRow
 def parse_user_csv(path: Path) -> list[tuple[int, UserRow]]:
     rows: list[tuple[int, UserRow]] = []
     seen: set[str] = set()
-    for line, r in read_csv(path, ("email", "customer", "name", "lang")):
+    for line, r in read_csv(path, ("email", "customer", "name", "lang"), optional=("phone",)):
         where = f"{path} line {line}"
         try:
             email = parse_email(r["email"])
@@ -43,14 +44,19 @@ def parse_user_csv(path: Path) -> list[tuple[int, UserRow]]:
         lang = r["lang"].lower() or None
         if lang is not None and lang not in LANGS:
             raise UsageError(f"{where}: lang {r['lang']!r} is not de or en")
-        rows.append((line, UserRow(email, r["customer"], r["name"], lang)))
+        try:
+            phone = parse_phone(r["phone"])
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+        rows.append((line, UserRow(email, r["customer"], r["name"], lang, phone)))
     return rows
 
 
 def cmd_user_add(config: Config, args: argparse.Namespace) -> int:
     row = UserRow(
-        parse_email(args.email), args.customer.strip(), (args.name or "").strip(), args.lang
-    )
+        parse_email(args.email), args.customer.strip(), (args.name or "").strip(), args.lang,
+        parse_phone(args.phone) if args.phone is not None else None,
+    )  # fmt: skip
 
     async def run(store: Store) -> int:
         if row.customer not in {c.number for c, _ in await store.list_customers()}:
@@ -76,14 +82,15 @@ def cmd_user_list(config: Config, args: argparse.Namespace) -> int:
                         "name": u.name,
                         "lang": u.lang,
                         "customer": u.customer.number,
+                        "phone": u.phone,
                     }
                     for u in users
                 ]
             )
             return 0
         print_table(
-            [(u.email, u.name, u.lang, u.customer.number, u.customer.name) for u in users],
-            ("EMAIL", "NAME", "LANG", "CUSTOMER", "INSTITUTION"),
+            [(u.email, u.name, u.lang, u.customer.number, u.customer.name, u.phone) for u in users],
+            ("EMAIL", "NAME", "LANG", "CUSTOMER", "INSTITUTION", "PHONE"),
         )
         return 0
 
@@ -153,11 +160,14 @@ def register(verbs: Verbs) -> None:
     p.add_argument("--customer", required=True, metavar="NUMBER")
     p.add_argument("--name", default="")
     p.add_argument("--lang", choices=LANGS)
+    p.add_argument("--phone", help="a phone number the team may call (empty: none)")
     p = verbs.add(user, "list", cmd_user_list, "list users", listing=True)
     p.add_argument("--customer", metavar="NUMBER")
     p = verbs.add(user, "remove", cmd_user_remove, "remove a user")
     p.add_argument("email")
-    p = verbs.add(user, "import", cmd_user_import, "import email,customer,name,lang (all or none)")
+    p = verbs.add(
+        user, "import", cmd_user_import, "import email,customer,name,lang[,phone] (all or none)"
+    )
     p.add_argument("file", metavar="FILE.csv")
     p = verbs.add(user, "approve", cmd_user_approve, "approve a pending registration")
     p.add_argument("email")

@@ -130,9 +130,11 @@ def customer_wrote(
     templates: Templates,
     ids: MessageIds,
     now: datetime,
+    actor: str | None = None,
 ) -> int:
     """A customer opened ticket `ticket` (`new`) or wrote on it, by mail or web: tell the
-    agents (after the article is stored: the ticket's status is the new one)."""
+    agents (after the article is stored: the ticket's status is the new one); `actor`: the
+    agent who took it for the customer, not told."""
     row = conn.execute("SELECT subject, status FROM tickets WHERE number = ?", (ticket,)).fetchone()
     if row is None:
         return 0
@@ -141,4 +143,6 @@ def customer_wrote(
         status=row[1], customer=user.customer.number, customer_name=user.customer.name,
         writer=user.email, writer_name=user.name, text=text,
     )  # fmt: skip
-    return notify_agents(conn, news, config=config, templates=templates, ids=ids, now=now)
+    return notify_agents(
+        conn, news, config=config, templates=templates, ids=ids, actor=actor, now=now
+    )

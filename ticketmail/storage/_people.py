@@ -82,10 +82,21 @@ def add_users(conn: sqlite3.Connection, rows: Sequence[UserRow], *, now: datetim
                 f"{where}{r.email.casefold()} is an agent's address, not a customer's"
             )
     conn.executemany(
-        "INSERT INTO users(email, customer, name, lang, created_at) VALUES (?,?,?,?,?) "
+        "INSERT INTO users(email, customer, name, lang, phone, created_at) "
+        "VALUES (:e, :c, :n, :l, coalesce(:p, ''), :at) "
         "ON CONFLICT(email) DO UPDATE SET customer = excluded.customer, "
-        "name = excluded.name, lang = excluded.lang",
-        [(r.email.casefold(), r.customer, r.name, r.lang, iso(now)) for r in rows],
+        "name = excluded.name, lang = excluded.lang, phone = coalesce(:p, users.phone)",
+        [
+            {
+                "e": r.email.casefold(),
+                "c": r.customer,
+                "n": r.name,
+                "l": r.lang,
+                "p": r.phone,
+                "at": iso(now),
+            }
+            for r in rows
+        ],
     )
 
 
@@ -147,8 +158,8 @@ class People:
 
     async def list_users(self, *, customer: str | None = None) -> list[User]:
         sql = (
-            "SELECT u.email, u.name, u.lang, c.number, c.name AS cname, c.support_until, "
-            "c.trial_until FROM users u JOIN customers c ON c.number = u.customer"
+            "SELECT u.email, u.name, u.lang, u.phone, c.number, c.name AS cname, "
+            "c.support_until, c.trial_until FROM users u JOIN customers c ON c.number = u.customer"
         )
         params: tuple[Any, ...] = ()
         if customer is not None:

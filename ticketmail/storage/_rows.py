@@ -40,11 +40,12 @@ def day(value: str | None) -> date | None:
 
 def user_of(row: sqlite3.Row) -> User:
     """A user from a row of u.email, u.name, u.lang and c.number, c.name AS cname,
-    c.support_until, c.trial_until (users u JOIN customers c)."""
+    c.support_until, c.trial_until (users u JOIN customers c), and u.phone where read."""
     customer = Customer(
         row["number"], row["cname"], day(row["support_until"]), day(row["trial_until"])
     )
-    return User(row["email"], row["name"], row["lang"], customer)
+    phone = row["phone"] if "phone" in row.keys() else ""  # noqa: SIM118 - a Row's `in` reads values
+    return User(row["email"], row["name"], row["lang"], customer, phone)
 
 
 def agent_of(row: sqlite3.Row) -> Agent:

@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # The customer portal (SPEC 8): mail domains that vouch for an institution's users, login
 # passwords (Argon2id), registrations, single-use tokens (stored hashed), server-side sessions
@@ -245,6 +245,20 @@ CREATE TABLE text_modules (
 CREATE INDEX text_modules_lang ON text_modules(lang, title);
 """
 
+# Phone numbers and channels (SPEC 9.1): a user's phone number ('' for none), also asked at
+# registration; how a ticket came in: 'mail', 'web', 'phone' or 'other' (the last two: taken
+# by an agent in the desk). Tickets already there: 'web' when their first article was written
+# in the portal (no message, flagged web), else 'mail'.
+PHONE_SCHEMA = """
+ALTER TABLE users ADD COLUMN phone TEXT NOT NULL DEFAULT '';
+ALTER TABLE registrations ADD COLUMN phone TEXT NOT NULL DEFAULT '';
+ALTER TABLE tickets ADD COLUMN channel TEXT NOT NULL DEFAULT 'mail';
+UPDATE tickets SET channel = 'web' WHERE (
+    SELECT a.message IS NULL AND a.flags_json LIKE '%"web"%' FROM articles a
+    WHERE a.ticket = tickets.number ORDER BY a.id LIMIT 1
+);
+"""
+
 SCHEMA = (
     """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -390,6 +404,7 @@ CREATE TABLE quarantine (
     + LIMITS_SCHEMA
     + GRAMS_SCHEMA
     + TEXTS_SCHEMA
+    + PHONE_SCHEMA
 )
 
 # What takes a database of version N to N + 1: MIGRATIONS[N - 1]. A new database gets
@@ -414,6 +429,8 @@ CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
     GRAMS_SCHEMA,
     # 7 -> 8: the desk's text modules.
     TEXTS_SCHEMA,
+    # 8 -> 9: phone numbers of users and registrations; the channel a ticket came by.
+    PHONE_SCHEMA,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1
 

@@ -79,6 +79,7 @@ class Registration:
     lang: str
     password_hash: str
     status: str  # unconfirmed, pending, approved, rejected, superseded
+    phone: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ class Identity:
     lang: str | None
     customer: Customer
     pending: bool
+    phone: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,7 @@ class WebTicketPage:
     ticket: WebTicket
     previous_number: int | None
     articles: tuple[WebArticle, ...]
+    channel: str = "mail"  # mail, web, phone, other (SPEC 9.1)
 
 
 def _dt(value: str) -> datetime:
@@ -181,7 +184,7 @@ def domains_of(conn: sqlite3.Connection, customer: str) -> tuple[str, ...]:
 def _registration(row: sqlite3.Row) -> Registration:
     return Registration(
         row["id"], row["email"], row["customer"], row["name"], row["lang"],
-        row["password_hash"], row["status"],
+        row["password_hash"], row["status"], row["phone"],
     )  # fmt: skip
 
 
@@ -205,14 +208,15 @@ def add_registration(
     lang: str,
     password_hash: str,
     now: datetime,
+    phone: str = "",
 ) -> int:
     """A new unconfirmed registration. Older unconfirmed ones of the address stay valid
     (a stranger's registration must not void the owner's): each has its own link and
     password, and the first confirmed makes the others void."""
     cur = conn.execute(
         "INSERT INTO registrations(email, customer, name, lang, password_hash, status, "
-        "created_at) VALUES (?, ?, ?, ?, ?, 'unconfirmed', ?)",
-        (email, customer, name, lang, password_hash, iso(now)),
+        "created_at, phone) VALUES (?, ?, ?, ?, ?, 'unconfirmed', ?, ?)",
+        (email, customer, name, lang, password_hash, iso(now), phone),
     )
     assert cur.lastrowid is not None
     return cur.lastrowid
@@ -286,9 +290,9 @@ def _activate(conn: sqlite3.Connection, reg: Registration, *, now: datetime) -> 
     if conn.execute("SELECT 1 FROM agents WHERE email = ?", (reg.email,)).fetchone():
         raise RefusedError(f"{reg.email} is an agent's address, not a customer's")
     cur = conn.execute(
-        "INSERT INTO users(email, customer, name, lang, created_at) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT(email) DO NOTHING",
-        (reg.email, reg.customer, reg.name, reg.lang, iso(now)),
+        "INSERT INTO users(email, customer, name, lang, phone, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(email) DO NOTHING",
+        (reg.email, reg.customer, reg.name, reg.lang, reg.phone, iso(now)),
     )
     if cur.rowcount:
         conn.execute(
@@ -447,24 +451,31 @@ def end_sessions(conn: sqlite3.Connection, email: str, *, keep: str | None = Non
 
 def identity_of(conn: sqlite3.Connection, email: str) -> Identity | None:
     row = conn.execute(
-        "SELECT u.email, u.name, u.lang, c.number, c.name AS cname, c.support_until, "
+        "SELECT u.email, u.name, u.lang, u.phone, c.number, c.name AS cname, c.support_until, "
         "c.trial_until FROM users u JOIN customers c ON c.number = u.customer WHERE u.email = ?",
         (email,),
     ).fetchone()
     if row is not None:
-        return Identity(row["email"], row["name"], row["lang"], _customer(row), pending=False)
+        return Identity(row["email"], row["name"], row["lang"], _customer(row), pending=False,
+                        phone=row["phone"])  # fmt: skip
     reg = _pending(conn, email)
     if reg is None:
         return None
     nobody = Customer(reg.customer, "", None, None)  # not tied to it until approved
-    return Identity(reg.email, reg.name, reg.lang, nobody, pending=True)
+    return Identity(reg.email, reg.name, reg.lang, nobody, pending=True, phone=reg.phone)
 
 
-def update_account(conn: sqlite3.Connection, email: str, *, name: str, lang: str) -> None:
-    conn.execute("UPDATE users SET name = ?, lang = ? WHERE email = ?", (name, lang, email))
+def update_account(
+    conn: sqlite3.Connection, email: str, *, name: str, lang: str, phone: str
+) -> None:
     conn.execute(
-        "UPDATE registrations SET name = ?, lang = ? WHERE email = ? AND status = 'pending'",
-        (name, lang, email),
+        "UPDATE users SET name = ?, lang = ?, phone = ? WHERE email = ?",
+        (name, lang, phone, email),
+    )
+    conn.execute(
+        "UPDATE registrations SET name = ?, lang = ?, phone = ? WHERE email = ? "
+        "AND status = 'pending'",
+        (name, lang, phone, email),
     )
 
 
@@ -495,7 +506,7 @@ def ticket_page(conn: sqlite3.Connection, customer: str, number: int) -> WebTick
     """A ticket of the institution with the articles its customers see, oldest first."""
     row = conn.execute(
         "SELECT number, subject, status, requester, created_at, updated_at, closed_at, "
-        "previous_number FROM tickets WHERE number = ? AND customer = ?",
+        "previous_number, channel FROM tickets WHERE number = ? AND customer = ?",
         (number, customer),
     ).fetchone()
     if row is None:
@@ -532,7 +543,7 @@ def ticket_page(conn: sqlite3.Connection, customer: str, number: int) -> WebTick
             (number,),
         )
     )
-    return WebTicketPage(_web_ticket(row), row["previous_number"], articles)
+    return WebTicketPage(_web_ticket(row), row["previous_number"], articles, row["channel"])
 
 
 def attachment_of(
@@ -565,8 +576,10 @@ def web_article(
     now: datetime,
     automatic: bool = False,
     direction: str = "in",
+    taken: bool = False,
 ) -> ArticleRecord:
-    """An article written in the portal: no raw message, flagged `web`."""
+    """An article written in the portal: no raw message, flagged `web`; `taken`: written in
+    the desk by an agent for the ticket's requester (SPEC 9.1), flagged `taken` too."""
     return ArticleRecord(
         direction=direction,
         automatic=automatic,
@@ -583,7 +596,7 @@ def web_article(
         raw_sha256=None,
         attachments=attachments,
         note=note,
-        flags=("web",),
+        flags=("web", "taken") if taken else ("web",),
     )
 
 

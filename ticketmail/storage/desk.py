@@ -139,7 +139,7 @@ class PendingRegistration:
 class Institution:
     customer: Customer
     domains: tuple[str, ...]
-    users: tuple[tuple[str, str, str | None], ...]  # (email, name, lang)
+    users: tuple[tuple[str, str, str | None, str], ...]  # (email, name, lang, phone)
     tickets: int
 
 
@@ -520,9 +520,10 @@ def institution(conn: sqlite3.Connection, number: str) -> Institution | None:
     if customer is None:
         return None
     users = tuple(
-        (r[0], r[1], r[2])
+        (r[0], r[1], r[2], r[3])
         for r in conn.execute(
-            "SELECT email, name, lang FROM users WHERE customer = ? ORDER BY email", (number,)
+            "SELECT email, name, lang, phone FROM users WHERE customer = ? ORDER BY email",
+            (number,),
         )
     )
     (tickets,) = conn.execute(

@@ -41,6 +41,7 @@ class UserRow:
     customer: str
     name: str = ""
     lang: str | None = None
+    phone: str | None = None  # None: a new user has none, an existing one keeps theirs
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +144,7 @@ class NewTicket:
     subject: str
     automatic: bool
     previous_number: int | None
+    channel: str = "mail"  # how it came: mail, web, phone, other (SPEC 9.1)
 
 
 @dataclass(frozen=True, slots=True)

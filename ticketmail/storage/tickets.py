@@ -73,7 +73,8 @@ def insert_ticket(conn: sqlite3.Connection, ticket: NewTicket, *, now: datetime)
     )
     conn.execute(
         "INSERT INTO tickets(number, customer, requester, subject, status, automatic, "
-        "previous_number, created_at, updated_at) VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?)",
+        "previous_number, created_at, updated_at, channel) "
+        "VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?, ?)",
         (
             ticket.number,
             ticket.customer,
@@ -83,6 +84,7 @@ def insert_ticket(conn: sqlite3.Connection, ticket: NewTicket, *, now: datetime)
             ticket.previous_number,
             iso(now),
             iso(now),
+            ticket.channel,
         ),
     )
 

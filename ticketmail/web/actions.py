@@ -1,6 +1,7 @@
 """What the portal writes, each on the database thread in a transaction of its own: a web
-ticket or reply (routed by the rules mail follows, SPEC 4.4), a status change, and the
-mails about accounts. Each function takes the connection `Store.write` hands it."""
+ticket or reply (routed by the rules mail follows, SPEC 4.4), a ticket an agent takes for a
+user (SPEC 9.1), a status change, and the mails about accounts. Each function takes the
+connection `Store.write` hands it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import structlog
 
 from ticketmail.config import Config
 from ticketmail.intake.admission import route_policy
-from ticketmail.intake.route import Action, Classification, Facts, decide
+from ticketmail.intake.route import Action, Classification, Decision, Facts, decide
 from ticketmail.mail.msgid import MessageIds
 from ticketmail.mail.parse import ParsedMail
 from ticketmail.models import AttachmentView, Customer, User
@@ -21,10 +22,10 @@ from ticketmail.outbound.agents import customer_wrote
 from ticketmail.rules import auto_mail_allowed
 from ticketmail.storage import accounts
 from ticketmail.storage.mails import mail_facts
-from ticketmail.storage.records import NewTicket, OutboxRecord
+from ticketmail.storage.records import MailFacts, NewTicket, OutboxRecord
 from ticketmail.storage.tickets import thread_of
 
-__all__ = ["Posted", "account_mail", "post_article", "set_status"]
+__all__ = ["Posted", "Taken", "account_mail", "post_article", "set_status"]
 
 log = structlog.get_logger()
 
@@ -39,6 +40,17 @@ class Posted:
     outcome: str
     ticket: int | None = None
     queued: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A ticket an agent opens for a user in the desk (SPEC 9.1): the agent's address, how
+    the user reached the team (`phone`, `other`), and whether the user is sent
+    `ticket_created`."""
+
+    agent: str
+    channel: str
+    confirm: bool
 
 
 def _as_mail(email: str, subject: str, body: str, message_id: str, now: datetime) -> ParsedMail:
@@ -63,9 +75,15 @@ def post_article(
     body: str,
     files: tuple[AttachmentView, ...],
     now: datetime,
+    taken: Taken | None = None,
 ) -> Posted:
     """A new ticket (`number` None) or a reply to ticket `number` of the writer's
-    institution, with the same numbering, article and confirmation as a mail."""
+    institution, with the same numbering, article and confirmation as a mail.
+
+    `taken`: an agent opens a new ticket for user `email`, written by the agent on the user's
+    behalf (an article `in`, which the institution sees in the portal), whatever the
+    contract (the agent chose to take it); acknowledged only when asked for, and the other
+    agents told."""
     probe = ids.new(None)  # a Message-ID nobody has sent: the duplicate check finds nothing
     facts = mail_facts(
         conn,
@@ -84,12 +102,13 @@ def post_article(
     tagged = tuple(t for t in facts.tagged if t.customer == own)
     if tagged:
         subject = tagged[0].subject
-    decision = decide(
+    sender = facts.sender
+    decision = _taken(taken, facts, config) if taken is not None else decide(
         _as_mail(email, subject, body, probe, now),
         Facts(
             now=now, sender=user, tagged=tagged, referenced=(),
-            recent_auto_replies_to_sender=facts.sender.recent_auto_replies if facts.sender else 0,
-            sender_suppressed=facts.sender.suppressed if facts.sender else False,
+            recent_auto_replies_to_sender=sender.recent_auto_replies if sender else 0,
+            sender_suppressed=sender.suppressed if sender else False,
         ),
         _PERSON,
         route_policy(config),
@@ -103,6 +122,7 @@ def post_article(
         new_ticket = NewTicket(
             ticket, customer=own, requester=user.email, subject=subject, automatic=False,
             previous_number=decision.previous_ticket,
+            channel=taken.channel if taken is not None else "web",
         )  # fmt: skip
         outcome = "created" if decision.previous_ticket is None else "new_follow_up"
     else:
@@ -115,8 +135,9 @@ def post_article(
     if decision.previous_ticket is not None:
         note = f"Follow-up to closed ticket {decision.previous_ticket}"
     article = accounts.web_article(
-        sender=user.email, to=(config.smtp.recipients[0],), subject=subject, body=body,
-        message_id=message_id, attachments=files, note=note, now=now,
+        sender=taken.agent if taken is not None else user.email,
+        to=(config.smtp.recipients[0],), subject=subject, body=body, message_id=message_id,
+        attachments=files, note=note, now=now, taken=taken is not None,
     )  # fmt: skip
     notice: OutboxRecord | None = None
     if decision.notice is not None:
@@ -131,15 +152,33 @@ def post_article(
     told = customer_wrote(
         conn, new=new_ticket is not None, ticket=ticket, user=user, text=body, config=config,
         templates=desk.templates, ids=ids, now=now,
+        actor=taken.agent if taken is not None else None,
     )  # fmt: skip
     log.info("web_article_stored", outcome=outcome, ticket=ticket, sender=user.email,
-             attachments=len(files), previous=decision.previous_ticket)  # fmt: skip
+             attachments=len(files), previous=decision.previous_ticket,
+             taken_by=taken.agent if taken is not None else None)  # fmt: skip
     if notice is not None and entry is not None:
         desk.queued(notice, entry, user)
     elif decision.suppressed is not None:
         log.info("notice_suppressed", reason=decision.suppressed, recipient=user.email,
                  ticket=ticket)  # fmt: skip
     return Posted(outcome, ticket, entry is not None or told > 0)
+
+
+def _taken(taken: Taken, facts: MailFacts, config: Config) -> Decision:
+    """An agent takes a ticket for a user: a new one, under any contract; its confirmation
+    asked for goes out within the limits of automatic mail (a bounced address gets none)."""
+    if not taken.confirm:
+        return Decision(Action.NEW_TICKET, "taken")
+    sender = facts.sender
+    suppressed = auto_mail_allowed(
+        suppressed=sender.suppressed if sender else False,
+        to_address=sender.recent_auto_replies if sender else 0, for_ticket=None,
+        max_per_address=config.policy.max_auto_replies_per_hour,
+        max_per_ticket=config.policy.max_auto_replies_per_ticket_per_hour,
+    )  # fmt: skip
+    notice = "ticket_created" if suppressed is None else None
+    return Decision(Action.NEW_TICKET, "taken", notice=notice, suppressed=suppressed)
 
 
 def set_status(

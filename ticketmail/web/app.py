@@ -24,6 +24,8 @@ from ticketmail.web.metrics import RequestMetrics, metrics
 from ticketmail.web.people import ROUTES as PEOPLE
 from ticketmail.web.portal import ROUTES as PORTAL
 from ticketmail.web.portal import refused as portal_refused
+from ticketmail.web.taken import ROUTES as TAKEN
+from ticketmail.web.taken import refused as taken_refused
 from ticketmail.web.textmodules import refused as texts_refused
 
 __all__ = ["SECURITY_HEADERS", "SecurityHeaders", "build_app"]
@@ -94,7 +96,7 @@ _PAGE_LINE = {"error.too_big": "error.body_too_big", "error.too_many_files": "er
 async def _refused(request: Request, refusal: Refusal) -> Response:
     """The refused form again with what was typed into it, else a page saying why."""
     who = await visitor(request)
-    for form in (portal_refused, desk_refused, texts_refused):
+    for form in (portal_refused, desk_refused, texts_refused, taken_refused):
         shown = await form(request, who, refusal)
         if shown is not None:
             return shown
@@ -144,6 +146,7 @@ def build_app(web: Web, counted: Metrics | None = None) -> Any:
         routes=[
             *PEOPLE,
             *PORTAL,
+            *TAKEN,
             *DESK,
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

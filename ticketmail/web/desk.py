@@ -21,7 +21,7 @@ from ticketmail.inputs import parse_day, parse_domains
 from ticketmail.models import STATUSES, TicketRef
 from ticketmail.outbound.actions import DeskResult, Origin
 from ticketmail.outbound.compose import OutboundFile
-from ticketmail.storage import accounts
+from ticketmail.storage import accounts, callers
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage.desk import DeskAgent
 from ticketmail.storage.fulltext import MAX_QUERY
@@ -166,11 +166,12 @@ async def _show(
     agents = await web.reader(desk_db.list_agents)
     # The answer form's text modules; on a GET with ?text=, the chosen one filled in.
     texts = await textmodules.answer_form(request, who, found.ticket)
+    requester = await web.reader(callers.requester_of, number)
     return agent_page(
         request, who, "desk_ticket.html", status=status, view=found, error=error or texts.error,
         body=body if texts.filled is None else texts.filled, texts=texts.offered,
         agents=agents, today=web.clock().date(), inline_types=INLINE_IMAGE_TYPES,
-        reply_statuses=REPLY_STATUSES,
+        reply_statuses=REPLY_STATUSES, requester=requester,
     )  # fmt: skip
 
 

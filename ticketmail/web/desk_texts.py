@@ -78,6 +78,59 @@ DESK_TEXTS: dict[str, tuple[str, str]] = {
     "desk.direction.in": ("Kunde", "Customer"),
     "desk.direction.out": ("Support", "Support"),
     "desk.direction.note": ("Notiz", "Note"),
+    # Phone numbers and tickets taken by phone (SPEC 9.1).
+    "desk.phone": ("Telefon", "Phone"),
+    "desk.no_phone": ("keine Telefonnummer", "no phone number"),
+    "desk.taken_for": ("aufgenommen für {requester}", "taken for {requester}"),
+    "desk.new_title": ("Neues Ticket für einen Kunden", "New ticket for a customer"),
+    "desk.new_hint": (
+        "Für einen Anruf oder eine andere Anfrage, die weder per E-Mail noch über das Portal "
+        "kam. Das Ticket gehört dem Kunden: Seine Einrichtung sieht es im Portal, Antworten "
+        "gehen an ihn.",
+        "For a call or another request that came neither by mail nor through the portal. The "
+        "ticket is the customer's: their institution sees it in the portal, answers go to them.",
+    ),
+    "desk.new_requester_field": ("E-Mail-Adresse des Kunden", "Customer's email address"),
+    "desk.new_body": ("Anliegen des Kunden", "The customer's request"),
+    "desk.new_confirm": (
+        "Eingangsbestätigung mit der Ticketnummer an den Kunden senden",
+        "Send the customer the confirmation with the ticket number",
+    ),
+    "desk.new_caller": (
+        "Noch nicht registriert? Kundennummer und Name legen den Benutzer an, ohne Passwort "
+        "(er setzt es über „Passwort vergessen“). Eine Telefonnummer wird auch bei "
+        "registrierten Benutzern gespeichert.",
+        "Not registered yet? Customer number and name create the user, without a password "
+        "(they set one through “Forgot your password”). A phone number is saved for "
+        "registered users too.",
+    ),
+    "desk.new_submit": ("Ticket anlegen", "Open ticket"),
+    "desk.new_requester": (
+        "Bitte die E-Mail-Adresse des Kunden angeben.",
+        "Please give the customer's email address.",
+    ),
+    "desk.new_required": (
+        "Betreff und Anliegen dürfen nicht leer sein.",
+        "Subject and request must not be empty.",
+    ),
+    "desk.new_unknown": (
+        "Unter dieser Adresse ist niemand registriert. Für einen neuen Benutzer bitte "
+        "Kundennummer und Name angeben.",
+        "Nobody is registered at this address. For a new user please give the customer "
+        "number and the name.",
+    ),
+    "desk.new_no_customer": (
+        "Diese Kundennummer gibt es nicht.",
+        "There is no such customer number.",
+    ),
+    "desk.new_agent": (
+        "Das ist die Adresse eines Agenten, nicht die eines Kunden.",
+        "That is an agent's address, not a customer's.",
+    ),
+    "desk.new_other_customer": (
+        "Diese Adresse gehört zu einer anderen Einrichtung als der angegebenen.",
+        "This address belongs to another institution than the one given.",
+    ),
 }
 # --- text modules (SPEC 9.1, issue 23) ---------------------------------------------------------
 DESK_TEXTS.update(

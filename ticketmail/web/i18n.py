@@ -260,6 +260,17 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "Too many attempts. Please wait {minutes} minutes.",
     ),
     "back": ("Zurück", "Back"),
+    # Phone numbers and channels (SPEC 9.1).
+    "field.phone": ("Telefonnummer (freiwillig)", "Phone number (optional)"),
+    "error.phone": (
+        "Das ist keine Telefonnummer: erlaubt sind Ziffern, Leerzeichen und + - / ( ), höchstens 30 Zeichen.",
+        "That is not a phone number: digits, spaces and + - / ( ) only, at most 30 characters.",
+    ),
+    "ticket.channel": ("Kanal", "Channel"),
+    "channel.mail": ("E-Mail", "email"),
+    "channel.web": ("Portal", "portal"),
+    "channel.phone": ("Telefon", "phone"),
+    "channel.other": ("anderer Weg", "other"),
 }
 
 

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ticketmail.errors import UsageError
-from ticketmail.inputs import parse_email
+from ticketmail.inputs import parse_email, parse_phone
 from ticketmail.outbound.actions import Desk
 from ticketmail.storage import accounts, logins
 from ticketmail.storage import desk as desk_db
@@ -60,6 +60,14 @@ def _text(form: FormData | None, name: str, limit: int = 1000) -> str:
 def _address(text: str) -> str | None:
     try:
         return parse_email(text)
+    except UsageError:
+        return None
+
+
+def _phone(text: str) -> str | None:
+    """The phone number typed ('' for none), None when it is none."""
+    try:
+        return parse_phone(text)
     except UsageError:
         return None
 
@@ -114,12 +122,16 @@ async def register(request: Request) -> Response:
         "name": _text(form, "name", MAX_NAME),
         "customer_number": _text(form, "customer_number", 40),
         "language": _text(form, "language", 5),
+        "phone": _text(form, "phone", 100),
     }
     password = _password(form)
     errors: dict[str, str] = {}
     email = _address(values["email"])
     if email is None:
         errors["email"] = "error.email"
+    phone = _phone(values["phone"])
+    if phone is None:
+        errors["phone"] = "error.phone"
     for name in ("name", "customer_number"):
         if not values[name]:
             errors[name] = "error.required"
@@ -128,7 +140,7 @@ async def register(request: Request) -> Response:
     problem = password_problem(password, values["email"])
     if problem is not None:
         errors["password"] = problem
-    if errors or email is None:
+    if errors or email is None or phone is None:
         return page(request, who, "register.html", status=400, values=values, errors=errors)
     web = _web(request)
     password_hash = await asyncio.to_thread(hash_password, password)
@@ -157,7 +169,7 @@ async def register(request: Request) -> Response:
             return "unknown_customer"
         registration = accounts.add_registration(
             conn, email=email, customer=values["customer_number"], name=values["name"],
-            lang=lang, password_hash=password_hash, now=now,
+            lang=lang, password_hash=password_hash, now=now, phone=phone,
         )  # fmt: skip
         accounts.issue_token(
             conn, token[1], kind="confirm", email=email, registration=registration, now=now,
@@ -376,12 +388,16 @@ async def account(request: Request) -> Response:
         return await _change_password(request, who, me, form)
     name = _text(form, "name", MAX_NAME)
     lang = _text(form, "language", 5)
-    if lang not in LANGUAGES:
-        return page(request, who, "account.html", status=400, notice=None, error="error.language")
+    typed = {"name": name, "language": lang, "phone": _text(form, "phone", 100)}
+    phone = _phone(typed["phone"])
+    if lang not in LANGUAGES or phone is None:
+        error = "error.language" if lang not in LANGUAGES else "error.phone"
+        return page(request, who, "account.html", status=400, notice=None, error=error,
+                    values=typed)  # fmt: skip
     await web.store.write(
-        lambda conn: accounts.update_account(conn, me.email, name=name, lang=lang)
+        lambda conn: accounts.update_account(conn, me.email, name=name, lang=lang, phone=phone)
     )
-    log.info("web_account_saved", email=me.email, lang=lang)
+    log.info("web_account_saved", email=me.email, lang=lang, phone=bool(phone))
     return redirect(request, who, "/account?saved=1")
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
+from ticketmail.inputs import tel_uri
 from ticketmail.storage.accounts import WebArticle, WebTicket
 from ticketmail.web.i18n import translator
 
@@ -96,6 +97,7 @@ def page_environment(
     env.filters["text_html"] = text_html
     env.filters["size"] = human_size
     env.filters["when"] = _when
+    env.filters["tel"] = tel_uri
     articles = _Kept(env, "article.html", articles_kept)
     rows = _Kept(env, "ticket_row.html", rows_kept)
 
