@@ -1,4 +1,4 @@
-"""Take a new database back to before the desk (schema 3), or to before schema 5 or 6, for
+"""Take a new database back to before the desk (schema 3), or to before schema 5, 6 or 7, for
 the migration tests; and store an article the way the tests of those schemas need."""
 
 from __future__ import annotations
@@ -8,6 +8,13 @@ import sqlite3
 from ticketmail.storage._schema import DESK_SCHEMA
 
 NOW = "2026-11-22T10:00:00+00:00"
+
+# What schema 7 added: ticket versions and the ticket history.
+DROP_7 = """
+DROP TABLE ticket_history;
+ALTER TABLE tickets DROP COLUMN version;
+ALTER TABLE articles DROP COLUMN version;
+"""
 
 # What schema 6 added: the login limits' device column and cleared mark, the locks per
 # device (back to one per address), the mail requests.
@@ -35,7 +42,8 @@ DROP TRIGGER articles_search_update;
 """
 
 UNDO_DESK = (
-    DROP_6
+    DROP_7
+    + DROP_6
     + DROP_5
     + """
 DROP TABLE article_search;
@@ -63,14 +71,21 @@ def undo_desk_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(UNDO_DESK)
 
 
+def undo_schema_7(conn: sqlite3.Connection) -> None:
+    """A new database's schema back to what version 6 had."""
+    conn.executescript(DROP_7 + "PRAGMA user_version = 6;")
+
+
 def undo_schema_6(conn: sqlite3.Connection) -> None:
-    """A new database's schema 6 back to what version 5 had."""
-    conn.executescript(DROP_6 + "PRAGMA user_version = 5;")
+    """A new database's schema back to what version 5 had."""
+    conn.executescript(DROP_7 + DROP_6 + "PRAGMA user_version = 5;")
 
 
 def undo_schema_5(conn: sqlite3.Connection) -> None:
-    """A new database's schema 6 back to what version 4 had (its backlog indexed first)."""
-    conn.executescript(DROP_6 + INDEX_BACKLOG + DROP_5 + V4_TRIGGERS + "PRAGMA user_version = 4;")
+    """A new database's schema back to what version 4 had (its backlog indexed first)."""
+    conn.executescript(
+        DROP_7 + DROP_6 + INDEX_BACKLOG + DROP_5 + V4_TRIGGERS + "PRAGMA user_version = 4;"
+    )
 
 
 def insert_article(

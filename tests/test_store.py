@@ -20,6 +20,7 @@ import pytest
 from desk_schema import undo_desk_schema
 
 from ticketmail.errors import TicketmailError
+from ticketmail.storage._schema import SCHEMA_VERSION
 from ticketmail.storage.mails import mail_facts, record_mail
 from ticketmail.storage.paths import DB_NAME
 from ticketmail.storage.records import MessageRecord, NewTicket
@@ -476,7 +477,7 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_data(tmp_path: Pat
 
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 6  # the latest version
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("SELECT number FROM tickets").fetchall() == [(number,)]
         # The auto-reply count per address is answered from the index alone.
         plan = " ".join(
