@@ -26,6 +26,7 @@ from ticketmail.storage.tickets import (
     insert_article,
     record_change,
     touch_ticket,
+    version_of,
 )
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "pending_registrations",
     "queue",
     "raw_of",
+    "refusal",
     "registration_email",
     "set_agent_settings",
     "set_owner",
@@ -428,6 +430,19 @@ def ticket_page(conn: sqlite3.Connection, number: int) -> DeskTicketPage | None:
     return DeskTicketPage(
         ticket, customer, row["previous_number"], articles, others, history_of(conn, number)
     )
+
+
+def refusal(conn: sqlite3.Connection, number: int, *, seen: int | None, force: bool) -> str | None:
+    """Why a desk form made on a page that showed version `seen` of ticket `number` must
+    not act (SPEC 9.1): 'missing' (no such ticket), 'stale' (it changed since, or the form
+    named no version), or None. Run it in the write job that acts, so that of two agents
+    racing on one version only the first acts; `force` acts anyway."""
+    version = version_of(conn, number)
+    if version is None:
+        return "missing"
+    if not force and (seen is None or seen < version):
+        return "stale"
+    return None
 
 
 def ticket_brief(conn: sqlite3.Connection, number: int) -> DeskTicket | None:

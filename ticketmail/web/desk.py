@@ -27,7 +27,7 @@ from ticketmail.outbound.compose import OutboundFile
 from ticketmail.storage import accounts
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage.desk import DeskAgent
-from ticketmail.storage.tickets import ticket_ref, version_of
+from ticketmail.storage.tickets import ticket_ref
 from ticketmail.web.actions import account_mail
 from ticketmail.web.base import (
     Refusal,
@@ -246,12 +246,8 @@ async def _checked(
     force = form.get("force") == "1"
 
     def job(conn: sqlite3.Connection) -> tuple[str, T | None]:
-        version = version_of(conn, number)
-        if version is None:
-            return MISSING, None
-        if not force and (seen is None or seen < version):
-            return STALE, None
-        return DONE, act(conn)
+        refused = desk_db.refusal(conn, number, seen=seen, force=force)
+        return (refused, None) if refused is not None else (DONE, act(conn))
 
     return await web.store.write(job)
 
