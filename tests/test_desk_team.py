@@ -122,6 +122,11 @@ async def test_stale_note_status_assign_and_a_customer_mail_in_between(env_facto
     assert again.status_code == 303  # the 409 page showed it all: its form acts
     received = await settle(env, count + 1)
     assert "Ist der Drucker an?" in body(received[-1])
+    history = (await shown(env))["history"]  # Anna's mail reopened the closed ticket
+    assert [(h["what"], h["from"], h["to"], h["by"]) for h in history][-2:] == [  # type: ignore[attr-defined]
+        ("status", "closed", "open", ANNA),
+        ("status", "open", "answered", MIA),
+    ]
 
 
 async def test_assigning_mails_the_new_owner_and_history_shows_who_did_what(
