@@ -1,7 +1,8 @@
 """Agents racing on one ticket (SPEC 9.1), on a real SQLite file through the store's writer
 thread: two or three agents' interleaved and simultaneous desk actions (answer, note,
 status, owner) and a customer's mails, each action checked with the version its page
-showed (`desk.refusal`) in the write job that acts, as the desk's endpoints do."""
+showed (`desk.refusal`) in the write job that acts, as the desk's endpoints do; and the
+migration that brings ticket versions."""
 
 from __future__ import annotations
 
@@ -12,17 +13,27 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from desk_schema import insert_article as raw_article
+from desk_schema import undo_schema_7
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_desk_queue import _database, _ticket
 
 from ticketmail.config import Config, default_templates_dir
 from ticketmail.mail.msgid import MessageIds
 from ticketmail.outbound.actions import Desk, Origin
 from ticketmail.outbound.compose import Templates
 from ticketmail.storage import desk as desk_db
+from ticketmail.storage._schema import SCHEMA_VERSION, migrate
 from ticketmail.storage.records import ArticleRecord, CustomerRow, NewTicket, UserRow
 from ticketmail.storage.store import Store
-from ticketmail.storage.tickets import insert_article, insert_ticket, ticket_ref, version_of
+from ticketmail.storage.tickets import (
+    history_of,
+    insert_article,
+    insert_ticket,
+    ticket_ref,
+    version_of,
+)
 
 NUMBER = 100001
 ANNA = "anna@schule.example"
@@ -166,3 +177,23 @@ def test_every_action_carried_out_was_made_on_a_page_showing_every_earlier_one(
         if change.seen is not None:
             assert change.seen >= latest, (change, changes)
         latest = max(latest, change.after)
+
+
+def test_a_version_6_database_gets_ticket_versions_and_an_empty_history(tmp_path: Path) -> None:
+    """The migration to schema 7 keeps a version 6 database's tickets and articles (at
+    version 0, history empty); the next article then raises its ticket's version."""
+    conn = _database(tmp_path)
+    try:
+        undo_schema_7(conn)
+        _ticket(conn, NUMBER)
+        raw_article(conn, NUMBER, "Kaputt.")
+        migrate(conn)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert version_of(conn, NUMBER) == 0
+        assert history_of(conn, NUMBER) == ()
+        assert desk_db.refusal(conn, NUMBER, seen=0, force=False) is None
+        insert_article(conn, NUMBER, _article(ANNA, "Noch da."), message=None, now=NOW)
+        assert version_of(conn, NUMBER) == 1
+        assert desk_db.refusal(conn, NUMBER, seen=0, force=False) == "stale"
+    finally:
+        conn.close()
