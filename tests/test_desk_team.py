@@ -76,7 +76,8 @@ async def test_a_stale_answer_is_refused_kept_and_sent_with_force(env_factory, s
 async def test_stale_note_status_assign_and_a_customer_mail_in_between(env_factory, sink) -> None:  # type: ignore[no-untyped-def]
     """A note, status change or assignment made on a page older than another agent's note,
     or an answer made before a customer's mail arrived, is 409, changes nothing and keeps
-    what was typed; force=1 acts; a form without `seen` is refused too."""
+    what was typed; force=1 acts; a form without `seen`, or with no number, is refused
+    too (409, not an error page)."""
     env, max_c, mia = await team(env_factory, sink)
     forms = (
         ("note", {"body": "Kunde anrufen"}, ">Kunde anrufen</textarea>"),
@@ -95,7 +96,8 @@ async def test_stale_note_status_assign_and_a_customer_mail_in_between(env_facto
         assert kept in stale.text, form
         assert f"Zwischenstand {form}" in text_of(stale).split("Seitdem geändert")[1]
         assert await shown(env) == before, form  # nothing changed
-        unseen = await mia.post(f"{PAGE}/{form}", {**data, "seen": ""})
+        bad = "" if form == "note" else "²"  # none, or no number (a digit, not 0-9)
+        unseen = await mia.post(f"{PAGE}/{form}", {**data, "seen": bad})
         assert unseen.status_code == 409, form
         assert "Das Formular nannte keinen Stand des Tickets." in text_of(unseen)
         forced = await mia.post(f"{PAGE}/{form}", {**data, "seen": old, "force": "1"})

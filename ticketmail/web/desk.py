@@ -232,7 +232,7 @@ DONE, STALE, MISSING = "done", "stale", "missing"
 def _seen(form: FormData) -> int | None:
     """The ticket's version as the form's page showed it (None: none, or not a number)."""
     raw = str(form.get("seen") or "").strip()
-    return int(raw) if raw.isdigit() and len(raw) < 12 else None
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 12 else None
 
 
 async def _checked(
