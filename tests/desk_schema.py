@@ -1,5 +1,5 @@
-"""Take a new database back to before the desk (schema 3), or to before schema 5, 6, 7, 8 or 9,
-for
+"""Take a new database back to before the desk (schema 3), or to before schema 5 to
+10, for
 the migration tests; and store an article the way the tests of those schemas need."""
 
 from __future__ import annotations
@@ -9,6 +9,13 @@ import sqlite3
 from ticketmail.storage._schema import DESK_SCHEMA, QUEUE_SCHEMA
 
 NOW = "2026-11-22T10:00:00+00:00"
+
+# What schema 10 added: ticket versions and the ticket history.
+DROP_TEAM = """
+DROP TABLE ticket_history;
+ALTER TABLE tickets DROP COLUMN version;
+ALTER TABLE articles DROP COLUMN version;
+"""
 
 # What schema 9 added: users' and registrations' phone numbers, tickets' channels.
 DROP_PHONE = """
@@ -57,7 +64,8 @@ DROP TRIGGER articles_search_update;
 """
 
 UNDO_DESK = (
-    DROP_PHONE
+    DROP_TEAM
+    + DROP_PHONE
     + DROP_TEXTS
     + UNDO_7
     + DROP_6
@@ -95,6 +103,7 @@ def undo_schema_6(conn: sqlite3.Connection) -> None:
     conn.executescript(
         INDEX_BACKLOG
         + CLEAR_BACKLOG
+        + DROP_TEAM
         + DROP_PHONE
         + DROP_TEXTS
         + UNDO_7
@@ -107,6 +116,7 @@ def undo_schema_5(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 4 had (its backlog indexed first)."""
     conn.executescript(
         INDEX_BACKLOG
+        + DROP_TEAM
         + DROP_PHONE
         + DROP_TEXTS
         + UNDO_7
@@ -122,6 +132,7 @@ def undo_schema_7(conn: sqlite3.Connection) -> None:
     conn.executescript(
         INDEX_BACKLOG
         + CLEAR_BACKLOG
+        + DROP_TEAM
         + DROP_PHONE
         + DROP_TEXTS
         + UNDO_7
@@ -143,9 +154,14 @@ def insert_article(
 
 def undo_schema_8(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 7 had (before the text modules)."""
-    conn.executescript(DROP_PHONE + DROP_TEXTS + "PRAGMA user_version = 7;")
+    conn.executescript(DROP_TEAM + DROP_PHONE + DROP_TEXTS + "PRAGMA user_version = 7;")
 
 
 def undo_schema_9(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 8 had (before the phone numbers)."""
-    conn.executescript(DROP_PHONE + "PRAGMA user_version = 8;")
+    conn.executescript(DROP_TEAM + DROP_PHONE + "PRAGMA user_version = 8;")
+
+
+def undo_schema_10(conn: sqlite3.Connection) -> None:
+    """A new database's schema back to what version 9 had (before ticket versions)."""
+    conn.executescript(DROP_TEAM + "PRAGMA user_version = 9;")

@@ -96,7 +96,9 @@ async def test_new_ticket_notifies_every_agent_then_only_the_owner(env_factory, 
     assert "Customer" in body(to_max) or "opened" in body(to_max)  # Max reads English
     assert "eröffnet" in body(to_mia)  # Mia reads German
     client = await agent_client(env)
-    assert (await client.post("/desk/tickets/100001/assign", {"agent": MAX})).status_code == 303
+    assigned = await client.post("/desk/tickets/100001/assign", {"agent": MAX},
+                                 form_page="/desk/tickets/100001")  # fmt: skip
+    assert assigned.status_code == 303
     before = len(sink.received)
     follow = make_mail(ANNA, f"Re: {TAG} Drucker druckt nicht", "Immer noch kaputt.\n")
     assert (await env.send(follow))[0] == 250

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from ticketmail.storage._schema import SCHEMA_VERSION, migrate
 from ticketmail.storage.paths import DB_NAME
 
 NOW = "2026-11-22T10:00:00+00:00"
+WHEN = datetime.fromisoformat(NOW)
 AGENTS = ("max@stueber.de", "mia@stueber.de")
 STATUSES = ("new", "open", "answered", "closed")
 
@@ -91,7 +93,7 @@ def test_the_counts_per_status_and_owner_follow_every_change(
                 if kind == "status":
                     conn.execute("UPDATE tickets SET status = ? WHERE number = ?", (value, number))
                 elif kind == "owner":
-                    desk_db.set_owner(conn, number, value)
+                    desk_db.set_owner(conn, number, value, by="system", now=WHEN)
                 else:
                     conn.execute("DELETE FROM tickets WHERE number = ?", (number,))
             for owner in (None, "", *AGENTS):
@@ -107,7 +109,7 @@ def test_the_migration_counts_the_tickets_already_there(tmp_path: Path) -> None:
     conn = _database(tmp_path)
     _ticket(conn, 100001)
     _ticket(conn, 100002)
-    desk_db.set_owner(conn, 100002, AGENTS[0])
+    desk_db.set_owner(conn, 100002, AGENTS[0], by="system", now=WHEN)
     conn.execute("UPDATE tickets SET status = 'closed' WHERE number = 100002")
     undo_schema_5(conn)
     _ticket(conn, 100003)

@@ -19,6 +19,7 @@ from ticketmail.errors import ConfigError
 from ticketmail.mail.msgid import MessageIds
 from ticketmail.models import STATUSES
 from ticketmail.outbound.compose import (
+    AGENT_TEMPLATE_NAMES,
     LANGUAGES,
     TEMPLATE_NAMES,
     OutboundFile,
@@ -44,6 +45,20 @@ def test_every_template_renders_with_subject_and_body(name: str, lang: str) -> N
     assert body.strip()
     if name != "no_contract":
         assert "[Ticket#100001]" in subject
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("name", AGENT_TEMPLATE_NAMES)
+def test_every_agent_notification_renders_with_tag_subject_and_link(name: str, lang: str) -> None:
+    """Each notification to agents (new ticket, follow-up, assignment, a customer's close
+    and reopen) renders in de and en with the tag in a one-line subject and the desk link."""
+    context = sample_context()
+    context.update(link="http://127.0.0.1:8080/desk/tickets/100001", agent_name="Max Berger")
+    subject, body = Templates(default_templates_dir()).render(name, lang=lang, context=context)
+    assert subject.startswith("[Ticket#100001] ")
+    assert "\n" not in subject
+    assert "http://127.0.0.1:8080/desk/tickets/100001" in body
+    assert "Max Berger" in body
 
 
 def test_german_templates_address_the_reader_formally() -> None:

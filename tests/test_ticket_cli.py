@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Env, make_mail
+from conftest import SUPPORT, Env, make_mail
 from desk_support import (
     ANNA,
     BEN,
@@ -95,7 +95,14 @@ async def test_closing_sets_closed_at_so_a_reply_reopens_with_notice(env: Env) -
     assert await env.send(reply) == (250, "2.0.0 Ok: ticket 100001")
     reopened = (await settle(env, 3))[2]
     assert "Wieder geöffnet" in str(reopened.message["Subject"])
-    assert (await show(env))["status"] == "open"
+    shown = await show(env)
+    assert shown["status"] == "open"
+    # The history (SPEC 7, 9.1): the CLI's change by ticketmail, the reopening by Anna.
+    assert [(h["what"], h["from"], h["to"], h["by"]) for h in shown["history"]] == [
+        ("status", "new", "closed", SUPPORT),
+        ("status", "closed", "open", ANNA),
+    ]
+    assert all(h["at"].endswith("+00:00") for h in shown["history"])
 
 
 async def test_customer_own_mail_changing_status_notifies_nobody(env: Env) -> None:
@@ -124,6 +131,14 @@ async def test_status_exit_statuses(env: Env) -> None:
     )
     assert len(await env.cli_json("outbox", "list")) == 1
     assert len((await show(env))["articles"]) == 1
+    assert (await show(env))["history"] == []
+    # With a note, the note goes to the customer as an answer would; the status stays.
+    noted = await env.cli("ticket", "status", "100001", "new", "--note", "Wir prüfen das.")
+    assert noted.returncode == 0, noted.stderr
+    sent = (await settle(env, 2))[1]
+    assert body(sent).startswith("Wir prüfen das.\n")
+    assert [e["kind"] for e in await env.cli_json("outbox", "list")][-1] == "agent_reply"
+    assert ((await show(env))["status"], (await show(env))["history"]) == ("new", [])
 
 
 async def test_status_notice_respects_rate_limit(env_factory: Any, sink: Any) -> None:
@@ -193,6 +208,9 @@ async def test_reply_from_stdin_with_status_closed(env: Env) -> None:
     assert "Wir haben das Ticket damit abgeschlossen" in body(sent)
     shown = await show(env)
     assert shown["status"] == "closed"
+    assert [(h["what"], h["from"], h["to"], h["by"]) for h in shown["history"]] == [
+        ("status", "new", "closed", MAX)
+    ]
 
 
 async def test_reply_exit_statuses(env: Env, tmp_path: Path) -> None:

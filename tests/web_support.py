@@ -20,6 +20,7 @@ BEN = "ben@schule.example"
 CARL = "carl@real.example"
 PASSWORD = "korrekt-pferd-batterie"
 _CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
+_SEEN = re.compile(r'name="seen" value="(\d+)"')
 _LINK = re.compile(r"http://127\.0\.0\.1:8080(/[^\s]+)")
 TIMEOUT = httpx.Timeout(20.0)
 
@@ -41,17 +42,25 @@ class Client:
             ),
         )
         self.csrf = ""
+        self.seen = ""  # the ticket version the last desk ticket page showed (SPEC 9.1)
+
+    def _keep(self, response: httpx.Response) -> None:
+        """The CSRF token and ticket version of the page, as a browser's forms hold them."""
+        if "text/html" not in response.headers.get("content-type", ""):
+            return
+        found = _CSRF.search(response.text)
+        if found:
+            self.csrf = found.group(1)
+        seen = _SEEN.search(response.text)
+        if seen:
+            self.seen = seen.group(1)
 
     async def close(self) -> None:
         await self.http.aclose()
 
     async def get(self, path: str, **kwargs: Any) -> httpx.Response:
         response = await self.http.get(path, **kwargs)
-        found = _CSRF.search(response.text) if "text/html" in response.headers.get(
-            "content-type", ""
-        ) else None  # fmt: skip
-        if found:
-            self.csrf = found.group(1)
+        self._keep(response)
         return response
 
     async def post(
@@ -63,15 +72,16 @@ class Client:
         form_page: str | None = None,
         csrf: str | None = None,
     ) -> httpx.Response:
-        """POST a form; its token from `form_page` (fetched first) or the last page seen."""
+        """POST a form; its token (and, to a desk ticket, the ticket version it showed as
+        `seen`) from `form_page` (fetched first) or the last page seen."""
         if form_page is not None:
             await self.get(form_page)
         fields = dict(data or {})
         fields["csrf_token"] = self.csrf if csrf is None else csrf
+        if path.startswith("/desk/tickets/") and self.seen:
+            fields.setdefault("seen", self.seen)
         response = await self.http.post(path, data=fields, files=files)
-        found = _CSRF.search(response.text)
-        if found:
-            self.csrf = found.group(1)
+        self._keep(response)
         return response
 
     async def login(self, email: str, password: str = PASSWORD) -> httpx.Response:

@@ -116,6 +116,19 @@ class TicketView:
     summary: TicketSummary
     previous_number: int | None
     articles: tuple[ArticleView, ...]
+    history: tuple[HistoryEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """A change of a ticket's status, owner, merge or waiting time (SPEC 9.1): who, when."""
+
+    at: datetime
+    by: str  # an agent's or customer's address, or "system"
+    what: str  # status, owner, merge, waiting
+    old: str | None
+    new: str | None
+    version: int  # the ticket's version this change made
 
 
 @dataclass(frozen=True, slots=True)

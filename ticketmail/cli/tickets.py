@@ -74,6 +74,10 @@ def ticket_json(view: TicketView) -> dict[str, Any]:
             }
             for a in view.articles
         ],
+        "history": [
+            {"at": iso_or_none(h.at), "by": h.by, "what": h.what, "from": h.old, "to": h.new}
+            for h in view.history
+        ],
     }
 
 
@@ -190,22 +194,20 @@ def cmd_ticket_status(config: Config, args: argparse.Namespace) -> int:
         desk = await _desk(config, store)
         now = now_utc()
 
-        def change(conn: sqlite3.Connection) -> DeskResult | None:
+        def change(conn: sqlite3.Connection) -> DeskResult:
             ticket = ticket_ref(conn, number, since=now - RECENT)
             if ticket is None:
                 raise NotFoundError(f"ticket {number} does not exist")
-            if ticket.status == args.status:
-                return None
             origin = Origin(actor=config.mail.from_address)
             return desk.change_status(
                 conn, ticket, status=args.status, note=note, origin=origin, now=now
             )
 
         result = await store.write(change)
-        if result is None:
+        if result.article == 0:  # the status it has, without a note (SPEC 9.1)
             print(f"ticket {number} is already {args.status}: nothing changed, nothing sent")
             return 0
-        _report(result, "status_changed")
+        _report(result, "status_changed" if result.old_status != result.status else "agent_reply")
         return 0
 
     return asyncio.run(with_store(config, run))

@@ -255,7 +255,7 @@ class Desk:
             entry = insert_outbox(conn, record, now=now)
             sent.append(Sent(user.email, _lang(self.config, user), entry, record.message_id))
             subject = record.subject if len(sent) == 1 else subject
-        touch_ticket(conn, ticket.number, status=status, now=now)
+        touch_ticket(conn, ticket.number, status=status, by=origin.actor, now=now)
         article = self._article(
             conn, ticket, thread, origin, sent, subject=subject, sent_text=text,
             status=status, automatic=False, now=now,
@@ -276,7 +276,16 @@ class Desk:
         origin: Origin,
         now: datetime,
     ) -> DeskResult:
-        """Set a ticket's status and tell each participant (`status_changed`, rate-limited)."""
+        """Set a ticket's status and tell each participant (`status_changed`, rate-limited).
+
+        The status it already has changes nothing and mails nobody (article 0); with a
+        `note`, the note is mailed as an answer would be (SPEC 9.1)."""
+        if status == ticket.status:
+            if note:
+                return self.reply(conn, ticket, text=note + "\n", files=(), status=status,
+                                  origin=origin, now=now)  # fmt: skip
+            log.info("status_unchanged", ticket=ticket.number, by=origin.actor, status=status)
+            return DeskResult(ticket.number, ticket.status, status, 0, ())
         cfg = self.config
         since = now - timedelta(hours=1)
         users = participants(conn, ticket.number)
@@ -304,7 +313,7 @@ class Desk:
             entry = insert_outbox(conn, record, now=now)
             sent.append(Sent(user.email, _lang(cfg, user), entry, record.message_id))
             subject = record.subject if len(sent) == 1 else subject
-        touch_ticket(conn, ticket.number, status=status, now=now)
+        touch_ticket(conn, ticket.number, status=status, by=origin.actor, now=now)
         article = self._article(
             conn, ticket, thread, origin, sent, subject=subject, sent_text=note,
             status=status, automatic=True, now=now,

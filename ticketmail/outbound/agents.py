@@ -1,5 +1,7 @@
-"""The desk's notifications to agents (SPEC 9): a new ticket or a customer's follow-up goes
-to the ticket's owner, or while it has none to every agent (or `desk.notify_to`).
+"""The desk's notifications to agents (SPEC 9, 9.1): a new ticket, a customer's follow-up,
+and a customer closing or reopening a ticket in the portal go to the ticket's owner, or
+while it has none to every agent (or `desk.notify_to`); a ticket assigned to an agent by
+another goes to that agent.
 
 Runs inside the write job that stores the customer's article, so that the notification is
 queued in the same transaction. Each mail carries the ticket's tag and a signed Message-ID:
@@ -23,7 +25,7 @@ from ticketmail.storage import desk as desk_db
 from ticketmail.storage.accounts import enqueue
 from ticketmail.storage.records import OutboxRecord
 
-__all__ = ["News", "customer_wrote", "notify_agents"]
+__all__ = ["News", "assigned", "customer_set_status", "customer_wrote", "notify_agents"]
 
 log = structlog.get_logger()
 EXCERPT = 2000  # characters of the customer's text in a notification
@@ -33,7 +35,7 @@ EXCERPT = 2000  # characters of the customer's text in a notification
 class News:
     """What happened on a ticket that agents hear of."""
 
-    kind: str  # agent_new_ticket, agent_follow_up
+    kind: str  # agent_new_ticket, agent_follow_up, agent_customer_closed, ..., agent_assigned
     ticket: int
     subject: str
     status: str
@@ -146,3 +148,62 @@ def customer_wrote(
     return notify_agents(
         conn, news, config=config, templates=templates, ids=ids, actor=actor, now=now
     )
+
+
+def customer_set_status(
+    conn: sqlite3.Connection,
+    *,
+    ticket: int,
+    user: User,
+    status: str,
+    config: Config,
+    templates: Templates,
+    ids: MessageIds,
+    now: datetime,
+) -> int:
+    """A customer closed (`status` closed) or reopened ticket `ticket` in the portal: tell
+    its owner, else the agents (SPEC 9.1)."""
+    found = desk_db.ticket_brief(conn, ticket)
+    if found is None:
+        return 0
+    kind = "agent_customer_closed" if status == "closed" else "agent_customer_reopened"
+    news = News(
+        kind=kind, ticket=ticket, subject=found.subject, status=found.status,
+        customer=found.customer, customer_name=found.customer_name, writer=user.email,
+        writer_name=user.name, text="",
+    )  # fmt: skip
+    return notify_agents(conn, news, config=config, templates=templates, ids=ids, now=now)
+
+
+def assigned(
+    conn: sqlite3.Connection,
+    ticket: int,
+    /,
+    *,
+    owner: str,
+    by: desk_db.DeskAgent,
+    config: Config,
+    templates: Templates,
+    ids: MessageIds,
+    now: datetime,
+) -> bool:
+    """Agent `by` made `owner` the ticket's owner: mail the owner, in the owner's language
+    (SPEC 9.1), unless it is `by` themselves or they switched notifications off."""
+    agent = desk_db.agent_of(conn, owner)
+    found = desk_db.ticket_brief(conn, ticket)
+    if agent is None or found is None or agent.email == by.email.casefold():
+        return False
+    if not agent.notify:
+        log.info("agent_notice_suppressed", kind="agent_assigned", reason="notify_off",
+                 recipient=agent.email, ticket=ticket)  # fmt: skip
+        return False
+    news = News(
+        kind="agent_assigned", ticket=ticket, subject=found.subject, status=found.status,
+        customer=found.customer, customer_name=found.customer_name, writer=by.email,
+        writer_name=by.name, text="",
+    )  # fmt: skip
+    record = _notice(news, agent, config=config, templates=templates, ids=ids, now=now)
+    entry = enqueue(conn, record, now=now)
+    log.info("agent_notice_queued", kind=news.kind, outbox=entry, recipient=agent.email,
+             ticket=ticket, by=by.email)  # fmt: skip
+    return True

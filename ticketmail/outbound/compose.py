@@ -51,7 +51,13 @@ WEB_TEMPLATE_NAMES = (
     "registration_rejected",
 )
 # The desk's notifications to agents (SPEC 9).
-AGENT_TEMPLATE_NAMES = ("agent_new_ticket", "agent_follow_up")
+AGENT_TEMPLATE_NAMES = (
+    "agent_new_ticket",
+    "agent_follow_up",
+    "agent_assigned",
+    "agent_customer_closed",
+    "agent_customer_reopened",
+)
 # Every variable any template may use; every render gets all of them (see mail_context).
 _CONTEXT_KEYS = (
     "ticket",

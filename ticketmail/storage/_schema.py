@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # The customer portal (SPEC 8): mail domains that vouch for an institution's users, login
 # passwords (Argon2id), registrations, single-use tokens (stored hashed), server-side sessions
@@ -259,6 +259,28 @@ UPDATE tickets SET channel = 'web' WHERE (
 );
 """
 
+# A desk for a team (SPEC 9.1): every change of a ticket raises its `version` (a counter
+# per ticket; an article, and a history entry, keep the version they made), so a desk form
+# carries the version its page showed and a stale one is refused in the write job that
+# would act. `ticket_history`: every change of status, owner, merge and waiting time, with
+# who (`actor`: an agent's or customer's address, or 'system') and when. Existing tickets
+# and articles start at version 0.
+TEAM_SCHEMA = """
+ALTER TABLE tickets ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE articles ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE ticket_history (
+    id INTEGER PRIMARY KEY,
+    ticket INTEGER NOT NULL REFERENCES tickets(number),
+    version INTEGER NOT NULL,
+    what TEXT NOT NULL,
+    old TEXT,
+    new TEXT,
+    actor TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX ticket_history_ticket ON ticket_history(ticket, version);
+"""
+
 SCHEMA = (
     """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -405,6 +427,7 @@ CREATE TABLE quarantine (
     + GRAMS_SCHEMA
     + TEXTS_SCHEMA
     + PHONE_SCHEMA
+    + TEAM_SCHEMA
 )
 
 # What takes a database of version N to N + 1: MIGRATIONS[N - 1]. A new database gets
@@ -431,6 +454,8 @@ CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
     TEXTS_SCHEMA,
     # 8 -> 9: phone numbers of users and registrations; the channel a ticket came by.
     PHONE_SCHEMA,
+    # 9 -> 10: ticket versions for the desk's stale-form check, and the ticket history.
+    TEAM_SCHEMA,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1
 

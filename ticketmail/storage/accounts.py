@@ -615,7 +615,7 @@ def open_web_ticket(
     if ticket is not None:
         insert_ticket(conn, ticket, now=now)
     else:
-        touch_ticket(conn, number, status=status, now=now)
+        touch_ticket(conn, number, status=status, by=article.sender, now=now)
     insert_article(conn, number, article, message=None, now=now)
     return insert_outbox(conn, notice, now=now) if notice is not None else None
 
@@ -623,5 +623,5 @@ def open_web_ticket(
 def set_ticket_status(
     conn: sqlite3.Connection, number: int, status: str, *, article: ArticleRecord, now: datetime
 ) -> None:
-    touch_ticket(conn, number, status=status, now=now)
+    touch_ticket(conn, number, status=status, by=article.sender, now=now)
     insert_article(conn, number, article, message=None, now=now)

@@ -16,13 +16,19 @@ from datetime import date, datetime
 from typing import Any
 
 from ticketmail.errors import NotFoundError
-from ticketmail.models import Customer
+from ticketmail.models import Customer, HistoryEntry
 from ticketmail.storage import accounts
 from ticketmail.storage._rows import iso
 from ticketmail.storage.accounts import LoginRecord
 from ticketmail.storage.fulltext import Budget, Terms, by_ranges, terms_of
 from ticketmail.storage.records import ArticleRecord
-from ticketmail.storage.tickets import insert_article, touch_ticket
+from ticketmail.storage.tickets import (
+    history_of,
+    insert_article,
+    record_change,
+    touch_ticket,
+    version_of,
+)
 
 __all__ = [
     "DeskAgent",
@@ -32,6 +38,7 @@ __all__ = [
     "DeskTicketPage",
     "Figures",
     "Institution",
+    "OwnerChange",
     "PendingRegistration",
     "Queue",
     "add_note",
@@ -46,9 +53,11 @@ __all__ = [
     "pending_registrations",
     "queue",
     "raw_of",
+    "refusal",
     "registration_email",
     "set_agent_settings",
     "set_owner",
+    "ticket_brief",
     "ticket_page",
     "update_institution",
 ]
@@ -73,6 +82,7 @@ class DeskTicket:
     owner: str | None
     created_at: datetime
     updated_at: datetime
+    version: int = 0  # raised by every change (SPEC 9.1): what a desk form carries as `seen`
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +122,7 @@ class DeskArticle:
     has_raw: bool
     flags: tuple[str, ...]
     attachments: tuple[DeskFile, ...]
+    version: int = 0  # the ticket's version this article made
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +132,18 @@ class DeskTicketPage:
     previous_number: int | None
     articles: tuple[DeskArticle, ...]
     others: tuple[DeskTicket, ...]  # the institution's other tickets, newest first
+    history: tuple[HistoryEntry, ...] = ()
+
+    @property
+    def timeline(self) -> tuple[DeskArticle | HistoryEntry, ...]:
+        """Articles and history entries in the order they happened (by the version each
+        made; articles from before versions existed first, in their order)."""
+        both: list[DeskArticle | HistoryEntry] = [*self.articles, *self.history]
+        return tuple(sorted(both, key=lambda e: e.version))
+
+    def since(self, seen: int) -> tuple[DeskArticle | HistoryEntry, ...]:
+        """What changed after a page that showed version `seen`."""
+        return tuple(e for e in self.timeline if e.version > seen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +187,7 @@ def _day(value: str | None) -> date | None:
 
 _TICKET_COLUMNS = (
     "t.number, t.subject, t.status, t.customer, c.name AS cname, t.requester, t.owner, "
-    "t.created_at, t.updated_at"
+    "t.created_at, t.updated_at, t.version"
 )
 
 
@@ -172,6 +195,7 @@ def _ticket(row: sqlite3.Row) -> DeskTicket:
     return DeskTicket(
         row["number"], row["subject"], row["status"], row["customer"], row["cname"],
         row["requester"], row["owner"], _dt(row["created_at"]), _dt(row["updated_at"]),
+        row["version"],
     )  # fmt: skip
 
 
@@ -234,7 +258,8 @@ def notifications_about(
     """Notifications of this ticket to this agent since then (the per-ticket rate limit)."""
     (count,) = conn.execute(
         "SELECT COUNT(*) FROM outbox WHERE ticket = ? AND recipient = ? AND created_at >= ? "
-        "AND kind IN ('agent_new_ticket', 'agent_follow_up')",
+        "AND kind IN ('agent_new_ticket', 'agent_follow_up', 'agent_customer_closed', "
+        "'agent_customer_reopened')",
         (ticket, recipient, iso(since)),
     ).fetchone()
     return int(count)
@@ -408,10 +433,12 @@ def ticket_page(conn: sqlite3.Connection, number: int) -> DeskTicketPage | None:
             has_raw=a["raw_sha256"] is not None,
             flags=tuple(json.loads(a["flags_json"])),
             attachments=tuple(files.get(a["id"], ())),
+            version=a["version"],
         )
         for a in conn.execute(
             "SELECT id, direction, automatic, sender, to_json, cc_json, subject, date, "
-            "message_id, in_reply_to, body_text, note, raw_sha256, flags_json FROM articles "
+            "message_id, in_reply_to, body_text, note, raw_sha256, flags_json, version "
+            "FROM articles "
             "WHERE ticket = ? ORDER BY id",
             (number,),
         )
@@ -424,7 +451,32 @@ def ticket_page(conn: sqlite3.Connection, number: int) -> DeskTicketPage | None:
             (ticket.customer, number),
         )
     )
-    return DeskTicketPage(ticket, customer, row["previous_number"], articles, others)
+    return DeskTicketPage(
+        ticket, customer, row["previous_number"], articles, others, history_of(conn, number)
+    )
+
+
+def refusal(conn: sqlite3.Connection, number: int, *, seen: int | None, force: bool) -> str | None:
+    """Why a desk form made on a page that showed version `seen` of ticket `number` must
+    not act (SPEC 9.1): 'missing' (no such ticket), 'stale' (it changed since, or the form
+    named no version), or None. Run it in the write job that acts, so that of two agents
+    racing on one version only the first acts; `force` acts anyway."""
+    version = version_of(conn, number)
+    if version is None:
+        return "missing"
+    if not force and (seen is None or seen < version):
+        return "stale"
+    return None
+
+
+def ticket_brief(conn: sqlite3.Connection, number: int) -> DeskTicket | None:
+    """One ticket as the queue lists it."""
+    row = conn.execute(
+        f"SELECT {_TICKET_COLUMNS} FROM tickets t JOIN customers c ON c.number = t.customer "  # noqa: S608 - fixed fragments
+        "WHERE t.number = ?",
+        (number,),
+    ).fetchone()
+    return _ticket(row) if row is not None else None
 
 
 def raw_of(conn: sqlite3.Connection, number: int, article: int) -> str | None:
@@ -444,12 +496,31 @@ def attachment(conn: sqlite3.Connection, number: int, file: int) -> DeskFile | N
     return DeskFile(row[0], row[1], row[2], row[3], row[4]) if row is not None else None
 
 
-def set_owner(conn: sqlite3.Connection, number: int, owner: str | None) -> bool:
-    """The ticket's owner (an agent), or none; False when there is no such ticket."""
+@dataclass(frozen=True, slots=True)
+class OwnerChange:
+    old: str | None
+    new: str | None
+
+    @property
+    def changed(self) -> bool:
+        return self.old != self.new
+
+
+def set_owner(
+    conn: sqlite3.Connection, number: int, owner: str | None, *, by: str, now: datetime
+) -> OwnerChange | None:
+    """The ticket's owner (an agent), or none, kept in its history as done `by` someone;
+    None when there is no such ticket. The owner it has already changes nothing."""
     if owner is not None and agent_of(conn, owner) is None:
         raise NotFoundError(f"agent {owner} does not exist")
-    cur = conn.execute("UPDATE tickets SET owner = ? WHERE number = ?", (owner, number))
-    return cur.rowcount > 0
+    row = conn.execute("SELECT owner FROM tickets WHERE number = ?", (number,)).fetchone()
+    if row is None:
+        return None
+    change = OwnerChange(row[0], owner)
+    if change.changed:
+        conn.execute("UPDATE tickets SET owner = ? WHERE number = ?", (owner, number))
+        record_change(conn, number, "owner", change.old, owner, by=by, now=now)
+    return change
 
 
 def add_note(
@@ -464,7 +535,7 @@ def add_note(
         date=now, message_id="", in_reply_to=(), references=(), body_text=body,
         reply_text=body, raw_sha256=None, attachments=(), flags=("web",),
     )  # fmt: skip
-    touch_ticket(conn, number, status=None, now=now)
+    touch_ticket(conn, number, status=None, by=agent, now=now)
     return insert_article(conn, number, record, message=None, now=now)
 
 

@@ -173,7 +173,7 @@ def record_mail(
     if new_ticket is not None:
         insert_ticket(conn, new_ticket, now=now)
     if touch is not None:
-        touch_ticket(conn, touch[0], status=touch[1], now=now)
+        touch_ticket(conn, touch[0], status=touch[1], by=message.header_from, now=now)
     entry = _insert_message(conn, message, now=now)
     if article is not None:
         assert message.ticket is not None

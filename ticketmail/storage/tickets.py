@@ -11,6 +11,7 @@ from ticketmail.errors import NotFoundError
 from ticketmail.models import (
     ArticleView,
     AttachmentView,
+    HistoryEntry,
     TicketRef,
     TicketSummary,
     TicketView,
@@ -23,13 +24,17 @@ from ticketmail.storage.records import ArticleRecord, NewTicket, Thread
 __all__ = [
     "SQL_TICKET_REF",
     "Tickets",
+    "history_of",
+    "history_row",
     "insert_article",
     "insert_ticket",
     "participants",
+    "record_change",
     "set_ticket_status",
     "thread_of",
     "ticket_ref",
     "touch_ticket",
+    "version_of",
 ]
 
 # A ticket as routing and the support team's actions see it, with the automatic mails sent
@@ -90,10 +95,15 @@ def insert_ticket(conn: sqlite3.Connection, ticket: NewTicket, *, now: datetime)
 
 
 def touch_ticket(
-    conn: sqlite3.Connection, number: int, *, status: str | None, now: datetime
+    conn: sqlite3.Connection, number: int, *, status: str | None, by: str, now: datetime
 ) -> None:
-    """Record activity on a ticket, and change its status when `status` is given."""
-    if status is None:
+    """Record activity on a ticket, and change its status when `status` is given and
+    differs from the one it has (kept in its history as done `by` someone)."""
+    old = None
+    if status is not None:
+        row = conn.execute("SELECT status FROM tickets WHERE number = ?", (number,)).fetchone()
+        old = row[0] if row is not None else None
+    if status is None or old is None or old == status:
         conn.execute("UPDATE tickets SET updated_at = ? WHERE number = ?", (iso(now), number))
         return
     conn.execute(
@@ -101,13 +111,49 @@ def touch_ticket(
         "closed_at = CASE WHEN ? = 'closed' THEN ? ELSE NULL END WHERE number = ?",
         (status, iso(now), status, iso(now), number),
     )
+    record_change(conn, number, "status", old, status, by=by, now=now)
 
 
-def set_ticket_status(conn: sqlite3.Connection, number: int, status: str, *, now: datetime) -> None:
+def _next_version(conn: sqlite3.Connection, number: int) -> int:
+    """Raise the ticket's version (every change does, SPEC 9.1); the new one (0: no ticket)."""
+    row = conn.execute(
+        "UPDATE tickets SET version = version + 1 WHERE number = ? RETURNING version", (number,)
+    ).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def version_of(conn: sqlite3.Connection, number: int) -> int | None:
+    """The ticket's version (None: no such ticket)."""
+    row = conn.execute("SELECT version FROM tickets WHERE number = ?", (number,)).fetchone()
+    return int(row[0]) if row is not None else None
+
+
+def record_change(
+    conn: sqlite3.Connection,
+    number: int,
+    what: str,
+    old: str | None,
+    new: str | None,
+    *,
+    by: str,
+    now: datetime,
+) -> None:
+    """A change of the ticket's `what` (status, owner, merge, waiting) in its history."""
+    version = _next_version(conn, number)
+    conn.execute(
+        "INSERT INTO ticket_history(ticket, version, what, old, new, actor, at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (number, version, what, old, new, by, iso(now)),
+    )
+
+
+def set_ticket_status(
+    conn: sqlite3.Connection, number: int, status: str, *, by: str, now: datetime
+) -> None:
     """Change a ticket's status (an admin's or agent's action); NotFoundError if none."""
     if conn.execute("SELECT 1 FROM tickets WHERE number = ?", (number,)).fetchone() is None:
         raise NotFoundError(f"ticket {number} does not exist")
-    touch_ticket(conn, number, status=status, now=now)
+    touch_ticket(conn, number, status=status, by=by, now=now)
 
 
 def insert_article(
@@ -118,12 +164,14 @@ def insert_article(
     message: int | None,
     now: datetime,
 ) -> int:
-    """An article on `ticket` with its attachments' rows; its id."""
+    """An article on `ticket` with its attachments' rows (a change: the ticket's version
+    rises, and the article keeps the new one); its id."""
+    version = _next_version(conn, ticket)
     cur = conn.execute(
         "INSERT INTO articles(ticket, message, direction, automatic, sender, to_json, "
         "cc_json, subject, date, message_id, in_reply_to, references_json, body_text, "
-        "reply_text, raw_sha256, note, flags_json, created_at) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "reply_text, raw_sha256, note, flags_json, created_at, version) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
             ticket,
             message,
@@ -143,6 +191,7 @@ def insert_article(
             record.note,
             json.dumps(list(record.flags)),
             iso(now),
+            version,
         ),
     )
     article = cur.lastrowid
@@ -157,6 +206,23 @@ def insert_article(
             ],
         )
     return article
+
+
+_SQL_HISTORY = (
+    "SELECT at, actor, what, old, new, version FROM ticket_history WHERE ticket = ? "
+    "ORDER BY version"
+)
+
+
+def history_row(r: sqlite3.Row | tuple[Any, ...]) -> HistoryEntry:
+    at = moment(r[0])
+    assert at is not None
+    return HistoryEntry(at, r[1], r[2], r[3], r[4], int(r[5]))
+
+
+def history_of(conn: sqlite3.Connection, number: int) -> tuple[HistoryEntry, ...]:
+    """The ticket's history, oldest first."""
+    return tuple(history_row(r) for r in conn.execute(_SQL_HISTORY, (number,)))
 
 
 def thread_of(conn: sqlite3.Connection, ticket: int) -> Thread:
@@ -274,6 +340,7 @@ class Tickets:
             articles = await conn.execute_fetchall(
                 "SELECT * FROM articles WHERE ticket = ? ORDER BY id", (number,)
             )
+            history = await conn.execute_fetchall(_SQL_HISTORY, (number,))
             files = await conn.execute_fetchall(
                 "SELECT f.* FROM attachments f JOIN articles a ON a.id = f.article "
                 "WHERE a.ticket = ? ORDER BY f.id",
@@ -284,8 +351,12 @@ class Tickets:
             by_article.setdefault(f["article"], []).append(f)
         row = found[0]
         views = tuple(_article(a, by_article.get(a["id"], [])) for a in articles)
-        return TicketView(_summary(row), row["previous_number"], views)
+        return TicketView(
+            _summary(row), row["previous_number"], views, tuple(history_row(r) for r in history)
+        )
 
-    async def set_status(self, number: int, status: str, *, now: datetime) -> None:
+    async def set_status(
+        self, number: int, status: str, *, by: str = "system", now: datetime
+    ) -> None:
         """Change a ticket's status (an admin's or agent's action), telling nobody."""
-        await self.db.write(lambda conn: set_ticket_status(conn, number, status, now=now))
+        await self.db.write(lambda conn: set_ticket_status(conn, number, status, by=by, now=now))

@@ -18,7 +18,7 @@ from ticketmail.mail.msgid import MessageIds
 from ticketmail.mail.parse import ParsedMail
 from ticketmail.models import AttachmentView, Customer, User
 from ticketmail.outbound.actions import Desk
-from ticketmail.outbound.agents import customer_wrote
+from ticketmail.outbound.agents import customer_set_status, customer_wrote
 from ticketmail.rules import auto_mail_allowed
 from ticketmail.storage import accounts
 from ticketmail.storage.mails import mail_facts
@@ -185,15 +185,18 @@ def set_status(
     conn: sqlite3.Connection,
     *,
     config: Config,
-    email: str,
-    customer: str,
+    desk: Desk,
+    ids: MessageIds,
+    user: User,
     number: int,
     status: str,
     now: datetime,
 ) -> str:
     """A customer closes or reopens a ticket of the institution: 'done', 'unchanged',
     'too_late' (closed longer than tickets.reopen_days: a reply opens a new one) or
-    'not_found'. Kept as an automatic article (seen by the support team, not mailed)."""
+    'not_found'. Kept as an automatic article and in the ticket's history (seen by the
+    support team, not mailed to customers); its owner, else the agents, are told."""
+    email, customer = user.email, user.customer.number
     ref = accounts.ticket_ref(conn, number, since=now)
     if ref is None or ref.customer != customer:
         return "not_found"
@@ -211,6 +214,10 @@ def set_status(
         automatic=True,
     )  # fmt: skip
     accounts.set_ticket_status(conn, number, status, article=article, now=now)
+    customer_set_status(
+        conn, ticket=number, user=user, status=status, config=config,
+        templates=desk.templates, ids=ids, now=now,
+    )  # fmt: skip
     log.info("web_status_changed", ticket=number, by=email, status=status, old_status=ref.status)
     return "done"
 

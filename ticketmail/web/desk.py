@@ -9,10 +9,12 @@ import functools
 import sqlite3
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 import structlog
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
@@ -20,6 +22,7 @@ from ticketmail.errors import NotFoundError, TicketmailError, UsageError
 from ticketmail.inputs import parse_day, parse_domains
 from ticketmail.models import STATUSES, TicketRef
 from ticketmail.outbound.actions import DeskResult, Origin
+from ticketmail.outbound.agents import assigned
 from ticketmail.outbound.compose import OutboundFile
 from ticketmail.storage import accounts, callers
 from ticketmail.storage import desk as desk_db
@@ -150,14 +153,36 @@ async def queue(request: Request, who: Visitor, agent: DeskAgent) -> Response:
 # --- one ticket --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """What an agent chose or typed in a desk form that was refused, shown again: `form`
+    is reply, note, status or assign (the answer form's text is `body`)."""
+
+    form: str = ""
+    text: str = ""
+    choice: str = ""
+
+
+NOTHING_KEPT = Kept()
+
+
 @agents_only
 async def show(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     return await _show(request, who, status=200, error=None)
 
 
 async def _show(
-    request: Request, who: Visitor, *, status: int, error: str | None, body: str = ""
+    request: Request,
+    who: Visitor,
+    *,
+    status: int,
+    error: str | None,
+    body: str = "",
+    kept: Kept = NOTHING_KEPT,
+    seen: int | None = None,
 ) -> Response:
+    """The ticket page; `seen`: the version a refused form's page showed, whose changes
+    since are named at the top."""
     web = _web(request)
     number: int = request.path_params["number"]
     found = await web.reader(desk_db.ticket_page, number)
@@ -171,7 +196,8 @@ async def _show(
         request, who, "desk_ticket.html", status=status, view=found, error=error or texts.error,
         body=body if texts.filled is None else texts.filled, texts=texts.offered,
         agents=agents, today=web.clock().date(), inline_types=INLINE_IMAGE_TYPES,
-        reply_statuses=REPLY_STATUSES, requester=requester,
+        reply_statuses=REPLY_STATUSES, requester=requester, kept=kept,
+        changed=found.since(seen) if seen is not None else (),
     )  # fmt: skip
 
 
@@ -214,19 +240,57 @@ class _NobodyToTell(TicketmailError):
     """An answer nobody would receive: rolled back."""
 
 
-async def _desk_action(
-    web: Web, number: int, act: Callable[[sqlite3.Connection, TicketRef], DeskResult]
-) -> DeskResult | None:
-    """Run an answer or status change of the Desk on ticket `number` (None: no such ticket),
-    the way `ticket reply` and `ticket status` do: the ticket, its article and its mails in
-    one write job."""
-    now = web.clock()
+T = TypeVar("T")
+DONE, STALE, MISSING = "done", "stale", "missing"
 
-    def job(conn: sqlite3.Connection) -> DeskResult | None:
-        ticket = ticket_ref(conn, number, since=now - RECENT)
-        return None if ticket is None else act(conn, ticket)
+
+def _seen(form: FormData) -> int | None:
+    """The ticket's version as the form's page showed it (None: none, or not a number)."""
+    raw = str(form.get("seen") or "").strip()
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 12 else None
+
+
+async def _checked(
+    web: Web, number: int, form: FormData, act: Callable[[sqlite3.Connection], T]
+) -> tuple[str, T | None]:
+    """Run `act` on ticket `number` only if nothing changed since the form's page (its
+    `seen` is the ticket's version), or with `force=1`. The check and the action are one
+    write job, so of two agents racing on one version only the first acts (SPEC 9.1).
+    A form without `seen` is taken as stale: nothing says what its agent saw."""
+    seen = _seen(form)
+    force = form.get("force") == "1"
+
+    def job(conn: sqlite3.Connection) -> tuple[str, T | None]:
+        refused = desk_db.refusal(conn, number, seen=seen, force=force)
+        return (refused, None) if refused is not None else (DONE, act(conn))
 
     return await web.store.write(job)
+
+
+async def _stale(
+    request: Request, who: Visitor, agent: DeskAgent, form: FormData, kept: Kept, body: str = ""
+) -> Response:
+    """409: the ticket changed since the form's page; the page names what changed and
+    keeps what was typed (its forms now carry the version it shows)."""
+    seen = _seen(form)
+    log.info("desk_stale", ticket=request.path_params["number"], agent=agent.email,
+             form=kept.form, seen=seen)  # fmt: skip
+    error = "desk.stale" if seen is not None else "desk.unseen"
+    return await _show(request, who, status=409, error=error, body=body, kept=kept, seen=seen)
+
+
+def _desk_job(
+    number: int, since: datetime, act: Callable[[sqlite3.Connection, TicketRef], DeskResult]
+) -> Callable[[sqlite3.Connection], DeskResult]:
+    """An answer or status change of the Desk on ticket `number`, the way `ticket reply`
+    and `ticket status` do: the ticket, its article and its mails in one write job."""
+
+    def job(conn: sqlite3.Connection) -> DeskResult:
+        ticket = ticket_ref(conn, number, since=since)
+        assert ticket is not None  # _checked found it in this job
+        return act(conn, ticket)
+
+    return job
 
 
 @agents_only
@@ -258,11 +322,13 @@ async def reply(request: Request, who: Visitor, agent: DeskAgent) -> Response:
         return result
 
     try:
-        result = await _desk_action(web, number, act)
+        outcome, _ = await _checked(web, number, form, _desk_job(number, now - RECENT, act))
     except _NobodyToTell:
         return await _show(request, who, status=409, error="desk.nobody", body=text)
-    if result is None:
+    if outcome == MISSING:
         return _not_found(request, who)
+    if outcome == STALE:
+        return await _stale(request, who, agent, form, Kept("reply", choice=status), body=text)
     web.queued()
     log.info("desk_reply", ticket=number, agent=agent.email, status=status, files=len(files))
     return redirect(request, who, f"/desk/tickets/{number}")
@@ -295,24 +361,20 @@ async def change_status(request: Request, who: Visitor, agent: DeskAgent) -> Res
     origin = Origin(actor=agent.email, agent_name=agent.name)
     desk = web.desk()
     now = web.clock()
-    unchanged = False
 
     def act(conn: sqlite3.Connection, ticket: TicketRef) -> DeskResult:
-        nonlocal unchanged
-        unchanged = ticket.status == status
         return desk.change_status(conn, ticket, status=status, note=note, origin=origin,
                                   now=now)  # fmt: skip
 
-    found = await web.reader(desk_db.ticket_page, number)
-    if found is None:
+    outcome, result = await _checked(web, number, form, _desk_job(number, now - RECENT, act))
+    if outcome == MISSING:
         return _not_found(request, who)
-    if found.ticket.status == status and not note:
-        return redirect(request, who, f"/desk/tickets/{number}")
-    result = await _desk_action(web, number, act)
-    if result is None:
-        return _not_found(request, who)
-    web.queued()
-    log.info("desk_status", ticket=number, agent=agent.email, status=status, unchanged=unchanged)
+    if outcome == STALE or result is None:
+        return await _stale(request, who, agent, form, Kept("status", note, status))
+    if result.sent:
+        web.queued()
+    log.info("desk_status", ticket=number, agent=agent.email, status=status,
+             unchanged=result.old_status == status)  # fmt: skip
     return redirect(request, who, f"/desk/tickets/{number}")
 
 
@@ -326,13 +388,20 @@ async def note(request: Request, who: Visitor, agent: DeskAgent) -> Response:
         return await _show(request, who, status=400, error="error.required")
     now = web.clock()
     email = agent.email
-    article = await web.store.write(
-        lambda conn: desk_db.add_note(conn, number, agent=email, body=text, now=now)
-    )
-    if article is None:
+    outcome, article = await _checked(
+        web, number, form,
+        lambda conn: desk_db.add_note(conn, number, agent=email, body=text, now=now),
+    )  # fmt: skip
+    if outcome == MISSING:
         return _not_found(request, who)
+    if outcome == STALE:
+        return await _stale(request, who, agent, form, Kept("note", text))
     log.info("desk_note", ticket=number, agent=email, article=article)
     return redirect(request, who, f"/desk/tickets/{number}")
+
+
+class _NoSuchAgent(TicketmailError):
+    """An owner who is no agent: nothing changed."""
 
 
 @agents_only
@@ -341,19 +410,30 @@ async def assign(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     number: int = request.path_params["number"]
     form = await posted_form(request, who)
     chosen = str(form.get("agent") or "").strip().casefold() or None
+    now = web.clock()
+    desk = web.desk()
 
-    def write(conn: sqlite3.Connection) -> bool | None:
+    def act(conn: sqlite3.Connection) -> desk_db.OwnerChange | None:
         try:
-            return desk_db.set_owner(conn, number, chosen)
+            change = desk_db.set_owner(conn, number, chosen, by=agent.email, now=now)
         except NotFoundError:
-            return None
+            raise _NoSuchAgent from None
+        if change is not None and change.changed and chosen is not None:
+            assigned(conn, number, owner=chosen, by=agent, config=web.config,
+                     templates=desk.templates, ids=web.ids, now=now)  # fmt: skip
+        return change
 
-    done = await web.store.write(write)
-    if done is None:
+    try:
+        outcome, change = await _checked(web, number, form, act)
+    except _NoSuchAgent:
         return await _show(request, who, status=400, error="desk.no_such_agent")
-    if not done:
+    if outcome == MISSING or (outcome == DONE and change is None):
         return _not_found(request, who)
-    log.info("desk_assign", ticket=number, agent=agent.email, owner=chosen)
+    if outcome == STALE:
+        return await _stale(request, who, agent, form, Kept("assign", choice=chosen or ""))
+    web.queued()
+    log.info("desk_assign", ticket=number, agent=agent.email, owner=chosen,
+             changed=change is not None and change.changed)  # fmt: skip
     return redirect(request, who, f"/desk/tickets/{number}")
 
 

@@ -131,6 +131,26 @@ DESK_TEXTS: dict[str, tuple[str, str]] = {
         "Diese Adresse gehört zu einer anderen Einrichtung als der angegebenen.",
         "This address belongs to another institution than the one given.",
     ),
+    # --- a desk for a team (SPEC 9.1): stale forms, the ticket's history ---
+    "desk.stale": (
+        "Das Ticket hat sich geändert, seit Sie die Seite geladen haben. Nichts wurde "
+        "ausgeführt. Ihre Eingabe steht unten; prüfen Sie die Änderungen und senden Sie "
+        "erneut. Angehängte Dateien bitte erneut auswählen.",
+        "The ticket has changed since you loaded the page. Nothing was done. What you typed "
+        "is below; check the changes and send again. Please choose attached files again.",
+    ),
+    "desk.unseen": (
+        "Das Formular nannte keinen Stand des Tickets. Nichts wurde ausgeführt. Ihre Eingabe "
+        "steht unten; prüfen Sie das Ticket und senden Sie erneut.",
+        "The form named no state of the ticket. Nothing was done. What you typed is below; "
+        "check the ticket and send again.",
+    ),
+    "desk.changed_since": ("Seitdem geändert", "Changed since"),
+    "desk.history.status": ("Status: {old} → {new}", "Status: {old} → {new}"),
+    "desk.history.owner": ("Zuständig: {old} → {new}", "Owner: {old} → {new}"),
+    "desk.history.merge": ("Zusammengeführt: {old} → {new}", "Merged: {old} → {new}"),
+    "desk.history.waiting": ("Wartet bis: {old} → {new}", "Waiting until: {old} → {new}"),
+    "desk.history.system": ("automatisch", "automatic"),
 }
 # --- text modules (SPEC 9.1, issue 23) ---------------------------------------------------------
 DESK_TEXTS.update(

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from ticketmail.mail.parse import safe_filename
-from ticketmail.models import STATUSES, AttachmentView
+from ticketmail.models import STATUSES, AttachmentView, User
 from ticketmail.storage import accounts, portal_list
 from ticketmail.storage.accounts import Identity, WebTicketPage
 from ticketmail.storage.fulltext import MAX_QUERY
@@ -353,14 +353,17 @@ async def _status(request: Request, status: str) -> Response:
     now = web.clock()
     outcome = await web.store.write(
         lambda conn: set_status(
-            conn, config=web.config, email=me.email, customer=me.customer.number,
-            number=number, status=status, now=now,
+            conn, config=web.config, desk=web.desk(), ids=web.ids,
+            user=User(me.email, me.name, me.lang, me.customer), number=number, status=status,
+            now=now,
         )
     )  # fmt: skip
     if outcome == "not_found":
         return not_found(request, who)
     if outcome == "too_late":
         return await _show(request, who, status=409, error="ticket.reopen_too_late")
+    if outcome == "done":
+        web.queued()  # the owner's (else the agents') notification
     return redirect(request, who, f"/tickets/{number}")
 
 
