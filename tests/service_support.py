@@ -83,6 +83,26 @@ class Service:
 StartService = Callable[..., Service]
 
 
+def spawn_serve(
+    config: Path, log: Path, *, environ: dict[str, str],
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.Popen[bytes]:  # fmt: skip
+    """`ticketmail serve` on `config` in its own process, in the config's folder, stdout and
+    stderr into `log`."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ticketmail", "--config", str(config), "serve"],
+            stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=config.parent,
+            preexec_fn=preexec_fn,
+        )  # fmt: skip
+
+
+def own_environ() -> dict[str, str]:
+    """The test's environment without ticketmail's own variables (no config, secret, relay
+    password from the developer's shell)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("TICKETMAIL_")}
+
+
 class Services:
     """Starts the test's daemon (one per test) and kills what is left at the end."""
 
@@ -113,7 +133,7 @@ class Services:
             result = run_cli("--config", str(config), *args)
             assert result.returncode == 0, result.stderr
         notify = NotifySocket(tmp_path / "notify.sock")
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("TICKETMAIL_")}
+        environ = own_environ()
         environ.pop("WATCHDOG_PID", None)
         environ.update(
             {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(self.watchdog_usec)}
@@ -124,12 +144,7 @@ class Services:
                 resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
 
         log = tmp_path / "daemon.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "ticketmail", "--config", str(config), "serve"],
-                stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=tmp_path,
-                preexec_fn=limit_files,
-            )  # fmt: skip
+        proc = spawn_serve(config, log, environ=environ, preexec_fn=limit_files)
         self.started.append(Service(proc, smtp["port"], config, log, notify, web_port))
         return self.started[-1]
 

@@ -10,7 +10,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from conftest import (
     make_mail,
     write_config,
 )
+from service_support import own_environ, spawn_serve
 from structlog.testing import capture_logs
 
 from ticketmail.smtp.limits import source_of
@@ -574,16 +574,6 @@ class Served:
         return self.rss
 
 
-def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("TICKETMAIL_")}
-    environ.pop("NOTIFY_SOCKET", None)
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ticketmail", "--config", str(config), "serve"],
-            stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=config.parent,
-        )  # fmt: skip
-
-
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
     """The daemon as shipped (smtp.workers = 2, every limit at its default), its workers up."""
@@ -591,7 +581,9 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     config = write_config(
         tmp_path / "config.toml", tmp_path / "var", None, smtp={"port": port, "workers": 2}
     )
-    daemon = Served(port, _spawn(config, tmp_path / "daemon.log"))
+    environ = own_environ()
+    environ.pop("NOTIFY_SOCKET", None)
+    daemon = Served(port, spawn_serve(config, tmp_path / "daemon.log", environ=environ))
     try:
         await eventually(lambda: accepts_connections(port), what="the daemon listening")
         await eventually(lambda: daemon.rss > 3 * 20 * MB, what="its workers started")

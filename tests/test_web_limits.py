@@ -11,7 +11,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Env, eventually, free_port, run_cli, write_config
+from service_support import own_environ, spawn_serve
 from web_support import ANNA, PASSWORD, Client, logged_in, text_of
 
 from ticketmail.web.limits import ANONYMOUS_LIMIT, DRAIN_BYTES
@@ -63,14 +63,6 @@ class Daemon:
         return found
 
 
-def _spawn(config: Path, environ: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ticketmail", "--config", str(config), "serve"],
-            stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=config.parent,
-        )  # fmt: skip
-
-
 @pytest.fixture
 async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
     web_port = free_port()
@@ -88,10 +80,10 @@ async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
     assert done.returncode == 0, done.stderr
     tmp = tmp_path / "daemon-tmp"
     tmp.mkdir()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("TICKETMAIL_")}
+    environ = own_environ()
     environ["TMPDIR"] = str(tmp)
     log = tmp_path / "daemon.log"
-    proc = _spawn(config, environ, log)
+    proc = spawn_serve(config, log, environ=environ)
     running = Daemon(proc, web_port, tmp, log)
 
     async def healthy() -> bool:
