@@ -28,6 +28,7 @@ from ticketmail.storage.blobs import BlobStore
 from ticketmail.storage.desk import DeskAgent
 from ticketmail.storage.store import Store
 from ticketmail.web.i18n import LANGUAGES, Translate, negotiate, translator
+from ticketmail.web.presence import Presence
 from ticketmail.web.reader import Reader
 from ticketmail.web.security import csrf_token, csrf_valid, hashed, new_secret
 
@@ -39,6 +40,7 @@ __all__ = [
     "Refusal",
     "Visitor",
     "Web",
+    "asked_head",
     "local_path",
     "page",
     "posted_form",
@@ -60,6 +62,7 @@ MAX_NUMBER = 2**63 - 1  # SPEC 8.4: a number in a path past SQLite's integers is
 # Never kept to show a refused form again: the token, and passwords.
 _UNKEPT = frozenset({"csrf_token", "password", "current_password"})
 TOUCH_AFTER = timedelta(minutes=5)  # a session's last use is written at most this often
+_HEAD = "ticketmail.head"  # in a HEAD request's scope, which `route` hands on as a GET
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Web:
     csrf_key: bytes = field(repr=False)
     pages: jinja2.Environment
     on_queued: Callable[[], None] | None = None
+    presence: Presence = field(default_factory=Presence)  # who has which ticket open (9.1)
 
     @property
     def secure_cookies(self) -> bool:
@@ -278,6 +282,11 @@ def redirect(request: Request, who: Visitor, to: str) -> Response:
     return _finish(RedirectResponse(local_path(to), status_code=303), request, who)
 
 
+def asked_head(request: Request) -> bool:
+    """The request was a HEAD, which `route` hands on as a GET: it must record nothing."""
+    return bool(request.scope.get(_HEAD))
+
+
 def route(path: str, endpoint: Callable[[Request], Awaitable[Response]], *methods: str) -> Route:
     """A route whose request's form (its uploaded files) is closed after the response. HEAD
     (Starlette adds it to every GET route) runs the GET branch of the handler, never the POST
@@ -287,7 +296,7 @@ def route(path: str, endpoint: Callable[[Request], Awaitable[Response]], *method
         if any(isinstance(v, int) and v > MAX_NUMBER for v in request.path_params.values()):
             raise HTTPException(404)  # past what the database holds: missing, not an error
         if request.method == "HEAD":  # the handler sees GET; the scope answered stays HEAD
-            request = Request({**request.scope, "method": "GET"}, request.receive)
+            request = Request({**request.scope, "method": "GET", _HEAD: True}, request.receive)
         try:
             return await endpoint(request)
         finally:

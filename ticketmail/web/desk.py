@@ -16,7 +16,7 @@ from typing import TypeVar
 import structlog
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 
 from ticketmail.errors import NotFoundError, TicketmailError, UsageError
 from ticketmail.inputs import parse_day, parse_domains
@@ -28,13 +28,14 @@ from ticketmail.storage import accounts, callers
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage.desk import DeskAgent
 from ticketmail.storage.fulltext import MAX_QUERY
-from ticketmail.storage.tickets import ticket_ref
+from ticketmail.storage.tickets import ticket_ref, version_of
 from ticketmail.web import textmodules
 from ticketmail.web.actions import account_mail
 from ticketmail.web.base import (
     Refusal,
     Visitor,
     Web,
+    asked_head,
     page,
     posted_form,
     redirect,
@@ -42,13 +43,14 @@ from ticketmail.web.base import (
     search_deadline,
     visitor,
 )
-from ticketmail.web.i18n import LANGUAGES
+from ticketmail.web.i18n import LANGUAGES, Translate
 from ticketmail.web.portal import (
     MAX_BODY,
     _read_uploads,
     _store_files,
     content_disposition,
 )
+from ticketmail.web.presence import Present
 from ticketmail.web.render import INLINE_IMAGE_TYPES
 
 __all__ = ["PAGE_SIZE", "ROUTES", "refused"]
@@ -192,9 +194,16 @@ async def _show(
     # The answer form's text modules; on a GET with ?text=, the chosen one filled in.
     texts = await textmodules.answer_form(request, who, found.ticket)
     requester = await web.reader(callers.requester_of, number)
+    shown = body if texts.filled is None else texts.filled
+    agent = who.agent
+    assert agent is not None  # only agents_only endpoints show a desk ticket
+    if request.method == "GET" and not asked_head(request):  # a page view; HEAD never counts
+        web.presence.note(number, agent.email, agent.name or agent.email,
+                          typing=bool(shown.strip()), now=web.clock())  # fmt: skip
+    present = web.presence.others(number, agent.email, now=web.clock())
     return agent_page(
         request, who, "desk_ticket.html", status=status, view=found, error=error or texts.error,
-        body=body if texts.filled is None else texts.filled, texts=texts.offered,
+        body=shown, texts=texts.offered, present=presence_line(who.t, present),
         agents=agents, today=web.clock().date(), inline_types=INLINE_IMAGE_TYPES,
         reply_statuses=REPLY_STATUSES, requester=requester, kept=kept,
         changed=found.since(seen) if seen is not None else (),
@@ -437,6 +446,34 @@ async def assign(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     return redirect(request, who, f"/desk/tickets/{number}")
 
 
+def presence_line(t: Translate, present: tuple[Present, ...]) -> str:
+    """'Also open by: Anna Agent (typing), …' for the other agents on a ticket; empty for none."""
+    if not present:
+        return ""
+    names = (t("desk.presence_typing", name=p.name) if p.typing else p.name for p in present)
+    return t("desk.presence", names=", ".join(names))
+
+
+@agents_only
+async def presence(request: Request, who: Visitor, agent: DeskAgent) -> Response:
+    """The ticket page's heartbeat (static/presence.js): the agent still has the ticket open
+    and their answer form holds text (`typing=1`) or not; answers the other agents on it.
+    Nothing is written anywhere but the registry in memory (SPEC 9.1)."""
+    web = _web(request)
+    number: int = request.path_params["number"]
+    form = await posted_form(request, who, max_files=0)
+    typing = form.get("typing") == "1"
+    if await web.reader(version_of, number) is None:
+        return _not_found(request, who)
+    now = web.clock()
+    web.presence.note(number, agent.email, agent.name or agent.email, typing=typing, now=now)
+    present = web.presence.others(number, agent.email, now=now)
+    return JSONResponse({
+        "line": presence_line(who.t, present),
+        "others": [{"name": p.name, "typing": p.typing} for p in present],
+    })  # fmt: skip
+
+
 # --- registrations -----------------------------------------------------------------------------
 
 
@@ -570,6 +607,7 @@ ROUTES = [
     route("/desk/tickets/{number:int}/note", note, "POST"),
     route("/desk/tickets/{number:int}/status", change_status, "POST"),
     route("/desk/tickets/{number:int}/assign", assign, "POST"),
+    route("/desk/tickets/{number:int}/presence", presence, "POST"),
     route("/desk/tickets/{number:int}/raw/{article:int}", raw, "GET"),
     route("/desk/tickets/{number:int}/files/{file:int}", download, "GET"),
     route("/desk/registrations", registrations, "GET"),

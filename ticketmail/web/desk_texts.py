@@ -194,3 +194,10 @@ DESK_TEXTS.update(
         ),
     }
 )
+# --- presence: other agents on the ticket (SPEC 9.1, issue 23) ---------------------------------
+DESK_TEXTS.update(
+    {
+        "desk.presence": ("Auch geöffnet von: {names}", "Also open by: {names}"),
+        "desk.presence_typing": ("{name} (schreibt gerade)", "{name} (typing)"),
+    }
+)

@@ -5,6 +5,7 @@ bodies included, whatever Content-Length says), so a body is refused before Star
 anything, spools a file or checks the CSRF token:
 
 - the anonymous forms (`/login`, `/register…`, `/password/…`) take 64 KiB and no file part;
+  a desk ticket's presence heartbeat 1 KiB and no file part;
   every other route `smtp.max_message_bytes` plus 1 MiB and at most 20 file parts;
 - a body must keep coming: no chunk for `web.body_idle_seconds`, or fewer than
   `web.body_min_rate` bytes a second on average once those seconds have passed, ends it;
@@ -32,6 +33,7 @@ __all__ = [
     "DRAIN_BYTES",
     "FORM_SLACK",
     "MAX_FILES",
+    "PRESENCE_LIMIT",
     "BodyLimits",
     "BodyRefused",
     "BodyRules",
@@ -46,6 +48,8 @@ MAX_FILES = 20  # SPEC 8.3: at most 20 files per message
 DRAIN_BYTES = 4 * 1024 * 1024  # read and dropped after a refusal, then the connection closes
 TEXT_KEPT = 1024 * 1024  # text fields kept to re-render a refused form (subject, body)
 _ANONYMOUS = re.compile(r"/login|/register(/.*)?|/password/.*")
+PRESENCE_LIMIT = 1024  # SPEC 9.1: a desk ticket's heartbeat carries a token and a flag
+_PRESENCE = re.compile(r"/desk/tickets/[0-9]+/presence")
 _CLOSE = (b"connection", b"close")
 
 
@@ -61,6 +65,8 @@ class BodyRules:
         """(most bytes, most file parts) of a request's body to `path`."""
         if _ANONYMOUS.fullmatch(path):
             return ANONYMOUS_LIMIT, 0
+        if _PRESENCE.fullmatch(path):
+            return PRESENCE_LIMIT, 0
         return self.signed_in, MAX_FILES
 
 
