@@ -7,11 +7,10 @@ from __future__ import annotations
 import pytest
 from conftest import Env
 from playwright.async_api import Browser
-from test_browser_desk import desk_tickets
+from test_browser_desk import agent_login, desk_tickets
 from test_browser_portal import browser as browser  # the fixture: Chromium for this module
-from test_browser_portal import fits, new_page
+from test_browser_portal import fits
 from test_desk import MAX, MIA
-from web_support import PASSWORD
 
 pytestmark = pytest.mark.web  # the daemon serves the desk
 
@@ -23,13 +22,8 @@ async def test_an_agent_ticks_two_tickets_and_assigns_them_at_360_px(
     colleague in one go, and sees them assigned (the third not); the queue fits the width
     and its search form still works beside the bulk form."""
     await desk_tickets(env)
-    watched = await new_page(browser, env, lang="en", width=360)
+    watched = await agent_login(browser, env, MAX, "en", width=360)
     page = watched.page
-    await page.goto("/login")
-    await page.locator("#email").fill(MAX)
-    await page.locator("#password").fill(PASSWORD)
-    await page.locator("form.stack button[type=submit]").click()
-    await page.wait_for_url("**/desk")
     await fits(page)
     await page.locator("#pick-100001").check()
     await page.locator("#pick-100002").check()
