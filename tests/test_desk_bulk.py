@@ -76,8 +76,8 @@ async def test_bulk_assign_and_status_change_each_ticket_and_mail_as_single_ones
 ) -> None:  # type: ignore[no-untyped-def]
     """Bulk assign of three tickets gives each an owner history entry and mails the new
     owner once per ticket; bulk status `answered` mails each of the three customers once;
-    the same again changes nothing and mails nobody; the queue (as it was filtered, never
-    another site) says how many changed."""
+    the same again changes nothing and mails nobody; taking tickets oneself mails nobody;
+    the queue (as it was filtered, never another site) says how many changed."""
     env = await three_tickets(env_factory, sink)
     max_c = await agent_client(env, MAX)
     seen = await queue_seen(max_c)
@@ -116,6 +116,13 @@ async def test_bulk_assign_and_status_change_each_ticket_and_mail_as_single_ones
     assert "3 already were so" in text_of(await max_c.get(again.headers["location"]))
     await settle(env, 15)
     assert len(history(await shown(env, "100001"))) == 2
+    # An agent who takes tickets himself is told of nothing (his own action).
+    seen = await queue_seen(max_c)
+    mine = {"tickets": ["100001", "100002"], "action": "assign", "agent": MAX}
+    taken = await bulk(max_c, {**mine, **with_seen(seen, ("100001", "100002"))})
+    assert taken.headers["location"] == "/desk?changed=2&same=0"
+    await settle(env, 15)
+    assert history(await shown(env, "100002"))[-1] == ("owner", MAX, MAX)
 
 
 async def test_a_ticket_changed_since_the_queue_loaded_is_skipped_and_named(
