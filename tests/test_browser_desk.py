@@ -33,8 +33,10 @@ async def desk_tickets(env: Env) -> None:
         env.clock.advance(seconds=5)
 
 
-async def agent_login(browser: Browser, env: Env, email: str, lang: str) -> Watched:
-    watched = await new_page(browser, env, lang=lang)
+async def agent_login(
+    browser: Browser, env: Env, email: str, lang: str, *, width: int = 1024
+) -> Watched:
+    watched = await new_page(browser, env, lang=lang, width=width)
     page = watched.page
     await page.goto("/login")
     await page.locator("#email").fill(email)

@@ -230,10 +230,12 @@ def _language(request: Request, web: Web, own: str | None) -> str:
     )
 
 
-async def posted_form(request: Request, who: Visitor, *, max_files: int = 1) -> FormData:
+async def posted_form(
+    request: Request, who: Visitor, *, max_files: int = 1, max_fields: int = 50
+) -> FormData:
     """The POST's form, after its CSRF token is checked (raises CsrfFailed)."""
     web: Web = request.app.state.web
-    form = await request.form(max_files=max_files, max_fields=50)
+    form = await request.form(max_files=max_files, max_fields=max_fields)
     if who.new_anon or not csrf_valid(web.csrf_key, who.basis, form.get("csrf_token")):
         typed = {k: v for k, v in form.multi_items() if isinstance(v, str) and k not in _UNKEPT}
         await form.close()

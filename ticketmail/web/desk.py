@@ -10,7 +10,6 @@ import sqlite3
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
 from typing import TypeVar
 
 import structlog
@@ -22,14 +21,13 @@ from ticketmail.errors import NotFoundError, TicketmailError, UsageError
 from ticketmail.inputs import parse_day, parse_domains
 from ticketmail.models import STATUSES, TicketRef
 from ticketmail.outbound.actions import DeskResult, Origin
-from ticketmail.outbound.agents import assigned
 from ticketmail.outbound.compose import OutboundFile
 from ticketmail.storage import accounts, callers
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage.desk import DeskAgent
 from ticketmail.storage.fulltext import MAX_QUERY
-from ticketmail.storage.tickets import ticket_ref, version_of
-from ticketmail.web import textmodules
+from ticketmail.storage.tickets import version_of
+from ticketmail.web import bulk, textmodules
 from ticketmail.web.actions import account_mail
 from ticketmail.web.base import (
     Refusal,
@@ -43,6 +41,7 @@ from ticketmail.web.base import (
     search_deadline,
     visitor,
 )
+from ticketmail.web.changes import RECENT, NoSuchAgent, desk_job, owner_job, status_job
 from ticketmail.web.i18n import LANGUAGES, Translate
 from ticketmail.web.portal import (
     MAX_BODY,
@@ -58,7 +57,6 @@ __all__ = ["PAGE_SIZE", "ROUTES", "refused"]
 log = structlog.get_logger()
 
 PAGE_SIZE = 50
-RECENT = timedelta(hours=1)  # the window the rate limits count in
 REPLY_STATUSES = ("open", "answered", "closed")
 
 
@@ -143,8 +141,10 @@ async def queue(request: Request, who: Visitor, agent: DeskAgent) -> Response:
         params.update(changes)
         return "/desk?" + urllib.parse.urlencode({k: v for k, v in params.items() if v})
 
+    agents = await web.reader(desk_db.list_agents)
     return agent_page(
         request, who, "desk_queue.html", queue=found, page=number, pages=pages,
+        agents=agents, back=link(), bulk=bulk.chooser(query),
         chosen=status or "", customer=customer, assignee=assignee, q=q,
         counts=dict(found.counts), link=link, search_bound=desk_db.SEARCH_BOUND,
         previous_link=link(page=number - 1) if number > 1 else None,
@@ -288,20 +288,6 @@ async def _stale(
     return await _show(request, who, status=409, error=error, body=body, kept=kept, seen=seen)
 
 
-def _desk_job(
-    number: int, since: datetime, act: Callable[[sqlite3.Connection, TicketRef], DeskResult]
-) -> Callable[[sqlite3.Connection], DeskResult]:
-    """An answer or status change of the Desk on ticket `number`, the way `ticket reply`
-    and `ticket status` do: the ticket, its article and its mails in one write job."""
-
-    def job(conn: sqlite3.Connection) -> DeskResult:
-        ticket = ticket_ref(conn, number, since=since)
-        assert ticket is not None  # _checked found it in this job
-        return act(conn, ticket)
-
-    return job
-
-
 @agents_only
 async def reply(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     web = _web(request)
@@ -331,7 +317,7 @@ async def reply(request: Request, who: Visitor, agent: DeskAgent) -> Response:
         return result
 
     try:
-        outcome, _ = await _checked(web, number, form, _desk_job(number, now - RECENT, act))
+        outcome, _ = await _checked(web, number, form, desk_job(number, now - RECENT, act))
     except _NobodyToTell:
         return await _show(request, who, status=409, error="desk.nobody", body=text)
     if outcome == MISSING:
@@ -367,15 +353,8 @@ async def change_status(request: Request, who: Visitor, agent: DeskAgent) -> Res
     note = str(form.get("note") or "")[:MAX_BODY].replace("\r\n", "\n").strip()
     if status not in STATUSES:
         return await _show(request, who, status=400, error="error.required")
-    origin = Origin(actor=agent.email, agent_name=agent.name)
-    desk = web.desk()
-    now = web.clock()
-
-    def act(conn: sqlite3.Connection, ticket: TicketRef) -> DeskResult:
-        return desk.change_status(conn, ticket, status=status, note=note, origin=origin,
-                                  now=now)  # fmt: skip
-
-    outcome, result = await _checked(web, number, form, _desk_job(number, now - RECENT, act))
+    job = status_job(web, agent, number, status=status, note=note, now=web.clock())
+    outcome, result = await _checked(web, number, form, job)
     if outcome == MISSING:
         return _not_found(request, who)
     if outcome == STALE or result is None:
@@ -409,32 +388,16 @@ async def note(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     return redirect(request, who, f"/desk/tickets/{number}")
 
 
-class _NoSuchAgent(TicketmailError):
-    """An owner who is no agent: nothing changed."""
-
-
 @agents_only
 async def assign(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     web = _web(request)
     number: int = request.path_params["number"]
     form = await posted_form(request, who)
     chosen = str(form.get("agent") or "").strip().casefold() or None
-    now = web.clock()
-    desk = web.desk()
-
-    def act(conn: sqlite3.Connection) -> desk_db.OwnerChange | None:
-        try:
-            change = desk_db.set_owner(conn, number, chosen, by=agent.email, now=now)
-        except NotFoundError:
-            raise _NoSuchAgent from None
-        if change is not None and change.changed and chosen is not None:
-            assigned(conn, number, owner=chosen, by=agent, config=web.config,
-                     templates=desk.templates, ids=web.ids, now=now)  # fmt: skip
-        return change
-
+    job = owner_job(web, agent, number, chosen, now=web.clock())
     try:
-        outcome, change = await _checked(web, number, form, act)
-    except _NoSuchAgent:
+        outcome, change = await _checked(web, number, form, job)
+    except NoSuchAgent:
         return await _show(request, who, status=400, error="desk.no_such_agent")
     if outcome == MISSING or (outcome == DONE and change is None):
         return _not_found(request, who)
@@ -609,6 +572,7 @@ ROUTES = [
     route("/desk/tickets/{number:int}/assign", assign, "POST"),
     route("/desk/tickets/{number:int}/presence", presence, "POST"),
     route("/desk/tickets/{number:int}/raw/{article:int}", raw, "GET"),
+    route("/desk/bulk", agents_only(bulk.act), "POST"),
     route("/desk/tickets/{number:int}/files/{file:int}", download, "GET"),
     route("/desk/registrations", registrations, "GET"),
     route("/desk/registrations/{id:int}/approve", approve, "POST"),

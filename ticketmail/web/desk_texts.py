@@ -201,3 +201,69 @@ DESK_TEXTS.update(
         "desk.presence_typing": ("{name} (schreibt gerade)", "{name} (typing)"),
     }
 )
+# --- bulk actions on the queue (SPEC 9.1, issue 23) -------------------------------------------
+DESK_TEXTS.update(
+    {
+        "desk.bulk_legend": (
+            "Ausgewählte Tickets (höchstens {count})",
+            "Chosen tickets (at most {count})",
+        ),
+        "desk.bulk_column": ("Auswahl", "Choose"),
+        "desk.bulk_pick": ("Ticket {number} auswählen", "Choose ticket {number}"),
+        "desk.bulk_action.assign": ("Zuweisen an", "Assign to"),
+        "desk.bulk_action.status": ("Status setzen", "Set status"),
+        "desk.bulk_action.merge": ("Zusammenführen in", "Merge into"),
+        "desk.bulk_into": ("Ticketnummer", "Ticket number"),
+        "desk.bulk_apply": ("Ausführen", "Apply"),
+        "desk.bulk_changed_one": ("1 Ticket wurde geändert.", "1 ticket was changed."),
+        "desk.bulk_changed": ("{count} Tickets wurden geändert.", "{count} tickets were changed."),
+        "desk.bulk_same_count": (
+            "{count} waren schon so und blieben unverändert.",
+            "{count} already were so and stayed unchanged.",
+        ),
+        "desk.bulk_title": ("Mehrere Tickets", "Several tickets"),
+        "desk.bulk_skipped": (
+            "Diese Tickets haben sich geändert, seit Sie die Liste geladen haben, und wurden "
+            "übersprungen; bitte prüfen Sie sie:",
+            "These tickets changed since you loaded the queue and were skipped; please check them:",
+        ),
+        "desk.bulk_done": ("Geändert:", "Changed:"),
+        "desk.bulk_no_ticket": ("kein Ticket", "no ticket"),
+        "desk.bulk_same": ("Schon so, unverändert:", "Already so, unchanged:"),
+        "desk.bulk_back": ("Zurück zur Liste", "Back to the queue"),
+        "desk.bulk_none": (
+            "Bitte wählen Sie mindestens ein Ticket. Nichts wurde geändert.",
+            "Please choose at least one ticket. Nothing was changed.",
+        ),
+        "desk.bulk_no_action": (
+            "Bitte wählen Sie, was mit den Tickets geschehen soll. Nichts wurde geändert.",
+            "Please choose what to do with the tickets. Nothing was changed.",
+        ),
+        "desk.bulk_unavailable": (
+            "Zusammenführen ist in der Liste noch nicht möglich. Nichts wurde geändert.",
+            "Merging is not available in the queue yet. Nothing was changed.",
+        ),
+        "desk.bulk_no_such_agent": (
+            "Diesen Agenten gibt es nicht. Nichts wurde geändert.",
+            "There is no such agent. Nothing was changed.",
+        ),
+        "desk.bulk_bad_status": (
+            "Bitte wählen Sie einen Status. Nichts wurde geändert.",
+            "Please choose a status. Nothing was changed.",
+        ),
+        "desk.bulk_too_many": (
+            "Höchstens {count} Tickets auf einmal. Nichts wurde geändert.",
+            "At most {count} tickets at once. Nothing was changed.",
+        ),
+        "desk.bulk_not_a_ticket": (
+            "Kein Ticket: {numbers}. Nichts wurde geändert.",
+            "Not a ticket: {numbers}. Nothing was changed.",
+        ),
+        "desk.bulk_unseen": (
+            "Das Formular nannte keinen Stand von Ticket {numbers}. Nichts wurde geändert; "
+            "bitte laden Sie die Liste neu.",
+            "The form named no state of ticket {numbers}. Nothing was changed; please load "
+            "the queue again.",
+        ),
+    }
+)
