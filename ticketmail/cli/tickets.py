@@ -152,6 +152,8 @@ def cmd_ticket_show(config: Config, args: argparse.Namespace) -> int:
         print(f"Created:   {iso_or_none(s.created_at)}   Updated: {iso_or_none(s.updated_at)}")
         if view.previous_number:
             print(f"Follows:   closed ticket {view.previous_number}")
+        if s.merged_into is not None:
+            print(f"Merged:    into ticket {s.merged_into} (read-only; its articles are there)")
         for position, a in enumerate(view.articles, start=1):  # its id is in --json
             flag = " (automatic)" if a.automatic else ""
             when = iso_or_none(a.date) or "no date"
