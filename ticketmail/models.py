@@ -7,6 +7,8 @@ from datetime import date, datetime
 from typing import Literal, get_args
 
 __all__ = [
+    "MERGED",
+    "SETTABLE_STATUSES",
     "STATUSES",
     "Agent",
     "ArticleView",
@@ -23,8 +25,11 @@ __all__ = [
 ]
 
 # A ticket's status (SPEC section 7).
-Status = Literal["new", "open", "answered", "closed"]
+Status = Literal["new", "open", "answered", "closed", "merged"]
 STATUSES: tuple[Status, ...] = get_args(Status)
+# A merge alone makes a ticket 'merged' (SPEC 9.1): no person, mail or form sets it.
+MERGED: Status = "merged"
+SETTABLE_STATUSES: tuple[Status, ...] = tuple(s for s in STATUSES if s != MERGED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,7 @@ class TicketSummary:
     created_at: datetime
     updated_at: datetime
     articles: int
+    merged_into: int | None = None  # status 'merged': the ticket that took its articles
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""The `ticket` commands: list, show, and the support team's status changes and replies."""
+"""The `ticket` commands: list, show, and the support team's status changes, replies and
+merges."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ticketmail.cli._common import (
     parse_day,
     parse_email,
     parse_number,
+    plural,
     print_json,
     print_table,
     with_store,
@@ -29,6 +31,7 @@ from ticketmail.config import Config
 from ticketmail.errors import NotFoundError, RefusedError, UsageError
 from ticketmail.mail.parse import safe_filename
 from ticketmail.models import (
+    SETTABLE_STATUSES,
     STATUSES,
     AttachmentView,
     TicketSummary,
@@ -37,6 +40,7 @@ from ticketmail.models import (
 from ticketmail.outbound.actions import Desk, DeskResult, Origin, message_ids
 from ticketmail.outbound.compose import OutboundFile, Templates
 from ticketmail.storage.blobs import BlobStore
+from ticketmail.storage.merge import merge_ticket, refuse_merged
 from ticketmail.storage.store import Store
 from ticketmail.storage.tickets import ticket_ref
 
@@ -54,6 +58,7 @@ def ticket_json(view: TicketView) -> dict[str, Any]:
         "created_at": iso_or_none(s.created_at),
         "updated_at": iso_or_none(s.updated_at),
         "previous_ticket": str(view.previous_number) if view.previous_number else None,
+        "merged_into": str(s.merged_into) if s.merged_into is not None else None,
         "articles": [
             {
                 "id": a.id,
@@ -147,6 +152,8 @@ def cmd_ticket_show(config: Config, args: argparse.Namespace) -> int:
         print(f"Created:   {iso_or_none(s.created_at)}   Updated: {iso_or_none(s.updated_at)}")
         if view.previous_number:
             print(f"Follows:   closed ticket {view.previous_number}")
+        if s.merged_into is not None:
+            print(f"Merged:    into ticket {s.merged_into} (read-only; its articles are there)")
         for position, a in enumerate(view.articles, start=1):  # its id is in --json
             flag = " (automatic)" if a.automatic else ""
             when = iso_or_none(a.date) or "no date"
@@ -198,6 +205,7 @@ def cmd_ticket_status(config: Config, args: argparse.Namespace) -> int:
             ticket = ticket_ref(conn, number, since=now - RECENT)
             if ticket is None:
                 raise NotFoundError(f"ticket {number} does not exist")
+            refuse_merged(conn, number)
             origin = Origin(actor=config.mail.from_address)
             return desk.change_status(
                 conn, ticket, status=args.status, note=note, origin=origin, now=now
@@ -272,6 +280,7 @@ def cmd_ticket_reply(config: Config, args: argparse.Namespace) -> int:
             ticket = ticket_ref(conn, number, since=now - RECENT)
             if ticket is None:
                 raise NotFoundError(f"ticket {number} does not exist")
+            refuse_merged(conn, number)
             origin = Origin(actor=agent.email, agent_name=agent.name, attachments=views)
             result = desk.reply(
                 conn, ticket, text=text, files=files, status=args.status, origin=origin, now=now
@@ -290,6 +299,31 @@ def cmd_ticket_reply(config: Config, args: argparse.Namespace) -> int:
     return asyncio.run(with_store(config, run))
 
 
+def cmd_ticket_merge(config: Config, args: argparse.Namespace) -> int:
+    """Merge a ticket into another of its institution, as the desk's merge (SPEC 9.1):
+    nobody is mailed."""
+    number = parse_number(args.number, what="ticket number")
+    into = parse_number(args.into, what="ticket number")
+    agent_address = parse_email(args.agent, what="--agent")
+
+    async def run(store: Store) -> int:
+        agent = await store.get_agent(agent_address)
+        if agent is None:
+            raise NotFoundError(f"agent {agent_address} is not registered (ticketmail agent add)")
+        now = now_utc()
+        merged = await store.write(
+            lambda conn: merge_ticket(conn, number, into, by=agent.email, now=now)
+        )
+        print(
+            f"ticket {merged.source} merged into ticket {merged.into}: "
+            f"{plural(merged.articles, 'article')} and {plural(merged.files, 'file')} moved; "
+            "nobody was mailed"
+        )
+        return 0
+
+    return asyncio.run(with_store(config, run))
+
+
 def register(verbs: Verbs) -> None:
     ticket = verbs.group("ticket", "tickets")
     p = verbs.add(ticket, "list", cmd_ticket_list, "list tickets, newest first", listing=True)
@@ -302,7 +336,7 @@ def register(verbs: Verbs) -> None:
     p.add_argument("number")
     p = verbs.add(ticket, "status", cmd_ticket_status, "set the status, tell the customers")
     p.add_argument("number")
-    p.add_argument("status", choices=STATUSES)
+    p.add_argument("status", choices=SETTABLE_STATUSES)
     p.add_argument("--note", metavar="TEXT", help="included in the mail to the customers")
     p = verbs.add(ticket, "reply", cmd_ticket_reply, "answer a ticket as an agent")
     p.add_argument("number")
@@ -312,3 +346,7 @@ def register(verbs: Verbs) -> None:
     p.add_argument("--attach", action="append", metavar="FILE", help="attach a file (repeatable)")
     p.add_argument("--status", choices=("open", "answered", "closed"), default="answered",
                    help="the ticket's status after the reply (default: answered)")  # fmt: skip
+    p = verbs.add(ticket, "merge", cmd_ticket_merge, "merge a ticket into another (desk's merge)")
+    p.add_argument("number")
+    p.add_argument("--into", required=True, metavar="NUMBER")
+    p.add_argument("--agent", required=True, metavar="EMAIL")

@@ -14,7 +14,7 @@ from ticketmail.mail.bounceforms import bounce_sender, is_noreply
 from ticketmail.mail.parse import ParsedMail
 from ticketmail.mail.quoted import extract_reply
 from ticketmail.mail.reports import auto_submitted, recognise_report
-from ticketmail.models import STATUSES, Agent, TicketRef, User
+from ticketmail.models import SETTABLE_STATUSES, Agent, TicketRef, User
 from ticketmail.rules import auto_mail_allowed, format_tag
 
 __all__ = [
@@ -131,7 +131,7 @@ _PRECEDENCE_VALUES = frozenset({"bulk", "junk", "list", "auto_reply"})
 _STATUS_LINE = re.compile(r"#status\b[ \t]*(\S*)[ \t]*", re.IGNORECASE)
 # German words an agent may write instead of the status names.
 _STATUS_WORDS: dict[str, str] = {
-    **{s: s for s in STATUSES},
+    **{s: s for s in SETTABLE_STATUSES},  # never 'merged': a merge alone sets it
     "neu": "new",
     "offen": "open",
     "beantwortet": "answered",

@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 
 from ticketmail.errors import ConfigError
-from ticketmail.models import STATUSES
+from ticketmail.models import SETTABLE_STATUSES
 
 __all__ = [
     "AGENT_TEMPLATE_NAMES",
@@ -216,7 +216,8 @@ class Templates:
         for lang in LANGUAGES:
             for name in (*TEMPLATE_NAMES, *WEB_TEMPLATE_NAMES, *AGENT_TEMPLATE_NAMES):
                 self.render(name, lang=lang, context=sample_context())
-            for status in STATUSES:  # the templates that speak of a status, with each one
+            for status in SETTABLE_STATUSES:  # the templates that speak of a status (never
+                # 'merged': the customer is not mailed about a merge), with each one
                 for name in ("status_changed", "agent_reply"):
                     self.render(name, lang=lang, context=sample_context(status=status))
 

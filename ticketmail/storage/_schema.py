@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 # The customer portal (SPEC 8): mail domains that vouch for an institution's users, login
 # passwords (Argon2id), registrations, single-use tokens (stored hashed), server-side sessions
@@ -281,6 +281,13 @@ CREATE TABLE ticket_history (
 CREATE INDEX ticket_history_ticket ON ticket_history(ticket, version);
 """
 
+# Merge (SPEC 9.1): a merged ticket's `merged_into` names the ticket that took its articles
+# (its status is 'merged'); a later mail naming it lands there.
+MERGE_SCHEMA = """
+ALTER TABLE tickets ADD COLUMN merged_into INTEGER REFERENCES tickets(number);
+CREATE INDEX tickets_merged_into ON tickets(merged_into) WHERE merged_into IS NOT NULL;
+"""
+
 SCHEMA = (
     """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -428,6 +435,7 @@ CREATE TABLE quarantine (
     + TEXTS_SCHEMA
     + PHONE_SCHEMA
     + TEAM_SCHEMA
+    + MERGE_SCHEMA
 )
 
 # What takes a database of version N to N + 1: MIGRATIONS[N - 1]. A new database gets
@@ -456,6 +464,8 @@ CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
     PHONE_SCHEMA,
     # 9 -> 10: ticket versions for the desk's stale-form check, and the ticket history.
     TEAM_SCHEMA,
+    # 10 -> 11: merged tickets name the ticket they were merged into.
+    MERGE_SCHEMA,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1
 

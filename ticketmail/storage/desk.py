@@ -12,15 +12,16 @@ import json
 import math
 import sqlite3
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from ticketmail.errors import NotFoundError
-from ticketmail.models import Customer, HistoryEntry
+from ticketmail.models import MERGED, Customer, HistoryEntry
 from ticketmail.storage import accounts
 from ticketmail.storage._rows import iso
 from ticketmail.storage.accounts import LoginRecord
 from ticketmail.storage.fulltext import Budget, Terms, by_ranges, terms_of
+from ticketmail.storage.merge import refuse_merged
 from ticketmail.storage.records import ArticleRecord
 from ticketmail.storage.tickets import (
     history_of,
@@ -122,7 +123,8 @@ class DeskArticle:
     has_raw: bool
     flags: tuple[str, ...]
     attachments: tuple[DeskFile, ...]
-    version: int = 0  # the ticket's version this article made
+    version: int = 0  # the ticket's version this article made (a merge: the merge's)
+    stored_at: datetime | None = None  # when ticketmail stored it
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,14 +138,23 @@ class DeskTicketPage:
 
     @property
     def timeline(self) -> tuple[DeskArticle | HistoryEntry, ...]:
-        """Articles and history entries in the order they happened (by the version each
-        made; articles from before versions existed first, in their order)."""
+        """Articles and history entries in the order they happened: by when each was
+        stored, then by the version each made (articles a merge brought from another
+        ticket stand by their time among this ticket's)."""
         both: list[DeskArticle | HistoryEntry] = [*self.articles, *self.history]
-        return tuple(sorted(both, key=lambda e: e.version))
+        return tuple(sorted(both, key=_happened))
 
     def since(self, seen: int) -> tuple[DeskArticle | HistoryEntry, ...]:
         """What changed after a page that showed version `seen`."""
         return tuple(e for e in self.timeline if e.version > seen)
+
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+def _happened(entry: DeskArticle | HistoryEntry) -> tuple[datetime, int]:
+    at = entry.at if isinstance(entry, HistoryEntry) else entry.stored_at
+    return at or _EARLIEST, entry.version
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,7 +388,9 @@ def queue(
     if status is not None:
         clause = f"{base} AND t.status = :s"
         params["s"] = status
-    total = sum(n for s, n in counts if status is None or s == status)
+    else:  # merged tickets are no work: only a `status=merged` filter lists them
+        clause = f"{base} AND t.status != '{MERGED}'"
+    total = sum(n for s, n in counts if s == status or (status is None and s != MERGED))
     # The page's numbers first, then their rows: the institution's name is looked up for
     # the page's tickets only, not for every ticket a search found.
     rows = conn.execute(
@@ -434,10 +447,12 @@ def ticket_page(conn: sqlite3.Connection, number: int) -> DeskTicketPage | None:
             flags=tuple(json.loads(a["flags_json"])),
             attachments=tuple(files.get(a["id"], ())),
             version=a["version"],
+            stored_at=_dt(a["created_at"]),
         )
         for a in conn.execute(
             "SELECT id, direction, automatic, sender, to_json, cc_json, subject, date, "
-            "message_id, in_reply_to, body_text, note, raw_sha256, flags_json, version "
+            "message_id, in_reply_to, body_text, note, raw_sha256, flags_json, version, "
+            "created_at "
             "FROM articles "
             "WHERE ticket = ? ORDER BY id",
             (number,),
@@ -459,11 +474,13 @@ def ticket_page(conn: sqlite3.Connection, number: int) -> DeskTicketPage | None:
 def refusal(conn: sqlite3.Connection, number: int, *, seen: int | None, force: bool) -> str | None:
     """Why a desk form made on a page that showed version `seen` of ticket `number` must
     not act (SPEC 9.1): 'missing' (no such ticket), 'stale' (it changed since, or the form
-    named no version), or None. Run it in the write job that acts, so that of two agents
-    racing on one version only the first acts; `force` acts anyway."""
+    named no version), or None; SourceMerged for a merged ticket (read-only). Run it in
+    the write job that acts, so that of two agents racing on one version only the first
+    acts; `force` acts anyway."""
     version = version_of(conn, number)
     if version is None:
         return "missing"
+    refuse_merged(conn, number)  # a merged ticket is read-only: SourceMerged
     if not force and (seen is None or seen < version):
         return "stale"
     return None
@@ -570,7 +587,8 @@ def registration_email(conn: sqlite3.Connection, registration: int) -> str | Non
 
 
 def institutions(conn: sqlite3.Connection) -> tuple[tuple[Customer, int, int], ...]:
-    """Every institution with its number of users and of open (not closed) tickets."""
+    """Every institution with its number of users and of open (not closed or merged)
+    tickets."""
     return tuple(
         (
             Customer(r[0], r[1], _day(r[2]), _day(r[3])),
@@ -581,7 +599,7 @@ def institutions(conn: sqlite3.Connection) -> tuple[tuple[Customer, int, int], .
             "SELECT c.number, c.name, c.support_until, c.trial_until, "
             "(SELECT COUNT(*) FROM users u WHERE u.customer = c.number), "
             "(SELECT COUNT(*) FROM tickets t WHERE t.customer = c.number "
-            " AND t.status != 'closed') FROM customers c ORDER BY c.number"
+            " AND t.status NOT IN ('closed', 'merged')) FROM customers c ORDER BY c.number"
         )
     )
 

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from ticketmail.models import Agent, TicketRef
 from ticketmail.storage._rows import iso, moment, ticket_ref_of, user_of
+from ticketmail.storage.merge import final_number
 from ticketmail.storage.outbox import insert_outbox
 from ticketmail.storage.records import (
     ArticleRecord,
@@ -111,7 +112,9 @@ def mail_facts(
         sender = _sender_of(conn.execute(_SQL_SENDER, params).fetchone())
 
     def ticket(number: int) -> TicketRef | None:
-        row = conn.execute(SQL_TICKET_REF, {"n": number, "since": iso(since)}).fetchone()
+        """The ticket `number`, or the one it was merged into (SPEC 9.1)."""
+        final = final_number(conn, number)
+        row = conn.execute(SQL_TICKET_REF, {"n": final, "since": iso(since)}).fetchone()
         return ticket_ref_of(row)
 
     def ticket_of_message(mid: str) -> TicketRef | None:

@@ -64,7 +64,7 @@ _ORDER = "ORDER BY t.updated_at DESC, t.number DESC"
 def _filters(
     customer: str, status: str | None, requester: str | None
 ) -> tuple[str, dict[str, Any]]:
-    where = ["t.customer = :c"]
+    where = ["t.customer = :c", "t.status != 'merged'"]  # a merged one's articles: its target's
     params: dict[str, Any] = {"c": customer}
     if status is not None:
         where.append("t.status = :s")

@@ -274,6 +274,7 @@ def _summary(r: sqlite3.Row) -> TicketSummary:
         created_at=created,
         updated_at=updated,
         articles=r["narticles"],
+        merged_into=r["merged_into"],
     )
 
 

@@ -16,7 +16,7 @@ from ticketmail.intake.admission import route_policy
 from ticketmail.intake.route import Action, Classification, Decision, Facts, decide
 from ticketmail.mail.msgid import MessageIds
 from ticketmail.mail.parse import ParsedMail
-from ticketmail.models import AttachmentView, Customer, User
+from ticketmail.models import MERGED, AttachmentView, Customer, User
 from ticketmail.outbound.actions import Desk
 from ticketmail.outbound.agents import customer_set_status, customer_wrote
 from ticketmail.rules import auto_mail_allowed
@@ -193,13 +193,16 @@ def set_status(
     now: datetime,
 ) -> str:
     """A customer closes or reopens a ticket of the institution: 'done', 'unchanged',
-    'too_late' (closed longer than tickets.reopen_days: a reply opens a new one) or
-    'not_found'. Kept as an automatic article and in the ticket's history (seen by the
-    support team, not mailed to customers); its owner, else the agents, are told."""
+    'too_late' (closed longer than tickets.reopen_days: a reply opens a new one),
+    'merged' (read-only) or 'not_found'. Kept as an automatic article and in the ticket's
+    history (seen by the support team, not mailed to customers); its owner, else the
+    agents, are told."""
     email, customer = user.email, user.customer.number
     ref = accounts.ticket_ref(conn, number, since=now)
     if ref is None or ref.customer != customer:
         return "not_found"
+    if ref.status == MERGED:  # read-only (SPEC 9.1)
+        return "merged"
     if status == "closed" and ref.status == "closed":
         return "unchanged"
     if status == "open":

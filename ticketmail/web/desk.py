@@ -1,6 +1,6 @@
-"""The support desk's pages (SPEC 9): the queue, a ticket with its answer, note, status and
-owner forms, raw messages and files, pending registrations, institutions, the agent's own
-settings. Only agents reach them; a customer gets 404 on every /desk path."""
+"""The support desk's pages (SPEC 9): the queue, a ticket with its answer, note, status,
+owner and merge forms, raw messages and files, pending registrations, institutions, the
+agent's own settings. Only agents reach them; a customer gets 404 on every /desk path."""
 
 from __future__ import annotations
 
@@ -19,13 +19,14 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from ticketmail.errors import NotFoundError, TicketmailError, UsageError
 from ticketmail.inputs import parse_day, parse_domains
-from ticketmail.models import STATUSES, TicketRef
+from ticketmail.models import MERGED, SETTABLE_STATUSES, STATUSES, TicketRef
 from ticketmail.outbound.actions import DeskResult, Origin
 from ticketmail.outbound.compose import OutboundFile
 from ticketmail.storage import accounts, callers
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage.desk import DeskAgent
 from ticketmail.storage.fulltext import MAX_QUERY
+from ticketmail.storage.merge import MergeRefused, SourceMerged, merge_ticket, merged_into_of
 from ticketmail.storage.tickets import version_of
 from ticketmail.web import bulk, textmodules
 from ticketmail.web.actions import account_mail
@@ -92,7 +93,13 @@ def agents_only(endpoint: AgentEndpoint) -> Callable[[Request], Awaitable[Respon
         who, agent, refused = await _agent(request)
         if refused is not None or agent is None:
             return refused or _not_found(request, who)
-        return await endpoint(request, who, agent)
+        try:
+            return await endpoint(request, who, agent)
+        except SourceMerged as exc:  # a form on a merged ticket (read-only): nothing done
+            log.info("desk_merged_refused", ticket=exc.number, into=exc.into, agent=agent.email,
+                     path=request.url.path)  # fmt: skip
+            return agent_page(request, who, "desk_merged.html", status=409, number=exc.number,
+                              into=exc.into)  # fmt: skip
 
     return guarded
 
@@ -100,7 +107,8 @@ def agents_only(endpoint: AgentEndpoint) -> Callable[[Request], Awaitable[Respon
 def agent_page(
     request: Request, who: Visitor, template: str, /, *, status: int = 200, **values: object
 ) -> Response:
-    return page(request, who, template, status=status, statuses=STATUSES, **values)
+    return page(request, who, template, status=status, statuses=STATUSES,
+                settable=SETTABLE_STATUSES, **values)  # fmt: skip
 
 
 # --- the queue ---------------------------------------------------------------------------------
@@ -190,6 +198,10 @@ async def _show(
     found = await web.reader(desk_db.ticket_page, number)
     if found is None:
         return _not_found(request, who)
+    if found.ticket.status == MERGED:  # read-only: its articles are on the target
+        into = await web.reader(merged_into_of, number, customer=None)
+        if into is not None:
+            return redirect(request, who, f"/desk/tickets/{into}")
     agents = await web.reader(desk_db.list_agents)
     # The answer form's text modules; on a GET with ?text=, the chosen one filled in.
     texts = await textmodules.answer_form(request, who, found.ticket)
@@ -351,7 +363,7 @@ async def change_status(request: Request, who: Visitor, agent: DeskAgent) -> Res
     form = await posted_form(request, who)
     status = str(form.get("status") or "")
     note = str(form.get("note") or "")[:MAX_BODY].replace("\r\n", "\n").strip()
-    if status not in STATUSES:
+    if status not in SETTABLE_STATUSES:
         return await _show(request, who, status=400, error="error.required")
     job = status_job(web, agent, number, status=status, note=note, now=web.clock())
     outcome, result = await _checked(web, number, form, job)
@@ -435,6 +447,43 @@ async def presence(request: Request, who: Visitor, agent: DeskAgent) -> Response
         "line": presence_line(who.t, present),
         "others": [{"name": p.name, "typing": p.typing} for p in present],
     })  # fmt: skip
+
+
+_MERGE_REFUSED = {"self": 400, "institutions": 409, "source_merged": 409, "into_merged": 409}
+
+
+@agents_only
+async def merge(request: Request, who: Visitor, agent: DeskAgent) -> Response:
+    """This ticket merged into the one named by `into` (SPEC 9.1): 303 to the target."""
+    web = _web(request)
+    number: int = request.path_params["number"]
+    form = await posted_form(request, who)
+    typed = str(form.get("into") or "").strip().lstrip("#")[:20]
+    into = int(typed) if typed.isascii() and typed.isdigit() and len(typed) < 12 else None
+    kept = Kept("merge", choice=typed)
+    if into is None:
+        return await _show(request, who, status=400, error="desk.merge_no_number", kept=kept)
+    now = web.clock()
+    email = agent.email
+    try:
+        outcome, merged = await _checked(
+            web, number, form,
+            lambda conn: merge_ticket(conn, number, into, by=email, now=now),
+        )  # fmt: skip
+    except MergeRefused as exc:
+        log.info("desk_merge_refused", ticket=number, into=into, agent=email, reason=exc.reason)
+        return await _show(request, who, status=_MERGE_REFUSED[exc.reason],
+                           error=f"desk.merge_{exc.reason}", kept=kept)  # fmt: skip
+    except NotFoundError:  # `into` names no ticket (this one was found: it is checked first)
+        log.info("desk_merge_refused", ticket=number, into=into, agent=email, reason="missing")
+        return await _show(request, who, status=400, error="desk.merge_missing", kept=kept)
+    if outcome == MISSING:
+        return _not_found(request, who)
+    if outcome == STALE or merged is None:
+        return await _stale(request, who, agent, form, kept)
+    log.info("desk_merge", ticket=number, into=into, agent=email, articles=merged.articles,
+             files=merged.files)  # fmt: skip
+    return redirect(request, who, f"/desk/tickets/{into}")
 
 
 # --- registrations -----------------------------------------------------------------------------
@@ -571,6 +620,7 @@ ROUTES = [
     route("/desk/tickets/{number:int}/status", change_status, "POST"),
     route("/desk/tickets/{number:int}/assign", assign, "POST"),
     route("/desk/tickets/{number:int}/presence", presence, "POST"),
+    route("/desk/tickets/{number:int}/merge", merge, "POST"),
     route("/desk/tickets/{number:int}/raw/{article:int}", raw, "GET"),
     route("/desk/bulk", agents_only(bulk.act), "POST"),
     route("/desk/tickets/{number:int}/files/{file:int}", download, "GET"),

@@ -267,3 +267,56 @@ DESK_TEXTS.update(
         ),
     }
 )
+# --- merge (SPEC 9.1, issue 23) ----------------------------------------------------------------
+DESK_TEXTS.update(
+    {
+        "status.merged": ("zusammengeführt", "merged"),
+        "desk.merge": ("Zusammenführen", "Merge"),
+        "desk.merge_hint": (
+            "Führt dieses Ticket in ein anderes Ticket derselben Einrichtung zusammen: seine "
+            "Nachrichten und Dateien stehen dann dort, dieses Ticket ist danach nur noch lesbar. "
+            "Der Kunde bekommt darüber keine Mail.",
+            "Merges this ticket into another ticket of the same institution: its messages and "
+            "files then stand there, and this ticket is read-only from then on. The customer "
+            "gets no mail about it.",
+        ),
+        "desk.merge_into": ("In Ticket Nummer", "Into ticket number"),
+        "desk.merge_submit": ("Zusammenführen", "Merge"),
+        "desk.merge_no_number": (
+            "Bitte geben Sie die Nummer des Tickets an, in das zusammengeführt werden soll. "
+            "Nichts wurde geändert.",
+            "Please give the number of the ticket to merge into. Nothing was changed.",
+        ),
+        "desk.merge_missing": (
+            "Ein Ticket mit dieser Nummer gibt es nicht. Nichts wurde geändert.",
+            "There is no ticket with that number. Nothing was changed.",
+        ),
+        "desk.merge_self": (
+            "Ein Ticket kann nicht in sich selbst zusammengeführt werden. Nichts wurde geändert.",
+            "A ticket cannot be merged into itself. Nothing was changed.",
+        ),
+        "desk.merge_institutions": (
+            "Die beiden Tickets gehören zu verschiedenen Einrichtungen; solche Tickets werden "
+            "nie zusammengeführt. Nichts wurde geändert.",
+            "The two tickets belong to different institutions; such tickets are never merged. "
+            "Nothing was changed.",
+        ),
+        "desk.merge_into_merged": (
+            "Das Ziel wurde selbst schon in ein anderes Ticket zusammengeführt; führen Sie in "
+            "jenes zusammen. Nichts wurde geändert.",
+            "The target was itself merged into another ticket; merge into that one. Nothing "
+            "was changed.",
+        ),
+        "desk.merge_source_merged": (
+            "Dieses Ticket wurde schon zusammengeführt. Nichts wurde geändert.",
+            "This ticket was merged already. Nothing was changed.",
+        ),
+        "desk.merged_title": ("Ticket zusammengeführt", "Ticket merged"),
+        "desk.merged_source": (
+            "Dieses Ticket wurde in ein anderes zusammengeführt und ist nur noch lesbar. Nichts "
+            "wurde ausgeführt; was Sie eingegeben haben, bitte im Ticket unten erneut senden.",
+            "This ticket was merged into another one and is read-only. Nothing was done; "
+            "please send what you typed again on the ticket below.",
+        ),
+    }
+)

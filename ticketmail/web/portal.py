@@ -17,10 +17,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from ticketmail.mail.parse import safe_filename
-from ticketmail.models import STATUSES, AttachmentView, User
+from ticketmail.models import MERGED, SETTABLE_STATUSES, AttachmentView, User
 from ticketmail.storage import accounts, portal_list
 from ticketmail.storage.accounts import Identity, WebTicketPage
 from ticketmail.storage.fulltext import MAX_QUERY
+from ticketmail.storage.merge import merged_into_of
 from ticketmail.storage.portal_list import TicketList
 from ticketmail.web.actions import Posted, post_article, set_status
 from ticketmail.web.base import (
@@ -87,7 +88,7 @@ def _limits(web: Web, who: Visitor) -> dict[str, str | int]:
 
 async def tickets(request: Request) -> Response:
     query = request.query_params
-    status = query.get("status") if query.get("status") in STATUSES else None
+    status = query.get("status") if query.get("status") in SETTABLE_STATUSES else None
     q = (query.get("q") or "")[:MAX_QUERY].strip()
     mine = query.get("mine") == "1"
     try:
@@ -131,7 +132,8 @@ async def tickets(request: Request) -> Response:
 
     return page(
         request, who, "tickets.html", tickets=listed.tickets, total=listed.total, page=number,
-        pages=pages, chosen=status or "", q=q, mine=mine, statuses=STATUSES, cut=listed.cut,
+        pages=pages, chosen=status or "", q=q, mine=mine, statuses=SETTABLE_STATUSES,
+        cut=listed.cut,
         previous_link=link(number - 1) if number > 1 else None,
         next_link=link(number + 1) if number < pages else None,
         supported=_supported(web, who.me),
@@ -151,7 +153,20 @@ async def show(request: Request) -> Response:
         return gate
     if found is None:
         return not_found(request, who)
+    if found.ticket.status == MERGED:
+        return await _to_target(request, who, number)
     return await _show(request, who, status=200, error=None, found=found)
+
+
+async def _to_target(request: Request, who: Visitor, number: int) -> Response:
+    """A merged ticket of the visitor's institution: 303 to the ticket it was merged into
+    (SPEC 9.1), doing nothing else."""
+    assert who.me is not None
+    into = await _web(request).reader(merged_into_of, number, customer=who.me.customer.number)
+    if into is None:
+        return not_found(request, who)
+    log.info("web_merged_redirect", ticket=number, into=into, by=who.me.email)
+    return redirect(request, who, f"/tickets/{into}")
 
 
 async def _show(
@@ -320,6 +335,8 @@ async def reply(request: Request) -> Response:
     ref = await web.reader(accounts.ticket_page, who.me.customer.number, number)
     if ref is None:
         return not_found(request, who)
+    if ref.ticket.status == MERGED:  # read-only: nothing is posted on it
+        return await _to_target(request, who, number)
     body = _text(str(form.get("body") or ""))
     if not _supported(web, who.me):
         return await _show(request, who, status=403, error=None)
@@ -360,6 +377,8 @@ async def _status(request: Request, status: str) -> Response:
     )  # fmt: skip
     if outcome == "not_found":
         return not_found(request, who)
+    if outcome == "merged":
+        return await _to_target(request, who, number)
     if outcome == "too_late":
         return await _show(request, who, status=409, error="ticket.reopen_too_late")
     if outcome == "done":
