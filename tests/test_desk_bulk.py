@@ -10,10 +10,10 @@ import re
 import httpx
 import pytest
 from conftest import Env, eventually, make_mail, queued_in_outbox
-from desk_support import settle
+from desk_support import other_institution, settle
 from test_desk import MAX, MIA, agent_client
 from test_desk_rules import desk_env
-from web_support import ANNA, BEN, Client, logged_in, text_of
+from web_support import ANNA, BEN, CARL, Client, logged_in, text_of
 
 from ticketmail.web.bulk import MAX_TICKETS
 
@@ -173,7 +173,10 @@ BAD = (
     ({"action": "assign", "agent": ""}, "Please choose at least one ticket."),
     ({"tickets": ["100001"], "action": "explode"}, "Please choose what to do with the tickets."),
     ({"tickets": ["100001"], "into": "100002"}, "Please choose what to do with the tickets."),
-    ({"tickets": ["100001"], "action": "merge", "into": "100002"}, "Merging is not available"),
+    ({"tickets": ["100001"], "action": "merge", "into": "", "seen_100001": "1"},
+     "Please give the number of the ticket"),
+    ({"tickets": ["100001"], "action": "merge", "into": "999999", "seen_100001": "1"},
+     "There is no ticket with that number."),
     ({"tickets": ["100001"], "action": "assign", "agent": "x@y.example", "seen_100001": "1"},
      "There is no such agent."),
     ({"tickets": ["100001"], "action": "status", "status": "merged", "seen_100001": "1"},
@@ -187,13 +190,11 @@ BAD = (
 
 
 async def test_bad_input_gets_a_clear_line_and_changes_nothing(env_factory, sink) -> None:  # type: ignore[no-untyped-def]
-    """No ticket, an unknown or unavailable action (merge), an unknown agent, a bad status,
+    """No ticket, an unknown action, a merge without a target, an unknown agent, a bad status,
     a missing seen_, a number that is no ticket and too many tickets each answer 400 with a
     line saying why (in the agent's language), and change nothing."""
     env = await three_tickets(env_factory, sink)
     max_c = await agent_client(env, MAX)
-    page = await max_c.get("/desk")
-    assert 'value="merge"' not in page.text  # not offered until merge is plugged in
     seen = await queue_seen(max_c)
     for fields, line in BAD:
         given = {k: v for k, v in fields.items() if not k.startswith("seen_")}
@@ -214,3 +215,38 @@ async def test_bad_input_gets_a_clear_line_and_changes_nothing(env_factory, sink
         found = await shown(env, number)
         assert (found["status"], history(found)) == ("new", [])
     await settle(env, 9)
+
+
+async def test_bulk_merge_merges_the_ticked_tickets_into_one_and_never_across_institutions(
+    env_factory, sink
+) -> None:  # type: ignore[no-untyped-def]
+    """Bulk merge of 100002 and 100003 into 100001 (ticked too: it stays as it is) merges
+    each with its own history and mails nobody; a ticket of another institution among the
+    ticked ones refuses the whole action with 409, and nothing is merged."""
+    env = await three_tickets(env_factory, sink)
+    await other_institution(env)
+    other = make_mail(CARL, "Frage 4", "Hallo.\n", message_id="<q4@realschule.example>")
+    assert await env.send(other) == (250, "2.0.0 Ok: ticket 100004")
+    count = len(await settle(env, 12))
+    max_c = await agent_client(env, MAX)
+    seen = await queue_seen(max_c)
+    assert 'value="merge"' in (await max_c.get("/desk")).text
+    across = ("100002", "100004")
+    fields = {"tickets": list(across), "action": "merge", "into": "100001"}
+    refused = await bulk(max_c, {**fields, **with_seen(seen, across)})
+    assert refused.status_code == 409
+    assert "different institutions" in text_of(refused)
+    for number in ("100002", "100004"):
+        assert (await shown(env, number))["status"] == "new"
+    fields = {"tickets": list(TICKETS), "action": "merge", "into": "100001"}
+    done = await bulk(max_c, {**fields, **with_seen(seen)})
+    assert done.status_code == 303, done.text
+    assert done.headers["location"] == "/desk?changed=2&same=1"
+    for number in ("100002", "100003"):
+        found = await shown(env, number)
+        assert (found["status"], found["merged_into"]) == ("merged", "100001")
+        assert history(found) == [("merge", "100001", MAX)]
+    target = await shown(env, "100001")
+    assert [h[0] for h in history(target)] == ["merge", "merge"]
+    assert len(target["articles"]) == 3  # type: ignore[arg-type]
+    assert len(await settle(env, count)) == count  # the customers are not mailed

@@ -3,8 +3,7 @@ the queue, each ticket checked against the version the queue showed (`seen_{numb
 the write job that changes it. Only agents reach it; the route is listed in web/desk.py.
 
 The actions are a table (`ACTIONS`): an action reads its own fields and gives what it does
-to one ticket; the queue's chooser offers every action of the table. `merge` is in SPEC 9.1
-but not in the table yet: it is answered "not available"."""
+to one ticket; the queue's chooser offers every action of the table."""
 
 from __future__ import annotations
 
@@ -19,9 +18,11 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ticketmail.models import STATUSES
+from ticketmail.errors import NotFoundError
+from ticketmail.models import SETTABLE_STATUSES
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage.desk import DeskAgent
+from ticketmail.storage.merge import MergeRefused, merge_ticket
 from ticketmail.web.base import Visitor, Web, page, posted_form, redirect
 from ticketmail.web.changes import NoSuchAgent, owner_job, status_job
 
@@ -36,11 +37,13 @@ _QUEUE_KEYS = ("status", "customer", "assignee", "q", "page")  # the queue's own
 
 
 class Bad(Exception):
-    """Bad input: nothing was changed; `key` is the catalogue line saying why."""
+    """Bad input: nothing was changed; `key` is the catalogue line saying why, `status` the
+    answer's (400; 409 for a merge across institutions, SPEC 9.1)."""
 
-    def __init__(self, key: str, **values: object) -> None:
+    def __init__(self, key: str, *, status: int = 400, **values: object) -> None:
         super().__init__(key)
         self.key = key
+        self.status = status
         self.values = values
 
 
@@ -75,7 +78,7 @@ async def _status(web: Web, agent: DeskAgent, form: FormData, now: datetime) -> 
     """`status`: set as the ticket's status form does (without a note): each customer of a
     changed ticket is mailed once."""
     status = str(form.get("status") or "")
-    if status not in STATUSES:
+    if status not in SETTABLE_STATUSES:
         raise Bad("desk.bulk_bad_status")
 
     def one(conn: sqlite3.Connection, number: int) -> Change:
@@ -85,9 +88,30 @@ async def _status(web: Web, agent: DeskAgent, form: FormData, now: datetime) -> 
     return one
 
 
-# Merge plugs in here with one entry ("merge": an Action reading `into`); the chooser then
-# offers it.
-ACTIONS: Mapping[str, Action] = {"assign": _assign, "status": _status}
+async def _merge(web: Web, agent: DeskAgent, form: FormData, now: datetime) -> TicketAct:
+    """`into`: every ticked ticket merged into that one, as its own merge form would; the
+    target itself, if ticked, stays as it is. One refusal (two institutions, a merged
+    target or source) refuses the whole action: nothing is merged."""
+    into = _number(str(form.get("into") or "").lstrip("#"))
+    if into is None:
+        raise Bad("desk.merge_no_number")
+
+    def one(conn: sqlite3.Connection, number: int) -> Change:
+        if number == into:
+            return Change(False)
+        try:
+            merge_ticket(conn, number, into, by=agent.email, now=now)
+        except MergeRefused as exc:
+            status = 409 if exc.reason == "institutions" else 400
+            raise Bad(f"desk.merge_{exc.reason}", status=status) from exc
+        except NotFoundError as exc:
+            raise Bad("desk.merge_missing") from exc
+        return Change(True)
+
+    return one
+
+
+ACTIONS: Mapping[str, Action] = {"assign": _assign, "status": _status, "merge": _merge}
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +221,7 @@ async def _refuse(
     request: Request, who: Visitor, agent: DeskAgent, back: str, name: str, bad: Bad
 ) -> Response:
     log.info("desk_bulk_refused", action=name[:20], agent=agent.email, reason=bad.key)
-    return _page(request, who, status=400, back=back, error=bad)
+    return _page(request, who, status=bad.status, back=back, error=bad)
 
 
 @dataclass(frozen=True, slots=True)
