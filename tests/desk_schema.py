@@ -1,14 +1,28 @@
 """Take a new database back to before the desk (schema 3), or to before schema 5 to
-10, for
+11, for
 the migration tests; and store an article the way the tests of those schemas need."""
 
 from __future__ import annotations
 
 import sqlite3
 
-from ticketmail.storage._schema import DESK_SCHEMA, QUEUE_SCHEMA
+from ticketmail.storage._schema import DESK_SCHEMA, GRAMS_SCHEMA, QUEUE_SCHEMA
 
 NOW = "2026-11-22T10:00:00+00:00"
+
+# What schema 11 changed: the trigram index without the institution's column, the stale
+# texts without their institution, schema 7's article triggers; both indexes emptied and
+# every article waiting to be indexed, as schema 7's migration left them (the trigram rows
+# of schema 11 go with its table).
+UNDO_11 = """
+DROP TRIGGER tickets_grams_customer;
+DROP TABLE article_grams;
+CREATE VIRTUAL TABLE article_grams USING fts5(
+    subject, people, body, content='', tokenize='trigram'
+);
+DELETE FROM search_stale;
+ALTER TABLE search_stale DROP COLUMN customer;
+""" + GRAMS_SCHEMA[GRAMS_SCHEMA.index("DROP TRIGGER articles_search_delete") :]
 
 # What schema 10 added: ticket versions and the ticket history.
 DROP_TEAM = """
@@ -64,7 +78,8 @@ DROP TRIGGER articles_search_update;
 """
 
 UNDO_DESK = (
-    DROP_TEAM
+    UNDO_11
+    + DROP_TEAM
     + DROP_PHONE
     + DROP_TEXTS
     + UNDO_7
@@ -101,7 +116,8 @@ def undo_desk_schema(conn: sqlite3.Connection) -> None:
 def undo_schema_6(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 5 had (its backlog indexed first)."""
     conn.executescript(
-        INDEX_BACKLOG
+        UNDO_11
+        + INDEX_BACKLOG
         + CLEAR_BACKLOG
         + DROP_TEAM
         + DROP_PHONE
@@ -115,7 +131,8 @@ def undo_schema_6(conn: sqlite3.Connection) -> None:
 def undo_schema_5(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 4 had (its backlog indexed first)."""
     conn.executescript(
-        INDEX_BACKLOG
+        UNDO_11
+        + INDEX_BACKLOG
         + DROP_TEAM
         + DROP_PHONE
         + DROP_TEXTS
@@ -130,7 +147,8 @@ def undo_schema_5(conn: sqlite3.Connection) -> None:
 def undo_schema_7(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 6 had (its backlog indexed first)."""
     conn.executescript(
-        INDEX_BACKLOG
+        UNDO_11
+        + INDEX_BACKLOG
         + CLEAR_BACKLOG
         + DROP_TEAM
         + DROP_PHONE
@@ -154,14 +172,20 @@ def insert_article(
 
 def undo_schema_8(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 7 had (before the text modules)."""
-    conn.executescript(DROP_TEAM + DROP_PHONE + DROP_TEXTS + "PRAGMA user_version = 7;")
+    conn.executescript(UNDO_11 + DROP_TEAM + DROP_PHONE + DROP_TEXTS + "PRAGMA user_version = 7;")
 
 
 def undo_schema_9(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 8 had (before the phone numbers)."""
-    conn.executescript(DROP_TEAM + DROP_PHONE + "PRAGMA user_version = 8;")
+    conn.executescript(UNDO_11 + DROP_TEAM + DROP_PHONE + "PRAGMA user_version = 8;")
 
 
 def undo_schema_10(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 9 had (before ticket versions)."""
-    conn.executescript(DROP_TEAM + "PRAGMA user_version = 9;")
+    conn.executescript(UNDO_11 + DROP_TEAM + "PRAGMA user_version = 9;")
+
+
+def undo_schema_11(conn: sqlite3.Connection) -> None:
+    """A new database's schema back to what version 10 had (the trigram index without
+    institutions; every article waits in the backlog, as schema 10's migration left it)."""
+    conn.executescript(UNDO_11 + "PRAGMA user_version = 10;")

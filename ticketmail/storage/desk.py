@@ -273,10 +273,11 @@ def notifications_about(
 SEARCH_BOUND = 2000
 
 
-def _index_terms(terms: Terms, params: dict[str, Any]) -> tuple[str, str]:
-    """(the index a search reads, SQL true for its row `p` when it holds every term); their
+def _index_terms(terms: Terms, customer: str | None, params: dict[str, Any]) -> tuple[str, str]:
+    """(the index a search reads, SQL true for its row `p` when it holds every term; with
+    `customer`, only that institution's part of the trigram index is read); their
     parameters go into `params`, the index's MATCH as :m."""
-    params["m"] = terms.grams_match("{subject people body}")
+    params["m"] = terms.grams_match("{subject people body}", customer or None)
     params["wm"] = terms.words_match("{subject sender to_json body_text}")
     if not terms.grams:
         params["m"] = params["wm"]
@@ -306,7 +307,7 @@ def _found(
     terms = terms_of(q)
     if not terms:
         return found, False
-    table, holds = _index_terms(terms, params)
+    table, holds = _index_terms(terms, customer, params)
     newest = f"SELECT p.rowid FROM {table} p WHERE {holds} ORDER BY p.rowid DESC LIMIT :bound"  # noqa: S608 - fixed fragments
     params["bound"] = SEARCH_BOUND + 1
     counted = budget.one(conn, f"SELECT COUNT(*) FROM ({newest})", params)  # noqa: S608 - fixed fragments
