@@ -308,6 +308,13 @@ def _found(
     if not terms:
         return found, False
     table, holds = _index_terms(terms, customer, params)
+    if customer:  # all of one institution's (its part of the index): by ranges, newest first
+        select = (
+            f"SELECT json_group_array(DISTINCT a.ticket) FROM {table} p "  # noqa: S608 - fixed fragments
+            "JOIN articles a ON a.id = p.rowid JOIN tickets i ON i.number = a.ticket "
+            f"WHERE {holds} AND p.rowid BETWEEN :low AND :high AND i.customer = :c"
+        )
+        return found + by_ranges(conn, select, params, budget), False
     newest = f"SELECT p.rowid FROM {table} p WHERE {holds} ORDER BY p.rowid DESC LIMIT :bound"  # noqa: S608 - fixed fragments
     params["bound"] = SEARCH_BOUND + 1
     counted = budget.one(conn, f"SELECT COUNT(*) FROM ({newest})", params)  # noqa: S608 - fixed fragments
@@ -315,13 +322,6 @@ def _found(
         return found, False
     hits = int(str(counted[0]))
     params["bound"] = SEARCH_BOUND
-    if hits > SEARCH_BOUND and customer:  # all of one institution's: by ranges, newest first
-        select = (
-            f"SELECT json_group_array(DISTINCT a.ticket) FROM {table} p "  # noqa: S608 - fixed fragments
-            "JOIN articles a ON a.id = p.rowid JOIN tickets i ON i.number = a.ticket "
-            f"WHERE {holds} AND p.rowid BETWEEN :low AND :high AND i.customer = :c"
-        )
-        return found + by_ranges(conn, select, params, budget), False
     # The newest matching articles (all of them, unless there are too many), as one row (a
     # JSON array), not a row per ticket: each row would hand the GIL back and forth with
     # the event loop.

@@ -14,7 +14,7 @@ article. So each row also holds its institution as one trigram of its own in the
 the customer number; no typed word holds such characters), and a search within one
 institution ANDs it to the words: FTS5 then steps through the words' postings only where
 the institution's postings are, instead of reading every article's (a common word in one
-institution of 100: 6 ms instead of 50, bench/README.md). The SQL still binds every search
+institution of 100: 9 ms instead of 179, bench/README.md). The SQL still binds every search
 to the institution's tickets: two institutions sharing a token would cost time, not leak.
 
 `Budget` ends a search's SQL at its deadline (a progress handler): a statement cut short
