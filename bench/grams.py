@@ -318,7 +318,8 @@ def sizes(layout: str, n: int) -> dict[str, Any]:
         if layout in ("A1", "A2"):
             conn.executemany(
                 "INSERT INTO article_grams(rowid, subject, people, body) VALUES (?, ?, ?, ?)",
-                [(r[0], *gram_columns(r[2], r[3], "[]", r[4])) for r in batch],
+                # schema 6's three columns (schema 11 adds the institution's token)
+                [(r[0], *gram_columns(r[2], r[3], "[]", r[4], "")[:3]) for r in batch],
             )
         elif layout == "B":
             conn.executemany(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from ticketmail.storage._schema import DESK_SCHEMA, QUEUE_SCHEMA
+from ticketmail.storage._schema import DESK_SCHEMA, GRAMS_SCHEMA, QUEUE_SCHEMA
 
 NOW = "2026-11-22T10:00:00+00:00"
 
@@ -14,6 +14,20 @@ DROP_MERGE = """
 DROP INDEX tickets_merged_into;
 ALTER TABLE tickets DROP COLUMN merged_into;
 """
+
+# What schema 12 changed: the trigram index without the institution's column, the stale
+# texts without their institution, schema 7's article triggers; both indexes emptied and
+# every article waiting to be indexed, as schema 7's migration left them (the trigram rows
+# of schema 11 go with its table).
+UNDO_GRAMS = """
+DROP TRIGGER tickets_grams_customer;
+DROP TABLE article_grams;
+CREATE VIRTUAL TABLE article_grams USING fts5(
+    subject, people, body, content='', tokenize='trigram'
+);
+DELETE FROM search_stale;
+ALTER TABLE search_stale DROP COLUMN customer;
+""" + GRAMS_SCHEMA[GRAMS_SCHEMA.index("DROP TRIGGER articles_search_delete") :]
 
 # What schema 10 added: ticket versions and the ticket history.
 DROP_TEAM = """
@@ -69,7 +83,8 @@ DROP TRIGGER articles_search_update;
 """
 
 UNDO_DESK = (
-    DROP_MERGE
+    UNDO_GRAMS
+    + DROP_MERGE
     + DROP_TEAM
     + DROP_PHONE
     + DROP_TEXTS
@@ -107,7 +122,8 @@ def undo_desk_schema(conn: sqlite3.Connection) -> None:
 def undo_schema_6(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 5 had (its backlog indexed first)."""
     conn.executescript(
-        INDEX_BACKLOG
+        UNDO_GRAMS
+        + INDEX_BACKLOG
         + CLEAR_BACKLOG
         + DROP_MERGE
         + DROP_TEAM
@@ -122,7 +138,8 @@ def undo_schema_6(conn: sqlite3.Connection) -> None:
 def undo_schema_5(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 4 had (its backlog indexed first)."""
     conn.executescript(
-        INDEX_BACKLOG
+        UNDO_GRAMS
+        + INDEX_BACKLOG
         + DROP_MERGE
         + DROP_TEAM
         + DROP_PHONE
@@ -138,7 +155,8 @@ def undo_schema_5(conn: sqlite3.Connection) -> None:
 def undo_schema_7(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 6 had (its backlog indexed first)."""
     conn.executescript(
-        INDEX_BACKLOG
+        UNDO_GRAMS
+        + INDEX_BACKLOG
         + CLEAR_BACKLOG
         + DROP_MERGE
         + DROP_TEAM
@@ -164,20 +182,28 @@ def insert_article(
 def undo_schema_8(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 7 had (before the text modules)."""
     conn.executescript(
-        DROP_MERGE + DROP_TEAM + DROP_PHONE + DROP_TEXTS + "PRAGMA user_version = 7;"
+        UNDO_GRAMS + DROP_MERGE + DROP_TEAM + DROP_PHONE + DROP_TEXTS + "PRAGMA user_version = 7;"
     )
 
 
 def undo_schema_9(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 8 had (before the phone numbers)."""
-    conn.executescript(DROP_MERGE + DROP_TEAM + DROP_PHONE + "PRAGMA user_version = 8;")
+    conn.executescript(
+        UNDO_GRAMS + DROP_MERGE + DROP_TEAM + DROP_PHONE + "PRAGMA user_version = 8;"
+    )
 
 
 def undo_schema_10(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 9 had (before ticket versions)."""
-    conn.executescript(DROP_MERGE + DROP_TEAM + "PRAGMA user_version = 9;")
+    conn.executescript(UNDO_GRAMS + DROP_MERGE + DROP_TEAM + "PRAGMA user_version = 9;")
 
 
 def undo_schema_11(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 10 had (before merged tickets)."""
-    conn.executescript(DROP_MERGE + "PRAGMA user_version = 10;")
+    conn.executescript(UNDO_GRAMS + DROP_MERGE + "PRAGMA user_version = 10;")
+
+
+def undo_schema_12(conn: sqlite3.Connection) -> None:
+    """A new database's schema back to what version 11 had (the trigram index without
+    institutions; every article waits in the backlog, as schema 11's migration left it)."""
+    conn.executescript(UNDO_GRAMS + "PRAGMA user_version = 11;")

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 from conftest import eventually, make_mail
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_desk import agent_client, first_ticket, queued_numbers, web_env
 
 from ticketmail.storage import search
 from ticketmail.storage._schema import migrate
+from ticketmail.storage.fulltext import institution_token
 from ticketmail.storage.paths import DB_NAME
 
 pytestmark = pytest.mark.web
@@ -54,6 +55,8 @@ _OPS = st.lists(
         st.tuples(st.just("note"), st.integers(0, 30)),  # a column not indexed
         st.tuples(st.just("delete"), st.integers(0, 30)),
         st.tuples(st.just("index"), st.integers(0, 0)),  # a batch, as the indexer would
+        st.tuples(st.just("move"), st.integers(0, 30)),  # to the other ticket
+        st.tuples(st.just("regroup"), st.integers(0, 0)),  # ticket 100002 to the other school
     ),
     max_size=40,
 )
@@ -61,24 +64,31 @@ _OPS = st.lists(
 
 @settings(max_examples=60, deadline=None)
 @given(ops=_OPS, batch=st.integers(1, 4))
+@example(ops=[("insert", 0), ("index", 0), ("move", 0)], batch=1)
+@example(ops=[("insert", 0), ("move", 0), ("index", 0), ("regroup", 0)], batch=1)
 def test_the_index_ends_up_exactly_the_articles_whatever_happens(
     ops: list[tuple[str, int]], batch: int
 ) -> None:
-    """Articles stored, changed, deleted, some indexed between, others while waiting: once
+    """Articles stored, changed, moved (to another ticket, with their ticket to another
+    institution), deleted, some indexed between, others while waiting: once
     the backlog is indexed, the index passes FTS5's integrity check against the articles,
     each article's word finds exactly it, and a deleted or replaced word finds nothing; in
-    the trigram index too (a part of the word, folded), old texts taken out."""
+    the trigram index too (a part of the word, folded), old texts taken out, each article
+    under its institution's token only."""
     with tempfile.TemporaryDirectory() as tmp:
         conn = sqlite3.connect(Path(tmp) / DB_NAME, isolation_level=None)
         try:
             migrate(conn)
-            conn.execute(
-                "INSERT INTO customers(number, name, created_at) VALUES ('10042', 'G', ?)", (NOW,)
-            )
+            for number in ("10042", "20001"):
+                conn.execute(
+                    "INSERT INTO customers(number, name, created_at) VALUES (?, 'G', ?)",
+                    (number, NOW),
+                )
             conn.execute(
                 "INSERT INTO tickets(number, customer, requester, subject, status, created_at, "
-                "updated_at) VALUES (100001, '10042', 'a@b.example', 'x', 'new', ?, ?)",
-                (NOW, NOW),
+                "updated_at) VALUES (100001, '10042', 'a@b.example', 'x', 'new', ?, ?), "
+                "(100002, '20001', 'a@b.example', 'x', 'new', ?, ?)",
+                (NOW, NOW, NOW, NOW),
             )
             words: dict[int, str] = {}  # article id -> its word now
             gone: set[str] = set()
@@ -102,6 +112,11 @@ def test_the_index_ends_up_exactly_the_articles_whatever_happens(
                         words[cur.lastrowid] = word
                     elif op == "index":
                         search.index_some(conn)
+                    elif op == "regroup":
+                        conn.execute(
+                            "UPDATE tickets SET customer = CASE customer WHEN '10042' THEN "
+                            "'20001' ELSE '10042' END WHERE number = 100002"
+                        )
                     elif ids:
                         article = ids[n % len(ids)]
                         if op == "change":
@@ -110,6 +125,11 @@ def test_the_index_ends_up_exactly_the_articles_whatever_happens(
                             words[article] = f"Wört{counter}x"
                             conn.execute("UPDATE articles SET body_text = ? WHERE id = ?",
                                          (words[article], article))  # fmt: skip
+                        elif op == "move":
+                            conn.execute(
+                                "UPDATE articles SET ticket = 200003 - ticket WHERE id = ?",
+                                (article,),
+                            )
                         elif op == "note":
                             conn.execute("UPDATE articles SET note = 'n' WHERE id = ?", (article,))
                         else:
@@ -127,6 +147,12 @@ def test_the_index_ends_up_exactly_the_articles_whatever_happens(
             for word in gone - set(words.values()):
                 assert _found(conn, word) == []
                 assert _found_part(conn, word.casefold().replace("ö", "o")[1:]) == []
+            for customer in ("10042", "20001"):  # each article under its school's token only
+                theirs = [r[0] for r in conn.execute(
+                    "SELECT a.id FROM articles a JOIN tickets t ON t.number = a.ticket "
+                    "WHERE t.customer = ? ORDER BY a.id", (customer,)
+                )]  # fmt: skip
+                assert _found_part(conn, institution_token(customer)) == theirs
             assert conn.execute("SELECT COUNT(*) FROM search_stale").fetchone()[0] == 0
             assert search.waiting(conn) == 0
         finally:

@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 # The customer portal (SPEC 8): mail domains that vouch for an institution's users, login
 # passwords (Argon2id), registrations, single-use tokens (stored hashed), server-side sessions
@@ -288,6 +288,62 @@ ALTER TABLE tickets ADD COLUMN merged_into INTEGER REFERENCES tickets(number);
 CREATE INDEX tickets_merged_into ON tickets(merged_into) WHERE merged_into IS NOT NULL;
 """
 
+# The trigram index by institution (SPEC 8.4): each row of `article_grams` also holds its
+# article's institution as one trigram in the column `customer` (storage/fulltext.py:
+# institution_token), so that a search within one institution reads the postings of that
+# institution's articles, not of every article. A contentless index forgets a row only when
+# given what it indexed, the institution too: search_stale keeps the institution an
+# article was indexed for, and an article that moves to another ticket, or a ticket to
+# another institution, is indexed again (its old row goes as stale). The migration builds
+# the index anew: it empties both indexes and puts every article in the backlog, which the
+# daemon's indexer works through in the background (as schema 7 did).
+GRAMS_BY_CUSTOMER_SCHEMA = """
+DROP TABLE article_grams;
+CREATE VIRTUAL TABLE article_grams USING fts5(
+    subject, people, body, customer, content='', tokenize='trigram'
+);
+DELETE FROM search_stale;
+ALTER TABLE search_stale ADD COLUMN customer TEXT NOT NULL DEFAULT '';
+DROP TRIGGER articles_search_delete;
+DROP TRIGGER articles_search_update;
+CREATE TRIGGER articles_search_delete AFTER DELETE ON articles BEGIN
+    INSERT INTO article_search(article_search, rowid, subject, sender, to_json, body_text)
+    SELECT 'delete', old.id, old.subject, old.sender, old.to_json, old.body_text
+    WHERE NOT EXISTS (SELECT 1 FROM search_backlog WHERE article = old.id);
+    INSERT INTO search_stale(article, subject, sender, to_json, body_text, customer)
+    SELECT old.id, old.subject, old.sender, old.to_json, old.body_text,
+        coalesce((SELECT customer FROM tickets WHERE number = old.ticket), '')
+    WHERE NOT EXISTS (SELECT 1 FROM search_backlog WHERE article = old.id);
+    DELETE FROM search_backlog WHERE article = old.id;
+END;
+CREATE TRIGGER articles_search_update AFTER UPDATE OF subject, sender, to_json, body_text,
+ticket ON articles BEGIN
+    INSERT INTO article_search(article_search, rowid, subject, sender, to_json, body_text)
+    SELECT 'delete', old.id, old.subject, old.sender, old.to_json, old.body_text
+    WHERE NOT EXISTS (SELECT 1 FROM search_backlog WHERE article = old.id);
+    INSERT INTO search_stale(article, subject, sender, to_json, body_text, customer)
+    SELECT old.id, old.subject, old.sender, old.to_json, old.body_text,
+        coalesce((SELECT customer FROM tickets WHERE number = old.ticket), '')
+    WHERE NOT EXISTS (SELECT 1 FROM search_backlog WHERE article = old.id);
+    INSERT OR IGNORE INTO search_backlog(article) VALUES (new.id);
+END;
+CREATE TRIGGER tickets_grams_customer AFTER UPDATE OF customer ON tickets
+WHEN old.customer IS NOT new.customer BEGIN
+    INSERT INTO article_search(article_search, rowid, subject, sender, to_json, body_text)
+    SELECT 'delete', a.id, a.subject, a.sender, a.to_json, a.body_text FROM articles a
+    WHERE a.ticket = old.number
+    AND NOT EXISTS (SELECT 1 FROM search_backlog WHERE article = a.id);
+    INSERT INTO search_stale(article, subject, sender, to_json, body_text, customer)
+    SELECT a.id, a.subject, a.sender, a.to_json, a.body_text, old.customer FROM articles a
+    WHERE a.ticket = old.number
+    AND NOT EXISTS (SELECT 1 FROM search_backlog WHERE article = a.id);
+    INSERT OR IGNORE INTO search_backlog(article)
+    SELECT id FROM articles WHERE ticket = new.number;
+END;
+INSERT INTO article_search(article_search) VALUES ('delete-all');
+INSERT OR IGNORE INTO search_backlog(article) SELECT id FROM articles;
+"""
+
 SCHEMA = (
     """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -436,6 +492,7 @@ CREATE TABLE quarantine (
     + PHONE_SCHEMA
     + TEAM_SCHEMA
     + MERGE_SCHEMA
+    + GRAMS_BY_CUSTOMER_SCHEMA
 )
 
 # What takes a database of version N to N + 1: MIGRATIONS[N - 1]. A new database gets
@@ -466,6 +523,8 @@ CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
     TEAM_SCHEMA,
     # 10 -> 11: merged tickets name the ticket they were merged into.
     MERGE_SCHEMA,
+    # 11 -> 12: the trigram index holds each article's institution, filled in the background.
+    GRAMS_BY_CUSTOMER_SCHEMA,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1
 

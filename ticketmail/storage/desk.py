@@ -284,10 +284,11 @@ def notifications_about(
 SEARCH_BOUND = 2000
 
 
-def _index_terms(terms: Terms, params: dict[str, Any]) -> tuple[str, str]:
-    """(the index a search reads, SQL true for its row `p` when it holds every term); their
+def _index_terms(terms: Terms, customer: str | None, params: dict[str, Any]) -> tuple[str, str]:
+    """(the index a search reads, SQL true for its row `p` when it holds every term; with
+    `customer`, only that institution's part of the trigram index is read); their
     parameters go into `params`, the index's MATCH as :m."""
-    params["m"] = terms.grams_match("{subject people body}")
+    params["m"] = terms.grams_match("{subject people body}", customer or None)
     params["wm"] = terms.words_match("{subject sender to_json body_text}")
     if not terms.grams:
         params["m"] = params["wm"]
@@ -317,7 +318,14 @@ def _found(
     terms = terms_of(q)
     if not terms:
         return found, False
-    table, holds = _index_terms(terms, params)
+    table, holds = _index_terms(terms, customer, params)
+    if customer:  # all of one institution's (its part of the index): by ranges, newest first
+        select = (
+            f"SELECT json_group_array(DISTINCT a.ticket) FROM {table} p "  # noqa: S608 - fixed fragments
+            "JOIN articles a ON a.id = p.rowid JOIN tickets i ON i.number = a.ticket "
+            f"WHERE {holds} AND p.rowid BETWEEN :low AND :high AND i.customer = :c"
+        )
+        return found + by_ranges(conn, select, params, budget), False
     newest = f"SELECT p.rowid FROM {table} p WHERE {holds} ORDER BY p.rowid DESC LIMIT :bound"  # noqa: S608 - fixed fragments
     params["bound"] = SEARCH_BOUND + 1
     counted = budget.one(conn, f"SELECT COUNT(*) FROM ({newest})", params)  # noqa: S608 - fixed fragments
@@ -325,13 +333,6 @@ def _found(
         return found, False
     hits = int(str(counted[0]))
     params["bound"] = SEARCH_BOUND
-    if hits > SEARCH_BOUND and customer:  # all of one institution's: by ranges, newest first
-        select = (
-            f"SELECT json_group_array(DISTINCT a.ticket) FROM {table} p "  # noqa: S608 - fixed fragments
-            "JOIN articles a ON a.id = p.rowid JOIN tickets i ON i.number = a.ticket "
-            f"WHERE {holds} AND p.rowid BETWEEN :low AND :high AND i.customer = :c"
-        )
-        return found + by_ranges(conn, select, params, budget), False
     # The newest matching articles (all of them, unless there are too many), as one row (a
     # JSON array), not a row per ticket: each row would hand the GIL back and forth with
     # the event loop.

@@ -95,9 +95,10 @@ def list_tickets(
     return [_web_ticket(r) for r in rows], int(total)
 
 
-def _article_matches(terms: Terms) -> tuple[str, str, dict[str, str]]:
+def _article_matches(terms: Terms, customer: str) -> tuple[str, str, dict[str, str]]:
     """(the index a search reads, SQL true for an article `a` the customer sees that holds
-    the terms that index does not check, the parameters: :m for the index's MATCH)."""
+    the terms that index does not check, the parameters: :m for the index's MATCH, which
+    reads only the institution's part of the trigram index)."""
     parts = ["a.automatic = 0", "a.direction IN ('in', 'out')"]
     words = terms.words_match("{subject body_text}")
     if not terms.grams:
@@ -110,17 +111,17 @@ def _article_matches(terms: Terms) -> tuple[str, str, dict[str, str]]:
     return (
         "article_grams",
         " AND ".join(parts),
-        {"m": terms.grams_match("{subject body}"), "wm": words},
+        {"m": terms.grams_match("{subject body}", customer), "wm": words},
     )
 
 
 def _matching(
     conn: sqlite3.Connection, terms: Terms, clause: str, params: dict[str, Any], budget: Budget
 ) -> list[tuple[str, int]]:
-    """(activity, number) of the institution's tickets (under `clause`) with a matching
-    article, as far as the budget reaches: the index read by ranges of article ids, newest
-    first (`by_ranges`)."""
-    table, article, more = _article_matches(terms)
+    """(activity, number) of the institution's tickets (under `clause`, the institution as
+    :c) with a matching article, as far as the budget reaches: the index read by ranges of
+    article ids, newest first (`by_ranges`)."""
+    table, article, more = _article_matches(terms, params["c"])
     select = (
         "SELECT json_group_array(json_array(t.updated_at, t.number)) FROM tickets t "  # noqa: S608 - fixed fragments
         f"WHERE {clause} AND t.number IN (SELECT a.ticket FROM {table} p "

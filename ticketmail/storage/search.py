@@ -2,9 +2,10 @@
 
 A new article waits in `search_backlog` (a trigger puts it there, SCHEMA 5). `index_some`
 indexes the oldest waiting articles in both indexes (unicode61 `article_search`, trigram
-`article_grams`, SCHEMA 6), a batch at a time, each batch one write job: at most
-INDEX_BATCH_ARTICLES articles and about INDEX_BATCH_CHARS of text, so a job never holds the
-writer long (~20 ms for 96 KB: the trigram index costs ~10 times the unicode61 one).
+`article_grams` with each article's institution, SCHEMA 6 and 11), a batch at a time, each
+batch one write job: at most INDEX_BATCH_ARTICLES articles and about INDEX_BATCH_CHARS of
+text, so a job never holds the writer long (~20 ms for 96 KB: the trigram index costs ~10
+times the unicode61 one).
 `SearchIndexer` runs it in the daemon: whenever the writer was quiet for a look (no COMMIT
 but its own since the last), batch after batch BATCH_GAP apart while it stays quiet; else
 one batch every TRICKLE_LOOKS looks while mail keeps coming, so that a long storm does not
@@ -48,17 +49,17 @@ def waiting(conn: sqlite3.Connection) -> int:
 
 
 def _forget_stale(conn: sqlite3.Connection) -> bool:
-    """Take the old text of changed or deleted articles out of the trigram index (SCHEMA 6);
-    whether all of it is out."""
+    """Take the old text of changed, moved or deleted articles out of the trigram index
+    (under the institution it was indexed for); whether all of it is out."""
     rows = conn.execute(
-        "SELECT id, article, subject, sender, to_json, body_text FROM search_stale "
+        "SELECT id, article, subject, sender, to_json, body_text, customer FROM search_stale "
         "ORDER BY id LIMIT ?",
         (INDEX_BATCH_ARTICLES,),
     ).fetchall()
     conn.executemany(
-        "INSERT INTO article_grams(article_grams, rowid, subject, people, body) "
-        "VALUES ('delete', ?, ?, ?, ?)",
-        [(r[1], *gram_columns(r[2], r[3], r[4], r[5])) for r in rows],
+        "INSERT INTO article_grams(article_grams, rowid, subject, people, body, customer) "
+        "VALUES ('delete', ?, ?, ?, ?, ?)",
+        [(r[1], *gram_columns(r[2], r[3], r[4], r[5], r[6])) for r in rows],
     )
     conn.executemany("DELETE FROM search_stale WHERE id = ?", [(r[0],) for r in rows])
     return len(rows) < INDEX_BATCH_ARTICLES
@@ -70,29 +71,29 @@ def index_some(conn: sqlite3.Connection) -> int:
     if not _forget_stale(conn):  # an article's old text goes before its new text comes
         return waiting(conn) + 1
     rows = conn.execute(
-        "SELECT b.article, a.id, a.subject, a.sender, a.to_json, a.body_text "
+        "SELECT b.article, a.id, a.subject, a.sender, a.to_json, a.body_text, t.customer "
         "FROM search_backlog b LEFT JOIN articles a ON a.id = b.article "
-        "ORDER BY b.article LIMIT ?",
+        "LEFT JOIN tickets t ON t.number = a.ticket ORDER BY b.article LIMIT ?",
         (INDEX_BATCH_ARTICLES,),
     ).fetchall()
-    batch: list[tuple[int, str, str, str, str]] = []
+    batch: list[tuple[int, str, str, str, str, str]] = []
     done: list[tuple[int]] = []
     size = 0
-    for waiting_id, article, subject, sender, to_json, body in rows:
+    for waiting_id, article, subject, sender, to_json, body, customer in rows:
         done.append((waiting_id,))
         if article is not None:  # gone meanwhile (the delete trigger takes it out anyway)
-            batch.append((article, subject, sender, to_json, body))
+            batch.append((article, subject, sender, to_json, body, customer or ""))
             size += len(subject) + min(len(body or ""), GRAMS_TEXT_CHARS)
         if size >= INDEX_BATCH_CHARS:
             break
     conn.executemany(
         "INSERT INTO article_search(rowid, subject, sender, to_json, body_text) "
         "VALUES (?, ?, ?, ?, ?)",
-        batch,
+        [row[:5] for row in batch],
     )
     conn.executemany(
-        "INSERT INTO article_grams(rowid, subject, people, body) VALUES (?, ?, ?, ?)",
-        [(a, *gram_columns(subject, sender, to, body)) for a, subject, sender, to, body in batch],
+        "INSERT INTO article_grams(rowid, subject, people, body, customer) VALUES (?, ?, ?, ?, ?)",
+        [(row[0], *gram_columns(*row[1:])) for row in batch],
     )
     conn.executemany("DELETE FROM search_backlog WHERE article = ?", done)
     return waiting(conn)

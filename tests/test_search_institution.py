@@ -1,0 +1,217 @@
+"""The trigram index by institution (schema 11, storage/fulltext.py): each article's row
+holds its institution's token, a search within one institution reads only that part of the
+index and still lists only its tickets, moves between institutions and the migration keep
+the index right (SPEC 8.4)."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from desk_schema import undo_schema_12
+
+from ticketmail.storage import desk as desk_db
+from ticketmail.storage import portal_list, search
+from ticketmail.storage._schema import SCHEMA_VERSION, migrate
+from ticketmail.storage.fulltext import gram_columns, institution_token, terms_of
+
+NOW = "2026-11-22T10:00:00+00:00"
+ALPHA, BETA = "10042", "20001"
+TICKETS = {100001: ALPHA, 100002: BETA, 100003: ALPHA, 100004: BETA}
+
+
+def _article(conn: sqlite3.Connection, ticket: int, text: str) -> int:
+    cur = conn.execute(
+        "INSERT INTO articles(ticket, direction, automatic, sender, to_json, cc_json, subject, "
+        "message_id, in_reply_to, references_json, body_text, reply_text, created_at) "
+        "VALUES (?, 'in', 0, 'a@b.example', '[]', '[]', 'Frage', '', '', '[]', ?, '', ?)",
+        (ticket, text, NOW),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def _index(conn: sqlite3.Connection) -> None:
+    for _ in range(1000):  # bounded: a batch indexes at least one article
+        if not search.index_some(conn):
+            return
+    raise AssertionError("the backlog did not empty")
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """Two institutions of two tickets each; nothing indexed yet."""
+    conn = sqlite3.connect(tmp_path / "t.sqlite3", isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    migrate(conn)
+    for number in (ALPHA, BETA):
+        conn.execute(
+            "INSERT INTO customers(number, name, created_at) VALUES (?, 'S', ?)", (number, NOW)
+        )
+    for number, customer in TICKETS.items():
+        conn.execute(
+            "INSERT INTO tickets(number, customer, requester, subject, status, created_at, "
+            "updated_at) VALUES (?, ?, 'a@b.example', 'x', 'open', ?, ?)",
+            (number, customer, NOW, NOW),
+        )
+    yield conn
+    conn.close()
+
+
+def _rows_of(conn: sqlite3.Connection, customer: str) -> list[int]:
+    """The index's rows under the institution's token."""
+    match = f'customer : "{institution_token(customer)}"'
+    return [r[0] for r in conn.execute(
+        "SELECT rowid FROM article_grams WHERE article_grams MATCH ? ORDER BY rowid", (match,)
+    )]  # fmt: skip
+
+
+def _index_matches(conn: sqlite3.Connection, q: str, customer: str | None) -> list[int]:
+    match = terms_of(q).grams_match("{subject people body}", customer)
+    return [r[0] for r in conn.execute(
+        "SELECT rowid FROM article_grams WHERE article_grams MATCH ? ORDER BY rowid", (match,)
+    )]  # fmt: skip
+
+
+def _portal(conn: sqlite3.Connection, customer: str, q: str) -> list[int]:
+    found = portal_list.search_tickets(
+        conn, customer, q=q, status=None, requester=None, limit=50, offset=0, deadline=math.inf
+    )
+    assert not found.cut
+    assert found.total == len(found.tickets)
+    return sorted(t.number for t in found.tickets)
+
+
+def _desk(conn: sqlite3.Connection, customer: str | None, q: str) -> list[int]:
+    found = desk_db.queue(conn, status=None, customer=customer, owner=None, q=q, limit=50, offset=0)
+    assert found.total == len(found.tickets)
+    return sorted(t.number for t in found.tickets)
+
+
+def test_a_search_within_an_institution_reads_only_its_rows_of_the_index(
+    conn: sqlite3.Connection,
+) -> None:
+    """Each article is indexed under its institution's token, and a search's MATCH for one
+    institution yields only that institution's articles from the index itself."""
+    alpha = [_article(conn, 100001, "Die Zeugnisvorlage fehlt"),
+             _article(conn, 100003, "Zeugnisvorlagen für Schüler")]  # fmt: skip
+    beta = [_article(conn, 100002, "Auch hier: Zeugnisvorlage"),
+            _article(conn, 100004, "Schülerausweis")]  # fmt: skip
+    _index(conn)
+    assert institution_token(ALPHA) != institution_token(BETA)
+    assert _rows_of(conn, ALPHA) == alpha
+    assert _rows_of(conn, BETA) == beta
+    assert _index_matches(conn, "nisvorl", ALPHA) == alpha
+    assert _index_matches(conn, "nisvorl", BETA) == beta[:1]
+    assert _index_matches(conn, "nisvorl", None) == sorted(alpha + beta[:1])
+    assert _index_matches(conn, "schuler", BETA) == beta[1:]
+    # A token typed is no search term (not a word's characters), and the token column is
+    # not among the columns a term is looked up in.
+    assert not terms_of(institution_token(ALPHA))
+    assert _portal(conn, BETA, f"Schüler {institution_token(ALPHA)}") == [100004]
+
+
+def test_a_token_shared_with_another_institution_still_lists_only_its_own_tickets(
+    conn: sqlite3.Connection,
+) -> None:
+    """Should two institutions' tokens ever be the same, the portal's and the desk's search
+    within one institution still never list the other's tickets (the SQL binds them to the
+    institution's tickets)."""
+    own = _article(conn, 100001, "Tonerkartusche leer")
+    other = _article(conn, 100002, "Tonerkartusche auch leer")
+    _index(conn)
+    # The other institution's article indexed again under this institution's token, as a
+    # collision of the two hashes would have it.
+    conn.execute(
+        "INSERT INTO article_grams(article_grams, rowid, subject, people, body, customer) "
+        "VALUES ('delete', ?, ?, ?, ?, ?)",
+        (other, *gram_columns("Frage", "a@b.example", "[]", "Tonerkartusche auch leer", BETA)),
+    )
+    conn.execute(
+        "INSERT INTO article_grams(rowid, subject, people, body, customer) VALUES (?,?,?,?,?)",
+        (other, *gram_columns("Frage", "a@b.example", "[]", "Tonerkartusche auch leer", ALPHA)),
+    )
+    assert _rows_of(conn, ALPHA) == [own, other]
+    assert _portal(conn, ALPHA, "nerkart") == [100001]
+    assert _desk(conn, ALPHA, "nerkart") == [100001]
+    assert _portal(conn, BETA, "nerkart") == []
+
+
+def test_the_desk_finds_parts_of_words_in_every_institution_or_in_one(
+    conn: sqlite3.Connection,
+) -> None:
+    """The desk's search without an institution finds parts of words (diacritics folded) in
+    every institution's tickets; with one, in that institution's only; the portal likewise
+    within its own."""
+    _article(conn, 100001, "Der Schülerausweis ist weg")
+    _article(conn, 100002, "SCHÜLERAUSWEISE bitte")
+    _article(conn, 100004, "PC im Raum 12 aus")
+    _index(conn)
+    assert _desk(conn, None, "lerausw") == [100001, 100002]
+    assert _desk(conn, ALPHA, "Schuler") == [100001]
+    assert _desk(conn, BETA, "schüler") == [100002]
+    assert _portal(conn, ALPHA, "schuler") == [100001]
+    assert _portal(conn, BETA, "Schuleraus") == [100002]
+    assert _portal(conn, BETA, "PC") == [100004]
+    assert _portal(conn, ALPHA, "PC") == []
+
+
+def test_an_article_or_ticket_moved_to_another_institution_is_found_there_only(
+    conn: sqlite3.Connection,
+) -> None:
+    """An article moved to another institution's ticket, or a ticket moved to another
+    institution, is indexed again under its new institution; its old row leaves the index
+    (no row is left under the old token)."""
+    moved = _article(conn, 100001, "Beamerlampe kaputt")
+    stays = _article(conn, 100003, "Beamerlampe flackert")
+    _index(conn)
+    conn.execute("UPDATE articles SET ticket = 100002 WHERE id = ?", (moved,))
+    _index(conn)
+    assert _rows_of(conn, ALPHA) == [stays]
+    assert _rows_of(conn, BETA) == [moved]
+    assert _portal(conn, BETA, "amerlam") == [100002]
+    assert _portal(conn, ALPHA, "amerlam") == [100003]
+    conn.execute("UPDATE tickets SET customer = ? WHERE number = 100003", (BETA,))
+    _index(conn)
+    assert _rows_of(conn, ALPHA) == []
+    assert _rows_of(conn, BETA) == [moved, stays]
+    assert _index_matches(conn, "amerlam", ALPHA) == []
+    assert _portal(conn, BETA, "amerlam") == [100002, 100003]
+    assert conn.execute("SELECT COUNT(*) FROM search_stale").fetchone()[0] == 0
+    conn.execute("INSERT INTO article_grams(article_grams) VALUES ('integrity-check')")
+
+
+def test_a_version_11_database_is_indexed_again_by_institution(
+    conn: sqlite3.Connection,
+) -> None:
+    """A database of schema 11, its articles indexed without institutions, migrates to the
+    current version: its articles wait in the backlog and, indexed, are found by parts of
+    words within their own institution only."""
+    a = _article(conn, 100001, "Stundenplanänderung")
+    b = _article(conn, 100002, "Stundenplan fehlt")
+    undo_schema_12(conn)
+    # Schema 11's indexer: both indexes, the trigram one without the institution.
+    conn.execute(
+        "INSERT INTO article_search(rowid, subject, sender, to_json, body_text) "
+        "SELECT id, subject, sender, to_json, body_text FROM articles"
+    )
+    conn.executemany(
+        "INSERT INTO article_grams(rowid, subject, people, body) VALUES (?, ?, ?, ?)",
+        [(n, *gram_columns("Frage", "a@b.example", "[]", text, "")[:3])
+         for n, text in ((a, "Stundenplanänderung"), (b, "Stundenplan fehlt"))],
+    )  # fmt: skip
+    conn.execute("DELETE FROM search_backlog")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 11
+    migrate(conn)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert search.waiting(conn) == 2
+    _index(conn)
+    assert _rows_of(conn, ALPHA) == [a]
+    assert _rows_of(conn, BETA) == [b]
+    assert _portal(conn, ALPHA, "nplanand") == [100001]
+    assert _portal(conn, BETA, "undenplan") == [100002]
+    assert _desk(conn, None, "undenplan") == [100001, 100002]
+    conn.execute("INSERT INTO article_search(article_search) VALUES ('integrity-check')")
