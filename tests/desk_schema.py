@@ -1,5 +1,5 @@
 """Take a new database back to before the desk (schema 3), or to before schema 5 to
-10, for
+11, for
 the migration tests; and store an article the way the tests of those schemas need."""
 
 from __future__ import annotations
@@ -9,6 +9,12 @@ import sqlite3
 from ticketmail.storage._schema import DESK_SCHEMA, QUEUE_SCHEMA
 
 NOW = "2026-11-22T10:00:00+00:00"
+
+# What schema 11 added: waiting until a time.
+DROP_WAITING = """
+DROP INDEX tickets_waiting;
+ALTER TABLE tickets DROP COLUMN waiting_until;
+"""
 
 # What schema 10 added: ticket versions and the ticket history.
 DROP_TEAM = """
@@ -64,7 +70,8 @@ DROP TRIGGER articles_search_update;
 """
 
 UNDO_DESK = (
-    DROP_TEAM
+    DROP_WAITING
+    + DROP_TEAM
     + DROP_PHONE
     + DROP_TEXTS
     + UNDO_7
@@ -103,6 +110,7 @@ def undo_schema_6(conn: sqlite3.Connection) -> None:
     conn.executescript(
         INDEX_BACKLOG
         + CLEAR_BACKLOG
+        + DROP_WAITING
         + DROP_TEAM
         + DROP_PHONE
         + DROP_TEXTS
@@ -116,6 +124,7 @@ def undo_schema_5(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 4 had (its backlog indexed first)."""
     conn.executescript(
         INDEX_BACKLOG
+        + DROP_WAITING
         + DROP_TEAM
         + DROP_PHONE
         + DROP_TEXTS
@@ -132,6 +141,7 @@ def undo_schema_7(conn: sqlite3.Connection) -> None:
     conn.executescript(
         INDEX_BACKLOG
         + CLEAR_BACKLOG
+        + DROP_WAITING
         + DROP_TEAM
         + DROP_PHONE
         + DROP_TEXTS
@@ -154,14 +164,21 @@ def insert_article(
 
 def undo_schema_8(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 7 had (before the text modules)."""
-    conn.executescript(DROP_TEAM + DROP_PHONE + DROP_TEXTS + "PRAGMA user_version = 7;")
+    conn.executescript(
+        DROP_WAITING + DROP_TEAM + DROP_PHONE + DROP_TEXTS + "PRAGMA user_version = 7;"
+    )
 
 
 def undo_schema_9(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 8 had (before the phone numbers)."""
-    conn.executescript(DROP_TEAM + DROP_PHONE + "PRAGMA user_version = 8;")
+    conn.executescript(DROP_WAITING + DROP_TEAM + DROP_PHONE + "PRAGMA user_version = 8;")
 
 
 def undo_schema_10(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 9 had (before ticket versions)."""
-    conn.executescript(DROP_TEAM + "PRAGMA user_version = 9;")
+    conn.executescript(DROP_WAITING + DROP_TEAM + "PRAGMA user_version = 9;")
+
+
+def undo_schema_11(conn: sqlite3.Connection) -> None:
+    """A new database's schema back to what version 10 had (before waiting until a time)."""
+    conn.executescript(DROP_WAITING + "PRAGMA user_version = 10;")

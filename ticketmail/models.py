@@ -7,6 +7,7 @@ from datetime import date, datetime
 from typing import Literal, get_args
 
 __all__ = [
+    "CUSTOMER_STATUSES",
     "STATUSES",
     "Agent",
     "ArticleView",
@@ -20,11 +21,19 @@ __all__ = [
     "TicketSummary",
     "TicketView",
     "User",
+    "customer_status",
 ]
 
-# A ticket's status (SPEC section 7).
-Status = Literal["new", "open", "answered", "closed"]
+# A ticket's status (SPEC section 7); `waiting` until a time (SPEC 9.1).
+Status = Literal["new", "open", "answered", "closed", "waiting"]
 STATUSES: tuple[Status, ...] = get_args(Status)
+# The statuses customers see (portal pages and filters, their mails): waiting is open to them.
+CUSTOMER_STATUSES: tuple[Status, ...] = ("new", "open", "answered", "closed")
+
+
+def customer_status(status: str) -> str:
+    """A status as customers see it (SPEC 9.1): a waiting ticket is open to them."""
+    return "open" if status == "waiting" else status
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +90,7 @@ class TicketSummary:
     created_at: datetime
     updated_at: datetime
     articles: int
+    waiting_until: datetime | None = None  # while waiting: when it is open again (SPEC 9.1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 # The customer portal (SPEC 8): mail domains that vouch for an institution's users, login
 # passwords (Argon2id), registrations, single-use tokens (stored hashed), server-side sessions
@@ -281,6 +281,14 @@ CREATE TABLE ticket_history (
 CREATE INDEX ticket_history_ticket ON ticket_history(ticket, version);
 """
 
+# Waiting until a time (SPEC 9.1): a ticket of status 'waiting' is open again at
+# `waiting_until` (ISO 8601 UTC, as every timestamp); the daemon's scheduler finds the due
+# ones by the partial index. NULL on every ticket that is not waiting.
+WAITING_SCHEMA = """
+ALTER TABLE tickets ADD COLUMN waiting_until TEXT;
+CREATE INDEX tickets_waiting ON tickets(waiting_until) WHERE status = 'waiting';
+"""
+
 SCHEMA = (
     """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -428,6 +436,7 @@ CREATE TABLE quarantine (
     + TEXTS_SCHEMA
     + PHONE_SCHEMA
     + TEAM_SCHEMA
+    + WAITING_SCHEMA
 )
 
 # What takes a database of version N to N + 1: MIGRATIONS[N - 1]. A new database gets
@@ -456,6 +465,8 @@ CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
     PHONE_SCHEMA,
     # 9 -> 10: ticket versions for the desk's stale-form check, and the ticket history.
     TEAM_SCHEMA,
+    # 10 -> 11: waiting until a time.
+    WAITING_SCHEMA,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1
 
