@@ -53,6 +53,7 @@ def ticket_json(view: TicketView) -> dict[str, Any]:
         "requester": s.requester,
         "created_at": iso_or_none(s.created_at),
         "updated_at": iso_or_none(s.updated_at),
+        "waiting_until": iso_or_none(s.waiting_until),  # while waiting (SPEC 9.1), else null
         "previous_ticket": str(view.previous_number) if view.previous_number else None,
         "articles": [
             {
@@ -302,7 +303,8 @@ def register(verbs: Verbs) -> None:
     p.add_argument("number")
     p = verbs.add(ticket, "status", cmd_ticket_status, "set the status, tell the customers")
     p.add_argument("number")
-    p.add_argument("status", choices=STATUSES)
+    # waiting needs a time: set in the desk (SPEC 9.1)
+    p.add_argument("status", choices=[s for s in STATUSES if s != "waiting"])
     p.add_argument("--note", metavar="TEXT", help="included in the mail to the customers")
     p = verbs.add(ticket, "reply", cmd_ticket_reply, "answer a ticket as an agent")
     p.add_argument("number")
