@@ -20,6 +20,7 @@ from starlette.responses import FileResponse, Response
 
 from ticketmail.errors import NotFoundError, TicketmailError, UsageError
 from ticketmail.inputs import parse_day, parse_domains
+from ticketmail.localtime import local_input, local_text, parse_local
 from ticketmail.models import STATUSES, TicketRef
 from ticketmail.outbound.actions import DeskResult, Origin
 from ticketmail.outbound.agents import assigned
@@ -100,7 +101,12 @@ def agents_only(endpoint: AgentEndpoint) -> Callable[[Request], Awaitable[Respon
 def agent_page(
     request: Request, who: Visitor, template: str, /, *, status: int = 200, **values: object
 ) -> Response:
-    return page(request, who, template, status=status, statuses=STATUSES, **values)
+    zone = _web(request).config.web.timezone  # times typed and shown in the desk
+    return page(
+        request, who, template, status=status, statuses=STATUSES,
+        local_text=functools.partial(local_text, zone=zone),
+        local_input=functools.partial(local_input, zone=zone), zone=zone, **values,
+    )  # fmt: skip
 
 
 # --- the queue ---------------------------------------------------------------------------------
@@ -161,6 +167,7 @@ class Kept:
     form: str = ""
     text: str = ""
     choice: str = ""
+    until: str = ""  # the status form's waiting time as typed
 
 
 NOTHING_KEPT = Kept()
@@ -334,6 +341,26 @@ async def reply(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     return redirect(request, who, f"/desk/tickets/{number}")
 
 
+# The furthest ahead a ticket may wait: a typo of the year is refused, not kept for ages.
+MAX_WAIT = timedelta(days=5 * 366)
+
+
+def waiting_until(web: Web, typed: str, now: datetime) -> tuple[datetime | None, str | None]:
+    """(the instant a waiting ticket is open again, None) as typed in a datetime-local input
+    in `web.timezone`; (None, the page's message) when none, not a time, past or too far."""
+    if not typed:
+        return None, "desk.until_missing"
+    try:
+        until = parse_local(typed, web.config.web.timezone)
+    except ValueError:
+        return None, "desk.until_bad"
+    if until <= now:
+        return None, "desk.until_past"
+    if until > now + MAX_WAIT:
+        return None, "desk.until_far"
+    return until, None
+
+
 def _typed(text: str) -> str:
     return text[:MAX_BODY].replace("\r\n", "\n").strip("\n")
 
@@ -356,25 +383,32 @@ async def change_status(request: Request, who: Visitor, agent: DeskAgent) -> Res
     form = await posted_form(request, who)
     status = str(form.get("status") or "")
     note = str(form.get("note") or "")[:MAX_BODY].replace("\r\n", "\n").strip()
+    typed = str(form.get("until") or "")[:40].strip()
+    kept = Kept("status", note, status, typed)
     if status not in STATUSES:
-        return await _show(request, who, status=400, error="error.required")
+        return await _show(request, who, status=400, error="error.required", kept=kept)
+    now = web.clock()
+    until, wrong = (None, None) if status != "waiting" else waiting_until(web, typed, now)
+    if wrong is not None:
+        log.info("desk_until_refused", ticket=number, agent=agent.email, reason=wrong)
+        return await _show(request, who, status=400, error=wrong, kept=kept)
     origin = Origin(actor=agent.email, agent_name=agent.name)
     desk = web.desk()
-    now = web.clock()
 
     def act(conn: sqlite3.Connection, ticket: TicketRef) -> DeskResult:
         return desk.change_status(conn, ticket, status=status, note=note, origin=origin,
-                                  now=now)  # fmt: skip
+                                  now=now, until=until)  # fmt: skip
 
     outcome, result = await _checked(web, number, form, _desk_job(number, now - RECENT, act))
     if outcome == MISSING:
         return _not_found(request, who)
     if outcome == STALE or result is None:
-        return await _stale(request, who, agent, form, Kept("status", note, status))
+        return await _stale(request, who, agent, form, kept)
     if result.sent:
         web.queued()
     log.info("desk_status", ticket=number, agent=agent.email, status=status,
-             unchanged=result.old_status == status)  # fmt: skip
+             unchanged=result.old_status == status,
+             until=until.isoformat() if until else None)  # fmt: skip
     return redirect(request, who, f"/desk/tickets/{number}")
 
 
