@@ -12,7 +12,6 @@ NOW = "2026-11-22T10:00:00+00:00"
 
 # What schema 11 added: waiting until a time.
 DROP_WAITING = """
-DROP INDEX tickets_waiting;
 ALTER TABLE tickets DROP COLUMN waiting_until;
 """
 

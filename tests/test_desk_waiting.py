@@ -16,7 +16,10 @@ import pytest
 from conftest import Env, eventually, make_mail
 from desk_schema import undo_schema_11
 from desk_support import body, settle
-from test_desk import MAX, MIA, TAG, agent_client, first_ticket
+from playwright.async_api import Browser
+from test_browser_desk import agent_login, submit
+from test_browser_portal import browser as browser  # the fixture: Chromium for this module
+from test_desk import MAX, MIA, TAG, agent_client, agents, first_ticket
 from test_desk_queue import _database, _ticket
 from test_desk_rules import desk_env
 from test_desk_team import history_lines, shown
@@ -94,7 +97,7 @@ async def test_at_its_time_a_waiting_ticket_is_open_again_and_its_owner_reminded
     assert reminder.rcpt_tos == [MAX]
     assert str(reminder.message["Subject"]) == f"{TAG} Waiting time over: Drucker druckt nicht"
     text = body(reminder)
-    assert f"was waiting until {until.replace('T', ' ')} Europe/Berlin" in text
+    assert f"was waiting\nuntil {until.replace('T', ' ')} Europe/Berlin and" in text
     assert "/desk/tickets/100001" in text
     found = await shown(env)
     assert (found["status"], found["waiting_until"]) == ("open", None)
@@ -332,3 +335,29 @@ def test_an_unknown_time_zone_stops_start_up_with_one_line(tmp_path: Path) -> No
         load_config(path, environ={})
     path.write_text('[web]\ntimezone = "America/New_York"\n', encoding="utf-8")
     assert load_config(path, environ={}).web.timezone == "America/New_York"
+
+
+async def test_the_waiting_time_field_shows_for_waiting_in_chromium(
+    env: Env, browser: Browser
+) -> None:
+    """In Chromium the status form's datetime-local field is hidden until `waiting` is
+    chosen; filled and sent, the ticket waits until that time."""
+    await agents(env)
+    await first_ticket(env)
+    watched = await agent_login(browser, env, MIA, "de")
+    page = watched.page
+    await page.goto(PAGE)
+    until = page.locator("#status-until")
+    assert not await until.is_visible()
+    await page.locator("#status-new").select_option("waiting")
+    assert await until.is_visible()
+    assert await until.get_attribute("type") == "datetime-local"
+    chosen = typed(env.clock() + timedelta(days=1))
+    await until.fill(chosen)
+    await submit(page, "status", 100001)
+    assert await page.locator("#ticket-status").inner_text() == "wartet"
+    assert chosen.replace("T", " ") in await page.locator("#ticket-waiting").inner_text()
+    assert (await shown(env))["waiting_until"] == utc(chosen)
+    await page.locator("#status-new").select_option("closed")
+    assert not await until.is_visible()
+    watched.check()

@@ -282,11 +282,10 @@ CREATE INDEX ticket_history_ticket ON ticket_history(ticket, version);
 """
 
 # Waiting until a time (SPEC 9.1): a ticket of status 'waiting' is open again at
-# `waiting_until` (ISO 8601 UTC, as every timestamp); the daemon's scheduler finds the due
-# ones by the partial index. NULL on every ticket that is not waiting.
+# `waiting_until` (ISO 8601 UTC, as every timestamp); NULL on every ticket that is not
+# waiting. The daemon's scheduler finds the waiting ones by tickets_status_updated.
 WAITING_SCHEMA = """
 ALTER TABLE tickets ADD COLUMN waiting_until TEXT;
-CREATE INDEX tickets_waiting ON tickets(waiting_until) WHERE status = 'waiting';
 """
 
 SCHEMA = (
