@@ -297,7 +297,8 @@ async def test_a_stale_waiting_form_is_409_and_acts_with_force(env_factory, sink
 
 async def test_waiting_needs_the_desk_and_the_cli_lists_it(env_factory, sink) -> None:  # type: ignore[no-untyped-def]
     """Waiting needs a time, so neither `ticket status` nor an agent's `#status waiting` mail
-    sets it (refused, nothing changed); `ticket list --status waiting` lists waiting tickets."""
+    sets it (refused, nothing changed); `ticket list --status waiting` lists waiting tickets,
+    `ticket show` names the time."""
     env, max_c, _ = await waiting_team(env_factory, sink)
     refused = await env.cli("ticket", "status", "100001", "waiting")
     assert refused.returncode == 2
@@ -309,6 +310,9 @@ async def test_waiting_needs_the_desk_and_the_cli_lists_it(env_factory, sink) ->
     assert await wait(max_c, typed(env.clock() + timedelta(hours=1))) == 303
     listed = await env.cli_json("ticket", "list", "--status", "waiting")
     assert [t["number"] for t in listed] == ["100001"]
+    plain = await env.cli("ticket", "show", "100001")
+    until = (await shown(env))["waiting_until"]
+    assert f"Status:    waiting until {until}\n" in plain.stdout
 
 
 def test_a_version_10_database_gets_waiting_times(tmp_path: Path) -> None:

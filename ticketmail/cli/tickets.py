@@ -142,7 +142,8 @@ def cmd_ticket_show(config: Config, args: argparse.Namespace) -> int:
             return 0
         s = view.summary
         print(f"Ticket {s.number}: {s.subject}")
-        print(f"Status:    {s.status}")
+        until = f" until {iso_or_none(s.waiting_until)}" if s.waiting_until else ""
+        print(f"Status:    {s.status}{until}")
         print(f"Customer:  {s.customer} {s.customer_name}")
         print(f"Requester: {s.requester}")
         print(f"Created:   {iso_or_none(s.created_at)}   Updated: {iso_or_none(s.updated_at)}")
