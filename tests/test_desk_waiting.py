@@ -28,6 +28,8 @@ from web_support import ANNA, Client, logged_in, outbox_kinds, text_of
 from ticketmail.config import load_config
 from ticketmail.errors import ConfigError
 from ticketmail.storage._schema import SCHEMA_VERSION, migrate
+from ticketmail.storage.tickets import history_of, record_change
+from ticketmail.storage.waiting import due_waits, end_due_wait, set_waiting
 
 pytestmark = pytest.mark.web  # the daemon serves the portal and the desk
 
@@ -365,3 +367,33 @@ async def test_the_waiting_time_field_shows_for_waiting_in_chromium(
     await page.locator("#status-new").select_option("closed")
     assert not await until.is_visible()
     watched.check()
+
+
+def test_ending_a_wait_rechecks_status_time_and_version(tmp_path: Path) -> None:
+    """A due wait found by two nodes is ended by the first only; one found before the
+    ticket changed (its version), or before its time, is not ended (storage, real file)."""
+    conn = _database(tmp_path)
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    try:
+        _ticket(conn, 100001)
+        _ticket(conn, 100002)
+        for number in (100001, 100002):
+            assert set_waiting(conn, number, now + timedelta(minutes=5), by=MAX, now=now)
+        later = now + timedelta(minutes=6)
+        first, second = due_waits(conn, now=later)
+        assert due_waits(conn, now=now) == ()  # not yet due
+        assert not end_due_wait(conn, first, now=now)  # found due, but not at this time
+        assert end_due_wait(conn, first, now=later)
+        assert not end_due_wait(conn, first, now=later)  # another node found it too
+        record_change(conn, 100002, "owner", None, MAX, by=MAX, now=later)  # a change since
+        assert not end_due_wait(conn, second, now=later)
+        assert [w.ticket for w in due_waits(conn, now=later)] == [100002]
+        rows = conn.execute("SELECT number, status, waiting_until FROM tickets ORDER BY 1")
+        assert [tuple(r) for r in rows] == [
+            (100001, "open", None),
+            (100002, "waiting", "2026-12-06T12:05:00+00:00"),
+        ]
+        ended = [(h.what, h.old, h.new, h.by) for h in history_of(conn, 100001)][-1]
+        assert ended == ("status", "waiting", "open", "system")
+    finally:
+        conn.close()
