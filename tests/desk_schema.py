@@ -9,6 +9,11 @@ from ticketmail.storage._schema import DESK_SCHEMA, GRAMS_SCHEMA, QUEUE_SCHEMA
 
 NOW = "2026-11-22T10:00:00+00:00"
 
+# What schema 13 added: waiting until a time.
+DROP_WAITING = """
+ALTER TABLE tickets DROP COLUMN waiting_until;
+"""
+
 # What schema 11 added: merged tickets' target.
 DROP_MERGE = """
 DROP INDEX tickets_merged_into;
@@ -83,7 +88,8 @@ DROP TRIGGER articles_search_update;
 """
 
 UNDO_DESK = (
-    UNDO_GRAMS
+    DROP_WAITING
+    + UNDO_GRAMS
     + DROP_MERGE
     + DROP_TEAM
     + DROP_PHONE
@@ -122,7 +128,8 @@ def undo_desk_schema(conn: sqlite3.Connection) -> None:
 def undo_schema_6(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 5 had (its backlog indexed first)."""
     conn.executescript(
-        UNDO_GRAMS
+        DROP_WAITING
+        + UNDO_GRAMS
         + INDEX_BACKLOG
         + CLEAR_BACKLOG
         + DROP_MERGE
@@ -138,7 +145,8 @@ def undo_schema_6(conn: sqlite3.Connection) -> None:
 def undo_schema_5(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 4 had (its backlog indexed first)."""
     conn.executescript(
-        UNDO_GRAMS
+        DROP_WAITING
+        + UNDO_GRAMS
         + INDEX_BACKLOG
         + DROP_MERGE
         + DROP_TEAM
@@ -155,7 +163,8 @@ def undo_schema_5(conn: sqlite3.Connection) -> None:
 def undo_schema_7(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 6 had (its backlog indexed first)."""
     conn.executescript(
-        UNDO_GRAMS
+        DROP_WAITING
+        + UNDO_GRAMS
         + INDEX_BACKLOG
         + CLEAR_BACKLOG
         + DROP_MERGE
@@ -182,28 +191,41 @@ def insert_article(
 def undo_schema_8(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 7 had (before the text modules)."""
     conn.executescript(
-        UNDO_GRAMS + DROP_MERGE + DROP_TEAM + DROP_PHONE + DROP_TEXTS + "PRAGMA user_version = 7;"
+        DROP_WAITING
+        + UNDO_GRAMS
+        + DROP_MERGE
+        + DROP_TEAM
+        + DROP_PHONE
+        + DROP_TEXTS
+        + "PRAGMA user_version = 7;"
     )
 
 
 def undo_schema_9(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 8 had (before the phone numbers)."""
     conn.executescript(
-        UNDO_GRAMS + DROP_MERGE + DROP_TEAM + DROP_PHONE + "PRAGMA user_version = 8;"
+        DROP_WAITING + UNDO_GRAMS + DROP_MERGE + DROP_TEAM + DROP_PHONE + "PRAGMA user_version = 8;"
     )
 
 
 def undo_schema_10(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 9 had (before ticket versions)."""
-    conn.executescript(UNDO_GRAMS + DROP_MERGE + DROP_TEAM + "PRAGMA user_version = 9;")
+    conn.executescript(
+        DROP_WAITING + UNDO_GRAMS + DROP_MERGE + DROP_TEAM + "PRAGMA user_version = 9;"
+    )
 
 
 def undo_schema_11(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 10 had (before merged tickets)."""
-    conn.executescript(UNDO_GRAMS + DROP_MERGE + "PRAGMA user_version = 10;")
+    conn.executescript(DROP_WAITING + UNDO_GRAMS + DROP_MERGE + "PRAGMA user_version = 10;")
 
 
 def undo_schema_12(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 11 had (the trigram index without
     institutions; every article waits in the backlog, as schema 11's migration left it)."""
-    conn.executescript(UNDO_GRAMS + "PRAGMA user_version = 11;")
+    conn.executescript(DROP_WAITING + UNDO_GRAMS + "PRAGMA user_version = 11;")
+
+
+def undo_schema_13(conn: sqlite3.Connection) -> None:
+    """A new database's schema back to what version 12 had (before waiting times)."""
+    conn.executescript(DROP_WAITING + "PRAGMA user_version = 12;")

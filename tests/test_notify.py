@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from ticketmail.config import default_templates_dir
 from ticketmail.errors import ConfigError
 from ticketmail.mail.msgid import MessageIds
-from ticketmail.models import SETTABLE_STATUSES
+from ticketmail.models import CUSTOMER_STATUSES
 from ticketmail.outbound.compose import (
     AGENT_TEMPLATE_NAMES,
     LANGUAGES,
@@ -139,7 +139,7 @@ LABELS = {
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-@pytest.mark.parametrize("status", SETTABLE_STATUSES)  # never mailed: merged
+@pytest.mark.parametrize("status", CUSTOMER_STATUSES)
 def test_status_changed_names_the_new_status_and_carries_the_note(lang: str, status: str) -> None:
     """status_changed names old and new status in the reader's language, with the agent's note."""
     subject, body = Templates(default_templates_dir()).render(
@@ -302,7 +302,7 @@ def test_text_mail_written_directly_reads_back_as_written(
 def test_template_lines_fit_78_columns(name: str, lang: str) -> None:
     """With typical values (6-digit ticket, tag, institution) no rendered line passes 78."""
     templates = Templates(default_templates_dir())
-    for status in SETTABLE_STATUSES:
+    for status in CUSTOMER_STATUSES:  # what customers read (waiting is open to them)
         _, body = templates.render(name, lang=lang, context=sample_context(status=status))
         long = [line for line in body.splitlines() if len(line) > 78]
         assert not long, long

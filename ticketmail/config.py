@@ -9,6 +9,7 @@ import os
 import tomllib
 import types
 import typing
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -171,6 +172,8 @@ class WebConfig:
     body_min_rate: float = 1024.0
     # Database time one search of the portal or the desk gets, in milliseconds (SPEC 8.4).
     search_ms: int = 500
+    # The time zone of times typed and shown in the desk (a waiting ticket's time, SPEC 9.1).
+    timezone: str = "Europe/Berlin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +182,8 @@ class DeskConfig:
 
     # Who hears of tickets without an owner; empty: every agent.
     notify_to: tuple[str, ...] = ()
+    # How often the daemon looks for waiting tickets whose time has come (SPEC 9.1).
+    wait_check_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,6 +408,7 @@ def _check_semantics(config: Config) -> None:
     positive("relay.poll_seconds", config.relay.poll_seconds)
     positive("tickets.first_number", config.tickets.first_number)
     positive("web.search_ms", config.web.search_ms)
+    positive("desk.wait_check_seconds", config.desk.wait_check_seconds)
     if config.tickets.reopen_days < 0:
         raise ConfigError(f"{src}: tickets.reopen_days: must not be negative")
     tag = config.tickets.subject_tag
@@ -448,6 +454,10 @@ def _check_web(config: Config) -> None:
     ):
         if value <= 0:
             raise ConfigError(f"{src}: {name}: must be greater than 0, got {value}")
+    try:
+        zoneinfo.ZoneInfo(web.timezone)
+    except (ValueError, OSError, zoneinfo.ZoneInfoNotFoundError):
+        raise ConfigError(f"{src}: web.timezone: {web.timezone!r} is no known time zone") from None
     for entry in web.forwarded_allow_ips:
         try:
             if entry.strip() != "*":

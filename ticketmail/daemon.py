@@ -1,4 +1,5 @@
-"""The daemon: wires store, intake, SMTP server and outbox worker; signals and systemd."""
+"""The daemon: wires store, intake, SMTP server, outbox worker and the scheduler of waiting
+tickets; signals and systemd."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from ticketmail.intake.process import Intake
 from ticketmail.listen import Listener, listen
 from ticketmail.outbound.compose import Templates
 from ticketmail.outbound.relay import FileTransport, OutboxWorker, SmtpTransport, Transport
+from ticketmail.outbound.waits import WaitScheduler
 from ticketmail.smtp.server import Handler, ProtocolFactory, TicketSMTP
 from ticketmail.storage.blobs import BlobStore
 from ticketmail.storage.store import Store
@@ -95,6 +97,8 @@ class Daemon:
         self._server: Listener | None = None
         self._factory: ProtocolFactory | None = None
         self._worker_task: asyncio.Task[None] | None = None
+        self.waits: WaitScheduler | None = None
+        self._waits_task: asyncio.Task[None] | None = None
         self._sessions: set[TicketSMTP] = set()
         self._web: Any = None  # the portal's server (web.WebServer) and its reader
         self._web_reader: Any = None
@@ -161,6 +165,12 @@ class Daemon:
             await self._close_store()
             raise
         self._worker_task = asyncio.create_task(self.worker.run(), name="outbox-worker")
+        ids = await intake.message_ids()
+        self.waits = WaitScheduler(
+            cfg, store, templates=lambda: intake.templates, ids=lambda: ids, clock=self.clock,
+            on_queued=self.worker.wake,
+        )  # fmt: skip
+        self._waits_task = asyncio.create_task(self.waits.run(), name="wait-scheduler")
         log.info(
             "daemon_started",
             host=cfg.smtp.host,
@@ -203,6 +213,8 @@ class Daemon:
         self._refuse_new_sessions()
         if self.worker is not None:
             self.worker.stop()
+        if self.waits is not None:
+            self.waits.stop()
         waiting_told = False
         while True:
             for session in list(self._sessions):
@@ -232,6 +244,7 @@ class Daemon:
             remaining = max(deadline - loop.time(), 0.0)
             await asyncio.wait({self._worker_task}, timeout=remaining)
         await self._cancel_worker()
+        await self._stop_waits()
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), timeout=1.0)
@@ -253,6 +266,7 @@ class Daemon:
         await self._wait_inflight(CLOSE_WAIT_SECONDS)
         await self._stop_web()
         await self._cancel_worker()
+        await self._stop_waits()
         await self._close_store()
         log.warning("daemon_stopped", forced=True)
 
@@ -298,6 +312,20 @@ class Daemon:
         if task.done() and not task.cancelled() and task.exception() is not None:
             log.error("outbox_worker_error", error=repr(task.exception()))
         self._worker_task = None
+
+    async def _stop_waits(self) -> None:
+        """The scheduler's pass under way finishes (bounded: then cancelled; its write job
+        commits whole or not at all)."""
+        task, self._waits_task = self._waits_task, None
+        if self.waits is not None:
+            self.waits.stop()
+        if task is None:
+            return
+        if not task.done():
+            await asyncio.wait({task}, timeout=CLOSE_WAIT_SECONDS)
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=CLOSE_WAIT_SECONDS)
 
     async def _stop_web(self) -> None:
         """The portal stops taking requests; those under way finish (bounded)."""

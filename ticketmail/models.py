@@ -7,6 +7,7 @@ from datetime import date, datetime
 from typing import Literal, get_args
 
 __all__ = [
+    "CUSTOMER_STATUSES",
     "MERGED",
     "SETTABLE_STATUSES",
     "STATUSES",
@@ -22,14 +23,22 @@ __all__ = [
     "TicketSummary",
     "TicketView",
     "User",
+    "customer_status",
 ]
 
-# A ticket's status (SPEC section 7).
-Status = Literal["new", "open", "answered", "closed", "merged"]
+# A ticket's status (SPEC section 7); `waiting` until a time and `merged` (SPEC 9.1).
+Status = Literal["new", "open", "answered", "closed", "waiting", "merged"]
 STATUSES: tuple[Status, ...] = get_args(Status)
 # A merge alone makes a ticket 'merged' (SPEC 9.1): no person, mail or form sets it.
 MERGED: Status = "merged"
 SETTABLE_STATUSES: tuple[Status, ...] = tuple(s for s in STATUSES if s != MERGED)
+# The statuses customers see (portal pages and filters, their mails): waiting is open to them.
+CUSTOMER_STATUSES: tuple[Status, ...] = ("new", "open", "answered", "closed")
+
+
+def customer_status(status: str) -> str:
+    """A status as customers see it (SPEC 9.1): a waiting ticket is open to them."""
+    return "open" if status == "waiting" else status
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +96,7 @@ class TicketSummary:
     updated_at: datetime
     articles: int
     merged_into: int | None = None  # status 'merged': the ticket that took its articles
+    waiting_until: datetime | None = None  # while waiting: when it is open again (SPEC 9.1)
 
 
 @dataclass(frozen=True, slots=True)

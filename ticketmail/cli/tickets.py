@@ -57,6 +57,7 @@ def ticket_json(view: TicketView) -> dict[str, Any]:
         "requester": s.requester,
         "created_at": iso_or_none(s.created_at),
         "updated_at": iso_or_none(s.updated_at),
+        "waiting_until": iso_or_none(s.waiting_until),  # while waiting (SPEC 9.1), else null
         "previous_ticket": str(view.previous_number) if view.previous_number else None,
         "merged_into": str(s.merged_into) if s.merged_into is not None else None,
         "articles": [
@@ -146,7 +147,8 @@ def cmd_ticket_show(config: Config, args: argparse.Namespace) -> int:
             return 0
         s = view.summary
         print(f"Ticket {s.number}: {s.subject}")
-        print(f"Status:    {s.status}")
+        until = f" until {iso_or_none(s.waiting_until)}" if s.waiting_until else ""
+        print(f"Status:    {s.status}{until}")
         print(f"Customer:  {s.customer} {s.customer_name}")
         print(f"Requester: {s.requester}")
         print(f"Created:   {iso_or_none(s.created_at)}   Updated: {iso_or_none(s.updated_at)}")
@@ -336,7 +338,8 @@ def register(verbs: Verbs) -> None:
     p.add_argument("number")
     p = verbs.add(ticket, "status", cmd_ticket_status, "set the status, tell the customers")
     p.add_argument("number")
-    p.add_argument("status", choices=SETTABLE_STATUSES)
+    # never merged (a merge alone sets it); waiting needs a time: set in the desk (SPEC 9.1)
+    p.add_argument("status", choices=[s for s in SETTABLE_STATUSES if s != "waiting"])
     p.add_argument("--note", metavar="TEXT", help="included in the mail to the customers")
     p = verbs.add(ticket, "reply", cmd_ticket_reply, "answer a ticket as an agent")
     p.add_argument("number")

@@ -131,7 +131,7 @@ _PRECEDENCE_VALUES = frozenset({"bulk", "junk", "list", "auto_reply"})
 _STATUS_LINE = re.compile(r"#status\b[ \t]*(\S*)[ \t]*", re.IGNORECASE)
 # German words an agent may write instead of the status names.
 _STATUS_WORDS: dict[str, str] = {
-    **{s: s for s in SETTABLE_STATUSES},  # never 'merged': a merge alone sets it
+    **{s: s for s in SETTABLE_STATUSES if s != "waiting"},  # never merged; waiting needs a time
     "neu": "new",
     "offen": "open",
     "beantwortet": "answered",
@@ -312,7 +312,9 @@ def decide(mail: ParsedMail, facts: Facts, cls: Classification, policy: RoutePol
     previous: int | None = None
     if match is not None:
         if match.status != "closed" or automatic:
-            new_status = "open" if match.status == "answered" and not automatic else None
+            # A person's answer reopens an answered ticket and ends a wait (SPEC 9.1).
+            reopens = match.status in ("answered", "waiting") and not automatic
+            new_status = "open" if reopens else None
             return _append(match, new_status, "follow_up", automatic, facts, policy, cls)
         reopen_until = (match.closed_at or facts.now) + timedelta(days=policy.reopen_days)
         if facts.now < reopen_until:

@@ -17,7 +17,7 @@ import structlog
 
 from ticketmail.config import Config
 from ticketmail.mail.msgid import MessageIds
-from ticketmail.models import AttachmentView, TicketRef, User
+from ticketmail.models import AttachmentView, TicketRef, User, customer_status
 from ticketmail.outbound.compose import (
     OutboundFile,
     Templates,
@@ -35,6 +35,7 @@ from ticketmail.storage.outbox import (
 from ticketmail.storage.records import ArticleRecord, OutboxRecord, Thread
 from ticketmail.storage.store import Store
 from ticketmail.storage.tickets import insert_article, participants, thread_of, touch_ticket
+from ticketmail.storage.waiting import set_waiting
 
 __all__ = ["Desk", "DeskResult", "Origin", "Sent", "message_ids"]
 
@@ -113,8 +114,8 @@ class Desk:
             team=cfg.mail.from_name,
             reopen_days=cfg.tickets.reopen_days,
             previous=previous,
-            status=status,
-            old_status=old_status,
+            status=customer_status(status),  # customers see a waiting ticket as open
+            old_status=customer_status(old_status),
             note=note,
             text=text,
             agent_name=agent_name,
@@ -275,11 +276,26 @@ class Desk:
         note: str,
         origin: Origin,
         now: datetime,
+        until: datetime | None = None,
     ) -> DeskResult:
-        """Set a ticket's status and tell each participant (`status_changed`, rate-limited).
+        """Set a ticket's status and tell each participant (`status_changed`, rate-limited);
+        `waiting` needs `until`, the time it is open again.
 
         The status it already has changes nothing and mails nobody (article 0); with a
-        `note`, the note is mailed as an answer would be (SPEC 9.1)."""
+        `note`, the note is mailed as an answer would be (SPEC 9.1). So does a change the
+        customers cannot see (open ↔ waiting, waiting with a new time): it is kept in the
+        ticket's history only."""
+        if customer_status(status) == customer_status(ticket.status) and (
+            status != ticket.status or status == "waiting"
+        ):
+            changed = self._set_status(conn, ticket.number, status, until, origin, now)
+            log.info("status_changed_quietly", ticket=ticket.number, by=origin.actor,
+                     status=status, old_status=ticket.status, changed=changed,
+                     until=until.isoformat() if until else None)  # fmt: skip
+            if note:
+                return self.reply(conn, ticket, text=note + "\n", files=(), status=status,
+                                  origin=origin, now=now)  # fmt: skip
+            return DeskResult(ticket.number, ticket.status, status, 0, ())
         if status == ticket.status:
             if note:
                 return self.reply(conn, ticket, text=note + "\n", files=(), status=status,
@@ -313,7 +329,7 @@ class Desk:
             entry = insert_outbox(conn, record, now=now)
             sent.append(Sent(user.email, _lang(cfg, user), entry, record.message_id))
             subject = record.subject if len(sent) == 1 else subject
-        touch_ticket(conn, ticket.number, status=status, by=origin.actor, now=now)
+        self._set_status(conn, ticket.number, status, until, origin, now)
         article = self._article(
             conn, ticket, thread, origin, sent, subject=subject, sent_text=note,
             status=status, automatic=True, now=now,
@@ -324,6 +340,24 @@ class Desk:
         return DeskResult(
             ticket.number, ticket.status, status, article, tuple(sent), tuple(suppressed)
         )
+
+    @staticmethod
+    def _set_status(
+        conn: sqlite3.Connection,
+        number: int,
+        status: str,
+        until: datetime | None,
+        origin: Origin,
+        now: datetime,
+    ) -> bool:
+        """The ticket's new status (waiting: until `until`), in its history; whether it
+        changed."""
+        if status == "waiting":
+            if until is None:
+                raise ValueError("waiting needs the time it ends")
+            return set_waiting(conn, number, until, by=origin.actor, now=now)
+        touch_ticket(conn, number, status=status, by=origin.actor, now=now)
+        return True
 
     def _article(
         self,

@@ -1,7 +1,7 @@
 """The desk's notifications to agents (SPEC 9, 9.1): a new ticket, a customer's follow-up,
-and a customer closing or reopening a ticket in the portal go to the ticket's owner, or
-while it has none to every agent (or `desk.notify_to`); a ticket assigned to an agent by
-another goes to that agent.
+a customer closing or reopening a ticket in the portal, and the end of a ticket's waiting
+time go to the ticket's owner, or while it has none to every agent (or `desk.notify_to`); a
+ticket assigned to an agent by another goes to that agent.
 
 Runs inside the write job that stores the customer's article, so that the notification is
 queued in the same transaction. Each mail carries the ticket's tag and a signed Message-ID:
@@ -25,7 +25,14 @@ from ticketmail.storage import desk as desk_db
 from ticketmail.storage.accounts import enqueue
 from ticketmail.storage.records import OutboxRecord
 
-__all__ = ["News", "assigned", "customer_set_status", "customer_wrote", "notify_agents"]
+__all__ = [
+    "News",
+    "assigned",
+    "customer_set_status",
+    "customer_wrote",
+    "notify_agents",
+    "wait_over",
+]
 
 log = structlog.get_logger()
 EXCERPT = 2000  # characters of the customer's text in a notification
@@ -207,3 +214,27 @@ def assigned(
     log.info("agent_notice_queued", kind=news.kind, outbox=entry, recipient=agent.email,
              ticket=ticket, by=by.email)  # fmt: skip
     return True
+
+
+def wait_over(
+    conn: sqlite3.Connection,
+    ticket: int,
+    /,
+    *,
+    until: str,
+    config: Config,
+    templates: Templates,
+    ids: MessageIds,
+    now: datetime,
+) -> int:
+    """Ticket `ticket` waited until `until` (as agents read it) and is open again: remind
+    its owner, else the agents (SPEC 9.1); how many were queued."""
+    found = desk_db.ticket_brief(conn, ticket)
+    if found is None:
+        return 0
+    news = News(
+        kind="agent_wait_over", ticket=ticket, subject=found.subject, status=found.status,
+        customer=found.customer, customer_name=found.customer_name, writer="system",
+        writer_name="", text=until,
+    )  # fmt: skip
+    return notify_agents(conn, news, config=config, templates=templates, ids=ids, now=now)

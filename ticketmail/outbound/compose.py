@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 
 from ticketmail.errors import ConfigError
-from ticketmail.models import SETTABLE_STATUSES
+from ticketmail.models import CUSTOMER_STATUSES
 
 __all__ = [
     "AGENT_TEMPLATE_NAMES",
@@ -57,6 +57,7 @@ AGENT_TEMPLATE_NAMES = (
     "agent_assigned",
     "agent_customer_closed",
     "agent_customer_reopened",
+    "agent_wait_over",
 )
 # Every variable any template may use; every render gets all of them (see mail_context).
 _CONTEXT_KEYS = (
@@ -216,8 +217,8 @@ class Templates:
         for lang in LANGUAGES:
             for name in (*TEMPLATE_NAMES, *WEB_TEMPLATE_NAMES, *AGENT_TEMPLATE_NAMES):
                 self.render(name, lang=lang, context=sample_context())
-            for status in SETTABLE_STATUSES:  # the templates that speak of a status (never
-                # 'merged': the customer is not mailed about a merge), with each one
+            # The templates that speak of a status, with each one customers see.
+            for status in CUSTOMER_STATUSES:
                 for name in ("status_changed", "agent_reply"):
                     self.render(name, lang=lang, context=sample_context(status=status))
 

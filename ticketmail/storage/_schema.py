@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 # The customer portal (SPEC 8): mail domains that vouch for an institution's users, login
 # passwords (Argon2id), registrations, single-use tokens (stored hashed), server-side sessions
@@ -344,6 +344,13 @@ INSERT INTO article_search(article_search) VALUES ('delete-all');
 INSERT OR IGNORE INTO search_backlog(article) SELECT id FROM articles;
 """
 
+# Waiting until a time (SPEC 9.1): a ticket of status 'waiting' is open again at
+# `waiting_until` (ISO 8601 UTC, as every timestamp); NULL on every ticket that is not
+# waiting. The daemon's scheduler finds the waiting ones by tickets_status_updated.
+WAITING_SCHEMA = """
+ALTER TABLE tickets ADD COLUMN waiting_until TEXT;
+"""
+
 SCHEMA = (
     """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -493,6 +500,7 @@ CREATE TABLE quarantine (
     + TEAM_SCHEMA
     + MERGE_SCHEMA
     + GRAMS_BY_CUSTOMER_SCHEMA
+    + WAITING_SCHEMA
 )
 
 # What takes a database of version N to N + 1: MIGRATIONS[N - 1]. A new database gets
@@ -525,6 +533,8 @@ CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
     MERGE_SCHEMA,
     # 11 -> 12: the trigram index holds each article's institution, filled in the background.
     GRAMS_BY_CUSTOMER_SCHEMA,
+    # 12 -> 13: waiting until a time.
+    WAITING_SCHEMA,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1
 

@@ -505,7 +505,8 @@ def enqueue(conn: sqlite3.Connection, record: OutboxRecord, *, now: datetime) ->
 def ticket_page(conn: sqlite3.Connection, customer: str, number: int) -> WebTicketPage | None:
     """A ticket of the institution with the articles its customers see, oldest first."""
     row = conn.execute(
-        "SELECT number, subject, status, requester, created_at, updated_at, closed_at, "
+        "SELECT number, subject, CASE status WHEN 'waiting' THEN 'open' ELSE status END "
+        "AS status, requester, created_at, updated_at, closed_at, "  # waiting: open to them
         "previous_number, channel FROM tickets WHERE number = ? AND customer = ?",
         (number, customer),
     ).fetchone()

@@ -84,6 +84,7 @@ class DeskTicket:
     created_at: datetime
     updated_at: datetime
     version: int = 0  # raised by every change (SPEC 9.1): what a desk form carries as `seen`
+    waiting_until: datetime | None = None  # while waiting: when it is open again
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +199,7 @@ def _day(value: str | None) -> date | None:
 
 _TICKET_COLUMNS = (
     "t.number, t.subject, t.status, t.customer, c.name AS cname, t.requester, t.owner, "
-    "t.created_at, t.updated_at, t.version"
+    "t.created_at, t.updated_at, t.version, t.waiting_until"
 )
 
 
@@ -206,7 +207,7 @@ def _ticket(row: sqlite3.Row) -> DeskTicket:
     return DeskTicket(
         row["number"], row["subject"], row["status"], row["customer"], row["cname"],
         row["requester"], row["owner"], _dt(row["created_at"]), _dt(row["updated_at"]),
-        row["version"],
+        row["version"], _dt(row["waiting_until"]) if row["waiting_until"] else None,
     )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ticketmail.models import customer_status
 from ticketmail.storage.fulltext import Budget, Terms, by_ranges, terms_of
 
 __all__ = ["TicketList", "WebTicket", "list_tickets", "search_tickets"]
@@ -49,7 +50,7 @@ def _web_ticket(row: sqlite3.Row) -> WebTicket:
     return WebTicket(
         number=row["number"],
         subject=row["subject"],
-        status=row["status"],
+        status=customer_status(row["status"]),  # a waiting ticket is open to customers
         requester=row["requester"],
         created_at=_dt(row["created_at"]),
         updated_at=_dt(row["updated_at"]),
@@ -66,9 +67,10 @@ def _filters(
 ) -> tuple[str, dict[str, Any]]:
     where = ["t.customer = :c", "t.status != 'merged'"]  # a merged one's articles: its target's
     params: dict[str, Any] = {"c": customer}
-    if status is not None:
-        where.append("t.status = :s")
+    if status is not None:  # customers see a waiting ticket as open (SPEC 9.1)
+        where.append("t.status IN (:s, :also)")
         params["s"] = status
+        params["also"] = "waiting" if status == "open" else status
     if requester is not None:
         where.append("t.requester = :r")
         params["r"] = requester

@@ -106,8 +106,8 @@ def touch_ticket(
     if status is None or old is None or old == status:
         conn.execute("UPDATE tickets SET updated_at = ? WHERE number = ?", (iso(now), number))
         return
-    conn.execute(
-        "UPDATE tickets SET status = ?, updated_at = ?, "
+    conn.execute(  # any other status ends a wait (SPEC 9.1): storage/waiting.py sets one
+        "UPDATE tickets SET status = ?, updated_at = ?, waiting_until = NULL, "
         "closed_at = CASE WHEN ? = 'closed' THEN ? ELSE NULL END WHERE number = ?",
         (status, iso(now), status, iso(now), number),
     )
@@ -275,6 +275,7 @@ def _summary(r: sqlite3.Row) -> TicketSummary:
         updated_at=updated,
         articles=r["narticles"],
         merged_into=r["merged_into"],
+        waiting_until=moment(r["waiting_until"]),
     )
 
 

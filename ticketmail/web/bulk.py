@@ -78,7 +78,7 @@ async def _status(web: Web, agent: DeskAgent, form: FormData, now: datetime) -> 
     """`status`: set as the ticket's status form does (without a note): each customer of a
     changed ticket is mailed once."""
     status = str(form.get("status") or "")
-    if status not in SETTABLE_STATUSES:
+    if status not in SETTABLE_STATUSES or status == "waiting":  # waiting needs its own time
         raise Bad("desk.bulk_bad_status")
 
     def one(conn: sqlite3.Connection, number: int) -> Change:

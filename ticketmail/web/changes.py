@@ -37,16 +37,18 @@ def desk_job(
 
 
 def status_job(
-    web: Web, agent: DeskAgent, number: int, *, status: str, note: str, now: datetime
-) -> Callable[[sqlite3.Connection], DeskResult]:
-    """Agent `agent` sets ticket `number`'s status (with a `note`, mailed), as the ticket's
-    status form does: a write job's part, after the ticket's version was checked."""
+    web: Web, agent: DeskAgent, number: int, *, status: str, note: str, now: datetime,
+    until: datetime | None = None,
+) -> Callable[[sqlite3.Connection], DeskResult]:  # fmt: skip
+    """Agent `agent` sets ticket `number`'s status (with a `note`, mailed; `until` for
+    waiting), as the ticket's status form does: a write job's part, after the ticket's
+    version was checked."""
     origin = Origin(actor=agent.email, agent_name=agent.name)
     desk = web.desk()
 
     def act(conn: sqlite3.Connection, ticket: TicketRef) -> DeskResult:
         return desk.change_status(conn, ticket, status=status, note=note, origin=origin,
-                                  now=now)  # fmt: skip
+                                  now=now, until=until)  # fmt: skip
 
     return desk_job(number, now - RECENT, act)
 

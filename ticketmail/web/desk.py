@@ -10,6 +10,7 @@ import sqlite3
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import structlog
@@ -19,6 +20,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from ticketmail.errors import NotFoundError, TicketmailError, UsageError
 from ticketmail.inputs import parse_day, parse_domains
+from ticketmail.localtime import local_input, local_text, parse_local
 from ticketmail.models import MERGED, SETTABLE_STATUSES, STATUSES, TicketRef
 from ticketmail.outbound.actions import DeskResult, Origin
 from ticketmail.outbound.compose import OutboundFile
@@ -107,8 +109,12 @@ def agents_only(endpoint: AgentEndpoint) -> Callable[[Request], Awaitable[Respon
 def agent_page(
     request: Request, who: Visitor, template: str, /, *, status: int = 200, **values: object
 ) -> Response:
-    return page(request, who, template, status=status, statuses=STATUSES,
-                settable=SETTABLE_STATUSES, **values)  # fmt: skip
+    zone = _web(request).config.web.timezone  # times typed and shown in the desk
+    return page(
+        request, who, template, status=status, statuses=STATUSES, settable=SETTABLE_STATUSES,
+        local_text=functools.partial(local_text, zone=zone),
+        local_input=functools.partial(local_input, zone=zone), zone=zone, **values,
+    )  # fmt: skip
 
 
 # --- the queue ---------------------------------------------------------------------------------
@@ -171,6 +177,7 @@ class Kept:
     form: str = ""
     text: str = ""
     choice: str = ""
+    until: str = ""  # the status form's waiting time as typed
 
 
 NOTHING_KEPT = Kept()
@@ -341,6 +348,26 @@ async def reply(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     return redirect(request, who, f"/desk/tickets/{number}")
 
 
+# The furthest ahead a ticket may wait: a typo of the year is refused, not kept for ages.
+MAX_WAIT = timedelta(days=5 * 366)
+
+
+def waiting_until(web: Web, typed: str, now: datetime) -> tuple[datetime | None, str | None]:
+    """(the instant a waiting ticket is open again, None) as typed in a datetime-local input
+    in `web.timezone`; (None, the page's message) when none, not a time, past or too far."""
+    if not typed:
+        return None, "desk.until_missing"
+    try:
+        until = parse_local(typed, web.config.web.timezone)
+    except ValueError:
+        return None, "desk.until_bad"
+    if until <= now:
+        return None, "desk.until_past"
+    if until > now + MAX_WAIT:
+        return None, "desk.until_far"
+    return until, None
+
+
 def _typed(text: str) -> str:
     return text[:MAX_BODY].replace("\r\n", "\n").strip("\n")
 
@@ -363,18 +390,26 @@ async def change_status(request: Request, who: Visitor, agent: DeskAgent) -> Res
     form = await posted_form(request, who)
     status = str(form.get("status") or "")
     note = str(form.get("note") or "")[:MAX_BODY].replace("\r\n", "\n").strip()
+    typed = str(form.get("until") or "")[:40].strip()
+    kept = Kept("status", note, status, typed)
     if status not in SETTABLE_STATUSES:
-        return await _show(request, who, status=400, error="error.required")
-    job = status_job(web, agent, number, status=status, note=note, now=web.clock())
+        return await _show(request, who, status=400, error="error.required", kept=kept)
+    now = web.clock()
+    until, wrong = (None, None) if status != "waiting" else waiting_until(web, typed, now)
+    if wrong is not None:
+        log.info("desk_until_refused", ticket=number, agent=agent.email, reason=wrong)
+        return await _show(request, who, status=400, error=wrong, kept=kept)
+    job = status_job(web, agent, number, status=status, note=note, now=now, until=until)
     outcome, result = await _checked(web, number, form, job)
     if outcome == MISSING:
         return _not_found(request, who)
     if outcome == STALE or result is None:
-        return await _stale(request, who, agent, form, Kept("status", note, status))
+        return await _stale(request, who, agent, form, kept)
     if result.sent:
         web.queued()
     log.info("desk_status", ticket=number, agent=agent.email, status=status,
-             unchanged=result.old_status == status)  # fmt: skip
+             unchanged=result.old_status == status,
+             until=until.isoformat() if until else None)  # fmt: skip
     return redirect(request, who, f"/desk/tickets/{number}")
 
 

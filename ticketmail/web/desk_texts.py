@@ -320,3 +320,37 @@ DESK_TEXTS.update(
         ),
     }
 )
+# --- waiting until a time (SPEC 9.1, issue 23) -------------------------------------------------
+DESK_TEXTS.update(
+    {
+        "status.waiting": ("wartet", "waiting"),
+        "desk.waiting_until": ("bis {when}", "until {when}"),
+        "desk.until": ("Wartet bis (nur für „wartet“)", "Waiting until (for “waiting” only)"),
+        "desk.until_hint": (
+            "Datum und Uhrzeit in {zone}. Dann ist das Ticket wieder in Bearbeitung und "
+            "der Zuständige wird erinnert; schreibt der Kunde vorher, endet das Warten sofort.",
+            "Date and time in {zone}. Then the ticket is in progress again and its owner is "
+            "reminded; if the customer writes before, the wait ends at once.",
+        ),
+        "desk.until_missing": (
+            "Bis wann soll das Ticket warten? Bitte Datum und Uhrzeit angeben. Nichts wurde "
+            "geändert.",
+            "Until when should the ticket wait? Please give a date and time. Nothing was changed.",
+        ),
+        "desk.until_bad": (
+            "Das ist keine Zeitangabe (Datum und Uhrzeit, z. B. 2026-12-24T09:30). Nichts "
+            "wurde geändert.",
+            "That is not a time (a date and time, e.g. 2026-12-24T09:30). Nothing was changed.",
+        ),
+        "desk.until_past": (
+            "Diese Zeit ist schon vorbei; ein Ticket kann nur bis zu einer künftigen Zeit "
+            "warten. Nichts wurde geändert.",
+            "That time has passed; a ticket can only wait until a time to come. Nothing was "
+            "changed.",
+        ),
+        "desk.until_far": (
+            "Diese Zeit liegt mehr als fünf Jahre voraus. Nichts wurde geändert.",
+            "That time is more than five years ahead. Nothing was changed.",
+        ),
+    }
+)

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from ticketmail.mail.parse import safe_filename
-from ticketmail.models import MERGED, SETTABLE_STATUSES, AttachmentView, User
+from ticketmail.models import CUSTOMER_STATUSES, MERGED, AttachmentView, User
 from ticketmail.storage import accounts, portal_list
 from ticketmail.storage.accounts import Identity, WebTicketPage
 from ticketmail.storage.fulltext import MAX_QUERY
@@ -88,7 +88,7 @@ def _limits(web: Web, who: Visitor) -> dict[str, str | int]:
 
 async def tickets(request: Request) -> Response:
     query = request.query_params
-    status = query.get("status") if query.get("status") in SETTABLE_STATUSES else None
+    status = query.get("status") if query.get("status") in CUSTOMER_STATUSES else None
     q = (query.get("q") or "")[:MAX_QUERY].strip()
     mine = query.get("mine") == "1"
     try:
@@ -132,7 +132,7 @@ async def tickets(request: Request) -> Response:
 
     return page(
         request, who, "tickets.html", tickets=listed.tickets, total=listed.total, page=number,
-        pages=pages, chosen=status or "", q=q, mine=mine, statuses=SETTABLE_STATUSES,
+        pages=pages, chosen=status or "", q=q, mine=mine, statuses=CUSTOMER_STATUSES,
         cut=listed.cut,
         previous_link=link(number - 1) if number > 1 else None,
         next_link=link(number + 1) if number < pages else None,
