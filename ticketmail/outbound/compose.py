@@ -217,7 +217,7 @@ class Templates:
             for name in (*TEMPLATE_NAMES, *WEB_TEMPLATE_NAMES, *AGENT_TEMPLATE_NAMES):
                 self.render(name, lang=lang, context=sample_context())
             for status in STATUSES:  # the templates that speak of a status, with each one
-                for name in ("status_changed", "agent_reply"):
+                for name in ("status_changed", "agent_reply", "agent_follow_up"):
                     self.render(name, lang=lang, context=sample_context(status=status))
 
 
