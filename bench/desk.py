@@ -261,9 +261,12 @@ async def post_ms(base: str, email: str, numbers: list[int], count: int) -> list
 QUIET: list[str] = []  # per measured block: how long it waited for a quiet machine
 
 
-def quiet(seconds: float, what: str) -> None:
-    """Wait (at most `seconds`) until the machine is quiet (bench/procs.py), and note it."""
-    waited = procs.wait_quiet(seconds=seconds)
+async def quiet(seconds: float, what: str, clients: list[Any]) -> None:
+    """Wait (at most `seconds`) until the machine is quiet (bench/procs.py), and note it;
+    the clients then connect anew (the server closes idle keep-alive connections)."""
+    waited = await asyncio.to_thread(procs.wait_quiet, seconds=seconds)
+    for client in clients:
+        await client.aclose()
     state = "busy" if waited >= seconds else "quiet"
     QUIET.append(f"{what}: {state} after {waited:.1f} s")
     print(f"# {QUIET[-1]}", file=sys.stderr)
@@ -281,7 +284,7 @@ async def alternate(
         for name, path in pages.items():
             if between and name in between:
                 await asyncio.to_thread(between[name])
-            quiet(wait, f"{name} round {round_ + 1}")
+            await quiet(wait, f"{name} round {round_ + 1}", clients)
             paths = [path] * len(clients)
             await measure(clients, paths, 2)  # warm up
             found[name] += await measure(clients, paths, requests)
@@ -327,7 +330,7 @@ async def run_team(
                    f"/desk/tickets/{tickets['big']}")}  # fmt: skip
     for round_ in range(args.rounds):
         for name, (_, group, path) in big.items():
-            quiet(args.wait_quiet, f"{name} round {round_ + 1}")
+            await quiet(args.wait_quiet, f"{name} round {round_ + 1}", group)
             paths = [path] * len(group)
             await measure(group, paths, 2)
             found.setdefault(name, []).extend(await measure(group, paths, args.requests))
@@ -339,9 +342,9 @@ async def run_team(
         await c.aclose()
     # the POST, and the check and history row alone
     numbers = [n for n in range(100001, 100001 + args.tickets, args.tickets // 20)][:20]
-    quiet(args.wait_quiet, "POST")
+    await quiet(args.wait_quiet, "POST", [])
     took = await post_ms(base, emails[0], numbers, args.posts)
-    quiet(args.wait_quiet, "check + history alone")
+    await quiet(args.wait_quiet, "check + history alone", [])
     alone = team_write_ms(data_dir, numbers, emails[0], args.posts * 5)
     rows.append(summary("POST /desk/tickets/N/assign (one agent, one at a time)", took))
     rows.append({"page": "seen check + history row alone (in-process)", "requests": len(alone),
