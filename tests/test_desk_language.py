@@ -101,7 +101,7 @@ class _Reader(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.lang = ""
         self.parts: list[str] = []
-        self._open: list[bool] = []  # per open element: is its content left out?
+        self._open: list[tuple[str, bool]] = []  # open elements: is their content left out?
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {k: v or "" for k, v in attrs}
@@ -109,9 +109,9 @@ class _Reader(HTMLParser):
             self.lang = values.get("lang", "")
             return
         own = bool(values.get("lang")) and values.get("lang") != self.lang
-        hidden = tag in _SKIP or own or values.get("translate") == "no" or any(self._open[-1:])
+        hidden = tag in _SKIP or own or values.get("translate") == "no" or self._hidden()
         if tag not in _VOID:
-            self._open.append(hidden)
+            self._open.append((tag, hidden))
         if hidden:
             return
         self.parts += [values[a] for a in _READ if a in values]
@@ -119,12 +119,17 @@ class _Reader(HTMLParser):
             self.parts.append(values.get("value", ""))
 
     def handle_endtag(self, tag: str) -> None:
-        if tag not in _VOID and tag != "html" and self._open:
-            self._open.pop()
+        """Closes the element and any left open inside it (a `<p>` without `</p>`)."""
+        while tag not in _VOID and any(t == tag for t, _ in self._open):
+            if self._open.pop()[0] == tag:
+                break
 
     def handle_data(self, data: str) -> None:
-        if not any(self._open[-1:]):
+        if not self._hidden():
             self.parts.append(data)
+
+    def _hidden(self) -> bool:
+        return bool(self._open) and self._open[-1][1]
 
 
 def foreign_words(text: str, lang: str) -> list[str]:
