@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 
 from ticketmail.errors import ConfigError
-from ticketmail.models import CUSTOMER_STATUSES
+from ticketmail.models import CUSTOMER_STATUSES, SETTABLE_STATUSES
 
 __all__ = [
     "AGENT_TEMPLATE_NAMES",
@@ -217,9 +217,14 @@ class Templates:
         for lang in LANGUAGES:
             for name in (*TEMPLATE_NAMES, *WEB_TEMPLATE_NAMES, *AGENT_TEMPLATE_NAMES):
                 self.render(name, lang=lang, context=sample_context())
-            # The templates that speak of a status, with each one customers see.
+            # The templates that speak of a status, with each one their readers see:
+            # customers never see waiting (it is open to them); agents see every status a
+            # ticket they hear of can have.
             for status in CUSTOMER_STATUSES:
                 for name in ("status_changed", "agent_reply"):
+                    self.render(name, lang=lang, context=sample_context(status=status))
+            for status in SETTABLE_STATUSES:
+                for name in ("agent_follow_up",):
                     self.render(name, lang=lang, context=sample_context(status=status))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import sqlite3
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -61,6 +62,9 @@ log = structlog.get_logger()
 
 PAGE_SIZE = 50
 REPLY_STATUSES = ("open", "answered", "closed")
+# The queue's owner filter as the agent types it in either language (desk.assignee_hint).
+ALIASES = {"ich": "me", "nobody": "none", "niemand": "none"}
+_STATUS_NOTE = re.compile(r"status (\w+) → (\w+)(?: \(by (\S+) in the portal\))?")
 
 
 def _web(request: Request) -> Web:
@@ -127,7 +131,8 @@ async def queue(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     status = query.get("status") if query.get("status") in STATUSES else None
     customer = (query.get("customer") or "").strip()[:40]
     assignee = (query.get("assignee") or "").strip().casefold()[:320]
-    owner = {"": None, "me": agent.email, "none": ""}.get(assignee, assignee)
+    alias = ALIASES.get(assignee, assignee)
+    owner = {"": None, "me": agent.email, "none": ""}.get(alias, assignee)
     q = (query.get("q") or "")[:MAX_QUERY].strip()
     try:
         number = max(1, min(int(query.get("page") or "1"), 100_000))
@@ -225,8 +230,19 @@ async def _show(
         body=shown, texts=texts.offered, present=presence_line(who.t, present),
         agents=agents, today=web.clock().date(), inline_types=INLINE_IMAGE_TYPES,
         reply_statuses=REPLY_STATUSES, requester=requester, kept=kept,
-        changed=found.since(seen) if seen is not None else (),
+        changed=found.since(seen) if seen is not None else (), article_note=article_note,
     )  # fmt: skip
+
+
+def article_note(note: str, t: Translate) -> str:
+    """An article's note as the desk shows it: the status change it records (stored as
+    `status open → closed`, with `(by ADDRESS in the portal)` for a customer's) in the
+    agent's language; any other note as it is."""
+    found = _STATUS_NOTE.fullmatch(note)
+    if found is None or not {found[1], found[2]} <= set(STATUSES):
+        return note
+    line = t("desk.history.status", old=t(f"status.{found[1]}"), new=t(f"status.{found[2]}"))
+    return line if found[3] is None else t("desk.note_portal", line=line, who=found[3])
 
 
 @agents_only
@@ -593,8 +609,8 @@ async def customer(request: Request, who: Visitor, agent: DeskAgent) -> Response
             support = parse_day(str(form.get("support_until") or ""), what="support_until")
             trial = parse_day(str(form.get("trial_until") or ""), what="trial_until")
             domains = parse_domains(str(form.get("domains") or ""))
-        except UsageError as exc:
-            error, status = str(exc), 400
+        except UsageError:
+            error, status = _institution_problem(who, form), 400
         else:
 
             def write(conn: sqlite3.Connection) -> bool:
@@ -619,6 +635,23 @@ async def customer(request: Request, who: Visitor, agent: DeskAgent) -> Response
     )
     return agent_page(request, who, "desk_customer.html", status=status, found=found,
                       tickets=tickets, error=error, today=web.clock().date())  # fmt: skip
+
+
+def _institution_problem(who: Visitor, form: FormData) -> str:
+    """The line, in the agent's language, naming the field and the text an institution's
+    form was refused for."""
+    for name, label in (("support_until", "desk.contract"), ("trial_until", "desk.trial")):
+        text = str(form.get(name) or "").strip()
+        try:
+            parse_day(text, what=name)
+        except UsageError:
+            return who.t("desk.bad_day", field=who.t(label), text=text)
+    for item in str(form.get("domains") or "").split(","):
+        try:
+            parse_domains(item)
+        except UsageError:
+            return who.t("desk.bad_domain", text=item.strip())
+    return who.t("error.bad_request")
 
 
 # --- the agent's own settings ------------------------------------------------------------------

@@ -13,8 +13,8 @@ DESK_TEXTS: dict[str, tuple[str, str]] = {
     "desk.customer": ("Einrichtung (Kundennummer)", "Institution (customer number)"),
     "desk.assignee": ("Zuständig", "Owner"),
     "desk.assignee_hint": (
-        "me, none oder eine Adresse",
-        "me, none or an address",
+        "ich, niemand oder eine Adresse",
+        "me, nobody or an address",
     ),
     "desk.nobody_assigned": ("niemand", "nobody"),
     "desk.search_hint": (
@@ -73,8 +73,8 @@ DESK_TEXTS: dict[str, tuple[str, str]] = {
     "desk.headers": ("Kopfzeilen", "Headers"),
     "desk.to": ("An", "To"),
     "desk.date": ("Datum", "Date"),
-    "desk.message_id": ("Message-ID", "Message-ID"),
-    "desk.in_reply_to": ("In-Reply-To", "In-Reply-To"),
+    "desk.message_id": ("Nachrichten-ID", "Message-ID"),
+    "desk.in_reply_to": ("Antwort auf", "In-Reply-To"),
     "desk.direction.in": ("Kunde", "Customer"),
     "desk.direction.out": ("Support", "Support"),
     "desk.direction.note": ("Notiz", "Note"),
@@ -352,5 +352,22 @@ DESK_TEXTS.update(
             "Diese Zeit liegt mehr als fünf Jahre voraus. Nichts wurde geändert.",
             "That time is more than five years ahead. Nothing was changed.",
         ),
+    }
+)
+# --- no English word in the German desk, and the reverse (SPEC 9.1, issue 23) ---------------
+DESK_TEXTS.update(
+    {
+        "desk.day_format": ("JJJJ-MM-TT", "YYYY-MM-DD"),
+        "desk.bad_day": (
+            "{field}: „{text}“ ist kein Datum (JJJJ-MM-TT). Nichts wurde gespeichert.",
+            "{field}: “{text}” is not a date (YYYY-MM-DD). Nothing was saved.",
+        ),
+        "desk.bad_domain": (
+            "„{text}“ ist keine Mail-Domain. Nichts wurde gespeichert.",
+            "“{text}” is not a mail domain. Nothing was saved.",
+        ),
+        "desk.note_portal": ("{line} (von {who} im Portal)", "{line} (by {who} in the portal)"),
+        "desk.lang.de": ("Deutsch", "German"),
+        "desk.lang.en": ("Englisch", "English"),
     }
 )
