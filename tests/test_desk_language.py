@@ -29,11 +29,12 @@ from desk_support import settle
 from test_desk import MAX, MIA, agents, queued_numbers
 from web_support import PASSWORD, Client, link_in, logged_in, next_mail_to
 
-from ticketmail.models import STATUSES
+from ticketmail.models import CUSTOMER_STATUSES, SETTABLE_STATUSES
 from ticketmail.outbound.compose import AGENT_TEMPLATE_NAMES, Templates, sample_context
 from ticketmail.web.i18n import CATALOGUES, LANGUAGES
 
 KIM = "kim@lyceum.example"
+EDA = "eda@beta.example"  # of the other institution
 TICKET = "/desk/tickets/100001"
 
 # Words that betray an English string on a German page (compared in lower case).
@@ -169,6 +170,8 @@ _NEW = {
 }
 _TEXT = {"title": "Lumo", "lang": "{lang}", "body": "Lumo 4711."}
 _DAY = {"support_until": "2027-12-31", "trial_until": "", "domains": "lyceum.example"}
+SOURCE = "/desk/tickets/{source}"  # the walking agent's own ticket to merge (100002, 100003)
+BETA = "100004"  # a ticket of the other institution
 
 # Every desk page, with the forms that lead to each line it can show. The merger adds the
 # pages of merge, bulk actions, waiting and presence here.
@@ -208,6 +211,68 @@ PAGES: list[Page] = [
     Page(f"{TICKET}/reply", 409, {"body": "Lumo 45.", "seen": "1"}, TICKET),
     Page(f"{TICKET}/reply", 409, {"body": "Lumo 45.", "seen": ""}, TICKET),  # no version
     Page("/desk/tickets/999999", 404),
+    # waiting until a time, and every refusal of its time
+    Page(f"{TICKET}/status", 400, {"status": "waiting", "until": ""}, TICKET),
+    Page(f"{TICKET}/status", 400, {"status": "waiting", "until": "lumo"}, TICKET),
+    Page(f"{TICKET}/status", 400, {"status": "waiting", "until": "2020-01-01T10:00"}, TICKET),
+    Page(f"{TICKET}/status", 400, {"status": "waiting", "until": "2040-01-01T10:00"}, TICKET),
+    Page(f"{TICKET}/status", 303, {"status": "waiting", "until": "2030-01-01T10:00"}, TICKET),
+    Page(f"{TICKET}/status", 303, {"status": "waiting", "until": "2030-02-01T10:00"}, TICKET),
+    Page("/desk?status=waiting"),
+    Page(f"{TICKET}/status", 303, {"status": "open"}, TICKET),
+    # merge: every refusal, a merge, the merged ticket's visits and forms
+    Page(f"{TICKET}/merge", 400, {"into": ""}, TICKET),
+    Page(f"{TICKET}/merge", 400, {"into": "100001"}, TICKET),
+    Page(f"{TICKET}/merge", 400, {"into": "999999"}, TICKET),
+    Page(f"{TICKET}/merge", 409, {"into": BETA}, TICKET),
+    Page(f"{TICKET}/merge", 409, {"into": "{source}", "seen": "1"}, TICKET),
+    Page(f"{SOURCE}/merge", 303, {"into": "100001"}, SOURCE),
+    Page(SOURCE, 303),
+    Page(f"{SOURCE}/note", 409, {"body": "Lumo 46."}, TICKET),
+    Page(f"{SOURCE}/merge", 409, {"into": "100001"}, TICKET),
+    Page(f"{TICKET}/merge", 409, {"into": "{source}"}, TICKET),
+    Page("/desk?status=merged"),
+    # bulk actions on the queue: every refusal, a skip, a change
+    Page("/desk/bulk", 400, {"action": "assign", "agent": ""}, "/desk"),
+    Page("/desk/bulk", 400, {"tickets": "100001"}, "/desk"),
+    Page("/desk/bulk", 400, {"tickets": "100001", "action": "status", "status": "open"}, "/desk"),
+    Page("/desk/bulk", 400, {"tickets": "lumo", "action": "status", "status": "open"}, "/desk"),
+    Page(
+        "/desk/bulk",
+        400,
+        {"tickets": "100001", "action": "status", "status": "lumo", "seen_100001": "{seen:100001}"},
+        "/desk",
+    ),
+    Page(
+        "/desk/bulk",
+        400,
+        {"tickets": "100001", "action": "assign", "agent": "zed@", "seen_100001": "{seen:100001}"},
+        "/desk",
+    ),
+    Page(
+        "/desk/bulk",
+        400,
+        {"tickets": "100001", "action": "merge", "into": "", "seen_100001": "{seen:100001}"},
+        "/desk",
+    ),
+    Page(
+        "/desk/bulk",
+        409,
+        {"tickets": BETA, "action": "merge", "into": "100001", f"seen_{BETA}": f"{{seen:{BETA}}}"},
+        "/desk",
+    ),
+    Page(
+        "/desk/bulk",
+        409,
+        {"tickets": "100001", "action": "status", "status": "open", "seen_100001": "1"},
+        "/desk",
+    ),
+    Page(
+        "/desk/bulk",
+        303,
+        {"tickets": "100001", "action": "assign", "agent": "{me}", "seen_100001": "{seen:100001}"},
+        "/desk",
+    ),
     # a ticket taken by phone, and every refusal of its form
     Page("/desk/tickets/new"),
     Page("/desk/tickets/new", 400, {**_NEW, "requester": "lumo"}, "/desk/tickets/new"),
@@ -303,6 +368,11 @@ async def seeded(env_factory, sink) -> Env:  # type: ignore[no-untyped-def]
     mail = make_mail(f"Kim Ode <{KIM}>", "Lumo 4711", "Lumo 4711.\n", message_id="<l1@x>")
     assert await env.send(mail) == (250, "2.0.0 Ok: ticket 100001")
     await settle(env, 3)  # Kim's confirmation, both agents told
+    await env.user(EDA, "20002", name="Eda Oz", lang="de")
+    for n, writer in ((2, KIM), (3, KIM), (4, EDA)):  # to merge, and one of another institution
+        mail = make_mail(writer, f"Lumo {n}", "Lumo.\n", message_id=f"<l{n}@x>")
+        assert await env.send(mail) == (250, f"2.0.0 Ok: ticket 10000{n}")
+    await settle(env, 12)
     mia = Client(env)
     assert (await mia.login(MIA)).status_code == 303
     for path, form in (
@@ -323,6 +393,11 @@ async def seeded(env_factory, sink) -> Env:  # type: ignore[no-untyped-def]
             form_page="/desk/texts",
         )
         assert added.status_code == 303
+    max_c = Client(env)  # Max has the ticket open, his answer form holding text (presence)
+    assert (await max_c.login(MAX)).status_code == 303
+    await max_c.get(TICKET)
+    beat = await max_c.post(f"{TICKET}/presence", {"typing": "1"})
+    assert beat.status_code == 200
     visitor = Client(env)
     ivo = "ivo@mail.example"
     await visitor.post(
@@ -343,25 +418,29 @@ async def seeded(env_factory, sink) -> Env:  # type: ignore[no-untyped-def]
 
 
 def _filled(text: str, values: Mapping[str, str]) -> str:
-    return re.sub(r"\{(me|lang|doomed)\}", lambda m: values[m.group(1)], text)
+    return re.sub(r"\{(me|lang|doomed|source|seen:\d+)\}", lambda m: values[m.group(1)], text)
 
 
-async def walk(env: Env, email: str, lang: str, doomed: int) -> list[str]:
+_SEEN = re.compile(r'name="seen_(\d+)" value="(\d+)"')
+
+
+async def walk(env: Env, email: str, lang: str, doomed: int, source: str) -> list[str]:
     """Every page of PAGES as the agent `email` (desk in `lang`) sees it: the leaks found,
     one line each."""
     client = Client(env, lang="de" if lang == "en" else "en")  # the agent's setting wins
     assert (await client.login(email)).status_code == 303
-    values = {"me": email, "lang": lang, "doomed": str(doomed)}
+    values = {"me": email, "lang": lang, "doomed": str(doomed), "source": source}
     leaks: list[str] = []
     for step in PAGES:
         path = _filled(step.path, values)
         if step.form is None:
             response = await client.get(path)
         else:
+            origin = await client.get(_filled(step.origin, values))
+            # The queue's version of each ticket, as its bulk form carries them.
+            values.update((f"seen:{n}", v) for n, v in _SEEN.findall(origin.text))
             form = {k: _filled(v, values) for k, v in step.form.items()}
-            response = await client.post(
-                path, form, form_page=_filled(step.origin, values), files=step.files or None
-            )
+            response = await client.post(path, form, files=step.files or None)
         assert response.status_code == step.status, (path, step.form, response.text[:2000])
         if response.status_code == 303:
             path = response.headers["location"]
@@ -380,7 +459,8 @@ async def test_the_desk_shows_no_word_of_the_other_language(env_factory, sink) -
     English settings, has no word of the other language; the owner filter takes the words
     its hint names."""
     env = await seeded(env_factory, sink)
-    leaks = await walk(env, MIA, "de", doomed=3) + await walk(env, MAX, "en", doomed=4)
+    leaks = await walk(env, MIA, "de", doomed=3, source="100002")
+    leaks += await walk(env, MAX, "en", doomed=4, source="100003")
     assert not leaks, "\n".join(leaks)
     # The owner filter takes the words its hint names, in either language.
     max_c = Client(env)
@@ -391,13 +471,14 @@ async def test_the_desk_shows_no_word_of_the_other_language(env_factory, sink) -
 
 
 def test_the_agent_mails_have_no_word_of_the_other_language() -> None:
-    """Every agent mail, in German and in English, with each status, has no word of the
-    other language."""
+    """Every agent mail, in German and in English, with each status its reader can see (the
+    customer's answer never says waiting: it is open to them), has no word of the other
+    language."""
     templates = Templates(Path(__file__).resolve().parent.parent / "templates")
     leaks = []
     for lang in ("de", "en"):
         for name in (*AGENT_TEMPLATE_NAMES, "agent_reply"):
-            for status in STATUSES:
+            for status in CUSTOMER_STATUSES if name == "agent_reply" else SETTABLE_STATUSES:
                 context = sample_context(
                     subject="Lumo 4711",
                     name="Kim Ode",
