@@ -1,4 +1,5 @@
-"""The portal's kept page parts (render.py): made once, made anew when what they show changes."""
+"""The kept page parts of the portal and the desk (render.py): made once, made anew when what
+they show changes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import jinja2
 import pytest
 
 from ticketmail.config import WebConfig
+from ticketmail.models import HistoryEntry
 from ticketmail.storage.accounts import WebArticle, WebAttachment, WebTicket
+from ticketmail.storage.desk import DeskArticle, DeskFile, DeskTicket
 from ticketmail.web.i18n import translator
 from ticketmail.web.render import page_environment
 from ticketmail.web.server import WebServer
@@ -96,3 +99,64 @@ async def test_portal_connections_send_without_waiting_for_acks() -> None:
             listening.close()
     finally:
         await server.stop()
+
+
+DESK_TICKET = DeskTicket(100001, "Drucker", "open", "10042", "Gymnasium", "anna@schule.example",
+                         None, AT, AT)  # fmt: skip
+DESK_ARTICLE = DeskArticle(
+    7, "in", False, "anna@schule.example", ("support@stueber.de",), (), "Drucker", AT,
+    "<a@x>", "", "Der Drucker <druckt> nicht.", "status new → open", True, ("taken",),
+    (DeskFile(3, "foto.png", "image/png", 2048, "ab" * 32),),
+)  # fmt: skip
+
+
+def desk_article(env: jinja2.Environment, ticket: DeskTicket, value: DeskArticle,
+                 lang: str = "de") -> str:  # fmt: skip
+    template = env.from_string("{{ desk_article_html(ticket, article, note) }}")
+    return template.render(lang=lang, t=translator(lang), ticket=ticket, article=value,
+                           note=lambda note, t: f"[{note}]")  # fmt: skip
+
+
+def change(env: jinja2.Environment, entry: HistoryEntry, lang: str = "de") -> str:
+    template = env.from_string("{{ change_html(entry, local_text) }}")
+    return template.render(lang=lang, t=translator(lang), entry=entry,
+                           local_text=lambda moment: f"<{moment}>")  # fmt: skip
+
+
+def test_kept_desk_article_follows_the_article_the_requester_and_the_language(
+    env: jinja2.Environment,
+) -> None:
+    """A desk article is made once and kept, escaped; a changed article (a new file), a ticket
+    taken for another requester and another language each show at once."""
+    first = desk_article(env, DESK_TICKET, DESK_ARTICLE)
+    assert "&lt;druckt&gt;" in first
+    assert "<druckt>" not in first
+    assert "[status new → open]" in first
+    assert "/desk/tickets/100001/files/3" in first
+    assert "anna@schule.example" in first
+    assert desk_article(env, DESK_TICKET, DESK_ARTICLE) == first
+    more = dataclasses.replace(
+        DESK_ARTICLE,
+        attachments=(
+            *DESK_ARTICLE.attachments,
+            DeskFile(4, "zwei.pdf", "application/pdf", 10, "cd" * 32),
+        ),
+    )
+    assert "zwei.pdf" in desk_article(env, DESK_TICKET, more)
+    other = dataclasses.replace(DESK_TICKET, requester="ben@schule.example")
+    assert "ben@schule.example" in desk_article(env, other, DESK_ARTICLE)
+    assert desk_article(env, DESK_TICKET, DESK_ARTICLE, "en") != first
+
+
+def test_kept_history_lines_are_per_language_and_entry(env: jinja2.Environment) -> None:
+    """A history line in the desk, kept per language and entry: each entry and each language
+    shows its own words; the system is named as such."""
+    entry = HistoryEntry(AT, "max@stueber.de", "status", "new", "open", 3)
+    assert "neu → in Bearbeitung · max@stueber.de" in change(env, entry, "de")
+    assert "new → in progress · max@stueber.de" in change(env, entry, "en")
+    owner = HistoryEntry(AT, "system", "owner", None, "mia@stueber.de", 4)
+    line = change(env, owner, "en")
+    assert "mia@stueber.de" in line
+    assert "automatic" in line
+    waiting = HistoryEntry(AT, "max@stueber.de", "waiting", None, "2026-12-24T09:00:00+00:00", 5)
+    assert "&lt;2026-12-24T09:00:00+00:00&gt;" in change(env, waiting, "de")

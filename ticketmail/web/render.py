@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ import jinja2
 from markupsafe import Markup, escape
 
 from ticketmail.inputs import tel_uri
+from ticketmail.models import HistoryEntry
 from ticketmail.storage.accounts import WebArticle, WebTicket
+from ticketmail.storage.desk import DeskArticle, DeskTicket
 from ticketmail.web.i18n import translator
 
 __all__ = ["INLINE_IMAGE_TYPES", "human_size", "page_environment", "text_html"]
@@ -84,8 +87,9 @@ def page_environment(
     *, articles_kept: int = ARTICLES_KEPT, rows_kept: int = ROWS_KEPT
 ) -> jinja2.Environment:
     """One environment for every page: autoescape on, undefined variables fail loudly;
-    templates compiled once (no check for changed files per page); articles and the list's
-    rows made once and kept (`article_html`, `ticket_row`)."""
+    templates compiled once (no check for changed files per page); articles (the portal's
+    and the desk's) and the list's rows made once and kept (`article_html`,
+    `desk_article_html`, `ticket_row`), and the desk's history lines (`change_html`)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
         autoescape=True,
@@ -100,6 +104,8 @@ def page_environment(
     env.filters["tel"] = tel_uri
     articles = _Kept(env, "article.html", articles_kept)
     rows = _Kept(env, "ticket_row.html", rows_kept)
+    desk_articles = _Kept(env, "desk_article.html", articles_kept)
+    changes = _Kept(env, "desk_change.html", rows_kept)
 
     @jinja2.pass_context
     def article_html(context: Any, ticket: WebTicket, article: WebArticle) -> Markup:
@@ -114,6 +120,27 @@ def page_environment(
         lang = str(context["lang"])
         return rows.get((lang, ticket.number), ticket, lang, ticket=ticket)
 
+    @jinja2.pass_context
+    def desk_article_html(
+        context: Any, ticket: DeskTicket, article: DeskArticle, article_note: Callable[..., str]
+    ) -> Markup:
+        """An article of the desk's ticket page: its headers, note, text and files (the
+        requester named by a ticket taken by phone is part of what it was made from)."""
+        lang = str(context["lang"])
+        return desk_articles.get(
+            ("desk", lang, ticket.number, article.id), (article, ticket.requester), lang,
+            number=ticket.number, requester=ticket.requester, a=article,
+            article_note=article_note,
+        )  # fmt: skip
+
+    @jinja2.pass_context
+    def change_html(context: Any, change: HistoryEntry, local_text: Callable[..., str]) -> Markup:
+        """A line of a ticket's history in the desk (`local_text`: a time in web.timezone)."""
+        lang = str(context["lang"])
+        return changes.get((lang, change), change, lang, h=change, local_text=local_text)
+
     env.globals["article_html"] = article_html
+    env.globals["change_html"] = change_html
+    env.globals["desk_article_html"] = desk_article_html
     env.globals["ticket_row"] = ticket_row
     return env
