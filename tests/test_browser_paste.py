@@ -87,8 +87,12 @@ async def test_pasted_screenshot_becomes_attachment_of_new_ticket(
     watched = await customer_login(browser, env, email, lang)
     page = watched.page
     await page.goto("/tickets/new")
-    await page.locator("#subject").fill("Drucker im Lehrerzimmer")
-    await page.locator("#body").fill("Er druckt nur leere Seiten, siehe Bild.")
+    subject, text = {
+        "de": ("Drucker im Lehrerzimmer", "Er druckt nur leere Seiten, siehe Bild."),
+        "en": ("Printer in the staff room", "It prints only blank pages, see the picture."),
+    }[lang]
+    await page.locator("#subject").fill(subject)
+    await page.locator("#body").fill(text)
     shot = png(width=64, height=48, seed=3)
     assert not await dispatch(page, "paste", "#body", _file("image.png", "image/png", shot))
     thumb = page.locator(f"ul.thumbs li img[alt='{name}']")
