@@ -52,6 +52,7 @@ from ticketmail.web.portal import (
     _read_uploads,
     _store_files,
     content_disposition,
+    upload_limits,
 )
 from ticketmail.web.presence import Present
 from ticketmail.web.render import INLINE_IMAGE_TYPES
@@ -231,6 +232,7 @@ async def _show(
         agents=agents, today=web.clock().date(), inline_types=INLINE_IMAGE_TYPES,
         reply_statuses=REPLY_STATUSES, requester=requester, kept=kept,
         changed=found.since(seen) if seen is not None else (), article_note=article_note,
+        limits=upload_limits(web),
     )  # fmt: skip
 
 

@@ -273,6 +273,25 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "channel.other": ("anderer Weg", "other"),
 }
 
+# --- pasted and dropped files in the portal's and the desk's forms (SPEC 8.3, 9; issue 24) ----
+_TEXTS.update(
+    {
+        "attach.pasted": ("Bildschirmfoto", "screenshot"),
+        "attach.remove": ("Entfernen", "Remove"),
+        "attach.hint": (
+            "Bildschirmfotos können Sie auch mit Strg+V einfügen und Dateien hierher ziehen.",
+            "You can also paste screenshots (Ctrl+V) and drop files here.",
+        ),
+        "attach.too_many": (
+            "Höchstens {count} Dateien; weitere wurden nicht hinzugefügt.",
+            "At most {count} files; no more were added.",
+        ),
+        "attach.too_big": (
+            "Zusammen höchstens {size}; was darüber hinausging, wurde nicht hinzugefügt.",
+            "At most {size} in all; what went beyond was not added.",
+        ),
+    }
+)
 
 _TEXTS.update(DESK_TEXTS)
 

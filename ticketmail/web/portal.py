@@ -39,7 +39,7 @@ from ticketmail.web.base import (
 from ticketmail.web.limits import MAX_FILES
 from ticketmail.web.render import INLINE_IMAGE_TYPES, human_size
 
-__all__ = ["MAX_FILES", "PAGE_SIZE", "ROUTES", "refused"]
+__all__ = ["MAX_FILES", "PAGE_SIZE", "ROUTES", "refused", "upload_limits"]
 
 log = structlog.get_logger()
 
@@ -80,7 +80,13 @@ def not_found(request: Request, who: Visitor) -> Response:
 
 
 def _limits(web: Web, who: Visitor) -> dict[str, str | int]:
-    return {"count": MAX_FILES, "size": human_size(web.config.smtp.max_message_bytes)}
+    return upload_limits(web)
+
+
+def upload_limits(web: Web) -> dict[str, str | int]:
+    """A form's files as the page names them and attach.js keeps to: count, total size."""
+    total = web.config.smtp.max_message_bytes
+    return {"count": MAX_FILES, "size": human_size(total), "bytes": total}
 
 
 # --- the list -------------------------------------------------------------------------------

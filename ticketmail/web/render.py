@@ -130,7 +130,7 @@ def page_environment(
         return desk_articles.get(
             ("desk", lang, ticket.number, article.id), (article, ticket.requester), lang,
             number=ticket.number, requester=ticket.requester, a=article,
-            article_note=article_note,
+            article_note=article_note, inline_types=INLINE_IMAGE_TYPES,
         )  # fmt: skip
 
     @jinja2.pass_context

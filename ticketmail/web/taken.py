@@ -20,9 +20,13 @@ from ticketmail.storage.desk import DeskAgent
 from ticketmail.web.actions import Posted, Taken, post_article
 from ticketmail.web.base import Refusal, Visitor, Web, posted_form, redirect, route
 from ticketmail.web.desk import agent_page, agents_only
-from ticketmail.web.limits import MAX_FILES
-from ticketmail.web.portal import MAX_BODY, MAX_SUBJECT, _read_uploads, _store_files
-from ticketmail.web.render import human_size
+from ticketmail.web.portal import (
+    MAX_BODY,
+    MAX_SUBJECT,
+    _read_uploads,
+    _store_files,
+    upload_limits,
+)
 
 __all__ = ["ROUTES", "refused"]
 
@@ -68,9 +72,8 @@ def _form(
     request: Request, who: Visitor, typed: _Typed, *, status: int = 200, error: str | None = None
 ) -> Response:
     web: Web = request.app.state.web
-    limits = {"count": MAX_FILES, "size": human_size(web.config.smtp.max_message_bytes)}
     return agent_page(request, who, "desk_new.html", status=status, typed=typed, error=error,
-                      channels=CHANNELS, limits=limits)  # fmt: skip
+                      channels=CHANNELS, limits=upload_limits(web))  # fmt: skip
 
 
 def _problem(typed: _Typed) -> tuple[str | None, str, str]:
