@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import pytest
@@ -33,11 +34,13 @@ LANGS = ("de", "en")
 WIDTHS = (1280, 360)
 FAY = "fay@schule.example"  # registered, not yet confirmed: the confirm page
 EVE = "eve@schule.example"  # registered and confirmed: the desk's pending registration
+CARL = "carl@real.example"  # of an institution whose support has ended
 # Who visits, in each language: nobody, a customer, one whose registration is pending, an agent.
 USERS = {
     "anon": {},
     "customer": {"de": ANNA, "en": BEN},
     "pending": {"de": EVE, "en": EVE},
+    "lapsed": {"de": CARL, "en": CARL},  # their institution's support has ended: the offer
     "agent": {"de": MIA, "en": MAX},
 }
 
@@ -46,7 +49,7 @@ USERS = {
 class Visit:
     """A page to check: `who` (a key of USERS) opens `path` (its expected
     status); with `form`, that page then posts those fields (its own CSRF token unless
-    given) to `action` and the page that answers is the one checked. `{reset}` and
+    given) to `action` and the page that answers is the one checked (showing `shows`). `{reset}` and
     `{confirm}` in a path are the tokens mailed to the seeded users, `{lang}` the run's."""
 
     who: str
@@ -54,6 +57,7 @@ class Visit:
     status: int = 200
     form: Mapping[str, str] | None = None
     action: str = ""
+    shows: str = ""  # a CSS selector on the page: it is the page meant
 
 
 # Every portal and desk page, in ONE list: the merger adds new pages here.
@@ -73,19 +77,22 @@ PAGES: list[Visit] = [
     Visit("customer", "/tickets?status=open&mine=1"),
     Visit("customer", "/tickets?q=Drucker"),
     Visit("customer", "/tickets?q=Qwxzv"),  # nothing found
-    Visit("customer", "/tickets/100001"),
+    Visit("customer", "/tickets/100001", shows=".files img"),
     Visit("customer", "/tickets/100001/reply", 400, {"body": ""}, "/tickets/100001/reply"),
     Visit("customer", "/tickets/new"),
     Visit("customer", "/tickets/new", 400, {"subject": "", "body": ""}, "/tickets/new"),
     Visit("customer", "/account"),
+    Visit("customer", "/account?saved=1"),
     Visit("customer", "/tickets/999999", 404),
-    Visit("pending", "/account?lang={lang}", 403),  # registered, not yet approved
+    Visit("pending", "/account?lang={lang}", 403, shows="#pending"),  # registered, not yet approved
+    Visit("lapsed", "/tickets?lang={lang}", shows="#offer"),
+    Visit("lapsed", "/tickets/new?lang={lang}", shows="#offer"),
     # the desk, an agent
     Visit("agent", "/desk"),
     Visit("agent", "/desk?status=open&assignee=me&q=Drucker"),
     Visit("agent", "/desk?q=Qwxzv"),  # nothing found
     Visit("agent", "/desk?status=merged"),
-    Visit("agent", "/desk/tickets/100001"),
+    Visit("agent", "/desk/tickets/100001", shows=".files a"),
     Visit("agent", "/desk/tickets/100001?text=1"),  # a text module filled in
     Visit(
         "agent",
@@ -95,15 +102,26 @@ PAGES: list[Visit] = [
         "/desk/tickets/100001/note",
     ),
     Visit("agent", "/desk/tickets/100001", 400, {"body": ""}, "/desk/tickets/100001/note"),
-    Visit("agent", "/desk/tickets/100001", 409, {"body": "x"}, "/desk/tickets/100003/note"),
+    Visit(
+        "agent",
+        "/desk/tickets/100001",
+        409,
+        {"body": "x"},
+        "/desk/tickets/100003/note",
+        "#merged-into",
+    ),  # the merged ticket's page
     Visit("agent", "/desk/tickets/new"),
     Visit(
         "agent", "/desk/tickets/new", 400, {"requester": "lumo", "subject": ""}, "/desk/tickets/new"
     ),
     Visit("agent", "/desk/texts"),
-    Visit("agent", "/desk/registrations"),
+    Visit("agent", "/desk/texts", 400, {"title": "", "lang": "de", "body": "x"}, "/desk/texts"),
+    Visit("agent", "/desk/registrations", shows="table.tickets"),
     Visit("agent", "/desk/customers"),
     Visit("agent", "/desk/customers/10042"),
+    Visit(
+        "agent", "/desk/customers/10042", 400, {"support_until": "lumo"}, "/desk/customers/10042"
+    ),
     Visit("agent", "/desk/settings"),
     Visit("agent", "/desk", 400, {"action": "assign", "agent": ""}, "/desk/bulk"),
     Visit(
@@ -142,7 +160,9 @@ async def seed(env: Env) -> dict[str, str]:
     sink = env.sink
     assert sink is not None
     await agents(env)
-    for email in (ANNA, BEN):
+    await env.customer("20001", "Realschule Beispielstadt", support_until=date(2020, 1, 1))
+    await env.user(CARL, "20001", name="Carl Krause", lang="de")
+    for email in (ANNA, BEN, CARL):
         await give_password(env, email)
     mail = make_mail(f"Anna Müller <{ANNA}>", "Drucker druckt nicht", "Nur leere Seiten.\n")
     mail.add_attachment(png(64, 48, seed=3), maintype="image", subtype="png", filename="s.png")
@@ -248,6 +268,7 @@ async def test_axe_finds_no_violation_on_any_page(env: Env, browser: Browser) ->
                 where = f"{visit.who} {visit.path} -> {visit.action or '-'} [{lang} {width}px]"
                 assert status == visit.status, (where, status)
                 assert await page.get_attribute("html", "lang") == lang, where
+                assert not visit.shows or await page.locator(visit.shows).count(), where
                 results = await axe.run(page)
                 violations = results.response["violations"]
                 if violations:
