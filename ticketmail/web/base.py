@@ -144,14 +144,15 @@ def _session_identity(
     *,
     idle_since: datetime,
     born_since: datetime,
+    count: bool,
 ) -> tuple[Identity | None, DeskAgent | None, datetime | None, T | None, int]:
     found = accounts.session_email(conn, session_hash, idle_since=idle_since, born_since=born_since)
     if found is None:
         return None, None, None, None, 0
     me = accounts.identity_of(conn, found[0])
-    if me is None:  # an agent of the desk (with the count the navigation shows), or nobody
+    if me is None:  # an agent of the desk (with the count a page's navigation shows), or nobody
         agent = desk_db.agent_of(conn, found[0])
-        waiting = desk_db.pending_count(conn) if agent is not None else 0
+        waiting = desk_db.pending_count(conn) if agent is not None and count else 0
         return None, agent, found[1], None, waiting
     if me.pending or read is None:
         return me, None, found[1], None, 0
@@ -189,6 +190,8 @@ async def _visit(
         me, agent, seen, result, waiting = await web.reader(
             _session_identity, candidate, read, idle_since=now - idle,
             born_since=now - SESSION_MAX_AGE,
+            # Not for the desk ticket page's heartbeat (every few seconds): it shows no page.
+            count=not request.url.path.endswith("/presence"),
         )  # fmt: skip
         if me is not None or agent is not None:
             session_hash = candidate
