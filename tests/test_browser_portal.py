@@ -111,7 +111,7 @@ async def test_register_confirm_approve_open_reply_logout_in_chromium(
     await page.get_by_label("Kundennummer").fill("10042")
     await page.get_by_label("Neues Passwort").fill(PASSWORD)
     await page.get_by_label("Sprache").select_option("de")
-    await page.get_by_role("button", name="Registrieren").click()
+    await page.get_by_role("button", name="Erstellen").click()
     await page.wait_for_url("**/register")
     assert "Bitte prüfen Sie Ihr Postfach" in await page.inner_text("main")
     mail = await next_mail_to(sink, EVE, after=0)

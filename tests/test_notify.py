@@ -48,10 +48,11 @@ def test_every_template_renders_with_subject_and_body(name: str, lang: str) -> N
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-@pytest.mark.parametrize("name", AGENT_TEMPLATE_NAMES)
+@pytest.mark.parametrize("name", [n for n in AGENT_TEMPLATE_NAMES if n != "agent_registration"])
 def test_every_agent_notification_renders_with_tag_subject_and_link(name: str, lang: str) -> None:
-    """Each notification to agents (new ticket, follow-up, assignment, a customer's close
-    and reopen) renders in de and en with the tag in a one-line subject and the desk link."""
+    """Each notification to agents about a ticket (new ticket, follow-up, assignment, a
+    customer's close and reopen) renders in de and en with the tag in a one-line subject and
+    the desk link (a registration's, about no ticket: tests/test_desk_confirm.py)."""
     context = sample_context()
     context.update(link="http://127.0.0.1:8080/desk/tickets/100001", agent_name="Max Berger")
     subject, body = Templates(default_templates_dir()).render(name, lang=lang, context=context)

@@ -1,7 +1,8 @@
 """The desk's notifications to agents (SPEC 9, 9.1): a new ticket, a customer's follow-up,
 a customer closing or reopening a ticket in the portal, and the end of a ticket's waiting
 time go to the ticket's owner, or while it has none to every agent (or `desk.notify_to`); a
-ticket assigned to an agent by another goes to that agent.
+ticket assigned to an agent by another goes to that agent; a confirmed registration awaiting
+approval goes to every agent (or `desk.notify_to`).
 
 Runs inside the write job that stores the customer's article, so that the notification is
 queued in the same transaction. Each mail carries the ticket's tag and a signed Message-ID:
@@ -22,7 +23,7 @@ from ticketmail.models import User
 from ticketmail.outbound.compose import Templates, build_mail, mail_context
 from ticketmail.rules import auto_mail_allowed, format_tag
 from ticketmail.storage import desk as desk_db
-from ticketmail.storage.accounts import enqueue
+from ticketmail.storage.accounts import Registration, customer_of, enqueue
 from ticketmail.storage.records import OutboxRecord
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "customer_set_status",
     "customer_wrote",
     "notify_agents",
+    "registration_waiting",
     "wait_over",
 ]
 
@@ -238,3 +240,48 @@ def wait_over(
         writer_name="", text=until,
     )  # fmt: skip
     return notify_agents(conn, news, config=config, templates=templates, ids=ids, now=now)
+
+
+def registration_waiting(
+    conn: sqlite3.Connection,
+    reg: Registration,
+    /,
+    *,
+    config: Config,
+    templates: Templates,
+    ids: MessageIds,
+    now: datetime,
+) -> int:
+    """Registration `reg` was just confirmed and awaits an agent's approval: tell every agent
+    with notifications on (or `desk.notify_to`), each in their language; how many were
+    queued. Called once, by the confirmation that made it pending, never for an unconfirmed
+    one, so an anonymous /register alone mails no agent. The mail names only the address and
+    the institution as stored, nothing else the visitor typed (not the name)."""
+    found = customer_of(conn, reg.customer)
+    queued = 0
+    for agent in desk_db.team_to_notify(conn, notify_to=config.desk.notify_to):
+        lang = agent.lang or config.templates.default_language
+        context = mail_context(
+            ticket=None, tag="", subject="", name=agent.name,
+            customer=found.name if found is not None else "", customer_number=reg.customer,
+            support_address=config.smtp.recipients[0], offer_address=config.policy.offer_address,
+            team=config.mail.from_name, reopen_days=config.tickets.reopen_days, text=reg.email,
+            link=config.web.base_url.rstrip("/") + "/desk/registrations",
+        )  # fmt: skip
+        subject, body = templates.render("agent_registration", lang=lang, context=context)
+        out = build_mail(
+            kind="agent_registration", subject=subject, body=body,
+            sender_name=config.mail.from_name, sender_address=config.mail.from_address,
+            recipient=agent.email, recipient_name=agent.name, message_id=ids.new(None),
+            in_reply_to=None, references=(), auto_submitted="auto-generated",
+            loop_token=config.mail.from_address, lang=lang, now=now,
+        )  # fmt: skip
+        record = OutboxRecord(
+            kind="agent_registration", ticket=None, recipient=out.recipient, sender=out.sender,
+            message_id=out.message_id, subject=out.subject, raw=out.raw, automatic=False,
+        )  # fmt: skip
+        entry = enqueue(conn, record, now=now)
+        queued += 1
+        log.info("agent_notice_queued", kind="agent_registration", outbox=entry,
+                 recipient=agent.email, registration=reg.id)  # fmt: skip
+    return queued

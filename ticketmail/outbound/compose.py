@@ -58,6 +58,7 @@ AGENT_TEMPLATE_NAMES = (
     "agent_customer_closed",
     "agent_customer_reopened",
     "agent_wait_over",
+    "agent_registration",  # no ticket: `text` is the address, `customer` the institution
 )
 # Every variable any template may use; every render gets all of them (see mail_context).
 _CONTEXT_KEYS = (

@@ -253,10 +253,18 @@ def agents_to_notify(
     agents who have not switched notifications off."""
     row = conn.execute("SELECT owner FROM tickets WHERE number = ?", (ticket,)).fetchone()
     owner = row[0] if row is not None else None
-    if owner:
-        found = agent_of(conn, owner)
-        chosen: tuple[DeskAgent, ...] = (found,) if found is not None else ()
-    elif notify_to:
+    if not owner:
+        return team_to_notify(conn, notify_to=notify_to)
+    found = agent_of(conn, owner)
+    return (found,) if found is not None and found.notify else ()
+
+
+def team_to_notify(
+    conn: sqlite3.Connection, *, notify_to: tuple[str, ...]
+) -> tuple[DeskAgent, ...]:
+    """Who hears of news nobody owns: `notify_to` (or every agent); only agents who have
+    not switched notifications off."""
+    if notify_to:
         wanted = {a.casefold() for a in notify_to}
         chosen = tuple(a for a in list_agents(conn) if a.email in wanted)
     else:
@@ -579,6 +587,14 @@ def pending_registrations(conn: sqlite3.Connection) -> tuple[PendingRegistration
             "WHERE r.status = 'pending' ORDER BY r.id"
         )
     )
+
+
+def pending_count(conn: sqlite3.Connection) -> int:
+    """Confirmed registrations awaiting an agent's approval (the desk's navigation)."""
+    (count,) = conn.execute(
+        "SELECT COUNT(*) FROM registrations WHERE status = 'pending'"
+    ).fetchone()
+    return int(count)
 
 
 def registration_email(conn: sqlite3.Connection, registration: int) -> str | None:

@@ -27,6 +27,7 @@ from ticketmail.storage.accounts import Identity
 from ticketmail.storage.blobs import BlobStore
 from ticketmail.storage.desk import DeskAgent
 from ticketmail.storage.store import Store
+from ticketmail.web.flash import FLASH_COOKIE, FLASH_SECONDS, flash_cookie, flash_line
 from ticketmail.web.i18n import LANGUAGES, Translate, negotiate, translator
 from ticketmail.web.presence import Presence
 from ticketmail.web.reader import Reader
@@ -107,6 +108,7 @@ class Visitor:
     new_anon: bool  # the basis is new: set it as a cookie with the response
     csrf: str
     agent: DeskAgent | None = None  # an agent of the support desk (then `me` is None)
+    registrations: int = 0  # for an agent: confirmed registrations awaiting approval (nav)
 
     @property
     def t(self) -> Translate:
@@ -142,16 +144,19 @@ def _session_identity(
     *,
     idle_since: datetime,
     born_since: datetime,
-) -> tuple[Identity | None, DeskAgent | None, datetime | None, T | None]:
+    count: bool,
+) -> tuple[Identity | None, DeskAgent | None, datetime | None, T | None, int]:
     found = accounts.session_email(conn, session_hash, idle_since=idle_since, born_since=born_since)
     if found is None:
-        return None, None, None, None
+        return None, None, None, None, 0
     me = accounts.identity_of(conn, found[0])
-    if me is None:  # an agent of the desk, or nobody any more
-        return None, desk_db.agent_of(conn, found[0]), found[1], None
+    if me is None:  # an agent of the desk (with the count a page's navigation shows), or nobody
+        agent = desk_db.agent_of(conn, found[0])
+        waiting = desk_db.pending_count(conn) if agent is not None and count else 0
+        return None, agent, found[1], None, waiting
     if me.pending or read is None:
-        return me, None, found[1], None
-    return me, None, found[1], read(conn, me)
+        return me, None, found[1], None, 0
+    return me, None, found[1], read(conn, me), 0
 
 
 async def visitor(request: Request) -> Visitor:
@@ -177,13 +182,16 @@ async def _visit(
     agent: DeskAgent | None = None
     session_hash: str | None = None
     result: T | None = None
+    waiting = 0
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         idle = timedelta(hours=web.config.web.session_idle_hours)
         candidate = hashed(cookie)
-        me, agent, seen, result = await web.reader(
+        me, agent, seen, result, waiting = await web.reader(
             _session_identity, candidate, read, idle_since=now - idle,
             born_since=now - SESSION_MAX_AGE,
+            # Not for the desk ticket page's heartbeat (every few seconds): it shows no page.
+            count=not request.url.path.endswith("/presence"),
         )  # fmt: skip
         if me is not None or agent is not None:
             session_hash = candidate
@@ -201,6 +209,7 @@ async def _visit(
         new_anon=new_anon,
         csrf=csrf_token(web.csrf_key, basis),
         agent=agent,
+        registrations=waiting,
     )
     return who, result
 
@@ -262,13 +271,22 @@ def _finish(response: Response, request: Request, who: Visitor) -> Response:
 def page(
     request: Request, who: Visitor, template: str, /, *, status: int = 200, **values: Any
 ) -> Response:
-    """One page in the visitor's language, with their CSRF token for its forms."""
+    """One page in the visitor's language, with their CSRF token for its forms, and on a
+    GET the line confirming the action whose 303 led here (its cookie is then cleared)."""
     web: Web = request.app.state.web
+    cookie = request.cookies.get(FLASH_COOKIE)
+    shows = cookie is not None and request.method == "GET" and not asked_head(request)
+    done = flash_line(web.csrf_key, who.basis, cookie) if shows else None
     html = web.pages.get_template(template).render(
         t=who.t, lang=who.lang, me=who.me, agent=who.agent, csrf=who.csrf,
-        path=local_path(request.url.path), config=web.config, **values,
+        path=local_path(request.url.path), config=web.config, flash=done,
+        registrations=who.registrations, **values,
     )  # fmt: skip
-    return _finish(HTMLResponse(html, status_code=status), request, who)
+    response = _finish(HTMLResponse(html, status_code=status), request, who)
+    if shows:
+        response.delete_cookie(FLASH_COOKIE, httponly=True, samesite="lax",
+                               secure=web.secure_cookies)  # fmt: skip
+    return response
 
 
 def local_path(path: str) -> str:
@@ -277,11 +295,19 @@ def local_path(path: str) -> str:
     return "/" + path.lstrip("/\\")
 
 
-def redirect(request: Request, who: Visitor, to: str) -> Response:
+def redirect(request: Request, who: Visitor, to: str, *, done: str | None = None) -> Response:
     """After a POST (or to the login page): 303, so that a reload does not post again. The
     Location is a path on this site, never built from the request's Host or X-Forwarded-*
-    headers (SPEC 8.4)."""
-    return _finish(RedirectResponse(local_path(to), status_code=303), request, who)
+    headers (SPEC 8.4). `done`: what was done (a key of web/flash.py's DONE), confirmed by a
+    line on the page it lands on."""
+    response = _finish(RedirectResponse(local_path(to), status_code=303), request, who)
+    if done is not None:
+        web: Web = request.app.state.web
+        response.set_cookie(
+            FLASH_COOKIE, flash_cookie(web.csrf_key, who.basis, done), max_age=FLASH_SECONDS,
+            httponly=True, samesite="lax", secure=web.secure_cookies,
+        )  # fmt: skip
+    return response
 
 
 def asked_head(request: Request) -> bool:

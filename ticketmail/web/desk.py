@@ -363,7 +363,7 @@ async def reply(request: Request, who: Visitor, agent: DeskAgent) -> Response:
         return await _stale(request, who, agent, form, Kept("reply", choice=status), body=text)
     web.queued()
     log.info("desk_reply", ticket=number, agent=agent.email, status=status, files=len(files))
-    return redirect(request, who, f"/desk/tickets/{number}")
+    return redirect(request, who, f"/desk/tickets/{number}", done="reply")
 
 
 # The furthest ahead a ticket may wait: a typo of the year is refused, not kept for ages.
@@ -428,7 +428,8 @@ async def change_status(request: Request, who: Visitor, agent: DeskAgent) -> Res
     log.info("desk_status", ticket=number, agent=agent.email, status=status,
              unchanged=result.old_status == status,
              until=until.isoformat() if until else None)  # fmt: skip
-    return redirect(request, who, f"/desk/tickets/{number}")
+    done = "waiting" if status == "waiting" else "status"
+    return redirect(request, who, f"/desk/tickets/{number}", done=done)
 
 
 @agents_only
@@ -450,7 +451,7 @@ async def note(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     if outcome == STALE:
         return await _stale(request, who, agent, form, Kept("note", text))
     log.info("desk_note", ticket=number, agent=email, article=article)
-    return redirect(request, who, f"/desk/tickets/{number}")
+    return redirect(request, who, f"/desk/tickets/{number}", done="note")
 
 
 @agents_only
@@ -471,7 +472,7 @@ async def assign(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     web.queued()
     log.info("desk_assign", ticket=number, agent=agent.email, owner=chosen,
              changed=change is not None and change.changed)  # fmt: skip
-    return redirect(request, who, f"/desk/tickets/{number}")
+    return redirect(request, who, f"/desk/tickets/{number}", done="assign")
 
 
 def presence_line(t: Translate, present: tuple[Present, ...]) -> str:
@@ -536,7 +537,7 @@ async def merge(request: Request, who: Visitor, agent: DeskAgent) -> Response:
         return await _stale(request, who, agent, form, kept)
     log.info("desk_merge", ticket=number, into=into, agent=email, articles=merged.articles,
              files=merged.files)  # fmt: skip
-    return redirect(request, who, f"/desk/tickets/{into}")
+    return redirect(request, who, f"/desk/tickets/{into}", done="merge")
 
 
 # --- registrations -----------------------------------------------------------------------------
@@ -575,7 +576,7 @@ async def _decide(request: Request, who: Visitor, agent: DeskAgent, decision: st
         return _not_found(request, who)
     web.queued()
     log.info("desk_registration", decision=decision, email=email, agent=agent.email)
-    return redirect(request, who, "/desk/registrations")
+    return redirect(request, who, "/desk/registrations", done=f"{decision.removesuffix('e')}ed")
 
 
 @agents_only
@@ -628,7 +629,7 @@ async def customer(request: Request, who: Visitor, agent: DeskAgent) -> Response
                 return _not_found(request, who)
             log.info("desk_customer_saved", customer=number, agent=agent.email,
                      support_until=str(support), trial_until=str(trial))  # fmt: skip
-            return redirect(request, who, f"/desk/customers/{number}")
+            return redirect(request, who, f"/desk/customers/{number}", done="institution")
     found = await web.reader(desk_db.institution, number)
     if found is None:
         return _not_found(request, who)
@@ -674,7 +675,7 @@ async def settings(request: Request, who: Visitor, agent: DeskAgent) -> Response
         lambda conn: desk_db.set_agent_settings(conn, email, lang=lang, notify=notify)
     )
     log.info("desk_settings_saved", agent=email, lang=lang, notify=notify)
-    return redirect(request, who, "/desk/settings")
+    return redirect(request, who, "/desk/settings", done="settings")
 
 
 async def nowhere(request: Request) -> Response:

@@ -77,7 +77,7 @@ DESK_TEXTS: dict[str, tuple[str, str]] = {
     "desk.in_reply_to": ("Antwort auf", "In-Reply-To"),
     "desk.direction.in": ("Kunde", "Customer"),
     "desk.direction.out": ("Support", "Support"),
-    "desk.direction.note": ("Notiz", "Note"),
+    "desk.direction.note": ("Interne Notiz", "Internal note"),
     # Phone numbers and tickets taken by phone (SPEC 9.1).
     "desk.phone": ("Telefon", "Phone"),
     "desk.no_phone": ("keine Telefonnummer", "no phone number"),
@@ -375,5 +375,37 @@ DESK_TEXTS.update(
 DESK_TEXTS.update(
     {
         "desk.decision": ("Entscheidung", "Decision"),
+    }
+)
+# --- the line confirming each action, the pending registrations' count (issue 24, flash) ---
+DESK_TEXTS.update(
+    {
+        "desk.done_reply": ("Die Antwort wurde gesendet.", "The answer was sent."),
+        "desk.done_note": ("Die interne Notiz wurde gespeichert.", "The internal note was saved."),
+        "desk.done_status": ("Der Status wurde gespeichert.", "The status was saved."),
+        "desk.done_waiting": ("Die Wartezeit wurde gespeichert.", "The waiting time was saved."),
+        "desk.done_assign": ("Die Zuständigkeit wurde gespeichert.", "The owner was saved."),
+        "desk.done_merge": (
+            "Die Tickets wurden zusammengeführt; dies ist das Ziel.",
+            "The tickets were merged; this is the one they were merged into.",
+        ),
+        "desk.done_settings": (
+            "Ihre Einstellungen wurden gespeichert.",
+            "Your settings were saved.",
+        ),
+        "desk.done_approved": (
+            "Die Registrierung wurde freigegeben.",
+            "The registration was approved.",
+        ),
+        "desk.done_rejected": (
+            "Die Registrierung wurde abgelehnt.",
+            "The registration was rejected.",
+        ),
+        "desk.done_institution": (
+            "Die Einrichtung wurde gespeichert.",
+            "The institution was saved.",
+        ),
+        "desk.done_taken": ("Das Ticket wurde angelegt.", "The ticket was opened."),
+        "desk.registrations_count": ("Registrierungen ({count})", "Registrations ({count})"),
     }
 )

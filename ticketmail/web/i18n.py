@@ -81,7 +81,7 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "Mit einem Konto sehen und beantworten Sie alle Tickets Ihrer Einrichtung.",
         "With an account you see and answer every ticket of your institution.",
     ),
-    "register.submit": ("Registrieren", "Register"),
+    "register.submit": ("Erstellen", "Create"),
     "register.check_mail": ("Bitte prüfen Sie Ihr Postfach", "Please check your mail"),
     "register.check_mail_text": (
         "Wir haben eine E-Mail an die angegebene Adresse geschickt. Folgen Sie dem Link darin, um fortzufahren.",
@@ -127,7 +127,6 @@ _TEXTS: dict[str, tuple[str, str]] = {
     ),
     "account.title": ("Ihr Konto", "Your account"),
     "account.save": ("Speichern", "Save"),
-    "account.saved": ("Gespeichert.", "Saved."),
     "account.password": ("Passwort ändern", "Change password"),
     "account.password_saved": (
         "Ihr Passwort ist geändert; Ihre anderen Sitzungen sind beendet.",
@@ -290,6 +289,17 @@ _TEXTS.update(
             "Zusammen höchstens {size}; was darüber hinausging, wurde nicht hinzugefügt.",
             "At most {size} in all; what went beyond was not added.",
         ),
+    }
+)
+# --- the guide's words, the line confirming each action (issue 24, flash) -------------------
+_TEXTS.update(
+    {
+        "login.register_now": ("Registrieren Sie sich jetzt", "Register now"),
+        "done.created": ("Ihr Ticket wurde eröffnet.", "Your ticket was opened."),
+        "done.answered": ("Ihre Antwort wurde gesendet.", "Your answer was sent."),
+        "done.closed": ("Das Ticket wurde geschlossen.", "The ticket was closed."),
+        "done.reopened": ("Das Ticket wurde wieder geöffnet.", "The ticket was reopened."),
+        "done.account": ("Ihre Angaben wurden gespeichert.", "Your details were saved."),
     }
 )
 

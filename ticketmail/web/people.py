@@ -14,6 +14,7 @@ from starlette.responses import Response
 from ticketmail.errors import UsageError
 from ticketmail.inputs import parse_email, parse_phone
 from ticketmail.outbound.actions import Desk
+from ticketmail.outbound.agents import registration_waiting
 from ticketmail.storage import accounts, logins
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage.accounts import Registration
@@ -220,6 +221,7 @@ async def confirm(request: Request) -> Response:
         await guard.failed(web, attempt, now=now, where="confirm")
         return page(request, who, "confirm.html", status=401, error="confirm.wrong_password")
     registration = reg
+    templates = web.mail_templates()
 
     def write(conn: sqlite3.Connection) -> tuple[str, bytes | None]:
         token = accounts.take_token(conn, token_hash, kind="confirm", now=now)
@@ -228,10 +230,15 @@ async def confirm(request: Request) -> Response:
         outcome = accounts.confirm_registration(conn, registration.id, now=now)
         if outcome == "void":
             return outcome, None
+        if outcome == "pending":  # the agents hear of it once, now that it is confirmed
+            registration_waiting(conn, registration, config=web.config, templates=templates,
+                                 ids=web.ids, now=now)  # fmt: skip
         return outcome, guard.succeeded(conn, registration.email, device=attempt.device)
 
     outcome, key = await web.store.write(write)
     log.info("web_registration_confirmed", outcome=outcome)
+    if outcome == "pending":
+        web.queued()  # the agents' notifications
     if key is None:
         return _invalid_link(request, who)
     text = "confirm.active" if outcome == "active" else "confirm.pending"
@@ -379,8 +386,7 @@ async def account(request: Request) -> Response:
     if who.me.pending:
         return page(request, who, "pending.html", status=403)
     if request.method == "GET":
-        saved = "account.saved" if request.query_params.get("saved") else None
-        return page(request, who, "account.html", notice=saved, error=None)
+        return page(request, who, "account.html", notice=None, error=None)
     form = await posted_form(request, who)
     web = _web(request)
     me = who.me
@@ -398,7 +404,7 @@ async def account(request: Request) -> Response:
         lambda conn: accounts.update_account(conn, me.email, name=name, lang=lang, phone=phone)
     )
     log.info("web_account_saved", email=me.email, lang=lang, phone=bool(phone))
-    return redirect(request, who, "/account?saved=1")
+    return redirect(request, who, "/account", done="account")
 
 
 async def _change_password(

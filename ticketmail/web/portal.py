@@ -308,7 +308,7 @@ async def new_ticket(request: Request) -> Response:
     if posted.ticket is None:
         return page(request, who, "new.html", status=403, error=None, subject=subject,
                     body=body, limits=limits, supported=False)  # fmt: skip
-    return redirect(request, who, f"/tickets/{posted.ticket}")
+    return redirect(request, who, f"/tickets/{posted.ticket}", done="created")
 
 
 async def _post(
@@ -357,7 +357,7 @@ async def reply(request: Request) -> Response:
         return not_found(request, who)
     if posted.ticket is None:
         return await _show(request, who, status=403, error=None)
-    return redirect(request, who, f"/tickets/{posted.ticket}")
+    return redirect(request, who, f"/tickets/{posted.ticket}", done="answered")
 
 
 async def _status(request: Request, status: str) -> Response:
@@ -389,7 +389,8 @@ async def _status(request: Request, status: str) -> Response:
         return await _show(request, who, status=409, error="ticket.reopen_too_late")
     if outcome == "done":
         web.queued()  # the owner's (else the agents') notification
-    return redirect(request, who, f"/tickets/{number}")
+    done = "closed" if status == "closed" else "reopened"
+    return redirect(request, who, f"/tickets/{number}", done=done)
 
 
 def _subject(typed: str) -> str:

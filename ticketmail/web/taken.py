@@ -143,7 +143,7 @@ async def take_ticket(request: Request, who: Visitor, agent: DeskAgent) -> Respo
     log.info("desk_ticket_taken", ticket=posted.ticket, agent=agent.email, requester=email,
              channel=typed.channel, confirm=typed.confirm, new_user=added,
              files=len(files))  # fmt: skip
-    return redirect(request, who, f"/desk/tickets/{posted.ticket}")
+    return redirect(request, who, f"/desk/tickets/{posted.ticket}", done="taken")
 
 
 def _text_fields(form: FormData) -> dict[str, str]:
