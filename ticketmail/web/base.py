@@ -266,7 +266,7 @@ def page(
     web: Web = request.app.state.web
     html = web.pages.get_template(template).render(
         t=who.t, lang=who.lang, me=who.me, agent=who.agent, csrf=who.csrf,
-        path=local_path(request.url.path), config=web.config, **values,
+        path=local_path(request.url.path), config=web.config, now=web.clock(), **values,
     )  # fmt: skip
     return _finish(HTMLResponse(html, status_code=status), request, who)
 

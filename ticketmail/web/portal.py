@@ -37,7 +37,8 @@ from ticketmail.web.base import (
     visitor_reading,
 )
 from ticketmail.web.limits import MAX_FILES
-from ticketmail.web.render import INLINE_IMAGE_TYPES, human_size
+from ticketmail.web.locale import size_text
+from ticketmail.web.render import INLINE_IMAGE_TYPES
 
 __all__ = ["MAX_FILES", "PAGE_SIZE", "ROUTES", "refused"]
 
@@ -80,7 +81,7 @@ def not_found(request: Request, who: Visitor) -> Response:
 
 
 def _limits(web: Web, who: Visitor) -> dict[str, str | int]:
-    return {"count": MAX_FILES, "size": human_size(web.config.smtp.max_message_bytes)}
+    return {"count": MAX_FILES, "size": size_text(web.config.smtp.max_message_bytes, who.lang)}
 
 
 # --- the list -------------------------------------------------------------------------------

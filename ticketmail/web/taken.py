@@ -21,8 +21,8 @@ from ticketmail.web.actions import Posted, Taken, post_article
 from ticketmail.web.base import Refusal, Visitor, Web, posted_form, redirect, route
 from ticketmail.web.desk import agent_page, agents_only
 from ticketmail.web.limits import MAX_FILES
+from ticketmail.web.locale import size_text
 from ticketmail.web.portal import MAX_BODY, MAX_SUBJECT, _read_uploads, _store_files
-from ticketmail.web.render import human_size
 
 __all__ = ["ROUTES", "refused"]
 
@@ -68,7 +68,7 @@ def _form(
     request: Request, who: Visitor, typed: _Typed, *, status: int = 200, error: str | None = None
 ) -> Response:
     web: Web = request.app.state.web
-    limits = {"count": MAX_FILES, "size": human_size(web.config.smtp.max_message_bytes)}
+    limits = {"count": MAX_FILES, "size": size_text(web.config.smtp.max_message_bytes, who.lang)}
     return agent_page(request, who, "desk_new.html", status=status, typed=typed, error=error,
                       channels=CHANNELS, limits=limits)  # fmt: skip
 
