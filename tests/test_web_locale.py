@@ -15,7 +15,7 @@ from test_desk import MAX, MIA, agent_client
 from test_desk_rules import desk_env
 from web_support import ANNA, Client, logged_in
 
-from ticketmail.web.locale import ago, full_when, local_day, local_when, size_text, utc_iso
+from ticketmail.localtime import ago, full_when, local_day, local_when, size_text, utc_iso
 from ticketmail.web.render import time_html
 
 pytestmark = pytest.mark.web  # the daemon serves the portal and the desk

@@ -21,7 +21,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from ticketmail.errors import NotFoundError, TicketmailError, UsageError
 from ticketmail.inputs import parse_day, parse_domains
-from ticketmail.localtime import local_input, parse_local
+from ticketmail.localtime import local_input, local_when, parse_local
 from ticketmail.models import MERGED, SETTABLE_STATUSES, STATUSES, TicketRef
 from ticketmail.outbound.actions import DeskResult, Origin
 from ticketmail.outbound.compose import OutboundFile
@@ -47,7 +47,6 @@ from ticketmail.web.base import (
 )
 from ticketmail.web.changes import RECENT, NoSuchAgent, desk_job, owner_job, status_job
 from ticketmail.web.i18n import LANGUAGES, Translate
-from ticketmail.web.locale import local_when
 from ticketmail.web.portal import (
     MAX_BODY,
     _read_uploads,

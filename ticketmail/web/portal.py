@@ -16,6 +16,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from ticketmail.localtime import size_text
 from ticketmail.mail.parse import safe_filename
 from ticketmail.models import CUSTOMER_STATUSES, MERGED, AttachmentView, User
 from ticketmail.storage import accounts, portal_list
@@ -37,7 +38,6 @@ from ticketmail.web.base import (
     visitor_reading,
 )
 from ticketmail.web.limits import MAX_FILES
-from ticketmail.web.locale import size_text
 from ticketmail.web.render import INLINE_IMAGE_TYPES
 
 __all__ = ["MAX_FILES", "PAGE_SIZE", "ROUTES", "refused"]

@@ -12,9 +12,9 @@ import jinja2
 from markupsafe import Markup, escape
 
 from ticketmail.inputs import tel_uri
+from ticketmail.localtime import ago, full_when, local_day, local_when, size_text, utc_iso
 from ticketmail.storage.accounts import WebArticle, WebTicket
 from ticketmail.web.i18n import translator
-from ticketmail.web.locale import ago, full_when, local_day, local_when, size_text, utc_iso
 
 __all__ = ["INLINE_IMAGE_TYPES", "page_environment", "text_html", "time_html"]
 

@@ -15,13 +15,13 @@ from starlette.responses import Response
 
 from ticketmail.errors import UsageError
 from ticketmail.inputs import parse_email, parse_phone
+from ticketmail.localtime import size_text
 from ticketmail.storage import accounts, callers
 from ticketmail.storage.desk import DeskAgent
 from ticketmail.web.actions import Posted, Taken, post_article
 from ticketmail.web.base import Refusal, Visitor, Web, posted_form, redirect, route
 from ticketmail.web.desk import agent_page, agents_only
 from ticketmail.web.limits import MAX_FILES
-from ticketmail.web.locale import size_text
 from ticketmail.web.portal import MAX_BODY, MAX_SUBJECT, _read_uploads, _store_files
 
 __all__ = ["ROUTES", "refused"]
