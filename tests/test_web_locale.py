@@ -13,7 +13,7 @@ import pytest
 from conftest import Clock, Env, make_mail
 from test_desk import MAX, MIA, agent_client
 from test_desk_rules import desk_env
-from web_support import ANNA, Client, logged_in
+from web_support import ANNA, Client, logged_in, text_of
 
 from ticketmail.localtime import ago, full_when, local_day, local_when, size_text, utc_iso
 from ticketmail.web.render import time_html
@@ -133,6 +133,23 @@ async def test_sizes_use_the_languages_decimal_mark(env_factory, sink) -> None: 
     assert "1,5 KB" in (await mia.get(TICKET)).text
     assert "1.5 KB" in (await max_.get(TICKET)).text
     for client in (anna, mia, max_):
+        await client.close()
+
+
+async def test_the_desks_too_big_answer_names_the_limit_in_the_agents_language(
+    env_factory, sink
+) -> None:  # type: ignore[no-untyped-def]
+    """An agent's answer with files past `smtp.max_message_bytes` (100 000 bytes) is refused
+    with the limit written as their language does: '97,7 KB' / '97.7 KB'."""
+    env = await desk_env(env_factory, sink, smtp={"max_message_bytes": 100_000})
+    await mail_at(env, datetime(2026, 12, 3, 7, 31, 2, tzinfo=UTC))
+    big = [("attachments", ("big.bin", b"z" * 150_000, "application/octet-stream"))]
+    for email, said in ((MIA, "größer als 97,7 KB"), (MAX, "larger than 97.7 KB")):
+        client = await agent_client(env, email)
+        refused = await client.post(f"{TICKET}/reply", {"body": "Anbei"}, files=big,
+                                    form_page=TICKET)  # fmt: skip
+        assert refused.status_code == 413
+        assert said in " ".join(text_of(refused).split()), email
         await client.close()
 
 
