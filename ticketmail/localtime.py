@@ -15,6 +15,7 @@ import re
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+from babel import Locale
 from babel.dates import (
     format_date,
     format_time,
@@ -59,8 +60,11 @@ def local_input(value: datetime | str | None, zone: str) -> str:
     return _moment(value).astimezone(ZoneInfo(zone)).strftime("%Y-%m-%dT%H:%M")
 
 
-def _locale(lang: str) -> str:
-    return LOCALES.get(lang, LOCALES["en"])
+_PARSED = {lang: Locale.parse(name) for lang, name in LOCALES.items()}  # parsed once: 60 µs a call
+
+
+def _locale(lang: str) -> Locale:
+    return _PARSED.get(lang, _PARSED["en"])
 
 
 def _joined(local: datetime, lang: str, date_width: str) -> str:
