@@ -99,7 +99,8 @@ async def test_at_its_time_a_waiting_ticket_is_open_again_and_its_owner_reminded
     assert reminder.rcpt_tos == [MAX]
     assert str(reminder.message["Subject"]) == f"{TAG} Waiting time over: Drucker druckt nicht"
     text = body(reminder)
-    assert f"was waiting\nuntil {until.replace('T', ' ')} Europe/Berlin and" in text
+    at = datetime.fromisoformat(until)  # the mail writes it as its English reader reads it
+    assert f"was waiting\nuntil {at.day} {at:%b %Y, %H:%M} and" in text
     assert "/desk/tickets/100001" in text
     found = await shown(env)
     assert (found["status"], found["waiting_until"]) == ("open", None)
@@ -175,9 +176,10 @@ async def test_waiting_to_waiting_keeps_the_new_time_and_open_waiting_mail_nobod
     env_factory, sink
 ) -> None:  # type: ignore[no-untyped-def]
     """open → waiting, waiting → waiting with a new time, and waiting → open mail nobody
-    and are each kept in the history (the new time in Europe/Berlin in the desk, in UTC in
-    `ticket show --json`); the same time again changes nothing; the queue shows the time; a
-    note with it goes to the customer as an answer that says open."""
+    and are each kept in the history (the new time in Europe/Berlin as the reader's language
+    writes it in the desk, in UTC in `ticket show --json`); the same time again changes
+    nothing; the queue shows the time; a note with it goes to the customer as an answer that
+    says open."""
     env, max_c, mia = await waiting_team(env_factory, sink)
     opened = await max_c.post(f"{PAGE}/status", {"status": "open"}, form_page=PAGE)
     assert opened.status_code == 303
@@ -197,14 +199,14 @@ async def test_waiting_to_waiting_keeps_the_new_time_and_open_waiting_mail_nobod
     german = [line.rsplit(" · ", 1)[0] for line in history_lines(await mia.get(PAGE))]
     assert german[-3:] == [
         f"Status: in Bearbeitung → wartet · {MAX}",
-        f"Wartet bis: – → {year}-12-24 09:30 Europe/Berlin · {MAX}",
-        f"Wartet bis: {year}-12-24 09:30 Europe/Berlin → {year}-07-01 18:00 Europe/Berlin · {MIA}",
+        f"Wartet bis: – → 24.12.{year}, 09:30 · {MAX}",
+        f"Wartet bis: 24.12.{year}, 09:30 → 01.07.{year}, 18:00 · {MIA}",
     ]
     page = await mia.get(PAGE)
     assert f'name="until" type="datetime-local" value="{second}"' in page.text
-    assert f"bis {year}-07-01 18:00 Europe/Berlin" in text_of(page)
+    assert f"bis 01.07.{year}, 18:00" in text_of(page)
     queue = text_of(await max_c.get("/desk?status=waiting"))
-    assert f"waiting until {year}-07-01 18:00 Europe/Berlin" in " ".join(queue.split())
+    assert f"waiting until 1 Jul {year}, 18:00" in " ".join(queue.split())
     reopened = await mia.post(f"{PAGE}/status", {"status": "open"}, form_page=PAGE)
     assert reopened.status_code == 303
     found = await shown(env)
@@ -362,7 +364,8 @@ async def test_the_waiting_time_field_shows_for_waiting_in_chromium(
     await until.fill(chosen)
     await submit(page, "status", 100001)
     assert await page.locator("#ticket-status").inner_text() == "wartet"
-    assert chosen.replace("T", " ") in await page.locator("#ticket-waiting").inner_text()
+    at = datetime.fromisoformat(chosen)  # shown as Mia's German reads it
+    assert f"bis {at:%d.%m.%Y, %H:%M}" in await page.locator("#ticket-waiting").inner_text()
     assert (await shown(env))["waiting_until"] == utc(chosen)
     await page.locator("#status-new").select_option("closed")
     assert not await until.is_visible()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import jinja2
 import pytest
@@ -33,9 +33,9 @@ def env() -> jinja2.Environment:
     return page_environment(articles_kept=2, rows_kept=2)
 
 
-def row(env: jinja2.Environment, ticket: WebTicket, lang: str = "de") -> str:
+def row(env: jinja2.Environment, ticket: WebTicket, lang: str = "de", *, now: datetime = AT) -> str:
     template = env.from_string("{{ ticket_row(ticket) }}")
-    return template.render(lang=lang, t=translator(lang), ticket=ticket)
+    return template.render(lang=lang, t=translator(lang), ticket=ticket, now=now)
 
 
 def article(env: jinja2.Environment, value: WebArticle, lang: str = "de") -> str:
@@ -52,6 +52,16 @@ def test_kept_row_is_made_anew_when_the_ticket_changes(env: jinja2.Environment) 
     assert "status-closed" in changed
     assert "Drucker kaputt" in changed
     assert "status-open" not in changed
+
+
+def test_kept_row_is_made_anew_when_its_relative_time_reads_otherwise(
+    env: jinja2.Environment,
+) -> None:
+    """A kept row never shows a stale 'vor 5 Minuten' once the clock reads later."""
+    assert "vor 5 Minuten" in row(env, TICKET, now=AT + timedelta(minutes=5))
+    later = row(env, TICKET, now=AT + timedelta(hours=2))
+    assert "vor 2 Stunden" in later
+    assert "vor 5 Minuten" not in later
 
 
 def test_kept_parts_follow_the_language(env: jinja2.Environment) -> None:

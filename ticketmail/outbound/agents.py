@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from ticketmail.config import Config
+from ticketmail.localtime import local_when
 from ticketmail.mail.msgid import MessageIds
 from ticketmail.models import User
 from ticketmail.outbound.compose import Templates, build_mail, mail_context
@@ -53,6 +54,7 @@ class News:
     writer: str  # the customer's address
     writer_name: str
     text: str
+    when: datetime | None = None  # a time the text names, as the reading agent writes it
 
 
 def notify_agents(
@@ -110,7 +112,8 @@ def _notice(
         customer=news.customer_name, support_address=config.smtp.recipients[0],
         offer_address=config.policy.offer_address, team=config.mail.from_name,
         reopen_days=config.tickets.reopen_days, status=news.status,
-        text=news.text[:EXCERPT], agent_name=news.writer_name or news.writer,
+        text=local_when(news.when, lang, config.web.timezone) if news.when else news.text[:EXCERPT],
+        agent_name=news.writer_name or news.writer,
         link=config.web.base_url.rstrip("/") + f"/desk/tickets/{news.ticket}",
         customer_number=news.customer,
     )  # fmt: skip
@@ -223,7 +226,7 @@ def wait_over(
     ticket: int,
     /,
     *,
-    until: str,
+    until: datetime,
     config: Config,
     templates: Templates,
     ids: MessageIds,
@@ -237,7 +240,7 @@ def wait_over(
     news = News(
         kind="agent_wait_over", ticket=ticket, subject=found.subject, status=found.status,
         customer=found.customer, customer_name=found.customer_name, writer="system",
-        writer_name="", text=until,
+        writer_name="", text="", when=until,
     )  # fmt: skip
     return notify_agents(conn, news, config=config, templates=templates, ids=ids, now=now)
 

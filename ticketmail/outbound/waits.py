@@ -15,7 +15,6 @@ from datetime import datetime
 import structlog
 
 from ticketmail.config import Config
-from ticketmail.localtime import local_text
 from ticketmail.mail.msgid import MessageIds
 from ticketmail.outbound.agents import wait_over
 from ticketmail.outbound.compose import Templates
@@ -58,8 +57,7 @@ class WaitScheduler:
             for wait in due_waits(conn, now=now):
                 if not end_due_wait(conn, wait, now=now):
                     continue  # another node (or pass) ended it, or it changed meanwhile
-                until = local_text(wait.until, cfg.web.timezone)
-                told = wait_over(conn, wait.ticket, until=until, config=cfg,
+                told = wait_over(conn, wait.ticket, until=wait.until, config=cfg,
                                  templates=templates, ids=ids, now=now)  # fmt: skip
                 log.info("wait_over", ticket=wait.ticket, until=wait.until.isoformat(),
                          reminders=told)  # fmt: skip

@@ -279,7 +279,7 @@ def page(
     done = flash_line(web.csrf_key, who.basis, cookie) if shows else None
     html = web.pages.get_template(template).render(
         t=who.t, lang=who.lang, me=who.me, agent=who.agent, csrf=who.csrf,
-        path=local_path(request.url.path), config=web.config, flash=done,
+        path=local_path(request.url.path), config=web.config, flash=done, now=web.clock(),
         registrations=who.registrations, **values,
     )  # fmt: skip
     response = _finish(HTMLResponse(html, status_code=status), request, who)

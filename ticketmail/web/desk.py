@@ -21,7 +21,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from ticketmail.errors import NotFoundError, TicketmailError, UsageError
 from ticketmail.inputs import parse_day, parse_domains
-from ticketmail.localtime import local_input, local_text, parse_local
+from ticketmail.localtime import local_input, local_when, parse_local, size_text
 from ticketmail.models import MERGED, SETTABLE_STATUSES, STATUSES, TicketRef
 from ticketmail.outbound.actions import DeskResult, Origin
 from ticketmail.outbound.compose import OutboundFile
@@ -117,7 +117,7 @@ def agent_page(
     zone = _web(request).config.web.timezone  # times typed and shown in the desk
     return page(
         request, who, template, status=status, statuses=STATUSES, settable=SETTABLE_STATUSES,
-        local_text=functools.partial(local_text, zone=zone),
+        local_text=functools.partial(local_when, lang=who.lang, zone=zone),
         local_input=functools.partial(local_input, zone=zone), zone=zone, **values,
     )  # fmt: skip
 
@@ -230,9 +230,10 @@ async def _show(
         request, who, "desk_ticket.html", status=status, view=found, error=error or texts.error,
         body=shown, texts=texts.offered, present=presence_line(who.t, present),
         agents=agents, today=web.clock().date(), inline_types=INLINE_IMAGE_TYPES,
+        upload_limit=size_text(web.config.smtp.max_message_bytes, who.lang),
         reply_statuses=REPLY_STATUSES, requester=requester, kept=kept,
         changed=found.since(seen) if seen is not None else (), article_note=article_note,
-        limits=upload_limits(web),
+        limits=upload_limits(web, who.lang),
     )  # fmt: skip
 
 

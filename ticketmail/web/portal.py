@@ -16,6 +16,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from ticketmail.localtime import size_text
 from ticketmail.mail.parse import safe_filename
 from ticketmail.models import CUSTOMER_STATUSES, MERGED, AttachmentView, User
 from ticketmail.storage import accounts, portal_list
@@ -37,7 +38,7 @@ from ticketmail.web.base import (
     visitor_reading,
 )
 from ticketmail.web.limits import MAX_FILES
-from ticketmail.web.render import INLINE_IMAGE_TYPES, human_size
+from ticketmail.web.render import INLINE_IMAGE_TYPES
 
 __all__ = ["MAX_FILES", "PAGE_SIZE", "ROUTES", "refused", "upload_limits"]
 
@@ -80,13 +81,13 @@ def not_found(request: Request, who: Visitor) -> Response:
 
 
 def _limits(web: Web, who: Visitor) -> dict[str, str | int]:
-    return upload_limits(web)
+    return upload_limits(web, who.lang)
 
 
-def upload_limits(web: Web) -> dict[str, str | int]:
+def upload_limits(web: Web, lang: str) -> dict[str, str | int]:
     """A form's files as the page names them and attach.js keeps to: count, total size."""
     total = web.config.smtp.max_message_bytes
-    return {"count": MAX_FILES, "size": human_size(total), "bytes": total}
+    return {"count": MAX_FILES, "size": size_text(total, lang), "bytes": total}
 
 
 # --- the list -------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +13,13 @@ import jinja2
 from markupsafe import Markup, escape
 
 from ticketmail.inputs import tel_uri
+from ticketmail.localtime import ago, full_when, local_day, local_when, size_text, utc_iso
 from ticketmail.models import HistoryEntry
 from ticketmail.storage.accounts import WebArticle, WebTicket
 from ticketmail.storage.desk import DeskArticle, DeskTicket
 from ticketmail.web.i18n import translator
 
-__all__ = ["INLINE_IMAGE_TYPES", "human_size", "page_environment", "text_html"]
+__all__ = ["INLINE_IMAGE_TYPES", "page_environment", "text_html", "time_html"]
 
 # The only types shown inline (as <img>); every file downloads as an attachment.
 INLINE_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -46,17 +47,18 @@ def text_html(text: str) -> Markup:
     return Markup("".join(parts))  # noqa: S704 - every piece escaped above
 
 
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB"):
-        if value < 1024 or unit == "MB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} MB"  # pragma: no cover
+def time_html(moment: datetime | str, lang: str, zone: str) -> Markup:
+    """An instant as a `<time>`: the UTC instant for machines, the full date, time and zone
+    as its title, the local date and time as its text."""
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        utc_iso(moment), full_when(moment, lang, zone), local_when(moment, lang, zone)
+    )
 
 
-def _when(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+def _day_html(day: date | None, lang: str) -> Markup:
+    if day is None:
+        return Markup("\u2013")  # an en dash: no day
+    return Markup('<time datetime="{}">{}</time>').format(day.isoformat(), local_day(day, lang))
 
 
 class _Kept:
@@ -75,7 +77,9 @@ class _Kept:
         if found is not None and found[0] == value:
             self._made.move_to_end(key)
             return found[1]
-        made = self._env.get_template(self._template).render(t=translator(lang), **values)
+        made = self._env.get_template(self._template).render(
+            t=translator(lang), lang=lang, **values
+        )
         html = Markup(made)  # noqa: S704 - an autoescaped template's output
         self._made[key] = (value, html)
         if len(self._made) > self._kept:
@@ -84,12 +88,13 @@ class _Kept:
 
 
 def page_environment(
-    *, articles_kept: int = ARTICLES_KEPT, rows_kept: int = ROWS_KEPT
+    *, zone: str = "Europe/Berlin", articles_kept: int = ARTICLES_KEPT, rows_kept: int = ROWS_KEPT
 ) -> jinja2.Environment:
     """One environment for every page: autoescape on, undefined variables fail loudly;
     templates compiled once (no check for changed files per page); articles (the portal's
     and the desk's) and the list's rows made once and kept (`article_html`,
-    `desk_article_html`, `ticket_row`), and the desk's history lines (`change_html`)."""
+    `desk_article_html`, `ticket_row`), and the desk's history lines (`change_html`). Times
+    are shown in `zone`, and times, days and sizes in the page's language (`lang`)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
         autoescape=True,
@@ -99,8 +104,10 @@ def page_environment(
         auto_reload=False,
     )
     env.filters["text_html"] = text_html
-    env.filters["size"] = human_size
-    env.filters["when"] = _when
+    env.filters["size"] = jinja2.pass_context(lambda c, size: size_text(size, c["lang"]))
+    env.filters["when"] = jinja2.pass_context(lambda c, at: time_html(at, c["lang"], zone))
+    env.filters["ago"] = jinja2.pass_context(lambda c, at: ago(at, c["now"], c["lang"]))
+    env.filters["day"] = jinja2.pass_context(lambda c, day: _day_html(day, c["lang"]))
     env.filters["tel"] = tel_uri
     articles = _Kept(env, "article.html", articles_kept)
     rows = _Kept(env, "ticket_row.html", rows_kept)
@@ -116,9 +123,10 @@ def page_environment(
 
     @jinja2.pass_context
     def ticket_row(context: Any, ticket: WebTicket) -> Markup:
-        """A ticket's row in the list."""
+        """A ticket's row in the list (made anew when its relative time reads otherwise)."""
         lang = str(context["lang"])
-        return rows.get((lang, ticket.number), ticket, lang, ticket=ticket)
+        since = ago(ticket.updated_at, context["now"], lang)
+        return rows.get((lang, ticket.number), (ticket, since), lang, ticket=ticket, since=since)
 
     @jinja2.pass_context
     def desk_article_html(

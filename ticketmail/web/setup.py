@@ -40,7 +40,7 @@ async def start_web(
         reader=reader,
         ids=ids,
         csrf_key=key,
-        pages=page_environment(),
+        pages=page_environment(zone=config.web.timezone),
         on_queued=on_queued,
     )
     server = WebServer(build_app(web, intake.metrics), config.web)

@@ -73,7 +73,7 @@ def _form(
 ) -> Response:
     web: Web = request.app.state.web
     return agent_page(request, who, "desk_new.html", status=status, typed=typed, error=error,
-                      channels=CHANNELS, limits=upload_limits(web))  # fmt: skip
+                      channels=CHANNELS, limits=upload_limits(web, who.lang))  # fmt: skip
 
 
 def _problem(typed: _Typed) -> tuple[str | None, str, str]:
