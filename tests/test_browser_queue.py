@@ -45,14 +45,15 @@ async def fully_visible_rows(page: Page) -> list[dict[str, float]]:
     return found
 
 
+@pytest.mark.parametrize(("email", "lang"), [(MIA, "de"), (MAX, "en")])
 async def test_the_queue_fills_a_1280_px_screen_one_line_per_ticket(
-    env: Env, browser: Browser
+    env: Env, browser: Browser, email: str, lang: str
 ) -> None:
     """At 1280x800 the desk's queue is wider than the portal's column, at least 12 of 30
-    tickets are fully visible, each one line high, a long subject cut with an ellipsis and
-    whole in its title."""
+    tickets are fully visible (in either language), each one line high, a long subject cut
+    with an ellipsis and whole in its title."""
     await thirty_tickets(env)
-    watched = await agent_login(browser, env, MAX, "en", width=1280)
+    watched = await agent_login(browser, env, email, lang, width=1280)
     page = watched.page
     assert await page.locator("table.queue tbody tr").count() == TICKETS
     table = await page.locator("table.queue").bounding_box()
