@@ -208,14 +208,16 @@ _TICKET_COLUMNS = (
     "(SELECT g.name FROM agents g WHERE g.email = t.owner) AS oname"
 )
 # The queue's orders (issue 24), each an ORDER BY an index serves (SCHEMA: tickets_updated,
-# the primary key, tickets_status_updated, tickets_customer_updated), newest activity first
-# within a status or an institution. The key is what `sort=` says; unknown: DEFAULT_SORT.
+# the primary key, tickets_status_updated walked backwards, tickets_customer), newest
+# activity first within a status or an institution; status by its code from z to a
+# (waiting, open, new, closed, answered): one walk of the index, no sort of a whole status.
+# The key is what `sort=` says; unknown: DEFAULT_SORT.
 SORTS = {
     "-activity": "t.updated_at DESC, t.number DESC",
     "activity": "t.updated_at, t.number",
     "-number": "t.number DESC",
     "number": "t.number",
-    "status": "t.status, t.updated_at DESC, t.number DESC",
+    "status": "t.status DESC, t.updated_at DESC, t.number DESC",  # waiting, open, new, ...
     "customer": "t.customer, t.updated_at DESC, t.number DESC",
 }
 DEFAULT_SORT = "-activity"
