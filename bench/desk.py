@@ -8,8 +8,9 @@ through bench/rawhttp.py's lean client unless --client httpx):
 the queue's first page (/desk), /desk?q=word (a word of bench/web.py's, in almost every
 article),
 /desk?q=rare (a word in one article) and a bare Starlette page served by uvicorn in a process
-of its own; also /desk?q=100042 (a ticket number). Prints p50, p99 and max. Not part of the
-tests.
+of its own; also /desk?q=100042 (a ticket number), and the queue in each of its other orders
+(/desk?sort=..., issue 24; each also timed in-process with SQLite's plan). Prints p50, p99
+and max. Not part of the tests.
 
     .venv/bin/python bench/desk.py --part team [--rounds 3] [--posts 200]
 
@@ -60,7 +61,8 @@ from web import (
     wait_for,
 )
 
-from ticketmail.storage.desk import refusal
+from ticketmail.storage.desk import SORTS as SORTS_SQL
+from ticketmail.storage.desk import queue, refusal
 from ticketmail.storage.paths import DB_NAME
 from ticketmail.storage.search import index_some
 from ticketmail.storage.tickets import record_change
@@ -105,6 +107,8 @@ async def run(args: argparse.Namespace, emails: list[str], web_port: int,
     for name, group, paths, requests in (
         ("bare Starlette page", bare, ["/"] * len(emails), args.requests),
         ("/desk (first page)", clients, ["/desk"] * len(emails), args.requests),
+        *((f"/desk?sort={sort}", clients, [f"/desk?sort={sort}"] * len(emails), args.requests)
+          for sort in args.sorts),
         ("/desk?q=word (rare)", clients, [f"/desk?q={RARE}"] * len(emails), args.requests),
         ("/desk?q=number", clients, ["/desk?q=100042"] * len(emails), args.requests),
         ("/desk?q=word (common)", clients,
@@ -115,6 +119,34 @@ async def run(args: argparse.Namespace, emails: list[str], web_port: int,
     for c in clients + bare:
         await c.aclose()
     return results
+
+
+SORTS = ("number", "-number", "activity", "status", "customer")  # besides -activity
+
+
+def sorted_queue_ms(data_dir: Path, sorts: list[str]) -> list[dict[str, object]]:
+    """The queue's first page in each order timed in-process (no load; median of 20), with
+    SQLite's plan for its page query: an index walked, or a sort of every ticket."""
+    conn = sqlite3.connect(f"file:{data_dir / DB_NAME}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    rows: list[dict[str, object]] = []
+    for sort in ("-activity", *sorts):
+        times = []
+        for _ in range(20):
+            started = time.perf_counter()
+            queue(conn, status=None, customer=None, owner=None, q="", limit=50, offset=0,
+                  sort=sort)  # fmt: skip
+            times.append((time.perf_counter() - started) * 1000)
+        order = SORTS_SQL[sort]
+        plan = conn.execute(
+            f"EXPLAIN QUERY PLAN SELECT t.number FROM tickets t WHERE t.status != 'merged' "  # noqa: S608 - fixed fragments
+            f"ORDER BY {order} LIMIT 50"
+        ).fetchall()
+        median = round(statistics.median(times), 2)
+        rows.append({"query": f"desk.queue sort={sort}", "median_ms": median,
+                     "plan": "; ".join(str(r[3]) for r in plan)})  # fmt: skip
+    conn.close()
+    return rows
 
 
 @contextlib.contextmanager
@@ -386,6 +418,12 @@ def main() -> None:
         default=40,
         help="per agent for the common word (a word in 98 %% of the articles)",
     )
+    parser.add_argument(
+        "--sorts",
+        nargs="*",
+        default=list(SORTS),
+        help="queue: the queue's orders measured besides the default (issue 24)",
+    )
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
                         help="raw: bench/rawhttp.py's lean client (default), or httpx")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=3, help="team: rounds of A and B")
@@ -403,8 +441,9 @@ def main() -> None:
                      articles=args.articles)  # fmt: skip
             emails = add_agents(data_dir, args.agents)
             print(f"# populated in {time.monotonic() - started:.1f} s", file=sys.stderr)
+            in_process = sorted_queue_ms(data_dir, args.sorts)
             with serving(Path(tmp), data_dir) as (web_port, bare_port):
-                results = asyncio.run(run(args, emails, web_port, bare_port))
+                results = asyncio.run(run(args, emails, web_port, bare_port)) + in_process
     for row in results:
         print(json.dumps(row))
 

@@ -33,7 +33,7 @@ async def test_an_agent_ticks_two_tickets_and_assigns_them_at_360_px(
         await page.locator("form.bulk button[type=submit]").click()
     assert "2 tickets were changed." in await page.inner_text("main")
     await fits(page)
-    for number, owner in ((100001, MIA), (100002, MIA), (100003, "nobody")):
+    for number, owner in ((100001, "Mia Hahn"), (100002, "Mia Hahn"), (100003, "nobody")):
         row = page.locator("table.tickets tbody tr", has=page.locator(f"#pick-{number}"))
         assert owner in await row.inner_text(), number
     for number in (100001, 100002):

@@ -108,12 +108,13 @@ async def test_desk_screenshots(env: Env, browser: Browser, email: str, lang: st
     await desk_tickets(env)
     target = REPO / "docs" if SCREENSHOTS else env.data_dir / "screenshots"
     target.mkdir(parents=True, exist_ok=True)
-    watched = await agent_login(browser, env, email, lang)
+    watched = await agent_login(browser, env, email, lang, width=1280)  # the desk's width
     page = watched.page
     heading = {"de": "Warteschlange", "en": "Queue"}[lang]
     assert heading in await page.inner_text("h1")
     assert await page.locator("table.tickets tbody tr").count() == 4
     await page.screenshot(path=str(target / f"desk-queue-{lang}.png"), full_page=True)
+    await page.set_viewport_size({"width": 1024, "height": 800})  # the ticket as before
     await page.goto("/desk/tickets/100001")
     await page.locator("#note-body").fill("Toner ist bestellt.")
     await submit(page, "note", 100001)

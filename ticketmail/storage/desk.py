@@ -32,6 +32,8 @@ from ticketmail.storage.tickets import (
 )
 
 __all__ = [
+    "DEFAULT_SORT",
+    "SORTS",
     "DeskAgent",
     "DeskArticle",
     "DeskFile",
@@ -85,6 +87,8 @@ class DeskTicket:
     updated_at: datetime
     version: int = 0  # raised by every change (SPEC 9.1): what a desk form carries as `seen`
     waiting_until: datetime | None = None  # while waiting: when it is open again
+    requester_name: str = ""  # the user's name ("" without one: show the address)
+    owner_name: str = ""  # the owning agent's name
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +203,24 @@ def _day(value: str | None) -> date | None:
 
 _TICKET_COLUMNS = (
     "t.number, t.subject, t.status, t.customer, c.name AS cname, t.requester, t.owner, "
-    "t.created_at, t.updated_at, t.version, t.waiting_until"
+    "t.created_at, t.updated_at, t.version, t.waiting_until, "
+    "(SELECT u.name FROM users u WHERE u.email = t.requester) AS rname, "
+    "(SELECT g.name FROM agents g WHERE g.email = t.owner) AS oname"
 )
+# The queue's orders (issue 24), each an ORDER BY an index serves (SCHEMA: tickets_updated,
+# the primary key, tickets_status_updated walked backwards, tickets_customer), newest
+# activity first within a status or an institution; status by its code from z to a
+# (waiting, open, new, closed, answered): one walk of the index, no sort of a whole status.
+# The key is what `sort=` says; unknown: DEFAULT_SORT.
+SORTS = {
+    "-activity": "t.updated_at DESC, t.number DESC",
+    "activity": "t.updated_at, t.number",
+    "-number": "t.number DESC",
+    "number": "t.number",
+    "status": "t.status DESC, t.updated_at DESC, t.number DESC",  # waiting, open, new, ...
+    "customer": "t.customer, t.updated_at DESC, t.number DESC",
+}
+DEFAULT_SORT = "-activity"
 
 
 def _ticket(row: sqlite3.Row) -> DeskTicket:
@@ -208,6 +228,7 @@ def _ticket(row: sqlite3.Row) -> DeskTicket:
         row["number"], row["subject"], row["status"], row["customer"], row["cname"],
         row["requester"], row["owner"], _dt(row["created_at"]), _dt(row["updated_at"]),
         row["version"], _dt(row["waiting_until"]) if row["waiting_until"] else None,
+        row["rname"] or "", row["oname"] or "",
     )  # fmt: skip
 
 
@@ -366,11 +387,13 @@ def queue(
     limit: int,
     offset: int,
     deadline: float = math.inf,
+    sort: str = DEFAULT_SORT,
 ) -> Queue:
-    """All tickets under the filters, newest activity first, one page of them, how many in
-    all and per status. `q` finds a ticket number, an address, or words in any article,
-    parts of words too (of the newest SEARCH_BOUND articles with them, unless an
-    institution is chosen), as far as `deadline` (time.monotonic) lets it."""
+    """All tickets under the filters in the order `sort` names (SORTS; newest activity
+    first unless said), one page of them, how many in all and per status. `q` finds a
+    ticket number, an address, or words in any article, parts of words too (of the newest
+    SEARCH_BOUND articles with them, unless an institution is chosen), as far as `deadline`
+    (time.monotonic) lets it."""
     where: list[str] = []
     params: dict[str, Any] = {"limit": limit, "offset": offset}
     bounded = cut = False
@@ -403,11 +426,12 @@ def queue(
     total = sum(n for s, n in counts if s == status or (status is None and s != MERGED))
     # The page's numbers first, then their rows: the institution's name is looked up for
     # the page's tickets only, not for every ticket a search found.
+    order = SORTS.get(sort, SORTS[DEFAULT_SORT])
     rows = conn.execute(
         f"SELECT {_TICKET_COLUMNS} FROM (SELECT t.number FROM tickets t WHERE {clause} "  # noqa: S608 - fixed fragments
-        "ORDER BY t.updated_at DESC, t.number DESC LIMIT :limit OFFSET :offset) p "
+        f"ORDER BY {order} LIMIT :limit OFFSET :offset) p "
         "JOIN tickets t ON t.number = p.number JOIN customers c ON c.number = t.customer "
-        "ORDER BY t.updated_at DESC, t.number DESC",
+        f"ORDER BY {order}",
         params,
     ).fetchall()
     return Queue(tuple(_ticket(r) for r in rows), total, counts, bounded, cut)

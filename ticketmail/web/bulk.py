@@ -33,7 +33,7 @@ log = structlog.get_logger()
 MAX_TICKETS = 100  # tickets in one bulk action (a queue page lists 50)
 MAX_FIELDS = 2 * MAX_TICKETS + 10  # each ticket and its seen_, the action's few fields
 SPEC_ACTIONS = ("assign", "status", "merge")  # SPEC 9.1's names of the bulk actions
-_QUEUE_KEYS = ("status", "customer", "assignee", "q", "page")  # the queue's own query
+_QUEUE_KEYS = ("status", "customer", "assignee", "q", "page", "sort")  # the queue's own query
 
 
 class Bad(Exception):

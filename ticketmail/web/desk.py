@@ -135,6 +135,8 @@ async def queue(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     alias = ALIASES.get(assignee, assignee)
     owner = {"": None, "me": agent.email, "none": ""}.get(alias, assignee)
     q = (query.get("q") or "")[:MAX_QUERY].strip()
+    sort = str(query.get("sort") or "")
+    sort = sort if sort in desk_db.SORTS else desk_db.DEFAULT_SORT
     try:
         number = max(1, min(int(query.get("page") or "1"), 100_000))
     except ValueError:
@@ -143,7 +145,7 @@ async def queue(request: Request, who: Visitor, agent: DeskAgent) -> Response:
         deadline, indexed = await search_deadline(web)
         found = await web.reader.search(
             desk_db.queue, status=status, customer=customer or None, owner=owner, q=q,
-            limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE, deadline=deadline,
+            limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE, deadline=deadline, sort=sort,
         )  # fmt: skip
         if found.cut or not indexed:
             log.info("desk_search_cut", indexed=indexed, found=found.total)
@@ -151,15 +153,26 @@ async def queue(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     else:
         found = await web.reader(
             desk_db.queue, status=status, customer=customer or None, owner=owner, q=q,
-            limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE,
+            limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE, sort=sort,
         )  # fmt: skip
     pages = max(1, -(-found.total // PAGE_SIZE))
 
     def link(**changes: object) -> str:
-        params: dict[str, object] = {"status": status or "", "customer": customer,
-                                     "assignee": assignee, "q": q, "page": number}  # fmt: skip
+        params: dict[str, object] = {
+            "status": status or "", "customer": customer, "assignee": assignee, "q": q,
+            "page": number, "sort": "" if sort == desk_db.DEFAULT_SORT else sort,
+        }  # fmt: skip
         params.update(changes)
         return "/desk?" + urllib.parse.urlencode({k: v for k, v in params.items() if v})
+
+    def sorted_by(column: str) -> tuple[str, str | None]:
+        """A column header's link (the other direction when sorted by it) and aria-sort."""
+        if sort == column:
+            other = f"-{column}" if f"-{column}" in desk_db.SORTS else column
+            return link(sort=other, page=1), "ascending"
+        if sort == f"-{column}":
+            return link(sort=column, page=1), "descending"
+        return link(sort=column, page=1), None
 
     agents = await web.reader(desk_db.list_agents)
     return agent_page(
@@ -167,6 +180,7 @@ async def queue(request: Request, who: Visitor, agent: DeskAgent) -> Response:
         agents=agents, back=link(), bulk=bulk.chooser(query),
         chosen=status or "", customer=customer, assignee=assignee, q=q,
         counts=dict(found.counts), link=link, search_bound=desk_db.SEARCH_BOUND,
+        sorted_by=sorted_by,
         previous_link=link(page=number - 1) if number > 1 else None,
         next_link=link(page=number + 1) if number < pages else None,
     )  # fmt: skip

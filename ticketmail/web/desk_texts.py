@@ -409,3 +409,25 @@ DESK_TEXTS.update(
         "desk.registrations_count": ("Registrierungen ({count})", "Registrations ({count})"),
     }
 )
+# --- a queue that fills the screen, and keys (issue 24, helper queue) -------------------------
+DESK_TEXTS.update(
+    {
+        "desk.keys_hint": ("Tasten (?)", "Keys (?)"),
+        "desk.keys_title": ("Tasten im Desk", "Keys in the desk"),
+        "desk.keys_move": (
+            "zum nächsten / vorigen Ticket der Liste",
+            "to the next / previous ticket in the list",
+        ),
+        "desk.keys_enter": ("Eingabe", "Enter"),
+        "desk.keys_open": ("das markierte Ticket öffnen", "open the highlighted ticket"),
+        "desk.keys_answer": ("im Ticket: ins Antwortfeld", "on a ticket: to the answer"),
+        "desk.keys_note": ("im Ticket: ins Notizfeld", "on a ticket: to the note"),
+        "desk.keys_help": ("diese Liste zeigen oder schließen", "show or close this list"),
+        "desk.keys_typing": (
+            "Während Sie in ein Feld schreiben oder Strg, Alt oder Meta halten, wirkt keine "
+            "dieser Tasten.",
+            "None of these keys acts while you type in a field or hold Ctrl, Alt or Meta.",
+        ),
+        "desk.keys_close": ("Schließen", "Close"),
+    }
+)
