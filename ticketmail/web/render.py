@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import OrderedDict
 from collections.abc import Callable
@@ -47,6 +48,7 @@ def text_html(text: str) -> Markup:
     return Markup("".join(parts))  # noqa: S704 - every piece escaped above
 
 
+@functools.lru_cache(maxsize=16384)  # Babel's formatting is ~80 µs; a queue shows 50 of them
 def time_html(moment: datetime | str, lang: str, zone: str) -> Markup:
     """An instant as a `<time>`: the UTC instant for machines, the full date, time and zone
     as its title, the local date and time as its text."""
