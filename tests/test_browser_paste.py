@@ -277,7 +277,7 @@ async def test_desk_shows_attached_png_inline_linking_to_full_size(
     assert await page.locator(f"article a[href='{url}'] > img").count() == 1  # full size
     answer = await page.request.get(url)
     assert answer.headers["content-type"] == "image/png"
-    assert answer.headers["content-disposition"].startswith("attachment;")
+    assert answer.headers["content-disposition"].startswith("inline;")  # opens at full size
     assert answer.headers["x-content-type-options"] == "nosniff"
     assert await page.locator("article img[alt='plan.pdf']").count() == 0
     assert await page.locator(f"article a[href='{names['plan.pdf']}'] img").count() == 0

@@ -292,7 +292,7 @@ async def download(request: Request, who: Visitor, agent: DeskAgent) -> Response
         log.error("web_blob_missing", sha256=found.sha256, attachment=found.id)
         return _not_found(request, who)
     media = found.content_type if found.content_type in INLINE_IMAGE_TYPES else None
-    disposition = content_disposition(found.filename)
+    disposition = content_disposition(found.filename, inline=bool(media))
     return FileResponse(path, media_type=media or "application/octet-stream",
                         headers={"Content-Disposition": disposition})  # fmt: skip
 

@@ -227,16 +227,19 @@ async def download(request: Request) -> Response:
     return FileResponse(
         path,
         media_type=media or "application/octet-stream",
-        headers={"Content-Disposition": content_disposition(found.filename)},
+        headers={"Content-Disposition": content_disposition(found.filename, inline=bool(media))},
     )
 
 
-def content_disposition(filename: str) -> str:
-    """`attachment` with the original name (RFC 6266: an ASCII fallback and filename*)."""
+def content_disposition(filename: str, *, inline: bool = False) -> str:
+    """`attachment` with the original name (RFC 6266: an ASCII fallback and filename*);
+    `inline` for the raster images shown on the page (INLINE_IMAGE_TYPES, sent with their own
+    type and nosniff), so that a click on one opens it at full size."""
     fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\;' else "_"
                        for c in filename) or "file"  # fmt: skip
     quoted = urllib.parse.quote(filename, safe="")
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quoted}"
+    kind = "inline" if inline else "attachment"
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quoted}"
 
 
 # --- writing --------------------------------------------------------------------------------
