@@ -37,13 +37,17 @@ async def agent_login(
     browser: Browser, env: Env, email: str, lang: str, *, width: int = 1024
 ) -> Watched:
     watched = await new_page(browser, env, lang=lang, width=width)
-    page = watched.page
+    await log_in(watched.page, email, lands="**/desk")
+    return watched
+
+
+async def log_in(page: Page, email: str, *, lands: str) -> None:
+    """Log in through the real form and wait for the page it lands on (`lands`, a glob)."""
     await page.goto("/login")
     await page.locator("#email").fill(email)
     await page.locator("#password").fill(PASSWORD)
     await page.locator("form.stack button[type=submit]").click()
-    await page.wait_for_url("**/desk")
-    return watched
+    await page.wait_for_url(lands)
 
 
 async def submit(page: Page, action: str, number: int) -> None:

@@ -13,11 +13,11 @@ from email.message import EmailMessage
 import pytest
 from conftest import REPO, Env, make_mail
 from playwright.async_api import Browser, Page, expect
-from test_browser_desk import agent_login
+from test_browser_desk import agent_login, log_in
 from test_browser_portal import SCREENSHOTS, Watched, new_page
 from test_browser_portal import browser as browser  # the fixture: Chromium for this module
 from test_desk import MAX, agents
-from web_support import ANNA, PASSWORD, give_password, png
+from web_support import ANNA, give_password, png
 
 pytestmark = pytest.mark.web  # the daemon serves the portal and the desk
 
@@ -60,12 +60,7 @@ async def customer_login(
             extra_http_headers={"Accept-Language": lang},
         )  # fmt: skip
         watched = Watched(await context.new_page())
-    page = watched.page
-    await page.goto("/login")
-    await page.locator("#email").fill(email)
-    await page.locator("#password").fill(PASSWORD)
-    await page.locator("form.stack button[type=submit]").click()
-    await page.wait_for_url("**/tickets")
+    await log_in(watched.page, email, lands="**/tickets")
     return watched
 
 
