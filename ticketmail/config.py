@@ -6,6 +6,7 @@ import dataclasses
 import ipaddress
 import math
 import os
+import socket
 import tomllib
 import types
 import typing
@@ -17,12 +18,13 @@ from typing import Any, Literal
 from dotenv import dotenv_values
 
 from ticketmail.errors import ConfigError
-from ticketmail.storage.paths import DataPaths
+from ticketmail.storage.paths import DatabaseTarget, DataPaths
 
 __all__ = [
     "Config",
     "LogConfig",
     "MailConfig",
+    "NodeConfig",
     "PolicyConfig",
     "RelayConfig",
     "SmtpConfig",
@@ -36,6 +38,7 @@ __all__ = [
 
 ENV_CONFIG = "TICKETMAIL_CONFIG"
 ENV_RELAY_PASSWORD = "TICKETMAIL_RELAY_PASSWORD"  # noqa: S105 - the variable's name, not a secret
+ENV_DATABASE_URL = "TICKETMAIL_DATABASE_URL"
 ENV_SECRET = "TICKETMAIL_SECRET"  # noqa: S105 - signs the Message-IDs ticketmail generates
 MIN_SECRET_CHARS = 16
 MIB = 1024 * 1024
@@ -52,6 +55,7 @@ UnverifiedPolicy = Literal["reject", "hold"]
 Language = Literal["de", "en"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "json", "console"]
+Backend = Literal["sqlite", "postgres"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,15 @@ class SmtpConfig:
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
     data_dir: str = "./var"
+    backend: Backend = "sqlite"
+    # Filled from the environment only (TICKETMAIL_DATABASE_URL or .env), for "postgres".
+    database_url: str = field(default="", repr=False, metadata={"env_only": ENV_DATABASE_URL})
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    # This node's name in /metrics and the logs (SPEC 10); empty: the host name.
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +203,7 @@ class DeskConfig:
 class Config:
     smtp: SmtpConfig = SmtpConfig()
     storage: StorageConfig = StorageConfig()
+    node: NodeConfig = NodeConfig()
     mail: MailConfig = MailConfig()
     relay: RelayConfig = RelayConfig()
     tickets: TicketsConfig = TicketsConfig()
@@ -208,6 +222,16 @@ class Config:
     def paths(self) -> DataPaths:
         """Where the database, the blobs and the file relay's mails are under data_dir."""
         return DataPaths(self.data_dir)
+
+    @property
+    def database(self) -> DatabaseTarget:
+        """Where the database is: the SQLite file in data_dir, or the PostgreSQL URL."""
+        return DatabaseTarget(self.storage.backend, self.paths.database, self.storage.database_url)
+
+    @property
+    def node_name(self) -> str:
+        """`node.name`, else the host name."""
+        return self.node.name or socket.gethostname()
 
     @property
     def templates_dir(self) -> Path:
@@ -282,6 +306,8 @@ def load_config(path: Path | None, *, environ: typing.Mapping[str, str] | None =
         )
     password = env.get(ENV_RELAY_PASSWORD) or _dotenv_value(path, ENV_RELAY_PASSWORD)
     sections["relay"] = dataclasses.replace(sections["relay"], password=password)
+    url = env.get(ENV_DATABASE_URL) or _dotenv_value(path, ENV_DATABASE_URL)
+    sections["storage"] = dataclasses.replace(sections["storage"], database_url=url)
     secret = env.get(ENV_SECRET) or _dotenv_value(path, ENV_SECRET)
     sections["mail"] = dataclasses.replace(sections["mail"], secret=secret)
     config = Config(**sections, source=source)
@@ -371,6 +397,12 @@ def _check_semantics(config: Config) -> None:
         if value <= 0:
             raise ConfigError(f"{src}: {name}: must be greater than 0, got {value}")
 
+    if config.storage.backend == "postgres" and not config.storage.database_url:
+        raise ConfigError(
+            f'{src}: storage.backend: "postgres" needs the database\'s URL in the environment '
+            f"or .env: {ENV_DATABASE_URL} (say postgresql://user@host/dbname; the password "
+            "from PGPASSWORD or ~/.pgpass)"
+        )
     if not 0 <= config.smtp.port <= 65535:
         raise ConfigError(f"{src}: smtp.port: {config.smtp.port} is not a port number")
     if not 0 < config.relay.port <= 65535:

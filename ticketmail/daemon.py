@@ -64,7 +64,7 @@ async def open_parts(
     """The store and an Intake on it, as the daemon and the CLI both use them."""
     templates = Templates(config.templates_dir)
     templates.check()
-    store = await Store.open(config.data_dir)
+    store = await Store.open(config.data_dir, config.database)
     intake = Intake(config, store, BlobStore(config.paths.blobs), templates, clock=clock)
     return store, intake
 

@@ -7,7 +7,6 @@ import asyncio
 import csv
 import io
 import json
-import sqlite3
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ if TYPE_CHECKING:
 
 from ticketmail.errors import NotFoundError, UsageError
 from ticketmail.inputs import parse_day, parse_email
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.store import Store
 
 __all__ = [
@@ -99,7 +99,7 @@ async def with_intake(config: Config, action: Callable[[Intake], Coroutine[Any, 
 
 
 async def with_store(config: Config, action: Callable[[Store], Coroutine[Any, Any, int]]) -> int:
-    store = await Store.open(config.data_dir)
+    store = await Store.open(config.data_dir, config.database)
     try:
         return await action(store)
     finally:
@@ -211,7 +211,7 @@ class Verbs:
 
 
 def set_password_from_stdin(
-    config: Config, email: str, *, exists: Callable[[sqlite3.Connection, str], object], who: str
+    config: Config, email: str, *, exists: Callable[[Conn, str], object], who: str
 ) -> int:
     """`user passwd` and `agent passwd`: one line from stdin (never argv), checked as the
     portal checks it, stored as an Argon2id hash; the account's sessions end. `exists(conn,
@@ -231,7 +231,7 @@ def set_password_from_stdin(
     async def run(store: Store) -> int:
         now = now_utc()
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: Conn) -> None:
             if not exists(conn, email):
                 raise NotFoundError(f"{who} {email} does not exist")
             accounts.set_password(conn, email, digest, now=now)

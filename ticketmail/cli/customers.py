@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,14 @@ from ticketmail.models import (
     Customer,
 )
 from ticketmail.storage import accounts
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.store import CustomerRow, Store
 
 
 async def save_domains(store: Store, customers: list[str], domains: tuple[str, ...]) -> None:
     """Replace the domains of these customers (whose users need no approval, SPEC 8.2)."""
 
-    def write(conn: sqlite3.Connection) -> None:
+    def write(conn: Conn) -> None:
         for number in customers:
             accounts.set_domains(conn, number, domains)
 

@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import dataclasses
 import mimetypes
-import sqlite3
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -40,6 +39,7 @@ from ticketmail.models import (
 from ticketmail.outbound.actions import Desk, DeskResult, Origin, message_ids
 from ticketmail.outbound.compose import OutboundFile, Templates
 from ticketmail.storage.blobs import BlobStore
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.merge import merge_ticket, refuse_merged
 from ticketmail.storage.store import Store
 from ticketmail.storage.tickets import ticket_ref
@@ -203,7 +203,7 @@ def cmd_ticket_status(config: Config, args: argparse.Namespace) -> int:
         desk = await _desk(config, store)
         now = now_utc()
 
-        def change(conn: sqlite3.Connection) -> DeskResult:
+        def change(conn: Conn) -> DeskResult:
             ticket = ticket_ref(conn, number, since=now - RECENT)
             if ticket is None:
                 raise NotFoundError(f"ticket {number} does not exist")
@@ -278,7 +278,7 @@ def cmd_ticket_reply(config: Config, args: argparse.Namespace) -> int:
         )
         now = now_utc()
 
-        def reply(conn: sqlite3.Connection) -> DeskResult:
+        def reply(conn: Conn) -> DeskResult:
             ticket = ticket_ref(conn, number, since=now - RECENT)
             if ticket is None:
                 raise NotFoundError(f"ticket {number} does not exist")

@@ -18,7 +18,6 @@ import contextlib
 import pickle
 import signal
 import socket
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -26,7 +25,6 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from ticketmail.config import Config
 from ticketmail.errors import TicketmailError
@@ -37,7 +35,10 @@ from ticketmail.memory import LARGE_BYTES, give_back
 from ticketmail.models import AttachmentView
 from ticketmail.storage.accounts import is_pending
 from ticketmail.storage.blobs import BlobStore
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.mails import read_sender
+from ticketmail.storage.paths import DatabaseTarget
+from ticketmail.storage.readers import open_reader
 from ticketmail.storage.records import Sender
 
 __all__ = [
@@ -107,14 +108,14 @@ def route_policy(config: Config) -> RoutePolicy:
 class Admitter:
     """Parse, check the sender, store the blobs: blocking, for a worker thread or process."""
 
-    def __init__(self, config: Config, *, db_path: Path, blobs: BlobStore) -> None:
+    def __init__(self, config: Config, *, database: DatabaseTarget, blobs: BlobStore) -> None:
         self.config = config
         self.policy = route_policy(config)
-        self.db_path = db_path
+        self.database = database
         self.blobs = blobs
         self._local = threading.local()  # one read-only connection per thread
         self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[Conn] = []
 
     def admit(
         self, raw: bytes, envelope: Envelope, *, sender_vouched: bool, now: datetime
@@ -159,14 +160,11 @@ class Admitter:
     def _sender(self, address: str, *, now: datetime) -> Sender:
         return read_sender(self._conn(), address, now=now)
 
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self) -> Conn:
         """This thread's read-only connection."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        conn: Conn | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 10000")
-            conn.execute("PRAGMA query_only = ON")
+            conn = open_reader(self.database)
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -250,7 +248,7 @@ def worker_main(fd: int) -> None:  # pragma: no cover - in the worker
 
 def _serve(sock: socket.socket, config: Config) -> None:  # pragma: no cover - in the worker
     """A worker process: answer admission requests until the daemon closes the socket."""
-    admitter = Admitter(config, db_path=config.paths.database, blobs=BlobStore(config.paths.blobs))
+    admitter = Admitter(config, database=config.database, blobs=BlobStore(config.paths.blobs))
     try:
         _send_frame(sock, READY)
         while True:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -51,6 +50,7 @@ from ticketmail.smtp.replies import (
     REPLY_UNVERIFIED,
 )
 from ticketmail.storage.blobs import BlobStore
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.mails import mail_facts, record_mail
 from ticketmail.storage.outbox import mark_bounced, suppress
 from ticketmail.storage.records import (
@@ -179,7 +179,7 @@ class Intake:
         self.templates = templates
         self.clock = clock
         self.policy = route_policy(config)
-        self.admitter = Admitter(config, db_path=store.path, blobs=blobs)
+        self.admitter = Admitter(config, database=store.target, blobs=blobs)
         self.pool: AdmissionPool | None = None  # worker processes, when the daemon has them
         self.on_queued = on_queued
         self._ids: MessageIds | None = None
@@ -270,7 +270,7 @@ class Intake:
             )
         return result
 
-    def _known(self, conn: sqlite3.Connection, kept: _Kept, now: datetime) -> MailFacts:
+    def _known(self, conn: Conn, kept: _Kept, now: datetime) -> MailFacts:
         """What the database knows of the mail: seen before? its sender, its tickets."""
         assert self._ids is not None
         mail = kept.mail
@@ -305,7 +305,7 @@ class Intake:
         return _Decided(decision, facts, known.next_number)
 
     def _store(
-        self, conn: sqlite3.Connection, kept: _Kept, now: datetime
+        self, conn: Conn, kept: _Kept, now: datetime
     ) -> tuple[IntakeResult, Decision | None]:
         """On the writer thread: decide and store the mail."""
         decided = self._decide(kept, self._known(conn, kept, now), now)
@@ -371,9 +371,7 @@ class Intake:
         )
         return IntakeResult(reply, "rejected")
 
-    def _record_bounce(
-        self, conn: sqlite3.Connection, raw: bytes, mail: ParsedMail, now: datetime
-    ) -> None:
+    def _record_bounce(self, conn: Conn, raw: bytes, mail: ParsedMail, now: datetime) -> None:
         """Mark the outbox entries a bounce names; block the address after a permanent one."""
         report = read_bounce(raw, mail)
         if report.delayed:  # a delay warning: the relay is still trying
@@ -393,9 +391,7 @@ class Intake:
                  outbox=[entry for entry, _ in bounced], blocked=blocked,
                  named=len(report.message_ids))  # fmt: skip
 
-    def _apply(
-        self, conn: sqlite3.Connection, kept: _Kept, decided: _Decided, now: datetime
-    ) -> IntakeResult:
+    def _apply(self, conn: Conn, kept: _Kept, decided: _Decided, now: datetime) -> IntakeResult:
         """Store the mail as decided (any action but an agent's reply), with its notice."""
         mail, decision, user = kept.mail, decided.decision, decided.facts.sender
         raw_sha256 = kept.raw_blob[0]
@@ -501,7 +497,7 @@ class Intake:
 
     def _agent_reply(
         self,
-        conn: sqlite3.Connection,
+        conn: Conn,
         kept: _Kept,
         decision: Decision,
         agent: Agent | None,

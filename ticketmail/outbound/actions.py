@@ -7,7 +7,6 @@ committed together or not at all.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from ticketmail.outbound.compose import (
     thread_references,
 )
 from ticketmail.rules import auto_mail_allowed, format_tag
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.outbox import (
     auto_replies_about,
     auto_replies_to,
@@ -229,7 +229,7 @@ class Desk:
 
     def reply(
         self,
-        conn: sqlite3.Connection,
+        conn: Conn,
         ticket: TicketRef,
         /,
         *,
@@ -268,7 +268,7 @@ class Desk:
 
     def change_status(
         self,
-        conn: sqlite3.Connection,
+        conn: Conn,
         ticket: TicketRef,
         /,
         *,
@@ -343,7 +343,7 @@ class Desk:
 
     @staticmethod
     def _set_status(
-        conn: sqlite3.Connection,
+        conn: Conn,
         number: int,
         status: str,
         until: datetime | None,
@@ -361,7 +361,7 @@ class Desk:
 
     def _article(
         self,
-        conn: sqlite3.Connection,
+        conn: Conn,
         ticket: TicketRef,
         thread: Thread,
         origin: Origin,

@@ -11,7 +11,6 @@ an agent who answers it by mail answers the customer (intake's agent-reply path)
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,6 +24,7 @@ from ticketmail.outbound.compose import Templates, build_mail, mail_context
 from ticketmail.rules import auto_mail_allowed, format_tag
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage.accounts import Registration, customer_of, enqueue
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.records import OutboxRecord
 
 __all__ = [
@@ -58,7 +58,7 @@ class News:
 
 
 def notify_agents(
-    conn: sqlite3.Connection,
+    conn: Conn,
     news: News,
     /,
     *,
@@ -134,7 +134,7 @@ def _notice(
 
 
 def customer_wrote(
-    conn: sqlite3.Connection,
+    conn: Conn,
     *,
     new: bool,
     ticket: int,
@@ -163,7 +163,7 @@ def customer_wrote(
 
 
 def customer_set_status(
-    conn: sqlite3.Connection,
+    conn: Conn,
     *,
     ticket: int,
     user: User,
@@ -188,7 +188,7 @@ def customer_set_status(
 
 
 def assigned(
-    conn: sqlite3.Connection,
+    conn: Conn,
     ticket: int,
     /,
     *,
@@ -222,7 +222,7 @@ def assigned(
 
 
 def wait_over(
-    conn: sqlite3.Connection,
+    conn: Conn,
     ticket: int,
     /,
     *,
@@ -246,7 +246,7 @@ def wait_over(
 
 
 def registration_waiting(
-    conn: sqlite3.Connection,
+    conn: Conn,
     reg: Registration,
     /,
     *,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 
@@ -18,6 +17,7 @@ from ticketmail.config import Config
 from ticketmail.mail.msgid import MessageIds
 from ticketmail.outbound.agents import wait_over
 from ticketmail.outbound.compose import Templates
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.store import Store
 from ticketmail.storage.waiting import due_waits, end_due_wait
 
@@ -52,7 +52,7 @@ class WaitScheduler:
         cfg, now = self.config, self.clock()
         templates, ids = self.templates(), self.ids()
 
-        def job(conn: sqlite3.Connection) -> tuple[int, int]:
+        def job(conn: Conn) -> tuple[int, int]:
             ended = reminders = 0
             for wait in due_waits(conn, now=now):
                 if not end_due_wait(conn, wait, now=now):

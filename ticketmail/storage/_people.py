@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -11,6 +10,7 @@ from ticketmail.errors import NotFoundError, RefusedError, UsageError
 from ticketmail.models import Agent, Customer, User
 from ticketmail.storage._rows import agent_of, day, iso, user_of
 from ticketmail.storage.database import Database
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.records import CustomerRow, UserRow
 
 __all__ = [
@@ -26,7 +26,7 @@ __all__ = [
 # --- in a job, on the writer's connection ------------------------------------------------------
 
 
-def add_agent(conn: sqlite3.Connection, email: str, name: str, *, now: datetime) -> bool:
+def add_agent(conn: Conn, email: str, name: str, *, now: datetime) -> bool:
     """Add an agent or rename one; True when new. A customer user cannot be an agent."""
     address = email.casefold()
     if conn.execute("SELECT 1 FROM users WHERE email = ?", (address,)).fetchone():
@@ -43,13 +43,13 @@ def add_agent(conn: sqlite3.Connection, email: str, name: str, *, now: datetime)
     return known is None
 
 
-def remove_agent(conn: sqlite3.Connection, email: str) -> None:
+def remove_agent(conn: Conn, email: str) -> None:
     cur = conn.execute("DELETE FROM agents WHERE email = ?", (email.casefold(),))
     if cur.rowcount == 0:
         raise NotFoundError(f"agent {email} does not exist")
 
 
-def add_customers(conn: sqlite3.Connection, rows: Sequence[CustomerRow], *, now: datetime) -> None:
+def add_customers(conn: Conn, rows: Sequence[CustomerRow], *, now: datetime) -> None:
     """Insert or update customers (all or none: the job's transaction)."""
     conn.executemany(
         "INSERT INTO customers(number, name, support_until, trial_until, created_at) "
@@ -68,7 +68,7 @@ def add_customers(conn: sqlite3.Connection, rows: Sequence[CustomerRow], *, now:
     )
 
 
-def add_users(conn: sqlite3.Connection, rows: Sequence[UserRow], *, now: datetime) -> None:
+def add_users(conn: Conn, rows: Sequence[UserRow], *, now: datetime) -> None:
     """Insert or update users (all or none); every customer must exist, no agent be one."""
     for line, r in enumerate(rows, start=1):
         where = f"row {line}: " if len(rows) > 1 else ""
@@ -100,7 +100,7 @@ def add_users(conn: sqlite3.Connection, rows: Sequence[UserRow], *, now: datetim
     )
 
 
-def remove_user(conn: sqlite3.Connection, email: str) -> None:
+def remove_user(conn: Conn, email: str) -> None:
     cur = conn.execute("DELETE FROM users WHERE email = ?", (email.casefold(),))
     if cur.rowcount == 0:
         raise NotFoundError(f"user {email} does not exist")

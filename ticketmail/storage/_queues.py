@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -11,11 +10,12 @@ from ticketmail.errors import NotFoundError
 from ticketmail.models import HeldEntry, QuarantineEntry
 from ticketmail.storage._rows import iso, moment
 from ticketmail.storage.database import Database, Params
+from ticketmail.storage.dialect import Conn, Row, insert_id
 
 __all__ = ["Queues"]
 
 
-def _held(r: sqlite3.Row) -> HeldEntry:
+def _held(r: Row) -> HeldEntry:
     received = moment(r["received_at"])
     assert received is not None
     return HeldEntry(
@@ -32,7 +32,7 @@ def _held(r: sqlite3.Row) -> HeldEntry:
     )
 
 
-def _quarantined(r: sqlite3.Row) -> QuarantineEntry:
+def _quarantined(r: Row) -> QuarantineEntry:
     received = moment(r["received_at"])
     assert received is not None
     return QuarantineEntry(
@@ -48,13 +48,11 @@ def _quarantined(r: sqlite3.Row) -> QuarantineEntry:
     )
 
 
-def _insert(conn: sqlite3.Connection, sql: str, params: Params) -> int:
-    cur = conn.execute(sql, params)
-    assert cur.lastrowid is not None
-    return cur.lastrowid
+def _insert(conn: Conn, sql: str, params: Params) -> int:
+    return insert_id(conn, sql, params)
 
 
-def _update(conn: sqlite3.Connection, sql: str, params: Params) -> None:
+def _update(conn: Conn, sql: str, params: Params) -> None:
     conn.execute(sql, params)
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import date, datetime
 
 from ticketmail.models import Agent, Customer, TicketRef, User
+from ticketmail.storage.dialect import Row
 
 __all__ = [
     "agent_of",
@@ -38,7 +38,7 @@ def day(value: str | None) -> date | None:
     return date.fromisoformat(value) if value else None
 
 
-def user_of(row: sqlite3.Row) -> User:
+def user_of(row: Row) -> User:
     """A user from a row of u.email, u.name, u.lang and c.number, c.name AS cname,
     c.support_until, c.trial_until (users u JOIN customers c), and u.phone where read."""
     customer = Customer(
@@ -48,12 +48,12 @@ def user_of(row: sqlite3.Row) -> User:
     return User(row["email"], row["name"], row["lang"], customer, phone)
 
 
-def agent_of(row: sqlite3.Row) -> Agent:
+def agent_of(row: Row) -> Agent:
     """An agent from a row of its email, name and created_at."""
     return Agent(row["email"], row["name"], moment(row["created_at"]))
 
 
-def ticket_ref_of(row: sqlite3.Row | None) -> TicketRef | None:
+def ticket_ref_of(row: Row | None) -> TicketRef | None:
     """What routing and the support team's actions know of a ticket, from a row of
     `SQL_TICKET_REF` (tickets.py)."""
     if row is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from ticketmail.storage.dialect import Conn
+
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
 SCHEMA_VERSION = 13
@@ -539,12 +541,12 @@ CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1
 
 
-def _version(conn: sqlite3.Connection) -> int:
+def _version(conn: Conn) -> int:
     row = conn.execute("PRAGMA user_version").fetchone()
     return int(row[0]) if row else 0
 
 
-def migrate(conn: sqlite3.Connection) -> None:
+def migrate(conn: Conn) -> None:
     """Bring the database to SCHEMA_VERSION in one transaction (a new one gets SCHEMA).
 
     Another process may migrate at the same time: the version is read again once this

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from typing import Any, TypeVar
 import structlog
 
 from ticketmail.errors import TicketmailError
+from ticketmail.storage.dialect import Conn
 
 __all__ = ["MAX_BATCH", "Writer"]
 
@@ -51,7 +51,7 @@ class _Job:
     """A queued write: its work, the context it was asked in (log fields bound there), where
     its result goes, and what must be durable before it runs (its rows refer to it)."""
 
-    fn: Callable[[sqlite3.Connection], Any]
+    fn: Callable[[Conn], Any]
     context: contextvars.Context
     future: asyncio.Future[Any]
     flush: Callable[[], None] | None
@@ -71,7 +71,7 @@ def _flushed(jobs: Sequence[_Job]) -> dict[Callable[[], None], Exception | None]
     return done
 
 
-def _run_trip(conn: sqlite3.Connection, jobs: Sequence[_Job]) -> list[Outcome]:
+def _run_trip(conn: Conn, jobs: Sequence[_Job]) -> list[Outcome]:
     """The jobs' flushes, then each job in a SAVEPOINT of its own, then one COMMIT.
 
     Raises only when the transaction itself fails (BEGIN or COMMIT): then nothing of the
@@ -118,7 +118,7 @@ def _settle(jobs: Sequence[_Job], outcomes: Sequence[Outcome]) -> None:
 class Writer:
     """The writer thread of one database and its queue; `write` from the event loop."""
 
-    def __init__(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, conn: Conn, loop: asyncio.AbstractEventLoop) -> None:
         self._conn = conn  # used on the thread only, from `start` on
         self._loop = loop
         self._cond = threading.Condition()
@@ -136,9 +136,7 @@ class Writer:
     def start(self) -> None:
         self._thread.start()
 
-    async def write(
-        self, fn: Callable[[sqlite3.Connection], T], *, flush: Callable[[], None] | None
-    ) -> T:
+    async def write(self, fn: Callable[[Conn], T], *, flush: Callable[[], None] | None) -> T:
         """Queue `fn` as a job; its result once committed, or its exception (work undone)."""
         if asyncio.get_running_loop() is not self._loop:
             raise RuntimeError("a database is written from the event loop it was opened in")

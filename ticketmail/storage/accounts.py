@@ -1,14 +1,13 @@
 """Every SQL statement of the customer portal: accounts, registrations, tokens, sessions,
 institutions' mail domains, and the tickets a customer may see (login limits: `logins`).
 
-Plain functions on a `sqlite3.Connection`: the writes run inside `Store.write(fn)` (their own
+Plain functions on a `Conn`: the writes run inside `Store.write(fn)` (their own
 transaction, on the database thread), the reads on any connection (the portal's readers).
 Tokens and session ids arrive hashed; passwords arrive as Argon2id hashes.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -17,6 +16,7 @@ from typing import Any
 from ticketmail.errors import NotFoundError, RefusedError
 from ticketmail.models import Customer
 from ticketmail.storage._rows import iso
+from ticketmail.storage.dialect import Conn, Row, insert_id
 from ticketmail.storage.logins import lift_locks
 from ticketmail.storage.mails import next_ticket_number
 from ticketmail.storage.outbox import insert_outbox
@@ -142,7 +142,7 @@ def _dt(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-def _customer(row: sqlite3.Row) -> Customer:
+def _customer(row: Row) -> Customer:
     def day(value: str | None) -> date | None:
         return date.fromisoformat(value) if value else None
 
@@ -152,7 +152,7 @@ def _customer(row: sqlite3.Row) -> Customer:
 # --- institutions ---------------------------------------------------------------------------
 
 
-def customer_of(conn: sqlite3.Connection, number: str) -> Customer | None:
+def customer_of(conn: Conn, number: str) -> Customer | None:
     row = conn.execute(
         "SELECT number, name AS cname, support_until, trial_until FROM customers WHERE number = ?",
         (number,),
@@ -160,18 +160,18 @@ def customer_of(conn: sqlite3.Connection, number: str) -> Customer | None:
     return _customer(row) if row is not None else None
 
 
-def set_domains(conn: sqlite3.Connection, customer: str, domains: Sequence[str]) -> None:
+def set_domains(conn: Conn, customer: str, domains: Sequence[str]) -> None:
     """Replace the mail domains whose users an institution vouches for."""
     if customer_of(conn, customer) is None:
         raise NotFoundError(f"customer {customer} does not exist")
     conn.execute("DELETE FROM customer_domains WHERE customer = ?", (customer,))
     conn.executemany(
-        "INSERT OR IGNORE INTO customer_domains(customer, domain) VALUES (?, ?)",
+        "INSERT INTO customer_domains(customer, domain) VALUES (?, ?) ON CONFLICT DO NOTHING",
         [(customer, d.casefold()) for d in domains],
     )
 
 
-def domains_of(conn: sqlite3.Connection, customer: str) -> tuple[str, ...]:
+def domains_of(conn: Conn, customer: str) -> tuple[str, ...]:
     rows = conn.execute(
         "SELECT domain FROM customer_domains WHERE customer = ? ORDER BY domain", (customer,)
     ).fetchall()
@@ -181,14 +181,14 @@ def domains_of(conn: sqlite3.Connection, customer: str) -> tuple[str, ...]:
 # --- registrations and tokens ---------------------------------------------------------------
 
 
-def _registration(row: sqlite3.Row) -> Registration:
+def _registration(row: Row) -> Registration:
     return Registration(
         row["id"], row["email"], row["customer"], row["name"], row["lang"],
         row["password_hash"], row["status"], row["phone"],
     )  # fmt: skip
 
 
-def account_exists(conn: sqlite3.Connection, email: str) -> tuple[str, str | None] | None:
+def account_exists(conn: Conn, email: str) -> tuple[str, str | None] | None:
     """(name, lang) when the address has an account (a user, an agent, a pending one)."""
     row = conn.execute(
         "SELECT name, lang FROM users WHERE email = :e UNION ALL "
@@ -200,7 +200,7 @@ def account_exists(conn: sqlite3.Connection, email: str) -> tuple[str, str | Non
 
 
 def add_registration(
-    conn: sqlite3.Connection,
+    conn: Conn,
     *,
     email: str,
     customer: str,
@@ -213,17 +213,16 @@ def add_registration(
     """A new unconfirmed registration. Older unconfirmed ones of the address stay valid
     (a stranger's registration must not void the owner's): each has its own link and
     password, and the first confirmed makes the others void."""
-    cur = conn.execute(
+    return insert_id(
+        conn,
         "INSERT INTO registrations(email, customer, name, lang, password_hash, status, "
         "created_at, phone) VALUES (?, ?, ?, ?, ?, 'unconfirmed', ?, ?)",
         (email, customer, name, lang, password_hash, iso(now), phone),
     )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
 
 
 def issue_token(
-    conn: sqlite3.Connection,
+    conn: Conn,
     token_hash: str,
     *,
     kind: str,
@@ -242,9 +241,7 @@ def issue_token(
     )
 
 
-def peek_token(
-    conn: sqlite3.Connection, token_hash: str, *, kind: str, now: datetime
-) -> Token | None:
+def peek_token(conn: Conn, token_hash: str, *, kind: str, now: datetime) -> Token | None:
     """The token when it is valid (unused, not expired); nothing changes."""
     row = conn.execute(
         "SELECT kind, email, registration FROM web_tokens WHERE hash = ? AND kind = ? "
@@ -254,9 +251,7 @@ def peek_token(
     return Token(row["kind"], row["email"], row["registration"]) if row is not None else None
 
 
-def take_token(
-    conn: sqlite3.Connection, token_hash: str, *, kind: str, now: datetime
-) -> Token | None:
+def take_token(conn: Conn, token_hash: str, *, kind: str, now: datetime) -> Token | None:
     """The token when valid, used up by this call; a reset link used voids the address's
     other reset links."""
     token = peek_token(conn, token_hash, kind=kind, now=now)
@@ -267,13 +262,13 @@ def take_token(
     return token
 
 
-def _void_resets(conn: sqlite3.Connection, email: str) -> None:
+def _void_resets(conn: Conn, email: str) -> None:
     conn.execute(
         "DELETE FROM web_tokens WHERE email = ? AND kind = 'reset' AND used_at IS NULL", (email,)
     )
 
 
-def registration_of(conn: sqlite3.Connection, registration: int) -> Registration | None:
+def registration_of(conn: Conn, registration: int) -> Registration | None:
     """An unconfirmed registration whose address has no account yet, else None (a
     confirmation never changes an existing account)."""
     row = conn.execute(
@@ -284,7 +279,7 @@ def registration_of(conn: sqlite3.Connection, registration: int) -> Registration
     return _registration(row)
 
 
-def _activate(conn: sqlite3.Connection, reg: Registration, *, now: datetime) -> None:
+def _activate(conn: Conn, reg: Registration, *, now: datetime) -> None:
     """The registration becomes a user of its institution, with its password; a user of
     the address made meanwhile (`user add`) keeps their own password."""
     if conn.execute("SELECT 1 FROM agents WHERE email = ?", (reg.email,)).fetchone():
@@ -306,7 +301,7 @@ def _activate(conn: sqlite3.Connection, reg: Registration, *, now: datetime) -> 
     )
 
 
-def confirm_registration(conn: sqlite3.Connection, registration: int, *, now: datetime) -> str:
+def confirm_registration(conn: Conn, registration: int, *, now: datetime) -> str:
     """A confirmed registration: 'active' when its domain vouches for it, else 'pending'
     until an agent approves it; 'void' when it was decided meanwhile or its address has
     become an account (a user, an agent, a pending one): then nothing changes. The
@@ -334,7 +329,7 @@ def confirm_registration(conn: sqlite3.Connection, registration: int, *, now: da
     return "pending"
 
 
-def _pending(conn: sqlite3.Connection, email: str) -> Registration | None:
+def _pending(conn: Conn, email: str) -> Registration | None:
     row = conn.execute(
         "SELECT * FROM registrations WHERE email = ? AND status = 'pending' "
         "ORDER BY id DESC LIMIT 1",
@@ -343,12 +338,12 @@ def _pending(conn: sqlite3.Connection, email: str) -> Registration | None:
     return _registration(row) if row is not None else None
 
 
-def is_pending(conn: sqlite3.Connection, email: str) -> bool:
+def is_pending(conn: Conn, email: str) -> bool:
     """The address has a confirmed account waiting for an agent's approval."""
     return _pending(conn, email) is not None
 
 
-def approve_registration(conn: sqlite3.Connection, email: str, *, now: datetime) -> Registration:
+def approve_registration(conn: Conn, email: str, *, now: datetime) -> Registration:
     reg = _pending(conn, email)
     if reg is None:
         raise NotFoundError(f"no pending registration for {email}")
@@ -356,7 +351,7 @@ def approve_registration(conn: sqlite3.Connection, email: str, *, now: datetime)
     return reg
 
 
-def reject_registration(conn: sqlite3.Connection, email: str, *, now: datetime) -> Registration:
+def reject_registration(conn: Conn, email: str, *, now: datetime) -> Registration:
     reg = _pending(conn, email)
     if reg is None:
         raise NotFoundError(f"no pending registration for {email}")
@@ -371,7 +366,7 @@ def reject_registration(conn: sqlite3.Connection, email: str, *, now: datetime) 
 # --- passwords, logins, sessions ------------------------------------------------------------
 
 
-def login_record(conn: sqlite3.Connection, email: str) -> LoginRecord | None:
+def login_record(conn: Conn, email: str) -> LoginRecord | None:
     """The password hash a login is checked against: a user's, else a pending account's."""
     row = conn.execute(
         "SELECT p.hash FROM users u JOIN passwords p ON p.email = u.email WHERE u.email = ?",
@@ -385,9 +380,7 @@ def login_record(conn: sqlite3.Connection, email: str) -> LoginRecord | None:
     return LoginRecord(email, reg.password_hash, pending=True) if reg is not None else None
 
 
-def set_password(
-    conn: sqlite3.Connection, email: str, password_hash: str, *, now: datetime
-) -> bool:
+def set_password(conn: Conn, email: str, password_hash: str, *, now: datetime) -> bool:
     """Set a user's (or pending account's) password; lifts every lock on the address and
     voids its reset links. False when the address has no account a password belongs to."""
     known = conn.execute(
@@ -412,9 +405,7 @@ def set_password(
     return True
 
 
-def create_session(
-    conn: sqlite3.Connection, session_hash: str, email: str, *, now: datetime
-) -> None:
+def create_session(conn: Conn, session_hash: str, email: str, *, now: datetime) -> None:
     conn.execute(
         "INSERT INTO web_sessions(hash, email, created_at, seen_at) VALUES (?, ?, ?, ?)",
         (session_hash, email, iso(now), iso(now)),
@@ -422,7 +413,7 @@ def create_session(
 
 
 def session_email(
-    conn: sqlite3.Connection, session_hash: str, *, idle_since: datetime, born_since: datetime
+    conn: Conn, session_hash: str, *, idle_since: datetime, born_since: datetime
 ) -> tuple[str, datetime] | None:
     """(address, last seen) of a live session: seen after `idle_since`, made after
     `born_since`."""
@@ -433,15 +424,15 @@ def session_email(
     return (row["email"], _dt(row["seen_at"])) if row is not None else None
 
 
-def touch_session(conn: sqlite3.Connection, session_hash: str, *, now: datetime) -> None:
+def touch_session(conn: Conn, session_hash: str, *, now: datetime) -> None:
     conn.execute("UPDATE web_sessions SET seen_at = ? WHERE hash = ?", (iso(now), session_hash))
 
 
-def end_session(conn: sqlite3.Connection, session_hash: str) -> None:
+def end_session(conn: Conn, session_hash: str) -> None:
     conn.execute("DELETE FROM web_sessions WHERE hash = ?", (session_hash,))
 
 
-def end_sessions(conn: sqlite3.Connection, email: str, *, keep: str | None = None) -> int:
+def end_sessions(conn: Conn, email: str, *, keep: str | None = None) -> int:
     """End every session of an address (but `keep`); return how many."""
     cur = conn.execute(
         "DELETE FROM web_sessions WHERE email = ? AND hash != ?", (email, keep or "")
@@ -449,7 +440,7 @@ def end_sessions(conn: sqlite3.Connection, email: str, *, keep: str | None = Non
     return cur.rowcount
 
 
-def identity_of(conn: sqlite3.Connection, email: str) -> Identity | None:
+def identity_of(conn: Conn, email: str) -> Identity | None:
     row = conn.execute(
         "SELECT u.email, u.name, u.lang, u.phone, c.number, c.name AS cname, c.support_until, "
         "c.trial_until FROM users u JOIN customers c ON c.number = u.customer WHERE u.email = ?",
@@ -465,9 +456,7 @@ def identity_of(conn: sqlite3.Connection, email: str) -> Identity | None:
     return Identity(reg.email, reg.name, reg.lang, nobody, pending=True, phone=reg.phone)
 
 
-def update_account(
-    conn: sqlite3.Connection, email: str, *, name: str, lang: str, phone: str
-) -> None:
+def update_account(conn: Conn, email: str, *, name: str, lang: str, phone: str) -> None:
     conn.execute(
         "UPDATE users SET name = ?, lang = ?, phone = ? WHERE email = ?",
         (name, lang, phone, email),
@@ -483,7 +472,7 @@ def update_account(
 
 
 def auto_mail_state(
-    conn: sqlite3.Connection, address: str, *, since: datetime, now: datetime
+    conn: Conn, address: str, *, since: datetime, now: datetime
 ) -> tuple[bool, int]:
     """(blocked after a bounce, automatic mails sent to it since `since`)."""
     row = conn.execute(
@@ -495,14 +484,14 @@ def auto_mail_state(
     return bool(row[0]), int(row[1])
 
 
-def enqueue(conn: sqlite3.Connection, record: OutboxRecord, *, now: datetime) -> int:
+def enqueue(conn: Conn, record: OutboxRecord, *, now: datetime) -> int:
     return insert_outbox(conn, record, now=now)
 
 
 # --- tickets ---------------------------------------------------------------------------------
 
 
-def ticket_page(conn: sqlite3.Connection, customer: str, number: int) -> WebTicketPage | None:
+def ticket_page(conn: Conn, customer: str, number: int) -> WebTicketPage | None:
     """A ticket of the institution with the articles its customers see, oldest first."""
     row = conn.execute(
         "SELECT number, subject, CASE status WHEN 'waiting' THEN 'open' ELSE status END "
@@ -547,9 +536,7 @@ def ticket_page(conn: sqlite3.Connection, customer: str, number: int) -> WebTick
     return WebTicketPage(_web_ticket(row), row["previous_number"], articles, row["channel"])
 
 
-def attachment_of(
-    conn: sqlite3.Connection, customer: str, number: int, attachment: int
-) -> WebAttachment | None:
+def attachment_of(conn: Conn, customer: str, number: int, attachment: int) -> WebAttachment | None:
     """One file of a ticket of the institution, on an article its customers see."""
     row = conn.execute(
         "SELECT f.id, f.filename, f.content_type, f.size, f.sha256 FROM attachments f "
@@ -602,7 +589,7 @@ def web_article(
 
 
 def open_web_ticket(
-    conn: sqlite3.Connection,
+    conn: Conn,
     ticket: NewTicket | None,
     *,
     number: int,
@@ -622,7 +609,7 @@ def open_web_ticket(
 
 
 def set_ticket_status(
-    conn: sqlite3.Connection, number: int, status: str, *, article: ArticleRecord, now: datetime
+    conn: Conn, number: int, status: str, *, article: ArticleRecord, now: datetime
 ) -> None:
     touch_ticket(conn, number, status=status, by=article.sender, now=now)
     insert_article(conn, number, article, message=None, now=now)

@@ -2,18 +2,18 @@
 shows them (name, phone, the channel the ticket came by), and a caller not yet registered
 made a user of an institution, active without a password, as `user add` makes one.
 
-Plain functions on a `sqlite3.Connection`: the writes run inside `store.write(fn)`, the
+Plain functions on a `Conn`: the writes run inside `store.write(fn)`, the
 reads on the web's read-only connections.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
 from ticketmail.storage._people import add_users
 from ticketmail.storage.accounts import customer_of
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.records import UserRow
 
 __all__ = [
@@ -48,7 +48,7 @@ class Caller:
     phone: str
 
 
-def requester_of(conn: sqlite3.Connection, number: int) -> Requester | None:
+def requester_of(conn: Conn, number: int) -> Requester | None:
     """Ticket `number`'s requester with their name and phone (while a user), and its channel."""
     row = conn.execute(
         "SELECT t.requester, t.channel, u.name, u.phone FROM tickets t "
@@ -60,7 +60,7 @@ def requester_of(conn: sqlite3.Connection, number: int) -> Requester | None:
     return Requester(row[0], row[2] or "", row[3] or "", row[1])
 
 
-def caller_of(conn: sqlite3.Connection, email: str) -> Caller | None:
+def caller_of(conn: Conn, email: str) -> Caller | None:
     """The active user of this address, if any (a pending registration is none)."""
     row = conn.execute(
         "SELECT email, customer, phone FROM users WHERE email = ?", (email,)
@@ -69,7 +69,7 @@ def caller_of(conn: sqlite3.Connection, email: str) -> Caller | None:
 
 
 def add_caller(
-    conn: sqlite3.Connection, email: str, *, customer: str, name: str, phone: str, now: datetime
+    conn: Conn, email: str, *, customer: str, name: str, phone: str, now: datetime
 ) -> str | None:
     """Make `email` a user of institution `customer`, active without a password (a password
     comes through /password/forgot); None when done, else why not: 'no_customer' (no such
@@ -82,6 +82,6 @@ def add_caller(
     return None
 
 
-def set_phone(conn: sqlite3.Connection, email: str, phone: str) -> None:
+def set_phone(conn: Conn, email: str, phone: str) -> None:
     """A user's phone number as the caller gave it in the call."""
     conn.execute("UPDATE users SET phone = ? WHERE email = ?", (phone, email))

@@ -1,4 +1,5 @@
-"""The database of one data directory: every write a job on one writer thread, reads on aiosqlite.
+"""The database of one data directory: every write a job on one writer thread, reads on aiosqlite
+(or, on PostgreSQL, on a psycopg pool's connections in threads).
 
 Writes: `Database.write(fn)` queues `fn(conn)` for the writer thread (see `_writer`), which
 owns a plain `sqlite3` connection (WAL, synchronous=FULL: a COMMIT returns only once the
@@ -11,24 +12,26 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import quote
 
 import aiosqlite
 import structlog
 
+from ticketmail.storage import postgres
 from ticketmail.storage._schema import migrate
 from ticketmail.storage._writer import Writer
+from ticketmail.storage.dialect import Conn, Params, Row
+from ticketmail.storage.paths import DatabaseTarget
 
 __all__ = ["BACKSTOP_CHECKPOINT_PAGES", "CHECKPOINT_SECONDS", "READERS", "Database", "Params"]
 
 log = structlog.get_logger()
 T = TypeVar("T")
 
-Params = Sequence[Any] | Mapping[str, Any]  # positional ? or named :name parameters
 
 BUSY_TIMEOUT_MS = 10_000
 # How long closing one read-only connection may take.
@@ -41,9 +44,17 @@ CHECKPOINT_SECONDS = 0.25
 BACKSTOP_CHECKPOINT_PAGES = 10_000
 
 
-def _open_writer(path: Path) -> sqlite3.Connection:
+def _open_writer(target: DatabaseTarget) -> Conn:
     """The writer's connection, the schema brought up to date on it."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    if target.postgres:
+        pg = postgres.connect(target.url, application="ticketmail-writer")
+        try:
+            postgres.migrate(pg)
+        except BaseException:
+            pg.close()
+            raise
+        return pg
+    conn = sqlite3.connect(target.path, isolation_level=None, check_same_thread=False)
     try:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -115,22 +126,54 @@ class _Readers:
             await _close_reader(conn)
 
 
-class Database:
-    """One SQLite file: `write` jobs on the writer thread, `fetchall`/`reading` for reads."""
+class _PgReading:
+    """A pool's connection for several reads in a row, each in a thread (`reading`)."""
 
-    def __init__(self, path: Path, writer: Writer) -> None:
-        self.path = path
+    def __init__(self, conn: postgres.PgConn) -> None:
+        self.conn = conn
+
+    async def execute_fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        return await asyncio.to_thread(lambda: list(self.conn.execute(sql, params).fetchall()))
+
+
+class _PgReaders:
+    """PostgreSQL's readers: up to READERS pooled read-only connections (psycopg_pool)."""
+
+    def __init__(self, url: str) -> None:
+        self._pool = postgres.reader_pool(url, size=READERS)
+
+    async def take(self) -> _PgReading:
+        return _PgReading(postgres.PgConn(await asyncio.to_thread(self._pool.getconn)))
+
+    def give_back(self, reading: _PgReading) -> None:
+        self._pool.putconn(reading.conn.raw)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._pool.close, READER_CLOSE_SECONDS)
+
+
+class Database:
+    """One database: `write` jobs on the writer thread, `fetchall`/`reading` for reads."""
+
+    def __init__(self, target: DatabaseTarget, writer: Writer) -> None:
+        self.target = target
+        self.path = target.path
         self._writer = writer
-        self._readers = _Readers(path)
+        self._readers: _Readers | _PgReaders = (
+            _PgReaders(target.url) if target.postgres else _Readers(target.path)
+        )
         self._checkpoints: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, path: Path) -> Database:
-        """Open (or create) the database at `path` and migrate it; start its writer thread."""
-        conn = await asyncio.to_thread(_open_writer, path)
+    async def open(cls, target: DatabaseTarget | Path) -> Database:
+        """Open (or create) the database and migrate it; start its writer thread.
+        A path is an SQLite file's."""
+        if isinstance(target, Path):
+            target = DatabaseTarget("sqlite", target)
+        conn = await asyncio.to_thread(_open_writer, target)
         writer = Writer(conn, asyncio.get_running_loop())
         writer.start()
-        return cls(path, writer)
+        return cls(target, writer)
 
     @property
     def commits(self) -> int:
@@ -138,7 +181,7 @@ class Database:
         return self._writer.commits
 
     async def write(
-        self, fn: Callable[[sqlite3.Connection], T], /, *, flush: Callable[[], None] | None = None
+        self, fn: Callable[[Conn], T], /, *, flush: Callable[[], None] | None = None
     ) -> T:
         """`fn(connection)` as a job on the writer thread, in a transaction (a SAVEPOINT of
         its own in the trip's); returns its result once committed (fsync'd), or raises its
@@ -155,20 +198,28 @@ class Database:
     # --- reads ---------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def reading(self) -> AsyncIterator[aiosqlite.Connection | _PgReading]:
         """A read-only connection for several reads in a row (no one else's meanwhile)."""
-        conn = await self._readers.take()
+        readers = self._readers
+        if isinstance(readers, _PgReaders):
+            reading = await readers.take()
+            try:
+                yield reading
+            finally:
+                readers.give_back(reading)
+            return
+        conn = await readers.take()
         try:
             yield conn
         finally:
-            self._readers.give_back(conn)
+            readers.give_back(conn)
 
-    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         """The rows of one query, on a read-only connection: committed data only."""
         async with self.reading() as conn:
             return list(await conn.execute_fetchall(sql, params))
 
-    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
@@ -182,7 +233,7 @@ class Database:
         holds it. Should they fall behind, a COMMIT still checkpoints at
         BACKSTOP_CHECKPOINT_PAGES. For the daemon; a CLI command keeps SQLite's default.
         """
-        if self._checkpoints is not None:
+        if self._checkpoints is not None or self.target.postgres:
             return
         await self.write(_backstop)
         conn = await _connect(self.path, read_only=False)
@@ -235,5 +286,5 @@ async def _close_reader(conn: aiosqlite.Connection) -> None:
         log.error("reader_close_failed", error=f"{type(exc).__name__}: {exc}")
 
 
-def _backstop(conn: sqlite3.Connection) -> None:
+def _backstop(conn: Conn) -> None:
     conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")

@@ -2,7 +2,7 @@
 a ticket as an agent sees it, owners, internal notes, agents' settings, pending
 registrations, institutions, and the figures `/metrics` reports.
 
-Plain functions on a `sqlite3.Connection`: writes run inside `store.write(fn)`, reads on the
+Plain functions on a `Conn`: writes run inside `store.write(fn)`, reads on the
 web's read-only connections.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -20,6 +19,7 @@ from ticketmail.models import MERGED, Customer, HistoryEntry
 from ticketmail.storage import accounts
 from ticketmail.storage._rows import iso
 from ticketmail.storage.accounts import LoginRecord
+from ticketmail.storage.dialect import Conn, Row
 from ticketmail.storage.fulltext import Budget, Terms, by_ranges, terms_of
 from ticketmail.storage.merge import refuse_merged
 from ticketmail.storage.records import ArticleRecord
@@ -223,7 +223,7 @@ SORTS = {
 DEFAULT_SORT = "-activity"
 
 
-def _ticket(row: sqlite3.Row) -> DeskTicket:
+def _ticket(row: Row) -> DeskTicket:
     return DeskTicket(
         row["number"], row["subject"], row["status"], row["customer"], row["cname"],
         row["requester"], row["owner"], _dt(row["created_at"]), _dt(row["updated_at"]),
@@ -235,19 +235,19 @@ def _ticket(row: sqlite3.Row) -> DeskTicket:
 # --- agents ------------------------------------------------------------------------------------
 
 
-def agent_of(conn: sqlite3.Connection, email: str) -> DeskAgent | None:
+def agent_of(conn: Conn, email: str) -> DeskAgent | None:
     row = conn.execute(
         "SELECT email, name, lang, notify FROM agents WHERE email = ?", (email,)
     ).fetchone()
     return DeskAgent(row[0], row[1], row[2], bool(row[3])) if row is not None else None
 
 
-def list_agents(conn: sqlite3.Connection) -> tuple[DeskAgent, ...]:
+def list_agents(conn: Conn) -> tuple[DeskAgent, ...]:
     rows = conn.execute("SELECT email, name, lang, notify FROM agents ORDER BY name, email")
     return tuple(DeskAgent(r[0], r[1], r[2], bool(r[3])) for r in rows)
 
 
-def login_record(conn: sqlite3.Connection, email: str) -> tuple[LoginRecord | None, bool]:
+def login_record(conn: Conn, email: str) -> tuple[LoginRecord | None, bool]:
     """(the password a login is checked against, whether the address is an agent's)."""
     if agent_of(conn, email) is not None:
         row = conn.execute("SELECT hash FROM passwords WHERE email = ?", (email,)).fetchone()
@@ -256,7 +256,7 @@ def login_record(conn: sqlite3.Connection, email: str) -> tuple[LoginRecord | No
 
 
 def set_agent_settings(
-    conn: sqlite3.Connection, email: str, *, lang: str | None = None, notify: bool | None = None
+    conn: Conn, email: str, *, lang: str | None = None, notify: bool | None = None
 ) -> None:
     """An agent's language and whether notifications reach them (None: unchanged)."""
     if agent_of(conn, email) is None:
@@ -268,7 +268,7 @@ def set_agent_settings(
 
 
 def agents_to_notify(
-    conn: sqlite3.Connection, ticket: int, *, notify_to: tuple[str, ...]
+    conn: Conn, ticket: int, *, notify_to: tuple[str, ...]
 ) -> tuple[DeskAgent, ...]:
     """Who hears of a ticket's news: its owner, else `notify_to` (or every agent); only
     agents who have not switched notifications off."""
@@ -280,9 +280,7 @@ def agents_to_notify(
     return (found,) if found is not None and found.notify else ()
 
 
-def team_to_notify(
-    conn: sqlite3.Connection, *, notify_to: tuple[str, ...]
-) -> tuple[DeskAgent, ...]:
+def team_to_notify(conn: Conn, *, notify_to: tuple[str, ...]) -> tuple[DeskAgent, ...]:
     """Who hears of news nobody owns: `notify_to` (or every agent); only agents who have
     not switched notifications off."""
     if notify_to:
@@ -293,9 +291,7 @@ def team_to_notify(
     return tuple(a for a in chosen if a.notify)
 
 
-def notifications_about(
-    conn: sqlite3.Connection, ticket: int, recipient: str, *, since: datetime
-) -> int:
+def notifications_about(conn: Conn, ticket: int, recipient: str, *, since: datetime) -> int:
     """Notifications of this ticket to this agent since then (the per-ticket rate limit)."""
     (count,) = conn.execute(
         "SELECT COUNT(*) FROM outbox WHERE ticket = ? AND recipient = ? AND created_at >= ? "
@@ -330,7 +326,7 @@ def _index_terms(terms: Terms, customer: str | None, params: dict[str, Any]) -> 
 
 
 def _found(
-    conn: sqlite3.Connection, q: str, customer: str | None, params: dict[str, Any], budget: Budget
+    conn: Conn, q: str, customer: str | None, params: dict[str, Any], budget: Budget
 ) -> tuple[list[int], bool]:
     """The tickets `q` finds, as far as the budget reaches: a ticket number, a requester's
     address, words in any article (of the newest SEARCH_BOUND articles with them, unless an
@@ -378,7 +374,7 @@ def _found(
 
 
 def queue(
-    conn: sqlite3.Connection,
+    conn: Conn,
     *,
     status: str | None,
     customer: str | None,
@@ -440,7 +436,7 @@ def queue(
 # --- one ticket --------------------------------------------------------------------------------
 
 
-def ticket_page(conn: sqlite3.Connection, number: int) -> DeskTicketPage | None:
+def ticket_page(conn: Conn, number: int) -> DeskTicketPage | None:
     """A ticket with every article (automatic ones and notes too), oldest first, its
     institution and the institution's other tickets."""
     row = conn.execute(
@@ -505,7 +501,7 @@ def ticket_page(conn: sqlite3.Connection, number: int) -> DeskTicketPage | None:
     )
 
 
-def refusal(conn: sqlite3.Connection, number: int, *, seen: int | None, force: bool) -> str | None:
+def refusal(conn: Conn, number: int, *, seen: int | None, force: bool) -> str | None:
     """Why a desk form made on a page that showed version `seen` of ticket `number` must
     not act (SPEC 9.1): 'missing' (no such ticket), 'stale' (it changed since, or the form
     named no version), or None; SourceMerged for a merged ticket (read-only). Run it in
@@ -520,7 +516,7 @@ def refusal(conn: sqlite3.Connection, number: int, *, seen: int | None, force: b
     return None
 
 
-def ticket_brief(conn: sqlite3.Connection, number: int) -> DeskTicket | None:
+def ticket_brief(conn: Conn, number: int) -> DeskTicket | None:
     """One ticket as the queue lists it."""
     row = conn.execute(
         f"SELECT {_TICKET_COLUMNS} FROM tickets t JOIN customers c ON c.number = t.customer "  # noqa: S608 - fixed fragments
@@ -530,7 +526,7 @@ def ticket_brief(conn: sqlite3.Connection, number: int) -> DeskTicket | None:
     return _ticket(row) if row is not None else None
 
 
-def raw_of(conn: sqlite3.Connection, number: int, article: int) -> str | None:
+def raw_of(conn: Conn, number: int, article: int) -> str | None:
     """The SHA-256 of an article's raw message (None: no such article, or none kept)."""
     row = conn.execute(
         "SELECT raw_sha256 FROM articles WHERE id = ? AND ticket = ?", (article, number)
@@ -538,7 +534,7 @@ def raw_of(conn: sqlite3.Connection, number: int, article: int) -> str | None:
     return row[0] if row is not None and row[0] else None
 
 
-def attachment(conn: sqlite3.Connection, number: int, file: int) -> DeskFile | None:
+def attachment(conn: Conn, number: int, file: int) -> DeskFile | None:
     row = conn.execute(
         "SELECT f.id, f.filename, f.content_type, f.size, f.sha256 FROM attachments f "
         "JOIN articles a ON a.id = f.article WHERE f.id = ? AND a.ticket = ?",
@@ -558,7 +554,7 @@ class OwnerChange:
 
 
 def set_owner(
-    conn: sqlite3.Connection, number: int, owner: str | None, *, by: str, now: datetime
+    conn: Conn, number: int, owner: str | None, *, by: str, now: datetime
 ) -> OwnerChange | None:
     """The ticket's owner (an agent), or none, kept in its history as done `by` someone;
     None when there is no such ticket. The owner it has already changes nothing."""
@@ -574,9 +570,7 @@ def set_owner(
     return change
 
 
-def add_note(
-    conn: sqlite3.Connection, number: int, *, agent: str, body: str, now: datetime
-) -> int | None:
+def add_note(conn: Conn, number: int, *, agent: str, body: str, now: datetime) -> int | None:
     """An internal note (direction 'note'): never mailed, never shown to customers."""
     row = conn.execute("SELECT subject FROM tickets WHERE number = ?", (number,)).fetchone()
     if row is None:
@@ -593,7 +587,7 @@ def add_note(
 # --- registrations and institutions --------------------------------------------------------
 
 
-def pending_registrations(conn: sqlite3.Connection) -> tuple[PendingRegistration, ...]:
+def pending_registrations(conn: Conn) -> tuple[PendingRegistration, ...]:
     return tuple(
         PendingRegistration(
             r["id"],
@@ -613,7 +607,7 @@ def pending_registrations(conn: sqlite3.Connection) -> tuple[PendingRegistration
     )
 
 
-def pending_count(conn: sqlite3.Connection) -> int:
+def pending_count(conn: Conn) -> int:
     """Confirmed registrations awaiting an agent's approval (the desk's navigation)."""
     (count,) = conn.execute(
         "SELECT COUNT(*) FROM registrations WHERE status = 'pending'"
@@ -621,14 +615,14 @@ def pending_count(conn: sqlite3.Connection) -> int:
     return int(count)
 
 
-def registration_email(conn: sqlite3.Connection, registration: int) -> str | None:
+def registration_email(conn: Conn, registration: int) -> str | None:
     row = conn.execute(
         "SELECT email FROM registrations WHERE id = ? AND status = 'pending'", (registration,)
     ).fetchone()
     return row[0] if row is not None else None
 
 
-def institutions(conn: sqlite3.Connection) -> tuple[tuple[Customer, int, int], ...]:
+def institutions(conn: Conn) -> tuple[tuple[Customer, int, int], ...]:
     """Every institution with its number of users and of open (not closed or merged)
     tickets."""
     return tuple(
@@ -646,7 +640,7 @@ def institutions(conn: sqlite3.Connection) -> tuple[tuple[Customer, int, int], .
     )
 
 
-def institution(conn: sqlite3.Connection, number: str) -> Institution | None:
+def institution(conn: Conn, number: str) -> Institution | None:
     customer = accounts.customer_of(conn, number)
     if customer is None:
         return None
@@ -664,7 +658,7 @@ def institution(conn: sqlite3.Connection, number: str) -> Institution | None:
 
 
 def update_institution(
-    conn: sqlite3.Connection,
+    conn: Conn,
     number: str,
     *,
     support_until: date | None,
@@ -688,7 +682,7 @@ def update_institution(
 # --- figures for /metrics ------------------------------------------------------------------
 
 
-def figures(conn: sqlite3.Connection) -> Figures:
+def figures(conn: Conn) -> Figures:
     queued, oldest = conn.execute(
         "SELECT COUNT(*), MIN(queued_at) FROM outbox WHERE status = 'queued'"
     ).fetchone()

@@ -34,6 +34,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from ticketmail.storage.dialect import Conn
+
 __all__ = [
     "GRAMS_TEXT_CHARS",
     "MAX_QUERY",
@@ -152,14 +154,17 @@ class Budget:
         return 0
 
     @contextmanager
-    def limit(self, conn: sqlite3.Connection) -> Iterator[None]:
+    def limit(self, conn: Conn) -> Iterator[None]:
+        if not isinstance(conn, sqlite3.Connection):  # PostgreSQL: see storage/pg_search
+            yield
+            return
         conn.set_progress_handler(self._over, PROGRESS_STEPS)
         try:
             yield
         finally:
             conn.set_progress_handler(None, 0)
 
-    def one(self, conn: sqlite3.Connection, sql: str, params: object) -> tuple[object, ...] | None:
+    def one(self, conn: Conn, sql: str, params: object) -> tuple[object, ...] | None:
         """One row of `sql` within the budget; None when it was cut short (or already
         over)."""
         if self.cut or self.left() <= 0:
@@ -175,9 +180,7 @@ class Budget:
         return tuple(row) if row is not None else None
 
 
-def by_ranges(
-    conn: sqlite3.Connection, select: str, params: dict[str, Any], budget: Budget
-) -> list[Any]:
+def by_ranges(conn: Conn, select: str, params: dict[str, Any], budget: Budget) -> list[Any]:
     """`select` (one row: a JSON array; `:low` and `:high` bound the article ids it reads)
     over ranges of article ids, newest first, each twice the one before; the arrays' items
     together, as far as the budget reaches. A range cut short is lost, the ranges before it

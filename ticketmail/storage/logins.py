@@ -1,7 +1,7 @@
 """Every SQL statement of the portal's limits (SPEC 8.2): failed logins and locks per device
 cookie, address and source, the device cookies' signing key, and requests for mail.
 
-Plain functions on a `sqlite3.Connection`, like `accounts`: writes inside `Store.write(fn)`,
+Plain functions on a `Conn`, like `accounts`: writes inside `Store.write(fn)`,
 reads on any connection. A device is the hash of a valid device cookie's nonce (None for a
 browser without one); a source is an IPv4 address or an IPv6 /64, as the web names it.
 """
@@ -9,11 +9,11 @@ browser without one); a source is an IPv4 address or an IPv6 /64, as the web nam
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ticketmail.storage._rows import iso
+from ticketmail.storage.dialect import Conn
 
 __all__ = [
     "DEVICE_KEY",
@@ -54,7 +54,7 @@ class LoginLimits:
     source_per_window: int
 
 
-def device_key(conn: sqlite3.Connection, *, create: bool = False) -> bytes | None:
+def device_key(conn: Conn, *, create: bool = False) -> bytes | None:
     """The device cookies' signing key; made at random on first use when `create` (in a
     write job), else None while there is none."""
     if create:
@@ -66,7 +66,7 @@ def device_key(conn: sqlite3.Connection, *, create: bool = False) -> bytes | Non
     return bytes.fromhex(row[0]) if row is not None else None
 
 
-def _locked_until(conn: sqlite3.Connection, email: str, device: str) -> datetime | None:
+def _locked_until(conn: Conn, email: str, device: str) -> datetime | None:
     row = conn.execute(
         "SELECT until FROM login_locks WHERE email = ? AND device = ?", (email, device)
     ).fetchone()
@@ -74,7 +74,7 @@ def _locked_until(conn: sqlite3.Connection, email: str, device: str) -> datetime
 
 
 def login_blocked(
-    conn: sqlite3.Connection,
+    conn: Conn,
     email: str,
     *,
     source: str,
@@ -106,7 +106,7 @@ def login_blocked(
 
 
 def record_login_failure(
-    conn: sqlite3.Connection, email: str, *, source: str, device: str | None, now: datetime
+    conn: Conn, email: str, *, source: str, device: str | None, now: datetime
 ) -> bool:
     """Count a failed attempt (a login, a confirmation, a current password); True when it
     locks the device, or the address for browsers without one. Nothing is deleted by a
@@ -137,7 +137,7 @@ def record_login_failure(
     return True
 
 
-def login_succeeded(conn: sqlite3.Connection, email: str, *, device: str | None) -> None:
+def login_succeeded(conn: Conn, email: str, *, device: str | None) -> None:
     """A browser with a device cookie got in: its own count starts again. (A browser
     without one changes nothing: the address's count is every stranger's.)"""
     if device is None:
@@ -148,16 +148,14 @@ def login_succeeded(conn: sqlite3.Connection, email: str, *, device: str | None)
     conn.execute("DELETE FROM login_locks WHERE email = ? AND device = ?", (email, device))
 
 
-def lift_locks(conn: sqlite3.Connection, email: str) -> None:
+def lift_locks(conn: Conn, email: str) -> None:
     """A new password: every lock on the address ends and its failures stop counting for
     it (they still count for their sources)."""
     conn.execute("UPDATE login_failures SET cleared = 1 WHERE email = ?", (email,))
     conn.execute("DELETE FROM login_locks WHERE email = ?", (email,))
 
 
-def mail_request(
-    conn: sqlite3.Connection, email: str, *, source: str, per_source: int, now: datetime
-) -> bool:
+def mail_request(conn: Conn, email: str, *, source: str, per_source: int, now: datetime) -> bool:
     """Note a request for a reset or confirmation mail to `email`; True when it may be
     sent: fewer than MAX_MAILS_PER_ADDRESS granted to the address, and fewer than
     `per_source` requests from the source, within the last hour."""

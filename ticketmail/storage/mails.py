@@ -8,12 +8,12 @@ admission's read, on a connection of its own.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
 from ticketmail.models import Agent, TicketRef
 from ticketmail.storage._rows import iso, moment, ticket_ref_of, user_of
+from ticketmail.storage.dialect import Conn, Row, insert_id
 from ticketmail.storage.merge import final_number
 from ticketmail.storage.outbox import insert_outbox
 from ticketmail.storage.records import (
@@ -31,10 +31,11 @@ from ticketmail.storage.tickets import SQL_TICKET_REF, insert_article, insert_ti
 __all__ = ["mail_facts", "next_ticket_number", "read_sender", "record_mail"]
 
 # The next ticket number: above the last one handed out and above every ticket there is.
+# (An aggregate MAX over a UNION: both dialects have it, where a scalar MAX is SQLite's alone.)
 _SQL_NEXT_NUMBER = (
-    "SELECT MAX(:first, COALESCE((SELECT CAST(value AS INTEGER) FROM meta "
-    "WHERE key = 'last_ticket_number'), :first - 1) + 1, "
-    "COALESCE((SELECT MAX(number) FROM tickets), 0) + 1)"
+    "SELECT MAX(n) FROM (SELECT CAST(:first AS INTEGER) AS n "
+    "UNION ALL SELECT CAST(value AS INTEGER) + 1 FROM meta WHERE key = 'last_ticket_number' "
+    "UNION ALL SELECT MAX(number) + 1 FROM tickets) AS candidates"
 )
 _SQL_SENDER = (
     "SELECT u.email, u.name, u.lang, c.number, c.name AS cname, c.support_until, "
@@ -60,7 +61,7 @@ _SQL_TICKET_OF_MESSAGE = (
 _SQL_SENT = "SELECT 1 FROM outbox WHERE message_id = ? LIMIT 1"
 
 
-def next_ticket_number(conn: sqlite3.Connection, *, first_number: int) -> int:
+def next_ticket_number(conn: Conn, *, first_number: int) -> int:
     """The number a new ticket gets now (`tickets.first_number` at least)."""
     (number,) = conn.execute(_SQL_NEXT_NUMBER, {"first": first_number}).fetchone()
     return int(number)
@@ -70,7 +71,7 @@ def _sender_params(email: str, *, since: datetime, now: datetime) -> dict[str, s
     return {"a": email.casefold(), "r": email, "since": iso(since), "now": iso(now)}
 
 
-def _sender_of(row: sqlite3.Row) -> Sender:
+def _sender_of(row: Row) -> Sender:
     user = user_of(row) if row["email"] is not None and row["number"] is not None else None
     agent = (
         Agent(row["aemail"], row["aname"], moment(row["acreated"]))
@@ -80,7 +81,7 @@ def _sender_of(row: sqlite3.Row) -> Sender:
     return Sender(user, agent, int(row["auto_replies"]), bool(row["blocked"]))
 
 
-def read_sender(conn: sqlite3.Connection, email: str, *, now: datetime) -> Sender:
+def read_sender(conn: Conn, email: str, *, now: datetime) -> Sender:
     """Blocking, on the caller's own connection: a mail's sender as the pre-check needs it
     (registration, agent, suppression; no auto-reply count)."""
     return _sender_of(
@@ -89,7 +90,7 @@ def read_sender(conn: sqlite3.Connection, email: str, *, now: datetime) -> Sende
 
 
 def mail_facts(
-    conn: sqlite3.Connection,
+    conn: Conn,
     *,
     message_id: str,
     header_from: str,
@@ -136,8 +137,9 @@ def mail_facts(
     return MailFacts(None, sent_by_us, sender, tagged, tuple(referenced), int(next_number))
 
 
-def _insert_message(conn: sqlite3.Connection, record: MessageRecord, *, now: datetime) -> int:
-    cur = conn.execute(
+def _insert_message(conn: Conn, record: MessageRecord, *, now: datetime) -> int:
+    return insert_id(
+        conn,
         "INSERT INTO messages(received_at, envelope_from, envelope_to, header_from, "
         "message_id, raw_sha256, size, outcome, reason, ticket, reply) "
         "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -155,12 +157,10 @@ def _insert_message(conn: sqlite3.Connection, record: MessageRecord, *, now: dat
             record.reply,
         ),
     )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
 
 
 def record_mail(
-    conn: sqlite3.Connection,
+    conn: Conn,
     message: MessageRecord,
     *,
     new_ticket: NewTicket | None = None,

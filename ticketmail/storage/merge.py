@@ -3,13 +3,13 @@ merged ticket to the one that took it: the SQL of both, plain functions run in a
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
 from ticketmail.errors import NotFoundError, RefusedError
 from ticketmail.models import MERGED
 from ticketmail.storage._rows import iso
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.tickets import record_change, version_of
 
 __all__ = [
@@ -63,7 +63,7 @@ class SourceMerged(RefusedError):
         self.into = into
 
 
-def _row(conn: sqlite3.Connection, number: int) -> tuple[str, int | None] | None:
+def _row(conn: Conn, number: int) -> tuple[str, int | None] | None:
     """(institution, merged_into) of a ticket; None: no such ticket."""
     row = conn.execute(
         "SELECT customer, merged_into FROM tickets WHERE number = ?", (number,)
@@ -71,7 +71,7 @@ def _row(conn: sqlite3.Connection, number: int) -> tuple[str, int | None] | None
     return (str(row[0]), None if row[1] is None else int(row[1])) if row is not None else None
 
 
-def final_number(conn: sqlite3.Connection, number: int) -> int:
+def final_number(conn: Conn, number: int) -> int:
     """The ticket a mail naming ticket `number` lands on: itself, or the ticket it was
     merged into (followed at most MAX_CHAIN steps)."""
     for _ in range(MAX_CHAIN):
@@ -82,16 +82,14 @@ def final_number(conn: sqlite3.Connection, number: int) -> int:
     return number
 
 
-def refuse_merged(conn: sqlite3.Connection, number: int) -> None:
+def refuse_merged(conn: Conn, number: int) -> None:
     """Raise SourceMerged when ticket `number` is merged (a merged ticket is read-only)."""
     row = _row(conn, number)
     if row is not None and row[1] is not None:
         raise SourceMerged(number, int(row[1]))
 
 
-def merge_ticket(
-    conn: sqlite3.Connection, source: int, into: int, *, by: str, now: datetime
-) -> Merged:
+def merge_ticket(conn: Conn, source: int, into: int, *, by: str, now: datetime) -> Merged:
     """Merge ticket `source` into ticket `into` of the same institution, as done `by` an
     agent: the source's articles (with their files, their dates and Message-IDs) move to
     the target, where they stand in time order; the source becomes 'merged' with
@@ -149,7 +147,7 @@ def merge_ticket(
     )  # fmt: skip
 
 
-def merged_into_of(conn: sqlite3.Connection, number: int, *, customer: str | None) -> int | None:
+def merged_into_of(conn: Conn, number: int, *, customer: str | None) -> int | None:
     """Where a visit to ticket `number` (of institution `customer`, when given) lands: the
     ticket it was merged into, None when it is not merged (or not the institution's)."""
     row = _row(conn, number)

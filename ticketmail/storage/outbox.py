@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -10,6 +9,7 @@ from ticketmail.errors import NotFoundError, RefusedError
 from ticketmail.models import OutboxEntry
 from ticketmail.storage._rows import iso, iso_precise, moment
 from ticketmail.storage.database import Database
+from ticketmail.storage.dialect import Conn, Row, insert_id
 from ticketmail.storage.records import OutboxDue, OutboxRecord
 
 __all__ = [
@@ -27,9 +27,10 @@ __all__ = [
 # --- in a job, on the writer's connection ------------------------------------------------------
 
 
-def insert_outbox(conn: sqlite3.Connection, record: OutboxRecord, *, now: datetime) -> int:
+def insert_outbox(conn: Conn, record: OutboxRecord, *, now: datetime) -> int:
     """Queue a mail for the outbox worker; its entry's id."""
-    cur = conn.execute(
+    return insert_id(
+        conn,
         "INSERT INTO outbox(created_at, kind, ticket, recipient, sender, message_id, "
         "subject, raw, automatic, status, queued_at, attempts, next_attempt_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, 0, ?)",
@@ -47,11 +48,9 @@ def insert_outbox(conn: sqlite3.Connection, record: OutboxRecord, *, now: dateti
             iso(now),
         ),
     )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
 
 
-def auto_replies_to(conn: sqlite3.Connection, recipient: str, *, since: datetime) -> int:
+def auto_replies_to(conn: Conn, recipient: str, *, since: datetime) -> int:
     """Automatic mails queued for `recipient` since `since`."""
     (count,) = conn.execute(
         "SELECT COUNT(*) FROM outbox WHERE recipient = ? AND created_at >= ? AND automatic = 1",
@@ -60,7 +59,7 @@ def auto_replies_to(conn: sqlite3.Connection, recipient: str, *, since: datetime
     return int(count)
 
 
-def auto_replies_about(conn: sqlite3.Connection, ticket: int, *, since: datetime) -> int:
+def auto_replies_about(conn: Conn, ticket: int, *, since: datetime) -> int:
     """Automatic mails queued about `ticket` since `since`."""
     (count,) = conn.execute(
         "SELECT COUNT(*) FROM outbox WHERE ticket = ? AND created_at >= ? AND automatic = 1",
@@ -69,9 +68,7 @@ def auto_replies_about(conn: sqlite3.Connection, ticket: int, *, since: datetime
     return int(count)
 
 
-def mark_bounced(
-    conn: sqlite3.Connection, message_ids: Sequence[str], *, reason: str
-) -> list[tuple[int, str]]:
+def mark_bounced(conn: Conn, message_ids: Sequence[str], *, reason: str) -> list[tuple[int, str]]:
     """Mark our sent mails named by a bounce; return their (outbox id, recipient)."""
     found: list[tuple[int, str]] = []
     for mid in message_ids:
@@ -86,19 +83,18 @@ def mark_bounced(
     return found
 
 
-def suppress(
-    conn: sqlite3.Connection, address: str, *, until: datetime, reason: str, now: datetime
-) -> None:
+def suppress(conn: Conn, address: str, *, until: datetime, reason: str, now: datetime) -> None:
     """No automatic mail to `address` until `until` (after a permanent bounce)."""
     conn.execute(
         "INSERT INTO suppressions(address, until, reason, created_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT(address) DO UPDATE SET until = MAX(until, excluded.until), "
+        "ON CONFLICT(address) DO UPDATE SET until = CASE WHEN excluded.until > suppressions.until "
+        "THEN excluded.until ELSE suppressions.until END, "
         "reason = excluded.reason",
         (address.casefold(), iso(until), reason[:300], iso(now)),
     )
 
 
-def is_suppressed(conn: sqlite3.Connection, address: str, *, now: datetime) -> bool:
+def is_suppressed(conn: Conn, address: str, *, now: datetime) -> bool:
     """True while an address gets no automatic mail (after a permanent bounce)."""
     row = conn.execute(
         "SELECT 1 FROM suppressions WHERE address = ? AND until > ? LIMIT 1", (address, iso(now))
@@ -106,7 +102,7 @@ def is_suppressed(conn: sqlite3.Connection, address: str, *, now: datetime) -> b
     return row is not None
 
 
-def _mark_sent(conn: sqlite3.Connection, entry: int, *, now: datetime) -> None:
+def _mark_sent(conn: Conn, entry: int, *, now: datetime) -> None:
     conn.execute(
         "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
         "next_attempt_at = NULL, last_error = '' WHERE id = ?",
@@ -114,7 +110,7 @@ def _mark_sent(conn: sqlite3.Connection, entry: int, *, now: datetime) -> None:
     )
 
 
-def _retry_later(conn: sqlite3.Connection, entry: int, *, error: str, at: datetime) -> None:
+def _retry_later(conn: Conn, entry: int, *, error: str, at: datetime) -> None:
     conn.execute(
         "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? "
         "WHERE id = ?",
@@ -122,7 +118,7 @@ def _retry_later(conn: sqlite3.Connection, entry: int, *, error: str, at: dateti
     )
 
 
-def _mark_failed(conn: sqlite3.Connection, entry: int, *, error: str) -> None:
+def _mark_failed(conn: Conn, entry: int, *, error: str) -> None:
     conn.execute(
         "UPDATE outbox SET status = 'failed', attempts = attempts + 1, "
         "next_attempt_at = NULL, last_error = ? WHERE id = ?",
@@ -130,7 +126,7 @@ def _mark_failed(conn: sqlite3.Connection, entry: int, *, error: str) -> None:
     )
 
 
-def requeue(conn: sqlite3.Connection, entry: int | None, *, now: datetime) -> list[int]:
+def requeue(conn: Conn, entry: int | None, *, now: datetime) -> list[int]:
     """Queue failed or bounced entries again (one, or all when `entry` is None).
 
     The entry's age for relay.max_age_hours counts from now.
@@ -157,7 +153,7 @@ def requeue(conn: sqlite3.Connection, entry: int | None, *, now: datetime) -> li
 # --- the Store's part ---------------------------------------------------------------------------
 
 
-def _entry(r: sqlite3.Row) -> OutboxEntry:
+def _entry(r: Row) -> OutboxEntry:
     created = moment(r["created_at"])
     assert created is not None
     return OutboxEntry(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-__all__ = ["DB_NAME", "DataPaths"]
+__all__ = ["DB_NAME", "DataPaths", "DatabaseTarget"]
 
 DB_NAME = "ticketmail.sqlite3"
 
@@ -35,3 +36,17 @@ class DataPaths:
     def sent(self) -> Path:
         """Where `relay.transport = "file"` writes every outgoing mail as a `.eml` file."""
         return self.root / "sent"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseTarget:
+    """Which database a data directory's ticketmail uses (SPEC 10): the SQLite file, or
+    PostgreSQL at `url` (from the environment; never printed)."""
+
+    backend: Literal["sqlite", "postgres"]
+    path: Path
+    url: str = field(default="", repr=False)
+
+    @property
+    def postgres(self) -> bool:
+        return self.backend == "postgres"

@@ -10,12 +10,12 @@ leaves what the earlier ones found, and the result says it was cut short.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from ticketmail.models import customer_status
+from ticketmail.storage.dialect import Conn, Row
 from ticketmail.storage.fulltext import Budget, Terms, by_ranges, terms_of
 
 __all__ = ["TicketList", "WebTicket", "list_tickets", "search_tickets"]
@@ -46,7 +46,7 @@ def _dt(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-def _web_ticket(row: sqlite3.Row) -> WebTicket:
+def _web_ticket(row: Row) -> WebTicket:
     return WebTicket(
         number=row["number"],
         subject=row["subject"],
@@ -78,7 +78,7 @@ def _filters(
 
 
 def list_tickets(
-    conn: sqlite3.Connection,
+    conn: Conn,
     customer: str,
     *,
     status: str | None,
@@ -118,7 +118,7 @@ def _article_matches(terms: Terms, customer: str) -> tuple[str, str, dict[str, s
 
 
 def _matching(
-    conn: sqlite3.Connection, terms: Terms, clause: str, params: dict[str, Any], budget: Budget
+    conn: Conn, terms: Terms, clause: str, params: dict[str, Any], budget: Budget
 ) -> list[tuple[str, int]]:
     """(activity, number) of the institution's tickets (under `clause`, the institution as
     :c) with a matching article, as far as the budget reaches: the index read by ranges of
@@ -134,7 +134,7 @@ def _matching(
 
 
 def search_tickets(
-    conn: sqlite3.Connection,
+    conn: Conn,
     customer: str,
     *,
     q: str,

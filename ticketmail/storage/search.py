@@ -25,6 +25,7 @@ import structlog
 
 from ticketmail.errors import TicketmailError
 from ticketmail.storage.database import Database
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.fulltext import GRAMS_TEXT_CHARS, gram_columns
 
 __all__ = ["SearchIndexer", "catch_up", "index_some", "waiting"]
@@ -42,13 +43,13 @@ OTHERS_LOOKS = 20  # while idle, every this many looks: articles another process
 _WAITING = "SELECT COUNT(*) FROM search_backlog"
 
 
-def waiting(conn: sqlite3.Connection) -> int:
+def waiting(conn: Conn) -> int:
     """How many articles wait to be indexed."""
     (count,) = conn.execute(_WAITING).fetchone()
     return int(count)
 
 
-def _forget_stale(conn: sqlite3.Connection) -> bool:
+def _forget_stale(conn: Conn) -> bool:
     """Take the old text of changed, moved or deleted articles out of the trigram index
     (under the institution it was indexed for); whether all of it is out."""
     rows = conn.execute(
@@ -65,7 +66,7 @@ def _forget_stale(conn: sqlite3.Connection) -> bool:
     return len(rows) < INDEX_BATCH_ARTICLES
 
 
-def index_some(conn: sqlite3.Connection) -> int:
+def index_some(conn: Conn) -> int:
     """Index the oldest waiting articles (a batch) in both indexes; how many still wait.
     A job."""
     if not _forget_stale(conn):  # an article's old text goes before its new text comes

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -18,8 +17,9 @@ from typing import TypeVar
 from ticketmail.storage._people import People
 from ticketmail.storage._queues import Queues
 from ticketmail.storage.database import Database
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.outbox import Outbox
-from ticketmail.storage.paths import DataPaths
+from ticketmail.storage.paths import DatabaseTarget, DataPaths
 from ticketmail.storage.records import CustomerRow, UserRow
 from ticketmail.storage.search import SearchIndexer, catch_up
 from ticketmail.storage.tickets import Tickets
@@ -41,16 +41,22 @@ class Store(People, Tickets, Outbox, Queues):
         self._catching_up = asyncio.Lock()
 
     @classmethod
-    async def open(cls, data_dir: Path) -> Store:
-        """Open (create, migrate) the database of `data_dir`, creating the directory."""
+    async def open(cls, data_dir: Path, database: DatabaseTarget | None = None) -> Store:
+        """Open (create, migrate) the database of `data_dir` (SQLite's file in it unless
+        `database` says otherwise), creating the directory."""
         paths = DataPaths(data_dir)
         await asyncio.to_thread(paths.root.mkdir, parents=True, exist_ok=True)
-        return cls(await Database.open(paths.database), paths)
+        return cls(await Database.open(database or DatabaseTarget("sqlite", paths.database)), paths)
 
     @property
     def path(self) -> Path:
-        """The database file."""
+        """The SQLite database file (on PostgreSQL: where it would be)."""
         return self.paths.database
+
+    @property
+    def target(self) -> DatabaseTarget:
+        """Which database this is."""
+        return self.db.target
 
     @property
     def commits(self) -> int:
@@ -58,7 +64,7 @@ class Store(People, Tickets, Outbox, Queues):
         return self.db.commits
 
     async def write(
-        self, fn: Callable[[sqlite3.Connection], T], /, *, flush: Callable[[], None] | None = None
+        self, fn: Callable[[Conn], T], /, *, flush: Callable[[], None] | None = None
     ) -> T:
         """`fn(connection)` as a job on the writer thread (see `Database.write`)."""
         return await self.db.write(fn, flush=flush)
@@ -97,7 +103,7 @@ class Store(People, Tickets, Outbox, Queues):
         return await self.db.write(_make_secret)
 
 
-def _make_secret(conn: sqlite3.Connection) -> str:
+def _make_secret(conn: Conn) -> str:
     """The secret, made now unless another process made it first."""
     conn.execute(
         "INSERT INTO meta(key, value) VALUES ('message_id_secret', ?) ON CONFLICT(key) DO NOTHING",

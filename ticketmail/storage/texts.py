@@ -1,17 +1,17 @@
 """Every SQL statement of the desk's text modules (SPEC 9.1): list, add, change and delete
 them, and what the answer form of a ticket needs to offer and fill one in.
 
-Plain functions on a `sqlite3.Connection`: writes run inside `store.write(fn)`, reads on the
+Plain functions on a `Conn`: writes run inside `store.write(fn)`, reads on the
 web's read-only connections.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
 from ticketmail.storage._rows import iso, moment
+from ticketmail.storage.dialect import Conn, Row, insert_id
 
 __all__ = [
     "AnswerTexts",
@@ -28,7 +28,7 @@ _SELECT = (
     "SELECT id, title, lang, body, created_by, created_at, updated_by, updated_at "
     "FROM text_modules "
 )
-_ORDER = " ORDER BY lang, title COLLATE NOCASE, id"
+_ORDER = " ORDER BY lang, lower(title), id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,7 @@ class AnswerTexts:
     chosen: TextModule | None
 
 
-def _module(row: sqlite3.Row) -> TextModule:
+def _module(row: Row) -> TextModule:
     created, updated = moment(row["created_at"]), moment(row["updated_at"])
     assert created is not None
     assert updated is not None
@@ -62,7 +62,7 @@ def _module(row: sqlite3.Row) -> TextModule:
                       created, row["updated_by"], updated)  # fmt: skip
 
 
-def list_texts(conn: sqlite3.Connection, lang: str | None = None) -> tuple[TextModule, ...]:
+def list_texts(conn: Conn, lang: str | None = None) -> tuple[TextModule, ...]:
     """Every module (of one language), by language and title."""
     if lang is None:
         rows = conn.execute(_SELECT + _ORDER).fetchall()
@@ -71,25 +71,22 @@ def list_texts(conn: sqlite3.Connection, lang: str | None = None) -> tuple[TextM
     return tuple(_module(row) for row in rows)
 
 
-def text_module(conn: sqlite3.Connection, module: int) -> TextModule | None:
+def text_module(conn: Conn, module: int) -> TextModule | None:
     row = conn.execute(_SELECT + "WHERE id = ?", (module,)).fetchone()
     return None if row is None else _module(row)
 
 
-def add_text(
-    conn: sqlite3.Connection, *, title: str, lang: str, body: str, agent: str, now: datetime
-) -> int:
-    cur = conn.execute(
+def add_text(conn: Conn, *, title: str, lang: str, body: str, agent: str, now: datetime) -> int:
+    return insert_id(
+        conn,
         "INSERT INTO text_modules(title, lang, body, created_by, created_at, updated_by, "
         "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (title, lang, body, agent, iso(now), agent, iso(now)),
     )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
 
 
 def update_text(
-    conn: sqlite3.Connection,
+    conn: Conn,
     module: int,
     *,
     title: str,
@@ -107,13 +104,13 @@ def update_text(
     return cur.rowcount == 1
 
 
-def delete_text(conn: sqlite3.Connection, module: int) -> bool:
+def delete_text(conn: Conn, module: int) -> bool:
     """False: no such module."""
     return conn.execute("DELETE FROM text_modules WHERE id = ?", (module,)).rowcount == 1
 
 
 def answer_texts(
-    conn: sqlite3.Connection, requester: str, *, default_lang: str, chosen: int | None
+    conn: Conn, requester: str, *, default_lang: str, chosen: int | None
 ) -> AnswerTexts:
     """The answer form's modules for a ticket of `requester`: the requester's language (a
     user's own, else `default_lang`)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import date, datetime
 from typing import Any
 
@@ -19,6 +18,7 @@ from ticketmail.models import (
 )
 from ticketmail.storage._rows import iso, moment, ticket_ref_of, user_of
 from ticketmail.storage.database import Database
+from ticketmail.storage.dialect import Conn, Row, insert_id
 from ticketmail.storage.records import ArticleRecord, NewTicket, Thread
 
 __all__ = [
@@ -60,14 +60,14 @@ _SQL_SUMMARY = (
 # --- in a job, on the writer's connection ------------------------------------------------------
 
 
-def ticket_ref(conn: sqlite3.Connection, number: int, *, since: datetime) -> TicketRef | None:
+def ticket_ref(conn: Conn, number: int, *, since: datetime) -> TicketRef | None:
     """What routing and the support team's actions need to know about one ticket."""
     return ticket_ref_of(
         conn.execute(SQL_TICKET_REF, {"n": number, "since": iso(since)}).fetchone()
     )
 
 
-def insert_ticket(conn: sqlite3.Connection, ticket: NewTicket, *, now: datetime) -> None:
+def insert_ticket(conn: Conn, ticket: NewTicket, *, now: datetime) -> None:
     """The ticket, and its number as the last one handed out (numbers are never reused:
     a number some ticket has fails the INSERT)."""
     conn.execute(
@@ -94,9 +94,7 @@ def insert_ticket(conn: sqlite3.Connection, ticket: NewTicket, *, now: datetime)
     )
 
 
-def touch_ticket(
-    conn: sqlite3.Connection, number: int, *, status: str | None, by: str, now: datetime
-) -> None:
+def touch_ticket(conn: Conn, number: int, *, status: str | None, by: str, now: datetime) -> None:
     """Record activity on a ticket, and change its status when `status` is given and
     differs from the one it has (kept in its history as done `by` someone)."""
     old = None
@@ -114,7 +112,7 @@ def touch_ticket(
     record_change(conn, number, "status", old, status, by=by, now=now)
 
 
-def _next_version(conn: sqlite3.Connection, number: int) -> int:
+def _next_version(conn: Conn, number: int) -> int:
     """Raise the ticket's version (every change does, SPEC 9.1); the new one (0: no ticket)."""
     row = conn.execute(
         "UPDATE tickets SET version = version + 1 WHERE number = ? RETURNING version", (number,)
@@ -122,14 +120,14 @@ def _next_version(conn: sqlite3.Connection, number: int) -> int:
     return int(row[0]) if row is not None else 0
 
 
-def version_of(conn: sqlite3.Connection, number: int) -> int | None:
+def version_of(conn: Conn, number: int) -> int | None:
     """The ticket's version (None: no such ticket)."""
     row = conn.execute("SELECT version FROM tickets WHERE number = ?", (number,)).fetchone()
     return int(row[0]) if row is not None else None
 
 
 def record_change(
-    conn: sqlite3.Connection,
+    conn: Conn,
     number: int,
     what: str,
     old: str | None,
@@ -147,9 +145,7 @@ def record_change(
     )
 
 
-def set_ticket_status(
-    conn: sqlite3.Connection, number: int, status: str, *, by: str, now: datetime
-) -> None:
+def set_ticket_status(conn: Conn, number: int, status: str, *, by: str, now: datetime) -> None:
     """Change a ticket's status (an admin's or agent's action); NotFoundError if none."""
     if conn.execute("SELECT 1 FROM tickets WHERE number = ?", (number,)).fetchone() is None:
         raise NotFoundError(f"ticket {number} does not exist")
@@ -157,7 +153,7 @@ def set_ticket_status(
 
 
 def insert_article(
-    conn: sqlite3.Connection,
+    conn: Conn,
     ticket: int,
     record: ArticleRecord,
     *,
@@ -167,7 +163,8 @@ def insert_article(
     """An article on `ticket` with its attachments' rows (a change: the ticket's version
     rises, and the article keeps the new one); its id."""
     version = _next_version(conn, ticket)
-    cur = conn.execute(
+    article = insert_id(
+        conn,
         "INSERT INTO articles(ticket, message, direction, automatic, sender, to_json, "
         "cc_json, subject, date, message_id, in_reply_to, references_json, body_text, "
         "reply_text, raw_sha256, note, flags_json, created_at, version) "
@@ -194,8 +191,6 @@ def insert_article(
             version,
         ),
     )
-    article = cur.lastrowid
-    assert article is not None
     if record.attachments:
         conn.executemany(
             "INSERT INTO attachments(article, filename, content_type, size, sha256, content_id) "
@@ -214,18 +209,18 @@ _SQL_HISTORY = (
 )
 
 
-def history_row(r: sqlite3.Row | tuple[Any, ...]) -> HistoryEntry:
+def history_row(r: Row | tuple[Any, ...]) -> HistoryEntry:
     at = moment(r[0])
     assert at is not None
     return HistoryEntry(at, r[1], r[2], r[3], r[4], int(r[5]))
 
 
-def history_of(conn: sqlite3.Connection, number: int) -> tuple[HistoryEntry, ...]:
+def history_of(conn: Conn, number: int) -> tuple[HistoryEntry, ...]:
     """The ticket's history, oldest first."""
     return tuple(history_row(r) for r in conn.execute(_SQL_HISTORY, (number,)))
 
 
-def thread_of(conn: sqlite3.Connection, ticket: int) -> Thread:
+def thread_of(conn: Conn, ticket: int) -> Thread:
     """The ticket's first inbound Message-ID and the latest one a person wrote."""
     row = conn.execute(_SQL_THREAD, {"t": ticket}).fetchone()
     root, latest = (row[0], row[1]) if row else (None, None)
@@ -235,7 +230,7 @@ def thread_of(conn: sqlite3.Connection, ticket: int) -> Thread:
     )
 
 
-def participants(conn: sqlite3.Connection, ticket: int) -> list[User]:
+def participants(conn: Conn, ticket: int) -> list[User]:
     """The registered users of a ticket's institution who should hear of it.
 
     The requester first, then every colleague who has written on it (not automatically),
@@ -259,7 +254,7 @@ def participants(conn: sqlite3.Connection, ticket: int) -> list[User]:
 # --- reads, on the read-only connections ------------------------------------------------------
 
 
-def _summary(r: sqlite3.Row) -> TicketSummary:
+def _summary(r: Row) -> TicketSummary:
     created = moment(r["created_at"])
     updated = moment(r["updated_at"])
     assert created is not None
@@ -279,7 +274,7 @@ def _summary(r: sqlite3.Row) -> TicketSummary:
     )
 
 
-def _article(a: sqlite3.Row, files: list[sqlite3.Row]) -> ArticleView:
+def _article(a: Row, files: list[Row]) -> ArticleView:
     return ArticleView(
         id=a["id"],
         direction=a["direction"],
@@ -348,7 +343,7 @@ class Tickets:
                 "WHERE a.ticket = ? ORDER BY f.id",
                 (number,),
             )
-        by_article: dict[int, list[sqlite3.Row]] = {}
+        by_article: dict[int, list[Row]] = {}
         for f in files:
             by_article.setdefault(f["article"], []).append(f)
         row = found[0]

@@ -8,11 +8,11 @@ clears `waiting_until` with every change of status).
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
 from ticketmail.storage._rows import iso, moment
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.tickets import record_change
 
 __all__ = ["DueWait", "due_waits", "end_due_wait", "set_waiting"]
@@ -28,9 +28,7 @@ class DueWait:
     version: int  # the ticket's version when it was found due
 
 
-def set_waiting(
-    conn: sqlite3.Connection, number: int, until: datetime, *, by: str, now: datetime
-) -> bool:
+def set_waiting(conn: Conn, number: int, until: datetime, *, by: str, now: datetime) -> bool:
     """Ticket `number` waits until `until` (kept in its history as done `by` someone: the
     status when it was not waiting, and the time); False when nothing changed (it waits
     until that time already)."""
@@ -55,7 +53,7 @@ def set_waiting(
     return True
 
 
-def due_waits(conn: sqlite3.Connection, *, now: datetime) -> tuple[DueWait, ...]:
+def due_waits(conn: Conn, *, now: datetime) -> tuple[DueWait, ...]:
     """The waiting tickets whose time has come, the longest due first."""
     rows = conn.execute(
         "SELECT number, waiting_until, version FROM tickets "
@@ -70,7 +68,7 @@ def due_waits(conn: sqlite3.Connection, *, now: datetime) -> tuple[DueWait, ...]
     return tuple(found)
 
 
-def end_due_wait(conn: sqlite3.Connection, wait: DueWait, *, now: datetime) -> bool:
+def end_due_wait(conn: Conn, wait: DueWait, *, now: datetime) -> bool:
     """The ticket is open again, by 'system' in its history, if it still waits, its time has
     come and nothing changed since it was found (its version): of several nodes (or passes)
     ending it, exactly one does. Whether this call did."""

@@ -5,7 +5,6 @@ connection `Store.write` hands it."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,6 +20,7 @@ from ticketmail.outbound.actions import Desk
 from ticketmail.outbound.agents import customer_set_status, customer_wrote
 from ticketmail.rules import auto_mail_allowed
 from ticketmail.storage import accounts
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.mails import mail_facts
 from ticketmail.storage.records import MailFacts, NewTicket, OutboxRecord
 from ticketmail.storage.tickets import thread_of
@@ -64,7 +64,7 @@ def _as_mail(email: str, subject: str, body: str, message_id: str, now: datetime
 
 
 def post_article(
-    conn: sqlite3.Connection,
+    conn: Conn,
     *,
     config: Config,
     desk: Desk,
@@ -182,7 +182,7 @@ def _taken(taken: Taken, facts: MailFacts, config: Config) -> Decision:
 
 
 def set_status(
-    conn: sqlite3.Connection,
+    conn: Conn,
     *,
     config: Config,
     desk: Desk,
@@ -226,7 +226,7 @@ def set_status(
 
 
 def account_mail(
-    conn: sqlite3.Connection,
+    conn: Conn,
     kind: str,
     /,
     *,

@@ -7,7 +7,6 @@ to one ticket; the queue's chooser offers every action of the table."""
 
 from __future__ import annotations
 
-import sqlite3
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ticketmail.errors import NotFoundError
 from ticketmail.models import SETTABLE_STATUSES
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage.desk import DeskAgent
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.merge import MergeRefused, merge_ticket
 from ticketmail.web.base import Visitor, Web, page, posted_form, redirect
 from ticketmail.web.changes import NoSuchAgent, owner_job, status_job
@@ -56,7 +56,7 @@ class Change:
 
 
 # What an action does to one ticket, inside the write job that checked its version.
-TicketAct = Callable[[sqlite3.Connection, int], Change]
+TicketAct = Callable[[Conn, int], Change]
 # An action: reads its own fields from the form (raises Bad) and gives its TicketAct.
 Action = Callable[[Web, DeskAgent, FormData, datetime], Awaitable[TicketAct]]
 
@@ -67,7 +67,7 @@ async def _assign(web: Web, agent: DeskAgent, form: FormData, now: datetime) -> 
     if chosen is not None and await web.reader(desk_db.agent_of, chosen) is None:
         raise Bad("desk.bulk_no_such_agent")
 
-    def one(conn: sqlite3.Connection, number: int) -> Change:
+    def one(conn: Conn, number: int) -> Change:
         change = owner_job(web, agent, number, chosen, now=now)(conn)
         return Change(change is not None and change.changed)
 
@@ -81,7 +81,7 @@ async def _status(web: Web, agent: DeskAgent, form: FormData, now: datetime) -> 
     if status not in SETTABLE_STATUSES or status == "waiting":  # waiting needs its own time
         raise Bad("desk.bulk_bad_status")
 
-    def one(conn: sqlite3.Connection, number: int) -> Change:
+    def one(conn: Conn, number: int) -> Change:
         result = status_job(web, agent, number, status=status, note="", now=now)(conn)
         return Change(result.old_status != result.status)
 
@@ -96,7 +96,7 @@ async def _merge(web: Web, agent: DeskAgent, form: FormData, now: datetime) -> T
     if into is None:
         raise Bad("desk.merge_no_number")
 
-    def one(conn: sqlite3.Connection, number: int) -> Change:
+    def one(conn: Conn, number: int) -> Change:
         if number == into:
             return Change(False)
         try:
@@ -148,13 +148,11 @@ def _chosen(form: FormData) -> tuple[tuple[int, int], ...]:
     return tuple((n, s) for n, s in seen.items() if s is not None)
 
 
-def _job(
-    tickets: tuple[tuple[int, int], ...], one: TicketAct
-) -> Callable[[sqlite3.Connection], Outcome]:
+def _job(tickets: tuple[tuple[int, int], ...], one: TicketAct) -> Callable[[Conn], Outcome]:
     """One write job: each ticket acted on only if it still has the version the queue
     showed, else skipped; a number that is no ticket undoes it all (raises Bad)."""
 
-    def job(conn: sqlite3.Connection) -> Outcome:
+    def job(conn: Conn) -> Outcome:
         done: list[int] = []
         same: list[int] = []
         skipped: list[int] = []

@@ -4,7 +4,6 @@ queue's bulk actions (web/bulk.py)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -14,6 +13,7 @@ from ticketmail.outbound.actions import DeskResult, Origin
 from ticketmail.outbound.agents import assigned
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage.desk import DeskAgent
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.tickets import ticket_ref
 from ticketmail.web.base import Web
 
@@ -23,12 +23,12 @@ RECENT = timedelta(hours=1)  # the window the rate limits count in
 
 
 def desk_job(
-    number: int, since: datetime, act: Callable[[sqlite3.Connection, TicketRef], DeskResult]
-) -> Callable[[sqlite3.Connection], DeskResult]:
+    number: int, since: datetime, act: Callable[[Conn, TicketRef], DeskResult]
+) -> Callable[[Conn], DeskResult]:
     """An answer or status change of the Desk on ticket `number`, the way `ticket reply`
     and `ticket status` do: the ticket, its article and its mails in one write job."""
 
-    def job(conn: sqlite3.Connection) -> DeskResult:
+    def job(conn: Conn) -> DeskResult:
         ticket = ticket_ref(conn, number, since=since)
         assert ticket is not None  # the version check found it in this job
         return act(conn, ticket)
@@ -39,14 +39,14 @@ def desk_job(
 def status_job(
     web: Web, agent: DeskAgent, number: int, *, status: str, note: str, now: datetime,
     until: datetime | None = None,
-) -> Callable[[sqlite3.Connection], DeskResult]:  # fmt: skip
+) -> Callable[[Conn], DeskResult]:  # fmt: skip
     """Agent `agent` sets ticket `number`'s status (with a `note`, mailed; `until` for
     waiting), as the ticket's status form does: a write job's part, after the ticket's
     version was checked."""
     origin = Origin(actor=agent.email, agent_name=agent.name)
     desk = web.desk()
 
-    def act(conn: sqlite3.Connection, ticket: TicketRef) -> DeskResult:
+    def act(conn: Conn, ticket: TicketRef) -> DeskResult:
         return desk.change_status(conn, ticket, status=status, note=note, origin=origin,
                                   now=now, until=until)  # fmt: skip
 
@@ -59,13 +59,13 @@ class NoSuchAgent(TicketmailError):
 
 def owner_job(
     web: Web, agent: DeskAgent, number: int, chosen: str | None, *, now: datetime
-) -> Callable[[sqlite3.Connection], desk_db.OwnerChange | None]:
+) -> Callable[[Conn], desk_db.OwnerChange | None]:
     """Agent `agent` makes `chosen` (None: nobody) ticket `number`'s owner, as the ticket's
     owner form does, the new owner mailed: a write job's part, after the ticket's version
     was checked. Raises NoSuchAgent (the job rolls back) for an owner who is no agent."""
     desk = web.desk()
 
-    def act(conn: sqlite3.Connection) -> desk_db.OwnerChange | None:
+    def act(conn: Conn) -> desk_db.OwnerChange | None:
         try:
             change = desk_db.set_owner(conn, number, chosen, by=agent.email, now=now)
         except NotFoundError:

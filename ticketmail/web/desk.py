@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-import sqlite3
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -28,6 +27,7 @@ from ticketmail.outbound.compose import OutboundFile
 from ticketmail.storage import accounts, callers
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage.desk import DeskAgent
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.fulltext import MAX_QUERY
 from ticketmail.storage.merge import MergeRefused, SourceMerged, merge_ticket, merged_into_of
 from ticketmail.storage.tickets import version_of
@@ -312,7 +312,7 @@ def _seen(form: FormData) -> int | None:
 
 
 async def _checked(
-    web: Web, number: int, form: FormData, act: Callable[[sqlite3.Connection], T]
+    web: Web, number: int, form: FormData, act: Callable[[Conn], T]
 ) -> tuple[str, T | None]:
     """Run `act` on ticket `number` only if nothing changed since the form's page (its
     `seen` is the ticket's version), or with `force=1`. The check and the action are one
@@ -321,7 +321,7 @@ async def _checked(
     seen = _seen(form)
     force = form.get("force") == "1"
 
-    def job(conn: sqlite3.Connection) -> tuple[str, T | None]:
+    def job(conn: Conn) -> tuple[str, T | None]:
         refused = desk_db.refusal(conn, number, seen=seen, force=force)
         return (refused, None) if refused is not None else (DONE, act(conn))
 
@@ -361,7 +361,7 @@ async def reply(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     desk = web.desk()
     now = web.clock()
 
-    def act(conn: sqlite3.Connection, ticket: TicketRef) -> DeskResult:
+    def act(conn: Conn, ticket: TicketRef) -> DeskResult:
         result = desk.reply(conn, ticket, text=text + "\n", files=files, status=status,
                             origin=origin, now=now)  # fmt: skip
         if not result.sent:
@@ -571,7 +571,7 @@ async def _decide(request: Request, who: Visitor, agent: DeskAgent, decision: st
     now = web.clock()
     desk = web.desk()
 
-    def write(conn: sqlite3.Connection) -> str | None:
+    def write(conn: Conn) -> str | None:
         email = desk_db.registration_email(conn, registration)
         if email is None:
             return None
@@ -631,7 +631,7 @@ async def customer(request: Request, who: Visitor, agent: DeskAgent) -> Response
             error, status = _institution_problem(who, form), 400
         else:
 
-            def write(conn: sqlite3.Connection) -> bool:
+            def write(conn: Conn) -> bool:
                 try:
                     desk_db.update_institution(
                         conn, number, support_until=support, trial_until=trial, domains=domains

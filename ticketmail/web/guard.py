@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ticketmail.storage import logins
+from ticketmail.storage.dialect import Conn
 from ticketmail.web.base import Web
 from ticketmail.web.security import device_cookie, device_of
 
@@ -70,7 +70,7 @@ def device_cookie_name(email: str) -> str:
 
 
 def _check(
-    conn: sqlite3.Connection,
+    conn: Conn,
     email: str,
     cookie: str | None,
     *,
@@ -123,7 +123,7 @@ async def failed(web: Web, attempt: Attempt, *, now: datetime, where: str) -> No
              device=attempt.device is not None, locked=locked)  # fmt: skip
 
 
-def succeeded(conn: sqlite3.Connection, email: str, *, device: str | None = None) -> bytes:
+def succeeded(conn: Conn, email: str, *, device: str | None = None) -> bytes:
     """In a success's write job (a login, a confirmation, a reset): the device's count
     starts again; the key for the new device cookie (made on first use)."""
     logins.login_succeeded(conn, email, device=device)

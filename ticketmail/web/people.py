@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from datetime import datetime, timedelta
 
 import structlog
@@ -18,6 +17,7 @@ from ticketmail.outbound.agents import registration_waiting
 from ticketmail.storage import accounts, logins
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage.accounts import Registration
+from ticketmail.storage.dialect import Conn
 from ticketmail.web import guard
 from ticketmail.web.actions import account_mail
 from ticketmail.web.base import (
@@ -79,7 +79,7 @@ def _password(form: FormData, name: str = "password") -> str:
 
 
 def _reset_mail(
-    conn: sqlite3.Connection,
+    conn: Conn,
     web: Web,
     email: str,
     existing: tuple[str, str | None] | None,
@@ -152,7 +152,7 @@ async def register(request: Request) -> Response:
     source = guard.source_of(request)
     lang = values["language"]
 
-    def write(conn: sqlite3.Connection) -> str:
+    def write(conn: Conn) -> str:
         if not logins.mail_request(
             conn, email, source=source, per_source=cfg.web.ip_mail_requests, now=now
         ):
@@ -189,9 +189,7 @@ async def register(request: Request) -> Response:
                 text="register.check_mail_text")  # fmt: skip
 
 
-def _open_registration(
-    conn: sqlite3.Connection, token_hash: str, *, now: datetime
-) -> Registration | None:
+def _open_registration(conn: Conn, token_hash: str, *, now: datetime) -> Registration | None:
     """The registration a valid confirmation link is for, while it may still be confirmed."""
     token = accounts.peek_token(conn, token_hash, kind="confirm", now=now)
     if token is None or token.registration is None:
@@ -223,7 +221,7 @@ async def confirm(request: Request) -> Response:
     registration = reg
     templates = web.mail_templates()
 
-    def write(conn: sqlite3.Connection) -> tuple[str, bytes | None]:
+    def write(conn: Conn) -> tuple[str, bytes | None]:
         token = accounts.take_token(conn, token_hash, kind="confirm", now=now)
         if token is None or token.registration != registration.id:
             return "void", None
@@ -280,7 +278,7 @@ async def login(request: Request) -> Response:
         return page(request, who, "login.html", status=401, email=email, error="login.failed")
     session, session_hash = new_secret()
 
-    def write(conn: sqlite3.Connection) -> bytes:
+    def write(conn: Conn) -> bytes:
         accounts.create_session(conn, session_hash, email, now=now)
         return guard.succeeded(conn, email, device=attempt.device)
 
@@ -325,7 +323,7 @@ async def forgot(request: Request) -> Response:
         source = guard.source_of(request)
         per_source = web.config.web.ip_mail_requests
 
-        def write(conn: sqlite3.Connection) -> str:
+        def write(conn: Conn) -> str:
             if not logins.mail_request(conn, email, source=source, per_source=per_source, now=now):
                 return "limited"
             existing = accounts.account_exists(conn, email)
@@ -359,7 +357,7 @@ async def reset(request: Request) -> Response:
     password_hash = await asyncio.to_thread(hash_password, password)
     now = web.clock()
 
-    def write(conn: sqlite3.Connection) -> bytes | None:
+    def write(conn: Conn) -> bytes | None:
         taken = accounts.take_token(conn, token_hash, kind="reset", now=now)
         if taken is None or not accounts.set_password(conn, taken.email, password_hash, now=now):
             return None
@@ -431,7 +429,7 @@ async def _change_password(
     password_hash = await asyncio.to_thread(hash_password, new)
     keep = who.session_hash
 
-    def change(conn: sqlite3.Connection) -> None:
+    def change(conn: Conn) -> None:
         accounts.set_password(conn, me.email, password_hash, now=now)
         accounts.end_sessions(conn, me.email, keep=keep)
 

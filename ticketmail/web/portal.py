@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import re
-import sqlite3
 import urllib.parse
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -21,6 +20,7 @@ from ticketmail.mail.parse import safe_filename
 from ticketmail.models import CUSTOMER_STATUSES, MERGED, AttachmentView, User
 from ticketmail.storage import accounts, portal_list
 from ticketmail.storage.accounts import Identity, WebTicketPage
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.fulltext import MAX_QUERY
 from ticketmail.storage.merge import merged_into_of
 from ticketmail.storage.portal_list import TicketList
@@ -118,7 +118,7 @@ async def tickets(request: Request) -> Response:
             listed = replace(listed, cut=listed.cut or not indexed)
     else:
 
-        def read(conn: sqlite3.Connection, me: Identity) -> TicketList:
+        def read(conn: Conn, me: Identity) -> TicketList:
             found, total = portal_list.list_tickets(
                 conn, me.customer.number, status=status, requester=me.email if mine else None,
                 limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE,

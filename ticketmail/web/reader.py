@@ -8,14 +8,16 @@ import contextlib
 import contextvars
 import functools
 import os
-import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
+
+from ticketmail.storage.dialect import DATABASE_ERRORS, Conn
+from ticketmail.storage.paths import DatabaseTarget
+from ticketmail.storage.readers import open_reader
 
 __all__ = ["Reader"]
 
@@ -43,11 +45,11 @@ class Reader:
     """`await reader(fn, *args)` runs `fn(conn, *args)` on a reader thread's own read-only
     connection to the database (WAL: it sees what is committed, never waits for a writer)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, target: DatabaseTarget) -> None:
+        self.target = target
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[Conn] = []
         self._threads = ThreadPoolExecutor(READER_THREADS, "ticketmail-reader")
         self._searches = ThreadPoolExecutor(SEARCH_THREADS, "ticketmail-search")
 
@@ -66,12 +68,9 @@ class Reader:
         return await loop.run_in_executor(pool, contextvars.copy_context().run, call)
 
     def _run(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        conn: Conn | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 10000")
-            conn.execute("PRAGMA query_only = ON")
+            conn = open_reader(self.target)
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -100,7 +99,7 @@ class Reader:
         for conn in connections:
             try:
                 conn.close()
-            except sqlite3.Error as exc:
+            except DATABASE_ERRORS as exc:
                 log.error("web_reader_close_failed", error=f"{type(exc).__name__}: {exc}")
 
 

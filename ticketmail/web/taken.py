@@ -4,7 +4,6 @@ a caller not yet registered becomes a user of the chosen institution first."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from ticketmail.errors import UsageError
 from ticketmail.inputs import parse_email, parse_phone
 from ticketmail.storage import accounts, callers
 from ticketmail.storage.desk import DeskAgent
+from ticketmail.storage.dialect import Conn
 from ticketmail.web.actions import Posted, Taken, post_article
 from ticketmail.web.base import Refusal, Visitor, Web, posted_form, redirect, route
 from ticketmail.web.desk import agent_page, agents_only
@@ -112,7 +112,7 @@ async def take_ticket(request: Request, who: Visitor, agent: DeskAgent) -> Respo
     taken = Taken(agent=agent.email, channel=typed.channel, confirm=typed.confirm)
     added = False
 
-    def write(conn: sqlite3.Connection) -> Posted | str:
+    def write(conn: Conn) -> Posted | str:
         nonlocal added
         caller = callers.caller_of(conn, email)
         if caller is None:
@@ -157,7 +157,7 @@ def _new_caller_problem(typed: _Typed) -> str | None:
     return None
 
 
-def _check_caller(conn: sqlite3.Connection, email: str, typed: _Typed) -> str | None:
+def _check_caller(conn: Conn, email: str, typed: _Typed) -> str | None:
     """The form's caller checked before its files are stored (the write checks again)."""
     caller = callers.caller_of(conn, email)
     if caller is not None:

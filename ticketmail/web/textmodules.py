@@ -4,7 +4,6 @@ Only agents reach them; the routes are listed in web/desk.py."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 import structlog
@@ -14,6 +13,7 @@ from starlette.responses import Response
 
 from ticketmail.storage import texts as texts_db
 from ticketmail.storage.desk import DeskAgent, DeskTicket
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.texts import TextModule
 from ticketmail.web.base import MAX_NUMBER, Refusal, Visitor, Web, page, posted_form, redirect
 from ticketmail.web.i18n import LANGUAGES
@@ -163,7 +163,7 @@ async def edit(request: Request, who: Visitor, agent: DeskAgent) -> Response:
         return await _refuse(request, who, draft, problem)
     now = web.clock()
 
-    def write(conn: sqlite3.Connection) -> bool:
+    def write(conn: Conn) -> bool:
         return texts_db.update_text(conn, module, title=draft.title, lang=draft.lang,
                                     body=draft.body, agent=agent.email, now=now)  # fmt: skip
 

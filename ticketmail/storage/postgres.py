@@ -1,0 +1,211 @@
+"""PostgreSQL through psycopg 3: a connection that speaks storage's SQL, and the schema at open.
+
+`PgConn` takes the SQL as storage writes it for both dialects (`?` and `:name` parameters,
+`BEGIN IMMEDIATE`) and says it in PostgreSQL's words here, in one place: parameters become
+`%s` and `%(name)s` (a literal `%` doubled); `BEGIN IMMEDIATE`, SQLite's "take the write lock
+now", becomes BEGIN plus a transaction-level advisory lock that every node's writer takes, so
+writes across nodes are serialised as SQLite's one writer serialises them in one process;
+booleans are stored as 0 and 1 as in SQLite, and an integral `numeric` (a SUM) is read back
+as an int. Rows are read by position and by column name, like `sqlite3.Row`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import psycopg
+import structlog
+from psycopg.adapt import Dumper, Loader
+from psycopg.pq import TransactionStatus
+from psycopg_pool import ConnectionPool
+
+from ticketmail.errors import TicketmailError
+from ticketmail.storage._pg_schema import PG_SCHEMA
+from ticketmail.storage._schema import SCHEMA_VERSION
+from ticketmail.storage.dialect import Cursor, Params
+
+__all__ = ["CONNECT_TIMEOUT_SECONDS", "PgConn", "connect", "migrate", "reader_pool", "translate"]
+
+log = structlog.get_logger()
+
+# Bounded waits, so that a database gone away is noticed instead of waited for.
+CONNECT_TIMEOUT_SECONDS = 5
+STATEMENT_TIMEOUT_MS = 30_000
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+# Advisory lock keys (one number space for ticketmail's locks in the database).
+WRITE_LOCK = 0x7469636B  # every writer trip, on every node: "tick"
+MIGRATE_LOCK = 0x7469636C  # the schema's migration, one node at a time
+
+_TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|::|\?|:([A-Za-z_]\w*)|%")
+
+
+def _token(match: re.Match[str]) -> str:
+    token = match.group(0)
+    if token == "?":  # noqa: S105 - a placeholder, not a password
+        return "%s"
+    if token == "%":  # noqa: S105 - a placeholder, not a password
+        return "%%"
+    if match.group(1) is not None:
+        return f"%({match.group(1)})s"
+    return token  # a quoted literal or name, or a cast: as written
+
+
+@functools.lru_cache(maxsize=2048)
+def translate(sql: str) -> str:
+    """Storage's SQL with psycopg's placeholders (quoted text left as it is)."""
+    return _TOKEN.sub(_token, sql)
+
+
+class _Row(tuple[Any, ...]):
+    """A row by position or by column name (the class of a query's columns, `_row_class`)."""
+
+    __slots__ = ()
+    _index: ClassVar[dict[str, int]] = {}
+    _names: ClassVar[tuple[str, ...]] = ()
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+@functools.lru_cache(maxsize=512)
+def _row_class(names: tuple[str, ...]) -> type[_Row]:
+    index = {name: i for i, name in reversed(list(enumerate(names)))}  # the first of a name
+    return type("Row", (_Row,), {"__slots__": (), "_index": index, "_names": names})
+
+
+def _rows(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], _Row]:
+    description = cursor.description or ()
+    return _row_class(tuple(column.name for column in description))
+
+
+class _BoolAsInt(Dumper):
+    """True and False as 1 and 0, into the integer columns SQLite's booleans are."""
+
+    oid = psycopg.adapters.types["int8"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"1" if obj else b"0"
+
+
+class _Number(Loader):
+    """`numeric` (what SUM and AVG give) as an int when whole, else a float, as in SQLite."""
+
+    def load(self, data: Any) -> Any:
+        value = Decimal(bytes(data).decode())
+        return int(value) if value == value.to_integral_value() else float(value)
+
+
+class PgConn:
+    """A psycopg connection (autocommit: transactions are explicit) as a storage `Conn`."""
+
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        self.raw = raw
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != TransactionStatus.IDLE
+
+    def execute(self, sql: str, parameters: Params = (), /) -> Cursor:
+        if sql == "BEGIN IMMEDIATE":
+            self.raw.execute("BEGIN")
+            return self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        return self.raw.execute(translate(sql), parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Params], /) -> Cursor:
+        cursor = self.raw.cursor()
+        cursor.executemany(translate(sql), parameters)
+        return cursor
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _settings(*, read_only: bool, application: str) -> dict[str, Any]:
+    """What every connection is opened with: autocommit (transactions are explicit), rows by
+    name, bounded waits; `read_only` for readers (the server refuses their writes)."""
+    options = (
+        f"-c statement_timeout={STATEMENT_TIMEOUT_MS} "
+        f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+    )
+    if read_only:
+        options += " -c default_transaction_read_only=on"
+    return {
+        "autocommit": True,
+        "row_factory": _rows,
+        "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "options": options,
+        "application_name": application,
+    }
+
+
+def _configure(raw: psycopg.Connection[Any]) -> None:
+    raw.adapters.register_dumper(bool, _BoolAsInt)
+    raw.adapters.register_loader("numeric", _Number)
+
+
+def connect(url: str, *, read_only: bool = False, application: str = "ticketmail") -> PgConn:
+    """A new connection to `url` (its password from libpq's PGPASSWORD or ~/.pgpass)."""
+    raw: psycopg.Connection[Any] = psycopg.connect(
+        url, **_settings(read_only=read_only, application=application)
+    )
+    _configure(raw)
+    return PgConn(raw)
+
+
+def reader_pool(url: str, *, size: int) -> ConnectionPool[psycopg.Connection[Any]]:
+    """Up to `size` read-only connections, opened when first needed; one found broken (the
+    database restarted) is replaced when next taken."""
+    return ConnectionPool(
+        url,
+        min_size=0,
+        max_size=size,
+        kwargs=_settings(read_only=True, application="ticketmail-reader"),
+        configure=_configure,
+        check=ConnectionPool.check_connection,
+        timeout=CONNECT_TIMEOUT_SECONDS * 2,
+        open=True,
+    )
+
+
+def _version(conn: PgConn) -> int:
+    """The schema's version (0: an empty database)."""
+    (has_meta,) = conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()
+    if not has_meta:
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: PgConn) -> None:
+    """Bring the database to SCHEMA_VERSION; one node at a time (an advisory lock), the
+    version read again once this one holds it; the whole schema in one transaction."""
+    conn.raw.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
+    try:
+        found = _version(conn)
+        if found > SCHEMA_VERSION:
+            raise TicketmailError(
+                f"the database's schema is version {found}, newer than this ticketmail's "
+                f"{SCHEMA_VERSION}: update ticketmail on this node"
+            )
+        if found == SCHEMA_VERSION:
+            return
+        if found != 0:
+            raise TicketmailError(f"no migration from schema version {found} on PostgreSQL")
+        with conn.raw.transaction():
+            conn.raw.execute(PG_SCHEMA.encode())  # several statements: the simple protocol
+            conn.raw.execute(
+                "INSERT INTO meta(key, value) VALUES ('schema_version', %s)",
+                (str(SCHEMA_VERSION),),
+            )
+        log.info("schema_migrated", backend="postgres", version=SCHEMA_VERSION)
+    finally:
+        conn.raw.execute("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK,))
