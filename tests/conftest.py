@@ -9,7 +9,6 @@ import email.policy
 import inspect
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -26,7 +25,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from ticketmail.config import Config, load_config
 from ticketmail.daemon import Daemon
-from ticketmail.storage.paths import DB_NAME
+from ticketmail.storage.paths import DB_NAME, DatabaseTarget
+from ticketmail.storage.readers import open_reader
 from ticketmail.storage.store import CustomerRow, UserRow
 
 REPO = Path(__file__).resolve().parent.parent
@@ -188,6 +188,69 @@ async def sink() -> AsyncIterator[Sink]:
     await s.stop()
 
 
+# --- the backend under test ------------------------------------------------------------------
+#
+# `TICKETMAIL_TEST_BACKEND=postgres` runs the suite on PostgreSQL (SPEC 10): every data
+# directory a test makes gets a database of its own, made from a template that holds the
+# schema, and its config says `storage.backend = "postgres"` with the URL in a .env beside it
+# (as an admin would keep it), so that the daemon and every CLI process find it.
+
+BACKEND = os.environ.get("TICKETMAIL_TEST_BACKEND", "sqlite")
+_databases: dict[Path, str] = {}
+
+
+def on_postgres() -> bool:
+    return BACKEND == "postgres"
+
+
+def database_url(data_dir: Path) -> str:
+    """The PostgreSQL database of one data directory, made on first use."""
+    key = data_dir.resolve()
+    if key not in _databases:
+        _databases[key] = fresh_database()
+    return _databases[key]
+
+
+_made = [0]
+
+
+def fresh_database() -> str:
+    """A new database holding the schema (a copy of the template); its URL."""
+    import psycopg
+
+    from ticketmail.storage import postgres
+
+    admin = os.environ["TICKETMAIL_TEST_PG_ADMIN"]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if _made[0] == 0:
+            conn.execute("DROP DATABASE IF EXISTS tm_template")
+            conn.execute("CREATE DATABASE tm_template")
+            template = postgres.connect(admin.replace("/postgres?", "/tm_template?"))
+            postgres.migrate(template)
+            template.close()
+        _made[0] += 1
+        name = f"t{os.getpid()}_{_made[0]}"
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE tm_template")
+    return admin.replace("/postgres?", f"/{name}?")
+
+
+def database_target(data_dir: Path) -> DatabaseTarget:
+    """The database a test's data directory uses on the backend under test."""
+    if on_postgres():
+        return DatabaseTarget("postgres", data_dir / DB_NAME, database_url(data_dir))
+    return DatabaseTarget("sqlite", data_dir / DB_NAME)
+
+
+def read_rows(data_dir: Path, sql: str, params: Any = ()) -> list[Any]:
+    """Rows of one query on a data directory's database, read-only (either backend)."""
+    conn = open_reader(database_target(data_dir))
+    try:
+        return list(conn.execute(sql, params).fetchall())
+    finally:
+        conn.close()
+
+
 # --- config, daemon ---------------------------------------------------------------------------
 
 
@@ -209,6 +272,11 @@ def write_config(
         base["relay"].update({"transport": "smtp", "host": "127.0.0.1", "port": relay_port})
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)
+    if on_postgres():
+        base["storage"].setdefault("backend", "postgres")
+        if base["storage"]["backend"] == "postgres":
+            url = database_url(Path(base["storage"]["data_dir"]))
+            (path.parent / ".env").write_text(f"TICKETMAIL_DATABASE_URL={url}\n", encoding="utf-8")
     lines: list[str] = []
     for name, values in base.items():
         lines.append(f"[{name}]")
@@ -275,12 +343,8 @@ class Env:
 
 
 def queued_in_outbox(data_dir: Path) -> int:
-    """Outbox entries still waiting to go out, read from the database file (read-only)."""
-    db = sqlite3.connect(f"file:{data_dir / DB_NAME}?mode=ro", uri=True, timeout=10)
-    try:
-        (queued,) = db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'queued'").fetchone()
-    finally:
-        db.close()
+    """Outbox entries still waiting to go out, read from the database (read-only)."""
+    ((queued,),) = read_rows(data_dir, "SELECT COUNT(*) FROM outbox WHERE status = 'queued'")
     return int(queued)
 
 

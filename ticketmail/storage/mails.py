@@ -43,15 +43,15 @@ _SQL_SENDER = (
     "(SELECT COUNT(*) FROM outbox WHERE recipient = :r AND created_at >= :since "
     " AND automatic = 1) AS auto_replies, "
     "EXISTS(SELECT 1 FROM suppressions WHERE address = :r AND until > :now) AS blocked "
-    "FROM (SELECT 1) LEFT JOIN users u ON u.email = :a "
+    "FROM (SELECT 1 AS one) AS anyone LEFT JOIN users u ON u.email = :a "
     "LEFT JOIN customers c ON c.number = u.customer "
     "LEFT JOIN agents a ON a.email = :a"
 )
 _SQL_SEEN = (
     "SELECT m.reply, m.ticket, "
     "EXISTS(SELECT 1 FROM outbox WHERE message_id = :m) AS own "
-    "FROM (SELECT 1) LEFT JOIN (SELECT reply, ticket FROM messages "
-    " WHERE message_id = :m AND header_from = :f LIMIT 1) m"
+    "FROM (SELECT 1 AS one) AS anyone LEFT JOIN (SELECT reply, ticket FROM messages "
+    " WHERE message_id = :m AND header_from = :f LIMIT 1) m ON TRUE"
 )
 _SQL_TICKET_OF_MESSAGE = (
     "SELECT ticket FROM articles WHERE message_id = :m "
