@@ -222,16 +222,17 @@ def fresh_database() -> str:
 
     admin = os.environ["TICKETMAIL_TEST_PG_ADMIN"]
     with psycopg.connect(admin, autocommit=True) as conn:
+        template_name = f"tm_template_{os.getpid()}"
         if _made[0] == 0:
-            conn.execute("DROP DATABASE IF EXISTS tm_template")
-            conn.execute("CREATE DATABASE tm_template")
-            template = postgres.connect(admin.replace("/postgres?", "/tm_template?"))
+            conn.execute(f"DROP DATABASE IF EXISTS {template_name}")
+            conn.execute(f"CREATE DATABASE {template_name}")
+            template = postgres.connect(admin.replace("/postgres?", f"/{template_name}?"))
             postgres.migrate(template)
             template.close()
         _made[0] += 1
         name = f"t{os.getpid()}_{_made[0]}"
         conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE tm_template")
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {template_name}")
     return admin.replace("/postgres?", f"/{name}?")
 
 

@@ -260,6 +260,14 @@ CREATE TABLE ticket_history (
 CREATE INDEX ticket_history_ticket ON ticket_history(ticket, version);
 CREATE INDEX tickets_merged_into ON tickets(merged_into) WHERE merged_into IS NOT NULL;
 
+-- Raw messages and attachments, content-addressed as the data directory's blobs/ are: every
+-- node reads and writes them here (SPEC 10), so that nodes share nothing but the database.
+CREATE TABLE blobs (
+    sha256 TEXT PRIMARY KEY,
+    size BIGINT NOT NULL,
+    data BYTEA NOT NULL
+);
+
 -- The tally of tickets by owner and status (the desk's counts), kept by a trigger as in SQLite.
 CREATE FUNCTION ticket_tally_keep() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
