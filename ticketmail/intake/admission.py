@@ -21,7 +21,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,11 +33,11 @@ from ticketmail.mail.parse import ParsedMail, parse_mail
 from ticketmail.memory import LARGE_BYTES, give_back
 from ticketmail.models import AttachmentView
 from ticketmail.storage.accounts import is_pending
+from ticketmail.storage.availability import Availability, DatabaseUnavailable, unavailable
 from ticketmail.storage.blobs import BlobStore
-from ticketmail.storage.dialect import Conn
 from ticketmail.storage.mails import read_sender
 from ticketmail.storage.paths import DatabaseTarget
-from ticketmail.storage.readers import open_reader
+from ticketmail.storage.readers import ThreadReaders
 from ticketmail.storage.records import Sender
 
 __all__ = [
@@ -108,14 +107,21 @@ def route_policy(config: Config) -> RoutePolicy:
 class Admitter:
     """Parse, check the sender, store the blobs: blocking, for a worker thread or process."""
 
-    def __init__(self, config: Config, *, database: DatabaseTarget, blobs: BlobStore) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        database: DatabaseTarget,
+        blobs: BlobStore,
+        availability: Availability | None = None,
+    ) -> None:
         self.config = config
         self.policy = route_policy(config)
         self.database = database
         self.blobs = blobs
-        self._local = threading.local()  # one read-only connection per thread
-        self._lock = threading.Lock()
-        self._connections: list[Conn] = []
+        # One read-only connection per thread, a broken one replaced (DatabaseUnavailable
+        # when none can be opened: the mail is answered 451, SPEC 10).
+        self._readers = ThreadReaders(database, availability)
 
     def admit(
         self, raw: bytes, envelope: Envelope, *, sender_vouched: bool, now: datetime
@@ -135,7 +141,7 @@ class Admitter:
         agent = known.agent if known is not None and not silent else None
         # Refuse unregistered senders before anything touches the disk.
         unknown = known is None or known.user is None
-        if unknown and agent is None and not silent and is_pending(self._conn(), sender):
+        if unknown and agent is None and not silent and self._readers.run(is_pending, sender):
             return Refused(mail, "pending_approval")  # SPEC 8.2: named in the refusal
         if (
             self.config.policy.unknown_sender == "reject"
@@ -158,22 +164,10 @@ class Admitter:
         return Admitted(mail, raw_blob.sha256, files)
 
     def _sender(self, address: str, *, now: datetime) -> Sender:
-        return read_sender(self._conn(), address, now=now)
-
-    def _conn(self) -> Conn:
-        """This thread's read-only connection."""
-        conn: Conn | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = open_reader(self.database)
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
+        return self._readers.run(read_sender, address, now=now)
 
     def close(self) -> None:
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
+        for conn in self._readers.take_all():
             conn.close()
 
 
@@ -191,9 +185,11 @@ STOP_SECONDS = 5.0
 
 @dataclass(frozen=True, slots=True)
 class _Failed:
-    """An exception inside a worker's admit, told to the daemon (which raises it there)."""
+    """An exception inside a worker's admit, told to the daemon (which raises it there);
+    `unavailable`: the database was away (the mail is answered 451, not quarantined)."""
 
     error: str
+    unavailable: bool = False
 
 
 class AdmissionError(TicketmailError):
@@ -260,7 +256,7 @@ def _serve(sock: socket.socket, config: Config) -> None:  # pragma: no cover - i
             try:
                 result = admitter.admit(raw, envelope, sender_vouched=sender_vouched, now=now)
             except Exception as exc:
-                result = _Failed(f"{type(exc).__name__}: {exc}")
+                result = _Failed(f"{type(exc).__name__}: {exc}", unavailable(exc))
             _send_frame(sock, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
             if len(body) > LARGE_BYTES:  # the mail, its parts and the answer: give it back
                 del body, raw, result
@@ -422,6 +418,8 @@ class AdmissionPool:
             # Our own worker, over a socket pair nobody else holds.
             result: Admission | _Failed = pickle.loads(reply)  # noqa: S301
             if isinstance(result, _Failed):
+                if result.unavailable:
+                    raise DatabaseUnavailable(result.error)
                 raise AdmissionError(result.error)
             return result
         raise AssertionError("unreachable")  # pragma: no cover

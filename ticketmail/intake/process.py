@@ -49,6 +49,7 @@ from ticketmail.smtp.replies import (
     REPLY_TICKET,
     REPLY_UNVERIFIED,
 )
+from ticketmail.storage.availability import DatabaseUnavailable, unavailable
 from ticketmail.storage.blobs import BlobStore
 from ticketmail.storage.dialect import Conn
 from ticketmail.storage.mails import mail_facts, record_mail
@@ -179,7 +180,9 @@ class Intake:
         self.templates = templates
         self.clock = clock
         self.policy = route_policy(config)
-        self.admitter = Admitter(config, database=store.target, blobs=blobs)
+        self.admitter = Admitter(
+            config, database=store.target, blobs=blobs, availability=store.db.availability
+        )
         self.pool: AdmissionPool | None = None  # worker processes, when the daemon has them
         self.on_queued = on_queued
         self._ids: MessageIds | None = None
@@ -199,11 +202,15 @@ class Intake:
     async def process(self, raw: bytes, envelope: Envelope) -> IntakeResult:
         """Decide and store; on an unexpected error keep the mail in the quarantine.
 
-        Raises only when even the quarantine could not be written; the caller answers 451.
+        Raises only when even the quarantine could not be written, or when the database is
+        away (DatabaseUnavailable: not quarantined, since the mail may have been stored by a
+        COMMIT whose outcome is unknown; the retry is then a duplicate); the caller answers 451.
         """
         try:
             result = await self.handle(raw, envelope)
         except Exception as exc:
+            if unavailable(exc):  # the SMTP front logs it and answers 451
+                raise DatabaseUnavailable("the database is unavailable") from exc
             log.error("intake_failed", error=f"{type(exc).__name__}: {exc}", size=len(raw))
             entry = await self.quarantine(raw, envelope, error=f"{type(exc).__name__}: {exc}")
             result = IntakeResult(REPLY_HELD.format(entry=entry), "quarantined")

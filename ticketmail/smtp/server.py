@@ -303,6 +303,11 @@ class TicketSMTP(FastPaths):
     async def smtp_MAIL(self, arg: str | None) -> None:
         if await self._over_budget("MAIL"):
             return
+        if not self.event_handler.database_up():  # SPEC 10: the MTA keeps the mail meanwhile
+            log.info("command_refused", reason="database_unavailable", verb="MAIL",
+                     session=self.session_id, peer=self.peer)  # fmt: skip
+            await self.push(REPLY_TEMPORARY_FAILURE)
+            return
         # DSN parameters (RFC 3461) come from real MTAs; accepted and not acted upon.
         await super().smtp_MAIL(_without_dsn(arg, _MAIL_DSN))
 
@@ -402,6 +407,11 @@ class Handler:
         self.intake = intake
         self.recipients = frozenset(r.casefold() for r in config.smtp.recipients)
         self.inflight: set[asyncio.Task[Any]] = set()
+        self._availability = intake.store.db.availability
+
+    def database_up(self) -> bool:
+        """The database answers (else MAIL is answered 451 4.3.0, before any DATA is sent)."""
+        return self._availability.up
 
     async def handle_RCPT(
         self,

@@ -14,6 +14,15 @@ of splitting into small trips, each with its own flush and fsync).
 A caller cancelled while its job waits in the queue takes the job out: it never runs. Once
 the thread has taken it, it runs whole and is committed (or fails whole) like the others of
 its trip; only nobody is told.
+
+On PostgreSQL the connection can break (the server restarted, the network went away). The
+trip then fails whole and its callers get DatabaseUnavailable (a COMMIT cut off is logged as
+of unknown outcome: the caller answers 451 and the sender's retry finds the mail stored, if
+it was, SPEC 4.5); the node's Availability goes down, jobs queued meanwhile fail at once,
+and the thread opens a new connection, trying again after RECONNECT_FIRST_SECONDS, doubling
+up to RECONNECT_MAX_SECONDS, until it has one (each try bounded by libpq's
+connect_timeout). Should a reader find the database away first, the thread checks its own
+connection and reconnects likewise.
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ from typing import Any, TypeVar
 import structlog
 
 from ticketmail.errors import TicketmailError
+from ticketmail.storage import postgres
+from ticketmail.storage.availability import Availability, DatabaseUnavailable
 from ticketmail.storage.dialect import Conn
 
 __all__ = ["MAX_BATCH", "Writer"]
@@ -42,6 +53,15 @@ MAX_BATCH = 32
 # An idle thread waits at most this many turns of the event loop for more jobs.
 HAND_OVER_TURNS = 3
 _SAVEPOINT = "job"
+# After a broken connection: the pause before the next try to open one, doubling up to the
+# longest (the time from the database's return to the first 250 is at most about that).
+RECONNECT_FIRST_SECONDS = 0.05
+RECONNECT_MAX_SECONDS = 1.0
+# The note on an exception raised by the COMMIT itself (its outcome unknown when the
+# connection broke).
+_AT_COMMIT = "raised by COMMIT"
+# ... and by the BEGIN (nothing of the trip ran: it may run again on a new connection).
+_AT_BEGIN = "raised by BEGIN"
 
 Outcome = tuple[bool, Any]  # (True, the job's result) or (False, its exception)
 
@@ -78,7 +98,11 @@ def _run_trip(conn: Conn, jobs: Sequence[_Job]) -> list[Outcome]:
     trip is kept.
     """
     flushed = _flushed(jobs)
-    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except Exception as exc:
+        exc.add_note(_AT_BEGIN)
+        raise
     outcomes: list[Outcome] = []
     for job in jobs:
         failed = flushed.get(job.flush) if job.flush is not None else None
@@ -100,7 +124,11 @@ def _run_trip(conn: Conn, jobs: Sequence[_Job]) -> list[Outcome]:
             continue
         conn.execute(f"RELEASE {_SAVEPOINT}")
         outcomes.append((True, value))
-    conn.execute("COMMIT")
+    try:
+        conn.execute("COMMIT")
+    except Exception as exc:
+        exc.add_note(_AT_COMMIT)
+        raise
     return outcomes
 
 
@@ -118,14 +146,28 @@ def _settle(jobs: Sequence[_Job], outcomes: Sequence[Outcome]) -> None:
 class Writer:
     """The writer thread of one database and its queue; `write` from the event loop."""
 
-    def __init__(self, conn: Conn, loop: asyncio.AbstractEventLoop) -> None:
-        self._conn = conn  # used on the thread only, from `start` on
+    def __init__(
+        self,
+        conn: Conn,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        reopen: Callable[[], Conn] | None = None,
+        availability: Availability | None = None,
+    ) -> None:
+        # Used on the thread only, from `start` on; None while the database is away.
+        self._conn: Conn | None = conn
+        # Opens a new connection after one broke (PostgreSQL); None: never reconnect (SQLite).
+        self._reopen = reopen
+        self.availability = availability or Availability()
         self._loop = loop
         self._cond = threading.Condition()
         # Guarded by _cond: the queue, whether the event loop handed it over, closing.
         self._jobs: deque[_Job] = deque()
         self._handed = False
         self._closing = False
+        self._check = False  # the database was found away elsewhere: check the connection
+        if reopen is not None:
+            self.availability.watch(self._wake)
         # Event loop only: a hand-over is scheduled; jobs queued and COMMITs told so far.
         self._kick_due = False
         self._stir = 0
@@ -140,6 +182,7 @@ class Writer:
         """Queue `fn` as a job; its result once committed, or its exception (work undone)."""
         if asyncio.get_running_loop() is not self._loop:
             raise RuntimeError("a database is written from the event loop it was opened in")
+        self.availability.check()  # the database away: fail at once, never wait for it
         job = _Job(fn, contextvars.copy_context(), self._loop.create_future(), flush)
         with self._cond:
             if self._closing:
@@ -177,39 +220,150 @@ class Writer:
             while not (self._jobs and (at_once or self._handed or self._closing)):
                 if self._closing and not self._jobs:
                     return None
+                if self._check:
+                    return []
                 self._cond.wait()
             self._handed = False
             return [self._jobs.popleft() for _ in range(min(len(self._jobs), MAX_BATCH))]
 
+    def _wake(self) -> None:
+        """From any thread, once the database was found away: the thread checks its own
+        connection (and reconnects) even while no job comes."""
+        with self._cond:
+            self._check = True
+            self._cond.notify()
+
     def _run(self) -> None:
         at_once = False
         try:
-            while (jobs := self._take(at_once=at_once)) is not None:
-                self._trip(jobs)
+            while True:
+                if self._check:
+                    self._check = False
+                    self._probe()
+                if self._conn is None and not self._reconnect():
+                    break  # closing while the database is away
+                jobs = self._take(at_once=at_once)
+                if jobs is None:
+                    break
+                if jobs:
+                    self._trip(jobs)
                 at_once = True
         finally:
             with self._cond:
                 self._closing = True
                 left, self._jobs = list(self._jobs), deque()
             with contextlib.suppress(Exception):
-                self._conn.close()
+                if self._conn is not None:
+                    self._conn.close()
             stopped = TicketmailError("the database writer stopped")
             self._tell(left, [(False, stopped)] * len(left))
             with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody waits
                 self._loop.call_soon_threadsafe(_set_done, self._ended)
 
     def _trip(self, jobs: list[_Job]) -> None:
+        conn = self._conn
+        assert conn is not None
         try:
-            outcomes = _run_trip(self._conn, jobs)
+            try:
+                outcomes = _run_trip(conn, jobs)
+            except Exception as exc:
+                # A connection that broke while idle (the server restarted since the last
+                # trip) is found at BEGIN: nothing ran, so the trip runs on a new one.
+                if not (self._fresh(conn) and _AT_BEGIN in getattr(exc, "__notes__", ())):
+                    raise
+                assert self._conn is not None
+                conn = self._conn
+                outcomes = _run_trip(conn, jobs)
         except BaseException as exc:  # the transaction failed: none of the trip is kept
-            with contextlib.suppress(Exception):
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-            log.error("commit_failed", jobs=len(jobs), error=f"{type(exc).__name__}: {exc}")
-            outcomes = [(False, exc)] * len(jobs)
+            error = f"{type(exc).__name__}: {exc}"
+            if self._reopen is not None and postgres.broken(conn):
+                outcomes = [(False, self._broke(exc, jobs=len(jobs)))] * len(jobs)
+            else:
+                with contextlib.suppress(Exception):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                log.error("commit_failed", jobs=len(jobs), error=error)
+                outcomes = [(False, exc)] * len(jobs)
         else:
             self.commits += 1
         self._tell(jobs, outcomes)
+
+    def _fresh(self, conn: Conn) -> bool:
+        """`conn` broke: replaced by a new connection at once, if one can be opened."""
+        if self._reopen is None or not postgres.broken(conn):
+            return False
+        try:
+            fresh = self._reopen()
+        except Exception:
+            return False
+        with contextlib.suppress(Exception):
+            conn.close()
+        self._conn = fresh
+        log.info("database_reconnected", tries=1)
+        return True
+
+    def _broke(self, exc: BaseException, *, jobs: int) -> DatabaseUnavailable:
+        """The connection broke under a trip: dropped, the database marked away; what the
+        trip's callers get (a COMMIT cut off: its outcome unknown, SPEC 4.5's duplicate
+        check recognises the sender's retry should it have committed)."""
+        conn, self._conn = self._conn, None
+        with contextlib.suppress(Exception):
+            if conn is not None:
+                conn.close()
+        error = f"{type(exc).__name__}: {exc}".strip()
+        if _AT_COMMIT in getattr(exc, "__notes__", ()):
+            log.error("commit_outcome_unknown", jobs=jobs, error=error)
+            gone = DatabaseUnavailable("the database went away during COMMIT: outcome unknown")
+        else:
+            log.error("commit_failed", jobs=jobs, error=error)
+            gone = DatabaseUnavailable("the database went away")
+        self.availability.lost(error)
+        return gone
+
+    def _probe(self) -> None:
+        """On the thread: is the connection still good? Broken: dropped (to be reopened)."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.execute("SELECT 1").fetchall()
+        except Exception as exc:
+            self._broke(exc, jobs=0)
+        else:
+            self.availability.back()
+
+    def _reconnect(self) -> bool:
+        """On the thread: open a new connection, trying again with a growing pause; jobs
+        queued meanwhile fail at once. False: the writer closes before it succeeded."""
+        assert self._reopen is not None
+        pause = RECONNECT_FIRST_SECONDS
+        tries = 0
+        while True:
+            self._fail_queued()
+            tries += 1
+            try:
+                self._conn = self._reopen()
+            except Exception as exc:
+                if tries == 1:
+                    log.warning("database_reconnect_failed", error=f"{type(exc).__name__}: {exc}")
+            else:
+                log.info("database_reconnected", tries=tries)
+                self.availability.back()
+                return True
+            with self._cond:
+                if not self._closing:
+                    self._cond.wait(pause)
+                if self._closing:
+                    return False
+            pause = min(pause * 2, RECONNECT_MAX_SECONDS)
+
+    def _fail_queued(self) -> None:
+        """The jobs queued while the database is away: told so at once."""
+        with self._cond:
+            left, self._jobs = list(self._jobs), deque()
+            self._handed = False
+        gone = DatabaseUnavailable("the database is unavailable")
+        self._tell(left, [(False, gone)] * len(left))
 
     def _tell(self, jobs: list[_Job], outcomes: list[Outcome]) -> None:
         if jobs:
@@ -227,7 +381,8 @@ class Writer:
             self._closing = True
             self._cond.notify()
         if not self._thread.is_alive() and not self._thread.ident:
-            self._conn.close()  # never started
+            if self._conn is not None:
+                self._conn.close()  # never started
             return
         await asyncio.shield(self._ended)
 

@@ -6,11 +6,16 @@ owns a plain `sqlite3` connection (WAL, synchronous=FULL: a COMMIT returns only 
 WAL is fsync'd) and commits the jobs queued meanwhile together. Reads: a few read-only
 aiosqlite connections (`mode=ro`), handed out one caller at a time; they see committed data
 only, and never wait for a COMMIT.
+
+On PostgreSQL the database may go away and come back (SPEC 10): `availability` says whether
+it answers; the writer reconnects by itself (see `_writer`), reads fail at once with
+DatabaseUnavailable while it is away, and a pooled connection found broken is replaced.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,6 +29,7 @@ import structlog
 from ticketmail.storage import postgres
 from ticketmail.storage._schema import migrate
 from ticketmail.storage._writer import Writer
+from ticketmail.storage.availability import Availability, DatabaseUnavailable, unavailable
 from ticketmail.storage.dialect import Conn, Params, Row
 from ticketmail.storage.paths import DatabaseTarget
 
@@ -67,6 +73,11 @@ def _open_writer(target: DatabaseTarget) -> Conn:
         conn.close()
         raise
     return conn
+
+
+def _reopen_writer(url: str) -> Conn:
+    """The writer's new connection after its last one broke (the schema is there already)."""
+    return postgres.connect(url, application="ticketmail-writer")
 
 
 def _uri(path: Path, *, read_only: bool) -> str:
@@ -127,23 +138,42 @@ class _Readers:
 
 
 class _PgReading:
-    """A pool's connection for several reads in a row, each in a thread (`reading`)."""
+    """A pool's connection for several reads in a row, each in a thread (`reading`); one
+    that breaks marks the database away and raises DatabaseUnavailable."""
 
-    def __init__(self, conn: postgres.PgConn) -> None:
+    def __init__(self, conn: postgres.PgConn, availability: Availability) -> None:
         self.conn = conn
+        self._availability = availability
 
     async def execute_fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        return await asyncio.to_thread(lambda: list(self.conn.execute(sql, params).fetchall()))
+        try:
+            return await asyncio.to_thread(lambda: list(self.conn.execute(sql, params).fetchall()))
+        except Exception as exc:
+            if not postgres.broken(self.conn):
+                raise
+            self._availability.lost(f"{type(exc).__name__}: {exc}")
+            raise DatabaseUnavailable("the database went away") from exc
 
 
 class _PgReaders:
-    """PostgreSQL's readers: up to READERS pooled read-only connections (psycopg_pool)."""
+    """PostgreSQL's readers: up to READERS pooled read-only connections (psycopg_pool); none
+    asked for while the database is away, and a broken one is replaced (the pool checks
+    each when it is taken and drops it when it comes back broken)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, availability: Availability) -> None:
         self._pool = postgres.reader_pool(url, size=READERS)
+        self._availability = availability
 
     async def take(self) -> _PgReading:
-        return _PgReading(postgres.PgConn(await asyncio.to_thread(self._pool.getconn)))
+        self._availability.check()
+        try:
+            raw = await asyncio.to_thread(self._pool.getconn)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            self._availability.lost(f"{type(exc).__name__}: {exc}")
+            raise DatabaseUnavailable("the database is unavailable") from exc
+        return _PgReading(postgres.PgConn(raw), self._availability)
 
     def give_back(self, reading: _PgReading) -> None:
         self._pool.putconn(reading.conn.raw)
@@ -159,8 +189,9 @@ class Database:
         self.target = target
         self.path = target.path
         self._writer = writer
+        self.availability = writer.availability
         self._readers: _Readers | _PgReaders = (
-            _PgReaders(target.url) if target.postgres else _Readers(target.path)
+            _PgReaders(target.url, self.availability) if target.postgres else _Readers(target.path)
         )
         self._checkpoints: asyncio.Task[None] | None = None
 
@@ -171,7 +202,8 @@ class Database:
         if isinstance(target, Path):
             target = DatabaseTarget("sqlite", target)
         conn = await asyncio.to_thread(_open_writer, target)
-        writer = Writer(conn, asyncio.get_running_loop())
+        reopen = functools.partial(_reopen_writer, target.url) if target.postgres else None
+        writer = Writer(conn, asyncio.get_running_loop(), reopen=reopen)
         writer.start()
         return cls(target, writer)
 

@@ -28,7 +28,15 @@ from ticketmail.storage._pg_schema import PG_SCHEMA
 from ticketmail.storage._schema import SCHEMA_VERSION
 from ticketmail.storage.dialect import Cursor, Params
 
-__all__ = ["CONNECT_TIMEOUT_SECONDS", "PgConn", "connect", "migrate", "reader_pool", "translate"]
+__all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
+    "PgConn",
+    "broken",
+    "connect",
+    "migrate",
+    "reader_pool",
+    "translate",
+]
 
 log = structlog.get_logger()
 
@@ -127,6 +135,12 @@ class PgConn:
 
     def close(self) -> None:
         self.raw.close()
+
+
+def broken(conn: object) -> bool:
+    """`conn` is a PostgreSQL connection that can no longer be used (the server went away,
+    or it was closed): it must be replaced. Never true of an SQLite connection."""
+    return isinstance(conn, PgConn) and (conn.raw.broken or conn.raw.closed)
 
 
 def _settings(*, read_only: bool, application: str) -> dict[str, Any]:

@@ -141,7 +141,11 @@ class SearchIndexer:
             if now == mine and not left:  # nothing committed here since it was emptied
                 if looks % OTHERS_LOOKS:
                     continue
-                row = await self._db.fetchone(_WAITING)
+                try:
+                    row = await self._db.fetchone(_WAITING)
+                except TicketmailError as exc:  # the database away: the next look tries again
+                    log.warning("search_index_failed", error=f"{type(exc).__name__}: {exc}")
+                    continue
                 if row is None or not row[0]:  # nor by another process (the CLI)
                     continue
             busy = now != seen

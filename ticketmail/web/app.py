@@ -16,7 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ticketmail.metrics import Metrics
 from ticketmail.storage import accounts
-from ticketmail.web.base import CsrfFailed, Refusal, Web, page, visitor
+from ticketmail.storage.availability import DatabaseUnavailable, unavailable
+from ticketmail.web.base import CsrfFailed, Refusal, Web, page, visitor, visitor_offline
 from ticketmail.web.desk import ROUTES as DESK
 from ticketmail.web.desk import refused as desk_refused
 from ticketmail.web.limits import FORM_SLACK, BodyLimits, BodyRefused, BodyRules, BodyTooSlow
@@ -70,10 +71,37 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+# While the database is away (SPEC 10): how long a client is asked to wait before trying again.
+RETRY_AFTER_SECONDS = 10
+
+
 async def healthz(request: Request) -> Response:
+    """200 `ok` once a read went through; 503 while the database is away (SPEC 10)."""
     web: Web = request.app.state.web
-    await web.reader(accounts.customer_of, "")
-    return PlainTextResponse("ok")
+    if web.store.db.availability.up:
+        try:
+            await web.reader(accounts.customer_of, "")
+        except DatabaseUnavailable:
+            pass
+        else:
+            return PlainTextResponse("ok")
+    return PlainTextResponse("database unavailable", status_code=503, headers=_RETRY_AFTER)
+
+
+_RETRY_AFTER = {"retry-after": str(RETRY_AFTER_SECONDS)}
+
+
+def _unavailable(request: Request) -> Response:
+    """503, a short page in the visitor's language: the service is briefly unavailable."""
+    log.warning("web_database_unavailable", path=request.url.path)
+    response = page(request, visitor_offline(request), "message.html", status=503,
+                    title="error.unavailable_title", text="error.unavailable")  # fmt: skip
+    response.headers.update(_RETRY_AFTER)
+    return response
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    return _unavailable(request)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -128,6 +156,8 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
+    if unavailable(exc):  # a database error not raised through the readers or the writer
+        return _unavailable(request)
     log.error("web_request_failed", path=request.url.path,
               error=f"{type(exc).__name__}: {exc}")  # fmt: skip
     try:
@@ -158,6 +188,7 @@ def build_app(web: Web, counted: Metrics | None = None) -> Any:
             BodyRefused: _body_refused,
             BodyTooSlow: _body_too_slow,
             ClientDisconnect: _client_gone,
+            DatabaseUnavailable: _database_unavailable,
             Exception: _server_error,
         },
     )

@@ -214,6 +214,14 @@ async def _visit(
     return who, result
 
 
+def visitor_offline(request: Request) -> Visitor:
+    """The visitor as far as the request says without the database (its language from the
+    request alone; nobody logged in): for the page saying the database is away."""
+    web: Web = request.app.state.web
+    lang = _language(request, web, None)
+    return Visitor(me=None, session_hash=None, lang=lang, basis="", new_anon=False, csrf="")
+
+
 async def search_deadline(web: Web) -> tuple[float, bool]:
     """(the deadline of a search asked for now: web.search_ms from now, in time.monotonic;
     whether every article is in the index). The articles still waiting for the index are

@@ -302,6 +302,16 @@ _TEXTS.update(
         "done.account": ("Ihre Angaben wurden gespeichert.", "Your details were saved."),
     }
 )
+# --- the database away (SPEC 10, issue 25: pgdown) ------------------------------------------
+_TEXTS.update(
+    {
+        "error.unavailable_title": ("Kurz nicht erreichbar", "Briefly unavailable"),
+        "error.unavailable": (
+            "Der Dienst ist gerade kurz nicht erreichbar. Bitte versuchen Sie es in einer Minute noch einmal.",
+            "The service is briefly unavailable. Please try again in a minute.",
+        ),
+    }
+)
 
 _TEXTS.update(DESK_TEXTS)
 

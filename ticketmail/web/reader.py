@@ -1,5 +1,7 @@
 """Reads of the web's pages: blocking storage functions on read-only connections, in
-threads; searches on threads of their own (SPEC 8.4)."""
+threads; searches on threads of their own (SPEC 8.4). A connection found broken is replaced
+(`storage.readers.ThreadReaders`); while the database is away reads raise
+DatabaseUnavailable at once (the page says the service is briefly unavailable)."""
 
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ from typing import Any, TypeVar
 
 import structlog
 
-from ticketmail.storage.dialect import DATABASE_ERRORS, Conn
+from ticketmail.storage.availability import Availability
+from ticketmail.storage.dialect import DATABASE_ERRORS
 from ticketmail.storage.paths import DatabaseTarget
-from ticketmail.storage.readers import open_reader
+from ticketmail.storage.readers import ThreadReaders
 
 __all__ = ["Reader"]
 
@@ -45,11 +48,9 @@ class Reader:
     """`await reader(fn, *args)` runs `fn(conn, *args)` on a reader thread's own read-only
     connection to the database (WAL: it sees what is committed, never waits for a writer)."""
 
-    def __init__(self, target: DatabaseTarget) -> None:
+    def __init__(self, target: DatabaseTarget, availability: Availability | None = None) -> None:
         self.target = target
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[Conn] = []
+        self._readers = ThreadReaders(target, availability)
         self._threads = ThreadPoolExecutor(READER_THREADS, "ticketmail-reader")
         self._searches = ThreadPoolExecutor(SEARCH_THREADS, "ticketmail-search")
 
@@ -68,13 +69,7 @@ class Reader:
         return await loop.run_in_executor(pool, contextvars.copy_context().run, call)
 
     def _run(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-        conn: Conn | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = open_reader(self.target)
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return fn(conn, *args, **kwargs)
+        return self._readers.run(fn, *args, **kwargs)
 
     async def close(self, seconds: float = CLOSE_SECONDS) -> None:
         """No new reads; those under way finish (up to `seconds`, then they are left to the
@@ -94,9 +89,7 @@ class Reader:
         except TimeoutError:
             log.error("web_reader_close_late", seconds=seconds)
             return
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
+        for conn in self._readers.take_all():
             try:
                 conn.close()
             except DATABASE_ERRORS as exc:

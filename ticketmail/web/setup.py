@@ -30,7 +30,7 @@ async def start_web(
     ids = await intake.message_ids()
     secret = config.mail.secret or await intake.store.message_id_secret()
     key = hmac.new(secret.encode("utf-8"), b"ticketmail web csrf", hashlib.sha256).digest()
-    reader = Reader(intake.store.target)
+    reader = Reader(intake.store.target, intake.store.db.availability)
     web = Web(
         config=config,
         store=intake.store,

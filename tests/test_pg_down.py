@@ -1,0 +1,226 @@
+"""The database gone and back (SPEC 10, issue 25): PostgreSQL stopped under a running daemon.
+
+These tests run on PostgreSQL whatever backend the suite tests: they stop and start a server,
+so they start a throwaway cluster of their own (tests/pgcluster.py), never the suite's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+from conftest import Clock, Env, Sink, eventually, make_mail, smtp_send, write_config
+from pgcluster import PgCluster
+from web_support import Client, logged_in
+
+from ticketmail.config import load_config
+from ticketmail.daemon import Daemon
+from ticketmail.storage.paths import DatabaseTarget
+from ticketmail.storage.readers import open_reader
+from ticketmail.web.reader import READER_THREADS
+
+pytestmark = pytest.mark.web  # the daemon serves the portal
+
+ANNA = "anna@schule.example"
+UNAVAILABLE_DE = "Der Dienst ist gerade kurz nicht erreichbar"
+UNAVAILABLE_EN = "The service is briefly unavailable"
+# How long the database may take to be noticed back (reconnect pauses reach 1 s) plus slack.
+BACK_SECONDS = 15.0
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PgCluster]:
+    """A cluster of this module's own: its server is stopped and started by the tests."""
+    own = PgCluster().start()
+    try:
+        yield own
+    finally:
+        own.stop()
+
+
+@pytest.fixture
+async def pg_env(
+    cluster: PgCluster, tmp_path: Path, sink: Sink, clock: Clock
+) -> AsyncIterator[Env]:
+    """A daemon (portal on) on a fresh, empty database of the module's cluster; one
+    institution with a contract and Anna, who may write in."""
+    if not cluster.running:
+        await asyncio.to_thread(cluster.start_server)  # a test before failed while stopped
+    name = f"down_{int(time.monotonic() * 1000)}"
+    await asyncio.to_thread(cluster.psql, f'CREATE DATABASE "{name}"')
+    url = cluster.url(name)
+    path = write_config(
+        tmp_path / "config.toml", tmp_path / "var", sink.port,
+        storage={"backend": "postgres"}, web={"enabled": True},
+    )  # fmt: skip
+    (tmp_path / ".env").write_text(f"TICKETMAIL_DATABASE_URL={url}\n", encoding="utf-8")
+    config = load_config(path, environ={"TICKETMAIL_DATABASE_URL": url})
+    daemon = Daemon(config, clock=clock)
+    await daemon.start()
+    env = Env(path, config, daemon, clock, sink)
+    try:
+        await env.customer("10042", "Gymnasium Musterstadt")
+        await env.user(ANNA, "10042", name="Anna Müller", lang="de")
+        yield env
+    finally:
+        if not cluster.running:
+            await asyncio.to_thread(cluster.start_server)
+        await daemon.stop(grace=5)
+
+
+def stored(env: Env, message_id: str) -> tuple[int, int]:
+    """(rows in messages, rows in articles) carrying `message_id`."""
+    target = DatabaseTarget("postgres", env.data_dir / "unused", env.config.database.url)
+    conn = open_reader(target)
+    try:
+        (messages,) = conn.execute(
+            "SELECT COUNT(*) FROM messages WHERE message_id = ?", (message_id,)
+        ).fetchone()
+        (articles,) = conn.execute(
+            "SELECT COUNT(*) FROM articles WHERE message_id = ?", (message_id,)
+        ).fetchone()
+    finally:
+        conn.close()
+    return int(messages), int(articles)
+
+
+async def mail_from_reply(port: int) -> tuple[int, str]:
+    """The reply to MAIL FROM in a fresh session."""
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=20, start_tls=False)
+    await client.connect()
+    try:
+        await client.ehlo()
+        response = await client.execute_command(f"MAIL FROM:<{ANNA}>".encode())
+        return response.code, response.message
+    finally:
+        client.close()
+
+
+async def send(env: Env, message_id: str) -> tuple[int, str]:
+    """One mail from Anna with `message_id`: the final reply (MAIL's, RCPT's or DATA's)."""
+    mail = make_mail(ANNA, f"Drucker {message_id}", message_id=message_id)
+    try:
+        return await smtp_send(env.port, mail)
+    except aiosmtplib.SMTPResponseException as exc:  # refused at MAIL FROM
+        return exc.code, exc.message
+
+
+async def healthz(client: Client) -> int:
+    return (await client.get("/healthz")).status_code
+
+
+async def test_database_stopped_then_started(pg_env: Env, cluster: PgCluster) -> None:
+    """SPEC 10: while the database is down SMTP answers 451 4.3.0 (at MAIL FROM once known),
+    /healthz 503, a page 503 'briefly unavailable' in the visitor's language; once it is back
+    the same daemon takes mail and serves pages again, and a mail answered 250 before the stop
+    is stored exactly once (its MTA retry recognised as a duplicate)."""
+    env = pg_env
+    client = await logged_in(env, ANNA, lang="de")
+    english = Client(env, lang="en")
+    before = "<before-stop@client.example>"
+    assert (await send(env, before))[0] == 250
+    assert await healthz(client) == 200
+
+    await asyncio.to_thread(cluster.stop_server, "immediate")
+    # The first mail finds the database away (451 at DATA or MAIL), never 250.
+    code, text = await send(env, "<during-1@client.example>")
+    assert (code, "4.3.0" in text) == (451, True), text
+    # From then on the node knows: 451 4.3.0 already at MAIL FROM.
+    code, text = await mail_from_reply(env.port)
+    assert (code, "4.3.0" in text) == (451, True), text
+    assert await healthz(client) == 503
+    page = await client.get("/tickets")
+    assert page.status_code == 503, page.text
+    assert UNAVAILABLE_DE in page.text
+    assert "Traceback" not in page.text
+    page = await english.get("/login")
+    assert page.status_code in (200, 503)  # the login form needs no database
+    page = await english.get("/tickets", headers={"Cookie": "tm_session=x"})
+    assert page.status_code == 503
+    assert UNAVAILABLE_EN in page.text, page.text
+
+    await asyncio.to_thread(cluster.start_server)
+    back = time.monotonic()
+
+    async def accepted() -> bool:
+        return (await send(env, "<after-start@client.example>"))[0] == 250
+
+    await eventually(accepted, seconds=BACK_SECONDS, every=0.05, what="a 250 after the start")
+    print(f"database back to first 250: {time.monotonic() - back:.3f} s")
+    assert await healthz(client) == 200
+    page = await client.get("/tickets")
+    assert page.status_code == 200
+    assert "Drucker" in page.text
+    # The MTA's retry of the mail answered 250 before the stop: 250 again, stored once.
+    code, _ = await send(env, before)
+    assert code == 250
+    assert stored(env, before) == (1, 1)
+    assert stored(env, "<during-1@client.example>") == (0, 0)
+    await client.close()
+    await english.close()
+
+
+async def test_every_250_stored_once_under_load(pg_env: Env, cluster: PgCluster) -> None:
+    """SPEC 10, 4.5: mails sent while the database is stopped (immediate) and started under
+    load: every 250 stored exactly once, and every mail answered 451 (a COMMIT cut off
+    among them) stored exactly once when its sender tries again."""
+    env = pg_env
+    replies: dict[str, int] = {}
+    stop_at, start_at, total = 15, 45, 90  # mails sent before the stop, before the start, all
+
+    async def sender(ids: list[str]) -> None:
+        for message_id in ids:
+            replies[message_id] = (await send(env, message_id))[0]
+
+    async def server() -> None:
+        await eventually(lambda: len(replies) >= stop_at, seconds=60, what="mails before the stop")
+        await asyncio.to_thread(cluster.stop_server, "immediate")
+        await eventually(lambda: len(replies) >= start_at, seconds=60, what="mails while down")
+        await asyncio.to_thread(cluster.start_server)
+
+    ids = [f"<load-{n}@client.example>" for n in range(total)]
+    senders = [sender(ids[w::4]) for w in range(4)]  # four MTAs' connections at a time
+    await asyncio.gather(server(), *senders)
+    assert set(replies.values()) <= {250, 451}, replies
+    assert {250, 451} == set(replies.values()), replies
+    for message_id, code in replies.items():
+        if code == 250:
+            assert stored(env, message_id) == (1, 1), message_id
+    # The senders try the 451s again (as an MTA does): each ends stored exactly once.
+    for message_id, code in sorted(replies.items()):
+        if code != 250:
+            retried = await eventually(
+                lambda m=message_id: _accepted(env, m), seconds=BACK_SECONDS, every=0.05,
+                what=f"{message_id} accepted once the database is back",
+            )  # fmt: skip
+            assert retried
+            assert stored(env, message_id) == (1, 1), message_id
+
+
+async def _accepted(env: Env, message_id: str) -> bool:
+    return (await send(env, message_id))[0] == 250
+
+
+async def test_reader_connection_replaced_after_restart(pg_env: Env, cluster: PgCluster) -> None:
+    """SPEC 10: the web's reader connections broken by a restart are replaced: once the node
+    is healthy again, every page is served (each reader thread's first read after the
+    restart on a broken connection included), none a 503 or a 500."""
+    env = pg_env
+    client = await logged_in(env, ANNA, lang="de")
+    for _ in range(2 * READER_THREADS):  # every reader thread opens its connection
+        assert (await client.get("/tickets")).status_code == 200
+    await asyncio.to_thread(cluster.stop_server, "fast")
+    await asyncio.to_thread(cluster.start_server)
+
+    async def healthy() -> bool:
+        return await healthz(client) == 200
+
+    await eventually(healthy, seconds=BACK_SECONDS, every=0.05, what="/healthz 200 again")
+    for _ in range(2 * READER_THREADS):
+        page = await client.get("/tickets")
+        assert page.status_code == 200, page.text
+    await client.close()
