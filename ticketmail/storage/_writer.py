@@ -315,7 +315,8 @@ class Writer:
             log.error("commit_outcome_unknown", jobs=jobs, error=error)
             gone = DatabaseUnavailable("the database went away during COMMIT: outcome unknown")
         else:
-            log.error("commit_failed", jobs=jobs, error=error)
+            if jobs:
+                log.error("commit_failed", jobs=jobs, error=error)
             gone = DatabaseUnavailable("the database went away")
         self.availability.lost(error)
         return gone
