@@ -136,6 +136,8 @@ class SearchIndexer:
         while True:
             await asyncio.sleep(gap)
             gap = INDEX_PAUSE
+            if not self._db.availability.up:  # the database away: nothing to do till it is back
+                continue
             looks += 1
             now = self._db.commits
             if now == mine and not left:  # nothing committed here since it was emptied
