@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 from ticketmail.errors import TicketmailError
 from ticketmail.storage import database
 from ticketmail.storage.database import Database
+from ticketmail.storage.paths import DatabaseTarget
 from ticketmail.web.reader import Reader
 
 
@@ -67,7 +68,7 @@ async def test_the_web_readers_close_without_blocking_the_loop(tmp_path: Path) -
     another thread: the event loop keeps running meanwhile."""
     path = tmp_path / "t.sqlite3"
     sqlite3.connect(path).close()
-    reader = Reader(path)
+    reader = Reader(DatabaseTarget("sqlite", path))
     reading, release = threading.Event(), threading.Event()
 
     def hold(conn: sqlite3.Connection) -> None:
