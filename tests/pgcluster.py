@@ -225,7 +225,7 @@ class PgCluster:
         """Stop the server (fast, else immediate, else SIGKILL) and remove the directory."""
         if self.dir is None:
             return
-        if (self.data_dir / "postmaster.pid").exists():
+        if _postmaster(self.data_dir) is not None:
             _stop_at(self.data_dir, lambda mode: self.stop_server(mode))
         self.running = False
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -262,6 +262,17 @@ class PgCluster:
         self.psql(f'DROP DATABASE IF EXISTS "{_is_name(name)}" WITH (FORCE)')
 
 
+def _postmaster(data_dir: Path) -> int | None:
+    """The pid of the running postmaster of `data_dir`; None when there is none (no pid file,
+    or a stale one whose pid is gone or now another process's)."""
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if os.fsencode(data_dir) in command else None
+
+
 def _stop_at(data_dir: Path, stop: Callable[[str], None]) -> None:
     """Stop the server of `data_dir`: fast, then immediate, then SIGKILL to the postmaster."""
     for mode in ("fast", "immediate"):
@@ -270,10 +281,9 @@ def _stop_at(data_dir: Path, stop: Callable[[str], None]) -> None:
             return
         except PgError:
             continue
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if os.fsencode(data_dir) in command:  # that postmaster, not a reused pid
+    pid = _postmaster(data_dir)
+    if pid is not None:
+        with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
 
 
