@@ -1,14 +1,15 @@
 """The database gone and back (SPEC 10, issue 25): PostgreSQL stopped under a running daemon.
 
-These tests run on PostgreSQL whatever backend the suite tests: they stop and start a server,
-so they start a throwaway cluster of their own (tests/pgcluster.py), never the suite's.
+These tests run on PostgreSQL whatever backend the suite tests: they stop and start the
+session's throwaway cluster (tests/pgcluster.py; the next test's `pg_url` starts it again
+should one fail while it is stopped), each on a fresh database of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosmtplib
@@ -32,27 +33,19 @@ UNAVAILABLE_EN = "The service is briefly unavailable"
 BACK_SECONDS = 15.0
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[PgCluster]:
-    """A cluster of this module's own: its server is stopped and started by the tests."""
-    own = PgCluster().start()
-    try:
-        yield own
-    finally:
-        own.stop()
+@pytest.fixture
+def cluster(pg_cluster: PgCluster) -> PgCluster:
+    """The cluster whose server the test stops and starts."""
+    return pg_cluster
 
 
 @pytest.fixture
 async def pg_env(
-    cluster: PgCluster, tmp_path: Path, sink: Sink, clock: Clock
+    cluster: PgCluster, pg_url: str, tmp_path: Path, sink: Sink, clock: Clock
 ) -> AsyncIterator[Env]:
-    """A daemon (portal on) on a fresh, empty database of the module's cluster; one
-    institution with a contract and Anna, who may write in."""
-    if not cluster.running:
-        await asyncio.to_thread(cluster.start_server)  # a test before failed while stopped
-    name = f"down_{int(time.monotonic() * 1000)}"
-    await asyncio.to_thread(cluster.psql, f'CREATE DATABASE "{name}"')
-    url = cluster.url(name)
+    """A daemon (portal on) on a fresh database of the cluster; one institution with a
+    contract and Anna, who may write in."""
+    url = pg_url
     path = write_config(
         tmp_path / "config.toml", tmp_path / "var", sink.port,
         storage={"backend": "postgres"}, web={"enabled": True},
