@@ -188,6 +188,33 @@ async def test_a_lease_run_out_is_sent_again_by_the_other_node_and_counted(
     assert figures[("ticketmail_node_info", (("node", alive.config.node_name),))] == 1
 
 
+@pytest.mark.web
+async def test_a_node_restarted_after_dying_mid_send_sends_its_claims_at_once(
+    env_factory: Any,
+) -> None:
+    """A node killed mid-send and started again (same node.name) ends its old leases at
+    start: the mail goes out again without waiting for the lease, counted as a repeat."""
+    sink = HangingSink()
+    await sink.start()
+    try:
+        a = await _node(env_factory, sink, "node-a")
+        await a.customer("10042", "Gymnasium Musterstadt")
+        await a.user(ANNA, "10042")
+        assert (await a.send(make_mail(ANNA, "Drucker")))[0] == 250
+        await asyncio.wait_for(sink.hung.wait(), timeout=10)
+        await a.daemon.abort()
+        [entry] = _outbox(a)
+        assert (entry["status"], entry["claimed_by"]) == ("queued", "node-a")
+        again = await _node(env_factory, sink, "node-a")
+        await sink.wait_for(2)
+        await eventually(lambda: _outbox(again)[0]["status"] == "sent", what="marked sent")
+        figures = await _scrape(again)
+    finally:
+        sink.release.set()
+        await sink.stop()
+    assert figures[("ticketmail_outbox_repeats_total", ())] == 1
+
+
 async def test_a_mail_queued_on_one_node_wakes_the_other_nodes_worker(
     env_factory: Any, sink: Sink
 ) -> None:
