@@ -220,7 +220,8 @@ async def test_a_mail_queued_on_one_node_wakes_the_other_nodes_worker(
 ) -> None:
     """Workers that poll only every 60 s: a mail queued on node A is sent within seconds —
     on PostgreSQL by node B while A's worker is stopped (NOTIFY at the commit wakes B); on
-    SQLite (one node, no NOTIFY) by A's own worker, woken in-process."""
+    SQLite (one node, no NOTIFY) by A's own worker, woken in-process. B's listening
+    connection, cut, is opened again."""
     slow = {"poll_seconds": 60.0}
     if not on_postgres():
         a = await _node(env_factory, sink, "node-a", relay=slow)
@@ -238,6 +239,22 @@ async def test_a_mail_queued_on_one_node_wakes_the_other_nodes_worker(
     await sink.wait_for(1)
     await eventually(lambda: _outbox(a)[0]["status"] == "sent", what="marked sent")
     assert [r["claimed_by"] for r in _outbox(a)] == ["node-b"]
+    # B's listening connection cut (as a database restart would): it listens again.
+    with capture_logs() as events:
+        cut = read_rows(
+            a.data_dir,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'ticketmail-listener' AND datname = current_database()",
+        )
+        assert [tuple(r) for r in cut] == [(True,)]
+        await eventually(
+            lambda: any(e["event"] == "outbox_listen_resumed" for e in events),
+            what=lambda: f"no outbox_listen_resumed in {[e['event'] for e in events]}",
+        )
+    assert (await a.send(make_mail(ANNA, "Kopierer")))[0] == 250
+    await sink.wait_for(2)
+    await eventually(lambda: _outbox(a)[1]["status"] == "sent", what="marked sent")
+    assert [r["claimed_by"] for r in _outbox(a)] == ["node-b", "node-b"]
 
 
 async def test_metrics_name_the_node(env_factory: Any, sink: Sink) -> None:
