@@ -254,6 +254,8 @@ class OutboxWorker:
         finally:
             listening.cancel()
             await asyncio.wait({listening})
+            if not listening.cancelled() and listening.exception() is not None:
+                log.error("outbox_listen_failed", error=repr(listening.exception()))
 
     async def _loop(self) -> None:
         started = False
