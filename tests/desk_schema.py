@@ -9,6 +9,12 @@ from ticketmail.storage._schema import DESK_SCHEMA, GRAMS_SCHEMA, QUEUE_SCHEMA
 
 NOW = "2026-11-22T10:00:00+00:00"
 
+# What schema 14 added: outbox entries claimed by a node for a lease.
+DROP_OUTBOX_CLAIM = """
+ALTER TABLE outbox DROP COLUMN claimed_by;
+ALTER TABLE outbox DROP COLUMN lease_until;
+"""
+
 # What schema 13 added: waiting until a time.
 DROP_WAITING = """
 ALTER TABLE tickets DROP COLUMN waiting_until;
@@ -88,7 +94,8 @@ DROP TRIGGER articles_search_update;
 """
 
 UNDO_DESK = (
-    DROP_WAITING
+    DROP_OUTBOX_CLAIM
+    + DROP_WAITING
     + UNDO_GRAMS
     + DROP_MERGE
     + DROP_TEAM
@@ -128,7 +135,8 @@ def undo_desk_schema(conn: sqlite3.Connection) -> None:
 def undo_schema_6(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 5 had (its backlog indexed first)."""
     conn.executescript(
-        DROP_WAITING
+        DROP_OUTBOX_CLAIM
+        + DROP_WAITING
         + UNDO_GRAMS
         + INDEX_BACKLOG
         + CLEAR_BACKLOG
@@ -145,7 +153,8 @@ def undo_schema_6(conn: sqlite3.Connection) -> None:
 def undo_schema_5(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 4 had (its backlog indexed first)."""
     conn.executescript(
-        DROP_WAITING
+        DROP_OUTBOX_CLAIM
+        + DROP_WAITING
         + UNDO_GRAMS
         + INDEX_BACKLOG
         + DROP_MERGE
@@ -163,7 +172,8 @@ def undo_schema_5(conn: sqlite3.Connection) -> None:
 def undo_schema_7(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 6 had (its backlog indexed first)."""
     conn.executescript(
-        DROP_WAITING
+        DROP_OUTBOX_CLAIM
+        + DROP_WAITING
         + UNDO_GRAMS
         + INDEX_BACKLOG
         + CLEAR_BACKLOG
@@ -191,7 +201,8 @@ def insert_article(
 def undo_schema_8(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 7 had (before the text modules)."""
     conn.executescript(
-        DROP_WAITING
+        DROP_OUTBOX_CLAIM
+        + DROP_WAITING
         + UNDO_GRAMS
         + DROP_MERGE
         + DROP_TEAM
@@ -204,28 +215,46 @@ def undo_schema_8(conn: sqlite3.Connection) -> None:
 def undo_schema_9(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 8 had (before the phone numbers)."""
     conn.executescript(
-        DROP_WAITING + UNDO_GRAMS + DROP_MERGE + DROP_TEAM + DROP_PHONE + "PRAGMA user_version = 8;"
+        DROP_OUTBOX_CLAIM
+        + DROP_WAITING
+        + UNDO_GRAMS
+        + DROP_MERGE
+        + DROP_TEAM
+        + DROP_PHONE
+        + "PRAGMA user_version = 8;"
     )
 
 
 def undo_schema_10(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 9 had (before ticket versions)."""
     conn.executescript(
-        DROP_WAITING + UNDO_GRAMS + DROP_MERGE + DROP_TEAM + "PRAGMA user_version = 9;"
+        DROP_OUTBOX_CLAIM
+        + DROP_WAITING
+        + UNDO_GRAMS
+        + DROP_MERGE
+        + DROP_TEAM
+        + "PRAGMA user_version = 9;"
     )
 
 
 def undo_schema_11(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 10 had (before merged tickets)."""
-    conn.executescript(DROP_WAITING + UNDO_GRAMS + DROP_MERGE + "PRAGMA user_version = 10;")
+    conn.executescript(
+        DROP_OUTBOX_CLAIM + DROP_WAITING + UNDO_GRAMS + DROP_MERGE + "PRAGMA user_version = 10;"
+    )
 
 
 def undo_schema_12(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 11 had (the trigram index without
     institutions; every article waits in the backlog, as schema 11's migration left it)."""
-    conn.executescript(DROP_WAITING + UNDO_GRAMS + "PRAGMA user_version = 11;")
+    conn.executescript(DROP_OUTBOX_CLAIM + DROP_WAITING + UNDO_GRAMS + "PRAGMA user_version = 11;")
 
 
 def undo_schema_13(conn: sqlite3.Connection) -> None:
     """A new database's schema back to what version 12 had (before waiting times)."""
-    conn.executescript(DROP_WAITING + "PRAGMA user_version = 12;")
+    conn.executescript(DROP_OUTBOX_CLAIM + DROP_WAITING + "PRAGMA user_version = 12;")
+
+
+def undo_schema_14(conn: sqlite3.Connection) -> None:
+    """A new database's schema back to what version 13 had (before outbox claims)."""
+    conn.executescript(DROP_OUTBOX_CLAIM + "PRAGMA user_version = 13;")

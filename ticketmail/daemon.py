@@ -143,7 +143,10 @@ class Daemon:
             except BaseException:
                 await self._close_store()
                 raise
-        self.worker = OutboxWorker(store, make_transport(cfg), cfg.relay, clock=self.clock)
+        self.worker = OutboxWorker(
+            store, make_transport(cfg), cfg.relay, clock=self.clock, node=cfg.node_name,
+            metrics=intake.metrics,
+        )  # fmt: skip
         intake.on_queued = self.worker.wake
         self.handler = Handler(intake, cfg)
         self._factory = ProtocolFactory(self.handler, cfg, self._sessions)
@@ -177,6 +180,7 @@ class Daemon:
             port=self.port,
             data_dir=str(cfg.data_dir),
             relay=cfg.relay.transport,
+            node=cfg.node_name,
         )
 
     def reload(self) -> None:

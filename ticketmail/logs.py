@@ -1,4 +1,5 @@
-"""structlog set-up: JSON lines off a TTY, console on a TTY; stdlib loggers in the same stream."""
+"""structlog set-up: JSON lines off a TTY, console on a TTY; stdlib loggers in the same stream;
+every line names the node (`node.name`, SPEC 10) when one is given."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ import structlog
 __all__ = ["configure_logging"]
 
 
-def configure_logging(*, level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
-    """Route structlog and the stdlib loggers (aiosmtpd's `mail.log`, aiosqlite) to `stream`."""
+def configure_logging(
+    *, level: str = "info", fmt: str = "auto", stream: Any = None, node: str = ""
+) -> None:
+    """Route structlog and the stdlib loggers (aiosmtpd's `mail.log`, aiosqlite) to `stream`;
+    each line with `node` (from whatever thread it comes) unless `node` is empty."""
     out = stream if stream is not None else sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
-    shared: list[Any] = [
+    shared: list[Any] = [*([_naming(node)] if node else [])]
+    shared += [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -50,3 +55,14 @@ def configure_logging(*, level: str = "info", fmt: str = "auto", stream: Any = N
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
     logging.getLogger("asyncio").setLevel(logging.WARNING)
+
+
+def _naming(node: str) -> Any:
+    """A processor that names the node in every event (an event's own `node` wins)."""
+
+    def add_node(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+        del logger, method
+        event.setdefault("node", node)
+        return event
+
+    return add_node

@@ -2,8 +2,10 @@
 own (never prometheus-client's global one, so several daemons in one process keep apart).
 
 Counted as it happens: mails by the intake's outcome, web requests by route template and
-status with their latency. Read from the database at each scrape (`Figures`): the outbox's
-queued entries and the age of the oldest, quarantine and held entries, tickets by status.
+status with their latency, outbox mails taken over from a node whose lease ran out (repeats).
+Read from the database at each scrape (`Figures`): the outbox's queued entries and the age of
+the oldest, quarantine and held entries, tickets by status. The node they are of (`node.name`,
+SPEC 10): `ticketmail_node_info{node="..."} 1`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ticketmail.models import STATUSES
@@ -62,10 +64,15 @@ class _Scraped:
 
 
 class Metrics:
-    """One daemon's counters and its registry."""
+    """One daemon's counters and its registry; `node` names the node they are of."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, node: str) -> None:
         self.registry = CollectorRegistry()
+        self.node = node
+        Gauge(
+            "ticketmail_node_info", "The node these figures are of (node.name).", ["node"],
+            registry=self.registry,
+        ).labels(node).set(1)  # fmt: skip
         self.mails = Counter(
             "ticketmail_mails", "Mails taken in, by the intake's outcome.", ["outcome"],
             registry=self.registry,
@@ -78,12 +85,22 @@ class Metrics:
             "ticketmail_web_request_seconds", "Web request latency by route template.",
             ["route"], buckets=_BUCKETS, registry=self.registry,
         )  # fmt: skip
+        self.repeats = Counter(
+            "ticketmail_outbox_repeats",
+            "Outbox mails claimed again after another claim's lease ran out (its node died or "
+            "stalled mid-send): each may have been delivered twice.",
+            registry=self.registry,
+        )
         self._scraped = _Scraped()
         self.registry.register(self._scraped)
 
     def mail(self, outcome: str) -> None:
         """Count one mail's outcome (ticket_created, rejected, held, quarantined, ...)."""
         self.mails.labels(outcome).inc()
+
+    def outbox_repeat(self) -> None:
+        """Count one outbox mail claimed again after a lease ran out."""
+        self.repeats.inc()
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

@@ -70,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(
             level=config.log.level if serving else "warning",
             fmt=config.log.format,
+            node=config.node_name,
         )
         status: int = args.handler(config, args)
         return status

@@ -186,7 +186,7 @@ class Intake:
         self.pool: AdmissionPool | None = None  # worker processes, when the daemon has them
         self.on_queued = on_queued
         self._ids: MessageIds | None = None
-        self.metrics = Metrics()  # what /metrics reports: the web shares it
+        self.metrics = Metrics(node=config.node_name)  # what /metrics reports: the web shares it
 
     async def message_ids(self) -> MessageIds:
         """The Message-ID signer (its secret may live in the database: read once)."""

@@ -1,4 +1,9 @@
-"""The outbox worker: delivers queued mail through the relay with backoff, apart from intake."""
+"""The outbox worker: delivers queued mail through the relay with backoff, apart from intake.
+
+Claimed, never shared (SPEC 10): the worker claims a few due entries at a time for a lease
+(`storage.outbox.claim_due`) and sends only what it holds; a node that dies mid-send leaves
+its claims to any node once their leases run out, and such a repeat is counted and logged.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import structlog
 
 from ticketmail.config import RelayConfig
 from ticketmail.errors import ConfigError, TicketmailError
+from ticketmail.metrics import Metrics
 from ticketmail.storage.blobs import write_file_durably
 from ticketmail.storage.records import OutboxDue
 from ticketmail.storage.store import Store
@@ -30,6 +36,13 @@ __all__ = [
 ]
 
 log = structlog.get_logger()
+
+# A whole send (connect, greet, secure, log in, the mail) is cut after this many times
+# relay.timeout_seconds (each step is bounded by it alone): a send outlasts no lease.
+SEND_TIMEOUTS = 2
+# A claim's lease per send, beyond the send's bound: the mark's commit, clocks of nodes
+# that differ a little.
+LEASE_MARGIN_SECONDS = 30.0
 
 
 class RelayError(TicketmailError):
@@ -201,7 +214,9 @@ async def _settled(marks: list[asyncio.Task[None]]) -> None:
 
 
 class OutboxWorker:
-    """Sends what is due, sleeps until the next entry is due or it is woken."""
+    """Claims what is due, sends it, sleeps until the next entry is due or it is woken
+    (in-process by the intake, the desk and the scheduler; by any node's NOTIFY on
+    PostgreSQL)."""
 
     def __init__(
         self,
@@ -210,11 +225,17 @@ class OutboxWorker:
         config: RelayConfig,
         *,
         clock: Callable[[], datetime],
+        node: str,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.transport = transport
         self.config = config
         self.clock = clock
+        self.node = node
+        self.metrics = metrics
+        self.send_seconds = SEND_TIMEOUTS * config.timeout_seconds
+        self.lease = timedelta(seconds=self.send_seconds + LEASE_MARGIN_SECONDS)
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -227,8 +248,22 @@ class OutboxWorker:
         self._wake.set()
 
     async def run(self) -> None:
+        listening = asyncio.create_task(self.store.listen_outbox(self.wake), name="outbox-listen")
+        try:
+            await self._loop()
+        finally:
+            listening.cancel()
+            await asyncio.wait({listening})
+            if not listening.cancelled() and listening.exception() is not None:
+                log.error("outbox_listen_failed", error=repr(listening.exception()))
+
+    async def _loop(self) -> None:
+        started = False
         while not self._stopping:
             try:
+                if not started:
+                    await self._take_back_own_claims()
+                    started = True
                 await self.run_once()
                 delay = await self._delay()
             except Exception as exc:
@@ -240,6 +275,14 @@ class OutboxWorker:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             self._wake.clear()
 
+    async def _take_back_own_claims(self) -> None:
+        """Claims of this node's name from before it started were cut off (it was killed):
+        their leases end now, so they go out at once, each counted as a repeat.
+        (node.name must differ between nodes: another node's claims are not taken.)"""
+        ended = await self.store.expire_outbox_claims(self.node, now=self.clock())
+        if ended:
+            log.warning("outbox_claims_ended", count=ended, reason="claimed before this start")
+
     async def _delay(self) -> float:
         due = await self.store.next_outbox_due()
         if due is None:
@@ -248,39 +291,75 @@ class OutboxWorker:
         return min(max(seconds, 0.05), self.config.poll_seconds)
 
     async def run_once(self) -> int:
-        """Attempt every due entry once; return how many were attempted.
+        """Claim what is due, a few at a time, and attempt each once; return how many were
+        attempted. What this pass claimed and did not attempt (it was told to stop, or a
+        claim's lease grew too short for a send) is given back at once.
 
         A sent entry is marked in the database while the next one goes out (the marks of a
-        batch are all committed before the outbox is read again, so nothing is sent twice).
+        batch are all committed before the next claim, so nothing is sent twice).
         """
         attempted = 0
         marks: list[asyncio.Task[None]] = []
+        claimed: list[OutboxDue] = []
         try:
             while not self._stopping:
                 await _settled(marks)
-                due = await self.store.due_outbox(now=self.clock())
-                if not due:
+                await self._give_back(claimed)
+                claimed = await self.store.claim_outbox(
+                    node=self.node, now=self.clock(), lease=self.lease
+                )
+                if not claimed:
                     break
-                for entry in due:
-                    if self._stopping:
-                        break
+                for entry in claimed:
+                    self._note_repeat(entry)
+                while claimed and not self._stopping:
+                    entry = claimed[0]
+                    if (entry.lease_until - self.clock()).total_seconds() < self.send_seconds:
+                        break  # too little of its lease left: given back, claimed afresh
+                    del claimed[0]
                     if await self._attempt(entry):
                         marks.append(asyncio.create_task(self._sent(entry), name="outbox-mark"))
                     attempted += 1
         finally:
             await _settled(marks)
+            await self._give_back(claimed)
             await self.transport.idle()
         return attempted
+
+    async def _give_back(self, claimed: list[OutboxDue]) -> None:
+        if claimed:
+            released = await self.store.release_outbox(claimed)
+            log.info("outbox_released", count=released, outbox=[e.id for e in claimed])
+            claimed.clear()
+
+    def _note_repeat(self, entry: OutboxDue) -> None:
+        """A lease ran out on this entry: its node may have sent it already (counted)."""
+        if entry.taken_from is None:
+            return
+        if self.metrics is not None:
+            self.metrics.outbox_repeat()
+        log.warning(
+            "outbox_lease_expired",
+            outbox=entry.id,
+            claimed_by=entry.taken_from,
+            recipient=entry.recipient,
+            attempts=entry.attempts,
+        )
 
     async def _attempt(self, entry: OutboxDue) -> bool:
         """Send one entry: True when the relay took it (the caller marks it sent)."""
         name = f"{entry.queued_at:%Y%m%dT%H%M%S}-{entry.id:06d}"
         try:
-            await self.transport.send(
-                entry.raw, sender=entry.sender, recipient=entry.recipient, name=name
-            )
+            async with asyncio.timeout(self.send_seconds):
+                await self.transport.send(
+                    entry.raw, sender=entry.sender, recipient=entry.recipient, name=name
+                )
         except RelayError as exc:
             await self._failed(entry, str(exc), permanent=exc.permanent)
+            return False
+        except TimeoutError:
+            error = f"the send took longer than {self.send_seconds:g} s"
+            await self._failed(entry, error, permanent=False)
             return False
         return True
 
@@ -294,7 +373,9 @@ class OutboxWorker:
         now = self.clock()
         age = now - entry.queued_at
         if permanent or age >= timedelta(hours=self.config.max_age_hours):
-            await self.store.outbox_failed(entry.id, error=error)
+            if not await self.store.outbox_failed(entry, error=error):
+                self._overtaken(entry)
+                return
             log.error(
                 "outbox_failed",
                 outbox=entry.id,
@@ -309,7 +390,9 @@ class OutboxWorker:
             self.config.retry_max_seconds,
         )
         at = now + timedelta(seconds=delay)
-        await self.store.outbox_retry_later(entry.id, error=error, at=at)
+        if not await self.store.outbox_retry_later(entry, error=error, at=at):
+            self._overtaken(entry)
+            return
         log.warning(
             "outbox_deferred",
             outbox=entry.id,
@@ -318,3 +401,6 @@ class OutboxWorker:
             attempts=entry.attempts + 1,
             retry_in=delay,
         )
+
+    def _overtaken(self, entry: OutboxDue) -> None:
+        log.warning("outbox_claim_lost", outbox=entry.id, reason="its lease ran out meanwhile")

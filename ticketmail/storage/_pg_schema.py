@@ -114,7 +114,9 @@ CREATE TABLE outbox (
     attempts BIGINT NOT NULL DEFAULT 0,
     next_attempt_at TEXT,
     last_error TEXT NOT NULL DEFAULT '',
-    sent_at TEXT
+    sent_at TEXT,
+    claimed_by TEXT,  -- the node that claimed it last (OUTBOX_CLAIM_SCHEMA, _schema.py)
+    lease_until TEXT  -- while claimed: when another node may take it
 );
 CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
 CREATE INDEX outbox_message_id ON outbox(message_id);

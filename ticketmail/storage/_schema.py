@@ -8,7 +8,7 @@ from ticketmail.storage.dialect import Conn
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 
 # The customer portal (SPEC 8): mail domains that vouch for an institution's users, login
 # passwords (Argon2id), registrations, single-use tokens (stored hashed), server-side sessions
@@ -353,6 +353,15 @@ WAITING_SCHEMA = """
 ALTER TABLE tickets ADD COLUMN waiting_until TEXT;
 """
 
+# The outbox claimed, never shared (SPEC 10): before it sends a due entry a node's worker
+# claims it in a write job: `claimed_by` its node.name, `lease_until` (ISO 8601 UTC) when
+# another node may take it, should this one die mid-send. `lease_until` is NULL once the
+# attempt is concluded (sent, failed, deferred) or given back; `claimed_by` keeps who tried last.
+OUTBOX_CLAIM_SCHEMA = """
+ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+ALTER TABLE outbox ADD COLUMN lease_until TEXT;
+"""
+
 SCHEMA = (
     """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -503,6 +512,7 @@ CREATE TABLE quarantine (
     + MERGE_SCHEMA
     + GRAMS_BY_CUSTOMER_SCHEMA
     + WAITING_SCHEMA
+    + OUTBOX_CLAIM_SCHEMA
 )
 
 # What takes a database of version N to N + 1: MIGRATIONS[N - 1]. A new database gets
@@ -537,6 +547,8 @@ CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
     GRAMS_BY_CUSTOMER_SCHEMA,
     # 12 -> 13: waiting until a time.
     WAITING_SCHEMA,
+    # 13 -> 14: outbox entries claimed by a node for a lease.
+    OUTBOX_CLAIM_SCHEMA,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1
 

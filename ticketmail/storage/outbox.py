@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from ticketmail.errors import NotFoundError, RefusedError
 from ticketmail.models import OutboxEntry
 from ticketmail.storage._rows import iso, iso_precise, moment
 from ticketmail.storage.database import Database
-from ticketmail.storage.dialect import Conn, Row, insert_id
+from ticketmail.storage.dialect import Conn, Row, insert_id, is_postgres
 from ticketmail.storage.records import OutboxDue, OutboxRecord
+from ticketmail.storage.wakeups import listen_outbox, notify_outbox
 
 __all__ = [
+    "CLAIM_BATCH",
     "Outbox",
     "auto_replies_about",
     "auto_replies_to",
+    "claim_due",
     "insert_outbox",
     "is_suppressed",
     "mark_bounced",
@@ -27,8 +31,14 @@ __all__ = [
 # --- in a job, on the writer's connection ------------------------------------------------------
 
 
+# How many due entries one claim takes: few, so that should this node die, the last of
+# them waits no more than a few leases for another node (see `claim_due`).
+CLAIM_BATCH = 5
+
+
 def insert_outbox(conn: Conn, record: OutboxRecord, *, now: datetime) -> int:
-    """Queue a mail for the outbox worker; its entry's id."""
+    """Queue a mail for the outbox worker (every node's is woken at the commit); its id."""
+    notify_outbox(conn)
     return insert_id(
         conn,
         "INSERT INTO outbox(created_at, kind, ticket, recipient, sender, message_id, "
@@ -102,28 +112,119 @@ def is_suppressed(conn: Conn, address: str, *, now: datetime) -> bool:
     return row is not None
 
 
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """A claimed entry, as the claim's write job returns it (the mail itself read after)."""
+
+    id: int
+    queued_at: str
+    sender: str
+    recipient: str
+    attempts: int
+    lease_until: datetime
+    taken_from: str | None
+
+
+def claim_due(
+    conn: Conn, *, node: str, now: datetime, lease: timedelta, limit: int = CLAIM_BATCH
+) -> list[_Claim]:
+    """Claim up to `limit` due entries for `node`, the k-th (from 0) until now + (k + 1) *
+    `lease`: each may wait for the sends before it. Due: queued, its time come, under no
+    lease, or under one that ran out (its node died mid-send: `taken_from` names it).
+
+    PostgreSQL locks the rows it takes and skips those another transaction holds, so two
+    nodes never claim one entry (the writers' advisory lock already serialises the claims;
+    SKIP LOCKED keeps that true for any transaction that does not take it). SQLite has one
+    writer: the job is the lock.
+    """
+    lock = " FOR UPDATE SKIP LOCKED" if is_postgres(conn) else ""
+    rows = conn.execute(
+        "SELECT id, queued_at, sender, recipient, attempts, claimed_by, lease_until "
+        "FROM outbox WHERE status = 'queued' AND next_attempt_at <= :now "
+        "AND (lease_until IS NULL OR lease_until <= :now) "
+        "ORDER BY next_attempt_at, id LIMIT :limit" + lock,
+        {"now": iso_precise(now), "limit": limit},
+    ).fetchall()
+    claims = [
+        _Claim(
+            r["id"],
+            r["queued_at"],
+            r["sender"],
+            r["recipient"],
+            r["attempts"],
+            now + lease * (k + 1),
+            r["claimed_by"] if r["lease_until"] is not None else None,
+        )
+        for k, r in enumerate(rows)
+    ]
+    if claims:
+        conn.executemany(
+            "UPDATE outbox SET claimed_by = ?, lease_until = ? WHERE id = ?",
+            [(node, iso_precise(c.lease_until), c.id) for c in claims],
+        )
+    return claims
+
+
+def _ours(entry: OutboxDue) -> tuple[int, str, str]:
+    """The claim, for `WHERE id = ? AND claimed_by = ? AND lease_until = ?`: a conclusion
+    (deferred, failed) or a release holds only while it does; should its lease have run out
+    and another node have claimed the entry, that claim stands."""
+    return entry.id, entry.claimed_by, iso_precise(entry.lease_until)
+
+
 def _mark_sent(conn: Conn, entry: int, *, now: datetime) -> None:
     conn.execute(
         "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
-        "next_attempt_at = NULL, last_error = '' WHERE id = ?",
+        "next_attempt_at = NULL, last_error = '', lease_until = NULL WHERE id = ?",
         (iso(now), entry),
     )
 
 
-def _retry_later(conn: Conn, entry: int, *, error: str, at: datetime) -> None:
-    conn.execute(
-        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? "
-        "WHERE id = ?",
-        (iso_precise(at), error[:500], entry),
+def _retry_later(conn: Conn, entry: OutboxDue, *, error: str, at: datetime) -> bool:
+    return (
+        conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, "
+            "lease_until = NULL WHERE id = ? AND claimed_by = ? AND lease_until = ?",
+            (iso_precise(at), error[:500], *_ours(entry)),
+        ).rowcount
+        > 0
     )
 
 
-def _mark_failed(conn: Conn, entry: int, *, error: str) -> None:
-    conn.execute(
-        "UPDATE outbox SET status = 'failed', attempts = attempts + 1, "
-        "next_attempt_at = NULL, last_error = ? WHERE id = ?",
-        (error[:500], entry),
+def _mark_failed(conn: Conn, entry: OutboxDue, *, error: str) -> bool:
+    return (
+        conn.execute(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, "
+            "next_attempt_at = NULL, last_error = ?, lease_until = NULL "
+            "WHERE id = ? AND claimed_by = ? AND lease_until = ?",
+            (error[:500], *_ours(entry)),
+        ).rowcount
+        > 0
     )
+
+
+def _release(conn: Conn, entries: Sequence[OutboxDue]) -> int:
+    """Give claimed entries back unattempted (due at once, for any node: no repeat)."""
+    released = sum(
+        conn.execute(
+            "UPDATE outbox SET lease_until = NULL WHERE id = ? AND claimed_by = ? "
+            "AND lease_until = ?",
+            _ours(e),
+        ).rowcount
+        for e in entries
+    )
+    if released:
+        notify_outbox(conn)
+    return released
+
+
+def _expire_claims_of(conn: Conn, node: str, *, now: datetime) -> int:
+    """End the leases `node` holds (it starts: none of its sends is under way any more)."""
+    return conn.execute(
+        "UPDATE outbox SET lease_until = ? "
+        "WHERE status = 'queued' AND claimed_by = ? AND lease_until > ?",
+        (iso_precise(now), node, iso_precise(now)),
+    ).rowcount
 
 
 def requeue(conn: Conn, entry: int | None, *, now: datetime) -> list[int]:
@@ -147,6 +248,8 @@ def requeue(conn: Conn, entry: int | None, *, now: datetime) -> list[int]:
         "UPDATE outbox SET status = 'queued', queued_at = ?, next_attempt_at = ? WHERE id = ?",
         [(iso(now), iso(now), i) for i in ids],
     )
+    if ids:
+        notify_outbox(conn)
     return ids
 
 
@@ -178,30 +281,57 @@ class Outbox:
 
     db: Database
 
-    async def due_outbox(self, *, now: datetime, limit: int = 20) -> list[OutboxDue]:
-        rows = await self.db.fetchall(
-            "SELECT id, queued_at, sender, recipient, raw, attempts FROM outbox "
-            "WHERE status = 'queued' AND next_attempt_at <= ? "
-            "ORDER BY next_attempt_at, id LIMIT ?",
-            (iso_precise(now), limit),
+    async def claim_outbox(
+        self, *, node: str, now: datetime, lease: timedelta, limit: int = CLAIM_BATCH
+    ) -> list[OutboxDue]:
+        """Claim due entries for `node` (see `claim_due`), with their mails."""
+        claims = await self.db.write(
+            lambda conn: claim_due(conn, node=node, now=now, lease=lease, limit=limit)
         )
+        if not claims:
+            return []
+        marks = ", ".join("?" * len(claims))
+        rows = await self.db.fetchall(
+            f"SELECT id, raw FROM outbox WHERE id IN ({marks})",  # noqa: S608 - only ?s
+            [c.id for c in claims],
+        )
+        raws = {r["id"]: bytes(r["raw"]) for r in rows}
         return [
             OutboxDue(
-                r["id"],
-                datetime.fromisoformat(r["queued_at"]),
-                r["sender"],
-                r["recipient"],
-                bytes(r["raw"]),
-                r["attempts"],
+                c.id,
+                datetime.fromisoformat(c.queued_at),
+                c.sender,
+                c.recipient,
+                raws[c.id],
+                c.attempts,
+                node,
+                c.lease_until,
+                c.taken_from,
             )
-            for r in rows
+            for c in claims
         ]
 
     async def next_outbox_due(self) -> datetime | None:
+        """When the next queued entry is due: its next attempt, or its lease's end."""
         row = await self.db.fetchone(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'queued'"
+            "SELECT MIN(CASE WHEN lease_until > next_attempt_at THEN lease_until "
+            "ELSE next_attempt_at END) FROM outbox WHERE status = 'queued'"
         )
         return moment(row[0]) if row else None
+
+    async def release_outbox(self, entries: Sequence[OutboxDue]) -> int:
+        """Give claimed entries back unattempted; how many were still this claim's."""
+        return await self.db.write(lambda conn: _release(conn, entries))
+
+    async def expire_outbox_claims(self, node: str, *, now: datetime) -> int:
+        """A node starting: the leases it held before end now (see `_expire_claims_of`)."""
+        return await self.db.write(lambda conn: _expire_claims_of(conn, node, now=now))
+
+    async def listen_outbox(self, wake: Callable[[], None]) -> None:
+        """Call `wake` whenever any node queues outbox mail (PostgreSQL; until cancelled).
+        On SQLite it returns at once: the daemon wakes its own worker."""
+        if self.db.target.postgres:
+            await listen_outbox(self.db.target.url, wake)
 
     async def list_outbox(self) -> list[OutboxEntry]:
         rows = await self.db.fetchall(
@@ -213,11 +343,13 @@ class Outbox:
     async def outbox_sent(self, entry: int, *, now: datetime) -> None:
         await self.db.write(lambda conn: _mark_sent(conn, entry, now=now))
 
-    async def outbox_retry_later(self, entry: int, *, error: str, at: datetime) -> None:
-        await self.db.write(lambda conn: _retry_later(conn, entry, error=error, at=at))
+    async def outbox_retry_later(self, entry: OutboxDue, *, error: str, at: datetime) -> bool:
+        """Defer a claimed entry; False when its claim had run out and another's stands."""
+        return await self.db.write(lambda conn: _retry_later(conn, entry, error=error, at=at))
 
-    async def outbox_failed(self, entry: int, *, error: str) -> None:
-        await self.db.write(lambda conn: _mark_failed(conn, entry, error=error))
+    async def outbox_failed(self, entry: OutboxDue, *, error: str) -> bool:
+        """Fail a claimed entry; False when its claim had run out and another's stands."""
+        return await self.db.write(lambda conn: _mark_failed(conn, entry, error=error))
 
     async def requeue_outbox(self, entry: int | None, *, now: datetime) -> list[int]:
         """Queue failed or bounced entries again (one, or all when `entry` is None)."""

@@ -86,7 +86,9 @@ class Thread:
 
 @dataclass(frozen=True, slots=True)
 class OutboxDue:
-    """An outbox entry due for delivery, with the mail as it goes out."""
+    """An outbox entry claimed for delivery, with the mail as it goes out: this node's claim
+    (`claimed_by`, `lease_until`), and the node whose lease on it ran out, if one did
+    (`taken_from`: this attempt may repeat that node's delivery)."""
 
     id: int
     queued_at: datetime
@@ -94,6 +96,9 @@ class OutboxDue:
     recipient: str
     raw: bytes
     attempts: int
+    claimed_by: str
+    lease_until: datetime
+    taken_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

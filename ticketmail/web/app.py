@@ -196,7 +196,7 @@ def build_app(web: Web, counted: Metrics | None = None) -> Any:
     # from the request's Host header (SPEC 8.4); it is 404 like any unknown path.
     app.router.redirect_slashes = False
     app.state.web = web
-    app.state.metrics = counted = counted or Metrics()
+    app.state.metrics = counted = counted or Metrics(node=web.config.node_name)
     rules = BodyRules(
         signed_in=web.config.smtp.max_message_bytes + FORM_SLACK,
         idle_seconds=web.config.web.body_idle_seconds, min_rate=web.config.web.body_min_rate,
