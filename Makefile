@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test check bench bench-web bench-desk clean chromium
+.PHONY: run test check bench bench-web bench-desk clean chromium postgres
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,20 @@ chromium:
 	  fi; \
 	fi
 
-## test: set up, run the static checks and the whole test suite (browser tests included)
-test: check chromium
+## postgres: the PostgreSQL tests start a throwaway cluster of their own from Debian's binaries
+## (tests/pgcluster.py); the system's own cluster, if the package made one, is never used
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
+	  else \
+	    echo "the PostgreSQL tests need Debian's postgresql: run 'sudo apt-get install postgresql', then make test"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+## test: set up, run the static checks and the whole test suite (browser and PostgreSQL tests included)
+test: check chromium postgres
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pytest
 
 ## bench: the intake benchmark (not part of the tests)

@@ -22,6 +22,7 @@ from typing import Any, TypeVar, cast
 import aiosmtplib
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from pgcluster import pg_cluster, pg_template, pg_url  # noqa: F401  (PostgreSQL fixtures)
 
 from ticketmail.config import Config, load_config
 from ticketmail.daemon import Daemon
