@@ -34,7 +34,7 @@ from ticketmail.mail.parse import ParsedMail, parse_mail
 from ticketmail.memory import LARGE_BYTES, give_back
 from ticketmail.models import AttachmentView
 from ticketmail.storage.accounts import is_pending
-from ticketmail.storage.blobs import BlobStore
+from ticketmail.storage.blobs import Blobs, open_blobs
 from ticketmail.storage.dialect import Conn
 from ticketmail.storage.mails import read_sender
 from ticketmail.storage.paths import DatabaseTarget
@@ -108,7 +108,7 @@ def route_policy(config: Config) -> RoutePolicy:
 class Admitter:
     """Parse, check the sender, store the blobs: blocking, for a worker thread or process."""
 
-    def __init__(self, config: Config, *, database: DatabaseTarget, blobs: BlobStore) -> None:
+    def __init__(self, config: Config, *, database: DatabaseTarget, blobs: Blobs) -> None:
         self.config = config
         self.policy = route_policy(config)
         self.database = database
@@ -171,10 +171,13 @@ class Admitter:
         return conn
 
     def close(self) -> None:
+        """Close the reading connections, and the blob store's (the intake's, when it is
+        the daemon's admitter: both end together)."""
         with self._lock:
             connections, self._connections = self._connections, []
         for conn in connections:
             conn.close()
+        self.blobs.close()
 
 
 # --- worker processes ------------------------------------------------------------------------
@@ -248,7 +251,8 @@ def worker_main(fd: int) -> None:  # pragma: no cover - in the worker
 
 def _serve(sock: socket.socket, config: Config) -> None:  # pragma: no cover - in the worker
     """A worker process: answer admission requests until the daemon closes the socket."""
-    admitter = Admitter(config, database=config.database, blobs=BlobStore(config.paths.blobs))
+    blobs = open_blobs(config.paths.blobs, config.database)
+    admitter = Admitter(config, database=config.database, blobs=blobs)
     try:
         _send_frame(sock, READY)
         while True:

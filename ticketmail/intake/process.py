@@ -49,7 +49,7 @@ from ticketmail.smtp.replies import (
     REPLY_TICKET,
     REPLY_UNVERIFIED,
 )
-from ticketmail.storage.blobs import BlobStore
+from ticketmail.storage.blobs import Blobs
 from ticketmail.storage.dialect import Conn
 from ticketmail.storage.mails import mail_facts, record_mail
 from ticketmail.storage.outbox import mark_bounced, suppress
@@ -167,7 +167,7 @@ class Intake:
         self,
         config: Config,
         store: Store,
-        blobs: BlobStore,
+        blobs: Blobs,
         templates: Templates,
         *,
         clock: Callable[[], datetime],
