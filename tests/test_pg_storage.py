@@ -306,3 +306,19 @@ def test_backup_on_postgres_writes_a_pg_dump_archive(tmp_path: Path, pg_cluster:
     assert again.returncode == 1
     assert "exists" in again.stderr
     assert not list(dest.parent.glob(".*tmp-*"))  # nothing half-written left beside it
+
+
+def test_a_copy_that_fails_leaves_the_database_empty(tmp_path: Path, pg_cluster: PgCluster) -> None:
+    """A copy that stops (here a blob file damaged: its bytes no longer match its name) says
+    why, exit 1, and commits nothing: the database stays empty, ready for the next try."""
+    config = installation(tmp_path, "sqlite", pg_cluster)
+    assert run_cli("--config", str(config), "customer", "add", "10042", "Schule").returncode == 0
+    name = hashlib.sha256(b"the original bytes").hexdigest()
+    damaged = tmp_path / "sqlite" / "var" / "blobs" / name[:2] / name[2:4] / name
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"bytes a disk fault changed")
+    url = empty_database(pg_cluster)
+    done = run_cli("--config", str(config), "storage", "copy", "--to", url)
+    assert done.returncode == 1
+    assert f"{damaged}: its content does not match its name" in done.stderr
+    assert tables_in(url) == []
