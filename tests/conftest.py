@@ -276,6 +276,23 @@ def read_rows(data_dir: Path, sql: str, params: Any = ()) -> list[Any]:
         conn.close()
 
 
+def stored_blob(data_dir: Path, sha256: str) -> bytes | None:
+    """A stored blob's bytes (a file under blobs/ on SQLite, a row of `blobs` on
+    PostgreSQL); None when there is none."""
+    if on_postgres():
+        rows = read_rows(data_dir, "SELECT data FROM blobs WHERE sha256 = ?", (sha256,))
+        return bytes(rows[0][0]) if rows else None
+    path = data_dir / "blobs" / sha256[:2] / sha256[2:4] / sha256
+    return path.read_bytes() if path.is_file() else None
+
+
+def stored_blob_count(data_dir: Path) -> int:
+    """How many blobs are stored (files, never a crash's `.tmp-` leftovers; or rows)."""
+    if on_postgres():
+        return int(read_rows(data_dir, "SELECT COUNT(*) FROM blobs")[0][0])
+    return sum(1 for p in (data_dir / "blobs").glob("??/??/*") if len(p.name) == 64)
+
+
 # --- config, daemon ---------------------------------------------------------------------------
 
 

@@ -17,7 +17,17 @@ from typing import Any
 
 import aiosmtplib
 import pytest
-from conftest import SUPPORT, Env, Received, Sink, all_mail_out, eventually, free_port, make_mail
+from conftest import (
+    SUPPORT,
+    Env,
+    Received,
+    Sink,
+    all_mail_out,
+    eventually,
+    free_port,
+    make_mail,
+    stored_blob,
+)
 
 from ticketmail.storage.paths import DB_NAME
 
@@ -262,10 +272,8 @@ async def test_new_ticket_keeps_decoded_subject_body_attachment_and_raw_bytes(en
     ]
     sha = article["raw_sha256"]
     assert sha == hashlib.sha256(raw).hexdigest()
-    blob = env.data_dir / "blobs" / sha[:2] / sha[2:4] / sha
-    assert blob.read_bytes() == raw
-    png_sha = hashlib.sha256(png).hexdigest()
-    assert (env.data_dir / "blobs" / png_sha[:2] / png_sha[2:4] / png_sha).read_bytes() == png
+    assert stored_blob(env.data_dir, sha) == raw
+    assert stored_blob(env.data_dir, hashlib.sha256(png).hexdigest()) == png
 
 
 async def test_attachment_filename_encoded_per_rfc2047_is_decoded(env: Env) -> None:

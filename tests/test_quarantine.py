@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from conftest import SUPPORT, Env, make_mail
+from conftest import SUPPORT, Env, make_mail, stored_blob
 
 from ticketmail.config import default_templates_dir
 
@@ -37,8 +37,7 @@ async def test_processing_failure_quarantines_and_retry_opens_ticket(
     assert held[0]["status"] == "held"
     assert "no_such_variable" in held[0]["error"]
     assert await e.cli_json("ticket", "list") == []
-    blob = e.data_dir / "blobs" / held[0]["sha256"][:2] / held[0]["sha256"][2:4] / held[0]["sha256"]
-    assert blob.is_file()
+    assert stored_blob(e.data_dir, held[0]["sha256"]) is not None
 
     (templates / "de" / "ticket_created.txt.j2").write_text(good, encoding="utf-8")
     retried = await e.cli("quarantine", "retry", str(held[0]["id"]))

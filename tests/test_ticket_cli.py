@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SUPPORT, Env, make_mail
+from conftest import SUPPORT, Env, make_mail, stored_blob
 from desk_support import (
     ANNA,
     BEN,
@@ -190,9 +190,7 @@ async def test_reply_from_file_stores_article_and_sends_attachment(
     assert last["body_text"] == "Guten Tag,\n\nanbei die Anleitung.\n"
     png = last["attachments"][0]
     assert png["sha256"] == hashlib.sha256(b"\x89PNG fake").hexdigest()
-    assert (
-        env.data_dir / "blobs" / png["sha256"][:2] / png["sha256"][2:4] / png["sha256"]
-    ).is_file()
+    assert stored_blob(env.data_dir, png["sha256"]) == b"\x89PNG fake"
 
 
 async def test_reply_from_stdin_with_status_closed(env: Env) -> None:

@@ -21,6 +21,8 @@ from conftest import (
     eventually,
     free_port,
     make_mail,
+    stored_blob,
+    stored_blob_count,
     write_config,
 )
 
@@ -90,7 +92,7 @@ async def test_a_mail_goes_through_a_worker_process_into_a_ticket_with_its_file(
     assert attachment["filename"] == "bildschirm.png"
     assert attachment["sha256"] == hashlib.sha256(PNG).hexdigest()
     sha = attachment["sha256"]
-    assert (env.data_dir / "blobs" / sha[:2] / sha[2:4] / sha).read_bytes() == PNG
+    assert stored_blob(env.data_dir, sha) == PNG
     (confirmation,) = await sink.wait_for(1)
     assert f"[Ticket#{number}]" in confirmation.message["Subject"]
 
@@ -105,8 +107,7 @@ async def test_an_unregistered_sender_is_refused_in_the_worker_before_any_file_i
     assert code == 550
     assert "5.7.1" in reply
     assert "fremd@example.org" in reply
-    blobs = env.data_dir / "blobs"
-    assert not blobs.exists() or not any(p.is_file() for p in blobs.rglob("*"))
+    assert stored_blob_count(env.data_dir) == 0
 
 
 async def test_killed_workers_are_replaced_and_the_next_mail_still_lands(

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
-from conftest import Env, Received, Sink, eventually, make_mail
+from conftest import Env, Received, Sink, eventually, make_mail, read_rows
 from desk_support import body
 
 from ticketmail.storage import accounts
@@ -178,6 +178,9 @@ def png(width: int = 4, height: int = 3, seed: int = 0) -> bytes:
 
 
 def blob_count(env: Env) -> int:
+    """The blobs stored: files on SQLite, rows of `blobs` on PostgreSQL."""
+    if env.config.database.postgres:
+        return int(read_rows(env.data_dir, "SELECT COUNT(*) FROM blobs")[0][0])
     root = env.data_dir / "blobs"
     return (
         sum(1 for p in root.glob("??/??/*") if not p.name.startswith(".")) if root.is_dir() else 0

@@ -25,7 +25,7 @@ from ticketmail.outbound.compose import Templates
 from ticketmail.outbound.relay import FileTransport, OutboxWorker, SmtpTransport, Transport
 from ticketmail.outbound.waits import WaitScheduler
 from ticketmail.smtp.server import Handler, ProtocolFactory, TicketSMTP
-from ticketmail.storage.blobs import BlobStore
+from ticketmail.storage.blobs import open_blobs
 from ticketmail.storage.store import Store
 
 __all__ = ["Daemon", "open_parts", "serve", "utcnow"]
@@ -65,7 +65,8 @@ async def open_parts(
     templates = Templates(config.templates_dir)
     templates.check()
     store = await Store.open(config.data_dir, config.database)
-    intake = Intake(config, store, BlobStore(config.paths.blobs), templates, clock=clock)
+    blobs = open_blobs(config.paths.blobs, config.database)
+    intake = Intake(config, store, blobs, templates, clock=clock)
     return store, intake
 
 

@@ -12,7 +12,17 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ticketmail.cli import agents, customers, held, outbox, quarantine, service, tickets, users
+from ticketmail.cli import (
+    agents,
+    customers,
+    held,
+    outbox,
+    quarantine,
+    service,
+    storage,
+    tickets,
+    users,
+)
 from ticketmail.cli._common import Verbs
 from ticketmail.config import load_config, resolve_config_path
 from ticketmail.errors import TicketmailError
@@ -21,7 +31,7 @@ from ticketmail.logs import configure_logging
 __all__ = ["build_parser", "main"]
 
 # In the order `ticketmail --help` lists them.
-GROUPS = (service, customers, users, tickets, agents, outbox, held, quarantine)
+GROUPS = (service, customers, users, tickets, agents, outbox, held, quarantine, storage)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -97,19 +97,24 @@ def cmd_quarantine_list(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_quarantine_show(config: Config, args: argparse.Namespace) -> int:
     """One quarantined mail: what the list says, the whole error and the mail's headers."""
-    from ticketmail.storage.blobs import BlobStore
+    from ticketmail.storage.blobs import open_blobs
+    from ticketmail.storage.dialect import DATABASE_ERRORS
 
     wanted = parse_number(args.id, what="quarantine ID")
 
     async def run(store: Store) -> int:
         entry = await store.get_quarantine(wanted)
+        blobs = open_blobs(config.paths.blobs, config.database)
+        unreadable: tuple[type[Exception], ...] = (OSError, *DATABASE_ERRORS)
         try:
-            raw = await asyncio.to_thread(BlobStore(config.paths.blobs).get, entry.raw_sha256)
-        except OSError as exc:
+            raw = await asyncio.to_thread(blobs.get, entry.raw_sha256)
+        except unreadable as exc:
             raise TicketmailError(
                 f"quarantine entry {entry.id}: cannot read the raw mail {entry.raw_sha256}: "
-                f"{exc.strerror or exc}"
+                f"{getattr(exc, 'strerror', None) or exc}"
             ) from None
+        finally:
+            blobs.close()
         headers = header_block(raw)
         if args.json:
             print_json({**quarantine_json(entry), "headers": headers})

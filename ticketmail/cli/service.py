@@ -103,11 +103,14 @@ def _probe_relay(config: Config) -> str:
 
 
 def cmd_backup(config: Config, args: argparse.Namespace) -> int:
-    """The database (online backup) first, then the blobs: every blob it names is older."""
+    """The database (online backup) first, then the blobs: every blob it names is older.
+    On PostgreSQL: pg_dump's custom format of the database (blobs included) into DEST."""
     from ticketmail.storage.backup import backup
     from ticketmail.storage.paths import DataPaths
 
     dest = Path(args.dest)
+    if config.database.postgres:
+        return _backup_postgres(config, dest)
     source_db = config.paths.database
     if not source_db.is_file():
         raise NotFoundError(f"no database at {source_db} (storage.data_dir)")
@@ -118,6 +121,19 @@ def cmd_backup(config: Config, args: argparse.Namespace) -> int:
     except OSError as exc:
         raise TicketmailError(f"backup to {dest} failed: {exc.strerror or exc}") from None
     print(f"backup written to {dest}: database and {plural(copied, 'file')}")
+    return 0
+
+
+def _backup_postgres(config: Config, dest: Path) -> int:
+    from ticketmail.storage.backup import backup_postgres
+
+    if dest.exists():
+        raise RefusedError(f"{dest} exists: a PostgreSQL backup is written to a new file")
+    try:
+        size = backup_postgres(config.database.url, dest)
+    except OSError as exc:
+        raise TicketmailError(f"backup to {dest} failed: {exc.strerror or exc}") from None
+    print(f"backup written to {dest}: pg_dump (custom format) of the database, {size} bytes")
     return 0
 
 

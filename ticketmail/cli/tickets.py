@@ -38,7 +38,7 @@ from ticketmail.models import (
 )
 from ticketmail.outbound.actions import Desk, DeskResult, Origin, message_ids
 from ticketmail.outbound.compose import OutboundFile, Templates
-from ticketmail.storage.blobs import BlobStore
+from ticketmail.storage.blobs import open_blobs
 from ticketmail.storage.dialect import Conn
 from ticketmail.storage.merge import merge_ticket, refuse_merged
 from ticketmail.storage.store import Store
@@ -270,8 +270,11 @@ def cmd_ticket_reply(config: Config, args: argparse.Namespace) -> int:
         if agent is None:
             raise NotFoundError(f"agent {agent_address} is not registered (ticketmail agent add)")
         desk = await _desk(config, store)
-        blobs = BlobStore(config.paths.blobs)
-        stored = await asyncio.to_thread(blobs.put_all, [f.data for f in files])
+        blobs = open_blobs(config.paths.blobs, config.database)
+        try:
+            stored = await asyncio.to_thread(blobs.put_all, [f.data for f in files])
+        finally:
+            blobs.close()
         views = tuple(
             AttachmentView(f.filename, f.content_type, blob.size, blob.sha256, None)
             for f, blob in zip(files, stored, strict=True)

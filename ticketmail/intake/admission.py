@@ -34,7 +34,7 @@ from ticketmail.memory import LARGE_BYTES, give_back
 from ticketmail.models import AttachmentView
 from ticketmail.storage.accounts import is_pending
 from ticketmail.storage.availability import Availability, DatabaseUnavailable, unavailable
-from ticketmail.storage.blobs import BlobStore
+from ticketmail.storage.blobs import Blobs, open_blobs
 from ticketmail.storage.mails import read_sender
 from ticketmail.storage.paths import DatabaseTarget
 from ticketmail.storage.readers import ThreadReaders
@@ -112,7 +112,7 @@ class Admitter:
         config: Config,
         *,
         database: DatabaseTarget,
-        blobs: BlobStore,
+        blobs: Blobs,
         availability: Availability | None = None,
     ) -> None:
         self.config = config
@@ -167,8 +167,11 @@ class Admitter:
         return self._readers.run(read_sender, address, now=now)
 
     def close(self) -> None:
+        """Close the reading connections, and the blob store's (the intake's, when it is
+        the daemon's admitter: both end together)."""
         for conn in self._readers.take_all():
             conn.close()
+        self.blobs.close()
 
 
 # --- worker processes ------------------------------------------------------------------------
@@ -244,7 +247,8 @@ def worker_main(fd: int) -> None:  # pragma: no cover - in the worker
 
 def _serve(sock: socket.socket, config: Config) -> None:  # pragma: no cover - in the worker
     """A worker process: answer admission requests until the daemon closes the socket."""
-    admitter = Admitter(config, database=config.database, blobs=BlobStore(config.paths.blobs))
+    blobs = open_blobs(config.paths.blobs, config.database)
+    admitter = Admitter(config, database=config.database, blobs=blobs)
     try:
         _send_frame(sock, READY)
         while True:

@@ -50,7 +50,7 @@ from ticketmail.smtp.replies import (
     REPLY_UNVERIFIED,
 )
 from ticketmail.storage.availability import DatabaseUnavailable, unavailable
-from ticketmail.storage.blobs import BlobStore
+from ticketmail.storage.blobs import Blobs
 from ticketmail.storage.dialect import Conn
 from ticketmail.storage.mails import mail_facts, record_mail
 from ticketmail.storage.outbox import mark_bounced, suppress
@@ -168,7 +168,7 @@ class Intake:
         self,
         config: Config,
         store: Store,
-        blobs: BlobStore,
+        blobs: Blobs,
         templates: Templates,
         *,
         clock: Callable[[], datetime],

@@ -1,4 +1,9 @@
-"""Content-addressed blobs on disk: raw messages and attachments, stored once by SHA-256."""
+"""Content-addressed blobs: raw messages and attachments, stored once by SHA-256.
+
+On SQLite they are files under the data directory (`BlobStore`); on PostgreSQL rows of the
+`blobs` table (`pg_blobs.PgBlobStore`). Both are a `Blobs`; `open_blobs` picks the one the
+database target says.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,19 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-__all__ = ["BlobStore", "StoredBlob", "fsync_dir", "write_file_durably"]
+from ticketmail.storage.paths import DatabaseTarget
+
+__all__ = [
+    "BlobStore",
+    "Blobs",
+    "StoredBlob",
+    "check_digest",
+    "fsync_dir",
+    "open_blobs",
+    "write_file_durably",
+]
 
 
 def _find_syncfs() -> Callable[[int], int] | None:
@@ -35,6 +51,55 @@ _SYNCFS = _find_syncfs()
 class StoredBlob:
     sha256: str
     size: int
+
+
+class Blobs(Protocol):
+    """What intake, the web and the commands need of a blob store, on either backend."""
+
+    def put(self, data: bytes) -> StoredBlob:
+        """Store `data` durably unless an identical blob is already there."""
+        ...
+
+    def put_all(self, items: Iterable[bytes], *, defer_sync: bool = False) -> list[StoredBlob]:
+        """Store several blobs as one batch; with `defer_sync`, durable once `sync` ran."""
+        ...
+
+    def sync(self) -> None:
+        """Make every blob `put_all(defer_sync=True)` wrote durable (a write job's flush)."""
+        ...
+
+    def get(self, sha256: str) -> bytes:
+        """The blob's bytes; FileNotFoundError when there is none by that digest."""
+        ...
+
+    def file_of(self, sha256: str) -> Path | None:
+        """The file holding the blob where blobs are files (served as it is), else None."""
+        ...
+
+    def sweep_temporary(self, *, older_than: float = 600.0) -> int:
+        """Remove what a crash left half-written; how many."""
+        ...
+
+    def close(self) -> None:
+        """Let go of what the store holds open (connections)."""
+        ...
+
+
+def check_digest(sha256: str) -> str:
+    """`sha256` when it is a SHA-256 hex digest (a blob's name), else ValueError."""
+    if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+        raise ValueError("not a SHA-256 hex digest")
+    return sha256
+
+
+def open_blobs(root: Path, database: DatabaseTarget) -> Blobs:
+    """The blob store beside `database`: files under `root` (the data directory's blobs/)
+    for SQLite, the `blobs` table for PostgreSQL."""
+    if database.postgres:
+        from ticketmail.storage.pg_blobs import PgBlobStore
+
+        return PgBlobStore(database.url)
+    return BlobStore(root)
 
 
 def _fsync(path: Path, flags: int = os.O_RDONLY) -> None:
@@ -89,9 +154,7 @@ class BlobStore:
         self.root = root
 
     def path_for(self, sha256: str) -> Path:
-        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
-            raise ValueError("not a SHA-256 hex digest")
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+        return self.root / check_digest(sha256)[:2] / sha256[2:4] / sha256
 
     def put(self, data: bytes) -> StoredBlob:
         """Store `data` durably (fsync'd) unless an identical blob is already there."""
@@ -196,3 +259,9 @@ class BlobStore:
 
     def get(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()
+
+    def file_of(self, sha256: str) -> Path:
+        return self.path_for(sha256)
+
+    def close(self) -> None:
+        """Nothing held open."""

@@ -24,7 +24,7 @@ from ticketmail.outbound.compose import Templates
 from ticketmail.storage import accounts
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage.accounts import Identity
-from ticketmail.storage.blobs import BlobStore
+from ticketmail.storage.blobs import Blobs
 from ticketmail.storage.desk import DeskAgent
 from ticketmail.storage.store import Store
 from ticketmail.web.flash import FLASH_COOKIE, FLASH_SECONDS, flash_cookie, flash_line
@@ -72,7 +72,7 @@ class Web:
 
     config: Config
     store: Store
-    blobs: BlobStore
+    blobs: Blobs
     mail_templates: Callable[[], Templates]  # the current ones (SIGHUP reloads them)
     clock: Callable[[], datetime]
     reader: Reader

@@ -4,7 +4,6 @@ agent's own settings. Only agents reach them; a customer gets 404 on every /desk
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import re
 import urllib.parse
@@ -16,7 +15,7 @@ from typing import TypeVar
 import structlog
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 
 from ticketmail.errors import NotFoundError, TicketmailError, UsageError
 from ticketmail.inputs import parse_day, parse_domains
@@ -51,6 +50,7 @@ from ticketmail.web.portal import (
     MAX_BODY,
     _read_uploads,
     _store_files,
+    blob_response,
     content_disposition,
     upload_limits,
 )
@@ -270,13 +270,12 @@ async def raw(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     sha256 = await web.reader(desk_db.raw_of, number, article)
     if sha256 is None:
         return _not_found(request, who)
-    path = web.blobs.path_for(sha256)
-    if not await asyncio.to_thread(path.is_file):
-        log.error("web_blob_missing", sha256=sha256, article=article)
-        return _not_found(request, who)
     name = f"ticket-{number}-article-{article}.eml"
-    return FileResponse(path, media_type="message/rfc822",
-                        headers={"Content-Disposition": content_disposition(name)})  # fmt: skip
+    disposition = content_disposition(name)
+    served = await blob_response(
+        web, sha256, media_type="message/rfc822", disposition=disposition, article=article
+    )
+    return served or _not_found(request, who)
 
 
 @agents_only
@@ -287,14 +286,11 @@ async def download(request: Request, who: Visitor, agent: DeskAgent) -> Response
     )
     if found is None:
         return _not_found(request, who)
-    path = web.blobs.path_for(found.sha256)
-    if not await asyncio.to_thread(path.is_file):
-        log.error("web_blob_missing", sha256=found.sha256, attachment=found.id)
-        return _not_found(request, who)
     media = found.content_type if found.content_type in INLINE_IMAGE_TYPES else None
     disposition = content_disposition(found.filename, inline=bool(media))
-    return FileResponse(path, media_type=media or "application/octet-stream",
-                        headers={"Content-Disposition": disposition})  # fmt: skip
+    served = await blob_response(web, found.sha256, media_type=media or "application/octet-stream",
+                                 disposition=disposition, attachment=found.id)  # fmt: skip
+    return served or _not_found(request, who)
 
 
 class _NobodyToTell(TicketmailError):

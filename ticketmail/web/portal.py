@@ -4,6 +4,7 @@ close and reopen, and attachments (SPEC 8.1, 8.3)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mimetypes
 import re
 import urllib.parse
@@ -40,7 +41,7 @@ from ticketmail.web.base import (
 from ticketmail.web.limits import MAX_FILES
 from ticketmail.web.render import INLINE_IMAGE_TYPES
 
-__all__ = ["MAX_FILES", "PAGE_SIZE", "ROUTES", "refused", "upload_limits"]
+__all__ = ["MAX_FILES", "PAGE_SIZE", "ROUTES", "blob_response", "refused", "upload_limits"]
 
 log = structlog.get_logger()
 
@@ -219,16 +220,31 @@ async def download(request: Request) -> Response:
     )  # fmt: skip
     if found is None:
         return not_found(request, who)
-    path = web.blobs.path_for(found.sha256)
-    if not await asyncio.to_thread(path.is_file):
-        log.error("web_blob_missing", sha256=found.sha256, attachment=found.id)
-        return not_found(request, who)
     media = found.content_type if found.content_type in INLINE_IMAGE_TYPES else None
-    return FileResponse(
-        path,
-        media_type=media or "application/octet-stream",
-        headers={"Content-Disposition": content_disposition(found.filename, inline=bool(media))},
-    )
+    disposition = content_disposition(found.filename, inline=bool(media))
+    served = await blob_response(web, found.sha256, media_type=media or "application/octet-stream",
+                                 disposition=disposition, attachment=found.id)  # fmt: skip
+    return served or not_found(request, who)
+
+
+async def blob_response(
+    web: Web, sha256: str, *, media_type: str, disposition: str, **about: object
+) -> Response | None:
+    """A stored blob as a download: the file itself where blobs are files (SQLite's data
+    directory), else its bytes from the store (PostgreSQL), with the same headers but the
+    ETag (there the digest) and the byte ranges a file has. None when it is missing (logged
+    with `about`: which attachment or article named it)."""
+    headers = {"Content-Disposition": disposition}
+    path = web.blobs.file_of(sha256)
+    if path is not None:
+        if await asyncio.to_thread(path.is_file):
+            return FileResponse(path, media_type=media_type, headers=headers)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            data = await asyncio.to_thread(web.blobs.get, sha256)
+            return Response(data, media_type=media_type, headers={**headers, "ETag": f'"{sha256}"'})
+    log.error("web_blob_missing", sha256=sha256, **about)
+    return None
 
 
 def content_disposition(filename: str, *, inline: bool = False) -> str:
