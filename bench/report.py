@@ -103,7 +103,8 @@ def progress_line(m: Measurement) -> str:
         extra += f"  outbox backlog {m.backlog}"
     if m.waits is not None:
         extra += (
-            f"  postgres CPU {m.db_cpu_total_seconds / wall:4.0%}  lock waits "
+            f"  postgres CPU {m.db_cpu_total_seconds * 1000 / max(r.accepted, 1):.1f} ms/mail"
+            f"  lock waits "
             f"[{m.waits.text()}] of {m.waits.samples} samples"
         )
     if m.db_errors:

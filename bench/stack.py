@@ -1,9 +1,11 @@
 """The stack under test: the bare sink, ticketmail's front alone, the relay sink and
-ticketmail as subprocesses.
+ticketmail (on SQLite, and with `--backend postgres` on PostgreSQL with one or two nodes) as
+subprocesses.
 
-Writes ticketmail's config into a fresh work dir, registers the senders through ticketmail's
-own CLI (`customer import`, `user import`), starts the four servers and waits, bounded, for
-their ports. Every server started is appended to the caller's list, which the caller stops.
+Writes each ticketmail's config into a fresh work dir (on PostgreSQL with a .env holding the
+database's URL), registers the senders through ticketmail's own CLI (`customer import`,
+`user import`), starts the servers and waits, bounded, for their ports. Every server started
+is appended to the caller's list, which the caller stops.
 """
 
 from __future__ import annotations
