@@ -182,6 +182,11 @@ class Bench:
         return self.groups[name]
 
     @property
+    def ticketmail(self) -> procs.Server | PostfixServer:
+        """ticketmail on SQLite (bench/soak.py's daemon)."""
+        return self.groups[TICKETMAIL].servers[0]
+
+    @property
     def postfix(self) -> Group | None:
         return self.groups.get(POSTFIX)
 
