@@ -145,6 +145,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--nodes: 1, 2 or 1,2")
     if not args.nodes or any(n not in (1, 2) for n in args.nodes):
         parser.error("--nodes: 1, 2 or 1,2")
+    if args.backend == "sqlite" and args.nodes != (1,):
+        parser.error("--nodes: ticketmail nodes on PostgreSQL; add --backend postgres (or both)")
     if args.rounds is None:
         args.rounds = 1 if args.quick else DEFAULT_ROUNDS
     if args.rounds < 1 or (args.mails is not None and args.mails < 1):
