@@ -318,8 +318,12 @@ def _nodes_text(ms: Sequence[Measurement]) -> str:
     parts = []
     for k in range(count):
         mails = sum(m.result.node_accepted[k] for m in ms)
-        p50 = statistics.median(percentile(m.result.node_latencies[k], 50) * 1000 for m in ms)
-        p99 = statistics.median(percentile(m.result.node_latencies[k], 99) * 1000 for m in ms)
+        answered = [m.result.node_latencies[k] for m in ms if m.result.node_latencies[k]]
+        if not answered:  # fewer senders than nodes: this node got no connection
+            parts.append(f"node{k + 1}: {mails}")
+            continue
+        p50 = statistics.median(percentile(n, 50) * 1000 for n in answered)
+        p99 = statistics.median(percentile(n, 99) * 1000 for n in answered)
         parts.append(f"node{k + 1}: {mails}, {p50:.1f} / {p99:.1f}")
     return "; ".join(parts)
 
