@@ -84,12 +84,16 @@ class Measurement:
             "steal_seconds": round(self.steal_seconds, 3),
             "outbox_backlog_at_end": self.backlog,
             "node_accepted": list(r.node_accepted),
-            "node_p50_ms": [round(percentile(n, 50) * 1000, 3) for n in r.node_latencies],
-            "node_p99_ms": [round(percentile(n, 99) * 1000, 3) for n in r.node_latencies],
+            "node_p50_ms": [_ms(percentile(n, 50)) if n else None for n in r.node_latencies],
+            "node_p99_ms": [_ms(percentile(n, 99)) if n else None for n in r.node_latencies],
             "db_cpu_total_seconds": round(self.db_cpu_total_seconds, 3),
             "waits": self.waits.as_json() if self.waits is not None else None,
             "db_errors": dict(self.db_errors),
         }
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
 
 
 def progress_line(m: Measurement) -> str:

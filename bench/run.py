@@ -36,7 +36,7 @@ from typing import Any
 import postfix
 import procs
 from load import SIZES, run_load
-from pgwatch import STATS_FLUSH_SECONDS, PgSide
+from pgwatch import STATS_FLUSH_SECONDS, DbStats, PgSide
 from report import (
     FRONT,
     POSTFIX,
@@ -288,7 +288,7 @@ def print_report(
     workloads: Sequence[Workload],
     state: dict[str, dict[str, Any]],
     info: dict[str, str],
-    db_stats: dict[str, str],
+    db_stats: dict[str, DbStats],
 ) -> None:
     mount, fstype = procs.mount_of(bench.workdir)
     names = [w.name for w in workloads]
@@ -317,8 +317,8 @@ def print_report(
             "rows and tables). Server ERRORs: lines of the cluster's log meanwhile."
         )
         print("\npg_stat_database over the whole run (registration and warm-up included):")
-        for database, text in db_stats.items():
-            print(f"  {database}: {text}")
+        for database, stats in db_stats.items():
+            print(f"  {database}: {stats.text()}")
     print(f"\n{other_load(measurements)}")
     print("\n## ticketmail after the run\n")
     sent = 0
@@ -413,13 +413,11 @@ def run(
                     print(progress_line(m), flush=True)
         state = final_state(bench)
         info = machine()
-        db_stats: dict[str, str] = {}
+        db_stats: dict[str, DbStats] = {}
         if pg is not None:
             info["postgresql"] = pg.version()
             time.sleep(STATS_FLUSH_SECONDS)  # idle backends' statistics reach pg_stat_database
-            db_stats = {
-                name: pg.stats(name).minus(before).text() for name, before in stats_before.items()
-            }
+            db_stats = {name: pg.stats(name).minus(b) for name, b in stats_before.items()}
         print_report(bench, measurements, workloads, state, info, db_stats)
         if args.json is not None:
             args.json.write_text(
@@ -429,7 +427,7 @@ def run(
                         "measurements": [m.as_json() for m in measurements],
                         "outbox": {k: dict(v["outbox"]) for k, v in state.items()},
                         "relayed": bench.relayed(),
-                        "pg_stat_database": db_stats,
+                        "pg_stat_database": {k: v.values for k, v in db_stats.items()},
                     },
                     indent=2,
                 ),
