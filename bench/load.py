@@ -215,6 +215,10 @@ class LoadResult:
     opened: int  # mails answered `250 ... ticket N` that were meant to open a ticket
     client_cpu_seconds: float
     timed_out: bool
+    # Per node (the ports in the order given): latencies of the mails it answered, and how
+    # many it accepted. One entry when the load went to one port.
+    node_latencies: tuple[tuple[float, ...], ...] = ()
+    node_accepted: tuple[int, ...] = ()
 
     @property
     def answered(self) -> int:
@@ -250,6 +254,8 @@ class _Tally:
     odd: list[str] = field(default_factory=list)
     misrouted: int = 0
     opened: int = 0
+    node_latencies: list[list[float]] = field(default_factory=list)
+    node_accepted: list[int] = field(default_factory=list)
 
     def note_odd(self, text: str) -> None:
         if len(self.odd) < ODD_SAMPLES:
@@ -280,7 +286,7 @@ async def _close(client: aiosmtplib.SMTP) -> None:
 
 @dataclass(slots=True)
 class _Run:
-    port: int
+    ports: tuple[int, ...]
     factory: MailFactory
     senders: tuple[Sender, ...]
     pool: TicketPool
@@ -297,6 +303,7 @@ class _Run:
         The connection in use stays in `clients[index]`: the caller closes it after timing.
         """
         who = self.senders[index]
+        node = index % len(self.ports)
         rng = random.Random(f"{self.tag}-{index}")
         reconnects = 0
         for n in range(share):
@@ -322,9 +329,9 @@ class _Run:
                     self.tally.errors["sender_gave_up"] += 1
                     return
                 reconnects += 1
-                self.clients[index] = await _connect(self.port, command_seconds=self.timeout)
+                self.clients[index] = await _connect(self.ports[node], command_seconds=self.timeout)
                 continue
-            self._record(who, code, text, seconds, followup if real_followup else None)
+            self._record(who, node, code, text, seconds, followup if real_followup else None)
 
     async def _transaction(
         self, client: aiosmtplib.SMTP, who: Sender, raw: bytes
@@ -343,11 +350,14 @@ class _Run:
         return response.code, response.message, time.perf_counter() - start
 
     def _record(
-        self, who: Sender, code: int, text: str, seconds: float, followup: int | None
+        self, who: Sender, node: int, code: int, text: str, seconds: float, followup: int | None
     ) -> None:
         tally = self.tally
         tally.latencies.append(seconds)
+        tally.node_latencies[node].append(seconds)
         tally.codes[code] += 1
+        if code == 250:
+            tally.node_accepted[node] += 1
         if code != 250:
             tally.note_odd(f"{code} {text}")
             return
@@ -367,7 +377,7 @@ class _Run:
 
 
 async def run_load(
-    port: int,
+    port: int | Sequence[int],
     /,
     *,
     size: str,
@@ -381,27 +391,35 @@ async def run_load(
     """Send `mails` mails of `size` through one connection per sender; bounded by max_seconds.
 
     Mail k goes to sender k mod C. `tag` makes every Message-ID unique (use a new one per run).
+    Several ports: several nodes behind one MTA with as many next hops; sender i connects to
+    port i mod N (connections alternate between the nodes).
     """
+    ports = (port,) if isinstance(port, int) else tuple(port)
     count = len(senders)
     factory = MailFactory(size)
     cpu0 = time.process_time()
     deadline = time.monotonic() + max_seconds
     connected = await asyncio.wait_for(
         asyncio.gather(
-            *(_connect(port, command_seconds=command_timeout) for _ in range(count)),
+            *(
+                _connect(ports[i % len(ports)], command_seconds=command_timeout)
+                for i in range(count)
+            ),
             return_exceptions=True,
         ),
         timeout=min(max_seconds, 30.0),
     )
     clients = [c for c in connected if isinstance(c, aiosmtplib.SMTP)]
-    run = _Run(port, factory, tuple(senders), pool, tag, deadline, command_timeout, clients)
+    run = _Run(ports, factory, tuple(senders), pool, tag, deadline, command_timeout, clients)
+    run.tally.node_latencies = [[] for _ in ports]
+    run.tally.node_accepted = [0 for _ in ports]
     seconds = 0.0
     tasks: list[asyncio.Task[None]] = []
     pending: set[asyncio.Task[None]] = set()
     try:
         for failure in connected:
             if isinstance(failure, BaseException):
-                raise RuntimeError(f"cannot connect to 127.0.0.1:{port}: {failure!r}")
+                raise RuntimeError(f"cannot connect to 127.0.0.1:{ports}: {failure!r}")
         shares = [mails // count + (1 if i < mails % count else 0) for i in range(count)]
         start = time.perf_counter()
         tasks = [
@@ -435,6 +453,8 @@ async def run_load(
         opened=tally.opened,
         client_cpu_seconds=time.process_time() - cpu0,
         timed_out=bool(pending) or time.monotonic() > deadline,
+        node_latencies=tuple(tuple(n) for n in tally.node_latencies),
+        node_accepted=tuple(tally.node_accepted),
     )
 
 

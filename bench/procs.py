@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -160,9 +160,11 @@ def _status_kib(pid: int, key: str) -> int:
     raise RuntimeError(f"/proc/{pid}/status has no {key}")
 
 
-def _family_sum(pid: int, read: Callable[[int], float]) -> float:
+def _family_sum(pid: int, read: Callable[[int], float], exclude: Collection[int] = ()) -> float:
     total = 0.0
     for member in family(pid):
+        if member in exclude:
+            continue
         try:
             total += read(member)
         except (OSError, IndexError, ValueError):
@@ -202,10 +204,10 @@ def _own_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, exclude: Collection[int] = ()) -> float:
     """User plus system CPU time of the process (all its threads) and of its descendants
-    now alive, in seconds."""
-    return _family_sum(pid, _own_cpu_seconds)
+    now alive, in seconds; descendants in `exclude` left out."""
+    return _family_sum(pid, _own_cpu_seconds, exclude)
 
 
 def machine_cpu() -> tuple[float, float]:

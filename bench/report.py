@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from load import LoadResult
+from load import LoadResult, percentile
+from pgwatch import Waits
 
 __all__ = [
     "LogSummary",
     "Measurement",
     "Row",
+    "backend_table",
     "markdown_table",
     "other_load",
     "problems",
@@ -49,6 +51,11 @@ class Measurement:
     other_cpu_seconds: float  # busy CPU of everything else on the machine while the load ran
     steal_seconds: float  # CPU the hypervisor gave to other guests while the load ran
     backlog: int | None  # ticketmail: confirmations not yet at the relay when the load ended
+    # ticketmail on PostgreSQL: the CPU of the database server's processes working for it,
+    # until idle again; what its backends waited for; the ERRORs the server logged.
+    db_cpu_total_seconds: float = 0.0
+    waits: Waits | None = None
+    db_errors: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         r = self.result
@@ -76,7 +83,17 @@ class Measurement:
             "other_cpu_seconds": round(self.other_cpu_seconds, 3),
             "steal_seconds": round(self.steal_seconds, 3),
             "outbox_backlog_at_end": self.backlog,
+            "node_accepted": list(r.node_accepted),
+            "node_p50_ms": [_ms(percentile(n, 50)) if n else None for n in r.node_latencies],
+            "node_p99_ms": [_ms(percentile(n, 99)) if n else None for n in r.node_latencies],
+            "db_cpu_total_seconds": round(self.db_cpu_total_seconds, 3),
+            "waits": self.waits.as_json() if self.waits is not None else None,
+            "db_errors": dict(self.db_errors),
         }
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
 
 
 def progress_line(m: Measurement) -> str:
@@ -88,6 +105,14 @@ def progress_line(m: Measurement) -> str:
         extra += "  TIMED OUT"
     if m.backlog is not None:
         extra += f"  outbox backlog {m.backlog}"
+    if m.waits is not None:
+        extra += (
+            f"  postgres CPU {m.db_cpu_total_seconds * 1000 / max(r.accepted, 1):.1f} ms/mail"
+            f"  lock waits "
+            f"[{m.waits.text()}] of {m.waits.samples} samples"
+        )
+    if m.db_errors:
+        extra += f"  server ERRORs {dict(m.db_errors)}"
     return (
         f"{m.workload:<8} round {m.round + 1}  {m.target:<10} "
         f"{r.rate:8.1f} mails/s  p50 {r.p50 * 1000:7.1f} ms  p99 {r.p99 * 1000:7.1f} ms  "
@@ -269,3 +294,95 @@ def problems(measurements: Iterable[Measurement]) -> list[str]:
         )
         out.extend(f"    {line}" for line in r.odd_replies)
     return out
+
+
+# --- ticketmail on SQLite and on PostgreSQL -----------------------------------------------------
+
+
+def _waits_sum(ms: Sequence[Measurement]) -> Waits | None:
+    found = [m.waits for m in ms if m.waits is not None]
+    if not found:
+        return None
+    lock: Counter[str] = Counter()
+    for w in found:
+        lock.update(w.lock)
+    return Waits(
+        samples=sum(w.samples for w in found),
+        active=sum(w.active for w in found),
+        lock=dict(lock),
+        max_lock_waiters=max(w.max_lock_waiters for w in found),
+    )
+
+
+def _nodes_text(ms: Sequence[Measurement]) -> str:
+    """Per node: mails accepted (over the rounds) and p50 / p99 ms (median over rounds)."""
+    count = max(len(m.result.node_latencies) for m in ms)
+    if count < 2:
+        return ""
+    parts = []
+    for k in range(count):
+        mails = sum(m.result.node_accepted[k] for m in ms)
+        answered = [m.result.node_latencies[k] for m in ms if m.result.node_latencies[k]]
+        if not answered:  # fewer senders than nodes: this node got no connection
+            parts.append(f"node{k + 1}: {mails}")
+            continue
+        p50 = statistics.median(percentile(n, 50) * 1000 for n in answered)
+        p99 = statistics.median(percentile(n, 99) * 1000 for n in answered)
+        parts.append(f"node{k + 1}: {mails}, {p50:.1f} / {p99:.1f}")
+    return "; ".join(parts)
+
+
+def backend_table(
+    measurements: Iterable[Measurement],
+    order: Sequence[str],
+    targets: Sequence[str],
+    nodes: dict[str, int],
+) -> str:
+    """ticketmail on SQLite (the baseline) and on PostgreSQL, per workload: the ratio is each
+    round's mails/s over SQLite's of the same round; CPU counts ticketmail's processes and
+    the database server's (for its database) until idle again."""
+    by_key: dict[tuple[str, int], dict[str, Measurement]] = {}
+    for m in measurements:
+        by_key.setdefault((m.workload, m.round), {})[m.target] = m
+    lines = [
+        "| workload | backend | nodes | mails x rounds | mails/s | ratio to SQLite (min-max) "
+        "| p50 / p99 ms | per node: mails, p50 / p99 ms | CPU ms/mail ticketmail + postgres "
+        "| lock-wait samples (max waiting at once) | server ERRORs |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- |",
+    ]
+    for name in order:
+        rounds = [v for (w, _), v in sorted(by_key.items()) if w == name]
+        for target in targets:
+            ms = [v[target] for v in rounds if target in v]
+            if not ms:
+                continue
+            ratios = [
+                _safe_ratio(v[target].result.rate, v[TICKETMAIL].result.rate)
+                for v in rounds
+                if target in v and TICKETMAIL in v
+            ]
+            side = _side(ms)
+            db_ms = 1000 * sum(m.db_cpu_total_seconds for m in ms) / max(side.mails, 1)
+            waits = _waits_sum(ms)
+            errors: Counter[str] = Counter()
+            for m in ms:
+                errors.update(m.db_errors)
+            ratio = (
+                f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+                if ratios and target != TICKETMAIL
+                else "1"
+            )
+            wait_text = (
+                f"{waits.text()} of {waits.samples} ({waits.max_lock_waiters})"
+                if waits is not None
+                else ""
+            )
+            backend = "SQLite" if target == TICKETMAIL else "PostgreSQL"
+            lines.append(
+                f"| {name} | {backend} | {nodes.get(target, 1)} "
+                f"| {side.mails // len(ms)} x {len(ms)} | {side.rate:.0f} | {ratio} "
+                f"| {side.p50_ms:.1f} / {side.p99_ms:.1f} | {_nodes_text(ms)} "
+                f"| {side.cpu_ms_per_mail:.1f} + {db_ms:.1f} = {side.cpu_ms_per_mail + db_ms:.1f} "
+                f"| {wait_text} | {', '.join(f'{k} {v}' for k, v in errors.items()) or ''} |"
+            )
+    return "\n".join(lines)

@@ -1,12 +1,16 @@
 """The intake benchmark: ticketmail against a bare aiosmtpd sink, same workload, same run.
 
     .venv/bin/python bench/run.py [--rounds N] [--mails N] [--only 10k/8,200k] [--quick]
+        [--backend sqlite|postgres|both] [--nodes 1|2|1,2]
 
 Starts four subprocesses on 127.0.0.1 — the bare sink, ticketmail's SMTP front with nothing
 behind it, a relay sink, and `ticketmail serve` with a fresh data dir relaying to that relay
 sink — registers 50 senders of 5 institutions through ticketmail's own CLI, then sends every
 workload to each server in turn, for several rounds, and prints mails/s, p50/p99 latency,
 peak RSS and the ratios ticketmail/sink and front/sink with their spread over the rounds.
+With `--backend postgres` ticketmail on SQLite (the baseline) and on a throwaway PostgreSQL
+cluster with 1 and/or 2 nodes on one database, the load split across the nodes; CPU per mail
+counts the database server's processes too, and a sampler counts the backends' lock waits.
 See bench/README.md for the method.
 """
 
@@ -32,11 +36,13 @@ from typing import Any
 import postfix
 import procs
 from load import SIZES, run_load
+from pgwatch import STATS_FLUSH_SECONDS, DbStats, PgSide
 from report import (
     FRONT,
     POSTFIX,
-    TICKETMAIL,
+    SINK,
     Measurement,
+    backend_table,
     markdown_table,
     other_load,
     problems,
@@ -119,7 +125,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="auto",
         help="also measure a private Postfix instance when installed and run as root (auto)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgres", "both"),
+        default="sqlite",
+        help="sqlite: ticketmail against the sinks (and Postfix), as always; postgres: "
+        "ticketmail on SQLite (the baseline) and on PostgreSQL; both: all of them",
+    )
+    parser.add_argument(
+        "--nodes",
+        default="1",
+        metavar="1|2|1,2",
+        help="ticketmail nodes on the one PostgreSQL database (1,2: both set-ups in one run)",
+    )
     args = parser.parse_args(argv)
+    try:
+        args.nodes = tuple(sorted({int(n) for n in args.nodes.split(",")}))
+    except ValueError:
+        parser.error("--nodes: 1, 2 or 1,2")
+    if not args.nodes or any(n not in (1, 2) for n in args.nodes):
+        parser.error("--nodes: 1, 2 or 1,2")
+    if args.backend == "sqlite" and args.nodes != (1,):
+        parser.error("--nodes: ticketmail nodes on PostgreSQL; add --backend postgres (or both)")
     if args.rounds is None:
         args.rounds = 1 if args.quick else DEFAULT_ROUNDS
     if args.rounds < 1 or (args.mails is not None and args.mails < 1):
@@ -139,19 +166,35 @@ def mails_for(size: str, args: argparse.Namespace) -> int:
 def measure(
     bench: Bench, workload: Workload, target: str, *, round_: int, args: argparse.Namespace
 ) -> Measurement:
-    """One load run against one server; its CPU, counted until it is idle again, and peak RSS."""
-    server = bench.target(target)
+    """One load run against one target (one server, or ticketmail's nodes sharing the load);
+    its CPU (and its database server's), counted until it is idle again, and peak RSS."""
+    group = bench.target(target)
+    pg = bench.pg if group.database is not None else None
+    database = group.database or ""
     procs.wait_idle(bench.all_pids, seconds=SETTLE_SECONDS)
     if args.wait_quiet > 0:
         procs.wait_quiet(seconds=args.wait_quiet)
-    procs.reset_peak_rss(server.pid)
+    for pid in group.pids:
+        procs.reset_peak_rss(pid)
+
+    def cpu() -> float:
+        return sum(procs.cpu_seconds(pid) for pid in group.pids)
+
     relayed_before = bench.relayed()
     relay_cpu_before = procs.cpu_seconds(bench.relay.pid)
+    db_before = sampler_before = 0.0
+    log_offset = 0
+    if pg is not None:
+        assert pg.sampler is not None
+        log_offset = pg.log_offset()
+        db_before = pg.cpu_seconds(database)
+        sampler_before = procs.cpu_seconds(pg.sampler.pid)
+        pg.sampler.start()
     busy_before, steal_before = procs.machine_cpu()
-    cpu_before = procs.cpu_seconds(server.pid)
+    cpu_before = cpu()
     result = asyncio.run(
         run_load(
-            server.port,
+            group.ports,
             size=workload.size,
             mails=mails_for(workload.size, args),
             senders=bench.senders[: workload.senders],
@@ -160,20 +203,30 @@ def measure(
             max_seconds=args.max_seconds,
         )
     )
-    server.check_alive(during=workload.name)
-    cpu_load = procs.cpu_seconds(server.pid) - cpu_before
+    group.check_alive(during=workload.name)
+    cpu_load = cpu() - cpu_before
     busy_after, steal_after = procs.machine_cpu()
     relay_cpu = procs.cpu_seconds(bench.relay.pid) - relay_cpu_before
+    ours = cpu_load + relay_cpu + result.client_cpu_seconds
+    if pg is not None:
+        assert pg.sampler is not None
+        ours += pg.cpu_seconds(database) - db_before
+        ours += procs.cpu_seconds(pg.sampler.pid) - sampler_before
     # The relay sink updates its count file every 0.25 s.
     time.sleep(0.3)
     backlog = None
-    if target == TICKETMAIL:
+    if group.config is not None:
         backlog = max(0, result.opened - (bench.relayed() - relayed_before))
     settle = procs.wait_idle(bench.all_pids, seconds=SETTLE_SECONDS)
-    server.check_alive(during=workload.name)
-    cpu_total = procs.cpu_seconds(server.pid) - cpu_before
-    peak = procs.peak_rss_kib(server.pid)
-    ours = cpu_load + relay_cpu + result.client_cpu_seconds
+    group.check_alive(during=workload.name)
+    cpu_total = cpu() - cpu_before
+    peak = sum(procs.peak_rss_kib(pid) for pid in group.pids)
+    waits, db_cpu, errors = None, 0.0, {}
+    if pg is not None:
+        assert pg.sampler is not None
+        waits = pg.sampler.stop(database)
+        db_cpu = pg.cpu_seconds(database) - db_before
+        errors = dict(pg.errors_since(log_offset))
     return Measurement(
         workload=workload.name,
         round=round_,
@@ -186,6 +239,9 @@ def measure(
         other_cpu_seconds=max(0.0, busy_after - busy_before - ours),
         steal_seconds=steal_after - steal_before,
         backlog=backlog,
+        db_cpu_total_seconds=db_cpu,
+        waits=waits,
+        db_errors=errors,
     )
 
 
@@ -195,7 +251,7 @@ def warm_up(bench: Bench) -> None:
         for size, mails in (("10k", 20), ("200k", 6)):
             result = asyncio.run(
                 run_load(
-                    bench.target(target).port,
+                    bench.target(target).ports,
                     size=size,
                     mails=mails,
                     senders=bench.senders[:2],
@@ -211,55 +267,98 @@ def warm_up(bench: Bench) -> None:
 # --- the report ---------------------------------------------------------------------------------
 
 
-def final_state(bench: Bench) -> dict[str, Any]:
-    """ticketmail's outbox and quarantine after the run, the relay sink's count, the log."""
+def final_state(bench: Bench) -> dict[str, dict[str, Any]]:
+    """Per ticketmail set-up: its outbox and quarantine after the run, read by its CLI."""
     procs.wait_idle(bench.all_pids, seconds=SETTLE_SECONDS)
-    outbox = json.loads(ticketmail_cli(bench.config, "outbox", "list", "--json"))
-    quarantine = json.loads(ticketmail_cli(bench.config, "quarantine", "list", "--json"))
-    return {
-        "outbox": Counter(str(e["status"]) for e in outbox),
-        "quarantine": len(quarantine),
-        "relayed": bench.relayed(),
-    }
+    state: dict[str, dict[str, Any]] = {}
+    for group in bench.ticketmails:
+        assert group.config is not None
+        outbox = json.loads(ticketmail_cli(group.config, "outbox", "list", "--json"))
+        quarantine = json.loads(ticketmail_cli(group.config, "quarantine", "list", "--json"))
+        state[group.name] = {
+            "outbox": Counter(str(e["status"]) for e in outbox),
+            "quarantine": len(quarantine),
+        }
+    return state
 
 
 def print_report(
     bench: Bench,
     measurements: Sequence[Measurement],
     workloads: Sequence[Workload],
-    state: dict[str, Any],
+    state: dict[str, dict[str, Any]],
     info: dict[str, str],
+    db_stats: dict[str, DbStats],
 ) -> None:
     mount, fstype = procs.mount_of(bench.workdir)
+    names = [w.name for w in workloads]
     print("\n## Machine\n")
     print(", ".join(f"{k} {v}" for k, v in info.items()) + f", data dir on {fstype} ({mount})")
-    print("\n## Figures (medians over rounds; RSS is the largest peak)\n")
-    print(markdown_table(rows(measurements, [w.name for w in workloads])))
+    if SINK in bench.targets:
+        print("\n## Figures (medians over rounds; RSS is the largest peak)\n")
+        print(markdown_table(rows(measurements, names)))
     if bench.postfix is not None:
         print("\n### The same against Postfix (a private instance, queue fsync'd, then discard)\n")
-        table = rows(measurements, [w.name for w in workloads], base=POSTFIX)
+        table = rows(measurements, names, base=POSTFIX)
         print(markdown_table(table, base=POSTFIX))
-    print("\n### ticketmail's SMTP front alone (nothing behind DATA) against the sink\n")
-    table = rows(measurements, [w.name for w in workloads], subject=FRONT)
-    print(markdown_table(table, subject=FRONT))
+    if FRONT in bench.targets:
+        print("\n### ticketmail's SMTP front alone (nothing behind DATA) against the sink\n")
+        table = rows(measurements, names, subject=FRONT)
+        print(markdown_table(table, subject=FRONT))
+    if bench.pg is not None:
+        targets = [g.name for g in bench.ticketmails]
+        nodes = {g.name: len(g.servers) for g in bench.ticketmails}
+        print("\n## ticketmail on SQLite and on PostgreSQL (medians over rounds)\n")
+        print(backend_table(measurements, names, targets, nodes))
+        print(
+            "\nLock-wait samples: pg_stat_activity every 20 ms from the load's start until "
+            "idle again; a backend of the set-up's database seen waiting on a Lock counts once "
+            "per sample (advisory: ticketmail's write lock; relation, tuple, transactionid: "
+            "rows and tables). Server ERRORs: lines of the cluster's log meanwhile."
+        )
+        print("\npg_stat_database over the whole run (registration and warm-up included):")
+        for database, stats in db_stats.items():
+            print(f"  {database}: {stats.text()}")
     print(f"\n{other_load(measurements)}")
     print("\n## ticketmail after the run\n")
-    log = scan_log(bench.ticketmail.log_path)
-    print(f"outcomes {dict(log.outcomes)}")
-    print(
-        f"confirmations queued {log.count('notice_queued')}, sent {log.count('outbox_sent')}, "
-        f"arrived at the relay sink {state['relayed']}; outbox {dict(state['outbox'])}; "
-        f"quarantine {state['quarantine']}"
-    )
+    sent = 0
+    logs = {}
+    for group in bench.ticketmails:
+        log = scan_log(group.log_paths[0])
+        for path in group.log_paths[1:]:
+            more = scan_log(path)
+            log.events.update(more.events)
+            log.outcomes.update(more.outcomes)
+            log.not_json.extend(more.not_json)
+            for key, sample in more.samples.items():
+                log.samples.setdefault(key, sample)
+        logs[group.name] = log
+        sent += log.count("outbox_sent")
+        repeats = log.count("outbox_sent") - sum(state[group.name]["outbox"].values())
+        print(
+            f"{group.name}: outcomes {dict(log.outcomes)}; confirmations queued "
+            f"{log.count('notice_queued')}, sent {log.count('outbox_sent')}; outbox "
+            f"{dict(state[group.name]['outbox'])}; quarantine {state[group.name]['quarantine']}"
+            + (
+                f"; SENT MORE THAN ONCE: {repeats} deliveries beyond the outbox's rows"
+                if repeats > 0
+                else ""
+            )
+        )
+    print(f"confirmations sent in all {sent}, arrived at the relay sink {bench.relayed()}")
     troubles = problems(measurements)
     print("\n## Problems seen by the load generator\n")
     print("\n".join(troubles) if troubles else "none")
     print("\n## Warnings and errors in ticketmail's log\n")
-    for key, count in log.troubles():
-        print(f"{count:6d}  {key[0]} {key[1]}\n        e.g. {log.samples.get(key, '')}")
-    for line in log.not_json:
-        print(f"        not JSON: {line}")
-    if not log.troubles() and not log.not_json:
+    quiet = True
+    for name, log in logs.items():
+        for key, count in log.troubles():
+            quiet = False
+            print(f"{count:6d}  {name}: {key[0]} {key[1]}\n        e.g. {log.samples.get(key, '')}")
+        for line in log.not_json:
+            quiet = False
+            print(f"        {name} not JSON: {line}")
+    if quiet:
         print("none")
 
 
@@ -270,17 +369,28 @@ def run(
 ) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ticketmail-bench-"))
     started = time.monotonic()
+    pg: PgSide | None = None
     try:
         _, fstype = procs.mount_of(workdir)
         if fstype in ("tmpfs", "ramfs"):
             print(f"warning: {workdir} is on {fstype}: fsync costs nothing there")
         print(f"bench: work dir {workdir} ({fstype}), python {platform.python_version()}")
-        bench = start_servers(workdir, servers)
-        print(
-            f"bench: ticketmail pid {bench.ticketmail.pid} port {bench.ticketmail.port}, "
-            f"sink pid {bench.sink.pid} port {bench.sink.port}, relay port {bench.relay.port}"
-        )
+        if args.backend != "sqlite":
+            pg = PgSide()
+            _, pg_fstype = procs.mount_of(pg.cluster.data_dir)
+            print(
+                f"bench: PostgreSQL {pg.version()} in {pg.cluster.data_dir} ({pg_fstype}), "
+                f"fsync on, postmaster pid {pg.postmaster}"
+            )
+        bench = start_servers(workdir, servers, backend=args.backend, nodes=args.nodes, pg=pg)
+        stats_before = {g.database: pg.stats(g.database) for g in bench.ticketmails if g.database}
+        for group in bench.groups.values():
+            where = ", ".join(f"pid {s.pid} port {s.port}" for s in group.servers)
+            print(f"bench: {group.name}: {where}")
+        print(f"bench: relay sink port {bench.relay.port}")
         why_not = postfix.unavailable() if args.postfix == "auto" else "--postfix no"
+        if args.backend == "postgres":
+            why_not = "--backend postgres (ticketmail on SQLite is the baseline)"
         if why_not is None:
             pf = postfix.start_postfix(
                 workdir / "postfix", procs.free_port(), seconds=START_SECONDS
@@ -303,15 +413,21 @@ def run(
                     print(progress_line(m), flush=True)
         state = final_state(bench)
         info = machine()
-        print_report(bench, measurements, workloads, state, info)
+        db_stats: dict[str, DbStats] = {}
+        if pg is not None:
+            info["postgresql"] = pg.version()
+            time.sleep(STATS_FLUSH_SECONDS)  # idle backends' statistics reach pg_stat_database
+            db_stats = {name: pg.stats(name).minus(b) for name, b in stats_before.items()}
+        print_report(bench, measurements, workloads, state, info, db_stats)
         if args.json is not None:
             args.json.write_text(
                 json.dumps(
                     {
                         "machine": info,
                         "measurements": [m.as_json() for m in measurements],
-                        "outbox": dict(state["outbox"]),
-                        "relayed": state["relayed"],
+                        "outbox": {k: dict(v["outbox"]) for k, v in state.items()},
+                        "relayed": bench.relayed(),
+                        "pg_stat_database": {k: v.values for k, v in db_stats.items()},
                     },
                     indent=2,
                 ),
@@ -325,6 +441,8 @@ def run(
             if status not in (0, -signal.SIGTERM):
                 print(f"bench: {server.name} exited with status {status}", file=sys.stderr)
         servers.clear()
+        if pg is not None:
+            pg.stop()
         if args.keep:
             print(f"bench: kept {workdir}")
         else:

@@ -62,20 +62,16 @@ def _protocol(front: str, handler: DiscardHandler) -> Callable[[], SMTP]:
     }
     if front == "aiosmtpd":
         return lambda: SMTP(handler, **common)
-    from ticketmail.config import load_config
-    from ticketmail.smtp.server import TicketSMTP
+    import dataclasses
 
-    smtp = load_config(None, environ={}).smtp  # the built-in defaults
-    sessions: set[TicketSMTP] = set()
-    return lambda: TicketSMTP(
-        handler,  # type: ignore[arg-type]  # any object with handle_DATA will do
-        sessions=sessions,
-        max_sessions=smtp.max_sessions,
-        max_commands=smtp.max_commands,
-        max_line_bytes=smtp.max_line_bytes,
-        timeout=smtp.timeout_seconds,
-        **common,
-    )
+    from ticketmail.config import load_config
+    from ticketmail.smtp.server import ProtocolFactory
+
+    config = load_config(None, environ={})  # the built-in defaults, data dir ./var (the cwd)
+    # As the runner's ticketmail: the load's 50 connections all come from 127.0.0.1.
+    smtp = dataclasses.replace(config.smtp, max_sessions_per_ip=100)
+    # The discarding handler stands in for ticketmail's (any object with handle_DATA will do).
+    return ProtocolFactory(handler, dataclasses.replace(config, smtp=smtp), set())  # type: ignore[arg-type]
 
 
 async def serve(port: int, *, count_file: Path | None, front: str = "aiosmtpd") -> None:

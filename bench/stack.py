@@ -1,9 +1,11 @@
 """The stack under test: the bare sink, ticketmail's front alone, the relay sink and
-ticketmail as subprocesses.
+ticketmail (on SQLite, and with `--backend postgres` on PostgreSQL with one or two nodes) as
+subprocesses.
 
-Writes ticketmail's config into a fresh work dir, registers the senders through ticketmail's
-own CLI (`customer import`, `user import`), starts the four servers and waits, bounded, for
-their ports. Every server started is appended to the caller's list, which the caller stops.
+Writes each ticketmail's config into a fresh work dir (on PostgreSQL with a .env holding the
+database's URL), registers the senders through ticketmail's own CLI (`customer import`,
+`user import`), starts the servers and waits, bounded, for their ports. Every server started
+is appended to the caller's list, which the caller stops.
 """
 
 from __future__ import annotations
@@ -24,16 +26,17 @@ from typing import Any
 
 import procs
 from load import Sender, TicketPool, make_senders
+from pgwatch import PgSide
 from postfix import PostfixServer
 from report import FRONT, POSTFIX, SINK, TICKETMAIL
 
-__all__ = ["Bench", "machine", "start_servers", "ticketmail_cli"]
+__all__ = ["Bench", "Group", "machine", "pg_target", "start_servers", "ticketmail_cli"]
 
 BENCH = Path(__file__).resolve().parent
 PYTHON = sys.executable
 CUSTOMERS = 5
 USERS = 50
-START_SECONDS = 20.0
+START_SECONDS = 60.0  # bounded; several nodes starting on a busy machine take a while
 NO_RATE_LIMIT = 1_000_000
 
 
@@ -60,7 +63,18 @@ def ticketmail_cli(config: Path, *args: str) -> str:
     return done.stdout
 
 
-def write_config(path: Path, *, data_dir: Path, port: int, relay_port: int) -> None:
+def write_config(
+    path: Path,
+    *,
+    data_dir: Path,
+    port: int,
+    relay_port: int,
+    backend: str = "sqlite",
+    node: str = "",
+) -> None:
+    storage: dict[str, Any] = {"data_dir": str(data_dir)}
+    if backend != "sqlite":
+        storage["backend"] = backend  # the URL: in the .env beside the config
     sections: dict[str, dict[str, Any]] = {
         # All senders connect from 127.0.0.1, like an MTA in front: its 50 connections at once
         # are more than the 10 one source gets by default.
@@ -70,7 +84,9 @@ def write_config(path: Path, *, data_dir: Path, port: int, relay_port: int) -> N
             "hostname": "ticketmail.bench.example",
             "max_sessions_per_ip": 100,
         },
-        "storage": {"data_dir": str(data_dir)},
+        "storage": storage,
+        # Every node its own portal port (several nodes run on one machine here).
+        "web": {"port": procs.free_port()},
         "relay": {"transport": "smtp", "host": "127.0.0.1", "port": relay_port},
         # Every new ticket is confirmed, as with many distinct senders in production; the
         # default caps (10 per address and hour) would leave the outbox worker idle here.
@@ -80,6 +96,8 @@ def write_config(path: Path, *, data_dir: Path, port: int, relay_port: int) -> N
         },
         "log": {"level": "info", "format": "json"},
     }
+    if node:
+        sections["node"] = {"name": node}
     lines: list[str] = []
     for name, values in sections.items():
         lines.append(f"[{name}]")
@@ -115,31 +133,67 @@ def register(config: Path, senders: Sequence[Sender]) -> None:
 
 
 @dataclass(slots=True)
+class Group:
+    """The servers one target's load goes to: one server, or ticketmail's nodes that share it
+    (connections alternate between them, as an MTA's with as many next hops)."""
+
+    name: str
+    servers: list[procs.Server | PostfixServer]
+    config: Path | None = None  # ticketmail's config (the first node's)
+    database: str | None = None  # the PostgreSQL database, for ticketmail on PostgreSQL
+    configs: tuple[Path, ...] = ()  # every node's config
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return tuple(s.port for s in self.servers)
+
+    @property
+    def pids(self) -> list[int]:
+        return [s.pid for s in self.servers]
+
+    @property
+    def log_paths(self) -> list[Path]:
+        return [s.log_path for s in self.servers if isinstance(s, procs.Server)]
+
+    def check_alive(self, *, during: str) -> None:
+        for server in self.servers:
+            server.check_alive(during=during)
+
+
+@dataclass(slots=True)
 class Bench:
     workdir: Path
-    config: Path
-    sink: procs.Server
-    front: procs.Server
-    ticketmail: procs.Server
     relay: procs.Server
     relay_count: Path
     senders: tuple[Sender, ...]
+    groups: dict[str, Group]  # in the order they are measured in the first round
     pools: dict[str, TicketPool]
     run_id: str
-    postfix: PostfixServer | None = None
+    pg: PgSide | None = None
 
     @property
     def targets(self) -> tuple[str, ...]:
-        """The servers that get the load: the bare sink, ticketmail's front alone, ticketmail,
-        and Postfix if running."""
-        ours = (SINK, FRONT, TICKETMAIL)
-        return (*ours, POSTFIX) if self.postfix is not None else ours
+        """The targets that get the load: the bare sink and ticketmail's front alone (backend
+        sqlite or both), ticketmail on SQLite, on PostgreSQL with 1 or 2 nodes, and Postfix
+        if running."""
+        return tuple(self.groups)
 
-    def target(self, name: str) -> procs.Server | PostfixServer:
-        if name == POSTFIX:
-            assert self.postfix is not None
-            return self.postfix
-        return {SINK: self.sink, FRONT: self.front}.get(name, self.ticketmail)
+    def target(self, name: str) -> Group:
+        return self.groups[name]
+
+    @property
+    def ticketmail(self) -> procs.Server | PostfixServer:
+        """ticketmail on SQLite (bench/soak.py's daemon)."""
+        return self.groups[TICKETMAIL].servers[0]
+
+    @property
+    def postfix(self) -> Group | None:
+        return self.groups.get(POSTFIX)
+
+    @property
+    def ticketmails(self) -> list[Group]:
+        """ticketmail's groups: on SQLite, then on PostgreSQL."""
+        return [g for g in self.groups.values() if g.config is not None]
 
     def relayed(self) -> int:
         """Mails the relay sink has received so far (its count file, 0.25 s behind)."""
@@ -150,19 +204,68 @@ class Bench:
 
     @property
     def all_pids(self) -> list[int]:
-        pids = [self.sink.pid, self.front.pid, self.ticketmail.pid, self.relay.pid]
-        return pids + ([self.postfix.pid] if self.postfix is not None else [])
+        pids = [self.relay.pid] + [pid for g in self.groups.values() for pid in g.pids]
+        return pids + ([self.pg.postmaster] if self.pg is not None else [])
 
     def add_postfix(self, server: PostfixServer) -> None:
-        self.postfix = server
+        self.groups[POSTFIX] = Group(POSTFIX, [server])
         self.pools[POSTFIX] = TicketPool()
 
 
-def start_servers(workdir: Path, servers: list[procs.Server | PostfixServer]) -> Bench:
-    """Relay sink, registration, ticketmail and the bare sink; each appended to `servers`."""
+def _start_ticketmail(
+    name: str,
+    where: tuple[Path, int],
+    servers: list[procs.Server | PostfixServer],
+    env: dict[str, str],
+) -> procs.Server:
+    config, port = where
+    tm = procs.start(
+        name,
+        [PYTHON, "-m", "ticketmail", "--config", str(config), "serve"],
+        port=port,
+        log_path=config.parent / "ticketmail.log",
+        env=env,
+        cwd=config.parent,
+    )
+    servers.append(tm)
+    return tm
+
+
+def _ticketmail_config(
+    directory: Path, *, relay_port: int, backend: str = "sqlite", url: str = "", node: str = ""
+) -> tuple[Path, int]:
+    """One node's config and SMTP port (on PostgreSQL also the .env with the database's URL
+    beside the config, where ticketmail and its CLI look for it)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "config.toml"
+    port = procs.free_port()
+    write_config(
+        config,
+        data_dir=directory / "data",
+        port=port,
+        relay_port=relay_port,
+        backend=backend,
+        node=node,
+    )
+    if url:
+        (directory / ".env").write_text(f"TICKETMAIL_DATABASE_URL={url}\n", encoding="utf-8")
+    return config, port
+
+
+def start_servers(
+    workdir: Path,
+    servers: list[procs.Server | PostfixServer],
+    *,
+    backend: str = "sqlite",
+    nodes: Sequence[int] = (),
+    pg: PgSide | None = None,
+) -> Bench:
+    """Relay sink, registration, ticketmail (on SQLite always: the baseline), with `backend`
+    sqlite or both the bare sink and the front alone, with postgres or both ticketmail on
+    PostgreSQL with each number of `nodes` (a database each); each appended to `servers`."""
     env = child_env()
     sink_script = str(BENCH / "sink.py")
-    relay_port, tm_port, sink_port = procs.free_port(), procs.free_port(), procs.free_port()
+    relay_port = procs.free_port()
     relay_count = workdir / "relay.count"
     relay = procs.start(
         "relay sink",
@@ -173,52 +276,68 @@ def start_servers(workdir: Path, servers: list[procs.Server | PostfixServer]) ->
         cwd=workdir,
     )
     servers.append(relay)
-    config = workdir / "config.toml"
-    write_config(config, data_dir=workdir / "data", port=tm_port, relay_port=relay_port)
     senders = make_senders(USERS, customers=CUSTOMERS)
-    register(config, senders)
-    tm = procs.start(
-        "ticketmail",
-        [PYTHON, "-m", "ticketmail", "--config", str(config), "serve"],
-        port=tm_port,
-        log_path=workdir / "ticketmail.log",
-        env=env,
-        cwd=workdir,
-    )
-    servers.append(tm)
-    sink = procs.start(
-        "bare sink",
-        [PYTHON, sink_script, "--port", str(sink_port)],
-        port=sink_port,
-        log_path=workdir / "sink.log",
-        env=env,
-        cwd=workdir,
-    )
-    servers.append(sink)
-    front_port = procs.free_port()
-    front = procs.start(
-        "ticketmail's front",
-        [PYTHON, sink_script, "--port", str(front_port), "--front", "ticketmail"],
-        port=front_port,
-        log_path=workdir / "front.log",
-        env=env,
-        cwd=workdir,
-    )
-    servers.append(front)
-    for server in (relay, tm, sink, front):
-        server.wait_port(seconds=START_SECONDS)
+    groups: dict[str, Group] = {}
+    if backend in ("sqlite", "both"):
+        for name, extra in ((SINK, []), (FRONT, ["--front", "ticketmail"])):
+            port = procs.free_port()
+            server = procs.start(
+                "bare sink" if name == SINK else "ticketmail's front",
+                [PYTHON, sink_script, "--port", str(port), *extra],
+                port=port,
+                log_path=workdir / f"{name}.log",
+                env=env,
+                cwd=workdir,
+            )
+            servers.append(server)
+            groups[name] = Group(name, [server])
+    config = _ticketmail_config(workdir / "sqlite", relay_port=relay_port)
+    register(config[0], senders)
+    tm = _start_ticketmail("ticketmail", config, servers, env)
+    groups[TICKETMAIL] = Group(TICKETMAIL, [tm], config=config[0], configs=(config[0],))
+    if backend in ("postgres", "both"):
+        if pg is None:
+            raise RuntimeError("ticketmail on PostgreSQL needs the benchmark's cluster")
+        for count in nodes:
+            name = pg_target(count)
+            database = f"bench_{count}node"
+            url = pg.create_database(database)
+            configs = tuple(
+                _ticketmail_config(
+                    workdir / name / f"node{k + 1}",
+                    relay_port=relay_port,
+                    backend="postgres",
+                    url=url,
+                    node=f"node{k + 1}",
+                )
+                for k in range(count)
+            )
+            register(configs[0][0], senders)  # the nodes share the database: once
+            started: list[procs.Server | PostfixServer] = []
+            for k, node_config in enumerate(configs):
+                started.append(
+                    _start_ticketmail(f"ticketmail {name} node{k + 1}", node_config, servers, env)
+                )
+            paths = tuple(c for c, _ in configs)
+            groups[name] = Group(name, started, config=paths[0], database=database, configs=paths)
+    for server in servers:
+        if isinstance(server, procs.Server):
+            server.wait_port(seconds=START_SECONDS)
     return Bench(
         workdir=workdir,
-        config=config,
-        sink=sink,
-        front=front,
-        ticketmail=tm,
         relay=relay,
         relay_count=relay_count,
         senders=senders,
-        pools={SINK: TicketPool(), FRONT: TicketPool(), TICKETMAIL: TicketPool()},
+        groups=groups,
+        pools={name: TicketPool() for name in groups},
         run_id=f"b{time.time_ns():x}",
+        pg=pg,
     )
+
+
+def pg_target(nodes: int) -> str:
+    """The target name of ticketmail on PostgreSQL with `nodes` nodes: pg-1node, pg-2nodes."""
+    return f"pg-{nodes}node{'s' if nodes > 1 else ''}"
 
 
 def machine() -> dict[str, str]:

@@ -3,6 +3,11 @@
 
     .venv/bin/python bench/web.py [--tickets 100000] [--clients 20] [--requests 40]
         [--intake-mails 1500] [--intake-rounds 2] [--views-per-second 50] [--wait-quiet 30]
+        [--backend sqlite|postgres]
+
+With `--backend postgres` the same database is also written into a throwaway PostgreSQL
+cluster (tests/pgcluster.py) and served by a second daemon on it; every page is measured on
+SQLite and then on PostgreSQL, page by page, and the ratio PostgreSQL/SQLite printed.
 
 Measures, per page, the latency of each request (client side, over real HTTP on 127.0.0.1,
 through bench/rawhttp.py's lean client unless --client httpx):
@@ -33,21 +38,26 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "tests"))
 
 import procs  # noqa: E402
 from load import LoadResult, TicketPool, make_senders, run_load  # noqa: E402
+from pgcluster import PgCluster  # noqa: E402
 from rawhttp import RawClient  # noqa: E402
 from stack import NO_RATE_LIMIT, ticketmail_cli  # noqa: E402
 
+from ticketmail.storage import postgres  # noqa: E402
 from ticketmail.storage.paths import DB_NAME  # noqa: E402
 from ticketmail.storage.search import index_some  # noqa: E402
 from ticketmail.storage.store import Store  # noqa: E402
@@ -74,48 +84,8 @@ def populate(data_dir: Path, *, tickets: int, institutions: int, articles: int) 
     conn = sqlite3.connect(data_dir / DB_NAME)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = OFF")
-    now = datetime(2026, 11, 1, tzinfo=UTC)
-    until = (now + timedelta(days=365)).date().isoformat()
-    digest = hash_password(PASSWORD)
-    rnd = random.Random(42)
     with conn:
-        conn.executemany(
-            "INSERT INTO customers(number, name, support_until, created_at) VALUES (?,?,?,?)",
-            [(f"{10000 + i}", f"Schule {i}", until, now.isoformat()) for i in range(institutions)],
-        )
-        conn.executemany(
-            "INSERT INTO users(email, customer, name, lang, created_at) VALUES (?,?,?,?,?)",
-            [(f"u{i}@s{i}.example", f"{10000 + i}", f"User {i}", "de", now.isoformat())
-             for i in range(institutions)],
-        )  # fmt: skip
-        conn.executemany(
-            "INSERT INTO passwords(email, hash, changed_at) VALUES (?,?,?)",
-            [(f"u{i}@s{i}.example", digest, now.isoformat()) for i in range(institutions)],
-        )
-        rows = []
-        for n in range(tickets):
-            inst = n % institutions
-            at = (now + timedelta(seconds=n * 30)).isoformat()
-            subject = f"{rnd.choice(WORDS)} {rnd.choice(WORDS)} {n}"
-            rows.append((100001 + n, f"{10000 + inst}", f"u{inst}@s{inst}.example", subject,
-                         rnd.choice(("new", "open", "answered", "closed")), at, at))  # fmt: skip
-        conn.executemany(
-            "INSERT INTO tickets(number, customer, requester, subject, status, created_at, "
-            "updated_at) VALUES (?,?,?,?,?,?,?)",
-            rows,
-        )
-        # The 50-article ticket: the newest of institution 0.
-        big = 100001 + (tickets - institutions)
-        plan = [big] * 50
-        plan += [100001 + rnd.randrange(tickets) for _ in range(articles - 50)]
-        text = " ".join(rnd.choice(WORDS) for _ in range(120))
-        conn.executemany(
-            "INSERT INTO articles(ticket, direction, automatic, sender, to_json, cc_json, "
-            "subject, message_id, in_reply_to, references_json, body_text, reply_text, "
-            "created_at) VALUES (?, 'in', 0, ?, '[]', '[]', 'Betreff', '', '', '[]', ?, ?, ?)",
-            [(t, "u0@s0.example", f"{text} {i}", f"{text} {i}", now.isoformat())
-             for i, t in enumerate(plan)],
-        )  # fmt: skip
+        _fill(conn, tickets=tickets, institutions=institutions, articles=articles)
         # Indexed at once (both indexes, as the indexer does): not left to the daemon's
         # indexer, which would otherwise work through 400,000 articles while the pages are
         # measured.
@@ -125,9 +95,75 @@ def populate(data_dir: Path, *, tickets: int, institutions: int, articles: int) 
     conn.close()
 
 
+def populate_postgres(url: str, *, tickets: int, institutions: int, articles: int) -> str:
+    """The same rows in a PostgreSQL database (schema by ticketmail's own migration); what
+    became of the search index."""
+    conn = postgres.connect(url)
+    try:
+        postgres.migrate(conn)
+        with conn.raw.transaction():
+            _fill(conn, tickets=tickets, institutions=institutions, articles=articles)
+        try:
+            with conn.raw.transaction():
+                while index_some(conn):
+                    pass
+            indexed = "indexed at once"
+        except psycopg.Error as exc:  # no search index on PostgreSQL in this ticketmail yet
+            indexed = f"not indexed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+        conn.execute("ANALYZE")
+        return indexed
+    finally:
+        conn.close()
+
+
 async def _schema(data_dir: Path) -> None:
     store = await Store.open(data_dir)
     await store.close()
+
+
+def _fill(conn: Any, *, tickets: int, institutions: int, articles: int) -> None:
+    """The rows, through a storage connection of either backend (sqlite3's or PgConn)."""
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    until = (now + timedelta(days=365)).date().isoformat()
+    digest = hash_password(PASSWORD)
+    rnd = random.Random(42)
+    conn.executemany(
+        "INSERT INTO customers(number, name, support_until, created_at) VALUES (?,?,?,?)",
+        [(f"{10000 + i}", f"Schule {i}", until, now.isoformat()) for i in range(institutions)],
+    )
+    conn.executemany(
+        "INSERT INTO users(email, customer, name, lang, created_at) VALUES (?,?,?,?,?)",
+        [(f"u{i}@s{i}.example", f"{10000 + i}", f"User {i}", "de", now.isoformat())
+         for i in range(institutions)],
+    )  # fmt: skip
+    conn.executemany(
+        "INSERT INTO passwords(email, hash, changed_at) VALUES (?,?,?)",
+        [(f"u{i}@s{i}.example", digest, now.isoformat()) for i in range(institutions)],
+    )
+    rows = []
+    for n in range(tickets):
+        inst = n % institutions
+        at = (now + timedelta(seconds=n * 30)).isoformat()
+        subject = f"{rnd.choice(WORDS)} {rnd.choice(WORDS)} {n}"
+        rows.append((100001 + n, f"{10000 + inst}", f"u{inst}@s{inst}.example", subject,
+                     rnd.choice(("new", "open", "answered", "closed")), at, at))  # fmt: skip
+    conn.executemany(
+        "INSERT INTO tickets(number, customer, requester, subject, status, created_at, "
+        "updated_at) VALUES (?,?,?,?,?,?,?)",
+        rows,
+    )
+    # The 50-article ticket: the newest of institution 0.
+    big = 100001 + (tickets - institutions)
+    plan = [big] * 50
+    plan += [100001 + rnd.randrange(tickets) for _ in range(articles - 50)]
+    text = " ".join(rnd.choice(WORDS) for _ in range(120))
+    conn.executemany(
+        "INSERT INTO articles(ticket, direction, automatic, sender, to_json, cc_json, "
+        "subject, message_id, in_reply_to, references_json, body_text, reply_text, "
+        "created_at) VALUES (?, 'in', 0, ?, '[]', '[]', 'Betreff', '', '', '[]', ?, ?, ?)",
+        [(t, "u0@s0.example", f"{text} {i}", f"{text} {i}", now.isoformat())
+         for i, t in enumerate(plan)],
+    )  # fmt: skip
 
 
 def free_port() -> int:
@@ -199,45 +235,78 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def run(
-    args: argparse.Namespace, web_port: int, bare_port: int, servers: dict[str, int]
+    args: argparse.Namespace, daemons: dict[str, tuple[int, int]], bare: tuple[int, int]
 ) -> list[dict[str, object]]:
-    base = f"http://127.0.0.1:{web_port}"
+    """Every page of `--pages`, on each backend's daemon in turn (`daemons`: backend ->
+    (web port, pid)); the bare page once. With two backends, a ratio row after each page."""
     institutions = args.institutions
     users = [f"u{i}@s{i}.example" for i in range(args.clients)]
-    clients: list[Any]
-    if args.client == "raw":  # one connection each; user 0's 20 for its ticket
-        clients = [await raw_login("127.0.0.1", web_port, u) for u in users]
-        owners = [RawClient("127.0.0.1", web_port, clients[0].cookie) for _ in users]
-        bare: list[Any] = [RawClient("127.0.0.1", bare_port) for _ in users]
-    else:  # httpx, as a browser-like client: user 0's one client asks 20 times at once
-        clients = [await login(base, u) for u in users]
-        owners = clients[:1] * len(users)
-        bare = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{bare_port}") for _ in users]
+    bare_port, bare_pid = bare
+    groups: dict[str, tuple[list[Any], list[Any]]] = {}
+    bare_clients: list[Any]
+    for backend, (web_port, _) in daemons.items():
+        if args.client == "raw":  # one connection each; user 0's 20 for its ticket
+            clients: list[Any] = [await raw_login("127.0.0.1", web_port, u) for u in users]
+            owners: list[Any] = [RawClient("127.0.0.1", web_port, clients[0].cookie) for _ in users]
+        else:  # httpx, as a browser-like client: user 0's one client asks 20 times at once
+            clients = [await login(f"http://127.0.0.1:{web_port}", u) for u in users]
+            owners = clients[:1] * len(users)
+        groups[backend] = (clients, owners)
+    if args.client == "raw":
+        bare_clients = [RawClient("127.0.0.1", bare_port) for _ in users]
+    else:
+        bare_clients = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{bare_port}") for _ in users]
     big = 100001 + (args.tickets - institutions)
-    results = []
+    results: list[dict[str, object]] = []
+    searches = [f"/tickets?q={WORDS[i % len(WORDS)]}" for i in range(len(users))]
     pages = {
-        "bare": ("bare Starlette page", bare, ["/"] * len(users)),
-        "list": ("/tickets (first page)", clients, ["/tickets"] * len(users)),
-        "ticket": ("/tickets/N (50 articles)", owners, [f"/tickets/{big}"] * len(users)),
-        "search": (
-            "/tickets?q=",
-            clients,
-            [f"/tickets?q={WORDS[i % len(WORDS)]}" for i in range(len(users))],
-        ),
+        "bare": ("bare Starlette page", None, ["/"] * len(users)),
+        "list": ("/tickets (first page)", 0, ["/tickets"] * len(users)),
+        "ticket": ("/tickets/N (50 articles)", 1, [f"/tickets/{big}"] * len(users)),
+        "search": ("/tickets?q=", 0, searches),
     }
-    for name, group, paths in (pages[p] for p in args.pages.split(",")):
-        await measure(group, paths, 3)  # warm up
-        pid = servers["bare" if group is bare else "daemon"]
-        server_cpu, client_cpu = cpu_seconds(pid), time.process_time()
-        row = summary(name, await measure(group, paths, args.requests))
-        # CPU per request: of the server answering, and of this client process asking.
-        count = int(row["requests"])
-        row["server_cpu_ms"] = round((cpu_seconds(pid) - server_cpu) * 1000 / count, 2)
-        row["client_cpu_ms"] = round((time.process_time() - client_cpu) * 1000 / count, 2)
-        results.append(row)
-    for c in {id(c): c for c in clients + owners + bare}.values():
+    for name, which, paths in (pages[p] for p in args.pages.split(",")):
+        measured: dict[str, dict[str, object]] = {}
+        runs = (
+            [("", bare_clients, bare_pid)]
+            if which is None
+            else [(b, groups[b][which], daemons[b][1]) for b in daemons]
+        )
+        for backend, group, pid in runs:
+            row: dict[str, object]
+            try:
+                await measure(group, paths, 3)  # warm up
+                server_cpu, client_cpu = cpu_seconds(pid), time.process_time()
+                row = summary(name, await measure(group, paths, args.requests))
+            except (AssertionError, httpx.HTTPError, OSError) as exc:
+                row = {"page": name, "failed": f"{type(exc).__name__}: {exc}"[:300]}
+            else:
+                # CPU per request: of the server answering, and of this client process asking.
+                count = int(row["requests"])
+                row["server_cpu_ms"] = round((cpu_seconds(pid) - server_cpu) * 1000 / count, 2)
+                row["client_cpu_ms"] = round((time.process_time() - client_cpu) * 1000 / count, 2)
+            if backend:
+                row = {"backend": backend, **row}
+                measured[backend] = row
+            results.append(row)
+        if "sqlite" in measured and "postgres" in measured:
+            results.append(ratio_row(name, measured["sqlite"], measured["postgres"]))
+    every = [c for clients, owners in groups.values() for c in clients + owners] + bare_clients
+    for c in {id(c): c for c in every}.values():
         await c.aclose()
     return results
+
+
+def ratio_row(name: str, sqlite: dict[str, object], pg: dict[str, object]) -> dict[str, object]:
+    """PostgreSQL's figures over SQLite's for one page (the issue: within 1.5)."""
+    row: dict[str, object] = {"page": name, "ratio": "postgres / sqlite"}
+    for key in ("p50_ms", "p99_ms", "server_cpu_ms"):
+        a, b = sqlite.get(key), pg.get(key)
+        if isinstance(a, int | float) and isinstance(b, int | float) and a > 0:
+            row[key.replace("_ms", "")] = round(b / a, 2)
+    if "p50" in row:
+        row["within_1_5"] = bool(float(str(row["p50"])) <= 1.5 and float(str(row["p99"])) <= 1.5)
+    return row
 
 
 # --- the intake with and without page views -------------------------------------------------
@@ -370,6 +439,28 @@ def intake(
     }
 
 
+def write_config(
+    directory: Path, data_dir: Path, *, relay_port: int, url: str = ""
+) -> tuple[Path, int, int]:
+    """One daemon's config (on PostgreSQL with the .env beside it); (config, web, smtp port)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    web_port, smtp_port = free_port(), free_port()
+    backend = '\nbackend = "postgres"' if url else ""
+    config = directory / "config.toml"
+    config.write_text(
+        f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\n'
+        f'hostname = "ticketmail.bench.example"\n[storage]\ndata_dir = "{data_dir}"{backend}\n'
+        f'[relay]\ntransport = "smtp"\nhost = "127.0.0.1"\nport = {relay_port}\n'
+        f"[policy]\nmax_auto_replies_per_hour = {NO_RATE_LIMIT}\n"
+        f"max_auto_replies_per_ticket_per_hour = {NO_RATE_LIMIT}\n"
+        f'[web]\nport = {web_port}\n[log]\nlevel = "warning"\n',
+        encoding="utf-8",
+    )
+    if url:
+        (directory / ".env").write_text(f"TICKETMAIL_DATABASE_URL={url}\n", encoding="utf-8")
+    return config, web_port, smtp_port
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", type=int, default=100_000)
@@ -391,73 +482,134 @@ def main() -> None:
     parser.add_argument("--views-per-second", type=float, default=50.0)
     quiet = "wait (at most this long) for a quiet machine before a part"
     parser.add_argument("--wait-quiet", type=float, default=30.0, help=quiet)
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="postgres: the same pages also from a daemon on PostgreSQL, SQLite's beside them",
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="tm-bench-web-") as tmp:
-        data_dir = Path(tmp) / "var"
-        started = time.monotonic()
-        populate(data_dir, tickets=args.tickets, institutions=args.institutions,
-                 articles=args.articles)  # fmt: skip
-        print(f"# populated in {time.monotonic() - started:.1f} s", file=sys.stderr)
-        web_port, bare_port, smtp_port, relay_port = (free_port() for _ in range(4))
-        config = Path(tmp) / "config.toml"
-        config.write_text(
-            f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\n'
-            f'hostname = "ticketmail.bench.example"\n[storage]\ndata_dir = "{data_dir}"\n'
-            f'[relay]\ntransport = "smtp"\nhost = "127.0.0.1"\nport = {relay_port}\n'
-            f"[policy]\nmax_auto_replies_per_hour = {NO_RATE_LIMIT}\n"
-            f"max_auto_replies_per_ticket_per_hour = {NO_RATE_LIMIT}\n"
-            f'[web]\nport = {web_port}\n[log]\nlevel = "warning"\n',
-            encoding="utf-8",
-        )
-        register(config)
-        (Path(tmp) / "bare.py").write_text(BARE_APP, encoding="utf-8")
-        env = {**os.environ, "PYTHONPATH": tmp}
-        relay = procs.start(
-            "relay sink", [sys.executable, str(REPO / "bench" / "sink.py"), "--port",
-                           str(relay_port)], port=relay_port, log_path=Path(tmp) / "relay.log",
-            env=dict(os.environ), cwd=Path(tmp),
-        )  # fmt: skip
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "ticketmail", "--config", str(config), "serve"],
-            stdout=subprocess.DEVNULL, cwd=REPO,
-        )  # fmt: skip
-        bare = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "bare:app", "--port", str(bare_port),
-             "--log-level", "warning", "--no-access-log"], env=env,
-        )  # fmt: skip
-        intake_row: dict[str, object] | None = None
-        try:
-            relay.wait_port(seconds=30)
-            wait_for(web_port)
-            wait_for(bare_port)
-            if args.wait_quiet > 0:
-                procs.wait_quiet(seconds=args.wait_quiet)
-            spy = None
-            if args.profile:  # py-spy (pip install py-spy) samples the daemon while measured
-                spy_args = ["py-spy", "record", "--format", "raw", "--threads", "-o", args.profile]
-                spy = subprocess.Popen([*spy_args, "--pid", str(daemon.pid)])
-            servers = {"daemon": daemon.pid, "bare": bare.pid}
-            results = asyncio.run(run(args, web_port, bare_port, servers))
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)
-                spy.wait(timeout=60)
-            if args.intake_mails > 0:
-                base = f"http://127.0.0.1:{web_port}"
-                intake_row = intake(args, base, smtp_port, daemon.pid, relay.pid)
-            rss = {"rss_mib": round(procs.rss_kib(daemon.pid) / 1024, 1),
-                   "peak_rss_mib": round(procs.peak_rss_kib(daemon.pid) / 1024, 1),
-                   "processes": len(procs.family(daemon.pid))}  # fmt: skip
-        finally:
-            daemon.terminate()
-            bare.terminate()
-            daemon.wait(timeout=30)
-            bare.wait(timeout=30)
+    backends = ["sqlite"] + (["postgres"] if args.backend == "postgres" else [])
+    cluster = PgCluster().start() if args.backend == "postgres" else None
+    daemons: dict[str, subprocess.Popen[bytes]] = {}
+    bare = None
+    relay = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="tm-bench-web-") as tmp:
+            sizes = {"tickets": args.tickets, "institutions": args.institutions,
+                     "articles": args.articles}  # fmt: skip
+            relay_port, bare_port = free_port(), free_port()
+            ports: dict[str, tuple[Path, int, int]] = {}
+            for backend in backends:
+                started = time.monotonic()
+                data_dir = Path(tmp) / backend / "var"
+                url = ""
+                if backend == "sqlite":
+                    populate(data_dir, **sizes)
+                    done = "indexed at once"
+                else:
+                    assert cluster is not None
+                    cluster.psql('CREATE DATABASE "bench_web"')
+                    url = cluster.url("bench_web")
+                    done = populate_postgres(url, **sizes)
+                seconds = time.monotonic() - started
+                print(f"# {backend}: populated in {seconds:.1f} s, {done}", file=sys.stderr)
+                ports[backend] = write_config(
+                    Path(tmp) / backend, data_dir, relay_port=relay_port, url=url
+                )
+                register(ports[backend][0])
+            (Path(tmp) / "bare.py").write_text(BARE_APP, encoding="utf-8")
+            env = {**os.environ, "PYTHONPATH": tmp}
+            relay = procs.start(
+                "relay sink", [sys.executable, str(REPO / "bench" / "sink.py"), "--port",
+                               str(relay_port)], port=relay_port, log_path=Path(tmp) / "relay.log",
+                env=dict(os.environ), cwd=Path(tmp),
+            )  # fmt: skip
+            clean = {k: v for k, v in os.environ.items() if not k.startswith("TICKETMAIL_")}
+            for backend, (config, _, _) in ports.items():
+                with (config.parent / "daemon.log").open("wb") as log:
+                    daemons[backend] = subprocess.Popen(
+                        [sys.executable, "-m", "ticketmail", "--config", str(config), "serve"],
+                        stdout=subprocess.DEVNULL, stderr=log, cwd=config.parent, env=clean,
+                    )  # fmt: skip
+            bare = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "bare:app", "--port", str(bare_port),
+                 "--log-level", "warning", "--no-access-log"], env=env,
+            )  # fmt: skip
+            try:
+                results, rss = measure_all(args, ports, daemons, relay, (bare_port, bare.pid))
+            finally:
+                for backend, (config, _, _) in ports.items():
+                    print_troubles(backend, config.parent / "daemon.log")
+    finally:
+        for proc in [*daemons.values(), *([bare] if bare is not None else [])]:
+            proc.terminate()
+        for proc in [*daemons.values(), *([bare] if bare is not None else [])]:
+            proc.wait(timeout=30)
+        if relay is not None:
             relay.stop()
-    if intake_row is not None:
-        results.append(intake_row)
-    results.append({"daemon": "ticketmail serve, its worker processes included", **rss})
+        if cluster is not None:
+            cluster.stop()
+    results.extend(rss)
     for row in results:
         print(json.dumps(row))
+
+
+def print_troubles(backend: str, path: Path) -> None:
+    """The daemon's warnings and errors (its log, level warning), counted by event and error."""
+    found: Counter[str] = Counter()
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = {"event": line}
+        if not isinstance(entry, dict):
+            continue
+        error = str(entry.get("error", "")).splitlines()[:1]
+        found[" ".join([str(entry.get("event", "?")).strip()[:100], *error])] += 1
+    for what, count in found.most_common(8):
+        print(f"# {backend} daemon logged {count} x {what}", file=sys.stderr)
+
+
+def measure_all(
+    args: argparse.Namespace,
+    ports: dict[str, tuple[Path, int, int]],
+    daemons: dict[str, subprocess.Popen[bytes]],
+    relay: procs.Server,
+    bare: tuple[int, int],
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """The pages on every backend, then the intake with and without page views on each."""
+    relay.wait_port(seconds=30)
+    for _, web_port, _ in ports.values():
+        wait_for(web_port)
+    wait_for(bare[0])
+    if args.wait_quiet > 0:
+        procs.wait_quiet(seconds=args.wait_quiet)
+    spy = None
+    if args.profile:  # py-spy (pip install py-spy) samples the daemon while measured
+        spy_args = ["py-spy", "record", "--format", "raw", "--threads", "-o", args.profile]
+        spy = subprocess.Popen([*spy_args, "--pid", str(daemons["sqlite"].pid)])
+    servers = {b: (web_port, daemons[b].pid) for b, (_, web_port, _) in ports.items()}
+    results = asyncio.run(run(args, servers, bare))
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+    rss: list[dict[str, object]] = []
+    for backend, (_, web_port, smtp_port) in ports.items():
+        pid = daemons[backend].pid
+        if args.intake_mails > 0:
+            base = f"http://127.0.0.1:{web_port}"
+            row = intake(args, base, smtp_port, pid, relay.pid)
+            results.append({"backend": backend, **row})
+        rss.append({"backend": backend, "daemon": "ticketmail serve, its worker processes included",
+                    "rss_mib": round(procs.rss_kib(pid) / 1024, 1),
+                    "peak_rss_mib": round(procs.peak_rss_kib(pid) / 1024, 1),
+                    "processes": len(procs.family(pid))})  # fmt: skip
+    return results, rss
 
 
 if __name__ == "__main__":
