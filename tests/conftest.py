@@ -318,7 +318,11 @@ def write_config(
         base["storage"].setdefault("backend", "postgres")
         if base["storage"]["backend"] == "postgres":
             url = database_url(Path(base["storage"]["data_dir"]))
-            (path.parent / ".env").write_text(f"TICKETMAIL_DATABASE_URL={url}\n", encoding="utf-8")
+            dotenv = path.parent / ".env"
+            kept = dotenv.read_text("utf-8").splitlines() if dotenv.is_file() else []
+            kept = [line for line in kept if not line.startswith("TICKETMAIL_DATABASE_URL=")]
+            lines = [*kept, f"TICKETMAIL_DATABASE_URL={url}"]
+            dotenv.write_text("\n".join(lines) + "\n", encoding="utf-8")
     lines: list[str] = []
     for name, values in base.items():
         lines.append(f"[{name}]")

@@ -405,7 +405,7 @@ def queue(
         cut = budget.cut
         params["found"] = json.dumps(found)
         where.append("t.number IN (SELECT value FROM json_each(:found))")
-    base = " AND ".join(where) or "1"
+    base = " AND ".join(where) or "TRUE"
     if customer or q.strip():  # a few tickets (an institution's, a search's): count them
         tally = f"SELECT t.status, COUNT(*) FROM tickets t WHERE {base} GROUP BY t.status"  # noqa: S608 - fixed fragments
     else:  # every ticket, or an owner's: the counts the triggers keep (SCHEMA 5)
