@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from conftest import Env
+from conftest import Env, on_postgres, read_rows
 from desk_support import cli_stdin, settle
 from test_desk import MAX, MIA, agent_client, first_ticket
 from test_desk_rules import desk_env
@@ -124,40 +124,46 @@ async def test_presence_ends_five_minutes_after_the_last_sign(env_factory, sink)
 
 
 @contextmanager
-def database_watched(env: Env) -> Iterator[sqlite3.Connection]:
-    """A connection of its own to the daemon's database: its `PRAGMA data_version` changes
-    whenever any other connection commits a change."""
+def database_watched(env: Env) -> Iterator[Callable[[], tuple[int, ...]]]:
+    """What changes with every durable commit to the daemon's database: the writer's count
+    of commits, and on SQLite the file's `PRAGMA data_version` (read on a connection of its
+    own, it changes whenever any other connection commits a change)."""
+    store = env.daemon.store
+    assert store is not None
+    if on_postgres():
+        yield lambda: (store.db.commits,)
+        return
     db = sqlite3.connect(env.data_dir / DB_NAME, timeout=10)
     try:
-        yield db
+        yield lambda: (int(db.execute("PRAGMA data_version").fetchone()[0]), store.db.commits)
     finally:
         db.close()
 
 
-def data_version(db: sqlite3.Connection) -> int:
-    (version,) = db.execute("PRAGMA data_version").fetchone()
-    return int(version)
-
-
 async def test_presence_is_never_written_to_the_database(env_factory, sink) -> None:  # type: ignore[no-untyped-def]
-    """Page views and heartbeats, typing or not, commit nothing to the database: the
-    writer runs no job and the file's data_version (any connection's commit) is unchanged."""
+    """Page views and heartbeats, typing or not, commit nothing durable: the writer runs no
+    job and (SQLite) the file's data_version is unchanged; on PostgreSQL they are rows of
+    the UNLOGGED presence table only, shared without WAL (SPEC 10)."""
     env, max_c, mia = await team(env_factory, sink)
     await max_c.get(PAGE)
     await mia.get(PAGE)
-    store = env.daemon.store
-    assert store is not None
-    with database_watched(env) as db:
-        before, commits = data_version(db), store.db.commits
+    with database_watched(env) as durable:
+        before = durable()
         for client in (max_c, mia, max_c):
             assert (await beat(client, typing=True)).status_code == 200
             assert (await client.get(PAGE)).status_code == 200
             assert (await beat(client, typing=False)).status_code == 200
         assert presence_on(await mia.get(PAGE)) == "Auch geöffnet von: Max Berger"
-        assert (data_version(db), store.db.commits) == (before, commits)
+        assert durable() == before
+        if on_postgres():
+            rows = read_rows(env.data_dir, "SELECT agent FROM desk_presence ORDER BY agent")
+            assert [r[0] for r in rows] == [MAX, MIA]
+            kind = read_rows(env.data_dir, "SELECT relpersistence FROM pg_class "
+                             "WHERE relname = 'desk_presence'")  # fmt: skip
+            assert kind == [("u",)]  # UNLOGGED: no WAL, no fsync
         await max_c.post(f"{PAGE}/note", {"body": "Toner bestellt."})  # a real change shows
-        assert data_version(db) != before
-        assert store.db.commits > commits
+        after = durable()
+        assert all(a > b for a, b in zip(after, before, strict=True))
 
 
 async def test_agent_names_are_shown_as_text(env_factory, sink) -> None:  # type: ignore[no-untyped-def]

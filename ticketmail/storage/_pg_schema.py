@@ -296,4 +296,19 @@ BEGIN
 END $$;
 CREATE TRIGGER articles_search_insert AFTER INSERT ON articles
 FOR EACH ROW EXECUTE FUNCTION search_backlog_add();
+
+-- Presence (SPEC 9.1 and 10; storage/presence.py): which agent has which desk ticket open,
+-- shared by the nodes without durable writes. UNLOGGED: no WAL, emptied by a crash (presence
+-- may be lost); written on a connection of its own, never in a writer's trip; each note
+-- deletes the rows older than 5 minutes. No foreign key: nothing here waits on a ticket.
+CREATE UNLOGGED TABLE desk_presence (
+    ticket BIGINT NOT NULL,
+    agent TEXT NOT NULL,
+    name TEXT NOT NULL,
+    seen TIMESTAMPTZ NOT NULL,
+    typing BIGINT NOT NULL,
+    PRIMARY KEY (ticket, agent)
+);
+CREATE INDEX desk_presence_seen ON desk_presence(seen);
+CREATE INDEX desk_presence_agent ON desk_presence(agent, seen);
 """

@@ -123,8 +123,8 @@ def record_login_failure(
     if previous is not None and previous > since:
         since = previous  # failures before the last lock ended counted for that one
     (count,) = conn.execute(
-        "SELECT COUNT(*) FROM login_failures WHERE email = ? AND device IS ? AND cleared = 0 "
-        "AND at > ?",
+        "SELECT COUNT(*) FROM login_failures WHERE email = ? AND device IS NOT DISTINCT FROM ? "
+        "AND cleared = 0 AND at > ?",
         (email, device, iso(since)),
     ).fetchone()
     if count < MAX_FAILURES:

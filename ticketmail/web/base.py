@@ -29,7 +29,7 @@ from ticketmail.storage.desk import DeskAgent
 from ticketmail.storage.store import Store
 from ticketmail.web.flash import FLASH_COOKIE, FLASH_SECONDS, flash_cookie, flash_line
 from ticketmail.web.i18n import LANGUAGES, Translate, negotiate, translator
-from ticketmail.web.presence import Presence
+from ticketmail.web.presence import Board, Presence
 from ticketmail.web.reader import Reader
 from ticketmail.web.security import csrf_token, csrf_valid, hashed, new_secret
 
@@ -80,7 +80,7 @@ class Web:
     csrf_key: bytes = field(repr=False)
     pages: jinja2.Environment
     on_queued: Callable[[], None] | None = None
-    presence: Presence = field(default_factory=Presence)  # who has which ticket open (9.1)
+    presence: Board = field(default_factory=Presence)  # who has which ticket open (9.1)
 
     @property
     def secure_cookies(self) -> bool:

@@ -236,10 +236,11 @@ async def _show(
     shown = body if texts.filled is None else texts.filled
     agent = who.agent
     assert agent is not None  # only agents_only endpoints show a desk ticket
-    if request.method == "GET" and not asked_head(request):  # a page view; HEAD never counts
-        web.presence.note(number, agent.email, agent.name or agent.email,
-                          typing=bool(shown.strip()), now=web.clock())  # fmt: skip
-    present = web.presence.others(number, agent.email, now=web.clock())
+    # A page view counts the agent as present; a HEAD or a refused form's page never does.
+    present = await web.presence.visit(
+        number, agent.email, agent.name or agent.email, typing=bool(shown.strip()),
+        now=web.clock(), record=request.method == "GET" and not asked_head(request),
+    )  # fmt: skip
     return agent_page(
         request, who, "desk_ticket.html", status=status, view=found, error=error or texts.error,
         body=shown, texts=texts.offered, present=presence_line(who.t, present),
@@ -498,16 +499,18 @@ def presence_line(t: Translate, present: tuple[Present, ...]) -> str:
 async def presence(request: Request, who: Visitor, agent: DeskAgent) -> Response:
     """The ticket page's heartbeat (static/presence.js): the agent still has the ticket open
     and their answer form holds text (`typing=1`) or not; answers the other agents on it.
-    Nothing is written anywhere but the registry in memory (SPEC 9.1)."""
+    Nothing goes through the writer: the registry in memory, or on PostgreSQL the shared
+    UNLOGGED table (SPEC 9.1, 10)."""
     web = _web(request)
     number: int = request.path_params["number"]
     form = await posted_form(request, who, max_files=0)
     typing = form.get("typing") == "1"
     if await web.reader(version_of, number) is None:
         return _not_found(request, who)
-    now = web.clock()
-    web.presence.note(number, agent.email, agent.name or agent.email, typing=typing, now=now)
-    present = web.presence.others(number, agent.email, now=now)
+    present = await web.presence.visit(
+        number, agent.email, agent.name or agent.email, typing=typing, now=web.clock(),
+        record=True,
+    )  # fmt: skip
     return JSONResponse({
         "line": presence_line(who.t, present),
         "others": [{"name": p.name, "typing": p.typing} for p in present],
