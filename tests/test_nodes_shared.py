@@ -131,10 +131,10 @@ async def test_presence_on_another_node_ends_after_five_minutes(nodes: tuple[Env
     assert (await max_a.post(BEAT, {"typing": "0"})).json()["line"] == "Also open by: Mia Hahn"
 
 
-def test_the_shared_table_is_bounded_per_agent_and_in_time(tmp_path: Path) -> None:
+def test_the_shared_table_is_bounded_per_agent_and_in_time(tmp_path: Path, pg_url: str) -> None:
     """In the shared table one agent keeps only their `PER_AGENT` latest tickets, the other
     agents' rows stay, and every note deletes the rows older than 5 minutes."""
-    where = DatabaseTarget("postgres", tmp_path / DB_NAME, shared_database())
+    where = DatabaseTarget("postgres", tmp_path / DB_NAME, pg_url)
     conn = shared.open_presence(where)
     now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
     try:
@@ -232,11 +232,13 @@ async def test_two_failures_at_once_on_two_nodes_reach_the_lock(nodes: tuple[Env
     assert (await Client(b).login(ANNA)).status_code == 429
 
 
-def test_two_writers_counting_at_once_cannot_both_miss_the_lock(tmp_path: Path) -> None:
+def test_two_writers_counting_at_once_cannot_both_miss_the_lock(
+    tmp_path: Path, pg_url: str
+) -> None:
     """Two nodes' write jobs recording a failure at the same moment are serialised by the
     write lock (`BEGIN IMMEDIATE`): the second counts the first's failure and locks at the
     limit, where unserialised both would count four and neither lock."""
-    url = shared_database()
+    url = pg_url
     first, second, watcher = connect(url), connect(url), connect(url)
     now = datetime.now(UTC)
 
