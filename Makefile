@@ -48,6 +48,7 @@ postgres:
 ## test: set up, run the static checks and the whole test suite (browser and PostgreSQL tests included)
 test: check chromium postgres
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pytest
+	TICKETMAIL_TEST_BACKEND=postgres PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pytest
 
 ## bench: the intake benchmark (not part of the tests)
 bench: $(STAMP)
