@@ -27,6 +27,7 @@ from pgcluster import PgCluster, pg_cluster, pg_template, pg_url  # noqa: F401
 
 from ticketmail.config import Config, load_config
 from ticketmail.daemon import Daemon
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.paths import DB_NAME, DatabaseTarget
 from ticketmail.storage.readers import open_reader
 from ticketmail.storage.store import CustomerRow, UserRow
@@ -274,6 +275,26 @@ def read_rows(data_dir: Path, sql: str, params: Any = ()) -> list[Any]:
         return list(conn.execute(sql, params).fetchall())
     finally:
         conn.close()
+
+
+def writer_conn(data_dir: Path) -> Conn:
+    """A writer connection to a data directory's database on the backend under test, its
+    schema up to date, for tests that run storage functions on it directly (autocommit, as
+    the daemon's writer; the caller closes it)."""
+    target = database_target(data_dir)
+    if target.postgres:
+        from ticketmail.storage import postgres
+
+        return postgres.connect(target.url)  # made from the migrated template
+    import sqlite3
+
+    from ticketmail.storage._schema import migrate
+
+    conn = sqlite3.connect(target.path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA foreign_keys = ON")
+    migrate(conn)
+    return conn
 
 
 # --- config, daemon ---------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import base64
 import contextlib
 import hashlib
 import re
-import sqlite3
 import struct
 import zlib
 from datetime import timedelta
@@ -17,9 +16,17 @@ from typing import Any
 
 import aiosmtplib
 import pytest
-from conftest import SUPPORT, Env, Received, Sink, all_mail_out, eventually, free_port, make_mail
-
-from ticketmail.storage.paths import DB_NAME
+from conftest import (
+    SUPPORT,
+    Env,
+    Received,
+    Sink,
+    all_mail_out,
+    eventually,
+    free_port,
+    make_mail,
+    read_rows,
+)
 
 ANNA = "anna@schule.example"
 BEN = "ben@schule.example"
@@ -211,12 +218,8 @@ class Dialogue:
 
 
 def stored_messages(data_dir: Path) -> int:
-    """Rows in the messages table (every raw message kept), read with plain sqlite3."""
-    db = sqlite3.connect(data_dir / DB_NAME)
-    try:
-        (count,) = db.execute("SELECT COUNT(*) FROM messages").fetchone()
-    finally:
-        db.close()
+    """Rows in the messages table (every raw message kept), read on a connection of its own."""
+    ((count,),) = read_rows(data_dir, "SELECT COUNT(*) FROM messages")
     assert isinstance(count, int)
     return count
 
