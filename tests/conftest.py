@@ -209,12 +209,34 @@ def on_postgres() -> bool:
 def database_url(data_dir: Path) -> str:
     """The PostgreSQL database of one data directory, made on first use."""
     key = data_dir.resolve()
+    if key in _lasting:
+        return _lasting[key]
     if key not in _databases:
         _databases[key] = fresh_database()
     return _databases[key]
 
 
 _session: dict[str, Any] = {}  # the session's PgCluster and template (`_backend`)
+_lasting: dict[Path, str] = {}  # databases of fixtures wider than one test (`lasting_database`)
+
+
+def lasting_database(request: pytest.FixtureRequest, data_dir: Path) -> None:
+    """On PostgreSQL, for a fixture wider than one test (a module's daemon): `data_dir`'s
+    database made now, kept across its tests, dropped when the fixture ends."""
+    if not on_postgres():
+        return
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    name = cluster.new_database(request.getfixturevalue("pg_template"))
+    key = data_dir.resolve()
+    _lasting[key] = cluster.url(name)
+
+    def drop() -> None:
+        _lasting.pop(key, None)
+        if not cluster.running:
+            cluster.start_server()
+        cluster.drop_database(name)
+
+    request.addfinalizer(drop)
 
 
 def _migrate_template(url: str) -> None:

@@ -21,6 +21,7 @@ from conftest import (
     Received,
     Sink,
     eventually,
+    lasting_database,
     make_mail,
     queued_in_outbox,
     read_rows,
@@ -68,9 +69,12 @@ def _send(port: int, sender: str, subject: str, body: str, message_id: str,
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def running(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
     """The real daemon in a thread of its own (file relay), with two institutions' tickets."""
     root = tmp_path_factory.mktemp("boundary")
+    lasting_database(request, root / "var")  # on PostgreSQL: one database for the module
     config = load_config(
         write_config(root / "c.toml", root / "var", None,
                      policy={"max_auto_replies_per_hour": 100000,
