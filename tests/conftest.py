@@ -27,6 +27,7 @@ from pgcluster import PgCluster, pg_cluster, pg_template, pg_url  # noqa: F401
 
 from ticketmail.config import Config, load_config
 from ticketmail.daemon import Daemon
+from ticketmail.storage.dialect import Conn
 from ticketmail.storage.paths import DB_NAME, DatabaseTarget
 from ticketmail.storage.readers import open_reader
 from ticketmail.storage.store import CustomerRow, UserRow
@@ -208,12 +209,34 @@ def on_postgres() -> bool:
 def database_url(data_dir: Path) -> str:
     """The PostgreSQL database of one data directory, made on first use."""
     key = data_dir.resolve()
+    if key in _lasting:
+        return _lasting[key]
     if key not in _databases:
         _databases[key] = fresh_database()
     return _databases[key]
 
 
 _session: dict[str, Any] = {}  # the session's PgCluster and template (`_backend`)
+_lasting: dict[Path, str] = {}  # databases of fixtures wider than one test (`lasting_database`)
+
+
+def lasting_database(request: pytest.FixtureRequest, data_dir: Path) -> None:
+    """On PostgreSQL, for a fixture wider than one test (a module's daemon): `data_dir`'s
+    database made now, kept across its tests, dropped when the fixture ends."""
+    if not on_postgres():
+        return
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    name = cluster.new_database(request.getfixturevalue("pg_template"))
+    key = data_dir.resolve()
+    _lasting[key] = cluster.url(name)
+
+    def drop() -> None:
+        _lasting.pop(key, None)
+        if not cluster.running:
+            cluster.start_server()
+        cluster.drop_database(name)
+
+    request.addfinalizer(drop)
 
 
 def _migrate_template(url: str) -> None:
@@ -291,6 +314,26 @@ def stored_blob_count(data_dir: Path) -> int:
     if on_postgres():
         return int(read_rows(data_dir, "SELECT COUNT(*) FROM blobs")[0][0])
     return sum(1 for p in (data_dir / "blobs").glob("??/??/*") if len(p.name) == 64)
+
+
+def writer_conn(data_dir: Path) -> Conn:
+    """A writer connection to a data directory's database on the backend under test, its
+    schema up to date, for tests that run storage functions on it directly (autocommit, as
+    the daemon's writer; the caller closes it)."""
+    target = database_target(data_dir)
+    if target.postgres:
+        from ticketmail.storage import postgres
+
+        return postgres.connect(target.url)  # made from the migrated template
+    import sqlite3
+
+    from ticketmail.storage._schema import migrate
+
+    conn = sqlite3.connect(target.path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA foreign_keys = ON")
+    migrate(conn)
+    return conn
 
 
 # --- config, daemon ---------------------------------------------------------------------------

@@ -1,11 +1,15 @@
 """Take a new database back to before the desk (schema 3), or to before schema 5 to
-11, for the migration tests; and store an article the way the tests of those schemas need."""
+11, for the migration tests; and store an article the way the tests of those schemas need.
+
+The undo_* functions are SQLite's schema history (the tests using them are sqlite_only);
+insert_article works on either backend."""
 
 from __future__ import annotations
 
 import sqlite3
 
 from ticketmail.storage._schema import DESK_SCHEMA, GRAMS_SCHEMA, QUEUE_SCHEMA
+from ticketmail.storage.dialect import Conn
 
 NOW = "2026-11-22T10:00:00+00:00"
 
@@ -186,9 +190,7 @@ def undo_schema_7(conn: sqlite3.Connection) -> None:
     )
 
 
-def insert_article(
-    conn: sqlite3.Connection, ticket: int, text: str, subject: str = "Frage"
-) -> None:
+def insert_article(conn: Conn, ticket: int, text: str, subject: str = "Frage") -> None:
     """A customer's article on `ticket`, straight into the table (its triggers fire)."""
     conn.execute(
         "INSERT INTO articles(ticket, direction, automatic, sender, to_json, cc_json, subject, "

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import smtplib
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,8 +21,10 @@ from conftest import (
     Received,
     Sink,
     eventually,
+    lasting_database,
     make_mail,
     queued_in_outbox,
+    read_rows,
     write_config,
 )
 from hypothesis import HealthCheck, given, settings
@@ -31,7 +32,6 @@ from hypothesis import strategies as st
 
 from ticketmail.config import load_config
 from ticketmail.daemon import Daemon
-from ticketmail.storage.paths import DB_NAME
 from ticketmail.storage.store import CustomerRow, UserRow
 
 WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL"} | {
@@ -69,9 +69,12 @@ def _send(port: int, sender: str, subject: str, body: str, message_id: str,
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def running(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
     """The real daemon in a thread of its own (file relay), with two institutions' tickets."""
     root = tmp_path_factory.mktemp("boundary")
+    lasting_database(request, root / "var")  # on PostgreSQL: one database for the module
     config = load_config(
         write_config(root / "c.toml", root / "var", None,
                      policy={"max_auto_replies_per_hour": 100000,
@@ -144,17 +147,14 @@ def test_no_mail_reaches_another_institutions_ticket(
     number = int(reply.rsplit(" ", 1)[-1])
     running.tickets.setdefault(number, own)
     running.message_ids[f"<p{n}@x.example>"] = own
-    db = sqlite3.connect(f"file:{running.data_dir / DB_NAME}?mode=ro", uri=True)
-    try:
-        (customer,) = db.execute(
-            "SELECT customer FROM tickets WHERE number = ?", (number,)
-        ).fetchone()
-        wrong = db.execute(
-            "SELECT a.id FROM articles a JOIN tickets t ON t.number = a.ticket "
-            "JOIN users u ON u.email = a.sender WHERE u.customer != t.customer"
-        ).fetchall()
-    finally:
-        db.close()
+    ((customer,),) = read_rows(
+        running.data_dir, "SELECT customer FROM tickets WHERE number = ?", (number,)
+    )
+    wrong = read_rows(
+        running.data_dir,
+        "SELECT a.id FROM articles a JOIN tickets t ON t.number = a.ticket "
+        "JOIN users u ON u.email = a.sender WHERE u.customer != t.customer",
+    )
     assert customer == own
     assert wrong == []
 
@@ -306,15 +306,12 @@ def test_attachment_names_never_become_paths(running: Running, name: str) -> Non
     part.set_param("filename", name, header="Content-Disposition", charset="utf-8")
     with smtplib.SMTP("127.0.0.1", running.port, timeout=20) as smtp:
         smtp.send_message(msg)
-    db = sqlite3.connect(f"file:{running.data_dir / DB_NAME}?mode=ro", uri=True)
-    try:
-        rows = db.execute(
-            "SELECT f.filename, f.sha256 FROM attachments f JOIN articles a ON a.id = f.article "
-            "WHERE a.message_id = ?",
-            (f"<f{n}@a.example>",),
-        ).fetchall()
-    finally:
-        db.close()
+    rows = read_rows(
+        running.data_dir,
+        "SELECT f.filename, f.sha256 FROM attachments f JOIN articles a ON a.id = f.article "
+        "WHERE a.message_id = ?",
+        (f"<f{n}@a.example>",),
+    )
     assert len(rows) == 1
     shown, sha = rows[0]
     assert shown

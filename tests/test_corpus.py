@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import sqlite3
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, Env
+from conftest import CORPUS, Env, read_rows
 
 from ticketmail.mail.parse import parse_mail
-from ticketmail.storage.paths import DB_NAME
 
 MAX_SECONDS_PER_MAIL = 2.0
 # CPython's own test mails (msg_*.txt of Lib/test/test_email/data), vendored beside this file
@@ -67,7 +65,6 @@ async def test_every_corpus_mail_is_kept_or_deliberately_decided(
     problems: list[str] = []
     slowest = (0.0, "")
     seen: set[tuple[str, str]] = set()
-    db = sqlite3.connect(env.data_dir / DB_NAME)
     for folder, name, path in messages:
         raw = path.read_bytes()
         parsed = parse_mail(smtp_bytes(raw))
@@ -84,9 +81,12 @@ async def test_every_corpus_mail_is_kept_or_deliberately_decided(
         elif code == 250:
             outcome = "ticket" if "ticket" in text else "decided"
             key = (parsed.message_id, sender)
-            stored = db.execute(
-                "SELECT raw_sha256 FROM messages WHERE message_id = ? AND header_from = ?", key
-            ).fetchone()
+            found = read_rows(
+                env.data_dir,
+                "SELECT raw_sha256 FROM messages WHERE message_id = ? AND header_from = ?",
+                key,
+            )
+            stored = found[0] if found else None
             expected = hashlib.sha256(smtp_bytes(raw)).hexdigest()
             if key in seen:
                 outcome = "duplicate"
@@ -101,10 +101,7 @@ async def test_every_corpus_mail_is_kept_or_deliberately_decided(
         table[folder][outcome] += 1
 
     # Every kept raw blob holds exactly the bytes its name promises.
-    try:
-        rows = db.execute("SELECT raw_sha256, outcome, reason FROM messages").fetchall()
-    finally:
-        db.close()
+    rows = read_rows(env.data_dir, "SELECT raw_sha256, outcome, reason FROM messages")
     for sha, _, _ in rows:
         blob = env.data_dir / "blobs" / sha[:2] / sha[2:4] / sha
         if hashlib.sha256(blob.read_bytes()).hexdigest() != sha:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 
-from conftest import SUPPORT, Env
-
-from ticketmail.storage.paths import DB_NAME
+from conftest import SUPPORT, Env, read_rows
 
 HEAD = (
     b"From: anna@schule.example\r\nTo: support@stueber.de\r\nSubject: Punkte\r\n"
@@ -44,11 +41,7 @@ def _envelope() -> list[bytes]:
 
 
 def _stored_raw(env: Env) -> list[bytes]:
-    db = sqlite3.connect(env.data_dir / DB_NAME)
-    try:
-        shas = [r[0] for r in db.execute("SELECT raw_sha256 FROM messages ORDER BY id")]
-    finally:
-        db.close()
+    shas = [r[0] for r in read_rows(env.data_dir, "SELECT raw_sha256 FROM messages ORDER BY id")]
     return [(env.data_dir / "blobs" / s[:2] / s[2:4] / s).read_bytes() for s in shas]
 
 

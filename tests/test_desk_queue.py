@@ -1,17 +1,17 @@
-"""The desk's queue over a real database file: the counts per status the triggers keep
+"""The desk's queue over a real database (either backend): the counts per status the triggers keep
 match the tickets after any change, the migration counts what is there, and a search for a
 word in nearly every article reads only the newest matching articles (all of them within one
 institution), saying so."""
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from conftest import writer_conn
 from desk_schema import insert_article, undo_desk_schema, undo_schema_5
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage import search
 from ticketmail.storage._schema import SCHEMA_VERSION, migrate
-from ticketmail.storage.paths import DB_NAME
+from ticketmail.storage.dialect import Conn
 
 NOW = "2026-11-22T10:00:00+00:00"
 WHEN = datetime.fromisoformat(NOW)
@@ -27,10 +27,8 @@ AGENTS = ("max@stueber.de", "mia@stueber.de")
 STATUSES = ("new", "open", "answered", "closed")
 
 
-def _database(directory: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(directory / DB_NAME, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    migrate(conn)
+def _database(directory: Path) -> Conn:
+    conn = writer_conn(directory)
     conn.execute("BEGIN")
     for number, name in (("10042", "Gymnasium"), ("20001", "Realschule")):
         conn.execute(
@@ -43,7 +41,7 @@ def _database(directory: Path) -> sqlite3.Connection:
     return conn
 
 
-def _ticket(conn: sqlite3.Connection, number: int, customer: str = "10042") -> None:
+def _ticket(conn: Conn, number: int, customer: str = "10042") -> None:
     conn.execute(
         "INSERT INTO tickets(number, customer, requester, subject, status, created_at, "
         "updated_at) VALUES (?, ?, 'anna@schule.example', 'Frage', 'new', ?, ?)",
@@ -51,7 +49,7 @@ def _ticket(conn: sqlite3.Connection, number: int, customer: str = "10042") -> N
     )
 
 
-def _queue(conn: sqlite3.Connection, **filters: object) -> desk_db.Queue:
+def _queue(conn: Conn, **filters: object) -> desk_db.Queue:
     """The queue, once every article waiting is indexed (as the desk does before a search)."""
     while search.index_some(conn):
         pass
@@ -60,7 +58,7 @@ def _queue(conn: sqlite3.Connection, **filters: object) -> desk_db.Queue:
     return desk_db.queue(conn, limit=50, offset=0, **chosen)  # type: ignore[arg-type]
 
 
-def _truth(conn: sqlite3.Connection, owner: str | None) -> dict[str, int]:
+def _truth(conn: Conn, owner: str | None) -> dict[str, int]:
     """The counts per status by counting the tickets themselves."""
     rows = conn.execute("SELECT status, owner FROM tickets").fetchall()
     return dict(Counter(
@@ -94,7 +92,8 @@ def test_the_counts_per_status_and_owner_follow_every_change(
                     conn.execute("UPDATE tickets SET status = ? WHERE number = ?", (value, number))
                 elif kind == "owner":
                     desk_db.set_owner(conn, number, value, by="system", now=WHEN)
-                else:
+                else:  # its history first: PostgreSQL always keeps the foreign key
+                    conn.execute("DELETE FROM ticket_history WHERE ticket = ?", (number,))
                     conn.execute("DELETE FROM tickets WHERE number = ?", (number,))
             for owner in (None, "", *AGENTS):
                 queue = _queue(conn, owner=owner)
@@ -104,8 +103,10 @@ def test_the_counts_per_status_and_owner_follow_every_change(
             conn.close()
 
 
+@pytest.mark.sqlite_only
 def test_the_migration_counts_the_tickets_already_there(tmp_path: Path) -> None:
-    """A version 4 database (before the kept counts) gets its tickets counted."""
+    """A version 4 database (before the kept counts) gets its tickets counted. (SQLite only:
+    a migration of SQLite's schema; PostgreSQL has none before version 13.)"""
     conn = _database(tmp_path)
     _ticket(conn, 100001)
     _ticket(conn, 100002)
@@ -121,8 +122,10 @@ def test_the_migration_counts_the_tickets_already_there(tmp_path: Path) -> None:
     conn.close()
 
 
+@pytest.mark.sqlite_only
 def test_a_version_3_database_is_counted_too(tmp_path: Path) -> None:
-    """From before the desk (no owners yet), every ticket is counted as nobody's."""
+    """From before the desk (no owners yet), every ticket is counted as nobody's. (SQLite
+    only: a migration of SQLite's schema.)"""
     conn = _database(tmp_path)
     _ticket(conn, 100001)
     undo_desk_schema(conn)

@@ -9,6 +9,7 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from desk_schema import insert_article, undo_desk_schema, undo_schema_7
 
 from ticketmail.storage import desk as desk_db
@@ -17,6 +18,10 @@ from ticketmail.storage._schema import SCHEMA_VERSION
 from ticketmail.storage.store import CustomerRow, Store
 
 NOW = "2026-11-22T10:00:00+00:00"
+
+# SQLite only: these are migrations of SQLite's schema (undone with desk_schema's SQLite
+# history, PRAGMA user_version); PostgreSQL's schema starts at version 13 and has none yet.
+pytestmark = pytest.mark.sqlite_only
 
 
 def _article(conn: sqlite3.Connection, ticket: int, text: str) -> None:

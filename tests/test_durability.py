@@ -85,8 +85,10 @@ async def _pragma(store: Store, name: str) -> object:
     return value
 
 
+@pytest.mark.sqlite_only
 async def test_database_is_in_wal_mode_after_a_mail_was_accepted(env: Env) -> None:
-    """The data dir's database file is in WAL journal mode once a mail was answered 250."""
+    """The data dir's database file is in WAL journal mode once a mail was answered 250.
+    (SQLite only: its journal mode and -wal file; PostgreSQL has its own WAL.)"""
     code, text = await env.send(make_mail(ANNA, "Drucker druckt nicht"))
     assert (code, text) == (250, "2.0.0 Ok: ticket 100001")
     path = env.data_dir / DB_NAME
@@ -101,8 +103,10 @@ async def test_database_is_in_wal_mode_after_a_mail_was_accepted(env: Env) -> No
     assert (env.data_dir / f"{DB_NAME}-wal").exists(), "no write-ahead log beside the database"
 
 
+@pytest.mark.sqlite_only
 async def test_store_connections_run_with_synchronous_full(env: Env) -> None:
-    """The daemon's writer connection, and one opened as the CLI does, use synchronous=FULL (2)."""
+    """The daemon's writer connection, and one opened as the CLI does, use synchronous=FULL (2).
+    (SQLite only: PRAGMAs of SQLite's connections.)"""
     assert env.daemon.store is not None
     assert await _pragma(env.daemon.store, "synchronous") == 2
     assert await _pragma(env.daemon.store, "journal_mode") == "wal"

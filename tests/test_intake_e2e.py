@@ -7,7 +7,6 @@ import base64
 import contextlib
 import hashlib
 import re
-import sqlite3
 import struct
 import zlib
 from datetime import timedelta
@@ -26,10 +25,9 @@ from conftest import (
     eventually,
     free_port,
     make_mail,
+    read_rows,
     stored_blob,
 )
-
-from ticketmail.storage.paths import DB_NAME
 
 ANNA = "anna@schule.example"
 BEN = "ben@schule.example"
@@ -221,12 +219,8 @@ class Dialogue:
 
 
 def stored_messages(data_dir: Path) -> int:
-    """Rows in the messages table (every raw message kept), read with plain sqlite3."""
-    db = sqlite3.connect(data_dir / DB_NAME)
-    try:
-        (count,) = db.execute("SELECT COUNT(*) FROM messages").fetchone()
-    finally:
-        db.close()
+    """Rows in the messages table (every raw message kept), read on a connection of its own."""
+    ((count,),) = read_rows(data_dir, "SELECT COUNT(*) FROM messages")
     assert isinstance(count, int)
     return count
 

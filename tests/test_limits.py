@@ -5,16 +5,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import sqlite3
 import time
 import tracemalloc
 from collections.abc import Callable
 
 import pytest
-from conftest import Env
+from conftest import Env, read_rows
 
 from ticketmail.mail.parse import FLAGS, MAX_DEPTH, MAX_PARTS, ParsedMail, parse_mail
-from ticketmail.storage.paths import DB_NAME
 
 MAX_SECONDS = 2.0
 ANNA = "anna@schule.example"
@@ -247,13 +245,11 @@ async def test_absurd_mail_through_the_daemon(env: Env, case: str) -> None:
     assert elapsed < MAX_SECONDS
     number = re.search(r"ticket (\d+)", text)
     assert number is not None, text
-    db = sqlite3.connect(env.data_dir / DB_NAME)
-    try:
-        (sha,) = db.execute(
-            "SELECT raw_sha256 FROM messages WHERE message_id = ?", (f"<{case}@schule.example>",)
-        ).fetchone()
-    finally:
-        db.close()
+    ((sha,),) = read_rows(
+        env.data_dir,
+        "SELECT raw_sha256 FROM messages WHERE message_id = ?",
+        (f"<{case}@schule.example>",),
+    )
     assert sha == hashlib.sha256(raw).hexdigest()
     blob = env.data_dir / "blobs" / sha[:2] / sha[2:4] / sha
     assert blob.read_bytes() == raw

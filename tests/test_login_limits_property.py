@@ -1,19 +1,19 @@
-"""The login limits as a property (SPEC 8.2), on the storage functions over a real SQLite file
-with an injected clock: whatever others do, a user with a remembered browser is never kept
-out, and no lock or reset ever lowers a source's count."""
+"""The login limits as a property (SPEC 8.2), on the storage functions over a real database
+(either backend) with an injected clock: whatever others do, a user with a remembered
+browser is never kept out, and no lock or reset ever lowers a source's count."""
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from conftest import writer_conn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ticketmail.storage import accounts, logins
-from ticketmail.storage._schema import migrate
+from ticketmail.storage.dialect import Conn
 from ticketmail.web.security import hash_password
 
 ANNA = "anna@schule.example"
@@ -43,10 +43,8 @@ step = st.one_of(
 )
 
 
-def _database(directory: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(Path(directory) / "limits.sqlite3", isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    migrate(conn)
+def _database(directory: str) -> Conn:
+    conn = writer_conn(Path(directory))
     conn.execute("INSERT INTO customers(number, name, created_at) VALUES ('1', 'S', '2026')")
     for address in ADDRESSES:
         conn.execute(

@@ -120,9 +120,11 @@ def test_user_import_takes_an_optional_phone_column(config: Path, tmp_path: Path
     assert "carl@schule.example" not in users(config)
 
 
+@pytest.mark.sqlite_only
 async def test_the_migration_marks_web_tickets_and_gives_users_no_phone(tmp_path: Path) -> None:
     """A database of the version before phone numbers: its users get none, a ticket opened in
-    the portal becomes channel 'web', one opened by mail 'mail'."""
+    the portal becomes channel 'web', one opened by mail 'mail'. (SQLite only: a migration
+    of SQLite's schema; PostgreSQL has no migrations before version 13.)"""
     store = await Store.open(tmp_path)
     try:
         await store.add_customers([CustomerRow("10042", "Gymnasium")], now=NOW)

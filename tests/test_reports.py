@@ -4,18 +4,16 @@ bounces, list managers' answers and role senders are recognised, never answered.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import SUPPORT, Env, make_mail
+from conftest import SUPPORT, Env, make_mail, read_rows
 
 from ticketmail.config import Config
 from ticketmail.intake.process import route_policy
 from ticketmail.intake.route import Classification, classify
 from ticketmail.mail.bounce import read_bounce
 from ticketmail.mail.parse import parse_mail
-from ticketmail.storage.paths import DB_NAME
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
 OURS = "<conf-100001.1@support.stueber.de>"
@@ -398,12 +396,8 @@ def test_corpus_mailman_digest_from_request_address_is_automatic() -> None:
 
 
 def _rows(env: Env) -> list[tuple[str, str, str]]:
-    db = sqlite3.connect(env.data_dir / DB_NAME)
-    try:
-        rows = db.execute("SELECT header_from, outcome, reason FROM messages ORDER BY id")
-        return [tuple(r) for r in rows.fetchall()]
-    finally:
-        db.close()
+    rows = read_rows(env.data_dir, "SELECT header_from, outcome, reason FROM messages ORDER BY id")
+    return [tuple(r) for r in rows]
 
 
 @pytest.mark.parametrize("kind", ["arf", "ses", "au", "verizon", "list"])

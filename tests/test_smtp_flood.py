@@ -8,7 +8,6 @@ import email.policy
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +24,7 @@ from conftest import (
     eventually,
     free_port,
     make_mail,
+    read_rows,
     write_config,
 )
 from service_support import own_environ, spawn_serve
@@ -40,7 +40,6 @@ from ticketmail.smtp.replies import (
     REPLY_TOO_MANY_FROM_SOURCE,
 )
 from ticketmail.smtp.server import ProtocolFactory
-from ticketmail.storage.paths import DB_NAME
 
 ANNA = "anna@schule.example"
 
@@ -128,12 +127,8 @@ def big_mail(size: int, subject: str = "big") -> EmailMessage:
 
 
 def envelope_tos(data_dir: Path) -> list[list[str]]:
-    """messages.envelope_to of every stored mail, read from the database file (read-only)."""
-    db = sqlite3.connect(f"file:{data_dir / DB_NAME}?mode=ro", uri=True, timeout=10)
-    try:
-        return [json.loads(r[0]) for r in db.execute("SELECT envelope_to FROM messages")]
-    finally:
-        db.close()
+    """messages.envelope_to of every stored mail, read on a read-only connection."""
+    return [json.loads(r[0]) for r in read_rows(data_dir, "SELECT envelope_to FROM messages")]
 
 
 async def with_anna(factory: Callable[..., Any], **smtp: Any) -> Env:

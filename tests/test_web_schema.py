@@ -7,6 +7,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from desk_schema import undo_desk_schema, undo_schema_6
 
 from ticketmail.storage import accounts, logins
@@ -14,6 +15,10 @@ from ticketmail.storage._schema import SCHEMA_VERSION
 from ticketmail.storage.store import CustomerRow, Store, UserRow
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+# SQLite only: these are migrations of SQLite's schema (undone with desk_schema's SQLite
+# history, PRAGMA user_version); PostgreSQL's schema starts at version 13 and has none yet.
+pytestmark = pytest.mark.sqlite_only
 WEB_TABLES = ("customer_domains", "passwords", "registrations", "web_tokens", "web_sessions",
               "login_failures", "login_locks")  # fmt: skip
 

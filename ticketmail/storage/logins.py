@@ -122,11 +122,14 @@ def record_login_failure(
     previous = _locked_until(conn, email, lock)
     if previous is not None and previous > since:
         since = previous  # failures before the last lock ended counted for that one
-    (count,) = conn.execute(
-        "SELECT COUNT(*) FROM login_failures WHERE email = ? AND device IS NOT DISTINCT FROM ? "
-        "AND cleared = 0 AND at > ?",
-        (email, device, iso(since)),
-    ).fetchone()
+    # `device IS ?` is SQLite's alone: the NULL test spelled out, as both dialects take it.
+    if device is None:
+        sql = "SELECT COUNT(*) FROM login_failures WHERE email = ? AND device IS NULL "
+        params: tuple[str, ...] = (email, iso(since))
+    else:
+        sql = "SELECT COUNT(*) FROM login_failures WHERE email = ? AND device = ? "
+        params = (email, device, iso(since))
+    (count,) = conn.execute(sql + "AND cleared = 0 AND at > ?", params).fetchone()
     if count < MAX_FAILURES:
         return False
     conn.execute(
