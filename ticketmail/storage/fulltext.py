@@ -62,8 +62,8 @@ MAX_TERMS = 12
 # writer at most ~50 ms.
 GRAMS_TEXT_CHARS = 256 * 1024
 FIRST_RANGE = 4096  # article ids the first range of `by_ranges` reads; each next one twice
-# PostgreSQL: a budget longer than this (seconds) leaves the connection's own
-# statement_timeout (storage/postgres.py) as it is.
+# PostgreSQL: a budget longer than this (seconds) gets the connection's own
+# statement_timeout (storage/postgres.py).
 BUDGET_CAP = STATEMENT_TIMEOUT_MS / 1000
 # How many SQLite VM steps between two looks at the clock (~0.5 ms of work).
 PROGRESS_STEPS = 5000
@@ -165,11 +165,16 @@ class Budget:
     @contextmanager
     def limit(self, conn: Conn) -> Iterator[None]:
         if is_postgres(conn):  # the server cancels a statement at the time left
-            ms = max(1, math.ceil(self.left() * 1000)) if self.left() < BUDGET_CAP else 0
-            if not ms:  # no nearer end than the connection's own statement_timeout
-                yield
-                return
-            conn.execute("SELECT set_config('statement_timeout', ?, false)", (str(ms),))
+            left = self.left()
+            ms = math.ceil(left * 1000) if left < BUDGET_CAP else STATEMENT_TIMEOUT_MS
+            # Custom plans only, on this connection from now on: a plan made once for any
+            # LIKE pattern (psycopg prepares a statement run five times) knows no term's
+            # rarity, and reads every row of the index instead of its GIN postings.
+            conn.execute(
+                "SELECT set_config('statement_timeout', ?, false), "
+                "set_config('plan_cache_mode', 'force_custom_plan', false)",
+                (str(max(1, ms)),),
+            )
             try:
                 yield
             finally:
