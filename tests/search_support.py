@@ -34,6 +34,17 @@ def blank_database(directory: Path) -> Iterator[Any]:
         conn.close()
 
 
+def another(conn: Any) -> Any:
+    """A second connection to the same database (another node's writer; SQLite: another
+    process's, waiting for the write lock up to 10 s)."""
+    if on_postgres():
+        return postgres.connect(conn.raw.info.dsn)
+    (path,) = [r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main"]
+    other = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
+    other.row_factory = sqlite3.Row
+    return other
+
+
 def rows_of(conn: Conn, customer: str) -> list[int]:
     """The index's articles under an institution (SQLite: its token's rows)."""
     if on_postgres():

@@ -6,6 +6,7 @@ the index right (SPEC 8.4)."""
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from conftest import on_postgres
 from desk_schema import undo_schema_12
-from search_support import blank_database, index_matches, integrity_check, rows_of
+from search_support import another, blank_database, index_matches, integrity_check, rows_of
 
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage import portal_list, search
@@ -215,3 +216,43 @@ def test_a_version_11_database_is_indexed_again_by_institution(
     assert _portal(conn, BETA, "undenplan") == [100002]
     assert _desk(conn, None, "undenplan") == [100001, 100002]
     conn.execute("INSERT INTO article_search(article_search) VALUES ('integrity-check')")
+
+
+def test_two_nodes_work_off_one_backlog_each_article_indexed_once(
+    conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writers (two nodes on PostgreSQL, two processes on SQLite) index the one backlog
+    at the same time, batch by batch, each batch a write job: every article ends up in the
+    index once, under its institution, and the backlog is empty (SPEC 10: any node keeps
+    the index, one batch at a time)."""
+    monkeypatch.setattr(search, "INDEX_BATCH_ARTICLES", 7)
+    ids: dict[str, list[int]] = {ALPHA: [], BETA: []}
+    for i in range(120):
+        ticket = 100001 + i % 4
+        ids[TICKETS[ticket]].append(_article(conn, ticket, f"Beamerlampe Nummer {i}"))
+    other = another(conn)
+    batches = {"first": 0, "other": 0}
+
+    def work(c: Any, name: str) -> None:
+        for _ in range(1000):  # bounded: each batch takes at least one article
+            c.execute("BEGIN IMMEDIATE")
+            left = search.index_some(c)
+            c.execute("COMMIT")
+            batches[name] += 1
+            if not left:
+                return
+
+    try:
+        second = threading.Thread(target=work, args=(other, "other"))
+        second.start()
+        work(conn, "first")
+        second.join(timeout=60)
+        assert not second.is_alive()
+    finally:
+        other.close()
+    assert search.waiting(conn) == 0
+    assert _rows_of(conn, ALPHA) == ids[ALPHA]
+    assert _rows_of(conn, BETA) == ids[BETA]
+    assert _index_matches(conn, "amerlam", None) == sorted(ids[ALPHA] + ids[BETA])
+    assert batches["first"] + batches["other"] >= 120 // 7
+    integrity_check(conn)
