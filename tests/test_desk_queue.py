@@ -9,12 +9,14 @@ import tempfile
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import writer_conn
 from desk_schema import insert_article, undo_desk_schema, undo_schema_5
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from search_support import blank_database
 
 from ticketmail.storage import desk as desk_db
 from ticketmail.storage import search
@@ -29,6 +31,12 @@ STATUSES = ("new", "open", "answered", "closed")
 
 def _database(directory: Path) -> Conn:
     conn = writer_conn(directory)
+    _fill(conn)
+    return conn
+
+
+def _fill(conn: Any) -> None:
+    """The institutions and the agents."""
     conn.execute("BEGIN")
     for number, name in (("10042", "Gymnasium"), ("20001", "Realschule")):
         conn.execute(
@@ -38,7 +46,6 @@ def _database(directory: Path) -> Conn:
         conn.execute("INSERT INTO agents(email, name, created_at) VALUES (?, ?, ?)",
                      (email, email, NOW))  # fmt: skip
     conn.execute("COMMIT")
-    return conn
 
 
 def _ticket(conn: Conn, number: int, customer: str = "10042") -> None:
@@ -142,7 +149,12 @@ def test_a_search_in_too_many_articles_reads_the_newest(
     ones and says it is bounded; within one institution it finds every one; a rarer word or
     a search under the bound is not bounded."""
     monkeypatch.setattr(desk_db, "SEARCH_BOUND", 3)
-    conn = _database(tmp_path)
+    with blank_database(tmp_path) as conn:  # on the backend under test
+        _fill(conn)
+        _bounded_search(conn)
+
+
+def _bounded_search(conn: Any) -> None:
     for i in range(6):
         _ticket(conn, 100001 + i, customer="10042" if i % 2 == 0 else "20001")
     for i in range(6):  # oldest article first: ticket 100006's is the newest
@@ -164,4 +176,3 @@ def test_a_search_in_too_many_articles_reads_the_newest(
     exact = _queue(conn, q="toner 3")
     assert not exact.bounded
     assert [t.number for t in exact.tickets] == [100004]
-    conn.close()

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import math
 import re
-import sqlite3
 import tempfile
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from search_support import blank_database
 
 from ticketmail.storage import portal_list, search
-from ticketmail.storage._schema import migrate
 from ticketmail.storage.fulltext import fold
 
 NOW = "2026-11-22T10:00:00+00:00"
@@ -61,45 +60,39 @@ def test_a_search_finds_exactly_what_the_rule_says(
     """Whatever the articles and the query, the list is exactly the institution's tickets
     with a visible article holding every term: notes, automatic articles and another
     institution's tickets never appear."""
-    with tempfile.TemporaryDirectory() as tmp:
-        conn = sqlite3.connect(Path(tmp) / "t.sqlite3", isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        try:
-            migrate(conn)
-            for number in INSTITUTIONS:
-                conn.execute(
-                    "INSERT INTO customers(number, name, created_at) VALUES (?, 'S', ?)",
-                    (number, NOW),
-                )
-            for t in range(6):
-                conn.execute(
-                    "INSERT INTO tickets(number, customer, requester, subject, status, "
-                    "created_at, updated_at) VALUES (?, ?, 'a@b.example', 'x', 'open', ?, ?)",
-                    (100001 + t, INSTITUTIONS[t % 2], NOW, NOW),
-                )
-            expected: set[int] = set()
-            q = " ".join(terms)
-            for ticket, direction, automatic, words in articles:
-                text = " ".join(words)
-                conn.execute(
-                    "INSERT INTO articles(ticket, direction, automatic, sender, to_json, "
-                    "cc_json, subject, message_id, in_reply_to, references_json, body_text, "
-                    "reply_text, created_at) VALUES (?, ?, ?, 'a@b.example', '[]', '[]', "
-                    "'Frage', '', '', '[]', ?, '', ?)",
-                    (100001 + ticket, direction, int(automatic), text, NOW),
-                )
-                mine = INSTITUTIONS[ticket % 2] == who
-                visible = direction != "note" and not automatic
-                if mine and visible and all(_holds(f"Frage {text}", t) for t in terms):
-                    expected.add(100001 + ticket)
-            while search.index_some(conn):
-                pass
-            found = portal_list.search_tickets(
-                conn, who, q=q, status=None, requester=None, limit=50, offset=0,
-                deadline=math.inf,
-            )  # fmt: skip
-            assert not found.cut
-            assert {t.number for t in found.tickets} == expected, q
-            assert found.total == len(expected)
-        finally:
-            conn.close()
+    with tempfile.TemporaryDirectory() as tmp, blank_database(Path(tmp)) as conn:
+        for number in INSTITUTIONS:
+            conn.execute(
+                "INSERT INTO customers(number, name, created_at) VALUES (?, 'S', ?)",
+                (number, NOW),
+            )
+        for t in range(6):
+            conn.execute(
+                "INSERT INTO tickets(number, customer, requester, subject, status, "
+                "created_at, updated_at) VALUES (?, ?, 'a@b.example', 'x', 'open', ?, ?)",
+                (100001 + t, INSTITUTIONS[t % 2], NOW, NOW),
+            )
+        expected: set[int] = set()
+        q = " ".join(terms)
+        for ticket, direction, automatic, words in articles:
+            text = " ".join(words)
+            conn.execute(
+                "INSERT INTO articles(ticket, direction, automatic, sender, to_json, "
+                "cc_json, subject, message_id, in_reply_to, references_json, body_text, "
+                "reply_text, created_at) VALUES (?, ?, ?, 'a@b.example', '[]', '[]', "
+                "'Frage', '', '', '[]', ?, '', ?)",
+                (100001 + ticket, direction, int(automatic), text, NOW),
+            )
+            mine = INSTITUTIONS[ticket % 2] == who
+            visible = direction != "note" and not automatic
+            if mine and visible and all(_holds(f"Frage {text}", t) for t in terms):
+                expected.add(100001 + ticket)
+        while search.index_some(conn):
+            pass
+        found = portal_list.search_tickets(
+            conn, who, q=q, status=None, requester=None, limit=50, offset=0,
+            deadline=math.inf,
+        )  # fmt: skip
+        assert not found.cut
+        assert {t.number for t in found.tickets} == expected, q
+        assert found.total == len(expected)

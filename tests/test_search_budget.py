@@ -11,15 +11,18 @@ import re
 import sqlite3
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Env
+from conftest import Env, on_postgres
+from search_support import blank_database
 from test_desk import agent_client, agents, queued_numbers
 from test_web_tickets import listed, open_ticket
 from web_support import ANNA, CARL, logged_in
 
 from ticketmail.storage import search
+from ticketmail.storage.fulltext import Budget
 
 pytestmark = pytest.mark.web
 
@@ -198,3 +201,29 @@ async def test_a_customer_never_finds_notes_or_other_institutions(env_factory, s
     assert listed(await anna.get("/tickets?q=Geheimnotiz")) == []
     assert listed(await carl.get("/tickets?q=Zeugnisvorlage")) == [foreign]
     assert sorted(queued_numbers(await agent.get("/desk?q=Zeugnisvorlage"))) == [own, foreign]
+
+
+# A statement that runs for many seconds on either backend (a recursive count).
+_SLOW = (
+    "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 500000000) "
+    "SELECT COUNT(*) FROM c"
+)
+
+
+def test_a_statement_past_the_deadline_is_cut_and_the_connection_stays_usable(
+    tmp_path: Path,
+) -> None:
+    """A search's statement still running at the deadline ends there (SQLite: the progress
+    handler; PostgreSQL: statement_timeout) and says it was cut; what ran before is kept, and
+    the connection afterwards runs statements without the search's limit."""
+    with blank_database(tmp_path) as conn:
+        budget = Budget(time.monotonic() + 0.15)
+        assert budget.one(conn, "SELECT 42", ()) == (42,)
+        start = time.monotonic()
+        assert budget.one(conn, _SLOW, ()) is None
+        assert budget.cut
+        assert time.monotonic() - start < 2.0
+        assert budget.one(conn, "SELECT 1", ()) is None  # over: nothing more runs
+        assert conn.execute("SELECT 7").fetchone()[0] == 7
+        if on_postgres():  # the connection's own timeout again (storage/postgres.py)
+            assert conn.execute("SHOW statement_timeout").fetchone()[0] == "30s"

@@ -5,20 +5,19 @@ exactly theirs."""
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import eventually, make_mail
+from conftest import eventually, make_mail, read_rows
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from search_support import blank_database, found_part, found_word, integrity_check, rows_of
 from test_desk import agent_client, first_ticket, queued_numbers, web_env
 
 from ticketmail.storage import search
-from ticketmail.storage._schema import migrate
-from ticketmail.storage.fulltext import institution_token
-from ticketmail.storage.paths import DB_NAME
+from ticketmail.storage.dialect import insert_id
 
 pytestmark = pytest.mark.web
 
@@ -26,25 +25,15 @@ NOW = "2026-11-22T10:00:00+00:00"
 
 
 def _waiting(data_dir: Path) -> int:
-    conn = sqlite3.connect(f"file:{data_dir / DB_NAME}?mode=ro", uri=True, timeout=10)
-    try:
-        return int(conn.execute("SELECT COUNT(*) FROM search_backlog").fetchone()[0])
-    finally:
-        conn.close()
+    return int(read_rows(data_dir, "SELECT COUNT(*) FROM search_backlog")[0][0])
 
 
-def _found(conn: sqlite3.Connection, word: str) -> list[int]:
-    return [r[0] for r in conn.execute(
-        "SELECT rowid FROM article_search WHERE article_search MATCH ? ORDER BY rowid",
-        (f'"{word}"',),
-    )]  # fmt: skip
+def _found(conn: Any, word: str) -> list[int]:
+    return found_word(conn, word)
 
 
-def _found_part(conn: sqlite3.Connection, part: str) -> list[int]:
-    return [r[0] for r in conn.execute(
-        "SELECT rowid FROM article_grams WHERE article_grams MATCH ? ORDER BY rowid",
-        (f'"{part}"',),
-    )]  # fmt: skip
+def _found_part(conn: Any, part: str) -> list[int]:
+    return found_part(conn, part)
 
 
 # Each article's text is a word of its own ("wortN"), so what the index finds is checkable.
@@ -75,88 +64,82 @@ def test_the_index_ends_up_exactly_the_articles_whatever_happens(
     each article's word finds exactly it, and a deleted or replaced word finds nothing; in
     the trigram index too (a part of the word, folded), old texts taken out, each article
     under its institution's token only."""
-    with tempfile.TemporaryDirectory() as tmp:
-        conn = sqlite3.connect(Path(tmp) / DB_NAME, isolation_level=None)
-        try:
-            migrate(conn)
-            for number in ("10042", "20001"):
-                conn.execute(
-                    "INSERT INTO customers(number, name, created_at) VALUES (?, 'G', ?)",
-                    (number, NOW),
-                )
+    with tempfile.TemporaryDirectory() as tmp, blank_database(Path(tmp)) as conn:
+        for number in ("10042", "20001"):
             conn.execute(
-                "INSERT INTO tickets(number, customer, requester, subject, status, created_at, "
-                "updated_at) VALUES (100001, '10042', 'a@b.example', 'x', 'new', ?, ?), "
-                "(100002, '20001', 'a@b.example', 'x', 'new', ?, ?)",
-                (NOW, NOW, NOW, NOW),
+                "INSERT INTO customers(number, name, created_at) VALUES (?, 'G', ?)",
+                (number, NOW),
             )
-            words: dict[int, str] = {}  # article id -> its word now
-            gone: set[str] = set()
-            counter = 0
-            original = search.INDEX_BATCH_ARTICLES
-            search.INDEX_BATCH_ARTICLES = batch
-            try:
-                for op, n in ops:
-                    ids = sorted(words)
-                    if op == "insert":
+        conn.execute(
+            "INSERT INTO tickets(number, customer, requester, subject, status, created_at, "
+            "updated_at) VALUES (100001, '10042', 'a@b.example', 'x', 'new', ?, ?), "
+            "(100002, '20001', 'a@b.example', 'x', 'new', ?, ?)",
+            (NOW, NOW, NOW, NOW),
+        )
+        words: dict[int, str] = {}  # article id -> its word now
+        gone: set[str] = set()
+        counter = 0
+        original = search.INDEX_BATCH_ARTICLES
+        search.INDEX_BATCH_ARTICLES = batch
+        try:
+            for op, n in ops:
+                ids = sorted(words)
+                if op == "insert":
+                    counter += 1
+                    word = f"Wört{counter}x"
+                    article = insert_id(
+                        conn,
+                        "INSERT INTO articles(ticket, direction, automatic, sender, to_json, "
+                        "cc_json, subject, message_id, in_reply_to, references_json, "
+                        "body_text, reply_text, created_at) VALUES (100001, 'in', 0, "
+                        "'a@b.example', '[]', '[]', 'x', '', '', '[]', ?, ?, ?)",
+                        (word, word, NOW),
+                    )
+                    words[article] = word
+                elif op == "index":
+                    search.index_some(conn)
+                elif op == "regroup":
+                    conn.execute(
+                        "UPDATE tickets SET customer = CASE customer WHEN '10042' THEN "
+                        "'20001' ELSE '10042' END WHERE number = 100002"
+                    )
+                elif ids:
+                    article = ids[n % len(ids)]
+                    if op == "change":
                         counter += 1
-                        word = f"Wört{counter}x"
-                        cur = conn.execute(
-                            "INSERT INTO articles(ticket, direction, automatic, sender, to_json, "
-                            "cc_json, subject, message_id, in_reply_to, references_json, "
-                            "body_text, reply_text, created_at) VALUES (100001, 'in', 0, "
-                            "'a@b.example', '[]', '[]', 'x', '', '', '[]', ?, ?, ?)",
-                            (word, word, NOW),
-                        )
-                        assert cur.lastrowid is not None
-                        words[cur.lastrowid] = word
-                    elif op == "index":
-                        search.index_some(conn)
-                    elif op == "regroup":
+                        gone.add(words[article])
+                        words[article] = f"Wört{counter}x"
+                        conn.execute("UPDATE articles SET body_text = ? WHERE id = ?",
+                                     (words[article], article))  # fmt: skip
+                    elif op == "move":
                         conn.execute(
-                            "UPDATE tickets SET customer = CASE customer WHEN '10042' THEN "
-                            "'20001' ELSE '10042' END WHERE number = 100002"
+                            "UPDATE articles SET ticket = 200003 - ticket WHERE id = ?",
+                            (article,),
                         )
-                    elif ids:
-                        article = ids[n % len(ids)]
-                        if op == "change":
-                            counter += 1
-                            gone.add(words[article])
-                            words[article] = f"Wört{counter}x"
-                            conn.execute("UPDATE articles SET body_text = ? WHERE id = ?",
-                                         (words[article], article))  # fmt: skip
-                        elif op == "move":
-                            conn.execute(
-                                "UPDATE articles SET ticket = 200003 - ticket WHERE id = ?",
-                                (article,),
-                            )
-                        elif op == "note":
-                            conn.execute("UPDATE articles SET note = 'n' WHERE id = ?", (article,))
-                        else:
-                            conn.execute("DELETE FROM articles WHERE id = ?", (article,))
-                            gone.add(words.pop(article))
-                while search.index_some(conn):
-                    pass
-            finally:
-                search.INDEX_BATCH_ARTICLES = original
-            conn.execute("INSERT INTO article_search(article_search) VALUES ('integrity-check')")
-            conn.execute("INSERT INTO article_grams(article_grams) VALUES ('integrity-check')")
-            for article, word in words.items():
-                assert _found(conn, word) == [article]
-                assert _found_part(conn, word.casefold().replace("ö", "o")[1:]) == [article]
-            for word in gone - set(words.values()):
-                assert _found(conn, word) == []
-                assert _found_part(conn, word.casefold().replace("ö", "o")[1:]) == []
-            for customer in ("10042", "20001"):  # each article under its school's token only
-                theirs = [r[0] for r in conn.execute(
-                    "SELECT a.id FROM articles a JOIN tickets t ON t.number = a.ticket "
-                    "WHERE t.customer = ? ORDER BY a.id", (customer,)
-                )]  # fmt: skip
-                assert _found_part(conn, institution_token(customer)) == theirs
-            assert conn.execute("SELECT COUNT(*) FROM search_stale").fetchone()[0] == 0
-            assert search.waiting(conn) == 0
+                    elif op == "note":
+                        conn.execute("UPDATE articles SET note = 'n' WHERE id = ?", (article,))
+                    else:
+                        conn.execute("DELETE FROM articles WHERE id = ?", (article,))
+                        gone.add(words.pop(article))
+            while search.index_some(conn):
+                pass
         finally:
-            conn.close()
+            search.INDEX_BATCH_ARTICLES = original
+        integrity_check(conn)
+        for article, word in words.items():
+            assert _found(conn, word) == [article]
+            assert _found_part(conn, word.casefold().replace("ö", "o")[1:]) == [article]
+        for word in gone - set(words.values()):
+            assert _found(conn, word) == []
+            assert _found_part(conn, word.casefold().replace("ö", "o")[1:]) == []
+        for customer in ("10042", "20001"):  # each article under its school's token only
+            theirs = [r[0] for r in conn.execute(
+                "SELECT a.id FROM articles a JOIN tickets t ON t.number = a.ticket "
+                "WHERE t.customer = ? ORDER BY a.id", (customer,)
+            )]  # fmt: skip
+            assert rows_of(conn, customer) == theirs
+        assert conn.execute("SELECT COUNT(*) FROM search_stale").fetchone()[0] == 0
+        assert search.waiting(conn) == 0
 
 
 async def test_the_daemon_indexes_new_articles_by_itself(env_factory, sink) -> None:  # type: ignore[no-untyped-def]

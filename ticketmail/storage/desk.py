@@ -16,10 +16,10 @@ from typing import Any
 
 from ticketmail.errors import NotFoundError
 from ticketmail.models import MERGED, Customer, HistoryEntry
-from ticketmail.storage import accounts
+from ticketmail.storage import accounts, pg_search
 from ticketmail.storage._rows import iso
 from ticketmail.storage.accounts import LoginRecord
-from ticketmail.storage.dialect import Conn, Row
+from ticketmail.storage.dialect import Conn, Row, is_postgres
 from ticketmail.storage.fulltext import Budget, Terms, by_ranges, terms_of
 from ticketmail.storage.merge import refuse_merged
 from ticketmail.storage.records import ArticleRecord
@@ -310,19 +310,33 @@ def notifications_about(conn: Conn, ticket: int, recipient: str, *, since: datet
 SEARCH_BOUND = 2000
 
 
-def _index_terms(terms: Terms, customer: str | None, params: dict[str, Any]) -> tuple[str, str]:
-    """(the index a search reads, SQL true for its row `p` when it holds every term; with
-    `customer`, only that institution's part of the trigram index is read); their
-    parameters go into `params`, the index's MATCH as :m."""
+def _index_terms(
+    conn: Conn, terms: Terms, customer: str | None, params: dict[str, Any]
+) -> tuple[str, str, str]:
+    """(the index a search reads as `p`, its article id column; SQL true for its row `p`
+    when it holds every term; with `customer`, only that institution's part of the trigram
+    index is read); their parameters go into `params`, the index's MATCH as :m."""
+    if is_postgres(conn):  # one table (storage/pg_search), the institution its first column
+        holds = pg_search.matches(terms, params, people=True)
+        if customer:
+            holds += " AND p.customer = :c"
+        return "search_index p", "p.article", holds
     params["m"] = terms.grams_match("{subject people body}", customer or None)
     params["wm"] = terms.words_match("{subject sender to_json body_text}")
     if not terms.grams:
         params["m"] = params["wm"]
-        return "article_search", "article_search MATCH :m"
+        return "article_search p", "p.rowid", "article_search MATCH :m"
     holds = "article_grams MATCH :m"
     if terms.words:  # the short words' matches read once, not looked up for each row
         holds += " AND p.rowid IN (SELECT rowid FROM article_search WHERE article_search MATCH :wm)"
-    return "article_grams", holds
+    return "article_grams p", "p.rowid", holds
+
+
+def _json_list(conn: Conn, expression: str, *, distinct: bool = False) -> str:
+    """`json_group_array([DISTINCT] expression)` in the connection's dialect."""
+    if is_postgres(conn):
+        return pg_search.json_list(expression, distinct=distinct)
+    return f"json_group_array({'DISTINCT ' if distinct else ''}{expression})"
 
 
 def _found(
@@ -333,28 +347,30 @@ def _found(
     institution is chosen); whether the words' matches were bounded."""
     number = q.strip().lstrip("#")
     params["qn"] = int(number) if number.isascii() and number.isdigit() and len(number) < 12 else -1
-    params["qa"] = q.strip().casefold()
+    # (PostgreSQL's text holds no NUL: an address typed with one is nobody's there either)
+    params["qa"] = q.strip().casefold().replace("\x00", "\ufffd")
     row = budget.one(
         conn,
-        "SELECT json_group_array(n) FROM (SELECT :qn AS n UNION "
-        "SELECT number FROM tickets WHERE requester = :qa)",
+        f"SELECT {_json_list(conn, 'n')} FROM (SELECT CAST(:qn AS BIGINT) AS n UNION "  # noqa: S608 - fixed fragments
+        "SELECT number FROM tickets WHERE requester = :qa) AS asked",
         params,
     )
     found: list[int] = json.loads(str(row[0])) if row is not None else []
     terms = terms_of(q)
     if not terms:
         return found, False
-    table, holds = _index_terms(terms, customer, params)
+    table, rowid, holds = _index_terms(conn, terms, customer, params)
+    tickets = _json_list(conn, "a.ticket", distinct=True)
     if customer:  # all of one institution's (its part of the index): by ranges, newest first
         select = (
-            f"SELECT json_group_array(DISTINCT a.ticket) FROM {table} p "  # noqa: S608 - fixed fragments
-            "JOIN articles a ON a.id = p.rowid JOIN tickets i ON i.number = a.ticket "
-            f"WHERE {holds} AND p.rowid BETWEEN :low AND :high AND i.customer = :c"
+            f"SELECT {tickets} FROM {table} "  # noqa: S608 - fixed fragments
+            f"JOIN articles a ON a.id = {rowid} JOIN tickets i ON i.number = a.ticket "
+            f"WHERE {holds} AND {rowid} BETWEEN :low AND :high AND i.customer = :c"
         )
         return found + by_ranges(conn, select, params, budget), False
-    newest = f"SELECT p.rowid FROM {table} p WHERE {holds} ORDER BY p.rowid DESC LIMIT :bound"  # noqa: S608 - fixed fragments
+    newest = f"SELECT {rowid} FROM {table} WHERE {holds} ORDER BY {rowid} DESC LIMIT :bound"  # noqa: S608 - fixed fragments
     params["bound"] = SEARCH_BOUND + 1
-    counted = budget.one(conn, f"SELECT COUNT(*) FROM ({newest})", params)  # noqa: S608 - fixed fragments
+    counted = budget.one(conn, f"SELECT COUNT(*) FROM ({newest}) AS hits", params)  # noqa: S608 - fixed fragments
     if counted is None:
         return found, False
     hits = int(str(counted[0]))
@@ -364,8 +380,7 @@ def _found(
     # the event loop.
     row = budget.one(
         conn,
-        "SELECT json_group_array(DISTINCT a.ticket) FROM articles a "  # noqa: S608 - fixed fragments
-        f"WHERE a.id IN ({newest})",
+        f"SELECT {tickets} FROM articles a WHERE a.id IN ({newest})",  # noqa: S608 - fixed fragments
         params,
     )
     if row is not None:
@@ -403,9 +418,13 @@ def queue(
         budget = Budget(deadline)
         found, bounded = _found(conn, q, customer, params, budget)
         cut = budget.cut
-        params["found"] = json.dumps(found)
-        where.append("t.number IN (SELECT value FROM json_each(:found))")
-    base = " AND ".join(where) or "TRUE"
+        if is_postgres(conn):
+            params["found"] = found
+            where.append("t.number = ANY(CAST(:found AS BIGINT[]))")
+        else:
+            params["found"] = json.dumps(found)
+            where.append("t.number IN (SELECT value FROM json_each(:found))")
+    base = " AND ".join(where) or "1 = 1"
     if customer or q.strip():  # a few tickets (an institution's, a search's): count them
         tally = f"SELECT t.status, COUNT(*) FROM tickets t WHERE {base} GROUP BY t.status"  # noqa: S608 - fixed fragments
     else:  # every ticket, or an owner's: the counts the triggers keep (SCHEMA 5)

@@ -17,14 +17,17 @@ the institution's postings are, instead of reading every article's (a common wor
 institution of 100: 9 ms instead of 179, bench/README.md). The SQL still binds every search
 to the institution's tickets: two institutions sharing a token would cost time, not leak.
 
-`Budget` ends a search's SQL at its deadline (a progress handler): a statement cut short
-raises `sqlite3.OperationalError`, and the caller keeps what the earlier ones found.
+`Budget` ends a search's SQL at its deadline (SQLite: a progress handler; PostgreSQL: the
+connection's `statement_timeout`, set to the time left): a statement cut short raises
+`sqlite3.OperationalError` or psycopg's `QueryCanceled`, and the caller keeps what the earlier
+ones found. PostgreSQL's index is storage/pg_search.py's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import sqlite3
 import time
@@ -34,7 +37,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ticketmail.storage.dialect import Conn
+from psycopg import errors as pg_errors
+
+from ticketmail.storage.dialect import Conn, is_postgres
+from ticketmail.storage.postgres import STATEMENT_TIMEOUT_MS
 
 __all__ = [
     "GRAMS_TEXT_CHARS",
@@ -56,6 +62,9 @@ MAX_TERMS = 12
 # writer at most ~50 ms.
 GRAMS_TEXT_CHARS = 256 * 1024
 FIRST_RANGE = 4096  # article ids the first range of `by_ranges` reads; each next one twice
+# PostgreSQL: a budget longer than this (seconds) gets the connection's own
+# statement_timeout (storage/postgres.py).
+BUDGET_CAP = STATEMENT_TIMEOUT_MS / 1000
 # How many SQLite VM steps between two looks at the clock (~0.5 ms of work).
 PROGRESS_STEPS = 5000
 
@@ -155,9 +164,23 @@ class Budget:
 
     @contextmanager
     def limit(self, conn: Conn) -> Iterator[None]:
-        if not isinstance(conn, sqlite3.Connection):  # PostgreSQL: see storage/pg_search
-            yield
+        if is_postgres(conn):  # the server cancels a statement at the time left
+            left = self.left()
+            ms = math.ceil(left * 1000) if left < BUDGET_CAP else STATEMENT_TIMEOUT_MS
+            # Custom plans only, on this connection from now on: a plan made once for any
+            # LIKE pattern (psycopg prepares a statement run five times) knows no term's
+            # rarity, and reads every row of the index instead of its GIN postings.
+            conn.execute(
+                "SELECT set_config('statement_timeout', ?, false), "
+                "set_config('plan_cache_mode', 'force_custom_plan', false)",
+                (str(max(1, ms)),),
+            )
+            try:
+                yield
+            finally:
+                conn.execute("RESET statement_timeout")  # the connection's own again
             return
+        assert isinstance(conn, sqlite3.Connection)
         conn.set_progress_handler(self._over, PROGRESS_STEPS)
         try:
             yield
@@ -176,6 +199,9 @@ class Budget:
             except sqlite3.OperationalError:
                 if not self.cut:  # not ours: a real error
                     raise
+                return None
+            except pg_errors.QueryCanceled:  # PostgreSQL's statement_timeout: the deadline
+                self.cut = True
                 return None
         return tuple(row) if row is not None else None
 

@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from ticketmail.models import customer_status
-from ticketmail.storage.dialect import Conn, Row
+from ticketmail.storage import pg_search
+from ticketmail.storage.dialect import Conn, Row, is_postgres
 from ticketmail.storage.fulltext import Budget, Terms, by_ranges, terms_of
 
 __all__ = ["TicketList", "WebTicket", "list_tickets", "search_tickets"]
@@ -123,13 +124,25 @@ def _matching(
     """(activity, number) of the institution's tickets (under `clause`, the institution as
     :c) with a matching article, as far as the budget reaches: the index read by ranges of
     article ids, newest first (`by_ranges`)."""
-    table, article, more = _article_matches(terms, params["c"])
-    select = (
-        "SELECT json_group_array(json_array(t.updated_at, t.number)) FROM tickets t "  # noqa: S608 - fixed fragments
-        f"WHERE {clause} AND t.number IN (SELECT a.ticket FROM {table} p "
-        f"JOIN articles a ON a.id = p.rowid WHERE {table} MATCH :m "
-        f"AND p.rowid BETWEEN :low AND :high AND {article})"
-    )
+    if is_postgres(conn):  # one table, the institution's part of it (storage/pg_search)
+        more: dict[str, Any] = {}
+        holds = pg_search.matches(terms, more, people=False)
+        pairs = pg_search.json_list("json_build_array(t.updated_at, t.number)")
+        select = (
+            f"SELECT {pairs} FROM tickets t "  # noqa: S608 - fixed fragments
+            f"WHERE {clause} AND t.number IN (SELECT a.ticket FROM search_index p "
+            "JOIN articles a ON a.id = p.article WHERE p.customer = :c AND "
+            f"p.article BETWEEN :low AND :high AND {holds} "
+            "AND a.automatic = 0 AND a.direction IN ('in', 'out'))"
+        )
+    else:
+        table, article, more = _article_matches(terms, params["c"])
+        select = (
+            "SELECT json_group_array(json_array(t.updated_at, t.number)) FROM tickets t "  # noqa: S608 - fixed fragments
+            f"WHERE {clause} AND t.number IN (SELECT a.ticket FROM {table} p "
+            f"JOIN articles a ON a.id = p.rowid WHERE {table} MATCH :m "
+            f"AND p.rowid BETWEEN :low AND :high AND {article})"
+        )
     return [(str(u), int(n)) for u, n in by_ranges(conn, select, {**params, **more}, budget)]
 
 
@@ -164,10 +177,13 @@ def search_tickets(
         for updated, n in _matching(conn, terms, clause, params, budget):
             found[n] = updated
     ordered = [n for _, n in sorted(((u, n) for n, u in found.items()), reverse=True)]
-    page = json.dumps(ordered[offset : offset + limit])
+    page: object = ordered[offset : offset + limit]
+    if is_postgres(conn):
+        among = "t.number = ANY(CAST(:page AS BIGINT[]))"
+    else:
+        among, page = "t.number IN (SELECT value FROM json_each(:page))", json.dumps(page)
     rows = conn.execute(  # the page's rows: at most `limit` lookups, outside the budget
-        f"SELECT {_COLUMNS} FROM tickets t WHERE t.customer = :c AND "  # noqa: S608 - fixed fragments
-        f"t.number IN (SELECT value FROM json_each(:page)) {_ORDER}",
+        f"SELECT {_COLUMNS} FROM tickets t WHERE t.customer = :c AND {among} {_ORDER}",  # noqa: S608 - fixed fragments
         {"c": customer, "page": page},
     ).fetchall()
     return TicketList(tuple(_web_ticket(r) for r in rows), len(ordered), budget.cut)
