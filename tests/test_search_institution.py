@@ -184,7 +184,7 @@ def test_an_article_or_ticket_moved_to_another_institution_is_found_there_only(
     integrity_check(conn)
 
 
-@pytest.mark.skipif(on_postgres(), reason="SQLite's migration from schema 11 (FTS5)")
+@pytest.mark.sqlite_only  # SQLite's migration from schema 11 (FTS5): PostgreSQL has no such past
 def test_a_version_11_database_is_indexed_again_by_institution(
     conn: Any,
 ) -> None:
