@@ -9,6 +9,7 @@ import sqlite3
 from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
 from conftest import Env, make_mail, run_cli, write_config
 
 from ticketmail.storage.paths import DB_NAME
@@ -20,6 +21,7 @@ def _mail_with_file(subject: str, payload: bytes) -> EmailMessage:
     return msg
 
 
+@pytest.mark.sqlite_only  # SQLite's backup into a directory; pg_dump's: test_pg_storage
 async def test_backup_while_running_restores_every_ticket(env: Env, tmp_path: Path) -> None:
     """A backup taken during intake holds every ticket accepted before it, with all its files."""
     for i in range(5):
@@ -58,6 +60,7 @@ async def test_backup_while_running_restores_every_ticket(env: Env, tmp_path: Pa
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == sha
 
 
+@pytest.mark.sqlite_only  # SQLite's backup into a directory; pg_dump's: test_pg_storage
 async def test_backup_refuses_a_non_empty_destination(env: Env, tmp_path: Path) -> None:
     """An existing, non-empty DEST is never overwritten: exit 1 with one line."""
     dest = tmp_path / "full"

@@ -4,11 +4,10 @@ complaints) open no ticket and get no answer, even from a registered sender (SPE
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import Env, make_mail
+from conftest import Env, make_mail, read_rows
 from desk_support import add_agent
 
 from ticketmail.config import Config
@@ -16,7 +15,6 @@ from ticketmail.intake.process import route_policy
 from ticketmail.intake.route import Classification, classify
 from ticketmail.mail.bounce import read_bounce
 from ticketmail.mail.parse import parse_mail
-from ticketmail.storage.paths import DB_NAME
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
 OURS = "<conf-100001.1@support.stueber.de>"
@@ -293,13 +291,10 @@ def test_automatic_mail_that_is_no_complaint_stays_automatic() -> None:
 
 
 def _last_message(env: Env) -> tuple[str, str, str, str]:
-    db = sqlite3.connect(env.data_dir / DB_NAME)
-    try:
-        row = db.execute(
-            "SELECT header_from, outcome, reason, raw_sha256 FROM messages ORDER BY id DESC"
-        ).fetchone()
-    finally:
-        db.close()
+    row = read_rows(
+        env.data_dir,
+        "SELECT header_from, outcome, reason, raw_sha256 FROM messages ORDER BY id DESC LIMIT 1",
+    )[0]
     return (str(row[0]), str(row[1]), str(row[2]), str(row[3]))
 
 

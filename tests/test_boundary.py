@@ -25,6 +25,7 @@ from conftest import (
     make_mail,
     queued_in_outbox,
     read_rows,
+    stored_blob,
     write_config,
 )
 from hypothesis import HealthCheck, given, settings
@@ -328,4 +329,4 @@ def test_attachment_names_never_become_paths(running: Running, name: str) -> Non
         assert path.resolve().is_relative_to(root)
         if path.is_file() and path.parent.parent.parent.name == "blobs":
             assert len(path.name) == 64
-    assert (root / "blobs" / sha[:2] / sha[2:4] / sha).is_file()
+    assert stored_blob(running.data_dir, sha) is not None

@@ -387,6 +387,7 @@ def test_number_errors_name_the_noun_with_its_article(tm: Cli) -> None:
         assert failed(tm(*args), 2) == f"ticketmail: {words}"
 
 
+@pytest.mark.sqlite_only  # SQLite's backup into a directory; pg_dump's: test_pg_storage
 async def test_backup_counts_files_in_singular_and_plural(env: Env, tmp_path: Path) -> None:
     """`backup` says 'database and 0 files' with no blob, 'database and 1 file' with one."""
     none = ok(await env.cli("backup", str(tmp_path / "b0")))

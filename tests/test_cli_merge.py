@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import Env, make_mail
 from desk_schema import undo_schema_11
 from desk_support import ANNA, MAX, add_agent, cli_stdin, one_line, open_ticket, settle
@@ -99,6 +100,7 @@ async def test_a_merge_of_a_merge_target_carries_its_sources_along(env: Env) -> 
     assert await env.send(later) == (250, "2.0.0 Ok: ticket 100003")
 
 
+@pytest.mark.sqlite_only  # SQLite's schema migration from version 10
 def test_a_version_10_database_gets_merged_into_and_chains_stop(tmp_path: Path) -> None:
     """The migration to schema 11 keeps a version 10 database's tickets, none merged; a
     chain of merged tickets is followed at most MAX_CHAIN steps (a loop ends)."""

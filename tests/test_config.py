@@ -28,9 +28,14 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+SQLITE = {"backend": "sqlite"}
+
+
 @pytest.fixture
 def config_path(tmp_path: Path) -> Path:
-    return write_config(tmp_path / "config.toml", tmp_path / "var", None)
+    """A config file; on SQLite on either run, since these tests write a .env of their own
+    (which would drop a PostgreSQL URL beside it) and are about the file, not the database."""
+    return write_config(tmp_path / "config.toml", tmp_path / "var", None, storage=SQLITE)
 
 
 @pytest.fixture
@@ -90,7 +95,7 @@ def test_config_option_wins_over_environment(tmp_path: Path) -> None:
 @pytest.mark.parametrize("before", [True, False], ids=["before-command", "after-command"])
 def test_config_option_before_or_after_the_command(tmp_path: Path, before: bool) -> None:
     """`ticketmail --config X ticket list` and `ticketmail ticket list --config X` both use X."""
-    path = write_config(tmp_path / "config.toml", tmp_path / "data", None)
+    path = write_config(tmp_path / "config.toml", tmp_path / "data", None, storage=SQLITE)
     args = ["ticket", "list", "--json"]
     args = ["--config", str(path), *args] if before else [*args, "--config", str(path)]
     result = run_cli(*args)

@@ -39,6 +39,7 @@ from conftest import (
     make_mail,
     on_postgres,
     smtp_send,
+    stored_blob,
     write_config,
 )
 
@@ -335,10 +336,9 @@ def _message_id(raw: bytes) -> str:
 def _blob_ok(data_dir: Path, sha256: str | None, size: int | None = None) -> bool:
     if sha256 is None:
         return False
-    path = data_dir / "blobs" / sha256[:2] / sha256[2:4] / sha256
-    if not path.is_file():
+    data = stored_blob(data_dir, sha256)
+    if data is None:
         return False
-    data = path.read_bytes()
     return hashlib.sha256(data).hexdigest() == sha256 and (size is None or len(data) == size)
 
 

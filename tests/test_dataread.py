@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-from conftest import SUPPORT, Env, read_rows
+from conftest import SUPPORT, Env, read_rows, stored_blob
 
 HEAD = (
     b"From: anna@schule.example\r\nTo: support@stueber.de\r\nSubject: Punkte\r\n"
@@ -42,7 +42,7 @@ def _envelope() -> list[bytes]:
 
 def _stored_raw(env: Env) -> list[bytes]:
     shas = [r[0] for r in read_rows(env.data_dir, "SELECT raw_sha256 FROM messages ORDER BY id")]
-    return [(env.data_dir / "blobs" / s[:2] / s[2:4] / s).read_bytes() for s in shas]
+    return [stored_blob(env.data_dir, s) or b"" for s in shas]
 
 
 async def test_dot_stuffing_is_undone_and_terminator_split_across_writes(env: Env) -> None:
