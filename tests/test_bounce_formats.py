@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from conftest import Env, make_mail, read_rows
+from conftest import Env, make_mail, read_rows, stored_blob
 from desk_support import add_agent
 
 from ticketmail.config import Config
@@ -304,8 +304,8 @@ async def _stored_flagged_and_silent(env: Env, raw: bytes, sender: str) -> None:
     assert (code, text) == (250, "2.0.0 Ok")
     header_from, outcome, reason, sha = _last_message(env)
     assert (header_from, outcome, reason) == (sender, "discarded", "bounce")
-    stored = env.data_dir / "blobs" / sha[:2] / sha[2:4] / sha
-    assert hashlib.sha256(stored.read_bytes()).hexdigest() == sha
+    stored = stored_blob(env.data_dir, sha) or b""
+    assert hashlib.sha256(stored).hexdigest() == sha
     assert await env.cli_json("ticket", "list") == []
     assert await env.cli_json("outbox", "list") == []
     assert env.sink is not None
