@@ -319,6 +319,7 @@ async def test_waiting_needs_the_desk_and_the_cli_lists_it(env_factory, sink) ->
     assert f"Status:    waiting until {until}\n" in plain.stdout
 
 
+@pytest.mark.sqlite_only  # SQLite's schema migration from version 12
 def test_a_version_12_database_gets_waiting_times(tmp_path: Path) -> None:
     """The migration to the waiting schema keeps a version 12 database's tickets, none of
     them waiting; a waiting time can then be kept."""

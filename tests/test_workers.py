@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import (
     Env,
     Sink,
@@ -205,6 +206,7 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+@pytest.mark.sqlite_only  # breaks the blobs/ directory, which PostgreSQL has not
 async def test_an_error_inside_a_worker_comes_back_and_the_worker_goes_on(
     env_factory: Any, sink: Sink
 ) -> None:
