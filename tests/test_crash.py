@@ -44,6 +44,7 @@ from conftest import (
 )
 
 from ticketmail.storage.dialect import Conn
+from ticketmail.storage.paths import DatabaseTarget
 from ticketmail.storage.readers import open_reader
 from ticketmail.storage.store import CustomerRow, Store, UserRow
 
@@ -342,9 +343,12 @@ def _blob_ok(data_dir: Path, sha256: str | None, size: int | None = None) -> boo
     return hashlib.sha256(data).hexdigest() == sha256 and (size is None or len(data) == size)
 
 
-async def _register(data_dir: Path) -> None:
-    """One institution with a contract and one registered user per sender, before any start."""
-    store = await Store.open(data_dir, database_target(data_dir))
+async def _register(
+    data_dir: Path, database: DatabaseTarget | None = None, senders: int = SENDERS
+) -> None:
+    """One institution with a contract and one registered user per sender, before any start
+    (on `database`, else the data directory's on the backend under test)."""
+    store = await Store.open(data_dir, database or database_target(data_dir))
     try:
         now = datetime.now(UTC)
         await store.add_customers(
@@ -353,7 +357,7 @@ async def _register(data_dir: Path) -> None:
         await store.add_users(
             [
                 UserRow(f"user{i}@schule.example", "10042", f"User {i}", "de")
-                for i in range(SENDERS)
+                for i in range(senders)
             ],
             now=now,
         )

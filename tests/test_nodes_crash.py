@@ -23,7 +23,6 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from pathlib import Path
 
 import aiosmtplib
@@ -38,12 +37,12 @@ from test_crash import (
     TimedSink,
     _build,
     _message_id,
+    _register,
     _steady_port,
 )
 
 from ticketmail.storage import postgres
 from ticketmail.storage.paths import DB_NAME, DatabaseTarget
-from ticketmail.storage.store import CustomerRow, Store, UserRow
 
 pytestmark = pytest.mark.slow
 
@@ -151,24 +150,6 @@ async def _chaos(
         stop.set()
 
 
-async def _register(url: str, data_dir: Path) -> None:
-    store = await Store.open(data_dir, DatabaseTarget("postgres", data_dir / DB_NAME, url))
-    try:
-        now = datetime.now(UTC)
-        await store.add_customers(
-            [CustomerRow("10042", "Gymnasium Musterstadt", date(2099, 12, 31))], now=now
-        )
-        await store.add_users(
-            [
-                UserRow(f"user{i}@schule.example", "10042", f"User {i}", "de")
-                for i in range(SENDERS)
-            ],
-            now=now,
-        )
-    finally:
-        await store.close()
-
-
 def _rows(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
     conn = postgres.connect(url, read_only=True)
     try:
@@ -247,7 +228,8 @@ async def test_two_nodes_under_kill_9_and_a_database_restart_store_each_mail_onc
         )  # fmt: skip
         (home / ".env").write_text(f"TICKETMAIL_DATABASE_URL={pg_url}\n", encoding="utf-8")
         nodes.append(DaemonProcess(config, port, home / "node.log"))
-    await _register(pg_url, tmp_path / "a" / "var")
+    home_a = tmp_path / "a" / "var"
+    await _register(home_a, DatabaseTarget("postgres", home_a / DB_NAME, pg_url), SENDERS)
     a, b = nodes
     load = Load()
     stop = asyncio.Event()
