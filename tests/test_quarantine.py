@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import SUPPORT, Env, make_mail, stored_blob
 
 from ticketmail.config import default_templates_dir
@@ -129,6 +130,7 @@ async def test_quarantine_show_prints_the_entry_and_headers_not_the_body(
     assert "Status:        retried: ticket_created" in after.stdout.splitlines()
 
 
+@pytest.mark.sqlite_only  # breaks the blobs/ directory, which PostgreSQL has not
 async def test_quarantine_unwritable_answers_451_and_keeps_nothing(env: Env) -> None:
     """When not even the quarantine can be written, the reply is 451 4.3.0 and nothing is stored."""
     blobs = env.data_dir / "blobs"
