@@ -119,7 +119,10 @@ async def test_forged_own_message_id_is_no_loop_but_genuine_one_is(env: Env) -> 
 
 def test_secret_from_environment_or_dotenv(tmp_path: Path) -> None:
     """TICKETMAIL_SECRET comes from the environment, else from a .env beside the config."""
-    config = write_config(tmp_path / "config.toml", tmp_path / "var", None)
+    # On SQLite on either run: the test writes a .env of its own (no database URL in it).
+    config = write_config(
+        tmp_path / "config.toml", tmp_path / "var", None, storage={"backend": "sqlite"}
+    )
     assert load_config(config, environ={"TICKETMAIL_SECRET": SECRET}).mail.secret == SECRET
     (tmp_path / ".env").write_text(f"TICKETMAIL_SECRET={SECRET}x\n", encoding="utf-8")
     assert load_config(config, environ={}).mail.secret == SECRET + "x"
