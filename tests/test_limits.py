@@ -10,7 +10,7 @@ import tracemalloc
 from collections.abc import Callable
 
 import pytest
-from conftest import Env, read_rows
+from conftest import Env, read_rows, stored_blob
 
 from ticketmail.mail.parse import FLAGS, MAX_DEPTH, MAX_PARTS, ParsedMail, parse_mail
 
@@ -251,7 +251,6 @@ async def test_absurd_mail_through_the_daemon(env: Env, case: str) -> None:
         (f"<{case}@schule.example>",),
     )
     assert sha == hashlib.sha256(raw).hexdigest()
-    blob = env.data_dir / "blobs" / sha[:2] / sha[2:4] / sha
-    assert blob.read_bytes() == raw
+    assert stored_blob(env.data_dir, sha) == raw
     shown = await env.cli_json("ticket", "show", number.group(1))
     assert flags <= set(shown["articles"][0]["parse_flags"])
