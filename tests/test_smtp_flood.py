@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.policy
+import hashlib
 import json
 import os
 import signal
@@ -25,6 +26,7 @@ from conftest import (
     free_port,
     make_mail,
     read_rows,
+    stored_blob,
     write_config,
 )
 from service_support import own_environ, spawn_serve
@@ -481,9 +483,7 @@ async def test_a_mail_past_the_threshold_is_spooled_to_disk_and_arrives_whole(
     finally:
         client.close()
     raw = message.as_bytes(policy=email.policy.SMTP)
-    blobs = list((e.data_dir / "blobs").rglob("*"))
-    assert any(p.is_file() and p.stat().st_size == len(raw) and p.read_bytes() == raw
-               for p in blobs)  # fmt: skip
+    assert stored_blob(e.data_dir, hashlib.sha256(raw).hexdigest()) == raw
 
 
 # --- recipients ---------------------------------------------------------------------------------
