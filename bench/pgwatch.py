@@ -6,8 +6,10 @@ reads, for one database: the CPU of the server processes that work for it (from 
 `pg_stat_database`, and the ERROR lines the server logged. A sampler in a process of its own
 (this file run as a script) counts, between `start` and `stop` on its stdin, the backends of
 each database that wait and what for (`pg_stat_activity`, every 20 ms): a `Lock` wait on
-`advisory` is one writer trip waiting for another's (ticketmail's write lock), on `relation`,
-`tuple` or `transactionid` a wait for a row or table another transaction holds.
+`advisory write lock` is one writer trip waiting for another's (ticketmail's write lock: a
+trip that must run alone, or a trip waiting for one), on `advisory key` a job waiting for
+another node's job on the same ticket or Message-ID, on `relation`, `tuple` or
+`transactionid` a wait for a row or table another transaction holds.
 """
 
 from __future__ import annotations
@@ -45,10 +47,18 @@ KNOWN_ERRORS = (
     ("canceling statement due to statement timeout", "statement timeout"),
     ("lock timeout", "lock timeout"),
 )
+# An advisory wait is named by the lock waited for: ticketmail's write lock (a one-bigint
+# lock, `postgres.WRITE_LOCK`: a trip that runs alone, or one waiting for such a trip) or a
+# job's key (two-int, `postgres.KEY_LOCKS`: two nodes' jobs on one ticket or Message-ID).
 WAITS_SQL = """
-SELECT datname, wait_event_type, wait_event, count(*)
-FROM pg_stat_activity
-WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND state = 'active'
+SELECT a.datname, a.wait_event_type,
+    CASE WHEN a.wait_event = 'advisory' THEN COALESCE((
+        SELECT CASE WHEN l.objsubid = 2 THEN 'advisory key' ELSE 'advisory write lock' END
+        FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted AND l.locktype = 'advisory'
+        LIMIT 1), 'advisory write lock') ELSE a.wait_event END,
+    count(*)
+FROM pg_stat_activity a
+WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() AND a.state = 'active'
 GROUP BY 1, 2, 3
 """
 
@@ -67,8 +77,11 @@ class Waits:
         return sum(self.lock.values())
 
     def text(self) -> str:
-        """`advisory 3, relation 0` style, with every other lock named."""
-        named = {"advisory": self.lock.get("advisory", 0), "relation": self.lock.get("relation", 0)}
+        """`advisory write lock 3, advisory key 0, relation 0` style, every other lock named."""
+        named = {
+            kind: self.lock.get(kind, 0)
+            for kind in ("advisory write lock", "advisory key", "relation")
+        }
         named.update({k: v for k, v in sorted(self.lock.items()) if k not in named})
         return ", ".join(f"{k} {v}" for k, v in named.items())
 

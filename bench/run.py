@@ -313,7 +313,8 @@ def print_report(
         print(
             "\nLock-wait samples: pg_stat_activity every 20 ms from the load's start until "
             "idle again; a backend of the set-up's database seen waiting on a Lock counts once "
-            "per sample (advisory: ticketmail's write lock; relation, tuple, transactionid: "
+            "per sample (advisory write lock: a trip that runs alone, or waits for one; advisory "
+            "key: two nodes' jobs on one ticket or Message-ID; relation, tuple, transactionid: "
             "rows and tables). Server ERRORs: lines of the cluster's log meanwhile."
         )
         print("\npg_stat_database over the whole run (registration and warm-up included):")
@@ -442,6 +443,8 @@ def run(
                 print(f"bench: {server.name} exited with status {status}", file=sys.stderr)
         servers.clear()
         if pg is not None:
+            if args.keep and pg.cluster.log_file.exists():  # the server's log with the rest
+                shutil.copy(pg.cluster.log_file, workdir / "postgresql.log")
             pg.stop()
         if args.keep:
             print(f"bench: kept {workdir}")

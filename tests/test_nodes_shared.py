@@ -1,8 +1,9 @@
 """Two nodes on one PostgreSQL database share what a desk and a portal need (SPEC 10): an
 agent present on a ticket on one node is named on the other's page of it (without durable
 writes, for 5 minutes), a login and its session hold on every node, login failures on both
-nodes add up to one lock (even two at once, at the limit), and the CSRF key and the device
-cookies' key are the same on every node.
+nodes add up to one lock (even two at once, at the limit; the rule beneath, two writers'
+failures for one address counted one after the other, is test_pg_locks'), and the CSRF key
+and the device cookies' key are the same on every node.
 
 Two real daemons, each with a config and data directory of its own, the second's .env
 naming the first's database, over real HTTP. Two nodes need PostgreSQL, so these tests run
@@ -11,22 +12,19 @@ on it whatever backend the rest of the suite runs on."""
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import Clock, Env, Sink, eventually_sync, write_config
+from conftest import Clock, Env, Sink, write_config
 from test_desk import MAX, MIA, agent_client, agents, first_ticket
 from test_desk_presence import BEAT, PAGE, beat, presence_on
 from web_support import ANNA, PASSWORD, Client, give_password
 
 from ticketmail.config import load_config
 from ticketmail.daemon import Daemon
-from ticketmail.storage import logins
 from ticketmail.storage import presence as shared
-from ticketmail.storage.dialect import Conn
 from ticketmail.storage.paths import DB_NAME, DatabaseTarget
 from ticketmail.storage.postgres import PgConn, connect
 from ticketmail.web.guard import device_cookie_name
@@ -230,54 +228,6 @@ async def test_two_failures_at_once_on_two_nodes_reach_the_lock(nodes: tuple[Env
     assert len(rows(a, "SELECT until FROM login_locks WHERE email = ?", (ANNA,))) == 1
     assert (await Client(a).login(ANNA)).status_code == 429
     assert (await Client(b).login(ANNA)).status_code == 429
-
-
-def test_two_writers_counting_at_once_cannot_both_miss_the_lock(
-    tmp_path: Path, pg_url: str
-) -> None:
-    """Two nodes' write jobs recording a failure at the same moment are serialised by the
-    write lock (`BEGIN IMMEDIATE`): the second counts the first's failure and locks at the
-    limit, where unserialised both would count four and neither lock."""
-    url = pg_url
-    first, second, watcher = connect(url), connect(url), connect(url)
-    now = datetime.now(UTC)
-
-    def record(conn: Conn) -> bool:
-        return logins.record_login_failure(conn, ANNA, source="127.0.0.5", device=None, now=now)
-
-    try:
-        for _ in range(logins.MAX_FAILURES - 2):
-            write(first, record)
-        first.execute("BEGIN IMMEDIATE")  # node A's job, not yet committed
-        assert record(first) is False  # the fourth
-        outcome: list[bool] = []
-        node_b = threading.Thread(target=lambda: outcome.append(write(second, record)))
-        node_b.start()
-        try:  # node B's job waits for A's (or, unserialised, ran to its end meanwhile)
-            eventually_sync(
-                lambda: outcome or waits_for_a_lock(watcher, second), what="node B's job"
-            )
-        finally:
-            first.execute("COMMIT")
-            node_b.join(timeout=30)
-        assert outcome == [True]  # the fifth, counted after the fourth: locked
-        locks = first.execute("SELECT COUNT(*) FROM login_locks WHERE email = ?", (ANNA,))
-        assert locks.fetchone()[0] == 1
-    finally:
-        for conn in (first, second, watcher):
-            conn.close()
-
-
-def write(conn: PgConn, job: Callable[[Conn], bool]) -> bool:
-    """One write job as the writer runs it: BEGIN IMMEDIATE, the job, COMMIT."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = job(conn)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
 
 
 def waits_for_a_lock(watcher: PgConn, waiting: PgConn) -> bool:

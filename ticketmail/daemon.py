@@ -26,6 +26,7 @@ from ticketmail.outbound.relay import FileTransport, OutboxWorker, SmtpTransport
 from ticketmail.outbound.waits import WaitScheduler
 from ticketmail.smtp.server import Handler, ProtocolFactory, TicketSMTP
 from ticketmail.storage.blobs import open_blobs
+from ticketmail.storage.mails import raise_ticket_numbers
 from ticketmail.storage.store import Store
 
 __all__ = ["Daemon", "open_parts", "serve", "utcnow"]
@@ -65,6 +66,13 @@ async def open_parts(
     templates = Templates(config.templates_dir)
     templates.check()
     store = await Store.open(config.data_dir, config.database)
+    if store.target.postgres:
+        first = config.tickets.first_number
+        try:
+            await store.write(lambda conn: raise_ticket_numbers(conn, first_number=first))
+        except BaseException:
+            await store.close()
+            raise
     blobs = open_blobs(config.paths.blobs, config.database)
     intake = Intake(config, store, blobs, templates, clock=clock)
     return store, intake

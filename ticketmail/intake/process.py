@@ -52,7 +52,7 @@ from ticketmail.smtp.replies import (
 from ticketmail.storage.availability import DatabaseUnavailable, unavailable
 from ticketmail.storage.blobs import Blobs
 from ticketmail.storage.dialect import Conn
-from ticketmail.storage.mails import mail_facts, record_mail
+from ticketmail.storage.mails import mail_facts, next_ticket_number, record_mail
 from ticketmail.storage.outbox import mark_bounced, suppress
 from ticketmail.storage.records import (
     ArticleRecord,
@@ -107,7 +107,6 @@ class _Decided:
 
     decision: Decision
     facts: Facts
-    next_number: int  # the number a new ticket gets
 
 
 def _references(mail: ParsedMail, ids: MessageIds) -> tuple[Reference, ...]:
@@ -258,7 +257,9 @@ class Intake:
         # mails that arrived meanwhile; the trip first makes their blobs (written by the
         # admission, not yet fsync'd) durable, with one syncfs for all.
         result, decision = await self.store.write(
-            lambda conn: self._store(conn, kept, now), flush=self.blobs.sync
+            lambda conn: self._store(conn, kept, now),
+            flush=self.blobs.sync,
+            alongside=self._keys(mail),
         )
         if decision is not None:
             log.info(
@@ -277,6 +278,19 @@ class Intake:
             )
         return result
 
+    def _keys(self, mail: ParsedMail) -> tuple[str, ...]:
+        """What the mail's job holds against other nodes' jobs (PostgreSQL; it runs beside
+        them, `Database.write`): its Message-ID, so that the same mail delivered to two nodes
+        at once is stored once (the second finds the first's, SPEC 4.5), and the tickets its
+        subject tags, so that two mails to one ticket change it one after the other. A new
+        ticket's number needs no key (`next_ticket_number`)."""
+        tag = self.config.tickets.subject_tag
+        numbers = find_ticket_numbers(mail.subject, tag)[:10]
+        keys = [f"ticket:{n}" for n in numbers]
+        if mail.message_id:
+            keys.append(f"mail:{mail.message_id}")
+        return tuple(keys)
+
     def _known(self, conn: Conn, kept: _Kept, now: datetime) -> MailFacts:
         """What the database knows of the mail: seen before? its sender, its tickets."""
         assert self._ids is not None
@@ -289,7 +303,6 @@ class Intake:
             references=_references(mail, self._ids),
             since=now - timedelta(hours=1),
             now=now,
-            first_number=self.config.tickets.first_number,
         )
 
     def _decide(self, kept: _Kept, known: MailFacts, now: datetime) -> IntakeResult | _Decided:
@@ -309,7 +322,7 @@ class Intake:
         decision = decide(mail, facts, cls, self.policy)
         if decision.action is Action.REJECT:
             return self._rejected(mail, decision.reason, facts.sender, detail=decision.detail)
-        return _Decided(decision, facts, known.next_number)
+        return _Decided(decision, facts)
 
     def _store(
         self, conn: Conn, kept: _Kept, now: datetime
@@ -414,7 +427,7 @@ class Intake:
         touch: tuple[int, str | None] | None = None
         if decision.action is Action.NEW_TICKET:
             assert user is not None
-            ticket = decided.next_number
+            ticket = next_ticket_number(conn, first_number=self.config.tickets.first_number)
             new_ticket = NewTicket(
                 ticket,
                 customer=user.customer.number,

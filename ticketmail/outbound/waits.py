@@ -17,9 +17,9 @@ from ticketmail.config import Config
 from ticketmail.mail.msgid import MessageIds
 from ticketmail.outbound.agents import wait_over
 from ticketmail.outbound.compose import Templates
-from ticketmail.storage.dialect import Conn
+from ticketmail.storage.dialect import ALONGSIDE, Conn
 from ticketmail.storage.store import Store
-from ticketmail.storage.waiting import due_waits, end_due_wait
+from ticketmail.storage.waiting import any_wait_due, due_waits, end_due_wait
 
 __all__ = ["WaitScheduler"]
 
@@ -65,7 +65,9 @@ class WaitScheduler:
                 reminders += told
             return ended, reminders
 
-        ended, reminders = await self.store.write(job)
+        if not await any_wait_due(self.store.db, now=now):
+            return 0  # nothing due: no write (every node passes, every few seconds)
+        ended, reminders = await self.store.write(job, alongside=ALONGSIDE)
         if reminders and self.on_queued is not None:
             self.on_queued()
         return ended

@@ -7,9 +7,40 @@ The tables, columns and indexes are SQLite's; the differences are PostgreSQL's o
 
 from __future__ import annotations
 
-__all__ = ["PG_SCHEMA"]
+__all__ = ["PG_MIGRATIONS", "PG_SCHEMA", "TICKET_NUMBERS_FROM_ROWS"]
 
-PG_SCHEMA = """
+# The desk's tally: each writer connection counts in a row of its own (`slot`, its backend's
+# process id), so that two nodes opening tickets at the same time never wait for one row;
+# the desk reads the sum over the slots.
+TALLY_KEEP = """
+CREATE OR REPLACE FUNCTION ticket_tally_keep() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        INSERT INTO ticket_tally(owner, status, slot, n)
+        VALUES (coalesce(OLD.owner, ''), OLD.status, pg_backend_pid(), -1)
+        ON CONFLICT(owner, status, slot) DO UPDATE SET n = ticket_tally.n - 1;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO ticket_tally(owner, status, slot, n)
+        VALUES (coalesce(NEW.owner, ''), NEW.status, pg_backend_pid(), 1)
+        ON CONFLICT(owner, status, slot) DO UPDATE SET n = ticket_tally.n + 1;
+    END IF;
+    RETURN NULL;
+END $$;
+"""
+
+# Ticket numbers: a sequence every node takes from at the same time (`mails.next_ticket_number`),
+# set past the numbers already handed out (a database migrated or copied from SQLite).
+TICKET_NUMBERS_FROM_ROWS = """
+SELECT setval('ticket_numbers', GREATEST(handed, 1), handed > 0)
+FROM (SELECT GREATEST(
+    (SELECT COALESCE(MAX(number), 0) FROM tickets),
+    (SELECT COALESCE(MAX(CAST(value AS BIGINT)), 0) FROM meta WHERE key = 'last_ticket_number')
+) AS handed) AS numbers;
+"""
+
+_TABLES = """
+CREATE SEQUENCE ticket_numbers;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE customers (
     number TEXT PRIMARY KEY,
@@ -211,7 +242,8 @@ CREATE TABLE ticket_tally (
     owner TEXT NOT NULL,
     status TEXT NOT NULL,
     n BIGINT NOT NULL,
-    PRIMARY KEY (owner, status)
+    slot BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (owner, status, slot)
 );
 CREATE TABLE search_backlog (article BIGINT PRIMARY KEY);
 CREATE INDEX login_failures_device ON login_failures(email, device, at);
@@ -271,18 +303,9 @@ CREATE TABLE blobs (
 );
 
 -- The tally of tickets by owner and status (the desk's counts), kept by a trigger as in SQLite.
-CREATE FUNCTION ticket_tally_keep() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP IN ('DELETE', 'UPDATE') THEN
-        UPDATE ticket_tally SET n = n - 1
-        WHERE owner = coalesce(OLD.owner, '') AND status = OLD.status;
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        INSERT INTO ticket_tally(owner, status, n) VALUES (coalesce(NEW.owner, ''), NEW.status, 1)
-        ON CONFLICT(owner, status) DO UPDATE SET n = ticket_tally.n + 1;
-    END IF;
-    RETURN NULL;
-END $$;
+"""
+
+_AFTER_TALLY = """
 CREATE TRIGGER tickets_tally_insert AFTER INSERT OR DELETE ON tickets
 FOR EACH ROW EXECUTE FUNCTION ticket_tally_keep();
 CREATE TRIGGER tickets_tally_update AFTER UPDATE OF status, owner ON tickets
@@ -370,3 +393,18 @@ CREATE TRIGGER tickets_search_customer AFTER UPDATE OF customer ON tickets
 FOR EACH ROW WHEN (OLD.customer IS DISTINCT FROM NEW.customer)
 EXECUTE FUNCTION search_index_customer();
 """
+
+PG_SCHEMA = _TABLES + TALLY_KEEP + _AFTER_TALLY
+
+_SEQUENCE = "CREATE SEQUENCE ticket_numbers;"
+_TALLY_SLOTS = """
+ALTER TABLE ticket_tally ADD COLUMN slot BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE ticket_tally DROP CONSTRAINT ticket_tally_pkey;
+ALTER TABLE ticket_tally ADD PRIMARY KEY (owner, status, slot);
+"""
+
+# From the version before (the key) to the next: what changes on PostgreSQL.
+PG_MIGRATIONS = {
+    # 14 -> 15: ticket numbers from a sequence; the desk's tally per writer connection.
+    14: _SEQUENCE + TICKET_NUMBERS_FROM_ROWS + _TALLY_SLOTS + TALLY_KEEP,
+}

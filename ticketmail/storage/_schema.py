@@ -8,7 +8,7 @@ from ticketmail.storage.dialect import Conn
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 14
+SCHEMA_VERSION = 15
 
 # The customer portal (SPEC 8): mail domains that vouch for an institution's users, login
 # passwords (Argon2id), registrations, single-use tokens (stored hashed), server-side sessions
@@ -549,6 +549,9 @@ CREATE INDEX outbox_ticket ON outbox(ticket, automatic, created_at);
     WAITING_SCHEMA,
     # 13 -> 14: outbox entries claimed by a node for a lease.
     OUTBOX_CLAIM_SCHEMA,
+    # 14 -> 15: nothing in SQLite (PostgreSQL: ticket numbers from a sequence, the desk's
+    # tally per writer; `_pg_schema.PG_MIGRATIONS`).
+    "",
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1
 

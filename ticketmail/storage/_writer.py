@@ -42,6 +42,7 @@ from ticketmail.errors import TicketmailError
 from ticketmail.storage import postgres
 from ticketmail.storage.availability import Availability, DatabaseUnavailable
 from ticketmail.storage.dialect import Conn
+from ticketmail.storage.postgres import begin_write
 
 __all__ = ["MAX_BATCH", "Writer"]
 
@@ -75,6 +76,7 @@ class _Job:
     context: contextvars.Context
     future: asyncio.Future[Any]
     flush: Callable[[], None] | None
+    alongside: tuple[str, ...] | None  # None: it runs alone (see `Writer.write`)
 
 
 def _flushed(jobs: Sequence[_Job]) -> dict[Callable[[], None], Exception | None]:
@@ -98,8 +100,10 @@ def _run_trip(conn: Conn, jobs: Sequence[_Job]) -> list[Outcome]:
     trip is kept.
     """
     flushed = _flushed(jobs)
+    alone = any(job.alongside is None for job in jobs)
+    keys = {key for job in jobs for key in job.alongside or ()}
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        begin_write(conn, alone=alone, keys=keys)
     except Exception as exc:
         exc.add_note(_AT_BEGIN)
         raise
@@ -178,12 +182,25 @@ class Writer:
     def start(self) -> None:
         self._thread.start()
 
-    async def write(self, fn: Callable[[Conn], T], *, flush: Callable[[], None] | None) -> T:
-        """Queue `fn` as a job; its result once committed, or its exception (work undone)."""
+    async def write(
+        self,
+        fn: Callable[[Conn], T],
+        *,
+        flush: Callable[[], None] | None,
+        alongside: Sequence[str] | None = None,
+    ) -> T:
+        """Queue `fn` as a job; its result once committed, or its exception (work undone).
+
+        `alongside` (PostgreSQL, several nodes): None, the job runs alone, as every job does
+        on SQLite (its trip holds the write lock exclusively, no other node's trip runs
+        meanwhile); a sequence of keys, the job is safe beside other nodes' jobs of that kind
+        and its trip holds the write lock shared, plus these keys (see `postgres.begin_write`).
+        """
         if asyncio.get_running_loop() is not self._loop:
             raise RuntimeError("a database is written from the event loop it was opened in")
         self.availability.check()  # the database away: fail at once, never wait for it
-        job = _Job(fn, contextvars.copy_context(), self._loop.create_future(), flush)
+        keys = tuple(alongside) if alongside is not None else None
+        job = _Job(fn, contextvars.copy_context(), self._loop.create_future(), flush, keys)
         with self._cond:
             if self._closing:
                 raise TicketmailError("the database is closed")

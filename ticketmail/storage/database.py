@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -213,7 +213,12 @@ class Database:
         return self._writer.commits
 
     async def write(
-        self, fn: Callable[[Conn], T], /, *, flush: Callable[[], None] | None = None
+        self,
+        fn: Callable[[Conn], T],
+        /,
+        *,
+        flush: Callable[[], None] | None = None,
+        alongside: Sequence[str] | None = None,
     ) -> T:
         """`fn(connection)` as a job on the writer thread, in a transaction (a SAVEPOINT of
         its own in the trip's); returns its result once committed (fsync'd), or raises its
@@ -224,8 +229,11 @@ class Database:
         trip's transaction, once for all the jobs that name it; when it raises, those jobs
         do not run and raise it. A caller cancelled before the thread took its job takes it
         back (it never runs); after that, the job runs whole and is committed regardless.
+
+        `alongside` (what several PostgreSQL nodes may do at once; `Writer.write`): None,
+        the job runs alone; keys, it may run beside other nodes' jobs, these keys held.
         """
-        return await self._writer.write(fn, flush=flush)
+        return await self._writer.write(fn, flush=flush, alongside=alongside)
 
     # --- reads ---------------------------------------------------------------------------
 

@@ -15,9 +15,23 @@ from typing import Any, Protocol
 
 import psycopg
 
-__all__ = ["DATABASE_ERRORS", "Conn", "Cursor", "Params", "Row", "insert_id", "is_postgres"]
+__all__ = [
+    "ALONGSIDE",
+    "DATABASE_ERRORS",
+    "Conn",
+    "Cursor",
+    "Params",
+    "Row",
+    "insert_id",
+    "is_postgres",
+]
 
 Params = Sequence[Any] | Mapping[str, Any]  # positional ? or named :name parameters
+
+# A write job's `alongside` (see `Database.write`) when it is safe beside other nodes' jobs
+# with no key of its own: its statements touch rows only it takes (an outbox claim, its own
+# session) or take them with `SKIP LOCKED`.
+ALONGSIDE: tuple[str, ...] = ()
 
 # What a failed statement raises, on either backend.
 DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)

@@ -28,6 +28,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ticketmail.errors import NotFoundError, RefusedError, TicketmailError, UsageError
 from ticketmail.storage import postgres
+from ticketmail.storage._pg_schema import TICKET_NUMBERS_FROM_ROWS
 from ticketmail.storage.blobs import check_digest
 from ticketmail.storage.dialect import Conn, is_postgres
 from ticketmail.storage.paths import DataPaths
@@ -236,6 +237,7 @@ def _copy_rows(src: sqlite3.Connection, dst: postgres.PgConn) -> list[CopiedTabl
                 f"(SELECT COALESCE(MAX({_ident(column)}), 0) + 1 FROM {_ident(table)}), false)",
                 (table, column),
             )
+    dst.raw.execute(TICKET_NUMBERS_FROM_ROWS)
     counted = [(t, t) for t in sorted(tables)] + [(BACKLOG, "articles")]
     copied: list[CopiedTable] = []
     for table, source_table in counted:

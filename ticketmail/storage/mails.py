@@ -13,9 +13,10 @@ from datetime import datetime
 
 from ticketmail.models import Agent, TicketRef
 from ticketmail.storage._rows import iso, moment, ticket_ref_of, user_of
-from ticketmail.storage.dialect import Conn, Row, insert_id
+from ticketmail.storage.dialect import Conn, Row, insert_id, is_postgres
 from ticketmail.storage.merge import final_number
 from ticketmail.storage.outbox import insert_outbox
+from ticketmail.storage.postgres import WRITE_LOCK
 from ticketmail.storage.records import (
     ArticleRecord,
     MailFacts,
@@ -28,7 +29,13 @@ from ticketmail.storage.records import (
 )
 from ticketmail.storage.tickets import SQL_TICKET_REF, insert_article, insert_ticket, touch_ticket
 
-__all__ = ["mail_facts", "next_ticket_number", "read_sender", "record_mail"]
+__all__ = [
+    "mail_facts",
+    "next_ticket_number",
+    "raise_ticket_numbers",
+    "read_sender",
+    "record_mail",
+]
 
 # The next ticket number: above the last one handed out and above every ticket there is.
 # (An aggregate MAX over a UNION: both dialects have it, where a scalar MAX is SQLite's alone.)
@@ -62,9 +69,40 @@ _SQL_SENT = "SELECT 1 FROM outbox WHERE message_id = ? LIMIT 1"
 
 
 def next_ticket_number(conn: Conn, *, first_number: int) -> int:
-    """The number a new ticket gets now (`tickets.first_number` at least)."""
-    (number,) = conn.execute(_SQL_NEXT_NUMBER, {"first": first_number}).fetchone()
+    """In the job that opens the ticket: the number it gets (`tickets.first_number` at least).
+
+    SQLite: one more than the highest handed out (its one writer runs one job at a time).
+    PostgreSQL: the sequence `ticket_numbers`, which nodes take from at the same time
+    without waiting (a number of a job rolled back is a gap, never reused). Only while the
+    sequence is behind `first_number` (the setting raised, and this process did not
+    `raise_ticket_numbers` at its start, as the daemon and the CLI do) the job takes the
+    write lock exclusively, so that no other node's job takes a number while it moves the
+    sequence up.
+    """
+    if not is_postgres(conn):
+        (number,) = conn.execute(_SQL_NEXT_NUMBER, {"first": first_number}).fetchone()
+        return int(number)
+    (number,) = conn.execute("SELECT nextval('ticket_numbers')").fetchone()
+    if number >= first_number:
+        return int(number)
+    conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))  # alone from here on
+    (number,) = conn.execute("SELECT nextval('ticket_numbers')").fetchone()
+    if number < first_number:
+        conn.execute("SELECT setval('ticket_numbers', ?)", (first_number,))
+        number = first_number
     return int(number)
+
+
+def raise_ticket_numbers(conn: Conn, *, first_number: int) -> None:
+    """In a job that runs alone, at a process's start (PostgreSQL): the sequence of ticket
+    numbers at `first_number` at least, so that the nodes' jobs never need to move it (two
+    doing so at once would wait for each other). SQLite counts from the rows: nothing."""
+    if is_postgres(conn):
+        conn.execute(
+            "SELECT setval('ticket_numbers', :first, false) FROM ticket_numbers "
+            "WHERE CASE WHEN is_called THEN last_value + 1 ELSE last_value END < :first",
+            {"first": first_number},
+        )
 
 
 def _sender_params(email: str, *, since: datetime, now: datetime) -> dict[str, str]:
@@ -98,10 +136,8 @@ def mail_facts(
     references: Sequence[Reference],
     since: datetime,
     now: datetime,
-    first_number: int,
 ) -> MailFacts:
-    """The duplicate check, then the sender, the tickets a mail names and the number a
-    new ticket would get (`tickets.first_number` at least)."""
+    """The duplicate check, then the sender and the tickets a mail names."""
     seen = conn.execute(_SQL_SEEN, {"m": message_id, "f": header_from}).fetchone()
     previous = (str(seen["reply"]), seen["ticket"]) if seen["reply"] is not None else None
     sent_by_us = bool(seen["own"])
@@ -133,8 +169,7 @@ def mail_facts(
             ref = ticket_of_message(str(value))
         if ref is not None and ref not in referenced:
             referenced.append(ref)
-    (next_number,) = conn.execute(_SQL_NEXT_NUMBER, {"first": first_number}).fetchone()
-    return MailFacts(None, sent_by_us, sender, tagged, tuple(referenced), int(next_number))
+    return MailFacts(None, sent_by_us, sender, tagged, tuple(referenced))
 
 
 def _insert_message(conn: Conn, record: MessageRecord, *, now: datetime) -> int:
@@ -172,7 +207,7 @@ def record_mail(
     """A mail's ticket change (new, or touched with an optional status), its message row,
     its article and the notice queued for it.
 
-    A new ticket's number is the `next_number` of this job's `mail_facts`."""
+    A new ticket's number is one `next_ticket_number` gave this job."""
     if new_ticket is not None:
         insert_ticket(conn, new_ticket, now=now)
     if touch is not None:

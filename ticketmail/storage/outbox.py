@@ -10,7 +10,7 @@ from ticketmail.errors import NotFoundError, RefusedError
 from ticketmail.models import OutboxEntry
 from ticketmail.storage._rows import iso, iso_precise, moment
 from ticketmail.storage.database import Database
-from ticketmail.storage.dialect import Conn, Row, insert_id, is_postgres
+from ticketmail.storage.dialect import ALONGSIDE, Conn, Row, insert_id, is_postgres
 from ticketmail.storage.records import OutboxDue, OutboxRecord
 from ticketmail.storage.wakeups import listen_outbox, notify_outbox
 
@@ -125,6 +125,12 @@ class _Claim:
     taken_from: str | None
 
 
+# An entry a node may claim now (`claim_due`).
+_DUE = (
+    "status = 'queued' AND next_attempt_at <= :now AND (lease_until IS NULL OR lease_until <= :now)"
+)
+
+
 def claim_due(
     conn: Conn, *, node: str, now: datetime, lease: timedelta, limit: int = CLAIM_BATCH
 ) -> list[_Claim]:
@@ -133,16 +139,14 @@ def claim_due(
     lease, or under one that ran out (its node died mid-send: `taken_from` names it).
 
     PostgreSQL locks the rows it takes and skips those another transaction holds, so two
-    nodes never claim one entry (the writers' advisory lock already serialises the claims;
-    SKIP LOCKED keeps that true for any transaction that does not take it). SQLite has one
+    nodes claim at the same time, neither waiting for the other, and never one entry twice
+    (the outbox's jobs run alongside other nodes' jobs, `Database.write`). SQLite has one
     writer: the job is the lock.
     """
     lock = " FOR UPDATE SKIP LOCKED" if is_postgres(conn) else ""
     rows = conn.execute(
         "SELECT id, queued_at, sender, recipient, attempts, claimed_by, lease_until "
-        "FROM outbox WHERE status = 'queued' AND next_attempt_at <= :now "
-        "AND (lease_until IS NULL OR lease_until <= :now) "
-        "ORDER BY next_attempt_at, id LIMIT :limit" + lock,
+        "FROM outbox WHERE " + _DUE + " ORDER BY next_attempt_at, id LIMIT :limit" + lock,
         {"now": iso_precise(now), "limit": limit},
     ).fetchall()
     claims = [
@@ -284,9 +288,16 @@ class Outbox:
     async def claim_outbox(
         self, *, node: str, now: datetime, lease: timedelta, limit: int = CLAIM_BATCH
     ) -> list[OutboxDue]:
-        """Claim due entries for `node` (see `claim_due`), with their mails."""
+        """Claim due entries for `node` (see `claim_due`), with their mails. Looked for
+        with a read first: a worker woken with nothing due (another node's notice, its
+        poll) writes nothing."""
+        sql = "SELECT 1 FROM outbox WHERE " + _DUE + " LIMIT 1"  # noqa: S608 - fixed fragments
+        due = await self.db.fetchone(sql, {"now": iso_precise(now)})
+        if due is None:
+            return []
         claims = await self.db.write(
-            lambda conn: claim_due(conn, node=node, now=now, lease=lease, limit=limit)
+            lambda conn: claim_due(conn, node=node, now=now, lease=lease, limit=limit),
+            alongside=ALONGSIDE,
         )
         if not claims:
             return []
@@ -321,11 +332,13 @@ class Outbox:
 
     async def release_outbox(self, entries: Sequence[OutboxDue]) -> int:
         """Give claimed entries back unattempted; how many were still this claim's."""
-        return await self.db.write(lambda conn: _release(conn, entries))
+        return await self.db.write(lambda conn: _release(conn, entries), alongside=ALONGSIDE)
 
     async def expire_outbox_claims(self, node: str, *, now: datetime) -> int:
         """A node starting: the leases it held before end now (see `_expire_claims_of`)."""
-        return await self.db.write(lambda conn: _expire_claims_of(conn, node, now=now))
+        return await self.db.write(
+            lambda conn: _expire_claims_of(conn, node, now=now), alongside=ALONGSIDE
+        )
 
     async def listen_outbox(self, wake: Callable[[], None]) -> None:
         """Call `wake` whenever any node queues outbox mail (PostgreSQL; until cancelled).
@@ -341,15 +354,19 @@ class Outbox:
         return [_entry(r) for r in rows]
 
     async def outbox_sent(self, entry: int, *, now: datetime) -> None:
-        await self.db.write(lambda conn: _mark_sent(conn, entry, now=now))
+        await self.db.write(lambda conn: _mark_sent(conn, entry, now=now), alongside=ALONGSIDE)
 
     async def outbox_retry_later(self, entry: OutboxDue, *, error: str, at: datetime) -> bool:
         """Defer a claimed entry; False when its claim had run out and another's stands."""
-        return await self.db.write(lambda conn: _retry_later(conn, entry, error=error, at=at))
+        return await self.db.write(
+            lambda conn: _retry_later(conn, entry, error=error, at=at), alongside=ALONGSIDE
+        )
 
     async def outbox_failed(self, entry: OutboxDue, *, error: str) -> bool:
         """Fail a claimed entry; False when its claim had run out and another's stands."""
-        return await self.db.write(lambda conn: _mark_failed(conn, entry, error=error))
+        return await self.db.write(
+            lambda conn: _mark_failed(conn, entry, error=error), alongside=ALONGSIDE
+        )
 
     async def requeue_outbox(self, entry: int | None, *, now: datetime) -> list[int]:
         """Queue failed or bounced entries again (one, or all when `entry` is None)."""

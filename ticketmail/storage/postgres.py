@@ -4,7 +4,9 @@
 `BEGIN IMMEDIATE`) and says it in PostgreSQL's words here, in one place: parameters become
 `%s` and `%(name)s` (a literal `%` doubled); `BEGIN IMMEDIATE`, SQLite's "take the write lock
 now", becomes BEGIN plus a transaction-level advisory lock that every node's writer takes, so
-writes across nodes are serialised as SQLite's one writer serialises them in one process;
+writes across nodes are serialised as SQLite's one writer serialises them in one process
+(`begin_write`: held shared by the trips whose jobs are safe beside each other, and then
+only the keys they name are held exclusively);
 booleans are stored as 0 and 1 as in SQLite, and an integral `numeric` (a SUM) is read back
 as an int. Rows are read by position and by column name, like `sqlite3.Row`.
 """
@@ -12,6 +14,7 @@ as an int. Rows are read by position and by column name, like `sqlite3.Row`.
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
@@ -24,18 +27,20 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from ticketmail.errors import TicketmailError
-from ticketmail.storage._pg_schema import PG_SCHEMA
+from ticketmail.storage._pg_schema import PG_MIGRATIONS, PG_SCHEMA
 from ticketmail.storage._schema import SCHEMA_VERSION
-from ticketmail.storage.dialect import Cursor, Params
+from ticketmail.storage.dialect import Conn, Cursor, Params
 
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS",
     "PgConn",
+    "begin_write",
     "broken",
     "connect",
     "migrate",
     "reader_pool",
     "translate",
+    "try_hold",
 ]
 
 log = structlog.get_logger()
@@ -46,6 +51,9 @@ STATEMENT_TIMEOUT_MS = 30_000
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
 # Advisory lock keys (one number space for ticketmail's locks in the database).
 WRITE_LOCK = 0x7469636B  # every writer trip, on every node: "tick"
+# A job's keys (`begin_write`) are hashed into the two-int advisory lock space (a different
+# space from the one-bigint locks above) under this class id.
+KEY_LOCKS = 0x746B
 MIGRATE_LOCK = 0x7469636C  # the schema's migration, one node at a time
 
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|::|\?|:([A-Za-z_]\w*)|%")
@@ -137,6 +145,50 @@ class PgConn:
         self.raw.close()
 
 
+def key_id(key: str) -> int:
+    """A job's lock key as the second int of a two-int advisory lock (a 32-bit hash; two
+    keys that share one only wait for each other, never wrongly pass)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), signed=True)
+
+
+def begin_write(conn: Conn, *, alone: bool, keys: Iterable[str] = ()) -> None:
+    """Begin a writer trip's transaction.
+
+    SQLite: BEGIN IMMEDIATE (its one writer holds the database; keys mean nothing there).
+    PostgreSQL: BEGIN plus the advisory write lock every node's writer takes: exclusively
+    when one of the trip's jobs must run `alone` (no other node's trip runs meanwhile, as on
+    SQLite), else shared (other nodes' trips of such jobs run at the same time), and then
+    each key the jobs name, exclusively, in one order (so two trips never wait on each other
+    in a circle). A key stands for what two nodes' jobs must not do at once: take the same
+    Message-ID in, count the same sender's mails, change the same ticket.
+    """
+    if not isinstance(conn, PgConn):
+        conn.execute("BEGIN IMMEDIATE")
+        return
+    raw = conn.raw
+    raw.execute("BEGIN")
+    if alone:
+        raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        return
+    raw.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITE_LOCK,))
+    ids = sorted({key_id(key) for key in keys})
+    if ids:  # unnest keeps the array's order: the locks are taken in ascending order
+        raw.execute(
+            "SELECT pg_advisory_xact_lock(%s, k) FROM unnest(%s::integer[]) AS k", (KEY_LOCKS, ids)
+        )
+
+
+def try_hold(conn: Conn, key: str) -> bool:
+    """In a job alongside other nodes' (PostgreSQL): hold `key` till the transaction ends,
+    unless another node's transaction holds it now (False: never waits). SQLite: True."""
+    if not isinstance(conn, PgConn):
+        return True
+    row = conn.raw.execute(
+        "SELECT pg_try_advisory_xact_lock(%s, %s)", (KEY_LOCKS, key_id(key))
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def broken(conn: object) -> bool:
     """`conn` is a PostgreSQL connection that can no longer be used (the server went away,
     or it was closed): it must be replaced. Never true of an SQLite connection."""
@@ -212,14 +264,19 @@ def migrate(conn: PgConn) -> None:
             )
         if found == SCHEMA_VERSION:
             return
-        if found != 0:
+        if found != 0 and any(v not in PG_MIGRATIONS for v in range(found, SCHEMA_VERSION)):
             raise TicketmailError(f"no migration from schema version {found} on PostgreSQL")
+        steps = (
+            [PG_SCHEMA] if found == 0 else [PG_MIGRATIONS[v] for v in range(found, SCHEMA_VERSION)]
+        )
         with conn.raw.transaction():
-            conn.raw.execute(PG_SCHEMA.encode())  # several statements: the simple protocol
+            for script in steps:  # several statements each: the simple protocol
+                conn.raw.execute(script.encode())
             conn.raw.execute(
-                "INSERT INTO meta(key, value) VALUES ('schema_version', %s)",
+                "INSERT INTO meta(key, value) VALUES ('schema_version', %s) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (str(SCHEMA_VERSION),),
             )
-        log.info("schema_migrated", backend="postgres", version=SCHEMA_VERSION)
+        log.info("schema_migrated", backend="postgres", version=SCHEMA_VERSION, found=found)
     finally:
         conn.raw.execute("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK,))

@@ -161,7 +161,6 @@ class MailFacts:
     sender: Sender | None
     tagged: tuple[TicketRef, ...]  # the tickets the subject tags, in order
     referenced: tuple[TicketRef, ...]  # the tickets In-Reply-To/References name, in order
-    next_number: int = 0  # the number a new ticket would get now (0 for a duplicate)
 
 
 # A reference a mail makes, as intake classified it: ("number", n) names ticket n (a genuine

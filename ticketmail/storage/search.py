@@ -9,14 +9,15 @@ times the unicode61 one).
 `SearchIndexer` runs it in the daemon: whenever the writer was quiet for a look (no COMMIT
 but its own since the last), batch after batch BATCH_GAP apart while it stays quiet; else
 one batch every TRICKLE_LOOKS looks while mail keeps coming, so that a long storm does not
-leave everything to the end; while idle it reads the backlog's size now and then, for
-articles a CLI command stored. `catch_up` indexes the backlog before a search (within a
+leave everything to the end; once the backlog is empty it reads its size (never a write)
+after each COMMIT of its process, and now and then while idle, for articles another process
+stored. `catch_up` indexes the backlog before a search (within a
 share of the search's time), so a search finds what was stored a moment ago.
 
 On PostgreSQL the index is one table (storage/pg_search.py) and the backlog is shared: any
-node's indexer works it off, one batch at a time (a batch is a write job, and every node's
-write jobs take the same lock); its triggers take a changed article out at once, so there is
-no stale text to forget.
+node's indexer works it off, one batch at a time (a batch job runs alongside other nodes'
+jobs, and indexes nothing while another node's batch holds the key "search-batch"); its
+triggers take a changed article out at once, so there is no stale text to forget.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ import structlog
 from ticketmail.errors import TicketmailError
 from ticketmail.storage import pg_search
 from ticketmail.storage.database import Database
-from ticketmail.storage.dialect import DATABASE_ERRORS, Conn, is_postgres
+from ticketmail.storage.dialect import ALONGSIDE, DATABASE_ERRORS, Conn, is_postgres
 from ticketmail.storage.fulltext import GRAMS_TEXT_CHARS, gram_columns
+from ticketmail.storage.postgres import try_hold
 
 __all__ = ["SearchIndexer", "catch_up", "index_some", "waiting"]
 
@@ -81,7 +83,10 @@ def _forget_stale(conn: Conn) -> bool:
 
 def index_some(conn: Conn) -> int:
     """Index the oldest waiting articles (a batch) in both indexes; how many still wait.
-    A job."""
+    A job, alongside other nodes' jobs: while another node indexes a batch, this one
+    indexes none (one batch at a time) and says the backlog still waits."""
+    if not try_hold(conn, "search-batch"):
+        return waiting(conn) or 1
     if not _forget_stale(conn):  # an article's old text goes before its new text comes
         return waiting(conn) + 1
     rows = conn.execute(
@@ -130,7 +135,7 @@ async def catch_up(db: Database, *, until: float | None = None) -> int:
     while left and rounds < limit:
         if until is not None and time.monotonic() >= until:
             break
-        left = await db.write(index_some)
+        left = await db.write(index_some, alongside=ALONGSIDE)
         rounds += 1
     return left
 
@@ -158,22 +163,23 @@ class SearchIndexer:
                 continue
             looks += 1
             now = self._db.commits
-            if now == mine and not left:  # nothing committed here since it was emptied
-                if looks % OTHERS_LOOKS:
-                    continue
+            if not left:  # emptied: is anything waiting again? (a read, never a write)
+                if now == mine and looks % OTHERS_LOOKS:
+                    continue  # nothing committed here since; another process's, now and then
                 try:
                     row = await self._db.fetchone(_WAITING)
                 except TicketmailError as exc:  # the database away: the next look tries again
                     log.warning("search_index_failed", error=f"{type(exc).__name__}: {exc}")
                     continue
-                if row is None or not row[0]:  # nor by another process (the CLI)
+                if row is None or not row[0]:  # what was committed meanwhile added nothing
+                    mine = now
                     continue
             busy = now != seen
             seen = now
             if busy and looks % TRICKLE_LOOKS:
                 continue
             try:
-                left = await self._db.write(index_some)
+                left = await self._db.write(index_some, alongside=ALONGSIDE)
             except _BATCH_FAILED as exc:  # the next look tries again
                 log.warning("search_index_failed", error=f"{type(exc).__name__}: {exc}")
                 continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -64,10 +64,15 @@ class Store(People, Tickets, Outbox, Queues):
         return self.db.commits
 
     async def write(
-        self, fn: Callable[[Conn], T], /, *, flush: Callable[[], None] | None = None
+        self,
+        fn: Callable[[Conn], T],
+        /,
+        *,
+        flush: Callable[[], None] | None = None,
+        alongside: Sequence[str] | None = None,
     ) -> T:
         """`fn(connection)` as a job on the writer thread (see `Database.write`)."""
-        return await self.db.write(fn, flush=flush)
+        return await self.db.write(fn, flush=flush, alongside=alongside)
 
     async def start_checkpoints(self) -> None:
         """The daemon's WAL checkpoints in the background (see `Database.start_checkpoints`)."""

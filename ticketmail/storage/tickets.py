@@ -18,7 +18,7 @@ from ticketmail.models import (
 )
 from ticketmail.storage._rows import iso, moment, ticket_ref_of, user_of
 from ticketmail.storage.database import Database
-from ticketmail.storage.dialect import Conn, Row, insert_id
+from ticketmail.storage.dialect import Conn, Row, insert_id, is_postgres
 from ticketmail.storage.records import ArticleRecord, NewTicket, Thread
 
 __all__ = [
@@ -68,14 +68,16 @@ def ticket_ref(conn: Conn, number: int, *, since: datetime) -> TicketRef | None:
 
 
 def insert_ticket(conn: Conn, ticket: NewTicket, *, now: datetime) -> None:
-    """The ticket, and its number as the last one handed out (numbers are never reused:
-    a number some ticket has fails the INSERT)."""
-    conn.execute(
-        "INSERT INTO meta(key, value) VALUES ('last_ticket_number', :n) ON CONFLICT(key) "
-        "DO UPDATE SET value = excluded.value "
-        "WHERE CAST(meta.value AS INTEGER) < CAST(excluded.value AS INTEGER)",
-        {"n": str(ticket.number)},
-    )
+    """The ticket, and on SQLite its number as the last one handed out (numbers are never
+    reused: a number some ticket has fails the INSERT; PostgreSQL's sequence remembers it
+    there, and one row every node's job wrote would make the nodes wait for each other)."""
+    if not is_postgres(conn):
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('last_ticket_number', :n) ON CONFLICT(key) "
+            "DO UPDATE SET value = excluded.value "
+            "WHERE CAST(meta.value AS INTEGER) < CAST(excluded.value AS INTEGER)",
+            {"n": str(ticket.number)},
+        )
     conn.execute(
         "INSERT INTO tickets(number, customer, requester, subject, status, automatic, "
         "previous_number, created_at, updated_at, channel) "

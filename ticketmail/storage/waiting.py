@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ticketmail.storage._rows import iso, moment
-from ticketmail.storage.dialect import Conn
+from ticketmail.storage.database import Database
+from ticketmail.storage.dialect import Conn, is_postgres
 from ticketmail.storage.tickets import record_change
 
-__all__ = ["DueWait", "due_waits", "end_due_wait", "set_waiting"]
+__all__ = ["DueWait", "any_wait_due", "due_waits", "end_due_wait", "set_waiting"]
 
 # Waits one scheduler pass ends at most (the next pass takes the rest).
 DUE_BATCH = 200
@@ -53,13 +54,27 @@ def set_waiting(conn: Conn, number: int, until: datetime, *, by: str, now: datet
     return True
 
 
+_SQL_DUE = (
+    "SELECT number, waiting_until, version FROM tickets "
+    "WHERE status = 'waiting' AND waiting_until <= ? ORDER BY waiting_until LIMIT ?"
+)
+
+
+async def any_wait_due(db: Database, *, now: datetime) -> bool:
+    """Whether any ticket's wait is due: a read before the job, so that a scheduler pass
+    with nothing to do (every node's, every few seconds) writes nothing."""
+    row = await db.fetchone(
+        "SELECT 1 FROM tickets WHERE status = 'waiting' AND waiting_until <= ? LIMIT 1",
+        (iso(now),),
+    )
+    return row is not None
+
+
 def due_waits(conn: Conn, *, now: datetime) -> tuple[DueWait, ...]:
-    """The waiting tickets whose time has come, the longest due first."""
-    rows = conn.execute(
-        "SELECT number, waiting_until, version FROM tickets "
-        "WHERE status = 'waiting' AND waiting_until <= ? ORDER BY waiting_until LIMIT ?",
-        (iso(now), DUE_BATCH),
-    ).fetchall()
+    """The waiting tickets whose time has come, the longest due first (on PostgreSQL those
+    no other node's job is ending now: the job runs alongside theirs)."""
+    sql = _SQL_DUE + " FOR UPDATE SKIP LOCKED" if is_postgres(conn) else _SQL_DUE
+    rows = conn.execute(sql, (iso(now), DUE_BATCH)).fetchall()
     found: list[DueWait] = []
     for r in rows:
         until = moment(r[1])

@@ -21,7 +21,7 @@ from ticketmail.outbound.agents import customer_set_status, customer_wrote
 from ticketmail.rules import auto_mail_allowed
 from ticketmail.storage import accounts
 from ticketmail.storage.dialect import Conn
-from ticketmail.storage.mails import mail_facts
+from ticketmail.storage.mails import mail_facts, next_ticket_number
 from ticketmail.storage.records import MailFacts, NewTicket, OutboxRecord
 from ticketmail.storage.tickets import thread_of
 
@@ -89,7 +89,6 @@ def post_article(
         conn,
         message_id=probe, header_from=email, numbers=(number,) if number is not None else (),
         references=(), since=now - timedelta(hours=1), now=now,
-        first_number=config.tickets.first_number,
     )  # fmt: skip
     user = facts.sender.user if facts.sender is not None else None
     if user is None:
@@ -118,7 +117,7 @@ def post_article(
     new_ticket: NewTicket | None = None
     status: str | None = None
     if decision.action is Action.NEW_TICKET:
-        ticket = facts.next_number
+        ticket = next_ticket_number(conn, first_number=config.tickets.first_number)
         new_ticket = NewTicket(
             ticket, customer=own, requester=user.email, subject=subject, automatic=False,
             previous_number=decision.previous_ticket,

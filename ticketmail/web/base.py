@@ -26,6 +26,7 @@ from ticketmail.storage import desk as desk_db
 from ticketmail.storage.accounts import Identity
 from ticketmail.storage.blobs import Blobs
 from ticketmail.storage.desk import DeskAgent
+from ticketmail.storage.dialect import ALONGSIDE
 from ticketmail.storage.store import Store
 from ticketmail.web.flash import FLASH_COOKIE, FLASH_SECONDS, flash_cookie, flash_line
 from ticketmail.web.i18n import LANGUAGES, Translate, negotiate, translator
@@ -196,7 +197,10 @@ async def _visit(
         if me is not None or agent is not None:
             session_hash = candidate
             if seen is not None and now - seen > TOUCH_AFTER:
-                await web.store.write(lambda conn: accounts.touch_session(conn, candidate, now=now))
+                await web.store.write(
+                    lambda conn: accounts.touch_session(conn, candidate, now=now),
+                    alongside=ALONGSIDE,
+                )
     basis = cookie or request.cookies.get(ANON_COOKIE) or ""
     new_anon = not basis
     if new_anon:

@@ -113,11 +113,16 @@ def locked_text(blocked: str) -> str:
 
 
 async def failed(web: Web, attempt: Attempt, *, now: datetime, where: str) -> None:
-    """A wrong password: counted for the device, or the address, and the source."""
+    """A wrong password: counted for the device, or the address, and the source.
+
+    Several nodes count at once, each failure holding its address (SPEC 10): two nodes'
+    failures for one address are counted one after the other, so that neither misses the
+    lock the other's would complete."""
     locked = await web.store.write(
         lambda conn: logins.record_login_failure(
             conn, attempt.email, source=attempt.source, device=attempt.device, now=now
-        )
+        ),
+        alongside=(f"login:{attempt.email.casefold()}",),
     )
     log.info("web_login_failed", where=where, email=attempt.email, source=attempt.source,
              device=attempt.device is not None, locked=locked)  # fmt: skip
