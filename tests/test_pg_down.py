@@ -11,11 +11,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 import pytest
 from conftest import Clock, Env, Sink, eventually, make_mail, smtp_send, write_config
 from pgcluster import PgCluster
+from structlog.testing import capture_logs
 from web_support import Client, logged_in
 
 from ticketmail.config import load_config
@@ -124,7 +126,9 @@ async def test_database_stopped_then_started(pg_env: Env, cluster: PgCluster) ->
     """SPEC 10: while the database is down SMTP answers 451 4.3.0 (at MAIL FROM once known),
     /healthz 503, a page 503 'briefly unavailable' in the visitor's language; once it is back
     the same daemon takes mail and serves pages again, and a mail answered 250 before the stop
-    is stored exactly once (its MTA retry recognised as a duplicate)."""
+    is stored exactly once (its MTA retry recognised as a duplicate). The outbox worker says
+    once that it waits for the database, not an error at every pass, and then that it
+    resumed."""
     env = pg_env
     client = await logged_in(env, ANNA, lang="de")
     english = Client(env, lang="en")
@@ -132,7 +136,36 @@ async def test_database_stopped_then_started(pg_env: Env, cluster: PgCluster) ->
     assert (await send(env, before))[0] == 250
     assert await healthz(client) == 200
 
-    await asyncio.to_thread(cluster.stop_server, "immediate")
+    assert env.daemon.worker is not None
+    with capture_logs() as events:
+        await asyncio.to_thread(cluster.stop_server, "immediate")
+        await down_and_back(env, client, english, cluster, before, events)
+        env.daemon.worker.wake()
+        await eventually(
+            lambda: any(e["event"] == "outbox_worker_resumed" for e in events),
+            what="the outbox worker's pass after the start",
+        )
+    worker = [e["event"] for e in events if e["event"].startswith("outbox_worker")]
+    # The outbox worker said once that it waits for the database, and that it resumed.
+    assert worker[0] == "outbox_worker_waiting"
+    assert worker.count("outbox_worker_waiting") == 1
+    assert "outbox_worker_error" not in worker
+    assert worker[-1] == "outbox_worker_resumed"
+    await client.close()
+    await english.close()
+
+
+async def down_and_back(
+    env: Env,
+    client: Client,
+    english: Client,
+    cluster: PgCluster,
+    before: str,
+    events: list[dict[str, Any]],
+) -> None:
+    """The database stopped: 451, 503, the page; started: 250 and pages again."""
+    worker = env.daemon.worker
+    assert worker is not None
     # The first mail finds the database away (451 at DATA or MAIL), never 250.
     code, text = await send(env, "<during-1@client.example>")
     assert (code, "4.3.0" in text) == (451, True), text
@@ -142,6 +175,11 @@ async def test_database_stopped_then_started(pg_env: Env, cluster: PgCluster) ->
     assert time.monotonic() - asked < FAST_SECONDS
     assert (code, "4.3.0" in text) == (451, True), text
     assert await healthz(client) == 503
+    worker.wake()  # a pass of the outbox worker now that the node knows
+    await eventually(
+        lambda: any(e["event"] == "outbox_worker_waiting" for e in events),
+        what="the outbox worker waiting for the database",
+    )
     page = await client.get("/tickets")
     assert page.status_code == 503, page.text
     assert UNAVAILABLE_DE in page.text
@@ -151,6 +189,9 @@ async def test_database_stopped_then_started(pg_env: Env, cluster: PgCluster) ->
     page = await english.get("/tickets", headers={"Cookie": "tm_session=x"})
     assert page.status_code == 503
     assert UNAVAILABLE_EN in page.text, page.text
+    for _ in range(3):  # more passes while away: said once only
+        worker.wake()
+        await mail_from_reply(env.port)
 
     await asyncio.to_thread(cluster.start_server)
     back = time.monotonic()
@@ -169,8 +210,6 @@ async def test_database_stopped_then_started(pg_env: Env, cluster: PgCluster) ->
     assert code == 250
     assert stored(env, before) == (1, 1)
     assert stored(env, "<during-1@client.example>") == (0, 0)
-    await client.close()
-    await english.close()
 
 
 async def test_every_250_stored_once_under_load(pg_env: Env, cluster: PgCluster) -> None:

@@ -21,6 +21,7 @@ import structlog
 from ticketmail.config import RelayConfig
 from ticketmail.errors import ConfigError, TicketmailError
 from ticketmail.metrics import Metrics
+from ticketmail.storage.availability import unavailable
 from ticketmail.storage.blobs import write_file_durably
 from ticketmail.storage.records import OutboxDue
 from ticketmail.storage.store import Store
@@ -259,6 +260,7 @@ class OutboxWorker:
 
     async def _loop(self) -> None:
         started = False
+        away = False  # the database was away at the last pass (said once, not every poll)
         while not self._stopping:
             try:
                 if not started:
@@ -267,8 +269,17 @@ class OutboxWorker:
                 await self.run_once()
                 delay = await self._delay()
             except Exception as exc:
-                log.error("outbox_worker_error", error=f"{type(exc).__name__}: {exc}")
+                error = f"{type(exc).__name__}: {exc}"
+                if not unavailable(exc):
+                    log.error("outbox_worker_error", error=error)
+                elif not away:
+                    log.warning("outbox_worker_waiting", reason="database unavailable", error=error)
+                away = away or unavailable(exc)
                 delay = self.config.poll_seconds
+            else:
+                if away:
+                    log.info("outbox_worker_resumed")
+                away = False
             if self._stopping:
                 break
             with contextlib.suppress(TimeoutError):

@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 import structlog
 
 from ticketmail.errors import TicketmailError
-from ticketmail.storage import postgres
+from ticketmail.storage import postgres, wakeups
 from ticketmail.storage.availability import Availability, DatabaseUnavailable
 from ticketmail.storage.dialect import Conn
 from ticketmail.storage.postgres import begin_write
@@ -114,9 +114,11 @@ def _run_trip(conn: Conn, jobs: Sequence[_Job]) -> list[Outcome]:
             outcomes.append((False, failed))
             continue
         conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+        asked = wakeups.notices(conn)
         try:
             value = job.context.run(job.fn, conn)
         except Exception as exc:
+            wakeups.take_back_notices(conn, asked)  # undone with its rows
             if conn.in_transaction:
                 conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
                 conn.execute(f"RELEASE {_SAVEPOINT}")
@@ -301,8 +303,13 @@ class Writer:
                         conn.execute("ROLLBACK")
                 log.error("commit_failed", jobs=len(jobs), error=error)
                 outcomes = [(False, exc)] * len(jobs)
+            wakeups.take_back_notices(conn, 0)
         else:
             self.commits += 1
+            try:
+                wakeups.send_notices(conn)
+            except Exception as exc:  # committed all the same; the workers' polls make up for it
+                log.warning("outbox_notice_failed", error=f"{type(exc).__name__}: {exc}")
         self._tell(jobs, outcomes)
 
     def _fresh(self, conn: Conn) -> bool:

@@ -125,6 +125,7 @@ class PgConn:
 
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
+        self.notices = 0  # the outbox notices this trip's jobs asked for (`wakeups`)
 
     @property
     def in_transaction(self) -> bool:

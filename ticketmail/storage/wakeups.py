@@ -1,11 +1,15 @@
 """Waking every node's outbox worker (PostgreSQL): NOTIFY when mail is queued, LISTEN for it.
 
-A write job that queues outbox mail says `NOTIFY ticketmail_outbox` inside its transaction,
-so the notice goes out when, and only if, the transaction commits (a job rolled back to its
-savepoint takes its notice with it). Each node's worker LISTENs on a connection of its own
-and is woken at once; the worker's own poll (relay.poll_seconds) stays the backstop for a
-notice missed while that connection was away. On SQLite (one node) the daemon wakes its own
-worker in-process, as before; these do nothing there.
+A write job that queues outbox mail marks its connection (`notify_outbox`); once the trip
+has committed, the writer sends one `NOTIFY ticketmail_outbox` for all of its jobs
+(`send_notices`), in a small transaction of its own that does not wait for the disk
+(`synchronous_commit` off): PostgreSQL serialises the commits of notifying transactions
+with one lock, which inside the trip would be held through the trip's WAL flush, and
+another node's commit would wait for it. A job rolled back to its savepoint takes its mark
+with it (`_writer`). Each node's worker LISTENs on a connection of its own and is woken at
+once; the worker's own poll (relay.poll_seconds) stays the backstop for a notice missed
+(the server gone before the notice was sent, or the listening connection away). On SQLite
+(one node) the daemon wakes its own worker in-process, as before; these do nothing there.
 """
 
 from __future__ import annotations
@@ -16,14 +20,25 @@ from collections.abc import Callable
 import psycopg
 import structlog
 
-from ticketmail.storage.dialect import Conn, is_postgres
-from ticketmail.storage.postgres import CONNECT_TIMEOUT_SECONDS
+from ticketmail.storage.dialect import Conn
+from ticketmail.storage.postgres import CONNECT_TIMEOUT_SECONDS, PgConn
 
-__all__ = ["CHANNEL", "listen_outbox", "notify_outbox"]
+__all__ = [
+    "CHANNEL",
+    "listen_outbox",
+    "notices",
+    "notify_outbox",
+    "send_notices",
+    "take_back_notices",
+]
 
 log = structlog.get_logger()
 
 CHANNEL = "ticketmail_outbox"
+# Several statements in one round trip (the simple protocol): the notice's own transaction,
+# committed without waiting for the WAL's flush (a notice lost in a crash is made up for by
+# every worker's wake after it reconnects, and by its poll).
+_NOTICE = f"BEGIN; SET LOCAL synchronous_commit TO off; NOTIFY {CHANNEL}; COMMIT".encode()
 # After this long without a notice the listening connection is asked `SELECT 1`, so one
 # that went away quietly is noticed and opened again.
 CHECK_SECONDS = 30.0
@@ -32,9 +47,27 @@ RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 def notify_outbox(conn: Conn) -> None:
-    """In a write job: wake every node's outbox worker once the job's transaction commits."""
-    if is_postgres(conn):
-        conn.execute(f"NOTIFY {CHANNEL}")
+    """In a write job: wake every node's outbox worker once the job's trip has committed."""
+    if isinstance(conn, PgConn):
+        conn.notices += 1
+
+
+def notices(conn: Conn) -> int:
+    """How many notices the trip's jobs have asked for so far (0 on SQLite)."""
+    return conn.notices if isinstance(conn, PgConn) else 0
+
+
+def take_back_notices(conn: Conn, count: int) -> None:
+    """A job rolled back (or the whole trip): its notices, asked after `count`, undone."""
+    if isinstance(conn, PgConn):
+        conn.notices = count
+
+
+def send_notices(conn: Conn) -> None:
+    """On the writer, after a trip's COMMIT: the one notice its jobs asked for, if any."""
+    if isinstance(conn, PgConn) and conn.notices:
+        conn.notices = 0
+        conn.raw.execute(_NOTICE)
 
 
 async def listen_outbox(url: str, wake: Callable[[], None]) -> None:
