@@ -13,18 +13,22 @@ rest of the suite runs on."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
-from conftest import eventually_sync
+from conftest import eventually, eventually_sync
 from test_nodes_shared import waits_for_a_lock
 
 from ticketmail.storage import logins
+from ticketmail.storage.database import Database
 from ticketmail.storage.dialect import Conn
 from ticketmail.storage.mails import next_ticket_number, raise_ticket_numbers
+from ticketmail.storage.paths import DatabaseTarget
 from ticketmail.storage.postgres import PgConn, begin_write, connect, migrate
 from ticketmail.storage.records import NewTicket
 from ticketmail.storage.tickets import insert_ticket
@@ -136,6 +140,26 @@ def test_two_jobs_with_one_key_wait_for_each_other(three: tuple[PgConn, PgConn, 
         other = OtherNode(b, alone=False, keys=("ticket:9", "mail:<same@x>"), job=_nothing)
         waits_until_a_commits(other, watcher)
     other.join()
+
+
+async def test_a_job_whose_key_is_held_is_put_off_not_its_trip(
+    tmp_path: Path, three: tuple[PgConn, PgConn, PgConn]
+) -> None:
+    """Node B's writer gets two jobs in one trip while node A's trip holds the key of the
+    first: the second is committed at once (the trip did not wait), the first once A's
+    trip has ended (put off to B's next trips, then waited for)."""
+    a, _, _ = three
+    db = await Database.open(DatabaseTarget("postgres", tmp_path / "unused", a.raw.info.dsn))
+    try:
+        with trip_open(a, alone=False, keys=("ticket:7",)):
+            held = asyncio.ensure_future(db.write(_nothing, alongside=("ticket:7",)))
+            free = asyncio.ensure_future(db.write(_nothing, alongside=("ticket:8",)))
+            await eventually(free.done, what="the job whose key is free, committed meanwhile")
+            assert not held.done()
+        assert await asyncio.wait_for(held, timeout=30) == 1
+        assert free.result() == 1
+    finally:
+        await db.close()
 
 
 def _add_customer(conn: PgConn) -> None:

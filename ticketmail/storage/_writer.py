@@ -33,7 +33,7 @@ import contextvars
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import structlog
@@ -42,7 +42,7 @@ from ticketmail.errors import TicketmailError
 from ticketmail.storage import postgres, wakeups
 from ticketmail.storage.availability import Availability, DatabaseUnavailable
 from ticketmail.storage.dialect import Conn
-from ticketmail.storage.postgres import begin_write
+from ticketmail.storage.postgres import begin_write, try_keys
 
 __all__ = ["MAX_BATCH", "Writer"]
 
@@ -51,6 +51,9 @@ T = TypeVar("T")
 
 # Group commit: at most this many jobs share one COMMIT (one fsync of the WAL).
 MAX_BATCH = 32
+# A job whose key another node's trip holds is put off to the next trip at most this often;
+# then its trip waits for the key (`_run_trip`).
+MAX_PUT_OFF = 3
 # An idle thread waits at most this many turns of the event loop for more jobs.
 HAND_OVER_TURNS = 3
 _SAVEPOINT = "job"
@@ -77,6 +80,7 @@ class _Job:
     future: asyncio.Future[Any]
     flush: Callable[[], None] | None
     alongside: tuple[str, ...] | None  # None: it runs alone (see `Writer.write`)
+    put_off: int = 0  # trips it was put off from (its keys held by another node's)
 
 
 def _flushed(jobs: Sequence[_Job]) -> dict[Callable[[], None], Exception | None]:
@@ -93,25 +97,33 @@ def _flushed(jobs: Sequence[_Job]) -> dict[Callable[[], None], Exception | None]
     return done
 
 
-def _run_trip(conn: Conn, jobs: Sequence[_Job]) -> list[Outcome]:
-    """The jobs' flushes, then each job in a SAVEPOINT of its own, then one COMMIT.
+def _run_trip(conn: Conn, jobs: Sequence[_Job]) -> list[Outcome | None]:
+    """The jobs' flushes, then each job in a SAVEPOINT of its own, then one COMMIT; each
+    job's outcome, or None for a job put off (below).
 
+    A job alongside other nodes' (PostgreSQL) tries its keys: while another node's trip
+    holds one, it is put off to the next trip rather than waited for, so that a trip never
+    waits for another node's; put off MAX_PUT_OFF times, its trip waits for its keys at
+    BEGIN (one order for all, so two trips never wait for each other in a circle).
     Raises only when the transaction itself fails (BEGIN or COMMIT): then nothing of the
     trip is kept.
     """
     flushed = _flushed(jobs)
     alone = any(job.alongside is None for job in jobs)
-    keys = {key for job in jobs for key in job.alongside or ()}
+    waited = {k for job in jobs if job.put_off >= MAX_PUT_OFF for k in job.alongside or ()}
     try:
-        begin_write(conn, alone=alone, keys=keys)
+        begin_write(conn, alone=alone, keys=waited)
     except Exception as exc:
         exc.add_note(_AT_BEGIN)
         raise
-    outcomes: list[Outcome] = []
+    outcomes: list[Outcome | None] = []
     for job in jobs:
         failed = flushed.get(job.flush) if job.flush is not None else None
         if failed is not None:  # what its rows would refer to is not on disk: it does not run
             outcomes.append((False, failed))
+            continue
+        if not alone and job.alongside and not try_keys(conn, job.alongside):
+            outcomes.append(None)  # another node's trip holds one of its keys: put off
             continue
         conn.execute(f"SAVEPOINT {_SAVEPOINT}")
         asked = wakeups.notices(conn)
@@ -124,7 +136,7 @@ def _run_trip(conn: Conn, jobs: Sequence[_Job]) -> list[Outcome]:
                 conn.execute(f"RELEASE {_SAVEPOINT}")
             else:  # SQLite rolled the whole transaction back (disk full, I/O error)
                 gone = TicketmailError("the database rolled the transaction back")
-                outcomes = [(False, gone) if ok else (ok, v) for ok, v in outcomes]
+                outcomes = [(False, gone) if o is not None and o[0] else o for o in outcomes]
                 conn.execute("BEGIN IMMEDIATE")
             outcomes.append((False, exc))
             continue
@@ -196,7 +208,8 @@ class Writer:
         `alongside` (PostgreSQL, several nodes): None, the job runs alone, as every job does
         on SQLite (its trip holds the write lock exclusively, no other node's trip runs
         meanwhile); a sequence of keys, the job is safe beside other nodes' jobs of that kind
-        and its trip holds the write lock shared, plus these keys (see `postgres.begin_write`).
+        and its trip holds the write lock shared, plus these keys (see `postgres.begin_write`;
+        a job whose key another node's trip holds is put off to the next trip, `_run_trip`).
         """
         if asyncio.get_running_loop() is not self._loop:
             raise RuntimeError("a database is written from the event loop it was opened in")
@@ -282,6 +295,7 @@ class Writer:
     def _trip(self, jobs: list[_Job]) -> None:
         conn = self._conn
         assert conn is not None
+        outcomes: Sequence[Outcome | None]
         try:
             try:
                 outcomes = _run_trip(conn, jobs)
@@ -310,7 +324,16 @@ class Writer:
                 wakeups.send_notices(conn)
             except Exception as exc:  # committed all the same; the workers' polls make up for it
                 log.warning("outbox_notice_failed", error=f"{type(exc).__name__}: {exc}")
-        self._tell(jobs, outcomes)
+        put_off = [
+            replace(job, put_off=job.put_off + 1)
+            for job, o in zip(jobs, outcomes, strict=True)
+            if o is None
+        ]
+        if put_off:  # first in the next trip, which follows at once
+            with self._cond:
+                self._jobs.extendleft(reversed(put_off))
+        done = [(job, o) for job, o in zip(jobs, outcomes, strict=True) if o is not None]
+        self._tell([job for job, _ in done], [o for _, o in done])
 
     def _fresh(self, conn: Conn) -> bool:
         """`conn` broke: replaced by a new connection at once, if one can be opened."""

@@ -40,7 +40,7 @@ __all__ = [
     "migrate",
     "reader_pool",
     "translate",
-    "try_hold",
+    "try_keys",
 ]
 
 log = structlog.get_logger()
@@ -159,9 +159,10 @@ def begin_write(conn: Conn, *, alone: bool, keys: Iterable[str] = ()) -> None:
     PostgreSQL: BEGIN plus the advisory write lock every node's writer takes: exclusively
     when one of the trip's jobs must run `alone` (no other node's trip runs meanwhile, as on
     SQLite), else shared (other nodes' trips of such jobs run at the same time), and then
-    each key the jobs name, exclusively, in one order (so two trips never wait on each other
-    in a circle). A key stands for what two nodes' jobs must not do at once: take the same
-    Message-ID in, count the same sender's mails, change the same ticket.
+    `keys`, exclusively, in one order (so two trips never wait on each other in a circle).
+    A key stands for what two nodes' jobs must not do at once: take the same Message-ID in,
+    change the same ticket, count the same address's login failures. The writer passes here
+    only the keys of jobs it put off too often; the others' it tries (`try_keys`).
     """
     if not isinstance(conn, PgConn):
         conn.execute("BEGIN IMMEDIATE")
@@ -179,13 +180,16 @@ def begin_write(conn: Conn, *, alone: bool, keys: Iterable[str] = ()) -> None:
         )
 
 
-def try_hold(conn: Conn, key: str) -> bool:
-    """In a job alongside other nodes' (PostgreSQL): hold `key` till the transaction ends,
-    unless another node's transaction holds it now (False: never waits). SQLite: True."""
+def try_keys(conn: Conn, keys: Iterable[str]) -> bool:
+    """In a trip alongside other nodes' (PostgreSQL): hold every one of `keys` till the
+    transaction ends, unless another node's transaction holds one now (False; the keys
+    this call got stay held, harmlessly, till the trip ends). Never waits. SQLite: True."""
     if not isinstance(conn, PgConn):
         return True
+    ids = sorted({key_id(key) for key in keys})
     row = conn.raw.execute(
-        "SELECT pg_try_advisory_xact_lock(%s, %s)", (KEY_LOCKS, key_id(key))
+        "SELECT bool_and(pg_try_advisory_xact_lock(%s, k)) FROM unnest(%s::integer[]) AS k",
+        (KEY_LOCKS, ids),
     ).fetchone()
     return bool(row and row[0])
 

@@ -33,7 +33,7 @@ from ticketmail.storage import pg_search
 from ticketmail.storage.database import Database
 from ticketmail.storage.dialect import ALONGSIDE, DATABASE_ERRORS, Conn, is_postgres
 from ticketmail.storage.fulltext import GRAMS_TEXT_CHARS, gram_columns
-from ticketmail.storage.postgres import try_hold
+from ticketmail.storage.postgres import try_keys
 
 __all__ = ["SearchIndexer", "catch_up", "index_some", "waiting"]
 
@@ -85,7 +85,7 @@ def index_some(conn: Conn) -> int:
     """Index the oldest waiting articles (a batch) in both indexes; how many still wait.
     A job, alongside other nodes' jobs: while another node indexes a batch, this one
     indexes none (one batch at a time) and says the backlog still waits."""
-    if not try_hold(conn, "search-batch"):
+    if not try_keys(conn, ("search-batch",)):
         return waiting(conn) or 1
     if not _forget_stale(conn):  # an article's old text goes before its new text comes
         return waiting(conn) + 1
