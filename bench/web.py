@@ -104,9 +104,10 @@ def populate_postgres(url: str, *, tickets: int, institutions: int, articles: in
         with conn.raw.transaction():
             _fill(conn, tickets=tickets, institutions=institutions, articles=articles)
         try:
-            with conn.raw.transaction():
-                while index_some(conn):
-                    pass
+            left = 1
+            while left:  # a transaction per batch: one for all would scan every dead row again
+                with conn.raw.transaction():
+                    left = index_some(conn)
             indexed = "indexed at once"
         except psycopg.Error as exc:  # no search index on PostgreSQL in this ticketmail yet
             indexed = f"not indexed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
