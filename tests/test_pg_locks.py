@@ -204,7 +204,8 @@ def test_ticket_numbers_two_nodes_at_once_are_unique_and_never_reused(
 
 def test_first_number_is_raised_at_start_and_never_lowered(pg_url: str) -> None:
     """`raise_ticket_numbers` (the daemon's and the CLI's start) moves the sequence up to
-    `tickets.first_number`; a lower setting later changes nothing."""
+    `tickets.first_number`, and past a ticket written with its own number; a lower setting
+    later changes nothing."""
     conn = connect(pg_url)
     try:
         with trip_open(conn, alone=True):
@@ -215,6 +216,12 @@ def test_first_number_is_raised_at_start_and_never_lowered(pg_url: str) -> None:
             raise_ticket_numbers(conn, first_number=100)
         with trip_open(conn, alone=False):
             assert next_ticket_number(conn, first_number=100) == 5001
+        _add_customer(conn)  # a ticket written with its own number (an import): passed by
+        insert_ticket(conn, NewTicket(7000, "10042", ANNA, "Drucker", False, None), now=NOW)
+        with trip_open(conn, alone=True):
+            raise_ticket_numbers(conn, first_number=100)
+        with trip_open(conn, alone=False):
+            assert next_ticket_number(conn, first_number=100) == 7001
     finally:
         conn.close()
 

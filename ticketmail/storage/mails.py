@@ -95,12 +95,15 @@ def next_ticket_number(conn: Conn, *, first_number: int) -> int:
 
 def raise_ticket_numbers(conn: Conn, *, first_number: int) -> None:
     """In a job that runs alone, at a process's start (PostgreSQL): the sequence of ticket
-    numbers at `first_number` at least, so that the nodes' jobs never need to move it (two
+    numbers at `first_number` at least, and past every ticket's number (rows written with
+    their numbers, as an import does), so that the nodes' jobs never need to move it (two
     doing so at once would wait for each other). SQLite counts from the rows: nothing."""
     if is_postgres(conn):
         conn.execute(
-            "SELECT setval('ticket_numbers', :first, false) FROM ticket_numbers "
-            "WHERE CASE WHEN is_called THEN last_value + 1 ELSE last_value END < :first",
+            "SELECT setval('ticket_numbers', wanted, false) FROM ticket_numbers, "
+            "(SELECT GREATEST(:first, (SELECT COALESCE(MAX(number), 0) + 1 FROM tickets)) "
+            " AS wanted) AS floor "
+            "WHERE CASE WHEN is_called THEN last_value + 1 ELSE last_value END < wanted",
             {"first": first_number},
         )
 
