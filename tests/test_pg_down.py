@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 import pytest
-from conftest import Clock, Env, Sink, eventually, make_mail, smtp_send, write_config
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from conftest import Clock, Env, Received, Sink, eventually, make_mail, smtp_send, write_config
 from pgcluster import PgCluster
 from structlog.testing import capture_logs
 from web_support import Client, logged_in
@@ -41,6 +43,38 @@ FAST_SECONDS = 2.0
 def cluster(pg_cluster: PgCluster) -> PgCluster:
     """The cluster whose server the test stops and starts."""
     return pg_cluster
+
+
+@dataclass
+class GatedSink(Sink):
+    """The real sink; once `hold` is set, the next mail is taken (250) only when the test
+    opens `gate`, and the mails after it are answered `then`."""
+
+    hold: bool = False
+    held: asyncio.Event = field(default_factory=asyncio.Event)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    then: str | None = None
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if not self.hold:
+            return await super().handle_DATA(server, session, envelope)
+        if self.held.is_set():
+            return self.then or await super().handle_DATA(server, session, envelope)
+        self.held.set()
+        await self.gate.wait()
+        content = envelope.original_content or b""
+        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), content))
+        return "250 2.0.0 Ok: queued"
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[GatedSink]:
+    """This module's sink (the daemon's relay): a gated one, open unless a test holds it."""
+    s = GatedSink()
+    await s.start()
+    yield s
+    s.gate.set()
+    await s.stop()
 
 
 @pytest.fixture
@@ -210,6 +244,78 @@ async def down_and_back(
     assert code == 250
     assert stored(env, before) == (1, 1)
     assert stored(env, "<during-1@client.example>") == (0, 0)
+
+
+def outbox(env: Env) -> list[Any]:
+    conn = open_reader(_target(env))
+    try:
+        return list(
+            conn.execute(
+                "SELECT id, status, attempts, claimed_by, lease_until FROM outbox ORDER BY id"
+            ).fetchall()
+        )
+    finally:
+        conn.close()
+
+
+async def test_conclusions_the_database_missed_are_made_good_once_it_is_back(
+    pg_env: Env, cluster: PgCluster, sink: GatedSink, clock: Clock
+) -> None:
+    """The database stops while the outbox worker holds a claim of two: the relay takes the
+    first (its mark cannot be written), refuses the second for now (its deferral cannot be
+    written). Once the database is back the worker writes both at its next pass, without
+    waiting for their leases to run out (the clock stands still here): the first is sent,
+    and only once; the second goes out at its retry; no repeat, no lease run out."""
+    env = pg_env
+    worker = env.daemon.worker
+    assert worker is not None
+    sink.answer = "451 4.3.0 try again later"  # both confirmations deferred: due together
+    for n in range(2):
+        assert (await send(env, f"<gated-{n}@client.example>"))[0] == 250
+    await eventually(
+        lambda: [(r["status"], r["attempts"]) for r in outbox(env)] == [("queued", 1)] * 2,
+        what=lambda: f"outbox: {[tuple(r) for r in outbox(env)]}",
+    )
+    sink.answer, sink.hold, sink.then = None, True, "451 4.3.0 try again later"
+    clock.advance(seconds=2)
+    with capture_logs() as events:
+        worker.wake()
+        await asyncio.wait_for(sink.held.wait(), timeout=10)
+        claims = outbox(env)
+        assert [r["claimed_by"] for r in claims] == [env.config.node_name] * 2, claims
+        await asyncio.to_thread(cluster.stop_server, "immediate")
+        sink.gate.set()  # the relay takes the first; the second is answered 451
+        await eventually(
+            lambda: any(e["event"] == "outbox_worker_waiting" for e in events),
+            what="the outbox worker waiting for the database",
+        )
+        sink.then = None
+        await asyncio.to_thread(cluster.start_server)
+
+        def concluded() -> bool:
+            worker.wake()
+            return [(r["status"], r["attempts"]) for r in outbox(env)] == [
+                ("sent", 2),
+                ("queued", 2),
+            ]
+
+        await eventually(
+            concluded,
+            seconds=BACK_SECONDS,
+            what=lambda: f"outbox: {[tuple(r) for r in outbox(env)]}",
+        )
+        assert all(r["lease_until"] is None for r in outbox(env))
+        assert len(sink.received) == 1
+        clock.advance(seconds=2)  # the second's retry is due
+        worker.wake()
+        await sink.wait_for(2)
+        await eventually(
+            lambda: [r["status"] for r in outbox(env)] == ["sent", "sent"], what="both sent"
+        )
+    assert len({r.raw for r in sink.received}) == 2
+    said = [e["event"] for e in events]
+    assert "outbox_owed_concluded" in said
+    assert "outbox_lease_expired" not in said
 
 
 async def test_every_250_stored_once_under_load(pg_env: Env, cluster: PgCluster) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -239,6 +240,10 @@ class OutboxWorker:
         self.lease = timedelta(seconds=self.send_seconds + LEASE_MARGIN_SECONDS)
         self._wake = asyncio.Event()
         self._stopping = False
+        # Conclusions the database missed (it was away): a mark, a deferral, a release.
+        # Made good at the next pass, before anything is claimed, so that the entries they
+        # hold need not wait out their leases (a mail the relay took is not sent again).
+        self._owed: list[Callable[[], Awaitable[None]]] = []
 
     def wake(self) -> None:
         self._wake.set()
@@ -307,16 +312,22 @@ class OutboxWorker:
         claim's lease grew too short for a send) is given back at once.
 
         A sent entry is marked in the database while the next one goes out (the marks of a
-        batch are all committed before the next claim, so nothing is sent twice).
+        batch are all committed before the next claim, so nothing is sent twice). A mark,
+        deferral or release the database missed is owed, and made good first thing at the
+        next pass.
         """
+        await self._make_good()
         attempted = 0
         marks: list[asyncio.Task[None]] = []
         claimed: list[OutboxDue] = []
-        try:
+        async with contextlib.AsyncExitStack() as finish:  # each step, whatever failed before
+            finish.push_async_callback(self.transport.idle)
+            finish.push_async_callback(self._give_back, claimed)
+            finish.push_async_callback(_settled, marks)
             while not self._stopping:
                 await _settled(marks)
                 await self._give_back(claimed)
-                claimed = await self.store.claim_outbox(
+                claimed[:] = await self.store.claim_outbox(
                     node=self.node, now=self.clock(), lease=self.lease
                 )
                 if not claimed:
@@ -329,19 +340,42 @@ class OutboxWorker:
                         break  # too little of its lease left: given back, claimed afresh
                     del claimed[0]
                     if await self._attempt(entry):
-                        marks.append(asyncio.create_task(self._sent(entry), name="outbox-mark"))
+                        marks.append(
+                            asyncio.create_task(
+                                self._conclude(functools.partial(self._sent, entry)),
+                                name="outbox-mark",
+                            )
+                        )
                     attempted += 1
-        finally:
-            await _settled(marks)
-            await self._give_back(claimed)
-            await self.transport.idle()
         return attempted
+
+    async def _conclude(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Take `step` (a conclusion in the database); owed when the database is away."""
+        try:
+            await step()
+        except Exception as exc:
+            if unavailable(exc):
+                self._owed.append(step)
+            raise
+
+    async def _make_good(self) -> None:
+        """The conclusions owed from passes the database missed, in their order."""
+        count = len(self._owed)
+        while self._owed:
+            await self._owed[0]()
+            del self._owed[0]
+        if count:
+            log.info("outbox_owed_concluded", count=count)
 
     async def _give_back(self, claimed: list[OutboxDue]) -> None:
         if claimed:
-            released = await self.store.release_outbox(claimed)
-            log.info("outbox_released", count=released, outbox=[e.id for e in claimed])
+            entries = claimed[:]
             claimed.clear()
+            await self._conclude(lambda: self._release(entries))
+
+    async def _release(self, entries: list[OutboxDue]) -> None:
+        released = await self.store.release_outbox(entries)
+        log.info("outbox_released", count=released, outbox=[e.id for e in entries])
 
     def _note_repeat(self, entry: OutboxDue) -> None:
         """A lease ran out on this entry: its node may have sent it already (counted)."""
@@ -366,13 +400,13 @@ class OutboxWorker:
                     entry.raw, sender=entry.sender, recipient=entry.recipient, name=name
                 )
         except RelayError as exc:
-            await self._failed(entry, str(exc), permanent=exc.permanent)
-            return False
+            error, permanent = str(exc), exc.permanent
         except TimeoutError:
-            error = f"the send took longer than {self.send_seconds:g} s"
-            await self._failed(entry, error, permanent=False)
-            return False
-        return True
+            error, permanent = f"the send took longer than {self.send_seconds:g} s", False
+        else:
+            return True
+        await self._conclude(lambda: self._failed(entry, error, permanent=permanent))
+        return False
 
     async def _sent(self, entry: OutboxDue) -> None:
         await self.store.outbox_sent(entry.id, now=self.clock())
