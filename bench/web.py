@@ -570,7 +570,7 @@ def print_troubles(backend: str, path: Path) -> None:
             entry = {"event": line}
         if not isinstance(entry, dict):
             continue
-        error = str(entry.get("error", "")).splitlines()[:1]
+        error = str(entry.get("error") or entry.get("reason") or "").splitlines()[:1]
         found[" ".join([str(entry.get("event", "?")).strip()[:100], *error])] += 1
     for what, count in found.most_common(8):
         print(f"# {backend} daemon logged {count} x {what}", file=sys.stderr)

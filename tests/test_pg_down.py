@@ -8,6 +8,7 @@ should one fail while it is stopped), each on a fresh database of its own.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from web_support import Client, logged_in
 
 from ticketmail.config import load_config
 from ticketmail.daemon import Daemon
+from ticketmail.storage.database import READERS, Database
 from ticketmail.storage.paths import DatabaseTarget
 from ticketmail.storage.readers import open_reader
 from ticketmail.web.reader import READER_THREADS
@@ -382,3 +384,33 @@ async def test_reader_connection_replaced_after_restart(pg_env: Env, cluster: Pg
         page = await client.get("/tickets")
         assert page.status_code == 200, page.text
     await client.close()
+
+
+async def test_reads_queued_for_a_busy_pool_are_not_the_database_gone(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Many more reads at once than there are pooled reader connections (and threads): each
+    waits its turn and is answered; none times out, and the node never takes a busy pool for
+    the database being away (20 searches at once made every page 503 and SMTP 451). A read
+    cancelled while waiting for a connection gives it back."""
+    db = await Database.open(DatabaseTarget("postgres", tmp_path / "unused", pg_url))
+    try:
+        reads = 4 * (min(32, (os.cpu_count() or 1) + 4))  # more than the default executor's
+        rows = await asyncio.wait_for(
+            asyncio.gather(*(db.fetchall("SELECT ?, pg_sleep(0.02)", (n,)) for n in range(reads))),
+            timeout=BACK_SECONDS * 2,
+        )
+        assert sorted(r[0][0] for r in rows) == list(range(reads))
+        assert db.availability.up
+        cut = [asyncio.create_task(db.fetchall("SELECT pg_sleep(0.2)")) for _ in range(8)]
+        await asyncio.sleep(0)  # each under way: a place taken, a thread in the pool
+        for task in cut:
+            task.cancel()
+        await asyncio.gather(*cut, return_exceptions=True)
+        after = await asyncio.wait_for(
+            asyncio.gather(*(db.fetchone("SELECT 1") for _ in range(2 * READERS))), timeout=8
+        )
+        assert after == [after[0]] * (2 * READERS)
+        assert db.availability.up
+    finally:
+        await db.close()

@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiosqlite
@@ -158,25 +158,50 @@ class _PgReading:
 class _PgReaders:
     """PostgreSQL's readers: up to READERS pooled read-only connections (psycopg_pool); none
     asked for while the database is away, and a broken one is replaced (the pool checks
-    each when it is taken and drops it when it comes back broken)."""
+    each when it is taken and drops it when it comes back broken).
+
+    Reads wait for a free connection here, in the event loop, never in a thread: a thread
+    waiting in the pool's `getconn` for a connection held by a read that needs a thread to
+    run its query starved the threads under load (20 searches at once: the pool's timeout,
+    taken for the database being away, made every page 503 and SMTP answer 451). Only a
+    read that holds a place asks the pool, so `getconn` waits only for a connection being
+    opened: its timeout does mean the database is away."""
 
     def __init__(self, url: str, availability: Availability) -> None:
         self._pool = postgres.reader_pool(url, size=READERS)
         self._availability = availability
+        self._places = asyncio.Semaphore(READERS)
 
     async def take(self) -> _PgReading:
         self._availability.check()
+        await self._places.acquire()
+        getting = asyncio.ensure_future(asyncio.to_thread(self._pool.getconn))
         try:
-            raw = await asyncio.to_thread(self._pool.getconn)
+            raw = await asyncio.shield(getting)
+        except asyncio.CancelledError:
+            getting.add_done_callback(self._give_back_late)  # the thread still gets one
+            raise
         except Exception as exc:
+            self._places.release()
             if not unavailable(exc):
                 raise
             self._availability.lost(f"{type(exc).__name__}: {exc}")
             raise DatabaseUnavailable("the database is unavailable") from exc
         return _PgReading(postgres.PgConn(raw), self._availability)
 
+    def _give_back_late(self, getting: asyncio.Future[Any]) -> None:
+        """A take cancelled while its thread was in `getconn`: what it got goes back."""
+        try:
+            if not getting.cancelled() and getting.exception() is None:
+                self._pool.putconn(getting.result())
+        finally:
+            self._places.release()
+
     def give_back(self, reading: _PgReading) -> None:
-        self._pool.putconn(reading.conn.raw)
+        try:
+            self._pool.putconn(reading.conn.raw)
+        finally:
+            self._places.release()
 
     async def close(self) -> None:
         await asyncio.to_thread(self._pool.close, READER_CLOSE_SECONDS)
