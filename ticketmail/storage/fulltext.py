@@ -39,8 +39,8 @@ from typing import Any
 
 from psycopg import errors as pg_errors
 
-from ticketmail.storage.dialect import Conn, is_postgres
-from ticketmail.storage.postgres import STATEMENT_TIMEOUT_MS
+from ticketmail.storage.dialect import Conn
+from ticketmail.storage.postgres import STATEMENT_TIMEOUT_MS, PgConn
 
 __all__ = [
     "GRAMS_TEXT_CHARS",
@@ -163,24 +163,7 @@ class Budget:
         return 0
 
     @contextmanager
-    def limit(self, conn: Conn) -> Iterator[None]:
-        if is_postgres(conn):  # the server cancels a statement at the time left
-            left = self.left()
-            ms = math.ceil(left * 1000) if left < BUDGET_CAP else STATEMENT_TIMEOUT_MS
-            # Custom plans only, on this connection from now on: a plan made once for any
-            # LIKE pattern (psycopg prepares a statement run five times) knows no term's
-            # rarity, and reads every row of the index instead of its GIN postings.
-            conn.execute(
-                "SELECT set_config('statement_timeout', ?, false), "
-                "set_config('plan_cache_mode', 'force_custom_plan', false)",
-                (str(max(1, ms)),),
-            )
-            try:
-                yield
-            finally:
-                conn.execute("RESET statement_timeout")  # the connection's own again
-            return
-        assert isinstance(conn, sqlite3.Connection)
+    def _progress(self, conn: sqlite3.Connection) -> Iterator[None]:
         conn.set_progress_handler(self._over, PROGRESS_STEPS)
         try:
             yield
@@ -193,16 +176,41 @@ class Budget:
         if self.cut or self.left() <= 0:
             self.cut = True
             return None
-        with self.limit(conn):
+        if isinstance(conn, PgConn):
+            return self._one_pg(conn, sql, params)
+        assert isinstance(conn, sqlite3.Connection)
+        with self._progress(conn):
             try:
                 row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
             except sqlite3.OperationalError:
                 if not self.cut:  # not ours: a real error
                     raise
                 return None
-            except pg_errors.QueryCanceled:  # PostgreSQL's statement_timeout: the deadline
-                self.cut = True
-                return None
+        return tuple(row) if row is not None else None
+
+    def _one_pg(self, conn: PgConn, sql: str, params: object) -> tuple[object, ...] | None:
+        """PostgreSQL: the server cancels the statement at the time left. The connection's
+        statement_timeout set to it, the statement, the timeout given back: one round trip
+        (a pipeline; in autocommit each is synced on its own, so the RESET runs even after
+        a cancel). Custom plans only, on this connection from now on: a plan made once for
+        any LIKE pattern (psycopg prepares a statement run five times) knows no term's
+        rarity, and reads every row of the index instead of its GIN postings."""
+        left = self.left()
+        ms = math.ceil(left * 1000) if left < BUDGET_CAP else STATEMENT_TIMEOUT_MS
+        try:
+            with conn.raw.pipeline():
+                conn.execute(
+                    "SELECT set_config('statement_timeout', ?, false), "
+                    "set_config('plan_cache_mode', 'force_custom_plan', false)",
+                    (str(max(1, ms)),),
+                )
+                cursor = conn.execute(sql, params)  # type: ignore[arg-type]
+                conn.execute("RESET statement_timeout")  # the connection's own again
+            row = cursor.fetchone()
+        except pg_errors.QueryCanceled:  # the deadline
+            conn.execute("RESET statement_timeout")
+            self.cut = True
+            return None
         return tuple(row) if row is not None else None
 
 
