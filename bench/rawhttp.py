@@ -30,6 +30,19 @@ class RawClient:
         self._writer: asyncio.StreamWriter | None = None
 
     async def get(self, path: str) -> RawResponse:
+        """GET `path`; once more on a new connection when the server had closed the kept
+        one while it was idle (its keep-alive timeout: nothing of an answer came back), as
+        an HTTP client does for a GET."""
+        reused = self._writer is not None
+        try:
+            return await self._get(path)
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            if not reused or (isinstance(exc, asyncio.IncompleteReadError) and exc.partial):
+                raise
+            await self.aclose()
+            return await self._get(path)
+
+    async def _get(self, path: str) -> RawResponse:
         if self._writer is None or self._reader is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         cookie = f"Cookie: {self.cookie}\r\n" if self.cookie else ""

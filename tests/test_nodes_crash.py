@@ -52,7 +52,10 @@ BOTH_SHARE = 0.15  # mails delivered to both nodes at once
 UP_SECONDS = (0.3, 1.2)  # how long node A serves before a kill
 DOWN_SECONDS = 1.5  # how long the database stays stopped
 LOAD_SECONDS = 40.0  # bound on the kill phase
-DRAIN_SECONDS = 90.0  # a send cut by the database stop waits out its lease (40 s here)
+# A killed node's claims end when it starts again, and what a node could not write while
+# the database was stopped it writes once it is back; no claim waits out its lease (40 s a
+# mail here, up to 200 s for the fifth of a claim), or the drain would take that long.
+DRAIN_SECONDS = 90.0
 
 
 @dataclass

@@ -9,12 +9,14 @@ kept per writer, so that two nodes opening tickets never wait for one row.
 Each "node" here is a connection of its own running its trip as the writer thread does
 (`begin_write`, the job, COMMIT), the second one on a thread, watched through
 `pg_stat_activity`. These are PostgreSQL's rules, so they run on it whatever backend the
-rest of the suite runs on."""
+rest of the suite runs on. Two nodes started at once on an empty database make its schema
+once (the migration's advisory lock)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,14 +24,17 @@ from pathlib import Path
 
 import pytest
 from conftest import eventually, eventually_sync
+from pgcluster import PgCluster
+from structlog.testing import capture_logs
 from test_nodes_shared import waits_for_a_lock
 
 from ticketmail.storage import logins
+from ticketmail.storage._schema import SCHEMA_VERSION
 from ticketmail.storage.database import Database
 from ticketmail.storage.dialect import Conn
 from ticketmail.storage.mails import next_ticket_number, raise_ticket_numbers
 from ticketmail.storage.paths import DatabaseTarget
-from ticketmail.storage.postgres import PgConn, begin_write, connect, migrate
+from ticketmail.storage.postgres import MIGRATE_LOCK, PgConn, begin_write, connect, migrate
 from ticketmail.storage.records import NewTicket
 from ticketmail.storage.tickets import insert_ticket
 
@@ -281,3 +286,47 @@ def test_login_failures_wait_only_for_the_same_address(
     assert same.join() is True  # the fifth, counted after the fourth: locked
     locks = a.execute("SELECT COUNT(*) FROM login_locks WHERE email = ?", (ANNA,)).fetchone()
     assert locks[0] == 1
+
+
+def test_two_nodes_starting_on_an_empty_database_make_its_schema_once(
+    pg_cluster: PgCluster,
+) -> None:
+    """Two nodes started at the same moment on an empty database: one makes the schema, the
+    other waits for it (the migration's advisory lock), then finds it made; both go on."""
+    name = f"empty_{uuid.uuid4().hex[:12]}"
+    pg_cluster.psql(f'CREATE DATABASE "{name}"')
+    url = pg_cluster.url(name)
+    watcher, a, b = connect(url), connect(url), connect(url)
+    try:
+        watcher.execute("SELECT pg_advisory_lock(?)", (MIGRATE_LOCK,))  # both must queue
+        errors: list[BaseException] = []
+
+        def start(conn: PgConn) -> None:
+            try:
+                migrate(conn)
+            except BaseException as exc:
+                errors.append(exc)
+
+        with capture_logs() as events:
+            nodes = [threading.Thread(target=start, args=(c,)) for c in (a, b)]
+            for node in nodes:
+                node.start()
+            eventually_sync(
+                lambda: waits_for_a_lock(watcher, a) and waits_for_a_lock(watcher, b),
+                what="both nodes waiting to migrate",
+            )
+            watcher.execute("SELECT pg_advisory_unlock(?)", (MIGRATE_LOCK,))
+            for node in nodes:
+                node.join(timeout=60)
+                assert not node.is_alive(), "a node's migration never ended"
+        assert errors == []
+        made = [e for e in events if e["event"] == "schema_migrated"]
+        assert [(e["found"], e["version"]) for e in made] == [(0, SCHEMA_VERSION)]
+        (version,) = watcher.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'"
+        ).fetchone()
+        assert int(version) == SCHEMA_VERSION
+    finally:
+        for conn in (watcher, a, b):
+            conn.close()
+        pg_cluster.drop_database(name)
