@@ -92,9 +92,8 @@ async def test_pasted_screenshot_becomes_attachment_of_new_ticket(
     assert not await dispatch(page, "paste", "#body", _file("image.png", "image/png", shot))
     thumb = page.locator(f"ul.thumbs li img[alt='{name}']")
     await expect(thumb).to_be_visible(timeout=WAIT)
-    await page.wait_for_function(
-        f"document.querySelector(\"ul.thumbs img[alt='{name}']\").naturalWidth === 64",
-        timeout=WAIT,
+    await expect(page.locator(f"ul.thumbs img[alt='{name}']")).to_have_js_property(
+        "naturalWidth", 64, timeout=WAIT
     )  # the thumbnail loads (a data: URL, which the CSP allows)
     assert await page.evaluate("document.getElementById('attachments').files.length") == 1
     # A paste of text (no image) is not taken: the browser's default runs.
@@ -264,9 +263,8 @@ async def test_desk_shows_attached_png_inline_linking_to_full_size(
     image = page.locator("article img[alt='fehler.png']")
     await expect(image).to_have_count(1, timeout=WAIT)
     await image.scroll_into_view_if_needed()
-    await page.wait_for_function(
-        "document.querySelector(\"article img[alt='fehler.png']\").naturalWidth === 40",
-        timeout=WAIT,
+    await expect(page.locator("article img[alt='fehler.png']")).to_have_js_property(
+        "naturalWidth", 40, timeout=WAIT
     )
     assert await image.get_attribute("src") == url
     assert await page.locator(f"article a[href='{url}'] > img").count() == 1  # full size

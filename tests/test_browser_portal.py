@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO, Env, make_mail
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright, expect
 from test_web_tickets import hostile_mail
 from web_support import PASSWORD, logged_in, next_mail_to, png
 
@@ -141,10 +141,10 @@ async def test_register_confirm_approve_open_reply_logout_in_chromium(
     number = int(page.url.rsplit("/", 1)[1])
     assert await page.locator("img[alt='bildschirmfoto.png']").count() == 1
     await page.locator("img[alt='bildschirmfoto.png']").scroll_into_view_if_needed()
-    await page.wait_for_function(
-        "document.querySelector(\"img[alt='bildschirmfoto.png']\").naturalWidth === 64",
-        timeout=10_000,
-    )  # the screenshot shows as an image
+    await expect(page.locator("img[alt='bildschirmfoto.png']")).to_have_js_property(
+        "naturalWidth", 64, timeout=10_000
+    )  # the screenshot shows as an image (expect: a string predicate needs eval, which the
+    # page's CSP forbids once it has to poll)
     await page.get_by_label("Ihre Nachricht").fill("Auch im Raum 12.")
     await page.get_by_role("button", name="Antwort senden").click()
     await page.wait_for_url(f"**/tickets/{number}")
