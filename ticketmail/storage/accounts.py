@@ -508,7 +508,7 @@ def ticket_page(conn: Conn, customer: str, number: int) -> WebTicketPage | None:
         "AND a.automatic = 0 AND a.direction IN ('in', 'out') "
         "ORDER BY f.id",
         (number,),
-    ):
+    ).fetchall():
         files.setdefault(f["article"], []).append(
             WebAttachment(f["id"], f["filename"], f["content_type"], f["size"], f["sha256"])
         )
@@ -531,7 +531,7 @@ def ticket_page(conn: Conn, customer: str, number: int) -> WebTicketPage | None:
             "LEFT JOIN users u ON u.email = a.sender AND a.direction = 'in' "
             "WHERE a.ticket = ? AND a.automatic = 0 AND a.direction IN ('in', 'out') ORDER BY a.id",
             (number,),
-        )
+        ).fetchall()  # all at once: psycopg steps through a cursor's rows in Python
     )
     return WebTicketPage(_web_ticket(row), row["previous_number"], articles, row["channel"])
 

@@ -76,6 +76,9 @@ def translate(sql: str) -> str:
     return _TOKEN.sub(_token, sql)
 
 
+_item = tuple.__getitem__
+
+
 class _Row(tuple[Any, ...]):
     """A row by position or by column name (the class of a query's columns, `_row_class`)."""
 
@@ -84,9 +87,9 @@ class _Row(tuple[Any, ...]):
     _names: ClassVar[tuple[str, ...]] = ()
 
     def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, str):
-            return tuple.__getitem__(self, self._index[key])
-        return tuple.__getitem__(self, key)
+        if key.__class__ is str:  # (read per column of every row a page shows: kept lean)
+            return _item(self, self._index[key])
+        return _item(self, key)
 
     def keys(self) -> list[str]:
         return list(self._names)
