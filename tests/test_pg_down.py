@@ -105,27 +105,24 @@ async def pg_env(
         await daemon.stop(grace=5)
 
 
-def stored(env: Env, message_id: str) -> tuple[int, int]:
-    """(rows in messages, rows in articles) carrying `message_id`."""
+def _rows(env: Env, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
+    """Rows of one query on the test's PostgreSQL database, read-only."""
     conn = open_reader(_target(env))
     try:
-        (messages,) = conn.execute(
-            "SELECT COUNT(*) FROM messages WHERE message_id = ?", (message_id,)
-        ).fetchone()
-        (articles,) = conn.execute(
-            "SELECT COUNT(*) FROM articles WHERE message_id = ?", (message_id,)
-        ).fetchone()
+        return list(conn.execute(sql, params).fetchall())
     finally:
         conn.close()
+
+
+def stored(env: Env, message_id: str) -> tuple[int, int]:
+    """(rows in messages, rows in articles) carrying `message_id`."""
+    [(messages,)] = _rows(env, "SELECT COUNT(*) FROM messages WHERE message_id = ?", (message_id,))
+    [(articles,)] = _rows(env, "SELECT COUNT(*) FROM articles WHERE message_id = ?", (message_id,))
     return int(messages), int(articles)
 
 
 def quarantined(env: Env) -> int:
-    conn = open_reader(_target(env))
-    try:
-        (count,) = conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()
-    finally:
-        conn.close()
+    [(count,)] = _rows(env, "SELECT COUNT(*) FROM quarantine")
     return int(count)
 
 
@@ -249,15 +246,9 @@ async def down_and_back(
 
 
 def outbox(env: Env) -> list[Any]:
-    conn = open_reader(_target(env))
-    try:
-        return list(
-            conn.execute(
-                "SELECT id, status, attempts, claimed_by, lease_until FROM outbox ORDER BY id"
-            ).fetchall()
-        )
-    finally:
-        conn.close()
+    return _rows(
+        env, "SELECT id, status, attempts, claimed_by, lease_until FROM outbox ORDER BY id"
+    )
 
 
 async def test_conclusions_the_database_missed_are_made_good_once_it_is_back(

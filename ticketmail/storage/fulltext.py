@@ -207,8 +207,7 @@ class Budget:
                 cursor = conn.execute(sql, params)  # type: ignore[arg-type]
                 conn.execute("RESET statement_timeout")  # the connection's own again
             row = cursor.fetchone()
-        except pg_errors.QueryCanceled:  # the deadline
-            conn.execute("RESET statement_timeout")
+        except pg_errors.QueryCanceled:  # the deadline (the RESET after it still ran)
             self.cut = True
             return None
         return tuple(row) if row is not None else None
